@@ -1,0 +1,186 @@
+"""Typed configuration for a training run.
+
+One object, :class:`TrainConfig`, is used by the CLI (``astropt train``), the job
+service (``POST /jobs``) and the tests. Unknown fields are errors, and
+inconsistent combinations fail at construction with a message naming the field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+TOKENS_PER_IMAGE = 576
+AION_VOCAB_SIZE = 10_000
+DEFAULT_BANDS = ("DES-G", "DES-R", "DES-I", "DES-Z")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelSettings(_Strict):
+    """Transformer shape. Defaults are a small CPU-friendly model."""
+
+    n_layer: int = Field(4, ge=1, le=96)
+    n_head: int = Field(4, ge=1, le=128)
+    n_embd: int = Field(128, ge=8, le=16384)
+    block_size: int = Field(1024, ge=2, description="Longest sequence the model accepts.")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    bias: bool = False
+    attn_type: Literal["causal", "full"] = "causal"
+    vocab_size: int = Field(AION_VOCAB_SIZE, ge=0, description="Codec vocabulary; 0 = continuous.")
+
+    @model_validator(mode="after")
+    def _check_shape(self) -> ModelSettings:
+        if self.n_embd % self.n_head:
+            raise ValueError(
+                f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}); "
+                f"try n_embd={self.n_head * max(1, round(self.n_embd / self.n_head))}"
+            )
+        if self.block_size < TOKENS_PER_IMAGE - 1:
+            raise ValueError(
+                f"block_size ({self.block_size}) is too small: an AION image is "
+                f"{TOKENS_PER_IMAGE} tokens, so the model sees {TOKENS_PER_IMAGE - 1} "
+                f"per step; use block_size >= {TOKENS_PER_IMAGE - 1}"
+            )
+        if self.vocab_size not in (0, AION_VOCAB_SIZE):
+            raise ValueError(
+                f"vocab_size ({self.vocab_size}) must equal the AION codec's "
+                f"{AION_VOCAB_SIZE} codes (or 0 for continuous patches)"
+            )
+        return self
+
+
+class DataSettings(_Strict):
+    """Where galaxy images come from.
+
+    ``mock``: the embedded GalSim mock (generated on first use into ``path`` or the
+    run's data cache). ``hf``: a Hugging Face dataset (streamed by default).
+    ``local``: a directory of FITS/``.npy`` cubes or Parquet/Arrow files.
+    """
+
+    source: Literal["mock", "hf", "local"] = "mock"
+    path: str | None = Field(None, description="Local directory/file (local) or mock cache dir.")
+    hf_dataset: str = "Smith42/legacysurvey_hsc_crossmatched"
+    hf_split: str = "train"
+    image_column: str = Field(
+        "legacysurvey_image", description="Column holding the image dict (renamed to 'image')."
+    )
+    streaming: bool = True
+    n_mock: int = Field(2048, ge=8, description="Galaxies in the mock data set.")
+    mock_seed: int = 0
+    val_fraction: float = Field(0.05, gt=0.0, lt=0.5)
+    shuffle_buffer: int = Field(1000, ge=1, description="Shuffle buffer for streamed sources.")
+    bands: tuple[str, ...] = DEFAULT_BANDS
+    cache_tokens: bool = Field(
+        True, description="Tokenise finite data sets once per codec and reuse the tokens."
+    )
+
+    @model_validator(mode="after")
+    def _check_source(self) -> DataSettings:
+        if self.source == "local" and not self.path:
+            raise ValueError("data.path is required when data.source is 'local'")
+        if self.source == "local" and not Path(self.path).expanduser().exists():
+            raise ValueError(f"data.path does not exist: {self.path}")
+        if len(self.bands) != 4:
+            raise ValueError(f"data.bands must name 4 bands (g, r, i, z), got {list(self.bands)}")
+        return self
+
+
+class OptimSettings(_Strict):
+    learning_rate: float = Field(6e-4, gt=0)
+    min_lr: float | None = Field(None, ge=0, description="Defaults to learning_rate / 10.")
+    weight_decay: float = Field(0.1, ge=0)
+    beta1: float = Field(0.9, gt=0, lt=1)
+    beta2: float = Field(0.95, gt=0, lt=1)
+    grad_clip: float = Field(1.0, ge=0, description="0 disables clipping.")
+    warmup_iters: int = Field(50, ge=0)
+    lr_decay_iters: int | None = Field(None, ge=1, description="Defaults to max_iters.")
+
+
+class TrainConfig(_Strict):
+    """Everything a training run needs. Serialises to/from YAML and JSON."""
+
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    data: DataSettings = Field(default_factory=DataSettings)
+    optim: OptimSettings = Field(default_factory=OptimSettings)
+    codec: str = Field(
+        "default",
+        description="Codec spec: 'default', 'shipped', a hub id, a local directory, "
+        "or 'random:SEED' (untrained, for tests).",
+    )
+    out_dir: str = "runs/default"
+    batch_size: int = Field(8, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    max_iters: int = Field(500, ge=1)
+    eval_interval: int = Field(100, ge=1)
+    eval_iters: int = Field(10, ge=1)
+    log_interval: int = Field(10, ge=1)
+    checkpoint_interval: int = Field(0, ge=0, description="Also checkpoint every N iters; 0 = off.")
+    n_val_images: int = Field(4, ge=0, le=16)
+    device: str = Field("auto", description="'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    compile: Literal["auto", "on", "off"] = "auto"
+    seed: int = 1337
+    num_threads: int = Field(0, ge=0, description="CPU threads for torch; 0 = torch default.")
+
+    @model_validator(mode="after")
+    def _check_iters(self) -> TrainConfig:
+        if self.optim.lr_decay_iters is not None and self.optim.lr_decay_iters < self.optim.warmup_iters:
+            raise ValueError("optim.lr_decay_iters must be >= optim.warmup_iters")
+        return self
+
+    @property
+    def min_lr(self) -> float:
+        o = self.optim
+        return o.min_lr if o.min_lr is not None else o.learning_rate / 10
+
+    @property
+    def lr_decay_iters(self) -> int:
+        return self.optim.lr_decay_iters or self.max_iters
+
+    # -- (de)serialisation -------------------------------------------------
+    @classmethod
+    def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        raw = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(raw, dict):
+            raise ValueError(f"{path}: expected a mapping at the top level")
+        return cls.from_dict(raw, overrides)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], overrides: list[str] | None = None) -> TrainConfig:
+        raw = _deep_copy(raw)
+        for item in overrides or []:
+            apply_override(raw, item)
+        return cls.model_validate(raw)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def apply_override(raw: dict[str, Any], item: str) -> None:
+    """Apply ``a.b.c=value`` to a nested dict; the value is parsed as YAML."""
+    if "=" not in item:
+        raise ValueError(f"override {item!r} must look like key=value (e.g. optim.learning_rate=1e-3)")
+    key, _, value = item.partition("=")
+    parts = [p for p in key.strip().split(".") if p]
+    if not parts:
+        raise ValueError(f"override {item!r} has an empty key")
+    node = raw
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ValueError(f"override {item!r}: {part!r} is not a section")
+        node = child
+    node[parts[-1]] = yaml.safe_load(value)
+
+
+def _deep_copy(raw: dict[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in raw.items()}
