@@ -32,7 +32,7 @@ class ModelSettings(_Strict):
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     bias: bool = False
     attn_type: Literal["causal", "full"] = "causal"
-    vocab_size: int = Field(AION_VOCAB_SIZE, ge=0, description="Codec vocabulary; 0 = continuous.")
+    vocab_size: int = Field(AION_VOCAB_SIZE, description="Codec vocabulary (AION: 10,000).")
 
     @model_validator(mode="after")
     def _check_shape(self) -> ModelSettings:
@@ -47,10 +47,11 @@ class ModelSettings(_Strict):
                 f"{TOKENS_PER_IMAGE} tokens, so the model sees {TOKENS_PER_IMAGE - 1} "
                 f"per step; use block_size >= {TOKENS_PER_IMAGE - 1}"
             )
-        if self.vocab_size not in (0, AION_VOCAB_SIZE):
+        if self.vocab_size != AION_VOCAB_SIZE:
             raise ValueError(
                 f"vocab_size ({self.vocab_size}) must equal the AION codec's "
-                f"{AION_VOCAB_SIZE} codes (or 0 for continuous patches)"
+                f"{AION_VOCAB_SIZE} codes: this trainer learns AION tokens (continuous "
+                "patches, vocab_size 0, are supported by astropt.model.GPT directly)"
             )
         return self
 

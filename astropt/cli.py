@@ -1,0 +1,67 @@
+"""The ``astropt`` command line.
+
+Science commands live in this package; other installed packages (the web service)
+add theirs through the ``astropt.commands`` entry-point group, so this package never
+imports them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from importlib.metadata import entry_points
+
+from pydantic import ValidationError
+
+COMMAND_MODULES = (
+    "astropt.train_commands",
+    "astropt.data.commands",
+    "astropt.checkpoint_commands",
+    "astropt.codec_commands",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="astropt", description="Train and use AstroPT models on AION galaxy-image tokens."
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    for ep in entry_points(group="astropt.commands"):
+        try:
+            ep.load()(sub)
+        except ImportError as exc:  # the service extra is not installed
+            print(f"note: commands from {ep.value} unavailable ({exc})", file=sys.stderr)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except ValidationError as exc:
+        print(f"error: invalid configuration:\n{_format_validation(exc)}", file=sys.stderr)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 1
+
+
+def _format_validation(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(config)"
+        lines.append(f"  {where}: {err['msg']}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""Tokenisation: the stage between loading raw flux cubes and batching tokens.
+
+Raw samples (``{"flux": float32[4, H, W], "bands": [...]}``) become AION tokens
+here and nowhere else, so tokens of a finite data set can be computed once per
+(codec, data set) and cached on disk (:func:`tokenise_dataset`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from astropt.codec import CodecHandle
+from astropt.config import DEFAULT_BANDS, TOKENS_PER_IMAGE
+
+MODALITY = "images_aion"
+POSITIONS = f"{MODALITY}_positions"
+
+
+def stack_flux(samples: Sequence[dict[str, Any]]) -> np.ndarray:
+    """Stack raw samples into one float32 ``[B, 4, H, W]`` array (a copy: callers' data is safe)."""
+    if not samples:
+        raise ValueError("cannot tokenise an empty batch")
+    shapes = {np.shape(s["flux"]) for s in samples}
+    if len(shapes) != 1:
+        raise ValueError(f"all images in a batch must have the same shape, got {sorted(shapes)}")
+    return np.stack([np.asarray(s["flux"], dtype=np.float32) for s in samples])
+
+
+class TokenCollate:
+    """``collate_fn`` turning raw samples into token batches: one codec call per batch."""
+
+    def __init__(self, codec: CodecHandle, bands: tuple[str, ...] = DEFAULT_BANDS):
+        self.codec = codec
+        self.bands = tuple(bands)
+
+    def __call__(self, samples: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        tokens = self.codec.encode(stack_flux(samples), self.bands)
+        return {MODALITY: tokens, POSITIONS: positions_like(tokens)}
+
+
+def positions_like(tokens: torch.Tensor) -> torch.Tensor:
+    b, t = tokens.shape
+    return torch.arange(t, dtype=torch.long, device=tokens.device).expand(b, t)
+
+
+def shift_for_training(tokens: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Autoregressive inputs ``tokens[:, :-1]`` (positions 0..574) and targets ``tokens[:, 1:]``."""
+    inputs = tokens[:, :-1]
+    return {MODALITY: inputs, POSITIONS: positions_like(inputs)}, {MODALITY: tokens[:, 1:]}
+
+
+def restore_first_token(shifted: torch.Tensor, first: int | torch.Tensor = 0) -> torch.Tensor:
+    """Put the token dropped by the autoregressive shift back in front: ``[B, 575] -> [B, 576]``.
+
+    ``first`` is the true first token when known (per row), else a constant (the seed used 0).
+    """
+    if shifted.ndim != 2 or shifted.shape[1] != TOKENS_PER_IMAGE - 1:
+        raise ValueError(f"expected [B, {TOKENS_PER_IMAGE - 1}] tokens, got {list(shifted.shape)}")
+    head = torch.as_tensor(first, dtype=shifted.dtype, device=shifted.device)
+    head = head.reshape(-1, 1).expand(shifted.shape[0], 1)
+    return torch.cat([head, shifted], dim=1)
+
+
+def token_cache_dir() -> Path:
+    root = os.environ.get("ASTROPT_DATA_DIR")
+    base = Path(root) if root else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "astropt"
+    return base / "tokens"
+
+
+def tokenise_dataset(
+    dataset: Any,
+    codec: CodecHandle,
+    *,
+    bands: tuple[str, ...] = DEFAULT_BANDS,
+    batch_size: int = 32,
+    cache: bool = True,
+    progress: bool = True,
+) -> torch.Tensor:
+    """Tokens ``Long[N, 576]`` of a finite data set, cached per (data set, codec) fingerprint."""
+    n = len(dataset)
+    path = None
+    if cache and getattr(dataset, "fingerprint", None):
+        path = token_cache_dir() / f"{dataset.fingerprint}-{codec.info.fingerprint}.npy"
+        if path.is_file():
+            arr = np.load(path, allow_pickle=False)
+            if arr.shape == (n, TOKENS_PER_IMAGE):
+                return torch.from_numpy(arr.astype(np.int64))
+    collate = TokenCollate(codec, bands)
+    out = np.empty((n, TOKENS_PER_IMAGE), dtype=np.int16)
+    starts = range(0, n, batch_size)
+    for start in tqdm(starts, desc="tokenising", unit="batch", disable=not progress, leave=False):
+        batch = [dataset[i] for i in range(start, min(n, start + batch_size))]
+        out[start : start + len(batch)] = collate(batch)[MODALITY].numpy()
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
+        np.save(tmp, out, allow_pickle=False)
+        tmp.replace(path)
+    return torch.from_numpy(out.astype(np.int64))

@@ -1,0 +1,293 @@
+"""The training loop: AstroPT on AION tokens (the seed's recipe, made resumable).
+
+``train(config, callbacks)`` is what the CLI, the Celery worker and the tests call.
+Callbacks observe progress and may ask the loop to stop; they never reach into it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from astropt.batches import FixedBatches, StreamBatches, TokenBatches
+from astropt.checkpoint import load_checkpoint, load_trainer_state, save_checkpoint
+from astropt.codec import CodecHandle, check_same_codec, load_codec
+from astropt.config import TrainConfig
+from astropt.data import open_split
+from astropt.model import GPT, GPTConfig, ModalityConfig
+from astropt.plotting import galaxy_grid, write_atomic
+from astropt.run_log import RunLog
+from astropt.runtime import Runtime, rng_state, set_rng_state, setup_runtime, teardown_runtime
+from astropt.tokenise import MODALITY, TokenCollate, restore_first_token, shift_for_training, tokenise_dataset
+
+
+class TrainCallback:
+    """Override what you need. All methods run on the main process only."""
+
+    def on_start(self, info: dict[str, Any]) -> None: ...
+    def on_log(self, step: int, metrics: dict[str, float]) -> None: ...
+    def on_eval(self, step: int, metrics: dict[str, float]) -> None: ...
+    def on_checkpoint(self, step: int, path: str, kind: str) -> None: ...
+    def on_val_images(self, step: int, path: str) -> None: ...
+
+    def should_stop(self) -> bool:
+        return False
+
+
+@dataclass
+class TrainResult:
+    status: str  # "completed" | "stopped"
+    step: int
+    best_val_loss: float | None
+    out_dir: str
+
+
+def gpt_config(config: TrainConfig) -> GPTConfig:
+    m = config.model
+    modality = ModalityConfig(
+        name=MODALITY, input_size=m.vocab_size, vocab_size=m.vocab_size, pos_input_size=1
+    )
+    return GPTConfig(
+        block_size=m.block_size, n_layer=m.n_layer, n_head=m.n_head, n_embd=m.n_embd,
+        dropout=m.dropout, bias=m.bias, attn_type=m.attn_type, modalities=[modality],
+    )
+
+
+def learning_rate(it: int, config: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to ``min_lr`` at ``lr_decay_iters``."""
+    lr, warmup, decay = config.optim.learning_rate, config.optim.warmup_iters, config.lr_decay_iters
+    if it < warmup:
+        return lr * (it + 1) / (warmup + 1)
+    if it >= decay:
+        return config.min_lr
+    ratio = (it - warmup) / max(1, decay - warmup)
+    return config.min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (lr - config.min_lr)
+
+
+def unigram_entropy(tokens: torch.Tensor, vocab: int) -> float:
+    """Cross-entropy (nats) of predicting targets from their own unigram frequencies."""
+    counts = torch.bincount(tokens[:, 1:].reshape(-1), minlength=vocab).double()
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * p.log()).sum())
+
+
+def train(config: TrainConfig, callbacks: Sequence[TrainCallback] = (), resume: bool = True) -> TrainResult:
+    runtime = setup_runtime(config)
+    try:
+        return _Trainer(config, runtime, list(callbacks) if runtime.is_main else []).run(resume)
+    finally:
+        teardown_runtime(runtime)
+
+
+class _Trainer:
+    def __init__(self, config: TrainConfig, runtime: Runtime, callbacks: list[TrainCallback]):
+        self.cfg, self.rt, self.callbacks = config, runtime, callbacks
+        self.out = Path(config.out_dir)
+        self.ckpt_root = self.out / "checkpoints"
+        self.accum = config.grad_accum
+
+    # -- setup ---------------------------------------------------------------
+    def _data(self, codec: CodecHandle) -> dict[str, Any]:
+        cfg, rt = self.cfg, self.rt
+        train = open_split(cfg.data, "train", rank=rt.rank, world_size=rt.world_size, seed=cfg.seed)
+        val = open_split(cfg.data, "val", seed=cfg.seed)
+        collate = TokenCollate(codec, cfg.data.bands)
+        info: dict[str, Any] = {}
+        if hasattr(train, "__len__") and hasattr(train, "__getitem__") and cfg.data.cache_tokens:
+            kw = {"bands": cfg.data.bands, "progress": rt.is_main}
+            train_tokens = tokenise_dataset(train, codec, **kw)
+            val_tokens = tokenise_dataset(val, codec, **kw)
+            info.update(n_train=len(train), n_val=len(val),
+                        unigram_entropy=unigram_entropy(train_tokens, cfg.model.vocab_size))
+            self._write_data_manifest(train)
+            b = cfg.batch_size
+            return {
+                "train": TokenBatches(train_tokens, b, cfg.seed + 7919 * rt.rank),
+                "train_eval": TokenBatches(train_tokens, b, cfg.seed + 1, shuffle=True),
+                "val_eval": TokenBatches(val_tokens, b, cfg.seed, shuffle=False),
+                "info": info,
+            }
+        return {
+            "train": StreamBatches(lambda: train, collate, cfg.batch_size),
+            "train_eval": StreamBatches(lambda: train, collate, cfg.batch_size),
+            "val_eval": StreamBatches(lambda: val, collate, cfg.batch_size),
+            "info": info,
+        }
+
+    def _write_data_manifest(self, split: Any) -> None:
+        ids = getattr(split, "object_ids", None)
+        record = {"rank": self.rt.rank, "n": len(split), "fingerprint": getattr(split, "fingerprint", None),
+                  "object_ids": list(ids) if ids is not None else None}
+        self.out.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.out / f"data_rank{self.rt.rank}.json", json.dumps(record).encode())
+
+    def _restore(self, model: GPT, codec: CodecHandle) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        last = self.ckpt_root / "last"
+        if not (last / "config.json").is_file():
+            return None, {}
+        loaded, meta = load_checkpoint(last, device="cpu")
+        check_same_codec(meta.get("codec", {}), codec.info, f"checkpoint {last}")
+        model.load_state_dict(loaded.state_dict())
+        return load_trainer_state(last), meta
+
+    # -- the loop ------------------------------------------------------------
+    def run(self, resume: bool) -> TrainResult:
+        cfg, rt = self.cfg, self.rt
+        torch.manual_seed(cfg.seed + rt.rank)
+        codec = load_codec(cfg.codec, device=rt.device)
+        data = self._data(codec)
+        model = GPT(gpt_config(cfg))
+        state, meta = self._restore(model, codec) if resume else (None, {})
+        model.to(rt.device)
+        optimizer = model.configure_optimizers(
+            cfg.optim.weight_decay, cfg.optim.learning_rate, (cfg.optim.beta1, cfg.optim.beta2), rt.device_type
+        )
+        scaler = torch.amp.GradScaler(rt.device_type, enabled=rt.needs_scaler)
+        start, best = 0, None
+        if state is not None:
+            optimizer.load_state_dict(state["optimizer"])
+            scaler.load_state_dict(state["scaler"])
+            set_rng_state(state["rng"], rt.device)
+            start, best = int(state["iter_num"]), state.get("best_val_loss")
+        self.model, self.codec, self.optimizer, self.scaler = model, codec, optimizer, scaler
+        self.best = best
+        net: torch.nn.Module = torch.compile(model) if rt.compile else model
+        if rt.ddp:
+            net = DistributedDataParallel(net, device_ids=[rt.local_rank] if rt.device_type == "cuda" else None)
+        self.net = net
+        self.eval_sets = {
+            "train": FixedBatches(data["train_eval"], cfg.eval_iters),
+            "val": FixedBatches(data["val_eval"], cfg.eval_iters),
+        }
+        log = RunLog(self.out, start) if rt.is_main else None
+        if rt.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            write_atomic(self.out / "config.yaml", cfg.to_yaml().encode())
+            info = {**rt.describe(), **data["info"], "codec": codec.info.to_dict(),
+                    "n_params": model.get_num_params(), "start_iter": start,
+                    "max_iters": cfg.max_iters, "out_dir": str(self.out), "resumed": state is not None}
+            for cb in self.callbacks:
+                cb.on_start(info)
+        status = self._loop(data["train"], start, log)
+        return TrainResult(status, self.iter_num, self.best, str(self.out))
+
+    def _loop(self, batches: TokenBatches | StreamBatches, start: int, log: RunLog | None) -> str:
+        cfg, rt = self.cfg, self.rt
+        self.iter_num = start
+        tokens_per_step = cfg.batch_size * self.accum * 575 * rt.world_size
+        status = "completed"
+        self.net.train()
+        while self.iter_num < cfg.max_iters:
+            if self._should_stop():
+                status = "stopped"
+                break
+            t0 = time.perf_counter()
+            lr = learning_rate(self.iter_num, cfg)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            loss_sum = 0.0
+            for micro in range(self.accum):
+                tokens = batches.batch(self.iter_num * self.accum + micro).to(rt.device, non_blocking=True)
+                inputs, targets = shift_for_training(tokens)
+                if rt.ddp:
+                    self.net.require_backward_grad_sync = micro == self.accum - 1
+                with rt.autocast():
+                    _, loss = self.net(inputs, targets)
+                loss_sum += loss.item()
+                self.scaler.scale(loss / self.accum).backward()
+            if cfg.optim.grad_clip > 0:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.iter_num += 1
+            dt = time.perf_counter() - t0
+            if not rt.is_main:
+                continue
+            metrics = {"train_loss": loss_sum / self.accum, "lr": lr,
+                       "tokens_per_s": tokens_per_step / max(dt, 1e-9), "iter_time_s": dt}
+            if self.iter_num % cfg.log_interval == 0 or self.iter_num == 1:
+                log.add(self.iter_num, train_loss=metrics["train_loss"], lr=lr, tokens_per_s=metrics["tokens_per_s"])
+                for cb in self.callbacks:
+                    cb.on_log(self.iter_num, metrics)
+            if self.iter_num % cfg.eval_interval == 0 or self.iter_num == cfg.max_iters:
+                self._evaluate(log)
+            if cfg.checkpoint_interval and self.iter_num % cfg.checkpoint_interval == 0:
+                self._save("last")
+                self._save(f"step_{self.iter_num:06d}")
+        if rt.is_main:
+            self._save("last")
+        return status
+
+    def _should_stop(self) -> bool:
+        stop = any(cb.should_stop() for cb in self.callbacks)
+        if self.rt.ddp:  # every rank must leave the loop at the same step
+            flag = torch.tensor([float(stop)], device=self.rt.device)
+            torch.distributed.all_reduce(flag)
+            stop = bool(flag.item() > 0)
+        return stop
+
+    @torch.no_grad()
+    def _estimate(self) -> dict[str, float]:
+        self.net.eval()
+        out = {}
+        for name, fixed in self.eval_sets.items():
+            losses = []
+            for tokens in fixed:
+                inputs, targets = shift_for_training(tokens.to(self.rt.device))
+                with self.rt.autocast():
+                    _, loss = self.model(inputs, targets)
+                losses.append(loss.item())
+            out[f"{name}_loss"] = sum(losses) / len(losses)
+        self.net.train()
+        return out
+
+    def _evaluate(self, log: RunLog) -> None:
+        metrics = self._estimate()
+        log.add(self.iter_num, val_loss=metrics["val_loss"], eval_train_loss=metrics["train_loss"])
+        log.write_plot()
+        for cb in self.callbacks:
+            cb.on_eval(self.iter_num, metrics)
+        if self.best is None or metrics["val_loss"] < self.best:
+            self.best = metrics["val_loss"]
+            self._save("best")
+        if self.cfg.n_val_images:
+            self._val_images()
+
+    @torch.no_grad()
+    def _val_images(self) -> None:
+        tokens = torch.cat(list(self.eval_sets["val"]))[: self.cfg.n_val_images].to(self.rt.device)
+        inputs, _ = shift_for_training(tokens)
+        self.model.eval()
+        with self.rt.autocast():
+            logits, _ = self.model(inputs)
+        self.model.train()
+        predicted = restore_first_token(logits[MODALITY].argmax(-1), tokens[:, 0])
+        bands = self.cfg.data.bands
+        target_flux = self.codec.decode(tokens.cpu(), bands).numpy()
+        pred_flux = self.codec.decode(predicted.cpu(), bands).numpy()
+        png = galaxy_grid(list(zip(target_flux, pred_flux, strict=True)), ["codec tokens", "model prediction"])
+        path = self.out / "val_images" / f"step_{self.iter_num:06d}.png"
+        write_atomic(path, png)
+        for cb in self.callbacks:
+            cb.on_val_images(self.iter_num, str(path))
+
+    def _save(self, kind: str) -> None:
+        path = self.ckpt_root / kind
+        meta = {"codec": self.codec.info.to_dict(), "step": self.iter_num, "best_val_loss": self.best,
+                "train_config": self.cfg.model_dump(mode="json"), "runtime": self.rt.describe()}
+        trainer_state = {"optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
+                         "rng": rng_state(self.rt.device), "iter_num": self.iter_num,
+                         "best_val_loss": self.best}
+        save_checkpoint(path, self.model, meta=meta, trainer_state=trainer_state)
+        for cb in self.callbacks:
+            cb.on_checkpoint(self.iter_num, str(path), kind)
