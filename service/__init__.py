@@ -1,0 +1,1 @@
+"""HTTP service for AstroPT training jobs: FastAPI app, settings, store, routes."""

@@ -1,0 +1,172 @@
+"""Repository functions over jobs and metric points. Routes and workers go through these."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from service.store.models import ACTIVE_PHASES, FINISHED_PHASES, Job, MetricPoint, utcnow
+
+
+def create_job(session: Session, job_id: str, spec: dict[str, Any], out_dir: str) -> Job:
+    job = Job(
+        id=job_id, phase="queued", spec=spec, out_dir=out_dir, max_iters=int(spec["max_iters"]),
+        checkpoints={}, attempts=0, cancel_requested=False, iteration=0,
+    )
+    session.add(job)
+    session.flush()
+    return job
+
+
+def get_job(session: Session, job_id: str) -> Job | None:
+    return session.get(Job, job_id)
+
+
+def list_jobs(
+    session: Session, phase: str | None = None, limit: int = 50, offset: int = 0
+) -> tuple[Sequence[Job], int]:
+    query = select(Job)
+    counter = select(func.count()).select_from(Job)
+    if phase:
+        query = query.where(Job.phase == phase)
+        counter = counter.where(Job.phase == phase)
+    items = session.scalars(query.order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset)).all()
+    return items, int(session.scalar(counter) or 0)
+
+
+def count_by_phase(session: Session) -> dict[str, int]:
+    rows = session.execute(select(Job.phase, func.count()).group_by(Job.phase)).all()
+    return {phase: int(count) for phase, count in rows}
+
+
+def count_active(session: Session) -> int:
+    return int(session.scalar(select(func.count()).select_from(Job).where(Job.phase.in_(ACTIVE_PHASES))) or 0)
+
+
+def claim_job(session: Session, job_id: str, owner: str, lease_seconds: float) -> bool:
+    """Atomically take a queued job, or a running one whose worker stopped heart-beating."""
+    now = utcnow()
+    stale = now - timedelta(seconds=lease_seconds)
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .where(or_(Job.phase == "queued", (Job.phase == "running") & (Job.heartbeat_at < stale)))
+        .values(
+            phase="running", owner=owner, heartbeat_at=now, attempts=Job.attempts + 1,
+            started_at=func.coalesce(Job.started_at, now), failure_reason=None, updated_at=now,
+        )
+    )
+    return result.rowcount == 1
+
+
+def heartbeat(session: Session, job_id: str, owner: str) -> None:
+    session.execute(
+        update(Job).where(Job.id == job_id, Job.owner == owner).values(heartbeat_at=utcnow())
+    )
+
+
+def is_cancel_requested(session: Session, job_id: str) -> bool:
+    return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+
+
+def update_job(session: Session, job_id: str, **values: Any) -> None:
+    session.execute(update(Job).where(Job.id == job_id).values(updated_at=utcnow(), **values))
+
+
+def finish_job(session: Session, job_id: str, phase: str, reason: str | None = None) -> None:
+    assert phase in FINISHED_PHASES, phase
+    update_job(
+        session, job_id, phase=phase, failure_reason=reason, finished_at=utcnow(),
+        eta_seconds=None, owner=None, cancel_requested=False,
+    )
+
+
+def upsert_points(session: Session, job_id: str, points: Iterable[tuple[str, int, float]]) -> None:
+    """Insert metric points; a repeated (job, kind, step) overwrites the old value."""
+    rows = [
+        {"job_id": job_id, "kind": kind, "step": int(step), "value": float(value), "recorded_at": utcnow()}
+        for kind, step, value in points
+    ]
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert(MetricPoint).values(rows)
+    statement = statement.on_conflict_do_update(
+        index_elements=["job_id", "kind", "step"],
+        set_={"value": statement.excluded.value, "recorded_at": statement.excluded.recorded_at},
+    )
+    session.execute(statement)
+
+
+def delete_points_after(session: Session, job_id: str, step: int) -> int:
+    """Drop points past ``step`` (a resumed run re-creates them from its checkpoint)."""
+    result = session.execute(
+        delete(MetricPoint).where(MetricPoint.job_id == job_id, MetricPoint.step > step)
+    )
+    return int(result.rowcount or 0)
+
+
+def get_points(
+    session: Session, job_id: str, kinds: Sequence[str], since: int | None = None
+) -> dict[str, list[tuple[int, float]]]:
+    query = select(MetricPoint.kind, MetricPoint.step, MetricPoint.value).where(
+        MetricPoint.job_id == job_id, MetricPoint.kind.in_(kinds)
+    )
+    if since is not None:
+        query = query.where(MetricPoint.step > since)
+    curves: dict[str, list[tuple[int, float]]] = {kind: [] for kind in kinds}
+    for kind, step, value in session.execute(query.order_by(MetricPoint.kind, MetricPoint.step)):
+        curves[kind].append((int(step), float(value)))
+    return curves
+
+
+def record_checkpoint(session: Session, job_id: str, name: str, kind: str, step: int) -> None:
+    job = session.get(Job, job_id, with_for_update=session.get_bind().dialect.name == "postgresql")
+    if job is None:
+        return
+    checkpoints = dict(job.checkpoints or {})
+    checkpoints[name] = {"kind": kind, "step": int(step), "created_at": utcnow().isoformat()}
+    job.checkpoints = checkpoints
+
+
+def orphaned_jobs(session: Session, lease_seconds: float) -> Sequence[Job]:
+    """Running or cancelling jobs whose worker has not heart-beaten within the lease."""
+    stale = utcnow() - timedelta(seconds=lease_seconds)
+    return session.scalars(
+        select(Job).where(
+            Job.phase.in_(("running", "cancelling")),
+            or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < stale),
+        )
+    ).all()
+
+
+def delete_job(session: Session, job_id: str) -> None:
+    session.execute(delete(MetricPoint).where(MetricPoint.job_id == job_id))
+    session.execute(delete(Job).where(Job.id == job_id))
+
+
+def latest_completed_job(session: Session) -> Job | None:
+    """The most recently finished completed job (what inference uses by default)."""
+    return session.scalars(
+        select(Job).where(Job.phase == "completed").order_by(Job.finished_at.desc()).limit(1)
+    ).first()
+
+
+def best_checkpoint_dir(session: Session, job_id: str) -> Path | None:
+    """The ``best`` checkpoint directory of a completed job, else its ``last``; None if neither."""
+    job = session.get(Job, job_id)
+    if job is None or job.phase != "completed":
+        return None
+    for name in ("best", "last"):
+        candidate = Path(job.out_dir) / "checkpoints" / name
+        if (candidate / "model.safetensors").is_file():
+            return candidate
+    return None
