@@ -1,0 +1,5 @@
+"""Inference on user images: parsing uploads, reconstructing through codec + model, rendering."""
+
+from astropt.inference.uploads import Cube, InputError, UploadLimits, parse_bands, parse_upload
+
+__all__ = ["Cube", "InputError", "UploadLimits", "parse_bands", "parse_upload"]

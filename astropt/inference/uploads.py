@@ -1,0 +1,428 @@
+"""Turn uploaded bytes (FITS or NumPy) into a checked flux cube ``float32[bands, H, W]``.
+
+Rules (also in ``docs/inference.md``):
+
+- Formats are recognised by content (magic bytes), not by name: FITS (optionally
+  gzip-compressed, or tile-compressed ``.fz``), ``.npy`` (optionally gzip-compressed)
+  and ``.npz`` (the first array, or the array named ``flux``). Pickled objects are never
+  loaded (``allow_pickle=False``).
+- FITS layouts: a 3-D cube in the primary or the first image HDU, or one 2-D image HDU
+  per band. Band names come from the request, else from the header (``BAND1..BANDn`` /
+  ``FILTER1..FILTERn`` on a cube; ``BAND`` / ``FILTER`` / ``FILTNAM`` / ``EXTNAME`` per HDU),
+  else DES-G/R/I/Z when there are exactly four bands.
+- Arrays may be ``(bands, H, W)`` or ``(H, W, bands)`` (a leading batch axis of 1 is
+  dropped); big-endian and integer data are converted to native float32.
+- Bands: three or four distinct bands among DES-G/R/I/Z (``g``, ``des-g`` and ``DES_G``
+  are accepted spellings). With three bands the cube is encoded through AION's channel
+  mask over the bands present (the way AION handles band subsets); the missing band in the
+  decoded images is the codec's inference, and a warning says so. Three bands must be
+  named: their order cannot be guessed.
+- Size: at least 96x96 (the codec's centre crop), at most ``max_side`` per side.
+- NaN/inf: set to 0 with a warning, unless more than ``max_nonfinite_fraction`` of the
+  central 96x96 crop of any band is non-finite (then rejected).
+- Decompression bombs: gzip is inflated incrementally and stopped at
+  ``max_decompressed_bytes``; FITS (incl. tile-compressed) and ``.npy``/``.npz`` sizes are
+  checked from their headers before any data is read.
+
+Every problem raises :class:`InputError` with an HTTP status: 413 (too large),
+415 (not a supported format) or 422 (a supported format with unusable content).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings
+import zipfile
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from astropt.config import DEFAULT_BANDS
+
+MIN_SIDE = 96
+FITS_MAGIC = b"SIMPLE  ="
+NPY_MAGIC = b"\x93NUMPY"
+ZIP_MAGIC = b"PK\x03\x04"
+GZIP_MAGIC = b"\x1f\x8b"
+SUPPORTED_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fz", ".npy", ".npy.gz", ".npz")
+_HDU_BAND_KEYS = ("BAND", "FILTER", "FILTNAM")
+_CHUNK = 1 << 20
+
+
+class InputError(ValueError):
+    """Unusable upload; ``status`` is the HTTP status the service answers with."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    max_upload_bytes: int = 32 * 2**20
+    max_decompressed_bytes: int = 256 * 2**20
+    max_side: int = 4096
+    max_nonfinite_fraction: float = 0.5
+    max_hdus: int = 64
+
+
+@dataclass
+class Cube:
+    """A checked image: ``flux`` float32 ``[len(bands), H, W]`` in canonical DES band order."""
+
+    flux: np.ndarray
+    bands: tuple[str, ...]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def missing_bands(self) -> tuple[str, ...]:
+        return tuple(b for b in DEFAULT_BANDS if b not in self.bands)
+
+
+def normalise_band(name: str) -> str:
+    """``g``, ``des-g``, ``DES_G`` -> ``DES-G``; anything else is an InputError (422)."""
+    text = str(name).strip().upper().replace("_", "-").replace(" ", "-")
+    if len(text) == 1:
+        text = f"DES-{text}"
+    if text.endswith("-BAND"):
+        text = text[: -len("-BAND")]
+    if text in DEFAULT_BANDS:
+        return text
+    if text.startswith("HSC-"):
+        raise InputError(
+            422,
+            f"band {name!r}: HSC bands are not supported; the models are trained on Legacy "
+            f"Survey tokens: send {', '.join(DEFAULT_BANDS)} (or g, r, i, z)",
+        )
+    raise InputError(422, f"unknown band {name!r}: use {', '.join(DEFAULT_BANDS)} (or g, r, i, z)")
+
+
+def parse_bands(value: str | Sequence[str] | None) -> tuple[str, ...] | None:
+    """A request's band list (``"g,r,z"`` or a list) -> normalised names, or None if absent."""
+    if value is None:
+        return None
+    items = value.split(",") if isinstance(value, str) else list(value)
+    items = [i for i in (str(x).strip() for x in items) if i]
+    if not items:
+        return None
+    return tuple(normalise_band(b) for b in items)
+
+
+def parse_upload(
+    data: bytes,
+    filename: str = "",
+    bands: str | Sequence[str] | None = None,
+    limits: UploadLimits | None = None,
+) -> Cube:
+    """Parse one uploaded file into a :class:`Cube` (see the module doc for the rules)."""
+    limits = limits or UploadLimits()
+    requested = parse_bands(bands)
+    if len(data) > limits.max_upload_bytes:
+        raise InputError(413, f"upload is {len(data)} bytes; the limit is {limits.max_upload_bytes}")
+    if not data:
+        raise InputError(422, f"the uploaded file {filename!r} is empty")
+    notes: list[str] = []
+    if data.startswith(GZIP_MAGIC):
+        data = gunzip_limited(data, limits.max_decompressed_bytes)
+        if data.startswith(GZIP_MAGIC):
+            raise InputError(422, "nested gzip compression is not accepted")
+    if data.startswith(FITS_MAGIC):
+        array, header_bands = _read_fits(data, requested, limits, notes)
+    elif data.startswith(NPY_MAGIC):
+        array, header_bands = _read_npy(io.BytesIO(data), limits), None
+    elif data.startswith(ZIP_MAGIC):
+        array, header_bands = _read_npz(data, limits, notes), None
+    else:
+        raise _unrecognised(filename)
+    return _finalise(array, requested or header_bands, limits, notes)
+
+
+def _unrecognised(filename: str) -> InputError:
+    name = filename.lower()
+    if name.endswith(SUPPORTED_SUFFIXES):
+        return InputError(
+            422, f"{filename!r} is named like a supported file but its content is not valid "
+            "FITS, NumPy .npy/.npz or gzip: the file is corrupt or truncated",
+        )
+    return InputError(
+        415, f"unsupported file type {filename!r}: send FITS (.fits, .fits.gz, .fz) or "
+        "NumPy (.npy, .npz) holding a flux cube in nanomaggies",
+    )
+
+
+def gunzip_limited(data: bytes, limit: int) -> bytes:
+    """Inflate gzip data, stopping with a 413 as soon as the output passes ``limit`` bytes."""
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    out = bytearray()
+    pending = data
+    try:
+        while not inflater.eof:
+            chunk = inflater.decompress(pending, _CHUNK)
+            pending = inflater.unconsumed_tail
+            out += chunk
+            if len(out) > limit:
+                raise InputError(413, f"the file inflates to more than {limit} bytes (limit)")
+            if not chunk and not pending:
+                break
+    except zlib.error as exc:
+        raise InputError(422, f"corrupt gzip data: {exc}") from exc
+    if not inflater.eof:
+        raise InputError(422, "the gzip data is truncated")
+    return bytes(out)
+
+
+def _read_fits(
+    data: bytes, requested: tuple[str, ...] | None, limits: UploadLimits, notes: list[str]
+) -> tuple[np.ndarray, tuple[str, ...] | None]:
+    from astropy.io import fits
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            hdul = fits.open(io.BytesIO(data), memmap=False, lazy_load_hdus=True)
+            hdus = []
+            for index, hdu in enumerate(hdul):
+                if index >= limits.max_hdus:
+                    raise InputError(422, f"the FITS file has more than {limits.max_hdus} HDUs")
+                hdus.append(hdu)
+            images = [(i, h, _squeezed_shape(h)) for i, h in enumerate(hdus) if _is_image(h)]
+            images = [(i, h, s) for i, h, s in images if s]
+            try:
+                return _fits_layout(images, requested, limits, notes)
+            finally:
+                hdul.close()
+    except InputError:
+        raise
+    except Exception as exc:  # astropy raises many types for malformed files
+        raise InputError(422, f"cannot read the FITS file: {type(exc).__name__}: {exc}") from exc
+
+
+def _is_image(hdu: object) -> bool:
+    from astropy.io import fits
+
+    return isinstance(hdu, fits.PrimaryHDU | fits.ImageHDU | fits.CompImageHDU)
+
+
+def _squeezed_shape(hdu) -> tuple[int, ...]:
+    header = hdu.header
+    naxis = int(header.get("NAXIS", 0))
+    shape = tuple(int(header.get(f"NAXIS{k}", 0)) for k in range(naxis, 0, -1))
+    if not shape or 0 in shape:
+        return ()
+    return tuple(n for n in shape if n != 1) or ()
+
+
+def _check_declared_size(shapes: list[tuple[int, ...]], limits: UploadLimits) -> None:
+    total = sum(math.prod(s) for s in shapes) * 8  # decoded as up to 64-bit values
+    if total > limits.max_decompressed_bytes:
+        raise InputError(
+            413, f"the image data would take {total} bytes in memory; the limit is "
+            f"{limits.max_decompressed_bytes}",
+        )
+
+
+def _fits_layout(images, requested, limits: UploadLimits, notes: list[str]):
+    cubes = [(i, h, s) for i, h, s in images if len(s) == 3]
+    planes = [(i, h, s) for i, h, s in images if len(s) == 2]
+    if cubes:
+        index, hdu, shape = cubes[0]
+        _check_declared_size([shape], limits)
+        if len(images) > 1:
+            notes.append(f"used the image cube in HDU {index}; other image HDUs were ignored")
+        array = np.asarray(hdu.data).reshape(shape)
+        return array, requested or _cube_header_bands(hdu.header, shape)
+    if len(planes) == 1:
+        raise InputError(
+            422, "the FITS file holds a single 2-D image (one band); send a cube "
+            "(bands, H, W) or one image HDU per band, with at least 3 of g, r, i, z",
+        )
+    if not planes:
+        raise InputError(422, "the FITS file holds no image data (no 2-D or 3-D image HDU)")
+    if len({s for _, _, s in planes}) > 1:
+        sizes = ", ".join(f"HDU {i}: {s[0]}x{s[1]}" for i, _, s in planes)
+        raise InputError(422, f"the per-band image HDUs differ in size ({sizes})")
+    _check_declared_size([s for _, _, s in planes], limits)
+    array = np.stack([np.asarray(h.data).reshape(s) for _, h, s in planes])
+    return array, requested or _plane_header_bands(planes)
+
+
+def _cube_header_bands(header, shape: tuple[int, ...]) -> tuple[str, ...] | None:
+    n = min(shape[0], shape[-1])
+    for key in ("BAND", "FILTER"):
+        names = [header.get(f"{key}{k}") for k in range(1, n + 1)]
+        if all(isinstance(x, str) and x.strip() for x in names):
+            return tuple(_header_band(x) for x in names)
+    listed = header.get("BANDS")
+    if isinstance(listed, str) and listed.strip():
+        return parse_bands(listed)
+    return None
+
+
+def _plane_header_bands(planes) -> tuple[str, ...] | None:
+    names: list[str | None] = []
+    for _, hdu, _ in planes:
+        found = next(
+            (hdu.header[k] for k in _HDU_BAND_KEYS if isinstance(hdu.header.get(k), str)), None
+        )
+        if found is None and isinstance(hdu.header.get("EXTNAME"), str):
+            try:
+                found = normalise_band(hdu.header["EXTNAME"])
+            except InputError:
+                found = None
+        names.append(found)
+    if all(n is None for n in names):
+        return None
+    unnamed = [i for (i, _, _), n in zip(planes, names, strict=True) if n is None]
+    if unnamed:
+        raise InputError(
+            422, f"image HDU(s) {unnamed} have no BAND/FILTER/EXTNAME naming their band; "
+            "name every band in the file or pass bands=... with the request",
+        )
+    return tuple(_header_band(str(n)) for n in names)
+
+
+def _header_band(value: str) -> str:
+    """Header values such as ``'g DECam SDSS c0001 4720.0 1520.0'``: try the whole, then the first word."""
+    try:
+        return normalise_band(value)
+    except InputError:
+        first = value.strip().split()[0] if value.strip() else value
+        return normalise_band(first)
+
+
+def _read_npy(stream: io.BytesIO | zipfile.ZipExtFile, limits: UploadLimits) -> np.ndarray:
+    from numpy.lib import format as npformat
+
+    try:
+        version = npformat.read_magic(stream)
+        if version == (1, 0):
+            shape, _, dtype = npformat.read_array_header_1_0(stream)
+        else:
+            shape, _, dtype = npformat.read_array_header_2_0(stream)
+    except ValueError as exc:
+        raise InputError(422, f"corrupt .npy header: {exc}") from exc
+    if dtype.hasobject:
+        raise InputError(422, "the array holds Python objects; send a numeric array (no pickles)")
+    if math.prod(shape) * max(dtype.itemsize, 1) > limits.max_decompressed_bytes:
+        raise InputError(413, f"the array {shape} of {dtype} exceeds the memory limit")
+    if hasattr(stream, "seek"):
+        stream.seek(0)
+    try:
+        return np.load(stream, allow_pickle=False)
+    except ValueError as exc:
+        raise InputError(422, f"cannot read the .npy array: {exc}") from exc
+    except OSError as exc:
+        raise InputError(422, f"the .npy file is truncated or corrupt: {exc}") from exc
+
+
+def _read_npz(data: bytes, limits: UploadLimits, notes: list[str]) -> np.ndarray:
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        members = [m for m in archive.infolist() if m.filename.endswith(".npy")]
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise InputError(422, f"corrupt .npz archive: {exc}") from exc
+    if not members:
+        raise InputError(422, "the .npz archive holds no arrays")
+    chosen = next((m for m in members if m.filename == "flux.npy"), members[0])
+    if chosen.file_size > limits.max_decompressed_bytes:
+        raise InputError(413, f"array {chosen.filename!r} inflates to {chosen.file_size} bytes")
+    if len(members) > 1:
+        notes.append(f"used array {chosen.filename[:-4]!r} of the .npz archive")
+    try:
+        raw = archive.read(chosen)  # zipfile stops at the declared size and checks the CRC
+    except (zipfile.BadZipFile, zlib.error, OSError, NotImplementedError) as exc:
+        raise InputError(422, f"corrupt .npz member {chosen.filename!r}: {exc}") from exc
+    return _read_npy(io.BytesIO(raw), limits)
+
+
+def _finalise(
+    array: np.ndarray, bands: tuple[str, ...] | None, limits: UploadLimits, notes: list[str]
+) -> Cube:
+    if array.dtype.kind not in "iuf":
+        raise InputError(422, f"pixel data must be integers or floats, not {array.dtype}")
+    if array.ndim == 4 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim == 2:
+        raise InputError(422, "a 2-D array is one band; send (bands, H, W) or (H, W, bands) with 3-4 bands")
+    if array.ndim != 3:
+        raise InputError(422, f"expected a 3-D flux cube (bands, H, W) or (H, W, bands), got shape {array.shape}")
+    array = _bands_first(array)
+    if not 3 <= array.shape[0] <= 4:
+        raise InputError(
+            422, f"the cube has {array.shape[0]} bands; send 3 or 4 of g, r, i, z (shape {array.shape})"
+        )
+    bands = _check_bands(bands, array.shape[0])
+    _check_size(array.shape[1:], limits)
+    flux = np.ascontiguousarray(array, dtype=np.float32)
+    _mask_nonfinite(flux, bands, limits, notes)
+    order = sorted(range(len(bands)), key=lambda i: DEFAULT_BANDS.index(bands[i]))
+    cube = Cube(np.ascontiguousarray(flux[order]), tuple(bands[i] for i in order), notes)
+    for band in cube.missing_bands:
+        notes.append(
+            f"band {band} is missing: the image was encoded over the {len(cube.bands)} given "
+            f"bands (AION channel mask); the decoded {band} is inferred by the codec"
+        )
+    return cube
+
+
+def _bands_first(array: np.ndarray) -> np.ndarray:
+    first, last = array.shape[0], array.shape[-1]
+    # The band axis is the short one: images are at least MIN_SIDE pixels per side.
+    if first < MIN_SIDE <= last:
+        return array
+    if last < MIN_SIDE <= first:
+        return np.moveaxis(array, -1, 0)
+    if first < MIN_SIDE and last < MIN_SIDE:
+        raise InputError(422, f"the image is far too small: shape {array.shape}")
+    raise InputError(
+        422, f"cannot tell which axis holds the bands in shape {array.shape}: expected "
+        "(bands, H, W) or (H, W, bands) with 3 or 4 bands",
+    )
+
+
+def _check_bands(bands: tuple[str, ...] | None, n: int) -> tuple[str, ...]:
+    if bands is None:
+        if n == len(DEFAULT_BANDS):
+            return DEFAULT_BANDS
+        raise InputError(
+            422, f"the cube has {n} bands but none are named; pass bands=... (e.g. 'g,r,z') or "
+            "name them in the FITS header (BAND1..BANDn)",
+        )
+    if len(bands) != n:
+        raise InputError(422, f"{len(bands)} band names ({', '.join(bands)}) for a cube of {n} bands")
+    if len(set(bands)) != n:
+        raise InputError(422, f"band names repeat: {', '.join(bands)}")
+    return bands
+
+
+def _check_size(hw: tuple[int, ...], limits: UploadLimits) -> None:
+    h, w = hw
+    if h < MIN_SIDE or w < MIN_SIDE:
+        raise InputError(
+            422, f"images must be at least {MIN_SIDE}x{MIN_SIDE} pixels (the codec's centre "
+            f"crop); got {h}x{w}",
+        )
+    if h > limits.max_side or w > limits.max_side:
+        raise InputError(413, f"images may be at most {limits.max_side} pixels per side; got {h}x{w}")
+
+
+def _mask_nonfinite(flux: np.ndarray, bands: tuple[str, ...], limits: UploadLimits, notes: list[str]) -> None:
+    bad = ~np.isfinite(flux)
+    n_bad = int(bad.sum())
+    if not n_bad:
+        return
+    h, w = flux.shape[1:]
+    top, left = (h - MIN_SIDE) // 2, (w - MIN_SIDE) // 2
+    centre = bad[:, top : top + MIN_SIDE, left : left + MIN_SIDE].mean(axis=(1, 2))
+    worst = int(np.argmax(centre))
+    if centre[worst] > limits.max_nonfinite_fraction:
+        raise InputError(
+            422, f"{centre[worst]:.0%} of the central {MIN_SIDE}x{MIN_SIDE} pixels of band "
+            f"{bands[worst]} are NaN/inf (limit {limits.max_nonfinite_fraction:.0%})",
+        )
+    flux[bad] = 0.0
+    notes.append(f"{n_bad} NaN/inf pixel(s) were set to 0")
