@@ -111,10 +111,7 @@ def save_checkpoint(
         save_model(gpt, str(weights), metadata={"format": FORMAT})
         _fsync_file(weights)
         if trainer_state is not None:
-            trainer_file = staging / TRAINER_FILE
-            torch.save(trainer_state, trainer_file)
-            _check_trainer_state(trainer_file)
-            _fsync_file(trainer_file)
+            _save_trainer_state(trainer_state, staging / TRAINER_FILE)
         (staging / CONFIG_FILE).write_text(config_text)
         _fsync_file(staging / CONFIG_FILE)
         _swap_into_place(staging, path)
@@ -134,14 +131,17 @@ def _swap_into_place(staging: Path, path: Path) -> None:
     shutil.rmtree(previous, ignore_errors=True)
 
 
-def _check_trainer_state(trainer_file: Path) -> None:
+def _save_trainer_state(trainer_state: dict[str, Any], trainer_file: Path) -> None:
+    """Save, then prove it loads with ``weights_only=True`` (resume must never need pickle)."""
     try:
+        torch.save(trainer_state, trainer_file)
         torch.load(trainer_file, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise CheckpointError(
             "trainer_state holds objects that torch.load(weights_only=True) refuses; keep it to "
             f"tensors, numbers, strings, lists and dicts: {exc}"
         ) from exc
+    _fsync_file(trainer_file)
 
 
 def _checkpoint_dir(path: str | Path) -> Path:
