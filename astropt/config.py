@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 TOKENS_PER_IMAGE = 576
 AION_VOCAB_SIZE = 10_000
@@ -128,6 +128,15 @@ class TrainConfig(_Strict):
     compile: Literal["auto", "on", "off"] = "auto"
     seed: int = 1337
     num_threads: int = Field(0, ge=0, description="CPU threads for torch; 0 = torch default.")
+
+    @field_validator("codec")
+    @classmethod
+    def _check_codec(cls, spec: str) -> str:
+        from astropt.codec import resolve
+
+        if spec != "default":  # 'default' probes the hub; the rest resolve without I/O
+            resolve(spec)
+        return spec
 
     @model_validator(mode="after")
     def _check_iters(self) -> TrainConfig:

@@ -26,7 +26,13 @@ from astropt.model import GPT, GPTConfig, ModalityConfig
 from astropt.plotting import galaxy_grid, write_atomic
 from astropt.run_log import RunLog
 from astropt.runtime import Runtime, rng_state, set_rng_state, setup_runtime, teardown_runtime
-from astropt.tokenise import MODALITY, TokenCollate, restore_first_token, shift_for_training, tokenise_dataset
+from astropt.tokenise import (
+    MODALITY,
+    TokenCollate,
+    restore_first_token,
+    shift_for_training,
+    tokenise_dataset,
+)
 
 
 class TrainCallback:

@@ -1,0 +1,181 @@
+"""The training loop: schedule, exact resume, artefacts, fail-fast configs, DDP."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from pydantic import ValidationError
+
+from astropt.config import TrainConfig
+from astropt.train import TrainCallback, learning_rate, train
+
+
+def tiny_config(tmp_path: Path, **overrides) -> TrainConfig:
+    raw = {
+        "out_dir": str(tmp_path / "run"),
+        "codec": "random:0",
+        "model": {"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 576, "dropout": 0.1},
+        "data": {"source": "mock", "n_mock": 24, "mock_seed": 3, "val_fraction": 0.2,
+                 "path": str(tmp_path / "mock")},
+        "batch_size": 2,
+        "max_iters": 16,
+        "eval_interval": 8,
+        "eval_iters": 1,
+        "log_interval": 1,
+        "n_val_images": 2,
+        "optim": {"learning_rate": 3e-3, "warmup_iters": 2},
+        "seed": 11,
+    }
+    for key, value in overrides.items():
+        section, _, field = key.partition("__")
+        if field:
+            raw[section][field] = value
+        else:
+            raw[key] = value
+    return TrainConfig.model_validate(raw)
+
+
+def read_train_losses(run_dir: Path) -> dict[int, float]:
+    with (run_dir / "loss.csv").open() as fh:
+        return {int(r["step"]): float(r["train_loss"]) for r in csv.DictReader(fh) if r["train_loss"]}
+
+
+class StopAt(TrainCallback):
+    def __init__(self, step: int):
+        self.step, self.seen = step, 0
+
+    def on_log(self, step: int, metrics: dict[str, float]) -> None:
+        self.seen = step
+
+    def should_stop(self) -> bool:
+        return self.seen >= self.step
+
+
+class Recorder(TrainCallback):
+    def __init__(self):
+        self.info, self.logs, self.evals, self.checkpoints = {}, [], [], []
+
+    def on_start(self, info):
+        self.info = info
+
+    def on_log(self, step, metrics):
+        self.logs.append((step, metrics))
+
+    def on_eval(self, step, metrics):
+        self.evals.append((step, metrics))
+
+    def on_checkpoint(self, step, path, kind):
+        self.checkpoints.append((step, kind))
+
+
+def test_learning_rate_warmup_then_cosine_to_min_lr(tmp_path):
+    cfg = tiny_config(tmp_path, max_iters=100, optim={"learning_rate": 1e-3, "warmup_iters": 10})
+    lrs = [learning_rate(i, cfg) for i in range(101)]
+    assert lrs[0] < lrs[5] < lrs[9] < 1e-3
+    assert max(lrs) == pytest.approx(1e-3, rel=0.02)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:], strict=False))
+    assert lrs[100] == pytest.approx(1e-4)
+
+
+def test_run_writes_artefacts_and_reports_progress(tmp_path):
+    cfg = tiny_config(tmp_path)
+    rec = Recorder()
+    result = train(cfg, [rec])
+    run = Path(result.out_dir)
+    assert result.status == "completed" and result.step == 16
+    assert rec.info["codec"]["spec"] == "random:0" and rec.info["codec"]["trained"] is False
+    assert rec.info["unigram_entropy"] > 0
+    assert [s for s, _ in rec.logs] == list(range(1, 17))
+    assert all(m["tokens_per_s"] > 0 and math.isfinite(m["train_loss"]) for _, m in rec.logs)
+    assert [s for s, _ in rec.evals] == [8, 16]
+    assert {"best", "last"} <= {k for _, k in rec.checkpoints}
+    for name in ("loss.csv", "loss.png", "config.yaml", "val_images/step_000016.png"):
+        assert (run / name).is_file(), name
+    meta = json.loads((run / "checkpoints" / "last" / "config.json").read_text())
+    assert meta["step"] == 16 and meta["codec"]["fingerprint"] == rec.info["codec"]["fingerprint"]
+    assert TrainConfig.model_validate(meta["train_config"]) == cfg
+    # random initial logits give ~ln(10000) nats; training must have moved away from it
+    assert rec.logs[0][1]["train_loss"] == pytest.approx(math.log(10_000), abs=0.5)
+    assert rec.logs[-1][1]["train_loss"] < rec.logs[0][1]["train_loss"] - 1.0
+
+
+def test_resume_reproduces_uninterrupted_losses(tmp_path):
+    straight = train(tiny_config(tmp_path / "a"))
+    stopped = train(tiny_config(tmp_path / "b"), [StopAt(6)])
+    assert stopped.status == "stopped" and stopped.step == 6
+    resumed = train(tiny_config(tmp_path / "b"))
+    assert resumed.status == "completed" and resumed.step == 16
+    a = read_train_losses(Path(straight.out_dir))
+    b = read_train_losses(Path(resumed.out_dir))
+    assert sorted(b) == list(range(1, 17))  # no gaps, no duplicates across the restart
+    for step in range(7, 17):
+        assert b[step] == pytest.approx(a[step], abs=1e-5), step
+
+
+def test_resume_refuses_a_different_codec(tmp_path):
+    train(tiny_config(tmp_path), [StopAt(2)])
+    with pytest.raises(ValueError, match="tokens of two codecs cannot be mixed"):
+        train(tiny_config(tmp_path, codec="random:1"))
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"model": {"n_embd": 30, "n_head": 4}}, "divisible by n_head"),
+        ({"model": {"vocab_size": 1024}}, "must equal the AION codec"),
+        ({"model": {"block_size": 512}}, "block_size .* too small"),
+        ({"codec": "no-such-codec"}, "unknown codec spec"),
+        ({"data": {"source": "local", "path": "/does/not/exist"}}, "does not exist"),
+        ({"max_iter": 5}, "Extra inputs are not permitted"),
+    ],
+)
+def test_bad_configs_fail_fast_with_a_clear_message(override, message):
+    with pytest.raises(ValidationError, match=message):
+        TrainConfig.from_dict(override)
+
+
+def test_wrong_schema_data_file_fails_before_training(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data = tmp_path / "data"
+    data.mkdir()
+    pq.write_table(pa.table({"not_an_image": [1, 2, 3]}), data / "part-0.parquet")
+    cfg = tiny_config(tmp_path, data={"source": "local", "path": str(data), "image_column": "image"})
+    with pytest.raises(ValueError, match="part-0.parquet"):
+        train(cfg)
+    assert not (Path(cfg.out_dir) / "checkpoints").exists()
+
+
+def test_set_overrides_parse_yaml_values(tmp_path):
+    cfg = TrainConfig.from_dict({}, ["optim.learning_rate=2e-4", "model.n_layer=2", "codec=random:0"])
+    assert cfg.optim.learning_rate == 2e-4 and cfg.model.n_layer == 2
+    with pytest.raises(ValueError, match="key=value"):
+        TrainConfig.from_dict({}, ["optim.learning_rate"])
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_on_gloo_see_disjoint_samples(tmp_path):
+    cfg = tiny_config(tmp_path, max_iters=4, eval_interval=4, data__n_mock=32)
+    cfg_path = tmp_path / "cfg.yaml"
+    cfg_path.write_text(cfg.to_yaml())
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+           "--master_port=29533", "-m", "astropt.cli", "train", "--config", str(cfg_path)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = Path(cfg.out_dir)
+    ranks = [json.loads((run / f"data_rank{r}.json").read_text()) for r in (0, 1)]
+    ids0, ids1 = set(ranks[0]["object_ids"]), set(ranks[1]["object_ids"])
+    assert ids0 and ids1 and not ids0 & ids1
+    assert len(ids0) + len(ids1) == ranks[0]["n"] + ranks[1]["n"]
+    assert (run / "checkpoints" / "last" / "model.safetensors").is_file()
+    assert torch.isfinite(torch.tensor(list(read_train_losses(run).values()))).all()
