@@ -1,0 +1,138 @@
+"""Rendering reconstructions: PNG panels (Lupton RGB) and FITS / NumPy serialisation.
+
+Panels, left to right: ``original`` (the input's central 96x96 crop), ``codec`` (the codec
+round trip: the best the model could do), ``model`` (the model's reconstruction) and
+``residual`` (model - original, averaged over the input's bands, blue negative / red
+positive). In codec mode the model panel is absent and the residual is codec - original.
+
+Colour: Lupton et al. (2004) asinh RGB from z, r, g (red, green, blue), as Legacy Survey
+viewers do. One stretch is used for all panels of a figure, set from the original's bright
+end (its 99.5th percentile), so panels are comparable and faint mock galaxies
+(~0.05 nanomaggies per pixel) and bright real ones are both visible.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Literal
+
+import numpy as np
+from astropy.visualization import make_lupton_rgb
+from PIL import Image, ImageDraw, ImageFont
+
+from astropt.config import DEFAULT_BANDS
+from astropt.inference.pipeline import Reconstruction
+
+PanelKind = Literal["all", "single"]
+LUPTON_Q = 8.0
+PEAK_TO_STRETCH = 4.0  # stretch = bright end / 4: the bright end lands at ~half brightness
+MIN_STRETCH = 1e-3  # nanomaggies; keeps blank images from dividing by ~0
+SCALE = 2  # each 96-pixel panel is drawn at 192 pixels (nearest neighbour)
+GAP = 4
+LABEL_HEIGHT = 16
+_RGB = ("DES-Z", "DES-R", "DES-G")
+
+
+def panel_titles(recon: Reconstruction, panel: PanelKind = "all") -> list[str]:
+    if panel == "single":
+        return ["codec" if recon.model is None else "model"]
+    middle = ["codec"] if recon.model is None else ["codec", "model"]
+    return ["original", *middle, "residual"]
+
+
+def png_size(n_panels: int, side: int = 96) -> tuple[int, int]:
+    """(width, height) of the PNG for ``n_panels`` panels of ``side`` pixels."""
+    width = n_panels * side * SCALE + (n_panels - 1) * GAP
+    return width, side * SCALE + LABEL_HEIGHT
+
+
+def original_full_bands(recon: Reconstruction) -> np.ndarray:
+    """The input crop as ``[4, 96, 96]``; a band the input lacked is taken from the codec's
+    round trip (display only: that band is the codec's inference)."""
+    full = recon.codec.copy()
+    for i, band in enumerate(recon.bands):
+        full[DEFAULT_BANDS.index(band)] = recon.original[i]
+    return full
+
+
+def lupton(flux: np.ndarray, stretch: float) -> np.ndarray:
+    """``[4, H, W]`` DES g, r, i, z flux -> ``uint8[H, W, 3]``."""
+    red, green, blue = (np.nan_to_num(flux[DEFAULT_BANDS.index(b)]).astype(np.float64) for b in _RGB)
+    return make_lupton_rgb(red, green, blue, minimum=0.0, stretch=stretch, Q=LUPTON_Q)
+
+
+def display_stretch(original: np.ndarray) -> float:
+    rgb = np.stack([original[DEFAULT_BANDS.index(b)] for b in _RGB]).mean(axis=0)
+    return max(float(np.percentile(rgb, 99.5)) / PEAK_TO_STRETCH, MIN_STRETCH)
+
+
+def residual_rgb(recon: Reconstruction, stretch: float) -> np.ndarray:
+    """Diverging colour map of (output - original) averaged over the input's bands."""
+    import matplotlib
+
+    index = [DEFAULT_BANDS.index(b) for b in recon.bands]
+    diff = (recon.output[index] - recon.original).mean(axis=0)
+    limit = stretch * PEAK_TO_STRETCH  # the original's bright end: residuals on its scale
+    colours = matplotlib.colormaps["RdBu_r"](np.clip(diff / limit, -1.0, 1.0) * 0.5 + 0.5)
+    return (colours[..., :3] * 255).round().astype(np.uint8)
+
+
+def render_png(recon: Reconstruction, panel: PanelKind = "all") -> bytes:
+    """The panel strip (or one panel) as PNG bytes; see :func:`png_size` for its size."""
+    original = original_full_bands(recon)
+    stretch = display_stretch(original)
+    images = {
+        "original": lambda: lupton(original, stretch),
+        "codec": lambda: lupton(recon.codec, stretch),
+        "model": lambda: lupton(recon.output, stretch),
+        "residual": lambda: residual_rgb(recon, stretch),
+    }
+    titles = panel_titles(recon, panel)
+    side = recon.codec.shape[-1]
+    canvas = Image.new("RGB", png_size(len(titles), side), "white")
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default()
+    for k, title in enumerate(titles):
+        # Lupton arrays are row 0 = bottom (FITS convention); flip so north is up in the PNG.
+        tile = Image.fromarray(np.ascontiguousarray(images[title]()[::-1]))
+        tile = tile.resize((side * SCALE, side * SCALE), Image.Resampling.NEAREST)
+        x = k * (side * SCALE + GAP)
+        canvas.paste(tile, (x, LABEL_HEIGHT))
+        draw.text((x + 2, 2), title, fill="black", font=font)
+    out = io.BytesIO()
+    canvas.save(out, format="PNG", optimize=False)
+    return out.getvalue()
+
+
+def _band_header(bands: tuple[str, ...]):
+    from astropy.io import fits
+
+    header = fits.Header()
+    header["BUNIT"] = ("nanomaggy", "flux unit (22.5 mag zero point)")
+    for k, band in enumerate(bands, start=1):
+        header[f"BAND{k}"] = (band, f"band of plane {k}")
+    return header
+
+
+def to_fits(recon: Reconstruction, metrics: dict | None = None) -> bytes:
+    """Primary HDU: the main decoded cube [4, 96, 96]; extensions CODEC and ORIGINAL.
+    Every HDU names its planes with ``BAND1..BANDn`` (readable back by the upload parser)."""
+    from astropy.io import fits
+
+    primary = fits.PrimaryHDU(recon.output.astype(np.float32), header=_band_header(DEFAULT_BANDS))
+    primary.header["MODE"] = (recon.mode, "astropt reconstruction mode")
+    for key, value in (metrics or recon.metrics()).items():
+        if isinstance(value, float) and np.isfinite(value):
+            primary.header[f"HIERARCH ASTROPT {key.upper()}"] = value
+    codec = fits.ImageHDU(recon.codec.astype(np.float32), header=_band_header(DEFAULT_BANDS), name="CODEC")
+    original = fits.ImageHDU(recon.original.astype(np.float32), header=_band_header(recon.bands), name="ORIGINAL")
+    out = io.BytesIO()
+    fits.HDUList([primary, codec, original]).writeto(out)
+    return out.getvalue()
+
+
+def to_npy(recon: Reconstruction) -> bytes:
+    """The main decoded cube ``float32[4, 96, 96]`` (DES g, r, i, z) as ``.npy``."""
+    out = io.BytesIO()
+    np.save(out, recon.output.astype(np.float32), allow_pickle=False)
+    return out.getvalue()
