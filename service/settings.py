@@ -65,23 +65,30 @@ class Settings(BaseSettings):
     def broker_transport_options(self) -> dict[str, object]:
         url = self.resolved_broker_url
         if url.startswith("filesystem"):
-            folder = self.broker_dir / "queue"
-            folder.mkdir(parents=True, exist_ok=True)
-            processed = self.broker_dir / "processed"
-            processed.mkdir(parents=True, exist_ok=True)
+            folder = str(self.broker_dir / "queue")
             return {
-                "data_folder_in": str(folder),
-                "data_folder_out": str(folder),
-                "processed_folder": str(processed),
+                "data_folder_in": folder,
+                "data_folder_out": folder,
+                "processed_folder": str(self.broker_dir / "processed"),
+                "control_folder": str(self.broker_dir / "control"),
                 "store_processed": False,
             }
         if url.startswith(("redis", "rediss")):
             return {"visibility_timeout": self.broker_visibility_timeout}
         return {}
 
+    @property
+    def uses_filesystem_broker(self) -> bool:
+        return self.resolved_broker_url.startswith("filesystem")
+
     def ensure_dirs(self) -> None:
+        """Create the data, runs and (standalone) broker directories."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.runs_dir.mkdir(parents=True, exist_ok=True)
+        if self.uses_filesystem_broker:
+            (self.broker_dir / "queue").mkdir(parents=True, exist_ok=True)
+            (self.broker_dir / "processed").mkdir(parents=True, exist_ok=True)
+            (self.broker_dir / "control").mkdir(parents=True, exist_ok=True)
 
 
 @lru_cache(maxsize=1)

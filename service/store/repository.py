@@ -170,3 +170,15 @@ def best_checkpoint_dir(session: Session, job_id: str) -> Path | None:
         if (candidate / "model.safetensors").is_file():
             return candidate
     return None
+
+
+def requeue_if_orphaned(session: Session, job_id: str, lease_seconds: float) -> bool:
+    """Put a running job whose worker vanished back to queued; True when this call did it."""
+    stale = utcnow() - timedelta(seconds=lease_seconds)
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.phase == "running")
+        .where(or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < stale))
+        .values(phase="queued", owner=None, updated_at=utcnow())
+    )
+    return result.rowcount == 1

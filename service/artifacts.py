@@ -1,0 +1,91 @@
+"""Run-directory files: listing, safe resolution of requested paths, checkpoint archives."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Literal
+
+from service.errors import NotFound
+
+CHECKPOINT_NAME = re.compile(r"^(best|last|step_\d{1,9})$")
+ArtifactKind = Literal["checkpoint", "val_image", "log", "other"]
+
+
+def classify(relative: Path) -> ArtifactKind:
+    top = relative.parts[0] if relative.parts else ""
+    if top == "checkpoints":
+        return "checkpoint"
+    if top == "val_images":
+        return "val_image"
+    if relative.suffix in (".csv", ".png", ".yaml", ".json", ".log"):
+        return "log"
+    return "other"
+
+
+def list_files(out_dir: Path) -> list[tuple[str, int, ArtifactKind]]:
+    """Files under the run directory (relative path, size, kind); hidden and temporary ones skipped."""
+    root = out_dir.resolve()
+    if not root.is_dir():
+        return []
+    found = []
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root)
+        if any(_is_transient(part) for part in relative.parts):
+            continue
+        if path.is_file() and not path.is_symlink():
+            found.append((relative.as_posix(), path.stat().st_size, classify(relative)))
+    return found
+
+
+def _is_transient(part: str) -> bool:
+    # Checkpoints are written to "<name>.tmp-XXXX" and swapped via "<name>.old".
+    return part.startswith(".") or ".tmp-" in part or part.endswith(".old")
+
+
+def safe_file(out_dir: Path, relative: str) -> Path:
+    """Resolve ``relative`` inside the run directory; anything that escapes it is not found."""
+    root = out_dir.resolve()
+    if not relative or "\x00" in relative or Path(relative).is_absolute():
+        raise NotFound(f"no artifact {relative!r}")
+    candidate = (root / relative).resolve()
+    if not candidate.is_relative_to(root) or not candidate.is_file():
+        raise NotFound(f"no artifact {relative!r} in this job's run directory")
+    return candidate
+
+
+def checkpoint_dir(out_dir: Path, name: str) -> Path:
+    if not CHECKPOINT_NAME.match(name):
+        raise NotFound(f"no checkpoint {name!r}: names are best, last or step_NNNNNN")
+    directory = out_dir.resolve() / "checkpoints" / name
+    if not (directory / "config.json").is_file():
+        raise NotFound(f"checkpoint {name!r} does not exist (yet)")
+    return directory
+
+
+def zip_checkpoint(directory: Path) -> Path:
+    """A temporary zip of a checkpoint directory (stored, not compressed: weights do not shrink)."""
+    descriptor, name = tempfile.mkstemp(prefix=f"{directory.name}-", suffix=".zip")
+    os.close(descriptor)
+    with zipfile.ZipFile(name, "w", compression=zipfile.ZIP_STORED) as archive:
+        for path in sorted(directory.rglob("*")):
+            if path.is_file() and not path.is_symlink():
+                archive.write(path, arcname=f"{directory.name}/{path.relative_to(directory).as_posix()}")
+    return Path(name)
+
+
+def last_checkpoint_step(out_dir: Path) -> int | None:
+    """Step of ``checkpoints/last`` (what a resume continues from), or None."""
+    config = out_dir / "checkpoints" / "last" / "config.json"
+    if not config.is_file():
+        return None
+    try:
+        meta = json.loads(config.read_text())
+    except (OSError, ValueError):
+        return None
+    step = meta.get("step") if isinstance(meta, dict) else None
+    return int(step) if isinstance(step, int | float) else 0

@@ -1,0 +1,137 @@
+"""``astropt serve | api | worker``: registered through the ``astropt.commands`` entry point."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from service.settings import Settings, get_settings
+
+log = logging.getLogger("astropt.service")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    serve = subparsers.add_parser(
+        "serve", help="standalone: API + worker + embedded broker + SQLite in one command",
+        description="Run the API, one training worker and a filesystem broker (no Redis) with a "
+        "SQLite store under ASTROPT_DATA_DIR (default ./astropt-data). Open /docs in a browser.",
+    )
+    _add_http_arguments(serve)
+    serve.add_argument("--demo", action="store_true",
+                       help="submit a tiny CPU job at start-up so a loss curve appears within minutes")
+    serve.set_defaults(func=run_serve)
+
+    api = subparsers.add_parser("api", help="the HTTP API only (workers run separately)")
+    _add_http_arguments(api)
+    api.set_defaults(func=run_api)
+
+    worker = subparsers.add_parser(
+        "worker", help="a training worker (one per GPU: set CUDA_VISIBLE_DEVICES per worker)"
+    )
+    worker.add_argument("--name", default=None, help="worker node name (default: train-<pid>)")
+    worker.add_argument("--loglevel", default="info")
+    worker.set_defaults(func=run_worker)
+
+
+def _add_http_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (0.0.0.0 for all)")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--log-level", default="info")
+
+
+def run_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from service.app import create_app
+
+    uvicorn.run(create_app(get_settings()), host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    from service.store import migrate
+
+    settings = get_settings()
+    settings.ensure_dirs()
+    migrate(settings.resolved_database_url)
+    from worker import tasks  # noqa: F401  (registers the task and the recovery hook)
+    from worker.celery_app import app
+
+    name = args.name or f"train-{os.getpid()}"
+    app.worker_main([
+        "worker", "--queues", settings.train_queue, "--concurrency", "1", "--prefetch-multiplier", "1",
+        "--hostname", f"{name}@%h", "--loglevel", args.loglevel,
+        "--without-gossip", "--without-mingle", "--without-heartbeat",
+    ])
+    return 0
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from service.app import create_app
+    from service.store import migrate
+
+    settings = get_settings()
+    settings.ensure_dirs()
+    migrate(settings.resolved_database_url)
+    if settings.uses_filesystem_broker:
+        from worker.tasks import recover_orphaned_jobs
+
+        # Nothing else can run this data directory's jobs: anything "running" was interrupted.
+        recover_orphaned_jobs(settings, lease_seconds=0)
+    worker = _spawn_worker(settings)
+    try:
+        app = create_app(settings)
+        if args.demo:
+            _submit_demo(app, settings)
+        print(f"AstroPT service: http://{args.host}:{args.port}/docs  (data in {settings.data_dir.resolve()})",
+              flush=True)
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    finally:
+        _stop(worker)
+    return 0
+
+
+def _spawn_worker(settings: Settings) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, ASTROPT_DATA_DIR=str(settings.data_dir.resolve()))
+    return subprocess.Popen([sys.executable, "-m", "service.cli", "worker", "--name", "standalone"], env=env)
+
+
+def _submit_demo(app: object, settings: Settings) -> None:
+    from service import jobs
+    from service.schemas import TINY_CPU_JOB, JobSpec
+    from service.store import session_scope
+
+    with session_scope(settings.resolved_database_url) as session:
+        job = jobs.submit(session, settings, app.state.publish, JobSpec.model_validate(TINY_CPU_JOB))  # type: ignore[attr-defined]
+        print(f"demo job {job.id} queued: watch /jobs/{job.id} and /jobs/{job.id}/loss.png", flush=True)
+
+
+def _stop(process: subprocess.Popen[bytes], grace_seconds: float = 10.0) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)  # warm shutdown; an interrupted job resumes on next start
+    deadline = time.monotonic() + grace_seconds
+    while process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m service.cli ...`` (what ``astropt serve`` uses to start its worker)."""
+    parser = argparse.ArgumentParser(prog="astropt-service")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""The service layer: job submission, state changes and read models. Routes stay thin over it."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from astropt.codec import CodecError, resolve
+from service import artifacts
+from service.errors import Conflict, NotFound, SpecInvalid, TooManyJobs, Unavailable
+from service.schemas import (
+    CheckpointOut,
+    Curve,
+    Curves,
+    JobOut,
+    JobSpec,
+    JobSummary,
+    Links,
+    Progress,
+)
+from service.settings import Settings
+from service.store import repository
+from service.store.models import FINISHED_PHASES, Job
+
+Publisher = Callable[[str], None]
+CURVE_KINDS = ("train_loss", "val_loss", "lr")
+
+
+def submit(session: Session, settings: Settings, publish: Publisher, spec: JobSpec) -> Job:
+    _check_limits(session, settings, spec)
+    job_id = uuid.uuid4().hex
+    out_dir = settings.runs_dir / job_id
+    body = spec.model_dump(mode="json")
+    body["out_dir"] = str(out_dir)
+    job = repository.create_job(session, job_id, body, str(out_dir))
+    session.commit()  # the worker must see the row before it sees the message
+    _publish(session, publish, job)
+    return job
+
+
+def _check_limits(session: Session, settings: Settings, spec: JobSpec) -> None:
+    if spec.max_iters > settings.max_iters_limit:
+        raise SpecInvalid("max_iters", f"max_iters ({spec.max_iters}) exceeds this service's "
+                          f"limit of {settings.max_iters_limit}")
+    if spec.codec not in ("default", "shipped"):
+        try:
+            resolve(spec.codec)
+        except CodecError as exc:
+            raise SpecInvalid("codec", str(exc)) from exc
+    active = repository.count_active(session)
+    if active >= settings.max_active_jobs:
+        raise TooManyJobs(f"{active} jobs are queued or running (limit {settings.max_active_jobs}); "
+                          "wait for some to finish or cancel one")
+
+
+def _publish(session: Session, publish: Publisher, job: Job) -> None:
+    try:
+        publish(job.id)
+    except Exception as exc:
+        reason = f"could not queue the job: broker unavailable ({type(exc).__name__}: {exc})"
+        repository.finish_job(session, job.id, "failed", reason)
+        session.commit()
+        raise Unavailable(reason) from exc
+
+
+def get(session: Session, job_id: str) -> Job:
+    job = repository.get_job(session, job_id)
+    if job is None:
+        raise NotFound(f"job {job_id} not found")
+    return job
+
+
+def list_jobs(session: Session, phase: str | None, limit: int, offset: int) -> tuple[Sequence[Job], int]:
+    return repository.list_jobs(session, phase, limit, offset)
+
+
+def cancel(session: Session, job_id: str) -> Job:
+    job = get(session, job_id)
+    if job.phase == "queued":
+        repository.finish_job(session, job_id, "cancelled")
+    elif job.phase == "running":
+        repository.update_job(session, job_id, phase="cancelling", cancel_requested=True)
+    elif job.phase in FINISHED_PHASES:
+        raise Conflict(f"job {job_id} is already {job.phase}")
+    session.commit()
+    session.refresh(job)
+    return job
+
+
+def resume(session: Session, settings: Settings, publish: Publisher, job_id: str,
+           max_iters: int | None) -> Job:
+    job = get(session, job_id)
+    if job.phase not in FINISHED_PHASES:
+        raise Conflict(f"job {job_id} is {job.phase}; only completed, failed or cancelled jobs resume")
+    step = artifacts.last_checkpoint_step(Path(job.out_dir))
+    if step is None:
+        raise Conflict(f"job {job_id} has no checkpoint to resume from; submit it again instead")
+    target = max_iters or job.max_iters
+    if target > settings.max_iters_limit:
+        raise SpecInvalid("max_iters", f"max_iters ({target}) exceeds this service's limit of "
+                          f"{settings.max_iters_limit}")
+    if target <= step:
+        raise Conflict(f"job {job_id} already reached iteration {step}; "
+                       f"give max_iters greater than {step} to train further")
+    spec = dict(job.spec)
+    spec["max_iters"] = target
+    repository.update_job(
+        session, job_id, phase="queued", spec=spec, max_iters=target, finished_at=None,
+        failure_reason=None, cancel_requested=False, eta_seconds=None,
+    )
+    session.commit()
+    session.refresh(job)
+    _publish(session, publish, job)
+    return job
+
+
+def delete(session: Session, settings: Settings, job_id: str) -> None:
+    job = get(session, job_id)
+    if job.phase not in FINISHED_PHASES:
+        raise Conflict(f"job {job_id} is {job.phase}; cancel it and wait until it is cancelled")
+    out_dir = Path(job.out_dir).resolve()
+    if out_dir.is_relative_to(settings.runs_dir) and out_dir.exists():
+        shutil.rmtree(out_dir)
+    repository.delete_job(session, job_id)
+    session.commit()
+
+
+def curves(session: Session, job_id: str, since: int | None, max_points: int) -> Curves:
+    raw = repository.get_points(session, job_id, CURVE_KINDS, since)
+    result = Curves(since=since)
+    for kind, points in raw.items():
+        kept = downsample(points, max_points)
+        result.downsampled |= len(kept) < len(points)
+        setattr(result, kind, Curve(steps=[s for s, _ in kept], values=[v for _, v in kept]))
+    return result
+
+
+def downsample(points: list[tuple[int, float]], max_points: int) -> list[tuple[int, float]]:
+    """Evenly spaced points including the first and the last (curves stay comparable)."""
+    if len(points) <= max_points:
+        return points
+    last = len(points) - 1
+    indices = sorted({round(i * last / (max_points - 1)) for i in range(max_points)})
+    return [points[i] for i in indices]
+
+
+def progress(job: Job) -> Progress:
+    max_iters = max(1, job.max_iters)
+    return Progress(
+        iteration=job.iteration, max_iters=job.max_iters, fraction=min(1.0, job.iteration / max_iters),
+        tokens_per_s=job.tokens_per_s, eta_seconds=job.eta_seconds if job.phase == "running" else None,
+    )
+
+
+def summary(job: Job) -> JobSummary:
+    return JobSummary(
+        id=job.id, phase=job.phase, created_at=job.created_at, started_at=job.started_at,
+        finished_at=job.finished_at, progress=progress(job), best_val_loss=job.best_val_loss,
+        failure_reason=job.failure_reason,
+    )
+
+
+def checkpoints(job: Job) -> list[CheckpointOut]:
+    items = [
+        CheckpointOut(name=name, kind=info.get("kind", name), step=int(info.get("step", 0)),
+                      created_at=info.get("created_at"),
+                      download_url=f"/jobs/{job.id}/checkpoints/{name}.zip")
+        for name, info in (job.checkpoints or {}).items()
+        if (Path(job.out_dir) / "checkpoints" / name).is_dir()
+    ]
+    return sorted(items, key=lambda c: (c.step, c.name))
+
+
+def detail(job: Job, job_curves: Curves) -> JobOut:
+    base = f"/jobs/{job.id}"
+    return JobOut(
+        **summary(job).model_dump(), updated_at=job.updated_at, spec=job.spec, device=job.device,
+        codec=job.codec, n_params=job.n_params, attempts=job.attempts, best_val_step=job.best_val_step,
+        curves=job_curves, checkpoints=checkpoints(job),
+        links=Links(self=base, loss_png=f"{base}/loss.png", events=f"{base}/events",
+                    artifacts=f"{base}/artifacts"),
+    )

@@ -1,0 +1,56 @@
+"""Prometheus metrics: HTTP requests and jobs by phase (read from the store at scrape time)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from starlette.requests import Request
+from starlette.responses import Response
+
+from service.store import PHASES, session_scope
+from service.store.repository import count_by_phase
+
+
+class JobsCollector(Collector):
+    def __init__(self, database_url: str):
+        self.url = database_url
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        gauge = GaugeMetricFamily("astropt_jobs", "Jobs in the store by phase", labels=["phase"])
+        try:
+            with session_scope(self.url) as session:
+                counts = count_by_phase(session)
+        except Exception:
+            counts = {}
+        for phase in PHASES:
+            gauge.add_metric([phase], counts.get(phase, 0))
+        yield gauge
+
+
+class ServiceMetrics:
+    """One registry per app, so several apps (tests) never clash."""
+
+    def __init__(self, database_url: str):
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "astropt_http_requests", "HTTP requests", ["method", "route", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "astropt_http_request_seconds", "HTTP request latency", ["method", "route"], registry=self.registry
+        )
+        self.submitted = Counter("astropt_jobs_submitted", "Jobs submitted", registry=self.registry)
+        self.registry.register(JobsCollector(database_url))
+
+    async def middleware(
+        self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        self.requests.labels(request.method, route, str(response.status_code)).inc()
+        self.latency.labels(request.method, route).observe(time.perf_counter() - start)
+        return response

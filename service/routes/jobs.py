@@ -1,0 +1,108 @@
+"""Job endpoints: submit, list, inspect, cancel, resume, delete."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query, Request, Response, status
+
+from service import jobs
+from service.deps import ApiKey, PublisherDep, SessionDep, SettingsDep
+from service.schemas import (
+    JOB_SPEC_EXAMPLES,
+    ErrorOut,
+    JobList,
+    JobOut,
+    JobSpec,
+    Phase,
+    ResumeRequest,
+    ValidationErrorOut,
+)
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut, "description": "Unknown job id"}}
+AUTH: dict[int | str, dict[str, Any]] = {401: {"model": ErrorOut, "description": "Missing or wrong API key"}}
+INVALID: dict[int | str, dict[str, Any]] = {
+    422: {"model": ValidationErrorOut, "description": "Invalid input: field path and reason"}
+}
+CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: {"model": ErrorOut, "description": "Not possible in the job's current phase"}
+}
+
+
+@router.post(
+    "", status_code=status.HTTP_201_CREATED, response_model=JobOut, dependencies=[ApiKey],
+    summary="Submit a training job",
+    responses={**AUTH, **INVALID,
+               429: {"model": ErrorOut, "description": "Too many active jobs"},
+               503: {"model": ErrorOut, "description": "Broker unavailable; job recorded as failed"}},
+)
+def submit_job(
+    spec: Annotated[JobSpec, Body(openapi_examples=JOB_SPEC_EXAMPLES)],
+    request: Request, response: Response, session: SessionDep, settings: SettingsDep,
+    publish: PublisherDep,
+) -> JobOut:
+    """Validate the training configuration and queue it. `out_dir` is chosen by the service."""
+    job = jobs.submit(session, settings, publish, spec)
+    request.app.state.metrics.submitted.inc()
+    response.headers["Location"] = f"/jobs/{job.id}"
+    return jobs.detail(job, jobs.curves(session, job.id, None, settings.curve_max_points))
+
+
+@router.get("", response_model=JobList, summary="List jobs (newest first)")
+def list_jobs(
+    session: SessionDep,
+    phase: Annotated[Phase | None, Query(description="Only jobs in this phase")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> JobList:
+    items, total = jobs.list_jobs(session, phase, limit, offset)
+    return JobList(items=[jobs.summary(job) for job in items], total=total, limit=limit, offset=offset)
+
+
+@router.get("/{job_id}", response_model=JobOut, responses={**NOT_FOUND}, summary="A job with its curves")
+def get_job(
+    job_id: str, session: SessionDep, settings: SettingsDep,
+    since: Annotated[int | None, Query(ge=0, description="Only curve points after this iteration "
+                                       "(incremental polling)")] = None,
+) -> JobOut:
+    """Phase, timestamps, spec, device, codec, progress, loss curves (train, val, lr; thinned to
+    at most `ASTROPT_CURVE_MAX_POINTS` per curve), best validation loss, checkpoints, failure reason."""
+    job = jobs.get(session, job_id)
+    return jobs.detail(job, jobs.curves(session, job_id, since, settings.curve_max_points))
+
+
+@router.post(
+    "/{job_id}/cancel", response_model=JobOut, status_code=status.HTTP_202_ACCEPTED,
+    dependencies=[ApiKey], responses={**AUTH, **NOT_FOUND, **CONFLICT}, summary="Cancel a job",
+)
+def cancel_job(job_id: str, session: SessionDep, settings: SettingsDep) -> JobOut:
+    """A queued job is cancelled at once; a running one turns `cancelling`, stops at the next
+    step, writes its `last` checkpoint and turns `cancelled`."""
+    job = jobs.cancel(session, job_id)
+    return jobs.detail(job, jobs.curves(session, job_id, None, settings.curve_max_points))
+
+
+@router.post(
+    "/{job_id}/resume", response_model=JobOut, status_code=status.HTTP_202_ACCEPTED,
+    dependencies=[ApiKey], responses={**AUTH, **NOT_FOUND, **CONFLICT, **INVALID},
+    summary="Resume a finished job from its last checkpoint",
+)
+def resume_job(
+    job_id: str, session: SessionDep, settings: SettingsDep, publish: PublisherDep,
+    body: Annotated[ResumeRequest | None, Body()] = None,
+) -> JobOut:
+    """Queue a completed, cancelled or failed job again; it continues from `checkpoints/last`.
+    Give `max_iters` to train a completed job further."""
+    job = jobs.resume(session, settings, publish, job_id, body.max_iters if body else None)
+    return jobs.detail(job, jobs.curves(session, job_id, None, settings.curve_max_points))
+
+
+@router.delete(
+    "/{job_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[ApiKey],
+    responses={**AUTH, **NOT_FOUND, **CONFLICT}, summary="Delete a finished job and its artifacts",
+)
+def delete_job(job_id: str, session: SessionDep, settings: SettingsDep) -> Response:
+    jobs.delete(session, settings, job_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

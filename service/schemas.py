@@ -1,0 +1,183 @@
+"""API schemas (separate from the ORM models)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from astropt.config import TrainConfig
+
+Phase = Literal["queued", "running", "completed", "failed", "cancelling", "cancelled"]
+
+TINY_CPU_JOB: dict[str, Any] = {
+    "codec": "random:0",
+    "model": {"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 576},
+    "data": {"source": "mock", "n_mock": 64, "val_fraction": 0.125},
+    "batch_size": 4,
+    "max_iters": 100,
+    "eval_interval": 20,
+    "eval_iters": 2,
+    "log_interval": 2,
+    "checkpoint_interval": 20,
+    "n_val_images": 4,
+    "optim": {"learning_rate": 0.003, "warmup_iters": 10},
+    "device": "cpu",
+}
+
+GPU_JOB: dict[str, Any] = {
+    "codec": "polymathic-ai/aion-base",
+    "model": {"n_layer": 12, "n_head": 12, "n_embd": 768, "block_size": 1024},
+    "data": {
+        "source": "hf",
+        "hf_dataset": "Smith42/legacysurvey_hsc_crossmatched",
+        "image_column": "legacysurvey_image",
+        "streaming": True,
+    },
+    "batch_size": 16,
+    "grad_accum": 5,
+    "max_iters": 30000,
+    "eval_interval": 1000,
+    "eval_iters": 50,
+    "log_interval": 10,
+    "checkpoint_interval": 1000,
+    "optim": {"learning_rate": 0.0003, "min_lr": 0.00003, "warmup_iters": 2000},
+    "device": "auto",
+    "dtype": "auto",
+    "compile": "auto",
+}
+
+
+class JobSpec(TrainConfig):
+    """The training configuration of a job (the same schema as ``astropt train --config``).
+
+    ``out_dir`` is chosen by the service (``<artifact root>/<job id>``); a value sent here is
+    ignored.
+    """
+
+    model_config = ConfigDict(json_schema_extra={"examples": [TINY_CPU_JOB, GPU_JOB]})
+
+
+JOB_SPEC_EXAMPLES: dict[str, dict[str, Any]] = {
+    "tiny-cpu": {
+        "summary": "Tiny CPU job on the embedded mock (about a minute)",
+        "description": "A 1-layer model on 64 mock galaxies with an untrained random codec: "
+        "shows a falling loss curve quickly on any machine.",
+        "value": TINY_CPU_JOB,
+    },
+    "gpu-aion-base": {
+        "summary": "Realistic GPU job: 12x768 GPT on aion-base tokens of the Legacy Survey",
+        "value": GPU_JOB,
+    },
+}
+
+
+class ResumeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    max_iters: int | None = Field(
+        None, ge=1, description="New total iteration count (must exceed the checkpoint's step).",
+        examples=[200],
+    )
+
+
+class Progress(BaseModel):
+    iteration: int = Field(description="Last iteration reported by the training loop.")
+    max_iters: int
+    fraction: float = Field(description="iteration / max_iters")
+    tokens_per_s: float | None = None
+    eta_seconds: float | None = Field(None, description="Estimated seconds until max_iters.")
+
+
+class Curve(BaseModel):
+    steps: list[int] = Field(default_factory=list)
+    values: list[float] = Field(default_factory=list)
+
+
+class Curves(BaseModel):
+    train_loss: Curve = Field(default_factory=Curve, description="Training loss at logged iterations.")
+    val_loss: Curve = Field(default_factory=Curve, description="Validation loss at evaluations.")
+    lr: Curve = Field(default_factory=Curve, description="Learning rate at logged iterations.")
+    since: int | None = Field(None, description="Only points with step > since are included.")
+    downsampled: bool = Field(False, description="True when a long curve was thinned.")
+
+
+class CheckpointOut(BaseModel):
+    name: str = Field(examples=["best"])
+    kind: str = Field(description="best | last | step")
+    step: int
+    created_at: datetime | None = None
+    download_url: str = Field(description="Zip of the checkpoint directory.")
+
+
+class Links(BaseModel):
+    self: str
+    loss_png: str
+    events: str
+    artifacts: str
+
+
+class JobSummary(BaseModel):
+    id: str
+    phase: Phase
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    progress: Progress
+    best_val_loss: float | None = None
+    failure_reason: str | None = None
+
+
+class JobOut(JobSummary):
+    updated_at: datetime
+    spec: dict[str, Any] = Field(description="The validated training configuration.")
+    device: str | None = None
+    codec: dict[str, Any] | None = Field(None, description="Codec spec, source and fingerprint.")
+    n_params: int | None = None
+    attempts: int = Field(description="Times a worker started (or resumed) this job.")
+    best_val_step: int | None = None
+    curves: Curves
+    checkpoints: list[CheckpointOut] = Field(default_factory=list)
+    links: Links
+
+
+class JobList(BaseModel):
+    items: list[JobSummary]
+    total: int
+    limit: int
+    offset: int
+
+
+class ArtifactFile(BaseModel):
+    path: str = Field(description="Relative to the run directory.", examples=["val_images/step_000020.png"])
+    size: int
+    kind: Literal["checkpoint", "val_image", "log", "other"]
+    download_url: str
+
+
+class ArtifactList(BaseModel):
+    job_id: str
+    files: list[ArtifactFile]
+    checkpoints: list[CheckpointOut]
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    database: str = Field(examples=["ok"])
+    broker: str = Field(examples=["ok"])
+    version: str
+
+
+class ErrorOut(BaseModel):
+    detail: str = Field(examples=["job 0123abcd not found"])
+
+
+class ValidationIssue(BaseModel):
+    loc: list[str | int] = Field(examples=[["body", "model", "n_embd"]])
+    field: str = Field(description="Dotted field path.", examples=["model.n_embd"])
+    msg: str = Field(examples=["n_embd (30) must be divisible by n_head (4); try n_embd=32"])
+    type: str = Field(examples=["value_error"])
+
+
+class ValidationErrorOut(BaseModel):
+    detail: list[ValidationIssue]

@@ -1,0 +1,114 @@
+"""The training callback that writes progress and metrics to the job store."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from astropt.train import TrainCallback
+from service.store import repository, session_scope
+
+
+class StoreCallback(TrainCallback):
+    """Writes metric points (upserts, so re-run steps never duplicate) and polls for cancellation."""
+
+    def __init__(self, database_url: str, job_id: str, owner: str, max_iters: int, poll_seconds: float):
+        self.url, self.job_id, self.owner = database_url, job_id, owner
+        self.max_iters = max_iters
+        self.poll_seconds = poll_seconds
+        self._last_poll = 0.0
+        self._stop = False
+        self.lost_ownership = False
+        self._iter_seconds: float | None = None
+
+    def on_start(self, info: dict[str, Any]) -> None:
+        start = int(info.get("start_iter", 0))
+        with session_scope(self.url) as session:
+            # Points after the checkpoint we resume from are re-created by the re-run steps.
+            repository.delete_points_after(session, self.job_id, start)
+            repository.update_job(
+                session, self.job_id, device=str(info.get("device")), codec=info.get("codec"),
+                n_params=info.get("n_params"), iteration=start, max_iters=self.max_iters,
+            )
+            self._refresh_best(session)
+
+    def on_log(self, step: int, metrics: dict[str, float]) -> None:
+        iter_time = metrics.get("iter_time_s")
+        if iter_time is not None:
+            previous = self._iter_seconds
+            self._iter_seconds = iter_time if previous is None else 0.8 * previous + 0.2 * iter_time
+        eta = None if self._iter_seconds is None else max(0, self.max_iters - step) * self._iter_seconds
+        with session_scope(self.url) as session:
+            points = [("train_loss", step, metrics["train_loss"])]
+            if "lr" in metrics:
+                points.append(("lr", step, metrics["lr"]))
+            repository.upsert_points(session, self.job_id, points)
+            repository.update_job(
+                session, self.job_id, iteration=step, tokens_per_s=metrics.get("tokens_per_s"),
+                eta_seconds=eta,
+            )
+
+    def on_eval(self, step: int, metrics: dict[str, float]) -> None:
+        with session_scope(self.url) as session:
+            points = [("val_loss", step, metrics["val_loss"])]
+            if "train_loss" in metrics:
+                points.append(("eval_train_loss", step, metrics["train_loss"]))
+            repository.upsert_points(session, self.job_id, points)
+            repository.update_job(session, self.job_id, iteration=step)
+            self._refresh_best(session)
+
+    def on_checkpoint(self, step: int, path: str, kind: str) -> None:
+        name = Path(path).name
+        with session_scope(self.url) as session:
+            repository.record_checkpoint(
+                session, self.job_id, name, "step" if name.startswith("step_") else kind, step
+            )
+
+    def should_stop(self) -> bool:
+        now = time.monotonic()
+        if self._stop or now - self._last_poll < self.poll_seconds:
+            return self._stop
+        self._last_poll = now
+        with session_scope(self.url) as session:
+            job = repository.get_job(session, self.job_id)
+            if job is None or job.owner != self.owner:
+                self.lost_ownership = True  # another worker took the job over (or it was removed)
+                self._stop = True
+            elif job.cancel_requested:
+                self._stop = True
+        return self._stop
+
+    def _refresh_best(self, session: Any) -> None:
+        curve = repository.get_points(session, self.job_id, ["val_loss"])["val_loss"]
+        if curve:
+            step, value = min(curve, key=lambda point: point[1])
+            repository.update_job(session, self.job_id, best_val_loss=value, best_val_step=step)
+        else:
+            repository.update_job(session, self.job_id, best_val_loss=None, best_val_step=None)
+
+
+class Heartbeat:
+    """Background thread that keeps a job's lease fresh while its worker lives."""
+
+    def __init__(self, database_url: str, job_id: str, owner: str, interval: float):
+        self.url, self.job_id, self.owner, self.interval = database_url, job_id, owner, interval
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{job_id}", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._done.wait(self.interval):
+            try:
+                with session_scope(self.url) as session:
+                    repository.heartbeat(session, self.job_id, self.owner)
+            except Exception:  # a transient database error must not kill training
+                continue

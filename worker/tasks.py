@@ -1,0 +1,138 @@
+"""The training task and the recovery of jobs whose worker died.
+
+The worker's main process never imports torch: the training code is imported inside the
+task, in the forked pool process, so no CUDA context exists before a fork.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import traceback
+import uuid
+from typing import Any
+
+from celery import Task
+from celery.signals import worker_ready
+
+from service.settings import Settings, get_settings
+from service.store import repository, session_scope
+from worker.celery_app import TRAIN_TASK, app, enqueue_training
+
+log = logging.getLogger(__name__)
+MAX_REASON_CHARS = 4000
+
+
+class RetryLater(Exception):
+    """The job is running elsewhere with a fresh heartbeat: look again later."""
+
+
+@app.task(name=TRAIN_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
+def train_job(self: Task, job_id: str) -> str:
+    settings = get_settings()
+    try:
+        return run_training_job(settings, job_id)
+    except RetryLater as exc:
+        raise self.retry(countdown=settings.worker_lease_seconds, exc=exc) from exc
+
+
+def run_training_job(settings: Settings, job_id: str) -> str:
+    """Claim ``job_id`` and train it to completion, cancellation or failure; returns the outcome."""
+    url = settings.resolved_database_url
+    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    with session_scope(url) as session:
+        claimed = repository.claim_job(session, job_id, owner, settings.worker_lease_seconds)
+        job = repository.get_job(session, job_id)
+        if job is None:
+            log.warning("job %s no longer exists; dropping its message", job_id)
+            return "missing"
+        if not claimed:
+            return _not_claimed(session, job, settings)
+        spec = dict(job.spec)
+    try:
+        config = _training_config(spec, job.out_dir, settings)
+    except Exception as exc:  # a spec that validated at submission but not here (e.g. code change)
+        return _fail(url, job_id, exc)
+    return _train(settings, job_id, owner, config)
+
+
+def _not_claimed(session: Any, job: Any, settings: Settings) -> str:
+    if job.phase == "running":
+        raise RetryLater(f"job {job.id} is running on {job.owner}")
+    if job.phase == "cancelling":
+        if job.id in {orphan.id for orphan in repository.orphaned_jobs(session, settings.worker_lease_seconds)}:
+            repository.finish_job(session, job.id, "cancelled")
+            return "cancelled"
+        raise RetryLater(f"job {job.id} is being cancelled on {job.owner}")
+    log.info("job %s is %s; nothing to do", job.id, job.phase)
+    return "skipped"
+
+
+def _training_config(spec: dict[str, Any], out_dir: str, settings: Settings) -> Any:
+    from astropt.config import TrainConfig
+
+    spec["out_dir"] = out_dir
+    if not spec.get("checkpoint_interval"):
+        # A killed worker loses at most this many iterations.
+        spec["checkpoint_interval"] = settings.worker_checkpoint_interval
+    return TrainConfig.model_validate(spec)
+
+
+def _train(settings: Settings, job_id: str, owner: str, config: Any) -> str:
+    from astropt.train import train
+    from worker.callback import Heartbeat, StoreCallback
+
+    url = settings.resolved_database_url
+    callback = StoreCallback(url, job_id, owner, config.max_iters, settings.cancel_poll_seconds)
+    try:
+        with Heartbeat(url, job_id, owner, interval=max(0.2, settings.worker_lease_seconds / 4)):
+            result = train(config, [callback], resume=True)
+    except Exception as exc:
+        log.error("job %s failed:\n%s", job_id, traceback.format_exc())
+        return _fail(url, job_id, exc)
+    if callback.lost_ownership:
+        log.warning("job %s was taken over by another worker; leaving its record alone", job_id)
+        return "lost"
+    phase = "completed" if result.status == "completed" else "cancelled"
+    with session_scope(url) as session:
+        repository.update_job(session, job_id, iteration=result.step)
+        repository.finish_job(session, job_id, phase)
+    log.info("job %s %s at step %d", job_id, phase, result.step)
+    return phase
+
+
+def _fail(url: str, job_id: str, exc: BaseException) -> str:
+    reason = f"{type(exc).__name__}: {exc}"[:MAX_REASON_CHARS]
+    with session_scope(url) as session:
+        repository.finish_job(session, job_id, "failed", reason)
+    return "failed"
+
+
+def recover_orphaned_jobs(settings: Settings, lease_seconds: float | None = None) -> list[str]:
+    """Requeue running jobs whose worker stopped heart-beating; finish orphaned cancellations.
+
+    ``lease_seconds=0`` treats every running job as orphaned (standalone start-up: no other
+    worker can be running them).
+    """
+    url = settings.resolved_database_url
+    lease = settings.worker_lease_seconds if lease_seconds is None else lease_seconds
+    requeued: list[str] = []
+    with session_scope(url) as session:
+        for job in repository.orphaned_jobs(session, lease):
+            if job.phase == "cancelling":
+                repository.finish_job(session, job.id, "cancelled")
+            elif repository.requeue_if_orphaned(session, job.id, lease):
+                requeued.append(job.id)
+    for job_id in requeued:
+        log.warning("job %s lost its worker; queued again to resume from its last checkpoint", job_id)
+        enqueue_training(app, job_id, settings.train_queue)
+    return requeued
+
+
+@worker_ready.connect
+def _recover_on_start(**_: Any) -> None:
+    try:
+        recover_orphaned_jobs(get_settings())
+    except Exception:
+        log.exception("could not recover orphaned jobs")
