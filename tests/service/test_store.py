@@ -1,0 +1,111 @@
+"""The job store on SQLite and PostgreSQL: migrations, upserts, claims, checkpoint lookup."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect, text
+
+from service.jobs import downsample
+from service.store import best_checkpoint_dir, get_engine, latest_completed_job, migrate, session_scope
+from service.store import repository as repo
+from service.store.models import utcnow
+from tests.service.stack import postgres_schema
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        database = f"sqlite:///{tmp_path / 'store.db'}"
+        migrate(database)
+        yield database
+        return
+    with postgres_schema() as database:
+        migrate(database)
+        yield database
+        get_engine(database).dispose()
+
+
+def test_migrations_create_the_schema_and_rerun_cleanly(url: str) -> None:
+    migrate(url)  # second run is a no-op
+    tables = set(inspect(get_engine(url)).get_table_names())
+    assert {"jobs", "metric_points", "alembic_version"} <= tables
+    with get_engine(url).connect() as connection:
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+
+
+def test_upsert_never_duplicates_a_step(url: str) -> None:
+    with session_scope(url) as session:
+        repo.create_job(session, "j1", {"max_iters": 10}, "/tmp/j1")
+        repo.upsert_points(session, "j1", [("train_loss", s, 5.0 - s / 10) for s in range(1, 8)])
+    with session_scope(url) as session:  # a redelivered job re-runs steps 5..7 with new values
+        repo.upsert_points(session, "j1", [("train_loss", s, 1.0) for s in (5, 6, 7)])
+        curve = repo.get_points(session, "j1", ["train_loss"])["train_loss"]
+    assert [s for s, _ in curve] == [1, 2, 3, 4, 5, 6, 7]
+    assert [v for _, v in curve][4:] == [1.0, 1.0, 1.0]
+    with session_scope(url) as session:
+        assert repo.delete_points_after(session, "j1", 5) == 2
+        assert [s for s, _ in repo.get_points(session, "j1", ["train_loss"], since=3)["train_loss"]] == [4, 5]
+
+
+def test_only_one_worker_claims_a_job_until_its_lease_expires(url: str) -> None:
+    with session_scope(url) as session:
+        repo.create_job(session, "j2", {"max_iters": 10}, "/tmp/j2")
+    with session_scope(url) as session:
+        assert repo.claim_job(session, "j2", "worker-a", lease_seconds=60)
+        assert not repo.claim_job(session, "j2", "worker-b", lease_seconds=60)
+        assert repo.orphaned_jobs(session, 60) == []
+    with session_scope(url) as session:  # worker-a stops heart-beating
+        repo.update_job(session, "j2", heartbeat_at=utcnow() - timedelta(seconds=120))
+    with session_scope(url) as session:
+        assert [job.id for job in repo.orphaned_jobs(session, 60)] == ["j2"]
+        assert repo.requeue_if_orphaned(session, "j2", 60)
+        assert not repo.requeue_if_orphaned(session, "j2", 60)
+        assert repo.claim_job(session, "j2", "worker-b", lease_seconds=60)
+        job = repo.get_job(session, "j2")
+        assert (job.owner, job.attempts, job.phase) == ("worker-b", 2, "running")
+
+
+def test_best_checkpoint_and_latest_completed_job(url: str, tmp_path: Path) -> None:
+    with session_scope(url) as session:
+        for name in ("old", "new", "running"):
+            repo.create_job(session, name, {"max_iters": 10}, str(tmp_path / name))
+    (tmp_path / "new" / "checkpoints" / "last").mkdir(parents=True)
+    (tmp_path / "new" / "checkpoints" / "last" / "model.safetensors").write_bytes(b"x")
+    with session_scope(url) as session:
+        repo.finish_job(session, "old", "completed")
+    with session_scope(url) as session:
+        repo.finish_job(session, "new", "completed")
+        repo.claim_job(session, "running", "w", 60)
+    with session_scope(url) as session:
+        assert latest_completed_job(session).id == "new"
+        assert best_checkpoint_dir(session, "new") == tmp_path / "new" / "checkpoints" / "last"
+        assert best_checkpoint_dir(session, "old") is None  # no checkpoint on disk
+        assert best_checkpoint_dir(session, "running") is None  # not completed
+    (tmp_path / "new" / "checkpoints" / "best").mkdir()
+    (tmp_path / "new" / "checkpoints" / "best" / "model.safetensors").write_bytes(b"x")
+    with session_scope(url) as session:
+        assert best_checkpoint_dir(session, "new") == tmp_path / "new" / "checkpoints" / "best"
+
+
+def test_deleting_a_job_removes_its_points(url: str) -> None:
+    with session_scope(url) as session:
+        repo.create_job(session, "j3", {"max_iters": 10}, "/tmp/j3")
+        repo.upsert_points(session, "j3", [("val_loss", 10, 3.0)])
+    with session_scope(url) as session:
+        repo.delete_job(session, "j3")
+    with session_scope(url) as session:
+        assert repo.get_job(session, "j3") is None
+        assert repo.get_points(session, "j3", ["val_loss"]) == {"val_loss": []}
+
+
+def test_downsample_keeps_ends_and_spacing() -> None:
+    points = [(s, float(s)) for s in range(1, 1001)]
+    kept = downsample(points, 50)
+    assert len(kept) == 50 and kept[0] == (1, 1.0) and kept[-1] == (1000, 1000.0)
+    gaps = {b[0] - a[0] for a, b in zip(kept, kept[1:], strict=False)}
+    assert gaps <= {20, 21}
+    assert downsample(points[:10], 50) == points[:10]
