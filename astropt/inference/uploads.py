@@ -377,7 +377,10 @@ def _bands_first(array: np.ndarray) -> np.ndarray:
     if last < MIN_SIDE <= first:
         return np.moveaxis(array, -1, 0)
     if first < MIN_SIDE and last < MIN_SIDE:
-        raise InputError(422, f"the image is far too small: shape {array.shape}")
+        raise InputError(
+            422, f"images must be at least {MIN_SIDE}x{MIN_SIDE} pixels (the codec's centre crop); "
+            f"got shape {array.shape}",
+        )
     raise InputError(
         422, f"cannot tell which axis holds the bands in shape {array.shape}: expected "
         "(bands, H, W) or (H, W, bands) with 3 or 4 bands",

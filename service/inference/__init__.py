@@ -1,0 +1,1 @@
+"""Serving engine for reconstructions and embeddings (see ``docs/inference.md``)."""

@@ -1,0 +1,100 @@
+"""LRU cache of loaded models and their codecs, bounded by count and parameter memory.
+
+Only the engine's compute thread touches it, so it needs no lock of its own.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import astropt.codec as codec_module
+from astropt.checkpoint import CheckpointError, load_checkpoint
+from astropt.codec import CodecError, CodecHandle, check_same_codec, load_codec
+
+
+@dataclass
+class LoadedModel:
+    model: torch.nn.Module
+    meta: dict[str, Any]
+    codec: CodecHandle
+    n_bytes: int
+
+    @property
+    def codec_info(self) -> dict[str, Any]:
+        return dict(self.meta["codec"])
+
+
+def module_bytes(module: torch.nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in (*module.parameters(), *module.buffers()))
+
+
+class ModelCache:
+    def __init__(self, device: torch.device, max_models: int, max_bytes: int):
+        self.device = device
+        self.max_models = max_models
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[tuple[str, float], LoadedModel] = OrderedDict()
+        self.loads = 0
+        self.evictions = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def n_bytes(self) -> int:
+        codecs = {id(e.codec): module_bytes(e.codec.codec) for e in self._entries.values()}
+        return sum(e.n_bytes for e in self._entries.values()) + sum(codecs.values())
+
+    def get(self, checkpoint: Path) -> LoadedModel:
+        """The loaded model of a checkpoint directory (reloaded when its weights changed)."""
+        weights = checkpoint / "model.safetensors"
+        try:
+            key = (str(checkpoint.resolve()), weights.stat().st_mtime)
+        except OSError as exc:
+            raise CheckpointError(f"checkpoint {checkpoint} is gone: {exc}") from exc
+        entry = self._entries.get(key)
+        if entry is not None:
+            self._entries.move_to_end(key)
+            return entry
+        entry = self._load(checkpoint)
+        self._entries[key] = entry
+        self.loads += 1
+        self._evict()
+        return entry
+
+    def _load(self, checkpoint: Path) -> LoadedModel:
+        model, meta = load_checkpoint(checkpoint, self.device)
+        codec_info = meta.get("codec")
+        if not isinstance(codec_info, dict) or "spec" not in codec_info:
+            raise CheckpointError(
+                f"checkpoint {checkpoint.name} does not record the codec it was trained with; "
+                "it cannot be used for inference on images"
+            )
+        codec = load_codec(codec_info["spec"], self.device)
+        check_same_codec(codec_info, codec.info, f"checkpoint {checkpoint.name}")
+        return LoadedModel(model.eval(), meta, codec, module_bytes(model))
+
+    def _evict(self) -> None:
+        while len(self._entries) > 1 and (
+            len(self._entries) > self.max_models or self.n_bytes > self.max_bytes
+        ):
+            _, old = self._entries.popitem(last=False)
+            self.evictions += 1
+            if all(e.codec is not old.codec for e in self._entries.values()):
+                _forget_codec(old.codec)
+
+
+def _forget_codec(handle: CodecHandle) -> None:
+    # astropt.codec caches every codec for the life of the process; drop the evicted one so
+    # its memory can be freed (the cache is keyed by spec and device, valued by handle).
+    with codec_module._CACHE_LOCK:
+        for key in [k for k, v in codec_module._CACHE.items() if v is handle]:
+            del codec_module._CACHE[key]
+
+
+__all__ = ["CheckpointError", "CodecError", "LoadedModel", "ModelCache"]

@@ -1,0 +1,221 @@
+"""The serving engine: one compute thread, dynamic micro-batching, LRU model cache.
+
+Requests are queued from the event loop (:meth:`InferenceEngine.submit` returns an awaitable)
+and executed by a single compute thread, so the event loop never runs model code and torch's
+intra-op threads are not oversubscribed by concurrent requests. The thread takes the oldest
+request, waits up to ``max_wait_ms`` for more requests it can run in the same call (same
+checkpoint, kind, mode and band set) and runs up to ``max_batch_size`` of them together;
+under load, requests pile up while a batch runs, so batches fill without waiting.
+
+``complete`` requests are never batched: sampling shares one random generator per call, and a
+seeded completion must not depend on which other requests happened to share its batch.
+
+GPU routing: this engine runs in the API process on the best local device. A deployment that
+wants inference on separate GPU machines would point the same engine code at an ``inference``
+Celery queue (a task that takes the upload bytes and options and returns the result); that
+task is not written yet (see ``docs/inference.md``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import itertools
+import logging
+import os
+import threading
+import time
+from collections import Counter as CountMap
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from astropt.inference.pipeline import ReconstructOptions, embed, reconstruct
+from astropt.inference.uploads import Cube
+from astropt.runtime import choose_device
+from service.inference.cache import ModelCache
+from service.inference.settings import InferenceSettings
+
+log = logging.getLogger(__name__)
+BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64, 128, 256)
+
+
+class EngineBusy(RuntimeError):
+    """The queue is full or a request waited too long; the client should retry later."""
+
+
+@dataclass
+class Work:
+    kind: str  # "reconstruct" | "embed"
+    checkpoint: Path
+    cube: Cube
+    options: ReconstructOptions | None = None
+    pooling: str = "mean"
+    future: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
+    serial: int = 0
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        mode = self.options.mode if self.options else self.pooling
+        unique = self.serial if mode == "complete" else None
+        return (self.kind, str(self.checkpoint), mode, self.cube.bands, unique)
+
+
+@dataclass
+class BatchResult:
+    value: Any
+    batch_size: int
+    codec_info: dict[str, Any]
+
+
+def configure_torch(device: torch.device, threads: int | None) -> int:
+    """Intra-op threads for the single compute thread; TF32 on CUDA. Returns the thread count."""
+    if threads is None:
+        if os.environ.get("OMP_NUM_THREADS"):
+            threads = torch.get_num_threads()
+        else:
+            threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    torch.set_num_threads(max(1, threads))
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return torch.get_num_threads()
+
+
+class InferenceEngine:
+    def __init__(self, settings: InferenceSettings | None = None, registry: CollectorRegistry | None = None):
+        self.settings = settings or InferenceSettings()
+        self.device = choose_device(self.settings.device)
+        self.threads = configure_torch(self.device, self.settings.torch_threads)
+        self.cache = ModelCache(self.device, self.settings.max_models, self.settings.max_cache_mb * 2**20)
+        self.batch_sizes: CountMap[int] = CountMap()  # batch size -> batches run (for tests)
+        self._pending: list[Work] = []
+        self._cond = threading.Condition()
+        self._serials = itertools.count(1)
+        self._stop = False
+        self._thread: threading.Thread | None = None
+        registry = registry or CollectorRegistry()
+        self.m_batch = Histogram(
+            "astropt_inference_batch_size", "Images per inference batch", ["kind"],
+            buckets=BATCH_BUCKETS, registry=registry,
+        )
+        self.m_seconds = Histogram(
+            "astropt_inference_batch_seconds", "Compute time per inference batch", ["kind"], registry=registry
+        )
+        self.m_requests = Counter(
+            "astropt_inference_requests", "Inference requests by outcome", ["kind", "outcome"], registry=registry
+        )
+        self.m_queue = Gauge("astropt_inference_queue", "Requests waiting for the engine", registry=registry)
+        self.m_queue.set_function(lambda: len(self._pending))
+
+    # -- event-loop side -------------------------------------------------------------------
+    async def submit(self, work: Work) -> BatchResult:
+        """Queue ``work`` and wait for its result (raises what the computation raised)."""
+        self._ensure_thread()
+        work.serial = next(self._serials)
+        with self._cond:
+            if len(self._pending) >= self.settings.max_queue:
+                self.m_requests.labels(work.kind, "busy").inc()
+                raise EngineBusy(f"the inference queue is full ({self.settings.max_queue} waiting); retry shortly")
+            self._pending.append(work)
+            self._cond.notify_all()
+        try:
+            result = await asyncio.wait_for(
+                asyncio.wrap_future(work.future), timeout=self.settings.request_timeout_s
+            )
+        except TimeoutError as exc:
+            work.future.cancel()
+            self.m_requests.labels(work.kind, "timeout").inc()
+            raise EngineBusy(
+                f"the request waited more than {self.settings.request_timeout_s:.0f} s for the "
+                "inference engine; it is overloaded: retry later"
+            ) from exc
+        except BaseException:
+            self.m_requests.labels(work.kind, "error").inc()
+            raise
+        self.m_requests.labels(work.kind, "ok").inc()
+        return result
+
+    def _ensure_thread(self) -> None:
+        with self._cond:
+            if self._thread is None or not self._thread.is_alive():
+                self._stop = False
+                self._thread = threading.Thread(target=self._loop, name="astropt-inference", daemon=True)
+                self._thread.start()
+
+    def close(self, timeout: float = 5.0) -> None:
+        with self._cond:
+            self._stop = True
+            for work in self._pending:
+                work.future.cancel()
+            self._pending.clear()
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "device": str(self.device),
+            "torch_threads": self.threads,
+            "batch_sizes": dict(sorted(self.batch_sizes.items())),
+            "models_loaded": len(self.cache),
+            "model_loads": self.cache.loads,
+            "evictions": self.cache.evictions,
+            "queued": len(self._pending),
+        }
+
+    # -- compute-thread side ---------------------------------------------------------------
+    def _next_batch(self) -> list[Work] | None:
+        max_batch, wait = self.settings.max_batch_size, self.settings.max_wait_ms / 1000.0
+        with self._cond:
+            while not self._pending and not self._stop:
+                self._cond.wait()
+            if self._stop:
+                return None
+            key = self._pending[0].key
+            deadline = time.monotonic() + wait
+            while True:
+                same = [w for w in self._pending if w.key == key]
+                remaining = deadline - time.monotonic()
+                if len(same) >= max_batch or remaining <= 0 or key[-1] is not None:
+                    break
+                self._cond.wait(remaining)
+            batch = same[:max_batch]
+            for work in batch:
+                self._pending.remove(work)
+            return batch
+
+    def _loop(self) -> None:
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            live = [w for w in batch if w.future.set_running_or_notify_cancel()]
+            if not live:
+                continue
+            try:
+                self._run(live)
+            except BaseException as exc:  # keep the thread alive whatever a batch does
+                log.exception("inference batch failed")
+                for work in live:
+                    if not work.future.done():
+                        work.future.set_exception(exc)
+
+    def _run(self, batch: list[Work]) -> None:
+        first = batch[0]
+        start = time.perf_counter()
+        loaded = self.cache.get(first.checkpoint)
+        cubes = [w.cube for w in batch]
+        if first.kind == "embed":
+            values: list[Any] = embed(cubes, loaded.codec, loaded.model, first.pooling, loaded.codec_info)
+        else:
+            model = None if first.options.mode == "codec" else loaded.model
+            values = reconstruct(cubes, loaded.codec, model, first.options, loaded.codec_info)
+        self.batch_sizes[len(batch)] += 1
+        self.m_batch.labels(first.kind).observe(len(batch))
+        self.m_seconds.labels(first.kind).observe(time.perf_counter() - start)
+        for work, value in zip(batch, values, strict=True):
+            work.future.set_result(BatchResult(value, len(batch), loaded.codec_info))

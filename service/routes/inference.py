@@ -1,0 +1,231 @@
+"""``POST /reconstruct`` and ``POST /embed``: a galaxy image in, a reconstruction or embedding out.
+
+The body is read here, not by FastAPI's form parsing, so an oversized upload is refused (413)
+from its Content-Length or while it streams in, before it is spooled anywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.datastructures import FormData, UploadFile
+
+from astropt.checkpoint import CheckpointError
+from astropt.codec import CodecError
+from astropt.config import DEFAULT_BANDS
+from astropt.inference.pipeline import OptionsError, Reconstruction, ReconstructOptions
+from astropt.inference.render import render_png, to_fits, to_npy
+from astropt.inference.uploads import Cube, InputError, parse_upload
+from service import artifacts
+from service.errors import ServiceError
+from service.inference.engine import EngineBusy, InferenceEngine, Work
+from service.inference.settings import InferenceSettings
+from service.settings import Settings
+from service.store import repository as store
+from service.store import session_scope
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["inference"])
+FORM_OVERHEAD = 64 * 1024  # multipart boundaries and the small fields around the file
+
+
+class InferenceError(ServiceError):
+    def __init__(self, status: int, detail: str):
+        super().__init__(detail)
+        self.status_code = status
+
+
+class _Form(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    job_id: str | None = Field(None, max_length=64, description="A job: its best checkpoint is used.")
+    checkpoint: str | None = Field(None, description="best | last | step_NNNNNN of that job.")
+    bands: str | None = Field(None, description="Comma-separated bands of the file, e.g. 'g,r,z'.")
+
+
+class ReconstructForm(_Form):
+    mode: Literal["codec", "predict", "complete"] = "predict"
+    keep_fraction: float = Field(0.5, gt=0.0, le=1.0)
+    temperature: float = Field(1.0, ge=0.0, le=100.0)
+    top_k: int | None = Field(None, ge=1, le=10_000)
+    seed: int | None = Field(None, ge=0, lt=2**63)
+    panel: Literal["all", "single"] = "all"
+    format: Literal["png", "fits", "npy", "json"] = "png"
+
+
+class EmbedForm(_Form):
+    pooling: Literal["mean", "last", "both"] = "mean"
+
+
+def _multipart_doc(form: type[BaseModel]) -> dict[str, Any]:
+    properties: dict[str, Any] = {"file": {"type": "string", "format": "binary"}}
+    for name, schema in form.model_json_schema()["properties"].items():
+        properties[name] = schema
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+        "type": "object", "required": ["file"], "properties": properties}}}}}
+
+
+def get_engine(request: Request) -> InferenceEngine:
+    state = request.app.state
+    engine = getattr(state, "inference_engine", None)
+    if engine is None:
+        metrics = getattr(state, "metrics", None)
+        engine = InferenceEngine(InferenceSettings(), getattr(metrics, "registry", None))
+        state.inference_engine = engine
+    return engine
+
+
+async def _read_form(request: Request, limit: int) -> FormData:
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith("multipart/form-data"):
+        raise InferenceError(415, "send multipart/form-data with the image in the 'file' field "
+                             "(curl -F file=@galaxy.fits ...)")
+    declared = request.headers.get("content-length", "")
+    too_big = f"upload too large: the limit is {limit} bytes"
+    if declared.isdigit() and int(declared) > limit + FORM_OVERHEAD:
+        raise InferenceError(413, too_big)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit + FORM_OVERHEAD:
+            raise InferenceError(413, too_big)
+
+    async def replay() -> dict[str, Any]:
+        return {"type": "http.request", "body": bytes(body), "more_body": False}
+
+    try:
+        return await Request(request.scope, replay).form(max_files=1, max_fields=16)
+    except Exception as exc:  # starlette raises HTTPException/MultiPartException for bad bodies
+        raise InferenceError(400, f"malformed multipart body: {getattr(exc, 'detail', exc)}") from exc
+
+
+async def _read_request(request: Request, form_type: type[_Form], engine: InferenceEngine):
+    limits = engine.settings.upload_limits()
+    form = await _read_form(request, limits.max_upload_bytes)
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile):
+        raise InferenceError(422, "no file: send the image in a multipart field named 'file'")
+    fields = {k: v for k, v in form.multi_items() if k != "file" and isinstance(v, str) and v.strip()}
+    try:
+        params = form_type(**fields)
+    except ValidationError as exc:
+        issues = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise InferenceError(422, f"invalid form field(s): {issues}") from exc
+    data = await upload.read()
+    try:
+        cube = await run_in_threadpool(parse_upload, data, upload.filename or "", params.bands, limits)
+    except InputError as exc:
+        raise InferenceError(exc.status, exc.message) from exc
+    return params, cube
+
+
+def resolve_checkpoint(settings: Settings, job_id: str | None, name: str | None) -> tuple[str, str, Path]:
+    """(job id, checkpoint name, directory) of the model a request asks for."""
+    with session_scope(settings.resolved_database_url) as session:
+        job = store.get_job(session, job_id) if job_id else store.latest_completed_job(session)
+        if job is None:
+            if job_id:
+                raise InferenceError(404, f"job {job_id} not found")
+            raise InferenceError(404, "no completed training job to take a model from: train one "
+                                 "with POST /jobs (e.g. the tiny-cpu example) and retry when it has "
+                                 "completed, or pass job_id (and checkpoint) of another job")
+        if name:
+            return job.id, name, artifacts.checkpoint_dir(Path(job.out_dir), name)
+        if job.phase != "completed":
+            raise InferenceError(409, f"job {job.id} is {job.phase}: by default only a completed job's "
+                                 "best checkpoint is used; wait for it, or pass checkpoint=last or "
+                                 "checkpoint=step_NNNNNN to use one it has written")
+        directory = store.best_checkpoint_dir(session, job.id)
+        if directory is None:
+            raise InferenceError(409, f"job {job.id} completed without a checkpoint to load")
+        return job.id, directory.name, directory
+
+
+async def _run(request: Request, engine: InferenceEngine, work_kind: str, params: _Form, cube: Cube,
+               **work_args: Any):
+    settings: Settings = request.app.state.settings
+    job_id, name, directory = await run_in_threadpool(resolve_checkpoint, settings, params.job_id,
+                                                      params.checkpoint)
+    try:
+        result = await engine.submit(Work(work_kind, directory, cube, **work_args))
+    except EngineBusy as exc:
+        raise InferenceError(503, str(exc)) from exc
+    except (CodecError, CheckpointError) as exc:
+        raise InferenceError(409, f"the model of job {job_id} ({name}) cannot be used: {exc}") from exc
+    except (InputError, OptionsError) as exc:
+        raise InferenceError(getattr(exc, "status", 422), str(exc)) from exc
+    except Exception as exc:  # the image could not be processed; never a bare 500
+        log.exception("inference failed")
+        raise InferenceError(422, f"this image could not be processed: {type(exc).__name__}: {exc}") from exc
+    return job_id, name, result
+
+
+def _number(value: float | None) -> str:
+    return "nan" if value is None or not math.isfinite(value) else f"{value:.6g}"
+
+
+@router.post("/reconstruct", summary="Reconstruct a galaxy image through the codec and a model",
+             openapi_extra=_multipart_doc(ReconstructForm), response_class=Response,
+             responses={200: {"content": {"image/png": {}, "application/fits": {},
+                                          "application/octet-stream": {}, "application/json": {}},
+                              "description": "PNG panel (metrics in X-* headers), FITS, .npy or JSON"}})
+async def reconstruct_image(request: Request) -> Response:
+    engine = get_engine(request)
+    params, cube = await _read_request(request, ReconstructForm, engine)
+    assert isinstance(params, ReconstructForm)
+    options = ReconstructOptions(params.mode, params.keep_fraction, params.temperature, params.top_k, params.seed)
+    job_id, name, result = await _run(request, engine, "reconstruct", params, cube, options=options)
+    recon: Reconstruction = result.value
+    headers = {
+        "X-Job-Id": job_id, "X-Checkpoint": name, "X-Mode": recon.mode,
+        "X-Token-Accuracy": _number(recon.token_accuracy), "X-MSE": _number(recon.mse),
+        "X-Codec-MSE": _number(recon.codec_mse), "X-Batch-Size": str(result.batch_size),
+        "X-Warnings": " | ".join(recon.warnings).encode("ascii", "replace").decode(),
+        "Cache-Control": "no-store",
+    }
+    if params.format == "json":
+        body = {**_json_metrics(recon), "job_id": job_id, "checkpoint": name, "codec": result.codec_info,
+                "output_bands": list(DEFAULT_BANDS), "shape": list(recon.output.shape),
+                "flux": recon.output.round(7).tolist(), "tokens": recon.tokens.tolist(),
+                "model_tokens": None if recon.model_tokens is None else recon.model_tokens.tolist()}
+        return JSONResponse(body, headers=headers)
+    if params.format == "png":
+        return Response(await run_in_threadpool(render_png, recon, params.panel), media_type="image/png",
+                        headers=headers)
+    serialise, media, suffix = ((to_fits, "application/fits", "fits") if params.format == "fits"
+                                else (to_npy, "application/octet-stream", "npy"))
+    headers["Content-Disposition"] = f'attachment; filename="reconstruction-{recon.mode}.{suffix}"'
+    return Response(await run_in_threadpool(serialise, recon), media_type=media, headers=headers)
+
+
+def _json_metrics(recon: Reconstruction) -> dict[str, Any]:
+    def clean(value: float | None) -> float | None:
+        return value if value is not None and math.isfinite(value) else None
+    return {"mode": recon.mode, "bands": list(recon.bands), "token_accuracy": clean(recon.token_accuracy),
+            "mse": clean(recon.mse), "codec_mse": clean(recon.codec_mse), "warnings": recon.warnings}
+
+
+@router.post("/embed", summary="Embed a galaxy image with a model (pooled hidden states)",
+             openapi_extra=_multipart_doc(EmbedForm))
+async def embed_image(request: Request) -> JSONResponse:
+    engine = get_engine(request)
+    params, cube = await _read_request(request, EmbedForm, engine)
+    assert isinstance(params, EmbedForm)
+    job_id, name, result = await _run(request, engine, "embed", params, cube, pooling=params.pooling)
+    vectors = {k: [float(x) for x in v] for k, v in result.value.items()}
+    return JSONResponse({
+        "job_id": job_id, "checkpoint": name, "pooling": params.pooling, "bands": list(cube.bands),
+        "dim": len(next(iter(vectors.values()))), "embedding": vectors, "warnings": cube.warnings,
+        "codec": result.codec_info,
+    }, headers={"X-Batch-Size": str(result.batch_size)})
+
+
+@router.get("/inference/stats", summary="Inference engine state: device, threads, batch sizes run")
+async def inference_stats(request: Request) -> dict[str, Any]:
+    return get_engine(request).stats()
