@@ -28,7 +28,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            print(f"note: {name} is not part of this installation", file=sys.stderr)
+            continue
+        module.register(sub)
     for ep in entry_points(group="astropt.commands"):
         try:
             ep.load()(sub)
