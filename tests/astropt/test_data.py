@@ -239,3 +239,24 @@ def test_cli_data_synth(tmp_path, capsys) -> None:
     summary = json.loads(capsys.readouterr().out)
     assert summary["n"] == 3 and summary["seed"] == 4
     assert (tmp_path / "s" / "manifest.json").is_file()
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_hf_source_reads_a_dataset_directory_like_the_hub(mock_dir, monkeypatch, streaming) -> None:
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "SLEEP_TIME_ON_THREADS_SHUTDOWN", 0)
+    cfg = DataSettings(
+        source="hf", hf_dataset=str(mock_dir), streaming=streaming, val_fraction=0.25
+    )
+    val = open_split(cfg, "val")
+    assert isinstance(val, FiniteSplit) != streaming
+    assert sorted(ids(val)) == sorted(ids(open_split(mock_cfg(mock_dir), "val")))
+
+
+def test_hub_probe_fails_with_an_actionable_message() -> None:
+    from astropt.data.sources import _probe_hub
+
+    # Unreachable hub (here) or a missing dataset (with network): both are clear errors.
+    with pytest.raises(DataSourceError, match="cannot reach|not found"):
+        _probe_hub("astropt-tests/no-such-dataset-4f1c")
