@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "with the same N and seed is reused.",
     )
     synth.add_argument("--n", type=int, required=True, help="number of galaxies")
-    synth.add_argument("--out", required=True, help="output directory")
+    synth.add_argument("--out", required=True, metavar="DIR", help="output directory")
     synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     synth.add_argument("--shard-size", type=int, default=256, help="galaxies per Parquet file")
     synth.add_argument("--no-progress", action="store_true", help="hide the progress bar")

@@ -202,7 +202,10 @@ def ensure_mock(cfg: DataSettings, *, progress: bool = True) -> list[Path]:
     out = mock_dir(cfg)
     out.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(out.with_name(out.name + ".lock"))):
-        write_mock_dataset(out, cfg.n_mock, cfg.mock_seed, progress=progress)
+        try:
+            write_mock_dataset(out, cfg.n_mock, cfg.mock_seed, progress=progress)
+        except FileExistsError as exc:
+            raise DataSourceError(f"data.path for the mock: {exc}") from exc
     manifest = read_manifest(out) or {}
     return [out / name for name in manifest.get("files", [])]
 

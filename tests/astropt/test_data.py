@@ -260,3 +260,21 @@ def test_hub_probe_fails_with_an_actionable_message() -> None:
     # Unreachable hub (here) or a missing dataset (with network): both are clear errors.
     with pytest.raises(DataSourceError, match="cannot reach|not found"):
         _probe_hub("astropt-tests/no-such-dataset-4f1c")
+
+
+def test_mock_cache_location(tmp_path, monkeypatch) -> None:
+    from astropt.data import mock_dir as default_mock_dir
+
+    monkeypatch.setenv("ASTROPT_DATA_DIR", str(tmp_path))
+    cfg = DataSettings(source="mock", n_mock=16, mock_seed=3)
+    assert default_mock_dir(cfg) == (tmp_path / "mock" / "n16_seed3").resolve()
+    monkeypatch.delenv("ASTROPT_DATA_DIR")
+    assert default_mock_dir(cfg) == Path.home() / ".cache/astropt/mock/n16_seed3"
+
+
+def test_mock_into_a_foreign_directory_is_a_data_error(tmp_path) -> None:
+    (tmp_path / "thesis.tex").write_text("mine")
+    cfg = DataSettings(source="mock", path=str(tmp_path), n_mock=8)
+    with pytest.raises(DataSourceError, match="not a mock data set"):
+        open_split(cfg, "train")
+    assert (tmp_path / "thesis.tex").read_text() == "mine"
