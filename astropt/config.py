@@ -25,13 +25,13 @@ class _Strict(BaseModel):
 class ModelSettings(_Strict):
     """Transformer shape. Defaults are a small CPU-friendly model."""
 
-    n_layer: int = Field(4, ge=1, le=96)
-    n_head: int = Field(4, ge=1, le=128)
-    n_embd: int = Field(128, ge=8, le=16384)
+    n_layer: int = Field(4, ge=1, le=96, description="Transformer blocks.")
+    n_head: int = Field(4, ge=1, le=128, description="Attention heads; must divide n_embd.")
+    n_embd: int = Field(128, ge=8, le=16384, description="Width of the residual stream.")
     block_size: int = Field(1024, ge=2, description="Longest sequence the model accepts.")
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    bias: bool = False
-    attn_type: Literal["causal", "full"] = "causal"
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout after embeddings, attention and MLPs.")
+    bias: bool = Field(False, description="Biases in linear layers and LayerNorms (upstream: off).")
+    attn_type: Literal["causal", "full"] = Field("causal", description="Causal (autoregressive) or full attention.")
     vocab_size: int = Field(AION_VOCAB_SIZE, description="Codec vocabulary (AION: 10,000).")
 
     @model_validator(mode="after")
@@ -64,19 +64,19 @@ class DataSettings(_Strict):
     ``local``: a directory of FITS/``.npy`` cubes or Parquet/Arrow files.
     """
 
-    source: Literal["mock", "hf", "local"] = "mock"
+    source: Literal["mock", "hf", "local"] = Field("mock", description="mock, hf or local (see above).")
     path: str | None = Field(None, description="Local directory/file (local) or mock cache dir.")
-    hf_dataset: str = "Smith42/legacysurvey_hsc_crossmatched"
-    hf_split: str = "train"
+    hf_dataset: str = Field("Smith42/legacysurvey_hsc_crossmatched", description="Hugging Face dataset id (source hf).")
+    hf_split: str = Field("train", description="Dataset split to read (source hf).")
     image_column: str = Field(
         "legacysurvey_image", description="Column holding the image dict (renamed to 'image')."
     )
-    streaming: bool = True
+    streaming: bool = Field(True, description="Stream the hf dataset instead of downloading it.")
     n_mock: int = Field(2048, ge=8, description="Galaxies in the mock data set.")
-    mock_seed: int = 0
-    val_fraction: float = Field(0.05, gt=0.0, lt=0.5)
+    mock_seed: int = Field(0, description="Seed of the mock data set (galaxy i is fixed by seed and i).")
+    val_fraction: float = Field(0.05, gt=0.0, lt=0.5, description="Share of galaxies held out for validation (by object id, no leakage).")
     shuffle_buffer: int = Field(1000, ge=1, description="Shuffle buffer for streamed sources.")
-    bands: tuple[str, ...] = DEFAULT_BANDS
+    bands: tuple[str, ...] = Field(DEFAULT_BANDS, description="Band names of the 4 flux planes, as the codec knows them.")
     cache_tokens: bool = Field(
         True, description="Tokenise finite data sets once per codec and reuse the tokens."
     )
@@ -93,13 +93,13 @@ class DataSettings(_Strict):
 
 
 class OptimSettings(_Strict):
-    learning_rate: float = Field(6e-4, gt=0)
+    learning_rate: float = Field(6e-4, gt=0, description="Peak AdamW learning rate.")
     min_lr: float | None = Field(None, ge=0, description="Defaults to learning_rate / 10.")
-    weight_decay: float = Field(0.1, ge=0)
-    beta1: float = Field(0.9, gt=0, lt=1)
-    beta2: float = Field(0.95, gt=0, lt=1)
+    weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay (matrices only; not biases/LayerNorms).")
+    beta1: float = Field(0.9, gt=0, lt=1, description="AdamW beta1.")
+    beta2: float = Field(0.95, gt=0, lt=1, description="AdamW beta2.")
     grad_clip: float = Field(1.0, ge=0, description="0 disables clipping.")
-    warmup_iters: int = Field(50, ge=0)
+    warmup_iters: int = Field(50, ge=0, description="Linear warm-up iterations.")
     lr_decay_iters: int | None = Field(None, ge=1, description="Defaults to max_iters.")
 
 
@@ -114,19 +114,19 @@ class TrainConfig(_Strict):
         description="Codec spec: 'default', 'shipped', a hub id, a local directory, "
         "or 'random:SEED' (untrained, for tests).",
     )
-    out_dir: str = "runs/default"
-    batch_size: int = Field(8, ge=1)
-    grad_accum: int = Field(1, ge=1)
-    max_iters: int = Field(500, ge=1)
-    eval_interval: int = Field(100, ge=1)
-    eval_iters: int = Field(10, ge=1)
-    log_interval: int = Field(10, ge=1)
+    out_dir: str = Field("runs/default", description="Run directory: loss.csv/png, val_images/, checkpoints/.")
+    batch_size: int = Field(8, ge=1, description="Images per micro-batch (per process).")
+    grad_accum: int = Field(1, ge=1, description="Micro-batches per optimiser step.")
+    max_iters: int = Field(500, ge=1, description="Optimiser steps in total (a resumed run continues to this).")
+    eval_interval: int = Field(100, ge=1, description="Evaluate (and maybe save best) every N steps.")
+    eval_iters: int = Field(10, ge=1, description="Batches per evaluation (a fixed set, so evaluations compare).")
+    log_interval: int = Field(10, ge=1, description="Record train loss, lr and tokens/s every N steps.")
     checkpoint_interval: int = Field(0, ge=0, description="Also checkpoint every N iters; 0 = off.")
-    n_val_images: int = Field(4, ge=0, le=16)
+    n_val_images: int = Field(4, ge=0, le=16, description="Validation galaxies drawn at each evaluation (0 = none).")
     device: str = Field("auto", description="'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'.")
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    compile: Literal["auto", "on", "off"] = "auto"
-    seed: int = 1337
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="auto: bf16 autocast on GPUs that support it, fp16 + GradScaler otherwise, fp32 on CPU.")
+    compile: Literal["auto", "on", "off"] = Field("auto", description="torch.compile; auto = on for CUDA.")
+    seed: int = Field(1337, description="Seed of initialisation, batch order and dropout.")
     num_threads: int = Field(0, ge=0, description="CPU threads for torch; 0 = torch default.")
 
     @field_validator("codec")

@@ -190,6 +190,8 @@ class _Trainer:
         self.iter_num = start
         tokens_per_step = cfg.batch_size * self.accum * 575 * rt.world_size
         status = "completed"
+        if start == 0 and rt.is_main:
+            self._evaluate(log)  # the untrained baseline, ~ln(vocab)
         self.net.train()
         while self.iter_num < cfg.max_iters:
             if self._should_stop():

@@ -95,7 +95,8 @@ def test_run_writes_artefacts_and_reports_progress(tmp_path):
     assert rec.info["unigram_entropy"] > 0
     assert [s for s, _ in rec.logs] == list(range(1, 17))
     assert all(m["tokens_per_s"] > 0 and math.isfinite(m["train_loss"]) for _, m in rec.logs)
-    assert [s for s, _ in rec.evals] == [8, 16]
+    assert [s for s, _ in rec.evals] == [0, 8, 16]
+    assert rec.evals[0][1]["val_loss"] == pytest.approx(math.log(10_000), abs=0.5)
     assert {"best", "last"} <= {k for _, k in rec.checkpoints}
     for name in ("loss.csv", "loss.png", "config.yaml", "val_images/step_000016.png"):
         assert (run / name).is_file(), name
