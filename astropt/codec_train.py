@@ -1,0 +1,348 @@
+"""Training the shipped AION-architecture image codec on a broad GalSim mix.
+
+A denoising autoencoder: input = noise-free truth + fresh Gaussian sky noise (new noise
+at every draw), target = the truth. The loss lives in the codec's own range-compressed
+space (AION's encode preprocessing: crop, per-band clamp, survey rescale, arcsinh) and
+each pixel is weighted by the inverse variance of its noise *in that space*, so the
+loss is a chi-square in units of the injected sigma: exactly what `codec evaluate`
+measures. Quantisation uses AION's FSQ with its straight-through estimator.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from astropt.codec import SHIPPED_DIR, WEIGHTS_NAME, build_codec, fingerprint, save_codec
+from astropt.config import DEFAULT_BANDS
+
+TRAINING_CARD = "codecs/image/training.json"
+
+
+@dataclass
+class CodecTrainConfig:
+    out: str
+    steps: int = 1600
+    batch_size: int = 16
+    lr: float = 1.5e-3
+    warmup: int = 100
+    min_lr_fraction: float = 0.05
+    weight_decay: float = 1e-4
+    grad_clip: float = 1.0
+    pool_size: int = 2000
+    val_size: int = 32
+    seed: int = 0
+    hidden_dims: int = 64
+    num_consecutive: int = 2
+    relative_floor: float = 0.003  # accepted relative error on pixels brighter than ~1/floor sigma
+    latent_penalty: float = 1.0  # relative to the reconstruction loss (see train_codec)
+    log_every: int = 25
+    eval_every: int = 200
+    checkpoint_every: int = 100
+    max_minutes: float | None = None
+    threads: int = 1  # on shared CPUs one thread per process is much faster than two
+    ship: bool = False
+
+    def codec_args(self) -> dict[str, Any]:
+        return {
+            "quantizer_levels": [8, 5, 5, 5, 5],
+            "hidden_dims": self.hidden_dims,
+            "multisurvey_projection_dims": 54,
+            "n_compressions": 2,
+            "num_consecutive": self.num_consecutive,
+            "embedding_dim": 5,
+        }
+
+
+# -- the codec's own preprocessing and internals, differentiable ---------------------
+
+
+def compress(codec: torch.nn.Module, flux: torch.Tensor, bands: list[str], clamp: bool) -> torch.Tensor:
+    """AION's encode preprocessing on a *copy* (AION writes in place)."""
+    x = codec.center_crop(flux.clone())
+    if clamp:
+        x = codec.clamp(x, bands)
+    x = codec.rescaler.forward(x, codec._get_survey(bands))
+    return codec._range_compress(x)
+
+
+def compressed_slope(codec: torch.nn.Module, flux: torch.Tensor) -> torch.Tensor:
+    """d(range compression)/d(flux) at ``flux``: maps a flux sigma into compressed space."""
+    c = codec.range_compression_factor
+    return codec.mult_factor / torch.sqrt(1.0 + (flux / c) ** 2)
+
+
+def forward_compressed(
+    codec: torch.nn.Module, noisy: torch.Tensor, bands: list[str]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Noisy flux -> (reconstruction in compressed space [B, bands, 96, 96], pre-quant latents).
+
+    Same arithmetic as ``decode(encode(x))`` but with the straight-through quantiser so
+    gradients reach the encoder.
+    """
+    x = compress(codec, noisy, bands, clamp=True)
+    x, mask = codec.image_padder.forward(x, bands)
+    h = codec.encoder(codec.subsample_in(x, mask))
+    z = codec.pre_quant_proj(h)
+    q = codec.quantizer.quantize(z)
+    out = codec.decoder(codec.post_quant_proj(q))
+    full = torch.ones((out.shape[0], codec.image_padder.nbands), dtype=torch.bool, device=out.device)
+    out = codec.subsample_out(out, full)
+    return codec.image_padder.backward(out, bands), z
+
+
+def weighted_loss(
+    codec: torch.nn.Module,
+    pred_c: torch.Tensor,
+    truth: torch.Tensor,
+    sigma: torch.Tensor,
+    bands: list[str],
+    relative_floor: float,
+) -> torch.Tensor:
+    """Inverse-variance weighted squared error in compressed space (~chi^2 in sigma units)."""
+    truth = codec.center_crop(truth)
+    target_c = compress(codec, truth, bands, clamp=False)
+    sigma_c = compressed_slope(codec, truth) * sigma[:, :, None, None]
+    # For x >> compression factor, d(compressed) = mult * factor * dx / x: a floor on the
+    # relative error keeps the brightest cores from swamping every other pixel.
+    floor_c = codec.mult_factor * codec.range_compression_factor * relative_floor
+    resid = (pred_c - target_c) / torch.sqrt(sigma_c**2 + floor_c**2)
+    return resid.pow(2).mean()
+
+
+def latent_range_penalty(z: torch.Tensor, bound: float = 2.5) -> torch.Tensor:
+    """Keeps pre-quant values where FSQ's tanh is not saturated (saturation = dead codes)."""
+    return torch.relu(z.abs() - bound).pow(2).mean()
+
+
+def fsq_codes(codec: torch.nn.Module, z: torch.Tensor) -> torch.Tensor:
+    return codec.quantizer.encode(z.reshape(z.shape[0], z.shape[1], -1))
+
+
+def _latent_std(z: torch.Tensor) -> torch.Tensor:
+    return z.detach().transpose(0, 1).reshape(z.shape[1], -1).std(dim=1)
+
+
+def respread_latents(codec: torch.nn.Module, z: torch.Tensor, min_std: float = 0.15) -> list[int]:
+    """Collapse remedy: re-widen pre-quant channels whose spread no longer crosses FSQ levels."""
+    std = _latent_std(z)
+    fixed = []
+    with torch.no_grad():
+        for ch in torch.nonzero(std < min_std).flatten().tolist():
+            codec.pre_quant_proj.weight[ch] *= min(3.0, 0.5 / max(float(std[ch]), 1e-3))
+            fixed.append(ch)
+    return fixed
+
+
+@torch.no_grad()
+def spread_init(codec: torch.nn.Module, noisy: torch.Tensor, bands: list[str], target_std: float = 1.0) -> None:
+    """Data-dependent init: pre-quant channels start with unit spread, i.e. across all FSQ levels.
+
+    With PyTorch's default init they start at ~0.2, where nearly every token rounds to the
+    same level of every channel and training can settle into a handful of codes.
+    """
+    _, z = forward_compressed(codec, noisy, bands)
+    scale = target_std / _latent_std(z).clamp_min(1e-3)
+    codec.pre_quant_proj.weight.mul_(scale[:, None, None, None])
+    codec.pre_quant_proj.bias.mul_(scale)
+
+
+# -- data ----------------------------------------------------------------------------
+
+
+def _dihedral(cube: np.ndarray, k: int, flip: bool) -> np.ndarray:
+    out = np.rot90(cube, k, axes=(1, 2))
+    return out[:, :, ::-1] if flip else out
+
+
+def training_batch(
+    pool: np.ndarray, sigmas: np.ndarray, n_train: int, cfg: CodecTrainConfig, step: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(noisy, truth, sigma) for ``step``: a pure function of (seed, step), so resuming is exact."""
+    rng = np.random.default_rng([cfg.seed, step + 1, 0xBA7C])
+    idx = rng.integers(0, n_train, size=cfg.batch_size)
+    rots, flips = rng.integers(0, 4, size=cfg.batch_size), rng.integers(0, 2, size=cfg.batch_size)
+    truth = np.stack([_dihedral(pool[i], k, bool(f)) for i, k, f in zip(idx, rots, flips, strict=True)])
+    truth_t = torch.from_numpy(np.ascontiguousarray(truth, dtype=np.float32))
+    sigma_t = torch.from_numpy(sigmas[idx].astype(np.float32))
+    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step + 1)
+    noise = torch.randn(truth_t.shape, generator=gen) * sigma_t[:, :, None, None]
+    return truth_t + noise, truth_t, sigma_t
+
+
+def lr_at(cfg: CodecTrainConfig, step: int) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    floor = cfg.lr * cfg.min_lr_fraction
+    return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * progress))
+
+
+# -- checkpoints ---------------------------------------------------------------------
+
+
+def _save_checkpoint(codec: torch.nn.Module, opt: torch.optim.Optimizer, out: Path, state: dict) -> None:
+    """model.safetensors + optimizer.pt (tensors only: weights_only-loadable) + state.json."""
+    from safetensors.torch import save_model
+
+    final = out / "checkpoints" / "last"
+    tmp = out / "checkpoints" / ".last.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_model(codec, str(tmp / "model.safetensors"))
+    torch.save(opt.state_dict(), tmp / "optimizer.pt")
+    (tmp / "state.json").write_text(json.dumps(state, indent=2))
+    old = out / "checkpoints" / ".last.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _load_checkpoint(codec: torch.nn.Module, opt: torch.optim.Optimizer, out: Path) -> dict | None:
+    from safetensors.torch import load_model
+
+    last = out / "checkpoints" / "last"
+    if not (last / "state.json").is_file():
+        return None
+    load_model(codec, str(last / "model.safetensors"))
+    opt.load_state_dict(torch.load(last / "optimizer.pt", weights_only=True))
+    return json.loads((last / "state.json").read_text())
+
+
+def export_codec(codec: torch.nn.Module, target: Path, card: dict[str, Any]) -> Path:
+    """AION layout + ``codecs/image/training.json`` (fingerprint and how it was made)."""
+    save_codec(codec, target)
+    card = {**card, "fingerprint": fingerprint(codec)}
+    (target / TRAINING_CARD).write_text(json.dumps(card, indent=2) + "\n")
+    return target
+
+
+# -- validation ----------------------------------------------------------------------
+
+
+def validation_set(pool: np.ndarray, sigmas: np.ndarray, n_train: int, n_val: int) -> dict[str, tuple]:
+    """Held-out pool galaxies and project-mock galaxies, each with one fixed noise draw."""
+    from astropt.data.mock import simulate_galaxy
+
+    gen = torch.Generator().manual_seed(4242)
+    truth = torch.from_numpy(np.array(pool[n_train : n_train + n_val], dtype=np.float32))
+    sigma = torch.from_numpy(sigmas[n_train : n_train + n_val].astype(np.float32))
+    noisy = truth + torch.randn(truth.shape, generator=gen) * sigma[:, :, None, None]
+    mocks = [simulate_galaxy(777, i) for i in range(n_val)]
+    m_noisy = torch.from_numpy(np.stack([m["flux"] for m in mocks]))
+    m_truth = torch.from_numpy(np.stack([m["truth"] for m in mocks]))
+    m_sigma = torch.from_numpy(np.stack([m["noise_sigma"] for m in mocks]))
+    return {"mix": (noisy, truth, sigma), "mock": (m_noisy, m_truth, m_sigma)}
+
+
+@torch.no_grad()
+def validate(codec: torch.nn.Module, sets: dict[str, tuple], bands: list[str]) -> dict[str, Any]:
+    from astropt.codec_eval import residual_stats
+
+    codec.eval()
+    metrics: dict[str, Any] = {}
+    for name, (noisy, truth, sigma) in sets.items():
+        pred_c, z = forward_compressed(codec, noisy, bands)
+        recon = codec._reverse_range_compress(pred_c)
+        stats = residual_stats(recon.numpy(), codec.center_crop(truth).numpy(), sigma.numpy())
+        metrics[f"{name}_rms_crop"] = round(float(stats["rms_crop"].max()), 3)
+        metrics[f"{name}_rms_gal"] = round(float(stats["rms_galaxy"].max()), 3)
+        metrics[f"{name}_codes"] = int(torch.unique(fsq_codes(codec, z)).numel())
+    codec.train()
+    return metrics
+
+
+# -- the loop ------------------------------------------------------------------------
+
+
+def train_codec(cfg: CodecTrainConfig, progress: bool = True) -> Path:
+    """Train (resuming from ``cfg.out/checkpoints/last`` when present); returns the export dir."""
+    from tqdm.auto import tqdm
+
+    from astropt.codec import _with_config
+    from astropt.data.codec_mix import build_pool
+
+    out = Path(cfg.out).expanduser().resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(cfg.threads)
+    bands = list(DEFAULT_BANDS)
+    pool, sigmas = build_pool(out / "pool", cfg.pool_size + cfg.val_size, cfg.seed, progress)
+    val_sets = validation_set(pool, sigmas, cfg.pool_size, cfg.val_size)
+
+    torch.manual_seed(cfg.seed)
+    codec = _with_config(build_codec(cfg.codec_args()), cfg.codec_args())
+    opt = torch.optim.AdamW(codec.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    state = _load_checkpoint(codec, opt, out) or {"step": 0, "seconds": 0.0, "log": []}
+    if not state["step"]:
+        spread_init(codec, training_batch(pool, sigmas, cfg.pool_size, cfg, -1)[0], bands)
+    else:
+        print(f"resuming from step {state['step']} ({out / 'checkpoints' / 'last'})", file=sys.stderr)
+    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    log_path = out / "log.jsonl"
+
+    codec.train()
+    started, base_seconds = time.perf_counter(), float(state["seconds"])
+    bar = tqdm(total=cfg.steps, initial=state["step"], desc="codec", unit="step", disable=not progress)
+    step = state["step"]
+    while step < cfg.steps:
+        for group in opt.param_groups:
+            group["lr"] = lr_at(cfg, step)
+        noisy, truth, sigma = training_batch(pool, sigmas, cfg.pool_size, cfg, step)
+        pred_c, z = forward_compressed(codec, noisy, bands)
+        recon_loss = weighted_loss(codec, pred_c, truth, sigma, bands, cfg.relative_floor)
+        # The penalty is scaled by the (detached) reconstruction loss so it keeps its weight
+        # while the chi^2 falls by orders of magnitude; without it a few early steps push
+        # the pre-quant values into tanh saturation and the codebook collapses to one code.
+        penalty = latent_range_penalty(z) * recon_loss.detach()
+        loss = recon_loss + cfg.latent_penalty * penalty
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(codec.parameters(), cfg.grad_clip)
+        opt.step()
+        step += 1
+        bar.update(1)
+        elapsed = base_seconds + time.perf_counter() - started
+
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            codes = int(torch.unique(fsq_codes(codec, z.detach())).numel())
+            record = {"step": step, "loss": round(recon_loss.item(), 4), "lr": lr_at(cfg, step - 1),
+                      "batch_codes": codes, "seconds": round(elapsed, 1)}
+            if step % cfg.eval_every == 0 or step == cfg.steps:
+                record.update(validate(codec, val_sets, bands))
+                if step < cfg.steps and (fixed := respread_latents(codec, z)):
+                    record["respread_channels"] = fixed
+            bar.set_postfix(loss=record["loss"], codes=codes)
+            with log_path.open("a") as fh:
+                fh.write(json.dumps(record) + "\n")
+        timed_out = cfg.max_minutes is not None and elapsed > cfg.max_minutes * 60
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps or timed_out:
+            _save_checkpoint(codec, opt, out, {"step": step, "seconds": elapsed, "config": asdict(cfg)})
+        if timed_out:
+            print(f"stopping at step {step}: --max-minutes {cfg.max_minutes} reached", file=sys.stderr)
+            break
+    bar.close()
+
+    card = {
+        "trainer": "astropt codec train",
+        "config": {k: v for k, v in asdict(cfg).items() if k not in ("out", "ship")},
+        "steps_done": step,
+        "train_seconds": round(base_seconds + time.perf_counter() - started, 1),
+        "threads": cfg.threads,
+        "final_validation": validate(codec, val_sets, bands),
+    }
+    target = export_codec(codec.eval(), out / "codec", card)
+    if cfg.ship:
+        export_codec(codec, SHIPPED_DIR, card)
+        print(f"shipped codec written to {SHIPPED_DIR / WEIGHTS_NAME}", file=sys.stderr)
+    return target
