@@ -32,15 +32,27 @@ HUB_PROBE_TIMEOUT_S = 5.0
 class FiniteSplit:
     """The samples of one split (and one DDP rank) of a finite data set."""
 
-    def __init__(self, read: Callable[[int], dict[str, Any]], indices: list[int], fingerprint: str):
+    def __init__(
+        self,
+        read: Callable[[int], dict[str, Any]],
+        indices: list[int],
+        fingerprint: str,
+        keys: list[str] | None = None,
+    ):
         self._read = read
         self._indices = indices
         self._fingerprint = fingerprint
+        self._keys = keys
 
     @property
     def fingerprint(self) -> str:
         """Stable id of (data, split, val_fraction, rank, world_size, bands): a cache key."""
         return self._fingerprint
+
+    @property
+    def object_ids(self) -> list[str] | None:
+        """The samples' ids (``object_id``, else ``row-N``), in order, without reading pixels."""
+        return list(self._keys) if self._keys is not None else None
 
     @property
     def indices(self) -> list[int]:
@@ -170,7 +182,8 @@ def _finite_split(
     rank: int,
     world_size: int,
 ) -> FiniteSplit:
-    in_split = [i for i, key in enumerate(rows.keys()) if split_of(key, cfg.val_fraction) == split]
+    keys = list(rows.keys())
+    in_split = [i for i, key in enumerate(keys) if split_of(key, cfg.val_fraction) == split]
     if not in_split:
         raise DataSourceError(
             f"the {split} split is empty ({len(rows)} samples, val_fraction="
@@ -180,7 +193,8 @@ def _finite_split(
         [identity, split, cfg.val_fraction, rank, world_size, list(cfg.bands)], default=str
     )
     fingerprint = hashlib.sha256(blob.encode()).hexdigest()[:16]
-    return FiniteSplit(rows.sample, in_split[rank::world_size], fingerprint)
+    mine = in_split[rank::world_size]
+    return FiniteSplit(rows.sample, mine, fingerprint, [keys[i] for i in mine])
 
 
 # -- mock -------------------------------------------------------------------------------
