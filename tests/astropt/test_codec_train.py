@@ -1,0 +1,101 @@
+"""The codec trainer: loss in sigma units, exact resume, collapse guards, CLI validation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from astropt.codec import load_codec, random_codec
+from astropt.codec_commands import main as codec_main
+from astropt.codec_train import (
+    TRAINING_CARD,
+    CodecTrainConfig,
+    compress,
+    lr_at,
+    spread_init,
+    train_codec,
+    weighted_loss,
+)
+from astropt.config import DEFAULT_BANDS
+
+BANDS = list(DEFAULT_BANDS)
+
+
+def test_weighted_loss_is_chi_square_in_sigma_units() -> None:
+    codec = random_codec(0)
+    rng = np.random.default_rng(1)
+    truth = torch.from_numpy(rng.uniform(0.0, 0.5, size=(2, 4, 96, 96)).astype(np.float32))
+    sigma = torch.tensor([[0.004, 0.006, 0.010, 0.012]] * 2)
+    # A reconstruction off by exactly 0.1 sigma everywhere: chi^2 per pixel = 0.01.
+    pred_c = compress(codec, truth + 0.1 * sigma[:, :, None, None], BANDS, clamp=False)
+    loss = weighted_loss(codec, pred_c, truth, sigma, BANDS, relative_floor=0.0)
+    assert loss.item() == pytest.approx(0.01, rel=0.02)
+
+
+def test_compress_leaves_the_callers_tensor_alone() -> None:
+    codec = random_codec(0)
+    flux = torch.full((1, 4, 96, 96), 100.0)  # above every band's clamp
+    compress(codec, flux, BANDS, clamp=True)
+    assert torch.all(flux == 100.0)
+
+
+def test_spread_init_puts_latents_across_fsq_levels() -> None:
+    codec = random_codec(3)
+    noisy = torch.randn(2, 4, 96, 96) * 0.01
+    spread_init(codec, noisy, BANDS)
+    before = torch.unique(codec.quantizer.encode(_latents(random_codec(3), noisy))).numel()
+    after = torch.unique(codec.quantizer.encode(_latents(codec, noisy))).numel()
+    assert after > 100
+    assert after > 2 * before
+
+
+def _latents(codec: torch.nn.Module, noisy: torch.Tensor) -> torch.Tensor:
+    from aion.modalities import LegacySurveyImage
+
+    with torch.no_grad():
+        return codec._encode(LegacySurveyImage(flux=noisy.clone(), bands=BANDS))
+
+
+def test_learning_rate_warms_up_then_decays_to_the_floor() -> None:
+    cfg = CodecTrainConfig(out="", steps=100, lr=1e-3, warmup=10, min_lr_fraction=0.1)
+    assert lr_at(cfg, 0) == pytest.approx(1e-4)
+    assert lr_at(cfg, 9) == pytest.approx(1e-3)
+    assert lr_at(cfg, 100) == pytest.approx(1e-4)
+    assert lr_at(cfg, 50) < lr_at(cfg, 20)
+
+
+def _tiny(out: str, steps: int) -> CodecTrainConfig:
+    return CodecTrainConfig(
+        out=out, steps=steps, batch_size=2, pool_size=4, val_size=2, hidden_dims=16,
+        num_consecutive=1, warmup=2, log_every=1, eval_every=100, checkpoint_every=1,
+    )
+
+
+@pytest.mark.slow
+def test_training_is_reproducible_and_resume_is_exact(tmp_path) -> None:
+    straight = train_codec(_tiny(str(tmp_path / "a"), 4), progress=False)
+    train_codec(_tiny(str(tmp_path / "b"), 2), progress=False)
+    resumed = train_codec(_tiny(str(tmp_path / "b"), 4), progress=False)  # continues at step 2
+    card_a = json.loads((straight / TRAINING_CARD).read_text())
+    card_b = json.loads((resumed / TRAINING_CARD).read_text())
+    assert card_a["steps_done"] == card_b["steps_done"] == 4
+    assert card_a["fingerprint"] == card_b["fingerprint"]
+    # The export is a regular AION-layout codec: it loads and encodes.
+    handle = load_codec(str(resumed))
+    assert handle.info.fingerprint == card_b["fingerprint"]
+    assert handle.encode(np.zeros((1, 4, 96, 96), np.float32)).shape == (1, 576)
+    state = torch.load(tmp_path / "b" / "checkpoints" / "last" / "optimizer.pt", weights_only=True)
+    assert state["state"]  # optimiser moments were saved and load without pickle
+    log = [json.loads(line) for line in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3, 4]
+    assert all(r["batch_codes"] >= 1 for r in log)
+
+
+def test_cli_rejects_bad_training_settings(tmp_path, capsys) -> None:
+    assert codec_main(["codec", "train", "--out", str(tmp_path), "--hidden-dims", "30"]) == 2
+    assert "divisible by 4" in capsys.readouterr().err
+    assert codec_main(["codec", "train", "--out", str(tmp_path), "--steps", "0"]) == 2
+    assert "--steps must be >= 1" in capsys.readouterr().err
