@@ -53,15 +53,17 @@ def postgres_schema() -> Iterator[str]:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
-def service_env(data_dir: Path, database_url: str, broker_url: str | None, queue: str,
+def service_env(data_dir: Path, database_url: str | None, broker_url: str | None, queue: str,
                 **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASTROPT_")}
     env.update(
-        ASTROPT_DATA_DIR=str(data_dir), ASTROPT_DATABASE_URL=database_url, ASTROPT_TRAIN_QUEUE=queue,
+        ASTROPT_DATA_DIR=str(data_dir), ASTROPT_TRAIN_QUEUE=queue,
         ASTROPT_API_KEY=API_KEY, ASTROPT_WORKER_LEASE_SECONDS="3", ASTROPT_CANCEL_POLL_SECONDS="0.2",
         ASTROPT_EVENTS_POLL_SECONDS="0.2", ASTROPT_WORKER_CHECKPOINT_INTERVAL="5",
         OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONUNBUFFERED="1",
     )
+    if database_url:
+        env["ASTROPT_DATABASE_URL"] = database_url
     if broker_url:
         env["ASTROPT_BROKER_URL"] = broker_url
     env.update(extra)

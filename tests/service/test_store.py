@@ -10,7 +10,13 @@ import pytest
 from sqlalchemy import inspect, text
 
 from service.jobs import downsample
-from service.store import best_checkpoint_dir, get_engine, latest_completed_job, migrate, session_scope
+from service.store import (
+    best_checkpoint_dir,
+    get_engine,
+    latest_completed_job,
+    migrate,
+    session_scope,
+)
 from service.store import repository as repo
 from service.store.models import utcnow
 from tests.service.stack import postgres_schema
