@@ -111,10 +111,14 @@ def _model_device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def _autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+def _autocast(device: torch.device, dtype: torch.dtype | None = None) -> contextlib.AbstractContextManager:
+    """Mixed precision for the model: ``dtype`` when given (float32 = none), else bf16 on CUDA."""
+    if dtype is None:
+        cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        dtype = torch.bfloat16 if cuda_bf16 else torch.float32
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
 
 
 def encode_cubes(cubes: Sequence[Cube], codec: CodecHandle) -> tuple[torch.Tensor, np.ndarray]:
@@ -128,24 +132,26 @@ def encode_cubes(cubes: Sequence[Cube], codec: CodecHandle) -> tuple[torch.Tenso
     return codec.encode(crops, bands), crops
 
 
-def predict_tokens(model: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+def predict_tokens(model: torch.nn.Module, tokens: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
     """Teacher-forced argmax: ``[B, 576]`` codec tokens -> predicted ``[B, 576]`` (first token kept)."""
     device = _model_device(model)
     inputs, _ = shift_for_training(tokens.to(device))
-    with torch.inference_mode(), _autocast(device):
+    with torch.inference_mode(), _autocast(device, dtype):
         outputs, _ = model(inputs)
     predicted = next(iter(outputs.values())).argmax(dim=-1).cpu()
     return restore_first_token(predicted, tokens[:, 0])
 
 
-def complete_tokens(model: torch.nn.Module, tokens: torch.Tensor, options: ReconstructOptions) -> torch.Tensor:
+def complete_tokens(
+    model: torch.nn.Module, tokens: torch.Tensor, options: ReconstructOptions, dtype: torch.dtype | None = None
+) -> torch.Tensor:
     """Keep ``options.n_kept`` leading tokens and sample the rest."""
     device = _model_device(model)
     n_new = TOKENS_PER_IMAGE - options.n_kept
     generator = None
     if options.seed is not None:
         generator = torch.Generator(device=device).manual_seed(options.seed)
-    with torch.inference_mode(), _autocast(device):
+    with torch.inference_mode(), _autocast(device, dtype):
         full = model.generate(
             tokens[:, : options.n_kept].to(device),
             n_new,
@@ -162,8 +168,12 @@ def reconstruct(
     model: torch.nn.Module | None,
     options: ReconstructOptions = ReconstructOptions(),
     model_codec: dict[str, Any] | None = None,
+    dtype: torch.dtype | None = None,
 ) -> list[Reconstruction]:
-    """Reconstruct a batch of cubes (any bands/sizes; grouped by bands for the codec)."""
+    """Reconstruct a batch of cubes (any bands/sizes; grouped by bands for the codec).
+
+    ``dtype``: the model's autocast precision (default: bf16 on CUDA, float32 elsewhere).
+    """
     if options.mode != "codec":
         if model is None:
             raise OptionsError(f"mode {options.mode!r} needs a model; mode 'codec' needs none")
@@ -174,13 +184,17 @@ def reconstruct(
         groups.setdefault(cube.bands, []).append(index)
     for indices in groups.values():
         group = [cubes[i] for i in indices]
-        for i, result in zip(indices, _reconstruct_group(group, codec, model, options), strict=True):
+        for i, result in zip(indices, _reconstruct_group(group, codec, model, options, dtype), strict=True):
             results[i] = result
     return [r for r in results if r is not None]
 
 
 def _reconstruct_group(
-    cubes: list[Cube], codec: CodecHandle, model: torch.nn.Module | None, options: ReconstructOptions
+    cubes: list[Cube],
+    codec: CodecHandle,
+    model: torch.nn.Module | None,
+    options: ReconstructOptions,
+    dtype: torch.dtype | None,
 ) -> list[Reconstruction]:
     tokens, crops = encode_cubes(cubes, codec)
     n = len(cubes)
@@ -189,9 +203,9 @@ def _reconstruct_group(
         decoded = codec.decode(tokens, DEFAULT_BANDS).numpy()
     else:
         if options.mode == "predict":
-            model_tokens, scored_from = predict_tokens(model, tokens), 1
+            model_tokens, scored_from = predict_tokens(model, tokens, dtype), 1
         else:
-            model_tokens, scored_from = complete_tokens(model, tokens, options), options.n_kept
+            model_tokens, scored_from = complete_tokens(model, tokens, options, dtype), options.n_kept
         decoded = codec.decode(torch.cat([tokens, model_tokens]), DEFAULT_BANDS).numpy()
     band_index = [DEFAULT_BANDS.index(b) for b in cubes[0].bands]
     results = []
@@ -231,6 +245,7 @@ def embed(
     model: torch.nn.Module,
     pooling: Pooling = "mean",
     model_codec: dict[str, Any] | None = None,
+    dtype: torch.dtype | None = None,
 ) -> list[dict[str, np.ndarray]]:
     """Per image ``{pooling: float32[C]}`` (``both``: ``mean`` and ``last``).
 
@@ -247,7 +262,7 @@ def embed(
     for indices in groups.values():
         tokens, _ = encode_cubes([cubes[i] for i in indices], codec)
         inputs, _ = shift_for_training(tokens.to(device))
-        with torch.inference_mode(), _autocast(device):
+        with torch.inference_mode(), _autocast(device, dtype):
             pooled = model.embed(inputs, pooling=pooling)
         if not isinstance(pooled, dict):
             pooled = {pooling: pooled}

@@ -100,7 +100,7 @@ def render_png(recon: Reconstruction, panel: PanelKind = "all") -> bytes:
         canvas.paste(tile, (x, LABEL_HEIGHT))
         draw.text((x + 2, 2), title, fill="black", font=font)
     out = io.BytesIO()
-    canvas.save(out, format="PNG", optimize=False)
+    canvas.save(out, format="PNG", compress_level=1)  # zlib level 6 takes ~4x longer for ~10% less
     return out.getvalue()
 
 

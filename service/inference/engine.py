@@ -56,6 +56,7 @@ class Work:
     pooling: str = "mean"
     future: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
     serial: int = 0
+    submitted_at: float = field(default_factory=time.perf_counter)
 
     @property
     def key(self) -> tuple[Any, ...]:
@@ -69,15 +70,35 @@ class BatchResult:
     value: Any
     batch_size: int
     codec_info: dict[str, Any]
+    queued_s: float  # from submit until its batch started
+    compute_s: float  # the batch's model + codec time
+
+
+def choose_precision(requested: str, device: torch.device) -> torch.dtype:
+    if requested != "auto":
+        return getattr(torch, requested)
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    if device.type == "cpu":
+        native = (getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+                  or getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+        return torch.bfloat16 if native else torch.float32
+    return torch.float32
 
 
 def configure_torch(device: torch.device, threads: int | None) -> int:
-    """Intra-op threads for the single compute thread; TF32 on CUDA. Returns the thread count."""
+    """Intra-op threads for the single compute thread; TF32 on CUDA. Returns the thread count.
+
+    Default: OMP_NUM_THREADS when set, else one less than the CPUs this process may use, so
+    upload parsing and PNG rendering (which run beside the compute thread) keep a core and
+    torch's OpenMP workers never spin against them.
+    """
     if threads is None:
         if os.environ.get("OMP_NUM_THREADS"):
             threads = torch.get_num_threads()
         else:
-            threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+            cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+            threads = cpus - 1
     torch.set_num_threads(max(1, threads))
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -90,6 +111,8 @@ class InferenceEngine:
         self.settings = settings or InferenceSettings()
         self.device = choose_device(self.settings.device)
         self.threads = configure_torch(self.device, self.settings.torch_threads)
+        self.precision = choose_precision(self.settings.precision, self.device)
+        self.max_batch_size = self.settings.max_batch_size or (4 if self.device.type == "cpu" else 32)
         self.cache = ModelCache(self.device, self.settings.max_models, self.settings.max_cache_mb * 2**20)
         self.batch_sizes: CountMap[int] = CountMap()  # batch size -> batches run (for tests)
         self._pending: list[Work] = []
@@ -160,6 +183,8 @@ class InferenceEngine:
         return {
             "device": str(self.device),
             "torch_threads": self.threads,
+            "precision": str(self.precision).removeprefix("torch."),
+            "max_batch_size": self.max_batch_size,
             "batch_sizes": dict(sorted(self.batch_sizes.items())),
             "models_loaded": len(self.cache),
             "model_loads": self.cache.loads,
@@ -169,7 +194,7 @@ class InferenceEngine:
 
     # -- compute-thread side ---------------------------------------------------------------
     def _next_batch(self) -> list[Work] | None:
-        max_batch, wait = self.settings.max_batch_size, self.settings.max_wait_ms / 1000.0
+        max_batch, wait = self.max_batch_size, self.settings.max_wait_ms / 1000.0
         with self._cond:
             while not self._pending and not self._stop:
                 self._cond.wait()
@@ -210,12 +235,16 @@ class InferenceEngine:
         loaded = self.cache.get(first.checkpoint)
         cubes = [w.cube for w in batch]
         if first.kind == "embed":
-            values: list[Any] = embed(cubes, loaded.codec, loaded.model, first.pooling, loaded.codec_info)
+            values: list[Any] = embed(
+                cubes, loaded.codec, loaded.model, first.pooling, loaded.codec_info, self.precision
+            )
         else:
             model = None if first.options.mode == "codec" else loaded.model
-            values = reconstruct(cubes, loaded.codec, model, first.options, loaded.codec_info)
+            values = reconstruct(cubes, loaded.codec, model, first.options, loaded.codec_info, self.precision)
+        compute = time.perf_counter() - start
         self.batch_sizes[len(batch)] += 1
         self.m_batch.labels(first.kind).observe(len(batch))
-        self.m_seconds.labels(first.kind).observe(time.perf_counter() - start)
+        self.m_seconds.labels(first.kind).observe(compute)
         for work, value in zip(batch, values, strict=True):
-            work.future.set_result(BatchResult(value, len(batch), loaded.codec_info))
+            queued = start - work.submitted_at
+            work.future.set_result(BatchResult(value, len(batch), loaded.codec_info, queued, compute))

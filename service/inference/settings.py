@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -13,10 +15,17 @@ class InferenceSettings(BaseSettings):
 
     device: str = Field("auto", description="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1 ...")
     torch_threads: int | None = Field(
-        None, ge=1, description="Intra-op threads of the one compute thread; default: the CPUs "
-        "this process may use (or OMP_NUM_THREADS when set)."
+        None, ge=1, description="Intra-op threads of the one compute thread; default: one less "
+        "than the CPUs this process may use, at least 1 (or OMP_NUM_THREADS when set)."
     )
-    max_batch_size: int = Field(8, ge=1, le=256, description="Images per model/codec call.")
+    precision: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="Model autocast precision. auto: bfloat16 on CUDA with bf16 support and on "
+        "CPUs with native bf16 (AVX512-BF16/AMX), else float32. The codec always runs in float32."
+    )
+    max_batch_size: int | None = Field(
+        None, ge=1, le=256, description="Images per model/codec call; default 4 on CPU (the model is "
+        "compute-bound there: bigger batches only add latency), 32 on a GPU."
+    )
     max_wait_ms: float = Field(5.0, ge=0.0, le=1000.0, description="How long a batch waits to fill.")
     max_queue: int = Field(64, ge=1, description="Requests waiting before new ones get 503.")
     request_timeout_s: float = Field(120.0, gt=0, description="A request waiting longer gets 503.")

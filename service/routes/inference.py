@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -176,8 +177,10 @@ def _number(value: float | None) -> str:
                                           "application/octet-stream": {}, "application/json": {}},
                               "description": "PNG panel (metrics in X-* headers), FITS, .npy or JSON"}})
 async def reconstruct_image(request: Request) -> Response:
+    start = time.perf_counter()
     engine = get_engine(request)
     params, cube = await _read_request(request, ReconstructForm, engine)
+    read_s = time.perf_counter() - start
     assert isinstance(params, ReconstructForm)
     options = ReconstructOptions(params.mode, params.keep_fraction, params.temperature, params.top_k, params.seed)
     job_id, name, result = await _run(request, engine, "reconstruct", params, cube, options=options)
@@ -189,19 +192,28 @@ async def reconstruct_image(request: Request) -> Response:
         "X-Warnings": " | ".join(recon.warnings).encode("ascii", "replace").decode(),
         "Cache-Control": "no-store",
     }
+    timings = {"read": read_s, "queue": result.queued_s, "compute": result.compute_s}
     if params.format == "json":
         body = {**_json_metrics(recon), "job_id": job_id, "checkpoint": name, "codec": result.codec_info,
                 "output_bands": list(DEFAULT_BANDS), "shape": list(recon.output.shape),
                 "flux": recon.output.round(7).tolist(), "tokens": recon.tokens.tolist(),
                 "model_tokens": None if recon.model_tokens is None else recon.model_tokens.tolist()}
-        return JSONResponse(body, headers=headers)
+        return JSONResponse(body, headers=_timed(headers, timings, start))
     if params.format == "png":
-        return Response(await run_in_threadpool(render_png, recon, params.panel), media_type="image/png",
-                        headers=headers)
+        png = await run_in_threadpool(render_png, recon, params.panel)
+        return Response(png, media_type="image/png", headers=_timed(headers, timings, start))
     serialise, media, suffix = ((to_fits, "application/fits", "fits") if params.format == "fits"
                                 else (to_npy, "application/octet-stream", "npy"))
     headers["Content-Disposition"] = f'attachment; filename="reconstruction-{recon.mode}.{suffix}"'
-    return Response(await run_in_threadpool(serialise, recon), media_type=media, headers=headers)
+    content = await run_in_threadpool(serialise, recon)
+    return Response(content, media_type=media, headers=_timed(headers, timings, start))
+
+
+def _timed(headers: dict[str, str], timings: dict[str, float], start: float) -> dict[str, str]:
+    """Add a ``Server-Timing`` header (milliseconds per stage, ``total`` included)."""
+    timings = {**timings, "total": time.perf_counter() - start}
+    headers["Server-Timing"] = ", ".join(f"{k};dur={v * 1000:.1f}" for k, v in timings.items())
+    return headers
 
 
 def _json_metrics(recon: Reconstruction) -> dict[str, Any]:
