@@ -224,7 +224,9 @@ class InferenceEngine:
             try:
                 self._run(live)
             except BaseException as exc:  # keep the thread alive whatever a batch does
-                log.exception("inference batch failed")
+                expected = isinstance(exc, ValueError)  # input/codec/checkpoint errors explain themselves
+                log.log(logging.INFO if expected else logging.ERROR, "inference batch failed: %s", exc,
+                        exc_info=not expected)
                 for work in live:
                     if not work.future.done():
                         work.future.set_exception(exc)
