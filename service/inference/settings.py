@@ -26,7 +26,9 @@ class InferenceSettings(BaseSettings):
         None, ge=1, le=256, description="Images per model/codec call; default 4 on CPU (the model is "
         "compute-bound there: bigger batches only add latency), 32 on a GPU."
     )
-    max_wait_ms: float = Field(5.0, ge=0.0, le=1000.0, description="How long a batch waits to fill.")
+    max_wait_ms: float = Field(
+        2.0, ge=0.0, le=1000.0, description="How long the oldest request waits for others to batch with."
+    )
     max_queue: int = Field(64, ge=1, description="Requests waiting before new ones get 503.")
     request_timeout_s: float = Field(120.0, gt=0, description="A request waiting longer gets 503.")
     max_models: int = Field(2, ge=1, description="Models kept loaded (LRU).")
