@@ -10,10 +10,9 @@ under load, requests pile up while a batch runs, so batches fill without waiting
 ``complete`` requests are never batched: sampling shares one random generator per call, and a
 seeded completion must not depend on which other requests happened to share its batch.
 
-GPU routing: this engine runs in the API process on the best local device. A deployment that
-wants inference on separate GPU machines would point the same engine code at an ``inference``
-Celery queue (a task that takes the upload bytes and options and returns the result); that
-task is not written yet (see ``docs/inference.md``).
+GPU routing: with ``backend="celery"`` each request is sent, already validated, to the
+``inference`` Celery queue instead (``worker/inference.py``); workers there keep their own
+model cache. Remote requests are not micro-batched across requests (one task, one image).
 """
 
 from __future__ import annotations
@@ -30,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -120,6 +120,7 @@ class InferenceEngine:
         self._serials = itertools.count(1)
         self._stop = False
         self._thread: threading.Thread | None = None
+        self._celery: Any = None
         registry = registry or CollectorRegistry()
         self.m_batch = Histogram(
             "astropt_inference_batch_size", "Images per inference batch", ["kind"],
@@ -137,6 +138,8 @@ class InferenceEngine:
     # -- event-loop side -------------------------------------------------------------------
     async def submit(self, work: Work) -> BatchResult:
         """Queue ``work`` and wait for its result (raises what the computation raised)."""
+        if self.settings.backend == "celery":
+            return await self._submit_remote(work)
         self._ensure_thread()
         work.serial = next(self._serials)
         with self._cond:
@@ -161,6 +164,52 @@ class InferenceEngine:
             raise
         self.m_requests.labels(work.kind, "ok").inc()
         return result
+
+    async def _submit_remote(self, work: Work) -> BatchResult:
+        """Send ``work`` to the Celery inference queue and wait for a worker's answer."""
+        from dataclasses import asdict
+
+        from celery.exceptions import TimeoutError as CeleryTimeout
+
+        from worker.inference import (
+            INFER_TASK,
+            pack_array,
+            raise_packed_error,
+            unpack_reconstruction,
+        )
+
+        if self._celery is None:
+            from worker.inference import make_inference_celery
+
+            self._celery = make_inference_celery(self.settings)
+        request = {"kind": work.kind, "checkpoint": str(work.checkpoint), "flux": pack_array(work.cube.flux),
+                   "bands": list(work.cube.bands), "warnings": list(work.cube.warnings),
+                   "options": asdict(work.options) if work.options else None, "pooling": work.pooling}
+        timeout = self.settings.request_timeout_s
+        pending = self._celery.send_task(INFER_TASK, args=[request], queue=self.settings.queue)
+        loop = asyncio.get_running_loop()
+        try:
+            reply = await loop.run_in_executor(None, lambda: pending.get(timeout=timeout, propagate=True))
+        except CeleryTimeout as exc:
+            pending.revoke()
+            self.m_requests.labels(work.kind, "timeout").inc()
+            raise EngineBusy(
+                f"no inference worker answered within {timeout:.0f} s on queue {self.settings.queue!r}; "
+                "start one: celery -A worker.inference:inference_app worker -Q inference"
+            ) from exc
+        if "error" in reply:
+            self.m_requests.labels(work.kind, "error").inc()
+            raise_packed_error(reply["error"])
+        value = reply["value"]
+        if work.kind != "embed":
+            value = unpack_reconstruction(value)
+        else:
+            value = {k: np.asarray(v, dtype=np.float32) for k, v in value.items()}
+        self.batch_sizes[1] += 1
+        self.m_batch.labels(work.kind).observe(1)
+        self.m_requests.labels(work.kind, "ok").inc()
+        return BatchResult(value, 1, reply["codec_info"], time.perf_counter() - work.submitted_at
+                           - reply["compute_s"], reply["compute_s"])
 
     def _ensure_thread(self) -> None:
         with self._cond:

@@ -13,6 +13,15 @@ from astropt.inference.uploads import UploadLimits
 class InferenceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ASTROPT_INFERENCE_", env_file=None, extra="ignore")
 
+    backend: Literal["local", "celery"] = Field(
+        "local", description="local: compute in the API process; celery: send each request to the "
+        "inference queue (workers: celery -A worker.inference:inference_app worker -Q inference)."
+    )
+    queue: str = Field("inference", pattern=r"^[A-Za-z0-9_-]+$", description="Celery inference queue.")
+    broker_url: str | None = Field(None, description="Broker of the inference queue; default: the service's.")
+    result_backend: str | None = Field(
+        None, description="Celery result backend for backend=celery, e.g. redis://host:6379/1."
+    )
     device: str = Field("auto", description="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1 ...")
     torch_threads: int | None = Field(
         None, ge=1, description="Intra-op threads of the one compute thread; default: one less "
