@@ -41,13 +41,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _add_job(settings: Settings, run_dir: Path, phase: str, with_checkpoint: bool) -> str:
+def _add_job(settings: Settings, run_dir: Path, phase: str, with_checkpoint: bool,
+             fingerprint: str | None = None) -> str:
     job_id = uuid.uuid4().hex
     if with_checkpoint:
         torch.manual_seed(0)
         model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=32, block_size=576))
-        save_checkpoint(run_dir / "checkpoints" / "best", model,
-                        meta={"codec": load_codec("random:0").info.to_dict()})
+        codec = load_codec("random:0").info.to_dict()
+        codec["fingerprint"] = fingerprint or codec["fingerprint"]
+        save_checkpoint(run_dir / "checkpoints" / "best", model, meta={"codec": codec})
     with session_scope(settings.resolved_database_url) as session:
         job = create_job(session, job_id, {"max_iters": 1}, str(run_dir))
         job.phase = phase
@@ -80,6 +82,8 @@ def server(tmp_path_factory):
         empty = client.post("/reconstruct", files={"file": ("g.npy", _npy(_cube()))})
         assert empty.status_code == 404 and "POST /jobs" in empty.json()["detail"]
         running = _add_job(settings, root / "runs" / "running", "running", with_checkpoint=False)
+        app.state.mismatched_job = _add_job(settings, root / "runs" / "other-codec", "completed",
+                                            with_checkpoint=True, fingerprint="0123456789abcdef")
         job_id = _add_job(settings, root / "runs" / "done", "completed", with_checkpoint=True)
         yield client, app, job_id, running
     server.should_exit = True
@@ -223,3 +227,17 @@ def test_not_multipart_and_running_job(server):
     assert response.status_code == 415 and "multipart" in response.json()["detail"]
     response = client.post("/embed", files={"file": ("g.npy", _npy(_cube()))}, data={"job_id": running})
     assert response.status_code == 409 and "checkpoint=last" in response.json()["detail"]
+
+
+def test_codec_mismatch_and_malformed_bodies(server):
+    client, app, _, _ = server
+    response = client.post("/reconstruct", files={"file": ("g.npy", _npy(_cube()))},
+                           data={"job_id": app.state.mismatched_job})
+    assert response.status_code == 409 and "cannot be mixed" in response.json()["detail"]
+    garbage = client.post("/reconstruct", content=b"--x\r\nnonsense",
+                          headers={"content-type": "multipart/form-data; boundary=x"})
+    assert garbage.status_code in (400, 422) and garbage.json()["detail"]
+    two = client.post("/reconstruct", files=[("file", ("a.npy", _npy(_cube()))), ("file", ("b.npy", b"1"))])
+    assert two.status_code == 400 and "malformed multipart" in two.json()["detail"]
+    text = client.post("/reconstruct", data={"file": "not a file"}, files={"x": ("x", b"1")})
+    assert text.status_code == 422 and "no file" in text.json()["detail"]
