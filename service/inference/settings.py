@@ -42,6 +42,10 @@ class InferenceSettings(BaseSettings):
     request_timeout_s: float = Field(120.0, gt=0, description="A request waiting longer gets 503.")
     max_models: int = Field(2, ge=1, description="Models kept loaded (LRU).")
     max_cache_mb: int = Field(2048, ge=1, description="Parameter memory of cached models + codecs.")
+    max_concurrent_uploads: int = Field(
+        8, ge=1, description="Uploads read and parsed at once (each may hold max_upload_mb + "
+        "max_decompressed_mb in memory); more wait their turn."
+    )
     max_upload_mb: float = Field(32.0, gt=0, description="Largest upload accepted (413 beyond).")
     max_decompressed_mb: float = Field(256.0, gt=0, description="Largest inflated image data.")
     max_side: int = Field(4096, ge=96, description="Largest image side in pixels.")

@@ -6,6 +6,7 @@ from its Content-Length or while it streams in, before it is spooled anywhere.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -106,7 +107,21 @@ async def _read_form(request: Request, limit: int) -> FormData:
         raise InferenceError(400, f"malformed multipart body: {getattr(exc, 'detail', exc)}") from exc
 
 
+def _upload_slots(request: Request, engine: InferenceEngine) -> asyncio.Semaphore:
+    slots = getattr(request.app.state, "inference_upload_slots", None)
+    if slots is None:
+        slots = asyncio.Semaphore(engine.settings.max_concurrent_uploads)
+        request.app.state.inference_upload_slots = slots
+    return slots
+
+
 async def _read_request(request: Request, form_type: type[_Form], engine: InferenceEngine):
+    # Bodies and inflated images are held in memory: bound how many are read/parsed at once.
+    async with _upload_slots(request, engine):
+        return await _read_and_parse(request, form_type, engine)
+
+
+async def _read_and_parse(request: Request, form_type: type[_Form], engine: InferenceEngine):
     limits = engine.settings.upload_limits()
     form = await _read_form(request, limits.max_upload_bytes)
     upload = form.get("file")
