@@ -21,6 +21,7 @@ _TRAIN_HELP = {
     "hidden_dims": "codec width (AION ImageCodec hidden_dims)",
     "num_consecutive": "residual blocks per stage (AION ImageCodec num_consecutive)",
     "relative_floor": "relative-error floor of the inverse-variance weights",
+    "huber_delta": "residuals beyond this many sigma count linearly (0: plain chi^2)",
     "latent_penalty": "weight of the penalty keeping pre-quantisation values in range",
     "log_every": "steps between log lines (OUT/log.jsonl)",
     "eval_every": "steps between validations",

@@ -178,7 +178,9 @@ def write_grid(spec: str, png: str | Path, seed: int = EVAL_SEED, rows: int = 6,
     order = np.argsort(truth[:, 1].sum(axis=(1, 2)))
     picks = order[np.linspace(0, len(order) - 1, rows).round().astype(int)][::-1]
     _, recon = reconstruct(handle, flux[picks])
-    fig, axes = plt.subplots(rows, 4, figsize=(8, 2 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, 4, figsize=(7.6, 1.9 * rows + 0.5), squeeze=False)
+    fig.subplots_adjust(left=0.01, right=0.88, top=1 - 0.5 / (1.9 * rows + 0.5), bottom=0.01,
+                        wspace=0.04, hspace=0.04)
     titles = ("input (noisy)", "reconstruction", "truth", "residual r [sigma]")
     for row, idx in enumerate(picks):
         s_r = float(sigma[idx, 1])
@@ -193,7 +195,7 @@ def write_grid(spec: str, png: str | Path, seed: int = EVAL_SEED, rows: int = 6,
             axes[row, col].set_yticks([])
             if row == 0:
                 axes[row, col].set_title(titles[col], fontsize=9)
-    fig.colorbar(im, ax=axes[:, 3], shrink=0.6, label="(recon - truth) / sigma, r band")
+    fig.colorbar(im, cax=fig.add_axes((0.9, 0.25, 0.02, 0.5)), label="(recon - truth) / sigma, r band")
     fig.suptitle(f"codec {handle.info.spec} ({handle.info.fingerprint}) on held-out mock galaxies", fontsize=9)
     Path(png).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, dpi=110)

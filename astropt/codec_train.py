@@ -44,6 +44,7 @@ class CodecTrainConfig:
     hidden_dims: int = 64
     num_consecutive: int = 2
     relative_floor: float = 0.003  # accepted relative error on pixels brighter than ~1/floor sigma
+    huber_delta: float = 3.0  # residuals beyond this many sigma count linearly, not squared
     latent_penalty: float = 1.0  # relative to the reconstruction loss (see train_codec)
     log_every: int = 25
     eval_every: int = 200
@@ -107,8 +108,15 @@ def weighted_loss(
     sigma: torch.Tensor,
     bands: list[str],
     relative_floor: float,
+    huber_delta: float = 0.0,
 ) -> torch.Tensor:
-    """Inverse-variance weighted squared error in compressed space (~chi^2 in sigma units)."""
+    """Inverse-variance weighted squared error in compressed space (~chi^2 in sigma units).
+
+    With ``huber_delta`` > 0, residuals beyond that many sigma count linearly (Huber, scaled
+    so small residuals still give exactly chi^2): otherwise the few very bright pixels of
+    stars and bright cores outweigh the sky and faint outskirts by orders of magnitude early
+    in training, and the codec learns the faint majority (and a bias-free sky) slowly.
+    """
     truth = codec.center_crop(truth)
     target_c = compress(codec, truth, bands, clamp=False)
     sigma_c = compressed_slope(codec, truth) * sigma[:, :, None, None]
@@ -116,6 +124,8 @@ def weighted_loss(
     # relative error keeps the brightest cores from swamping every other pixel.
     floor_c = codec.mult_factor * codec.range_compression_factor * relative_floor
     resid = (pred_c - target_c) / torch.sqrt(sigma_c**2 + floor_c**2)
+    if huber_delta > 0:
+        return 2.0 * torch.nn.functional.huber_loss(resid, torch.zeros_like(resid), delta=huber_delta)
     return resid.pow(2).mean()
 
 
@@ -300,7 +310,9 @@ def train_codec(cfg: CodecTrainConfig, progress: bool = True) -> Path:
             group["lr"] = lr_at(cfg, step)
         noisy, truth, sigma = training_batch(pool, sigmas, cfg.pool_size, cfg, step)
         pred_c, z = forward_compressed(codec, noisy, bands)
-        recon_loss = weighted_loss(codec, pred_c, truth, sigma, bands, cfg.relative_floor)
+        recon_loss = weighted_loss(
+            codec, pred_c, truth, sigma, bands, cfg.relative_floor, cfg.huber_delta
+        )
         # The penalty is scaled by the (detached) reconstruction loss so it keeps its weight
         # while the chi^2 falls by orders of magnitude; without it a few early steps push
         # the pre-quant values into tanh saturation and the codebook collapses to one code.

@@ -33,6 +33,12 @@ def test_weighted_loss_is_chi_square_in_sigma_units() -> None:
     pred_c = compress(codec, truth + 0.1 * sigma[:, :, None, None], BANDS, clamp=False)
     loss = weighted_loss(codec, pred_c, truth, sigma, BANDS, relative_floor=0.0)
     assert loss.item() == pytest.approx(0.01, rel=0.02)
+    # Huber only changes residuals beyond delta: 0.1 sigma is still chi^2 ...
+    huber = weighted_loss(codec, pred_c, truth, sigma, BANDS, relative_floor=0.0, huber_delta=3.0)
+    assert huber.item() == pytest.approx(0.01, rel=0.02)
+    # ... while a 30 sigma residual counts 2 * 3 * (30 - 1.5) = 171 instead of 900.
+    far = compress(codec, truth + 30 * sigma[:, :, None, None], BANDS, clamp=False)
+    assert weighted_loss(codec, far, truth, sigma, BANDS, 0.0, 3.0).item() == pytest.approx(171, rel=0.05)
 
 
 def test_compress_leaves_the_callers_tensor_alone() -> None:
