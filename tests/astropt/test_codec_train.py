@@ -14,6 +14,7 @@ from astropt.codec_train import (
     TRAINING_CARD,
     CodecTrainConfig,
     compress,
+    compressed_slope,
     lr_at,
     spread_init,
     train_codec,
@@ -37,7 +38,8 @@ def test_weighted_loss_is_chi_square_in_sigma_units() -> None:
     huber = weighted_loss(codec, pred_c, truth, sigma, BANDS, relative_floor=0.0, huber_delta=3.0)
     assert huber.item() == pytest.approx(0.01, rel=0.02)
     # ... while a 30 sigma residual counts 2 * 3 * (30 - 1.5) = 171 instead of 900.
-    far = compress(codec, truth + 30 * sigma[:, :, None, None], BANDS, clamp=False)
+    sigma_c = compressed_slope(codec, truth) * sigma[:, :, None, None]
+    far = compress(codec, truth, BANDS, clamp=False) + 30 * sigma_c
     assert weighted_loss(codec, far, truth, sigma, BANDS, 0.0, 3.0).item() == pytest.approx(171, rel=0.05)
 
 
