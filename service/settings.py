@@ -27,11 +27,12 @@ class Settings(BaseSettings):
         "broker under <data_dir>/broker (standalone mode, single machine)."
     )
     broker_visibility_timeout: int = Field(
-        3600, ge=10, description="Redis: seconds before an unacknowledged job (dead worker) is redelivered."
+        86400, ge=10, description="Redis: seconds before an unacknowledged message is redelivered "
+        "(a backstop: workers requeue jobs whose heartbeat stopped after worker_lease_seconds)."
     )
     artifact_root: Path | None = Field(None, description="Run directories; default <data_dir>/runs.")
     api_key: SecretStr | None = Field(None, description="When set, mutating endpoints require it.")
-    train_queue: str = Field("train", pattern=r"^[A-Za-z0-9_-]+$")
+    train_queue: str = Field("train", pattern=r"^[A-Za-z0-9_-]+$", description="Celery queue for training.")
     max_active_jobs: int = Field(100, ge=1, description="Queued + running jobs accepted at once.")
     max_iters_limit: int = Field(1_000_000, ge=1, description="Largest max_iters a job may ask for.")
     curve_max_points: int = Field(1000, ge=10, description="Points per curve before downsampling.")

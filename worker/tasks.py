@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
+import time
 import traceback
 import uuid
 from typing import Any
@@ -80,13 +82,16 @@ def _training_config(spec: dict[str, Any], out_dir: str, settings: Settings) -> 
 
 
 def _train(settings: Settings, job_id: str, owner: str, config: Any) -> str:
-    from astropt.train import train
-    from worker.callback import Heartbeat, StoreCallback
+    from worker.heartbeat import Heartbeat
 
     url = settings.resolved_database_url
-    callback = StoreCallback(url, job_id, owner, config.max_iters, settings.cancel_poll_seconds)
     try:
+        # The lease is kept fresh from here on, including the slow first import of torch.
         with Heartbeat(url, job_id, owner, interval=max(0.2, settings.worker_lease_seconds / 4)):
+            from astropt.train import train
+            from worker.callback import StoreCallback
+
+            callback = StoreCallback(url, job_id, owner, config.max_iters, settings.cancel_poll_seconds)
             result = train(config, [callback], resume=True)
     except Exception as exc:
         log.error("job %s failed:\n%s", job_id, traceback.format_exc())
@@ -132,7 +137,19 @@ def recover_orphaned_jobs(settings: Settings, lease_seconds: float | None = None
 
 @worker_ready.connect
 def _recover_on_start(**_: Any) -> None:
-    try:
-        recover_orphaned_jobs(get_settings())
-    except Exception:
-        log.exception("could not recover orphaned jobs")
+    """Recover at start-up, then every lease period, from the worker's main process.
+
+    This (not the broker's redelivery) is what brings back a job whose worker was killed:
+    the job's heartbeat stops, and the next worker to look puts it back on the queue.
+    """
+    settings = get_settings()
+    threading.Thread(target=_recovery_loop, args=(settings,), name="job-recovery", daemon=True).start()
+
+
+def _recovery_loop(settings: Settings) -> None:
+    while True:
+        try:
+            recover_orphaned_jobs(settings)
+        except Exception:
+            log.exception("could not recover orphaned jobs")
+        time.sleep(settings.worker_lease_seconds)

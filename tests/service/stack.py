@@ -58,7 +58,7 @@ def service_env(data_dir: Path, database_url: str | None, broker_url: str | None
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASTROPT_")}
     env.update(
         ASTROPT_DATA_DIR=str(data_dir), ASTROPT_TRAIN_QUEUE=queue,
-        ASTROPT_API_KEY=API_KEY, ASTROPT_WORKER_LEASE_SECONDS="3", ASTROPT_CANCEL_POLL_SECONDS="0.2",
+        ASTROPT_API_KEY=API_KEY, ASTROPT_WORKER_LEASE_SECONDS="5", ASTROPT_CANCEL_POLL_SECONDS="0.2",
         ASTROPT_EVENTS_POLL_SECONDS="0.2", ASTROPT_WORKER_CHECKPOINT_INTERVAL="5",
         OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONUNBUFFERED="1",
     )
@@ -147,6 +147,16 @@ def wait_until(condition: Callable[[], Any], timeout: float, what: str, interval
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def wait_for_iteration(client: httpx.Client, job_id: str, iteration: int, timeout: float = 180) -> None:
+    def reached() -> bool:
+        body = client.get(f"/jobs/{job_id}").json()
+        if body["phase"] in ("failed", "completed", "cancelled"):
+            raise AssertionError(f"job {body['phase']} before iteration {iteration}: {body['failure_reason']}")
+        return body["progress"]["iteration"] >= iteration
+
+    wait_until(reached, timeout, f"job {job_id} to reach iteration {iteration}")
 
 
 def wait_for_job(client: httpx.Client, job_id: str, phases: set[str], timeout: float = 180) -> dict[str, Any]:

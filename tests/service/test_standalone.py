@@ -15,8 +15,8 @@ from tests.service.stack import (
     service_env,
     tiny_spec,
     unique_queue,
+    wait_for_iteration,
     wait_for_job,
-    wait_until,
 )
 
 pytestmark = pytest.mark.slow
@@ -42,16 +42,14 @@ def test_serve_demo_runs_jobs_and_recovers_after_a_crash(standalone: Stack, tmp_
     demo_job = client.get(f"/jobs/{demo[0]['id']}").json()
     assert demo_job["spec"]["model"].items() >= TINY_CPU_JOB["model"].items()
     assert demo_job["spec"]["data"]["n_mock"] == TINY_CPU_JOB["data"]["n_mock"]
-    wait_until(lambda: client.get(f"/jobs/{demo_job['id']}").json()["progress"]["iteration"] >= 2, 180,
-               "the demo job to train (filesystem broker -> worker)")
+    wait_for_iteration(client, demo_job["id"], 2)
     assert client.post(f"/jobs/{demo_job['id']}/cancel").status_code == 202
     wait_for_job(client, demo_job["id"], {"cancelled"})
 
     data = tmp_path / "data"
     assert (data / "astropt.db").is_file() and (data / "broker" / "queue").is_dir()
     job_id = client.post("/jobs", json=tiny_spec(max_iters=30)).json()["id"]
-    wait_until(lambda: client.get(f"/jobs/{job_id}").json()["progress"]["iteration"] >= 8, 180,
-               "training past the step-5 checkpoint")
+    wait_for_iteration(client, job_id, 8)
     assert standalone.api is not None
     os.killpg(standalone.api.pid, signal.SIGKILL)  # the whole standalone service dies mid-job
     standalone.api.wait()

@@ -19,8 +19,8 @@ from tests.service.stack import (
     service_env,
     tiny_spec,
     unique_queue,
+    wait_for_iteration,
     wait_for_job,
-    wait_until,
 )
 
 pytestmark = pytest.mark.slow
@@ -121,8 +121,7 @@ def test_job_completes_with_a_falling_curve_then_resumes(sqlite_stack: Stack) ->
 def test_cancel_mid_run_leaves_a_checkpoint_then_resume(sqlite_stack: Stack) -> None:
     client = sqlite_stack.client()
     job_id = client.post("/jobs", json=tiny_spec(max_iters=2000, eval_interval=500)).json()["id"]
-    wait_until(lambda: client.get(f"/jobs/{job_id}").json()["progress"]["iteration"] >= 3, 180,
-               "a few training steps")
+    wait_for_iteration(client, job_id, 3)
     cancel = client.post(f"/jobs/{job_id}/cancel")
     assert cancel.status_code == 202 and cancel.json()["phase"] == "cancelling"
     job = wait_for_job(client, job_id, {"cancelled"}, timeout=60)
@@ -151,10 +150,9 @@ def test_postgres_job_survives_a_killed_worker(postgres_stack: Stack) -> None:
     client = postgres_stack.client()
     first = postgres_stack.start_worker()
     job_id = client.post("/jobs", json=tiny_spec(max_iters=40)).json()["id"]
-    wait_until(lambda: client.get(f"/jobs/{job_id}").json()["progress"]["iteration"] >= 12, 180,
-               "training past the step-10 checkpoint")
+    wait_for_iteration(client, job_id, 12)
     postgres_stack.kill_worker(first)
-    time.sleep(4)  # let the dead worker's lease (3 s in tests) run out
+    time.sleep(6)  # let the dead worker's lease (5 s in tests) run out
     assert client.get(f"/jobs/{job_id}").json()["phase"] == "running"
     postgres_stack.start_worker()
     job = wait_for_job(client, job_id, {"completed"})
