@@ -27,7 +27,7 @@ from astropt.inference.render import render_png, to_fits, to_npy
 from astropt.inference.uploads import Cube, InputError, parse_upload
 from service import artifacts
 from service.errors import ServiceError
-from service.inference.engine import EngineBusy, InferenceEngine, Work
+from service.inference.engine import BatchResult, EngineBusy, InferenceEngine, Work
 from service.inference.settings import InferenceSettings
 from service.settings import Settings
 from service.store import repository as store
@@ -115,13 +115,17 @@ def _upload_slots(request: Request, engine: InferenceEngine) -> asyncio.Semaphor
     return slots
 
 
-async def _read_request(request: Request, form_type: type[_Form], engine: InferenceEngine):
+async def _read_request(
+    request: Request, form_type: type[_Form], engine: InferenceEngine
+) -> tuple[_Form, Cube]:
     # Bodies and inflated images are held in memory: bound how many are read/parsed at once.
     async with _upload_slots(request, engine):
         return await _read_and_parse(request, form_type, engine)
 
 
-async def _read_and_parse(request: Request, form_type: type[_Form], engine: InferenceEngine):
+async def _read_and_parse(
+    request: Request, form_type: type[_Form], engine: InferenceEngine
+) -> tuple[_Form, Cube]:
     limits = engine.settings.upload_limits()
     form = await _read_form(request, limits.max_upload_bytes)
     upload = form.get("file")
@@ -164,7 +168,7 @@ def resolve_checkpoint(settings: Settings, job_id: str | None, name: str | None)
 
 
 async def _run(request: Request, engine: InferenceEngine, work_kind: str, params: _Form, cube: Cube,
-               **work_args: Any):
+               **work_args: Any) -> tuple[str, str, BatchResult]:
     settings: Settings = request.app.state.settings
     job_id, name, directory = await run_in_threadpool(resolve_checkpoint, settings, params.job_id,
                                                       params.checkpoint)
