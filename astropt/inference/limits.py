@@ -1,0 +1,57 @@
+"""Upload limits, the one error type of upload parsing, and band names."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from astropt.config import DEFAULT_BANDS
+
+MIN_SIDE = 96  # the codec's centre crop
+
+
+class InputError(ValueError):
+    """Unusable upload; ``status`` is the HTTP status the service answers with."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    max_upload_bytes: int = 32 * 2**20
+    max_decompressed_bytes: int = 256 * 2**20
+    max_side: int = 4096
+    max_nonfinite_fraction: float = 0.5
+    max_hdus: int = 64
+
+
+def normalise_band(name: str) -> str:
+    """``g``, ``des-g``, ``DES_G`` -> ``DES-G``; anything else is an InputError (422)."""
+    text = str(name).strip().upper().replace("_", "-").replace(" ", "-")
+    if len(text) == 1:
+        text = f"DES-{text}"
+    if text.endswith("-BAND"):
+        text = text[: -len("-BAND")]
+    if text in DEFAULT_BANDS:
+        return text
+    if text.startswith("HSC-"):
+        raise InputError(
+            422,
+            f"band {name!r}: HSC bands are not supported; the models are trained on Legacy "
+            f"Survey tokens: send {', '.join(DEFAULT_BANDS)} (or g, r, i, z)",
+        )
+    raise InputError(422, f"unknown band {name!r}: use {', '.join(DEFAULT_BANDS)} (or g, r, i, z)")
+
+
+def parse_bands(value: str | Sequence[str] | None) -> tuple[str, ...] | None:
+    """A request's band list (``"g,r,z"`` or a list) -> normalised names, or None if absent."""
+    if value is None:
+        return None
+    items = value.split(",") if isinstance(value, str) else list(value)
+    items = [i for i in (str(x).strip() for x in items) if i]
+    if not items:
+        return None
+    return tuple(normalise_band(b) for b in items)
