@@ -286,6 +286,13 @@ def load_codec(spec: str = "default", device: str | torch.device = "cpu") -> Cod
         return handle
 
 
+def evict_codec(handle: CodecHandle) -> None:
+    """Drop a handle from the per-process cache so its memory can be freed."""
+    with _CACHE_LOCK:
+        for key in [k for k, v in _CACHE.items() if v is handle]:
+            del _CACHE[key]
+
+
 def check_same_codec(expected: dict[str, Any] | CodecInfo, actual: CodecInfo, what: str) -> None:
     """Refuse to mix tokens of two codecs (fingerprints differ)."""
     exp_fp = expected.fingerprint if isinstance(expected, CodecInfo) else expected.get("fingerprint")

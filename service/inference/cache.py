@@ -86,15 +86,7 @@ class ModelCache:
             _, old = self._entries.popitem(last=False)
             self.evictions += 1
             if all(e.codec is not old.codec for e in self._entries.values()):
-                _forget_codec(old.codec)
-
-
-def _forget_codec(handle: CodecHandle) -> None:
-    # astropt.codec caches every codec for the life of the process; drop the evicted one so
-    # its memory can be freed (the cache is keyed by spec and device, valued by handle).
-    with codec_module._CACHE_LOCK:
-        for key in [k for k, v in codec_module._CACHE.items() if v is handle]:
-            del codec_module._CACHE[key]
+                codec_module.evict_codec(old.codec)
 
 
 __all__ = ["CheckpointError", "CodecError", "LoadedModel", "ModelCache"]
