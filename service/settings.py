@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     worker_checkpoint_interval: int = Field(
         200, ge=1, description="checkpoint_interval forced on jobs that leave it at 0."
     )
+    keep_step_checkpoints: int = Field(
+        3, ge=0, description="Periodic step_NNNNNN checkpoints kept per job (oldest pruned); 0 keeps all."
+    )
     worker_lease_seconds: float = Field(
         60.0, gt=0, description="A running job whose heartbeat is older than this is orphaned."
     )

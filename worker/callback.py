@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -9,12 +11,34 @@ from typing import Any
 from astropt.train import TrainCallback
 from service.store import repository, session_scope
 
+STEP_CHECKPOINT = re.compile(r"^step_(\d+)$")
+
+
+def prune_step_checkpoints(root: Path, keep: int) -> list[str]:
+    """Delete all but the newest ``keep`` step_NNNNNN checkpoints (0 keeps all); returns the names removed.
+
+    A big model's checkpoint (weights + optimiser state) is gigabytes: periodic ones add up.
+    """
+    if keep <= 0:
+        return []
+    found = sorted(
+        (int(match.group(1)), entry) for entry in root.iterdir()
+        if entry.is_dir() and (match := STEP_CHECKPOINT.match(entry.name))
+    )
+    removed = []
+    for _, directory in found[:-keep]:
+        shutil.rmtree(directory, ignore_errors=True)
+        removed.append(directory.name)
+    return removed
+
 
 class StoreCallback(TrainCallback):
     """Writes metric points (upserts, so re-run steps never duplicate) and polls for cancellation."""
 
-    def __init__(self, database_url: str, job_id: str, owner: str, max_iters: int, poll_seconds: float):
+    def __init__(self, database_url: str, job_id: str, owner: str, max_iters: int, poll_seconds: float,
+                 keep_steps: int = 0):
         self.url, self.job_id, self.owner = database_url, job_id, owner
+        self.keep_steps = keep_steps
         self.max_iters = max_iters
         self.poll_seconds = poll_seconds
         self._last_poll = 0.0
@@ -60,9 +84,11 @@ class StoreCallback(TrainCallback):
 
     def on_checkpoint(self, step: int, path: str, kind: str) -> None:
         name = Path(path).name
+        is_step = STEP_CHECKPOINT.match(name) is not None
+        removed = prune_step_checkpoints(Path(path).parent, self.keep_steps) if is_step else []
         with session_scope(self.url) as session:
             repository.record_checkpoint(
-                session, self.job_id, name, "step" if name.startswith("step_") else kind, step
+                session, self.job_id, name, "step" if is_step else kind, step, removed
             )
 
     def should_stop(self) -> bool:

@@ -91,7 +91,8 @@ def _train(settings: Settings, job_id: str, owner: str, config: Any) -> str:
             from astropt.train import train
             from worker.callback import StoreCallback
 
-            callback = StoreCallback(url, job_id, owner, config.max_iters, settings.cancel_poll_seconds)
+            callback = StoreCallback(url, job_id, owner, config.max_iters, settings.cancel_poll_seconds,
+                                     keep_steps=settings.keep_step_checkpoints)
             result = train(config, [callback], resume=True)
     except Exception as exc:
         log.error("job %s failed:\n%s", job_id, traceback.format_exc())

@@ -128,11 +128,14 @@ def get_points(
     return curves
 
 
-def record_checkpoint(session: Session, job_id: str, name: str, kind: str, step: int) -> None:
+def record_checkpoint(
+    session: Session, job_id: str, name: str, kind: str, step: int, removed: Iterable[str] = ()
+) -> None:
+    """Add (or refresh) checkpoint ``name`` of a job and forget the ``removed`` ones."""
     job = session.get(Job, job_id, with_for_update=session.get_bind().dialect.name == "postgresql")
     if job is None:
         return
-    checkpoints = dict(job.checkpoints or {})
+    checkpoints = {k: v for k, v in (job.checkpoints or {}).items() if k not in set(removed)}
     checkpoints[name] = {"kind": kind, "step": int(step), "created_at": utcnow().isoformat()}
     job.checkpoints = checkpoints
 
