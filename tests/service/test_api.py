@@ -234,3 +234,16 @@ def test_submit_with_the_broker_down_is_503_and_recorded(tmp_path: Path) -> None
         assert response.status_code == 503
         listed = httpx.get(f"{running.base_url}/jobs").json()["items"]
     assert listed[0]["phase"] == "failed" and "broker" in listed[0]["failure_reason"]
+
+
+def test_too_many_active_jobs_is_429(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, broker_url=redis_url(), train_queue=unique_queue(),
+                        max_active_jobs=1)
+    with ThreadedServer(create_app(settings)) as running:
+        first = httpx.post(f"{running.base_url}/jobs", json=tiny_spec(), timeout=30)
+        second = httpx.post(f"{running.base_url}/jobs", json=tiny_spec(), timeout=30)
+        assert first.status_code == 201
+        assert second.status_code == 429 and "limit 1" in second.json()["detail"]
+        httpx.post(f"{running.base_url}/jobs/{first.json()['id']}/cancel", timeout=30)
+        assert httpx.post(f"{running.base_url}/jobs", json=tiny_spec(), timeout=30).status_code == 201
+    redis.Redis.from_url(settings.resolved_broker_url).delete(settings.train_queue)
