@@ -80,12 +80,11 @@ def list_jobs(session: Session, phase: str | None, limit: int, offset: int) -> t
 
 def cancel(session: Session, job_id: str) -> Job:
     job = get(session, job_id)
-    if job.phase == "queued":
-        repository.finish_job(session, job_id, "cancelled")
-    elif job.phase == "running":
-        repository.update_job(session, job_id, phase="cancelling", cancel_requested=True)
-    elif job.phase in FINISHED_PHASES:
+    if job.phase in FINISHED_PHASES:
         raise Conflict(f"job {job_id} is already {job.phase}")
+    # Conditional updates: a worker may claim the job between our read and our write.
+    if not repository.cancel_if_queued(session, job_id):
+        repository.request_cancel_if_running(session, job_id)
     session.commit()
     session.refresh(job)
     return job

@@ -88,6 +88,24 @@ def finish_job(session: Session, job_id: str, phase: str, reason: str | None = N
     )
 
 
+def cancel_if_queued(session: Session, job_id: str) -> bool:
+    """Cancel a job no worker has claimed yet; False if it was claimed (or finished) meanwhile."""
+    now = utcnow()
+    result = session.execute(
+        update(Job).where(Job.id == job_id, Job.phase == "queued")
+        .values(phase="cancelled", finished_at=now, updated_at=now, eta_seconds=None)
+    )
+    return result.rowcount == 1
+
+
+def request_cancel_if_running(session: Session, job_id: str) -> bool:
+    result = session.execute(
+        update(Job).where(Job.id == job_id, Job.phase == "running")
+        .values(phase="cancelling", cancel_requested=True, updated_at=utcnow())
+    )
+    return result.rowcount == 1
+
+
 def upsert_points(session: Session, job_id: str, points: Iterable[tuple[str, int, float]]) -> None:
     """Insert metric points; a repeated (job, kind, step) overwrites the old value."""
     rows = [
