@@ -50,7 +50,7 @@ def submit_job(
     return jobs.detail(job, jobs.curves(session, job.id, None, settings.curve_max_points))
 
 
-@router.get("", response_model=JobList, summary="List jobs (newest first)")
+@router.get("", response_model=JobList, summary="List jobs (newest first)", responses={**INVALID})
 def list_jobs(
     session: SessionDep,
     phase: Annotated[Phase | None, Query(description="Only jobs in this phase")] = None,
@@ -61,7 +61,8 @@ def list_jobs(
     return JobList(items=[jobs.summary(job) for job in items], total=total, limit=limit, offset=offset)
 
 
-@router.get("/{job_id}", response_model=JobOut, responses={**NOT_FOUND}, summary="A job with its curves")
+@router.get("/{job_id}", response_model=JobOut, responses={**NOT_FOUND, **INVALID},
+            summary="A job with its curves")
 def get_job(
     job_id: str, session: SessionDep, settings: SettingsDep,
     since: Annotated[int | None, Query(ge=0, description="Only curve points after this iteration "

@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import psycopg
+import redis
 import uvicorn
 
 REPO = Path(__file__).resolve().parents[2]
@@ -121,6 +122,16 @@ class Stack:
                          for p in sorted(self.log_dir.glob("*.log")))
 
     def stop(self) -> None:
+        self._stop_processes()
+        broker = self.env.get("ASTROPT_BROKER_URL", "")
+        if broker.startswith("redis://"):  # leave nothing of this run's queue behind
+            client = redis.Redis.from_url(broker)
+            queue = self.env["ASTROPT_TRAIN_QUEUE"]
+            keys = [key for key in client.scan_iter(match=f"*{queue}*")]
+            if keys:
+                client.delete(*keys)
+
+    def _stop_processes(self) -> None:
         for process in [*self.workers, self.api]:
             if process is None or process.poll() is not None:
                 continue
