@@ -28,7 +28,14 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 def server(settings: Settings) -> Iterator[ThreadedServer]:
     with ThreadedServer(create_app(settings)) as running:
         yield running
-    redis.Redis.from_url(settings.resolved_broker_url).delete(settings.train_queue)
+    forget_queue(settings)
+
+
+def forget_queue(settings: Settings) -> None:
+    client = redis.Redis.from_url(settings.resolved_broker_url)
+    keys = list(client.scan_iter(match=f"*{settings.train_queue}*"))
+    if keys:
+        client.delete(*keys)
 
 
 @pytest.fixture
@@ -246,4 +253,4 @@ def test_too_many_active_jobs_is_429(tmp_path: Path) -> None:
         assert second.status_code == 429 and "limit 1" in second.json()["detail"]
         httpx.post(f"{running.base_url}/jobs/{first.json()['id']}/cancel", timeout=30)
         assert httpx.post(f"{running.base_url}/jobs", json=tiny_spec(), timeout=30).status_code == 201
-    redis.Redis.from_url(settings.resolved_broker_url).delete(settings.train_queue)
+    forget_queue(settings)
