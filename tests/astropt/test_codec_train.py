@@ -107,3 +107,21 @@ def test_cli_rejects_bad_training_settings(tmp_path, capsys) -> None:
     assert "divisible by 4" in capsys.readouterr().err
     assert codec_main(["codec", "train", "--out", str(tmp_path), "--steps", "0"]) == 2
     assert "--steps must be >= 1" in capsys.readouterr().err
+
+
+def test_training_forward_equals_public_encode_then_decode() -> None:
+    """The differentiable path the trainer optimises is exactly decode(encode(x))."""
+    from astropt.codec import CodecHandle, CodecInfo
+    from astropt.codec_train import forward_compressed
+    from astropt.data.mock import simulate_galaxy
+
+    codec = random_codec(5)
+    flux = torch.from_numpy(np.stack([simulate_galaxy(11, i)["flux"] for i in range(2)]))
+    spread_init(codec, flux, BANDS)
+    codec.eval()
+    with torch.no_grad():
+        pred_c, _ = forward_compressed(codec, flux, BANDS)
+        train_path = codec._reverse_range_compress(pred_c)
+    handle = CodecHandle(codec, CodecInfo("test", "random", "x", False))
+    public = handle.decode(handle.encode(flux.numpy()))
+    torch.testing.assert_close(train_path, public, rtol=1e-4, atol=1e-6)
