@@ -15,17 +15,29 @@ from astropy.visualization import make_lupton_rgb  # noqa: E402
 
 # Colour from g, r, z (blue, green, red) as Legacy Survey viewers do.
 RGB_BANDS = (3, 1, 0)
-LUPTON_STRETCH = 0.5
 LUPTON_Q = 8.0
+PEAK_TO_STRETCH = 4.0  # stretch = bright end / 4: the bright end lands at ~half brightness
+MIN_STRETCH = 1e-3  # nanomaggies; keeps blank images from dividing by ~0
 
 
-def lupton_rgb(flux: np.ndarray, stretch: float = LUPTON_STRETCH, q: float = LUPTON_Q) -> np.ndarray:
-    """``[4, H, W]`` g, r, i, z flux (nanomaggies) -> ``uint8[H, W, 3]`` colour image."""
+def display_stretch(flux: np.ndarray) -> float:
+    """A Lupton stretch (nanomaggies) that suits ``[4, H, W]`` flux: faint galaxies stay visible."""
+    rgb = np.nan_to_num(np.asarray(flux, dtype=np.float64)[list(RGB_BANDS)]).mean(axis=0)
+    return max(float(np.percentile(rgb, 99.5)) / PEAK_TO_STRETCH, MIN_STRETCH)
+
+
+def lupton_rgb(flux: np.ndarray, stretch: float | None = None, minimum: float = 0.0) -> np.ndarray:
+    """``[4, H, W]`` g, r, i, z flux (nanomaggies) -> ``uint8[H, W, 3]`` colour image.
+
+    Without ``stretch`` one is chosen from the image itself; pass the same stretch to
+    images that are to be compared side by side.
+    """
     flux = np.nan_to_num(np.asarray(flux, dtype=np.float64))
     if flux.ndim != 3 or flux.shape[0] != 4:
         raise ValueError(f"expected [4, H, W] flux (g, r, i, z), got {list(flux.shape)}")
+    stretch = display_stretch(flux) if stretch is None else stretch
     red, green, blue = (flux[i] for i in RGB_BANDS)
-    return make_lupton_rgb(red, green, blue, minimum=0.0, stretch=stretch, Q=q)
+    return make_lupton_rgb(red, green, blue, minimum=minimum, stretch=stretch, Q=LUPTON_Q)
 
 
 def loss_figure(
@@ -65,8 +77,9 @@ def galaxy_grid(rows: Sequence[Sequence[np.ndarray]], titles: Sequence[str]) -> 
         n_rows, n_cols, figsize=(2.2 * n_cols, 2.2 * n_rows), dpi=100, squeeze=False
     )
     for r, row in enumerate(rows):
+        stretch = display_stretch(row[0])  # one stretch per row, so panels compare
         for c, flux in enumerate(row):
-            axes[r, c].imshow(lupton_rgb(flux), origin="lower")
+            axes[r, c].imshow(lupton_rgb(flux, stretch), origin="lower")
             axes[r, c].set_xticks([])
             axes[r, c].set_yticks([])
             if r == 0:

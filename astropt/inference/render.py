@@ -17,20 +17,16 @@ import io
 from typing import Literal
 
 import numpy as np
-from astropy.visualization import make_lupton_rgb
 from PIL import Image, ImageDraw, ImageFont
 
 from astropt.config import DEFAULT_BANDS
 from astropt.inference.pipeline import Reconstruction
+from astropt.plotting import PEAK_TO_STRETCH, display_stretch, lupton_rgb
 
 PanelKind = Literal["all", "single"]
-LUPTON_Q = 8.0
-PEAK_TO_STRETCH = 4.0  # stretch = bright end / 4: the bright end lands at ~half brightness
-MIN_STRETCH = 1e-3  # nanomaggies; keeps blank images from dividing by ~0
 SCALE = 2  # each 96-pixel panel is drawn at 192 pixels (nearest neighbour)
 GAP = 4
 LABEL_HEIGHT = 16
-_RGB = ("DES-Z", "DES-R", "DES-G")
 
 
 def panel_titles(recon: Reconstruction, panel: PanelKind = "all") -> list[str]:
@@ -57,13 +53,7 @@ def original_full_bands(recon: Reconstruction) -> np.ndarray:
 
 def lupton(flux: np.ndarray, stretch: float) -> np.ndarray:
     """``[4, H, W]`` DES g, r, i, z flux -> ``uint8[H, W, 3]``."""
-    red, green, blue = (np.nan_to_num(flux[DEFAULT_BANDS.index(b)]).astype(np.float64) for b in _RGB)
-    return make_lupton_rgb(red, green, blue, minimum=0.0, stretch=stretch, Q=LUPTON_Q)
-
-
-def display_stretch(original: np.ndarray) -> float:
-    rgb = np.stack([original[DEFAULT_BANDS.index(b)] for b in _RGB]).mean(axis=0)
-    return max(float(np.percentile(rgb, 99.5)) / PEAK_TO_STRETCH, MIN_STRETCH)
+    return lupton_rgb(flux, stretch)
 
 
 def residual_rgb(recon: Reconstruction, stretch: float) -> np.ndarray:
