@@ -28,6 +28,7 @@ _TRAIN_HELP = {
     "checkpoint_every": "steps between checkpoints (OUT/checkpoints/last)",
     "max_minutes": "stop (with a checkpoint and export) after this much training time",
     "threads": "torch CPU threads",
+    "device": "torch device: auto (CUDA when available, else CPU), cpu, cuda, cuda:1 ...",
 }
 
 

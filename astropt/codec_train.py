@@ -51,6 +51,7 @@ class CodecTrainConfig:
     checkpoint_every: int = 100
     max_minutes: float | None = None
     threads: int = 1  # on shared CPUs one thread per process is much faster than two
+    device: str = "auto"  # "auto": CUDA when available, else CPU
     ship: bool = False
 
     def codec_args(self) -> dict[str, Any]:
@@ -226,7 +227,7 @@ def _load_checkpoint(codec: torch.nn.Module, opt: torch.optim.Optimizer, out: Pa
     if not (last / "state.json").is_file():
         return None
     load_model(codec, str(last / "model.safetensors"))
-    opt.load_state_dict(torch.load(last / "optimizer.pt", weights_only=True))
+    opt.load_state_dict(torch.load(last / "optimizer.pt", weights_only=True, map_location="cpu"))
     return json.loads((last / "state.json").read_text())
 
 
@@ -261,10 +262,11 @@ def validate(codec: torch.nn.Module, sets: dict[str, tuple], bands: list[str]) -
     from astropt.codec_eval import residual_stats
 
     codec.eval()
+    device = next(codec.parameters()).device
     metrics: dict[str, Any] = {}
     for name, (noisy, truth, sigma) in sets.items():
-        pred_c, z = forward_compressed(codec, noisy, bands)
-        recon = codec._reverse_range_compress(pred_c)
+        pred_c, z = forward_compressed(codec, noisy.to(device), bands)
+        recon = codec._reverse_range_compress(pred_c).cpu()
         stats = residual_stats(recon.numpy(), codec.center_crop(truth).numpy(), sigma.numpy())
         metrics[f"{name}_rms_crop"] = round(float(stats["rms_crop"].max()), 3)
         metrics[f"{name}_rms_gal"] = round(float(stats["rms_galaxy"].max()), 3)
@@ -274,6 +276,12 @@ def validate(codec: torch.nn.Module, sets: dict[str, tuple], bands: list[str]) -
 
 
 # -- the loop ------------------------------------------------------------------------
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
 
 
 def train_codec(cfg: CodecTrainConfig, progress: bool = True) -> Path:
@@ -290,12 +298,13 @@ def train_codec(cfg: CodecTrainConfig, progress: bool = True) -> Path:
     pool, sigmas = build_pool(out / "pool", cfg.pool_size + cfg.val_size, cfg.seed, progress)
     val_sets = validation_set(pool, sigmas, cfg.pool_size, cfg.val_size)
 
+    device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    codec = _with_config(build_codec(cfg.codec_args()), cfg.codec_args())
+    codec = _with_config(build_codec(cfg.codec_args()), cfg.codec_args()).to(device)
     opt = torch.optim.AdamW(codec.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     state = _load_checkpoint(codec, opt, out) or {"step": 0, "seconds": 0.0, "log": []}
     if not state["step"]:
-        spread_init(codec, training_batch(pool, sigmas, cfg.pool_size, cfg, -1)[0], bands)
+        spread_init(codec, training_batch(pool, sigmas, cfg.pool_size, cfg, -1)[0].to(device), bands)
     else:
         print(f"resuming from step {state['step']} ({out / 'checkpoints' / 'last'})", file=sys.stderr)
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
@@ -308,7 +317,9 @@ def train_codec(cfg: CodecTrainConfig, progress: bool = True) -> Path:
     while step < cfg.steps:
         for group in opt.param_groups:
             group["lr"] = lr_at(cfg, step)
-        noisy, truth, sigma = training_batch(pool, sigmas, cfg.pool_size, cfg, step)
+        noisy, truth, sigma = (
+            t.to(device) for t in training_batch(pool, sigmas, cfg.pool_size, cfg, step)
+        )
         pred_c, z = forward_compressed(codec, noisy, bands)
         recon_loss = weighted_loss(
             codec, pred_c, truth, sigma, bands, cfg.relative_floor, cfg.huber_delta
@@ -353,7 +364,8 @@ def train_codec(cfg: CodecTrainConfig, progress: bool = True) -> Path:
         "threads": cfg.threads,
         "final_validation": validate(codec, val_sets, bands),
     }
-    target = export_codec(codec.eval(), out / "codec", card)
+    codec = codec.cpu().eval()
+    target = export_codec(codec, out / "codec", card)
     if cfg.ship:
         export_codec(codec, SHIPPED_DIR, card)
         print(f"shipped codec written to {SHIPPED_DIR / WEIGHTS_NAME}", file=sys.stderr)
