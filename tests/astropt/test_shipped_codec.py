@@ -82,7 +82,7 @@ def test_round_trip_of_held_out_mock_galaxies() -> None:
 
 @pytest.mark.slow
 @pytest.mark.xfail(reason="issue #3's bar on galaxy pixels and bright-galaxy flux is not met yet "
-                   "by the shipped codec (see docs/codec.md, Limits)", strict=False)
+                   "by the shipped codec (see docs/codec.md, Limits)", strict=True)
 def test_round_trip_meets_the_full_bar() -> None:
     report = _small_sample_report()
     for band, figures in report["bands"].items():
