@@ -24,8 +24,8 @@ class InferenceSettings(BaseSettings):
     )
     device: str = Field("auto", description="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1 ...")
     torch_threads: int | None = Field(
-        None, ge=1, description="Intra-op threads of the one compute thread; default: one less "
-        "than the CPUs this process may use, at least 1 (or OMP_NUM_THREADS when set)."
+        None, ge=1, description="Intra-op threads of the one compute thread; default: "
+        "OMP_NUM_THREADS when set, else all CPUs this process may use (one less above 4 CPUs)."
     )
     precision: Literal["auto", "float32", "bfloat16"] = Field(
         "auto", description="Model autocast precision. auto: bfloat16 on CUDA with bf16 support and on "
