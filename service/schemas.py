@@ -12,7 +12,7 @@ from astropt.config import TrainConfig
 Phase = Literal["queued", "running", "completed", "failed", "cancelling", "cancelled"]
 
 TINY_CPU_JOB: dict[str, Any] = {
-    "codec": "random:0",
+    "codec": "shipped",
     "model": {"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 576},
     "data": {"source": "mock", "n_mock": 64, "val_fraction": 0.125},
     "batch_size": 4,
