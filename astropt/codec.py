@@ -122,7 +122,7 @@ def build_codec(config: dict[str, Any]) -> torch.nn.Module:
     from aion.codecs import ImageCodec
 
     try:
-        return ImageCodec(**config)
+        return _with_config(ImageCodec(**config), config)
     except TypeError as exc:
         raise CodecError(f"codec config is not a valid AION ImageCodec config: {exc}") from exc
 

@@ -23,11 +23,14 @@ _TRAIN_HELP = {
     "relative_floor": "relative-error floor of the inverse-variance weights",
     "huber_delta": "residuals beyond this many sigma count linearly (0: plain chi^2)",
     "latent_penalty": "weight of the penalty keeping pre-quantisation values in range",
+    "flux_weight": "weight of the chi^2 of each band's crop flux (1: a uniform offset counts as in the pixel loss)",
+    "flux_floor": "relative-error floor of the crop-flux chi^2",
     "log_every": "steps between log lines (OUT/log.jsonl)",
     "eval_every": "steps between validations",
     "checkpoint_every": "steps between checkpoints (OUT/checkpoints/last)",
     "max_minutes": "stop (with a checkpoint and export) after this much training time",
     "threads": "torch CPU threads",
+    "init_from": "start from this codec's weights (a spec: shipped, a directory) instead of a fresh init",
     "device": "torch device: auto (CUDA when available, else CPU), cpu, cuda, cuda:1 ...",
 }
 
@@ -45,7 +48,7 @@ def _add_train(sub: Any) -> None:
     defaults = CodecTrainConfig(out="")
     for f in fields(CodecTrainConfig):
         if f.name in _TRAIN_HELP:
-            kind = float if f.name in ("max_minutes",) else type(getattr(defaults, f.name))
+            kind = {"max_minutes": float, "init_from": str}.get(f.name, type(getattr(defaults, f.name)))
             p.add_argument(
                 f"--{f.name.replace('_', '-')}", type=kind, default=getattr(defaults, f.name),
                 help=f"{_TRAIN_HELP[f.name]} (default: %(default)s)",
@@ -83,7 +86,7 @@ def _check_train_config(cfg: Any) -> None:
 
 
 def _add_evaluate(sub: Any) -> None:
-    from astropt.codec_eval import EVAL_SEED
+    from astropt.codec_eval import EVAL_SEED, GENERATORS
 
     p = sub.add_parser(
         "evaluate",
@@ -92,6 +95,11 @@ def _add_evaluate(sub: Any) -> None:
     p.add_argument("--codec", default="shipped", help="codec spec (default: %(default)s)")
     p.add_argument("--n", type=int, default=200, help="galaxies (default: %(default)s)")
     p.add_argument("--seed", type=int, default=EVAL_SEED, help="mock seed (default: %(default)s)")
+    p.add_argument(
+        "--generator", choices=GENERATORS, default="mock",
+        help="mock: the project's mock galaxies; crosscheck: an independent generator (Spergel "
+        "profiles, Gaussian/Moffat-2 PSFs) the codec never trained on (default: %(default)s)",
+    )
     p.add_argument("--json", dest="json_path", help="also write the figures to this JSON file")
     p.add_argument("--png", help="write a grid of input / reconstruction / truth / residual")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")
@@ -107,13 +115,13 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         return 2
     try:
         report = evaluate_codec(args.codec, n=args.n, seed=args.seed, threads=args.threads,
-                                json_path=args.json_path)
+                                json_path=args.json_path, generator=args.generator)
     except CodecError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(format_table(report))
     if args.png:
-        write_grid(args.codec, args.png, seed=args.seed)
+        write_grid(args.codec, args.png, seed=args.seed, generator=args.generator)
         print(f"grid written to {args.png}")
     return 0 if report["passes_bar"] else 1
 

@@ -65,11 +65,25 @@ def residual_stats(recon: np.ndarray, truth: np.ndarray, sigma: np.ndarray) -> d
     }
 
 
-def _mock_batches(n: int, seed: int, batch: int = 16):
-    from astropt.data.mock import simulate_galaxy
+GENERATORS = ("mock", "crosscheck")
 
+
+def _simulator(generator: str):
+    if generator == "mock":
+        from astropt.data.mock import simulate_galaxy
+
+        return simulate_galaxy
+    if generator == "crosscheck":
+        from astropt.data.crosscheck import simulate_crosscheck
+
+        return simulate_crosscheck
+    raise ValueError(f"unknown generator {generator!r}: use one of {', '.join(GENERATORS)}")
+
+
+def _mock_batches(n: int, seed: int, batch: int = 16, generator: str = "mock"):
+    simulate = _simulator(generator)
     for start in range(0, n, batch):
-        gals = [simulate_galaxy(seed, i) for i in range(start, min(n, start + batch))]
+        gals = [simulate(seed, i) for i in range(start, min(n, start + batch))]
         yield (
             np.stack([g["flux"] for g in gals]),
             np.stack([g["truth"] for g in gals]),
@@ -85,9 +99,9 @@ def reconstruct(handle: Any, flux: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def evaluate_codec(
     spec: str = "shipped", n: int = 200, seed: int = EVAL_SEED, threads: int = 1,
-    json_path: str | Path | None = None,
+    json_path: str | Path | None = None, generator: str = "mock",
 ) -> dict[str, Any]:
-    """Figures of one codec on ``n`` held-out mock galaxies (see the module docstring)."""
+    """Figures of one codec on ``n`` held-out galaxies of ``generator`` (see the module docstring)."""
     import time
 
     import torch
@@ -98,7 +112,7 @@ def evaluate_codec(
     handle = load_codec(spec)
     started = time.perf_counter()
     recons, truths, sigmas, codes = [], [], [], set()
-    for flux, truth, sigma in _mock_batches(n, seed):
+    for flux, truth, sigma in _mock_batches(n, seed, generator=generator):
         tokens, recon = reconstruct(handle, flux)
         codes.update(np.unique(tokens).tolist())
         recons.append(recon)
@@ -123,6 +137,7 @@ def evaluate_codec(
     report = {
         "codec": handle.info.to_dict(),
         "n_galaxies": n,
+        "generator": generator,
         "mock_seed": seed,
         "bands": bands,
         "codes_used": len(codes),
@@ -138,8 +153,8 @@ def evaluate_codec(
 def format_table(report: dict[str, Any]) -> str:
     info = report["codec"]
     lines = [
-        f"codec {info['spec']} (fingerprint {info['fingerprint']}), {report['n_galaxies']} mock "
-        f"galaxies of seed {report['mock_seed']}",
+        f"codec {info['spec']} (fingerprint {info['fingerprint']}), {report['n_galaxies']} "
+        f"{report.get('generator', 'mock')} galaxies of seed {report['mock_seed']}",
         f"{'band':<7}{'RMS crop':>10}{'RMS galaxy':>12}{'flux err':>10}{'n(S/N>50)':>11}",
     ]
     for band, v in report["bands"].items():
@@ -164,7 +179,10 @@ def _rgb(cube: np.ndarray, sigma_r: float) -> np.ndarray:
     return make_lupton_rgb(cube[2], cube[1], cube[0], minimum=-sigma_r, stretch=20 * sigma_r, Q=8)
 
 
-def write_grid(spec: str, png: str | Path, seed: int = EVAL_SEED, rows: int = 6, pool: int = 60) -> Path:
+def write_grid(
+    spec: str, png: str | Path, seed: int = EVAL_SEED, rows: int = 6, pool: int = 60,
+    generator: str = "mock",
+) -> Path:
     """Rows of galaxies spanning the brightness range: input | reconstruction | truth | residual."""
     import matplotlib
 
@@ -174,7 +192,7 @@ def write_grid(spec: str, png: str | Path, seed: int = EVAL_SEED, rows: int = 6,
     from astropt.codec import load_codec
 
     handle = load_codec(spec)
-    flux, truth, sigma = (np.concatenate(a) for a in zip(*_mock_batches(pool, seed), strict=True))
+    flux, truth, sigma = (np.concatenate(a) for a in zip(*_mock_batches(pool, seed, generator=generator), strict=True))
     order = np.argsort(truth[:, 1].sum(axis=(1, 2)))
     picks = order[np.linspace(0, len(order) - 1, rows).round().astype(int)][::-1]
     _, recon = reconstruct(handle, flux[picks])
@@ -196,7 +214,9 @@ def write_grid(spec: str, png: str | Path, seed: int = EVAL_SEED, rows: int = 6,
             if row == 0:
                 axes[row, col].set_title(titles[col], fontsize=9)
     fig.colorbar(im, cax=fig.add_axes((0.9, 0.25, 0.02, 0.5)), label="(recon - truth) / sigma, r band")
-    fig.suptitle(f"codec {handle.info.spec} ({handle.info.fingerprint}) on held-out mock galaxies", fontsize=9)
+    fig.suptitle(
+        f"codec {handle.info.spec} ({handle.info.fingerprint}) on held-out {generator} galaxies", fontsize=9
+    )
     Path(png).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, dpi=110)
     plt.close(fig)

@@ -15,6 +15,7 @@ from astropt.codec_train import (
     CodecTrainConfig,
     compress,
     compressed_slope,
+    flux_loss,
     lr_at,
     spread_init,
     train_codec,
@@ -41,6 +42,40 @@ def test_weighted_loss_is_chi_square_in_sigma_units() -> None:
     sigma_c = compressed_slope(codec, truth) * sigma[:, :, None, None]
     far = compress(codec, truth, BANDS, clamp=False) + 30 * sigma_c
     assert weighted_loss(codec, far, truth, sigma, BANDS, 0.0, 3.0).item() == pytest.approx(171, rel=0.05)
+
+
+def test_flux_loss_counts_a_uniform_sky_offset_like_the_pixel_chi_square() -> None:
+    codec = random_codec(0)
+    truth = torch.zeros(2, 4, 96, 96)
+    sigma = torch.tensor([[0.004, 0.006, 0.010, 0.012]] * 2)
+    offset = compress(codec, truth + 0.1 * sigma[:, :, None, None], BANDS, clamp=False)
+    pixel = weighted_loss(codec, offset, truth, sigma, BANDS, relative_floor=0.0)
+    assert flux_loss(codec, offset, truth, sigma, 0.0).item() == pytest.approx(pixel.item(), rel=0.02)
+    # A +-0.1 sigma checkerboard has the same pixel chi^2 but no flux error at all.
+    sign = torch.ones(96, 96)
+    sign[::2, ::2] = sign[1::2, 1::2] = -1
+    checker = compress(codec, truth + 0.1 * sigma[:, :, None, None] * sign, BANDS, clamp=False)
+    assert weighted_loss(codec, checker, truth, sigma, BANDS, 0.0).item() == pytest.approx(0.01, rel=0.02)
+    assert flux_loss(codec, checker, truth, sigma, 0.0).item() < 1e-4
+    # The floor caps very bright scenes: a 1% error on a huge flux counts (1/0.5)^2 / 9216 at most.
+    bright = torch.full((1, 4, 96, 96), 1.0)
+    off = compress(codec, bright * 1.01, BANDS, clamp=False)
+    capped = flux_loss(codec, off, bright, sigma[:1], 0.005).item()
+    assert capped == pytest.approx(4.0 / 9216, rel=0.05)
+
+
+def test_warm_start_copies_the_shipped_weights_and_refuses_another_shape(tmp_path) -> None:
+    from astropt.codec import build_codec, fingerprint
+    from astropt.codec_train import warm_start
+
+    cfg = CodecTrainConfig(out=str(tmp_path))
+    codec = build_codec(cfg.codec_args())
+    card = warm_start(codec, "shipped")
+    assert fingerprint(codec) == load_codec("shipped").info.fingerprint == card["fingerprint"]
+    assert card["total_train_seconds"] > 0
+    narrow = build_codec(CodecTrainConfig(out="", hidden_dims=16).codec_args())
+    with pytest.raises(ValueError, match="architecture"):
+        warm_start(narrow, "shipped")
 
 
 def test_compress_leaves_the_callers_tensor_alone() -> None:
