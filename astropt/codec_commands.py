@@ -25,6 +25,7 @@ _TRAIN_HELP = {
     "latent_penalty": "weight of the penalty keeping pre-quantisation values in range",
     "flux_weight": "weight of the chi^2 of each band's crop flux (1: a uniform offset counts as in the pixel loss)",
     "flux_floor": "relative-error floor of the crop-flux chi^2",
+    "ema_decay": "export a moving average of the weights with this decay per step (0: off)",
     "log_every": "steps between log lines (OUT/log.jsonl)",
     "eval_every": "steps between validations",
     "checkpoint_every": "steps between checkpoints (OUT/checkpoints/last)",

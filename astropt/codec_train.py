@@ -10,6 +10,7 @@ measures. Quantisation uses AION's FSQ with its straight-through estimator.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
@@ -47,6 +48,7 @@ class CodecTrainConfig:
     huber_delta: float = 3.0  # residuals beyond this many sigma count linearly, not squared
     latent_penalty: float = 1.0  # relative to the reconstruction loss (see train_codec)
     flux_weight: float = 0.0  # weight of the crop-flux chi^2 (see flux_loss)
+    ema_decay: float = 0.0  # > 0: validate and export an exponential moving average of the weights
     flux_floor: float = 0.005  # accepted relative error of the crop flux of very bright scenes
     log_every: int = 25
     eval_every: int = 200
@@ -240,18 +242,52 @@ def lr_at(cfg: CodecTrainConfig, step: int) -> float:
     return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * progress))
 
 
+class WeightAverage:
+    """Exponential moving average of a module's floating-point weights.
+
+    Late in training the weights still jitter from batch to batch (a batch of 16 scenes
+    can be dominated by one bright galaxy); the average of the last ~1/(1-decay) steps
+    reconstructs better than any single step, so it is what gets validated and exported.
+    """
+
+    def __init__(self, module: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.shadow = {k: v.detach().clone() for k, v in module.state_dict().items() if v.is_floating_point()}
+
+    @torch.no_grad()
+    def update(self, module: torch.nn.Module) -> None:
+        for name, value in module.state_dict().items():
+            if name in self.shadow:
+                self.shadow[name].lerp_(value, 1.0 - self.decay)
+
+    @contextlib.contextmanager
+    def applied(self, module: torch.nn.Module):
+        """Temporarily put the averaged weights into ``module``."""
+        backup = {k: v.detach().clone() for k, v in module.state_dict().items() if k in self.shadow}
+        module.load_state_dict(self.shadow, strict=False)
+        try:
+            yield module
+        finally:
+            module.load_state_dict(backup, strict=False)
+
+
 # -- checkpoints ---------------------------------------------------------------------
 
 
-def _save_checkpoint(codec: torch.nn.Module, opt: torch.optim.Optimizer, out: Path, state: dict) -> None:
-    """model.safetensors + optimizer.pt (tensors only: weights_only-loadable) + state.json."""
-    from safetensors.torch import save_model
+def _save_checkpoint(
+    codec: torch.nn.Module, opt: torch.optim.Optimizer, out: Path, state: dict,
+    average: WeightAverage | None = None,
+) -> None:
+    """model.safetensors (+ ema.safetensors) + optimizer.pt (tensors only) + state.json."""
+    from safetensors.torch import save_file, save_model
 
     final = out / "checkpoints" / "last"
     tmp = out / "checkpoints" / ".last.partial"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     save_model(codec, str(tmp / "model.safetensors"))
+    if average is not None:
+        save_file({k: v.contiguous() for k, v in average.shadow.items()}, str(tmp / "ema.safetensors"))
     torch.save(opt.state_dict(), tmp / "optimizer.pt")
     (tmp / "state.json").write_text(json.dumps(state, indent=2))
     old = out / "checkpoints" / ".last.old"
@@ -262,13 +298,19 @@ def _save_checkpoint(codec: torch.nn.Module, opt: torch.optim.Optimizer, out: Pa
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _load_checkpoint(codec: torch.nn.Module, opt: torch.optim.Optimizer, out: Path) -> dict | None:
-    from safetensors.torch import load_model
+def _load_checkpoint(
+    codec: torch.nn.Module, opt: torch.optim.Optimizer, out: Path, average: WeightAverage | None = None,
+) -> dict | None:
+    from safetensors.torch import load_file, load_model
 
     last = out / "checkpoints" / "last"
     if not (last / "state.json").is_file():
         return None
     load_model(codec, str(last / "model.safetensors"))
+    if average is not None:
+        ema_path = last / "ema.safetensors"
+        stored = load_file(str(ema_path)) if ema_path.is_file() else codec.state_dict()
+        average.shadow = {k: stored[k].detach().clone().to(v.device) for k, v in average.shadow.items()}
     opt.load_state_dict(torch.load(last / "optimizer.pt", weights_only=True, map_location="cpu"))
     return json.loads((last / "state.json").read_text())
 
@@ -344,15 +386,18 @@ def train_codec(cfg: CodecTrainConfig, progress: bool = True) -> Path:
     torch.manual_seed(cfg.seed)
     codec = _with_config(build_codec(cfg.codec_args()), cfg.codec_args()).to(device)
     opt = torch.optim.AdamW(codec.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    state = _load_checkpoint(codec, opt, out) or {"step": 0, "seconds": 0.0, "log": []}
-    init_card = None
-    if cfg.init_from:
-        init_card = warm_start(codec, cfg.init_from) if not state["step"] else state.get("init")
-        state["init"] = init_card
-    elif not state["step"]:
-        spread_init(codec, training_batch(pool, sigmas, cfg.pool_size, cfg, -1)[0].to(device), bands)
-    else:
+    average = WeightAverage(codec, cfg.ema_decay) if cfg.ema_decay else None
+    state = _load_checkpoint(codec, opt, out, average) or {"step": 0, "seconds": 0.0}
+    init_card = state.get("init")
+    if state["step"]:
         print(f"resuming from step {state['step']} ({out / 'checkpoints' / 'last'})", file=sys.stderr)
+    elif cfg.init_from:
+        init_card = warm_start(codec, cfg.init_from)
+    else:
+        spread_init(codec, training_batch(pool, sigmas, cfg.pool_size, cfg, -1)[0].to(device), bands)
+    if average is not None and not state["step"]:
+        average = WeightAverage(codec, cfg.ema_decay)  # starts from the initial weights
+    exported = average.applied if average is not None else contextlib.nullcontext
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     log_path = out / "log.jsonl"
 
@@ -381,6 +426,8 @@ def train_codec(cfg: CodecTrainConfig, progress: bool = True) -> Path:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(codec.parameters(), cfg.grad_clip)
         opt.step()
+        if average is not None:
+            average.update(codec)
         step += 1
         bar.update(1)
         elapsed = base_seconds + time.perf_counter() - started
@@ -390,7 +437,8 @@ def train_codec(cfg: CodecTrainConfig, progress: bool = True) -> Path:
             record = {"step": step, "loss": round(recon_loss.item(), 4), "lr": lr_at(cfg, step - 1),
                       "batch_codes": codes, "seconds": round(elapsed, 1)}
             if step % cfg.eval_every == 0 or step == cfg.steps:
-                record.update(validate(codec, val_sets, bands))
+                with exported(codec):
+                    record.update(validate(codec, val_sets, bands))
                 if step < cfg.steps and (fixed := respread_latents(codec, z)):
                     record["respread_channels"] = fixed
             bar.set_postfix(loss=record["loss"], codes=codes)
@@ -399,12 +447,14 @@ def train_codec(cfg: CodecTrainConfig, progress: bool = True) -> Path:
         timed_out = cfg.max_minutes is not None and elapsed > cfg.max_minutes * 60
         if step % cfg.checkpoint_every == 0 or step == cfg.steps or timed_out:
             _save_checkpoint(codec, opt, out, {"step": step, "seconds": elapsed, "config": asdict(cfg),
-                                               "init": init_card})
+                                               "init": init_card}, average)
         if timed_out:
             print(f"stopping at step {step}: --max-minutes {cfg.max_minutes} reached", file=sys.stderr)
             break
     bar.close()
 
+    if average is not None:
+        codec.load_state_dict(average.shadow, strict=False)
     card = {
         "trainer": "astropt codec train",
         "config": {k: v for k, v in asdict(cfg).items() if k not in ("out", "ship")},

@@ -113,7 +113,7 @@ def test_learning_rate_warms_up_then_decays_to_the_floor() -> None:
 def _tiny(out: str, steps: int) -> CodecTrainConfig:
     return CodecTrainConfig(
         out=out, steps=steps, batch_size=2, pool_size=4, val_size=2, hidden_dims=16,
-        num_consecutive=1, warmup=2, log_every=1, eval_every=100, checkpoint_every=1,
+        num_consecutive=1, warmup=2, log_every=1, eval_every=100, checkpoint_every=1, ema_decay=0.9,
     )
 
 
@@ -160,3 +160,20 @@ def test_training_forward_equals_public_encode_then_decode() -> None:
     handle = CodecHandle(codec, CodecInfo("test", "random", "x", False))
     public = handle.decode(handle.encode(flux.numpy()))
     torch.testing.assert_close(train_path, public, rtol=1e-4, atol=1e-6)
+
+
+def test_weight_average_follows_the_weights_and_swaps_back() -> None:
+    from astropt.codec_train import WeightAverage
+
+    layer = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        layer.weight.fill_(0.0)
+    average = WeightAverage(layer, decay=0.5)
+    with torch.no_grad():
+        layer.weight.fill_(4.0)
+    average.update(layer)  # 0.5 * 0 + 0.5 * 4
+    average.update(layer)  # 0.5 * 2 + 0.5 * 4
+    assert torch.allclose(average.shadow["weight"], torch.full((1, 2), 3.0))
+    with average.applied(layer):
+        assert torch.allclose(layer.weight, torch.full((1, 2), 3.0))
+    assert torch.allclose(layer.weight, torch.full((1, 2), 4.0))
