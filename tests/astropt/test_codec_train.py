@@ -10,17 +10,14 @@ import torch
 
 from astropt.codec import load_codec, random_codec
 from astropt.codec_commands import main as codec_main
-from astropt.codec_train import (
-    TRAINING_CARD,
-    CodecTrainConfig,
+from astropt.codec_objective import (
     compress,
     compressed_slope,
     flux_loss,
-    lr_at,
     spread_init,
-    train_codec,
     weighted_loss,
 )
+from astropt.codec_train import TRAINING_CARD, CodecTrainConfig, lr_at, train_codec
 from astropt.config import DEFAULT_BANDS
 
 BANDS = list(DEFAULT_BANDS)
@@ -147,7 +144,7 @@ def test_cli_rejects_bad_training_settings(tmp_path, capsys) -> None:
 def test_training_forward_equals_public_encode_then_decode() -> None:
     """The differentiable path the trainer optimises is exactly decode(encode(x))."""
     from astropt.codec import CodecHandle, CodecInfo
-    from astropt.codec_train import forward_compressed
+    from astropt.codec_objective import forward_compressed
     from astropt.data.mock import simulate_galaxy
 
     codec = random_codec(5)
