@@ -16,20 +16,13 @@ import galsim
 import numpy as np
 from tqdm.auto import tqdm
 
+from astropt.data.mock import band_fluxes, mag_to_nanomaggies
+
 STAMP = 96
 PIXEL_SCALE = 0.262
 NOMINAL_SIGMA = np.array([0.004, 0.006, 0.010, 0.012], dtype=np.float64)  # DR10-like, g r i z
 _GSPARAMS = galsim.GSParams(maximum_fft_size=16384, folding_threshold=2e-3)
 POOL_VERSION = "codec-mix-1"
-
-
-def _mag_to_flux(mag: float) -> float:
-    return 10.0 ** ((22.5 - mag) / 2.5)
-
-
-def _band_fluxes(flux_r: float, colours: np.ndarray) -> np.ndarray:
-    g_r, r_i, i_z = colours
-    return flux_r * 10.0 ** (-0.4 * np.array([g_r, 0.0, -r_i, -r_i - i_z]))
 
 
 def _random_colours(rng: np.random.Generator, red: bool) -> np.ndarray:
@@ -66,22 +59,22 @@ def _sersic(n: float, hlr: float, q: float, angle: float) -> galsim.GSObject:
 
 def _galaxy(rng: np.random.Generator, mag_r: float, size_scale: float) -> list[tuple]:
     """(profile, band fluxes) components of one galaxy."""
-    flux_r = _mag_to_flux(mag_r)
+    flux_r = mag_to_nanomaggies(mag_r)
     log_hlr = np.log10(2.0 * size_scale) - (mag_r - 17.0) * 0.12 + 0.25 * rng.normal()
     hlr = float(np.clip(10**log_hlr, 0.15, 4.0))
     angle = rng.uniform(0, 180)
     if rng.uniform() < 0.4:  # one Sersic profile
         n = float(np.exp(rng.uniform(np.log(0.5), np.log(6.0))))
         profile = _sersic(n, hlr, rng.uniform(0.2, 1.0), angle)
-        return [(profile, _band_fluxes(flux_r, _random_colours(rng, red=n > 2.5)))]
+        return [(profile, band_fluxes(flux_r, _random_colours(rng, red=n > 2.5)))]
     bulge_fraction = rng.beta(0.8, 1.6)
     bulge_n = rng.uniform(2.5, 6.0)
     disk_n = rng.uniform(0.6, 1.5)
     bulge = _sersic(bulge_n, max(0.12, hlr * rng.uniform(0.15, 0.7)), rng.uniform(0.5, 1.0), angle)
     disk = _sersic(disk_n, hlr, rng.uniform(0.15, 1.0), angle + rng.normal(0, 5))
     return [
-        (bulge, _band_fluxes(flux_r * bulge_fraction, _random_colours(rng, red=True))),
-        (disk, _band_fluxes(flux_r * (1 - bulge_fraction), _random_colours(rng, red=False))),
+        (bulge, band_fluxes(flux_r * bulge_fraction, _random_colours(rng, red=True))),
+        (disk, band_fluxes(flux_r * (1 - bulge_fraction), _random_colours(rng, red=False))),
     ]
 
 
@@ -105,8 +98,8 @@ def draw_truth(seed: int, index: int) -> tuple[np.ndarray, np.ndarray]:
         for profile, fluxes in _galaxy(rng, mag, size_scale=rng.uniform(0.5, 1.2)):
             sources.append((profile, fluxes, where))
     for _ in range(rng.poisson(0.35)):  # stars
-        star_flux = _band_fluxes(
-            _mag_to_flux(rng.uniform(16.0, 23.5)), rng.normal([0.8, 0.3, 0.15], 0.3)
+        star_flux = band_fluxes(
+            mag_to_nanomaggies(rng.uniform(16.0, 23.5)), rng.normal([0.8, 0.3, 0.15], 0.3)
         )
         sources.append(
             (galsim.DeltaFunction(gsparams=_GSPARAMS), star_flux, rng.uniform(-44, 44, size=2))

@@ -18,15 +18,14 @@ from typing import Any
 import galsim
 import numpy as np
 
-from astropt.data.mock import IMAGE_SIZE, NOISE_SIGMA, PIXEL_SCALE, mag_to_nanomaggies
+from astropt.data.mock import IMAGE_SIZE, NOISE_SIGMA, PIXEL_SCALE, band_fluxes, mag_to_nanomaggies
 
 _GSPARAMS = galsim.GSParams(maximum_fft_size=16384, folding_threshold=2e-3)
 GENERATOR_VERSION = "crosscheck-spergel-1"
 
 
 def _fluxes(total_r: float, rng: np.random.Generator) -> np.ndarray:
-    g_r, r_i, i_z = rng.normal([0.7, 0.35, 0.2], [0.25, 0.12, 0.1])
-    return total_r * 10.0 ** (-0.4 * np.array([g_r, 0.0, -r_i, -r_i - i_z]))
+    return band_fluxes(total_r, rng.normal([0.7, 0.35, 0.2], [0.25, 0.12, 0.1]))
 
 
 def _psf(gaussian: bool, fwhm: float) -> galsim.GSObject:

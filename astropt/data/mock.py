@@ -54,7 +54,7 @@ def nanomaggies_to_mag(flux: float | np.ndarray) -> float | np.ndarray:
     return ZERO_POINT - 2.5 * np.log10(flux)
 
 
-def _band_fluxes(total_r: float, colours: np.ndarray) -> np.ndarray:
+def band_fluxes(total_r: float, colours: np.ndarray) -> np.ndarray:
     """Fluxes in g, r, i, z from an r-band flux and (g-r, r-i, i-z) colours."""
     g_r, r_i, i_z = colours
     mags_rel = np.array([g_r, 0.0, -r_i, -r_i - i_z])  # m_band - m_r
@@ -103,8 +103,8 @@ def _colours(params: dict[str, float], component: str) -> np.ndarray:
 
 def _component_fluxes(params: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
     total_r = float(mag_to_nanomaggies(params["mag_r"]))
-    bulge = _band_fluxes(total_r * params["bulge_fraction"], _colours(params, "bulge"))
-    disk = _band_fluxes(total_r * (1 - params["bulge_fraction"]), _colours(params, "disk"))
+    bulge = band_fluxes(total_r * params["bulge_fraction"], _colours(params, "bulge"))
+    disk = band_fluxes(total_r * (1 - params["bulge_fraction"]), _colours(params, "disk"))
     return bulge, disk
 
 
