@@ -31,7 +31,10 @@ _TRAIN_HELP = {
     "checkpoint_every": "steps between checkpoints (OUT/checkpoints/last)",
     "max_minutes": "stop (with a checkpoint and export) after this much training time",
     "threads": "torch CPU threads",
-    "init_from": "start from this codec's weights (a spec: shipped, a directory) instead of a fresh init",
+    "init_from": (
+        "start from this codec's weights (a spec: shipped, a directory) instead of a fresh init; "
+        "with a larger --hidden-dims the codec is grown (Net2Net widening) into the wider one"
+    ),
     "device": "torch device: auto (CUDA when available, else CPU), cpu, cuda, cuda:1 ...",
 }
 

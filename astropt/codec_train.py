@@ -79,23 +79,39 @@ class CodecTrainConfig:
         }
 
 
-def warm_start(codec: torch.nn.Module, spec: str) -> dict[str, Any]:
-    """Copy the weights of codec ``spec`` (same architecture) into ``codec``; returns its card."""
+def warm_start(
+    codec: torch.nn.Module, spec: str, noisy: torch.Tensor, bands: list[str]
+) -> dict[str, Any]:
+    """Copy the weights of codec ``spec`` into ``codec``; returns its card.
+
+    Same architecture: a plain copy. A wider ``hidden_dims`` (everything else equal): the
+    trained codec is grown into the wider one (:mod:`astropt.codec_grow`), its latents
+    refitted on ``noisy``.
+    """
     from astropt.codec import codec_config, load_codec, resolve
+    from astropt.codec_grow import refit_pre_quant, widen_codec
 
     source, target = resolve(spec)
     handle = load_codec(spec)
-    if codec_config(handle.codec) != codec_config(codec):
+    theirs, ours = codec_config(handle.codec), codec_config(codec)
+    grown = None
+    if theirs == ours:
+        codec.load_state_dict(handle.codec.state_dict())
+    elif {**theirs, "hidden_dims": ours["hidden_dims"]} == ours and ours["hidden_dims"] > theirs["hidden_dims"]:
+        parent = handle.codec.to(noisy.device)
+        latent = widen_codec(parent, codec)
+        grown = {"from_hidden_dims": theirs["hidden_dims"], **refit_pre_quant(parent, codec, latent, noisy, bands)}
+    else:
         raise ValueError(
-            f"--init-from {spec}: its architecture {codec_config(handle.codec)} differs from "
-            f"this run's {codec_config(codec)} (set --hidden-dims/--num-consecutive to match)"
+            f"--init-from {spec}: its architecture {theirs} differs from this run's {ours}; only a "
+            f"larger --hidden-dims can be grown from it (set --num-consecutive to match)"
         )
-    codec.load_state_dict(handle.codec.state_dict())
     card_path = (SHIPPED_DIR if source == "shipped" else Path(target)) / TRAINING_CARD
     before = json.loads(card_path.read_text()) if card_path.is_file() else {}
     seconds = before.get("total_train_seconds", before.get("train_seconds", 0.0))
-    return {"spec": spec, "fingerprint": handle.info.fingerprint, "total_train_seconds": seconds,
+    card = {"spec": spec, "fingerprint": handle.info.fingerprint, "total_train_seconds": seconds,
             "steps_done": before.get("steps_done"), "config": before.get("config")}
+    return {**card, "grown": grown} if grown else card
 
 
 # -- data ----------------------------------------------------------------------------
@@ -279,7 +295,8 @@ def train_codec(cfg: CodecTrainConfig, progress: bool = True) -> Path:
     if state["step"]:
         print(f"resuming from step {state['step']} ({out / 'checkpoints' / 'last'})", file=sys.stderr)
     elif cfg.init_from:
-        init_card = warm_start(codec, cfg.init_from)
+        refit_batch = training_batch(pool, sigmas, cfg.pool_size, cfg, -1)[0].to(device)
+        init_card = warm_start(codec, cfg.init_from, refit_batch, bands)
     else:
         spread_init(codec, training_batch(pool, sigmas, cfg.pool_size, cfg, -1)[0].to(device), bands)
     if average is not None and not state["step"]:

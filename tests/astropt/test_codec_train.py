@@ -67,12 +67,12 @@ def test_warm_start_copies_the_shipped_weights_and_refuses_another_shape(tmp_pat
 
     cfg = CodecTrainConfig(out=str(tmp_path))
     codec = build_codec(cfg.codec_args())
-    card = warm_start(codec, "shipped")
+    card = warm_start(codec, "shipped", torch.zeros(1, 4, 96, 96), BANDS)
     assert fingerprint(codec) == load_codec("shipped").info.fingerprint == card["fingerprint"]
     assert card["total_train_seconds"] > 0
     narrow = build_codec(CodecTrainConfig(out="", hidden_dims=16).codec_args())
     with pytest.raises(ValueError, match="architecture"):
-        warm_start(narrow, "shipped")
+        warm_start(narrow, "shipped", torch.zeros(1, 4, 96, 96), BANDS)
 
 
 def test_compress_leaves_the_callers_tensor_alone() -> None:
