@@ -17,7 +17,7 @@ from astropt.codec import (
 )
 from astropt.codec_eval import _mock_batches
 from astropt.codec_grow import ChannelMap, _latents, refit_pre_quant, widen_codec
-from astropt.codec_train import CodecTrainConfig, warm_start
+from astropt.codec_train import warm_start
 from astropt.config import DEFAULT_BANDS
 
 BANDS = list(DEFAULT_BANDS)
@@ -65,11 +65,12 @@ def test_widened_codec_decodes_the_same_and_encodes_the_same_tokens() -> None:
 
 
 def test_warm_start_grows_the_shipped_codec_and_refuses_what_it_cannot_grow(tmp_path) -> None:
-    wide = build_codec(CodecTrainConfig(out=str(tmp_path), hidden_dims=96).codec_args()).eval()
-    card = warm_start(wide, "shipped", _mock_flux(16, 21), BANDS)
-    assert card["grown"]["from_hidden_dims"] == 64
-    assert card["grown"]["latent_rms_after_refit"] < 0.02
     shipped = load_codec("shipped")
+    width = codec_config(shipped.codec)["hidden_dims"]
+    wide = build_codec({**codec_config(shipped.codec), "hidden_dims": width + 32}).eval()
+    card = warm_start(wide, "shipped", _mock_flux(16, 21), BANDS)
+    assert card["grown"]["from_hidden_dims"] == width
+    assert card["grown"]["latent_rms_after_refit"] < 0.02
     flux = _mock_flux(8, 22).numpy()
     grown = CodecHandle(wide, CodecInfo("grown", "local", fingerprint(wide), True))
     tokens = grown.encode(flux)
@@ -77,7 +78,7 @@ def test_warm_start_grows_the_shipped_codec_and_refuses_what_it_cannot_grow(tmp_
     recon_old, recon_new = shipped.decode(shipped.encode(flux)), grown.decode(tokens)
     scale = float(recon_old.abs().max())
     assert float((recon_new - recon_old).abs().median()) < 1e-3 * scale
-    for bad in ({"hidden_dims": 32}, {"hidden_dims": 96, "num_consecutive": 3}):
-        codec = build_codec(CodecTrainConfig(out="", **bad).codec_args())
+    for bad in ({"hidden_dims": width - 16}, {"hidden_dims": width + 32, "num_consecutive": 3}):
+        codec = build_codec({**codec_config(shipped.codec), **bad})
         with pytest.raises(ValueError, match="architecture"):
             warm_start(codec, "shipped", _mock_flux(4, 1), BANDS)

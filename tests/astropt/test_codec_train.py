@@ -62,11 +62,10 @@ def test_flux_loss_counts_a_uniform_sky_offset_like_the_pixel_chi_square() -> No
 
 
 def test_warm_start_copies_the_shipped_weights_and_refuses_another_shape(tmp_path) -> None:
-    from astropt.codec import build_codec, fingerprint
+    from astropt.codec import build_codec, codec_config, fingerprint
     from astropt.codec_train import warm_start
 
-    cfg = CodecTrainConfig(out=str(tmp_path))
-    codec = build_codec(cfg.codec_args())
+    codec = build_codec(codec_config(load_codec("shipped").codec))
     card = warm_start(codec, "shipped", torch.zeros(1, 4, 96, 96), BANDS)
     assert fingerprint(codec) == load_codec("shipped").info.fingerprint == card["fingerprint"]
     assert card["total_train_seconds"] > 0
