@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from astropt.codec_objective import encoder_features
+
 
 @dataclass
 class ChannelMap:
@@ -112,15 +114,18 @@ def widen_codec(old: nn.Module, new: nn.Module, seed: int = 0) -> ChannelMap:
             lb[1].weight.copy_(la[1].weight[torch.as_tensor(stream.source)])
             lb[1].bias.copy_(la[1].bias[torch.as_tensor(stream.source)])
         elif isinstance(conv_a, nn.Conv2d):  # down-sampling or the final 7x7 convolution
-            wider = stream if conv_a.out_channels == conv_a.in_channels else None
-            wider = wider or ChannelMap.widen(conv_a.out_channels, lb.conv.out_channels, rng)
+            wider = (
+                stream if conv_a.out_channels == conv_a.in_channels
+                else ChannelMap.widen(conv_a.out_channels, lb.conv.out_channels, rng)
+            )
             _copy_conv(conv_a, lb.conv, stream.fresh(rng), wider)
             stream = wider
         else:
             _residual_stack(la, lb, stream, rng)
     latent = stream
-    _copy_conv(old.pre_quant_proj, new.pre_quant_proj, latent.fresh(rng), ChannelMap.identity(old.pre_quant_proj.out_channels))
-    _copy_conv(old.post_quant_proj, new.post_quant_proj, ChannelMap.identity(old.post_quant_proj.in_channels), latent)
+    n_latent = ChannelMap.identity(old.pre_quant_proj.out_channels)
+    _copy_conv(old.pre_quant_proj, new.pre_quant_proj, latent.fresh(rng), n_latent)
+    _copy_conv(old.post_quant_proj, new.post_quant_proj, n_latent, latent)
 
     stream = latent
     for la, lb in zip(dec_a, dec_b, strict=True):
@@ -137,14 +142,6 @@ def widen_codec(old: nn.Module, new: nn.Module, seed: int = 0) -> ChannelMap:
     return latent
 
 
-def _latents(codec: nn.Module, noisy: torch.Tensor, bands: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    from astropt.codec_objective import compress
-
-    x, mask = codec.image_padder.forward(compress(codec, noisy, bands, clamp=True), bands)
-    h = codec.encoder(codec.subsample_in(x, mask))
-    return h, codec.pre_quant_proj(h)
-
-
 @torch.no_grad()
 def refit_pre_quant(
     old: nn.Module, new: nn.Module, latent: ChannelMap, noisy: torch.Tensor, bands: list[str]
@@ -155,8 +152,8 @@ def refit_pre_quant(
     column per original channel and each solved weight split again by ``latent``'s shares.
     Returns the RMS latent difference (FSQ-input units) before and after the refit.
     """
-    _, z_old = _latents(old, noisy, bands)
-    h_new, z_new = _latents(new, noisy, bands)
+    _, z_old = encoder_features(old, noisy, bands)
+    h_new, z_new = encoder_features(new, noisy, bands)
     before = float((z_new - z_old).pow(2).mean().sqrt())
     n_old = int(latent.source.max()) + 1
     first = torch.as_tensor(np.unique(latent.source, return_index=True)[1])
@@ -168,5 +165,6 @@ def refit_pre_quant(
     proj = new.pre_quant_proj
     proj.weight.copy_(weight.T.reshape(proj.weight.shape).to(proj.weight.dtype))
     proj.bias.copy_(solution[-1].to(proj.bias.dtype))
-    _, z_fit = _latents(new, noisy, bands)
-    return {"latent_rms_before_refit": before, "latent_rms_after_refit": float((z_fit - z_old).pow(2).mean().sqrt())}
+    _, z_fit = encoder_features(new, noisy, bands)
+    after = float((z_fit - z_old).pow(2).mean().sqrt())
+    return {"latent_rms_before_refit": before, "latent_rms_after_refit": after}

@@ -21,6 +21,16 @@ def compressed_slope(codec: torch.nn.Module, flux: torch.Tensor) -> torch.Tensor
     return codec.mult_factor / torch.sqrt(1.0 + (flux / c) ** 2)
 
 
+def encoder_features(
+    codec: torch.nn.Module, noisy: torch.Tensor, bands: list[str]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Noisy flux -> (encoder output [B, hidden, 24, 24], pre-quant latents [B, 5, 24, 24])."""
+    x = compress(codec, noisy, bands, clamp=True)
+    x, mask = codec.image_padder.forward(x, bands)
+    h = codec.encoder(codec.subsample_in(x, mask))
+    return h, codec.pre_quant_proj(h)
+
+
 def forward_compressed(
     codec: torch.nn.Module, noisy: torch.Tensor, bands: list[str]
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -29,10 +39,7 @@ def forward_compressed(
     Same arithmetic as ``decode(encode(x))`` but with the straight-through quantiser so
     gradients reach the encoder.
     """
-    x = compress(codec, noisy, bands, clamp=True)
-    x, mask = codec.image_padder.forward(x, bands)
-    h = codec.encoder(codec.subsample_in(x, mask))
-    z = codec.pre_quant_proj(h)
+    _, z = encoder_features(codec, noisy, bands)
     q = codec.quantizer.quantize(z)
     out = codec.decoder(codec.post_quant_proj(q))
     full = torch.ones((out.shape[0], codec.image_padder.nbands), dtype=torch.bool, device=out.device)

@@ -11,6 +11,7 @@ measures. Quantisation uses AION's FSQ with its straight-through estimator.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import shutil
@@ -98,9 +99,10 @@ def warm_start(
     if theirs == ours:
         codec.load_state_dict(handle.codec.state_dict())
     elif {**theirs, "hidden_dims": ours["hidden_dims"]} == ours and ours["hidden_dims"] > theirs["hidden_dims"]:
-        parent = handle.codec.to(noisy.device)
+        parent = copy.deepcopy(handle.codec).to(noisy.device)  # the loaded handle is cached: leave it be
         latent = widen_codec(parent, codec)
-        grown = {"from_hidden_dims": theirs["hidden_dims"], **refit_pre_quant(parent, codec, latent, noisy, bands)}
+        fit = refit_pre_quant(parent, codec, latent, noisy, bands)
+        grown = {"from_hidden_dims": theirs["hidden_dims"], **fit}
     else:
         raise ValueError(
             f"--init-from {spec}: its architecture {theirs} differs from this run's {ours}; only a "

@@ -16,7 +16,8 @@ from astropt.codec import (
     random_codec,
 )
 from astropt.codec_eval import _mock_batches
-from astropt.codec_grow import ChannelMap, _latents, refit_pre_quant, widen_codec
+from astropt.codec_grow import ChannelMap, refit_pre_quant, widen_codec
+from astropt.codec_objective import encoder_features
 from astropt.codec_train import warm_start
 from astropt.config import DEFAULT_BANDS
 
@@ -52,15 +53,15 @@ def test_widened_codec_decodes_the_same_and_encodes_the_same_tokens() -> None:
     new = build_codec({**codec_config(old), "hidden_dims": 48}).eval()
     latent = widen_codec(old, new, seed=5)
     flux = _mock_flux(8, 11)
-    _, z = _latents(old, flux, BANDS)
+    _, z = encoder_features(old, flux, BANDS)
     q = old.quantizer.quantize(z)
     a, b = old.decoder(old.post_quant_proj(q)), new.decoder(new.post_quant_proj(q))
     assert torch.allclose(a, b, atol=1e-5 * float(a.abs().max()))
     fit = refit_pre_quant(old, new, latent, flux, BANDS)
     assert fit["latent_rms_after_refit"] < 0.1 * fit["latent_rms_before_refit"]
     held_out = _mock_flux(8, 12)
-    codes_old = old.quantizer.encode(_latents(old, held_out, BANDS)[1].flatten(2))
-    codes_new = new.quantizer.encode(_latents(new, held_out, BANDS)[1].flatten(2))
+    codes_old = old.quantizer.encode(encoder_features(old, held_out, BANDS)[1].flatten(2))
+    codes_new = new.quantizer.encode(encoder_features(new, held_out, BANDS)[1].flatten(2))
     assert (codes_old == codes_new).float().mean() > 0.97
 
 
