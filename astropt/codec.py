@@ -36,6 +36,7 @@ SHIPPED_DIR = Path(__file__).parent / "shipped_codec"
 CONFIG_NAME = "codecs/image/config.json"
 WEIGHTS_NAME = "codecs/image/model.safetensors"
 CROP = 96
+AION_RANGE_COMPRESSION = 0.01  # aion.codecs.ImageCodec's default range_compression_factor
 SMALL_CODEC_ARGS: dict[str, Any] = {
     "quantizer_levels": [8, 5, 5, 5, 5],
     "hidden_dims": 64,
@@ -109,8 +110,16 @@ def check_flux_shape(shape: tuple[int, ...], bands: tuple[str, ...]) -> None:
 
 
 def fingerprint(module: torch.nn.Module) -> str:
-    """Stable hash of a module's parameters and buffers (names, dtypes, shapes, values)."""
+    """Stable hash of a module's parameters and buffers (names, dtypes, shapes, values).
+
+    A range compression other than AION's default is hashed too: the same weights behind
+    another compression make other tokens. (The default adds nothing, so fingerprints of
+    codecs with AION's preprocessing are unchanged.)
+    """
     h = hashlib.sha256()
+    scale = getattr(module, "range_compression_factor", AION_RANGE_COMPRESSION)
+    if scale != AION_RANGE_COMPRESSION:
+        h.update(f"range_compression_factor|{float(scale)!r}".encode())
     for name, tensor in sorted(module.state_dict().items()):
         t = tensor.detach().cpu().contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())

@@ -20,6 +20,10 @@ _TRAIN_HELP = {
     "seed": "seed of the pool, the batches, the noise and the init",
     "hidden_dims": "codec width (AION ImageCodec hidden_dims)",
     "num_consecutive": "residual blocks per stage (AION ImageCodec num_consecutive)",
+    "range_compression": (
+        "arcsinh scale of AION's range compression, in nanomaggies (AION's default 0.01 is ~1 "
+        "sky sigma: brighter pixels are log-compressed, so the codec's errors grow with brightness)"
+    ),
     "relative_floor": "relative-error floor of the inverse-variance weights",
     "huber_delta": "residuals beyond this many sigma count linearly (0: plain chi^2)",
     "latent_penalty": "weight of the penalty keeping pre-quantisation values in range",

@@ -24,7 +24,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from astropt.codec import SHIPPED_DIR, WEIGHTS_NAME, build_codec, fingerprint, save_codec
+from astropt.codec import (
+    AION_RANGE_COMPRESSION,
+    SHIPPED_DIR,
+    WEIGHTS_NAME,
+    build_codec,
+    fingerprint,
+    save_codec,
+)
 from astropt.codec_objective import (
     flux_loss,
     forward_compressed,
@@ -54,6 +61,7 @@ class CodecTrainConfig:
     seed: int = 0
     hidden_dims: int = 64
     num_consecutive: int = 2
+    range_compression: float = AION_RANGE_COMPRESSION  # AION's arcsinh scale, in nanomaggies
     relative_floor: float = 0.003  # accepted relative error on pixels brighter than ~1/floor sigma
     huber_delta: float = 3.0  # residuals beyond this many sigma count linearly, not squared
     latent_penalty: float = 1.0  # relative to the reconstruction loss (see train_codec)
@@ -70,6 +78,10 @@ class CodecTrainConfig:
     ship: bool = False
 
     def codec_args(self) -> dict[str, Any]:
+        # Written to config.json only when it differs from AION's default, so a codec trained
+        # with the default keeps exactly AION's config keys.
+        scale = {} if self.range_compression == AION_RANGE_COMPRESSION else {
+            "range_compression_factor": self.range_compression}
         return {
             "quantizer_levels": [8, 5, 5, 5, 5],
             "hidden_dims": self.hidden_dims,
@@ -77,7 +89,12 @@ class CodecTrainConfig:
             "n_compressions": 2,
             "num_consecutive": self.num_consecutive,
             "embedding_dim": 5,
+            **scale,
         }
+
+
+def _architecture(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k != "range_compression_factor"}
 
 
 def warm_start(
@@ -94,7 +111,8 @@ def warm_start(
 
     source, target = resolve(spec)
     handle = load_codec(spec)
-    theirs, ours = codec_config(handle.codec), codec_config(codec)
+    # The range compression is preprocessing, not weights: a codec can be fine-tuned to another.
+    theirs, ours = (_architecture(codec_config(c)) for c in (handle.codec, codec))
     grown = None
     if theirs == ours:
         codec.load_state_dict(handle.codec.state_dict())

@@ -173,3 +173,29 @@ def test_weight_average_follows_the_weights_and_swaps_back() -> None:
     with average.applied(layer):
         assert torch.allclose(layer.weight, torch.full((1, 2), 3.0))
     assert torch.allclose(layer.weight, torch.full((1, 2), 4.0))
+
+
+def test_range_compression_is_saved_loaded_fingerprinted_and_warm_startable(tmp_path) -> None:
+    from astropt.codec import build_codec, fingerprint, save_codec
+    from astropt.codec_train import warm_start
+
+    assert "range_compression_factor" not in CodecTrainConfig(out="").codec_args()  # AION's keys
+    args = CodecTrainConfig(out="", range_compression=0.1).codec_args()
+    codec = build_codec(args)
+    assert codec.range_compression_factor == 0.1
+    # Wider arcsinh: 1 nanomaggy is still nearly linear (10 * 0.1 * asinh(10) = 3.0, not 0.53).
+    one = torch.ones(1, 4, 96, 96)
+    assert compress(codec, one, BANDS, clamp=False).mean().item() == pytest.approx(2.998, abs=1e-3)
+    # Fine-tuning the shipped codec to another compression copies its weights ...
+    warm_start(codec, "shipped", torch.zeros(1, 4, 96, 96), BANDS)
+    shipped = load_codec("shipped")
+    assert all(torch.equal(a, b) for a, b in zip(codec.state_dict().values(),
+                                                 shipped.codec.state_dict().values(), strict=True))
+    # ... but the same weights behind another compression make other tokens: other fingerprint.
+    assert fingerprint(codec) != shipped.info.fingerprint
+    save_codec(codec, tmp_path / "wide")
+    loaded = load_codec(str(tmp_path / "wide"))
+    assert loaded.codec.range_compression_factor == 0.1
+    assert loaded.info.fingerprint == fingerprint(codec)
+    flux = np.full((1, 4, 96, 96), 0.5, np.float32)
+    assert not torch.equal(loaded.encode(flux), shipped.encode(flux))
