@@ -9,6 +9,8 @@ All errors are in units of each band's injected noise sigma. For every band:
   over all such pixels of all galaxies;
 - ``flux_error``: median |sum(recon) - sum(truth)| / sum(truth) in the crop, over
   galaxies whose crop flux is detected at S/N > 50 in that band;
+- ``rms_by_brightness``: the galaxy-pixel RMS split by the truth's brightness (1-3, 3-10,
+  10-30, 30-100 and >100 sigma), which shows where the error comes from;
 - ``codes``: distinct codes used over the whole evaluation set.
 """
 
@@ -25,6 +27,7 @@ from astropt.config import DEFAULT_BANDS
 CROP = 96
 GALAXY_THRESHOLD_SIGMA = 1.0
 BRIGHT_SNR = 50.0
+BRIGHTNESS_EDGES = (1.0, 3.0, 10.0, 30.0, 100.0, np.inf)  # truth / sigma
 BAR = {"rms_crop": 1.0, "rms_galaxy": 1.0, "flux_error": 0.02}
 EVAL_SEED = 2026  # held out: the trainer validates on mock seed 777 and trains on its own mix
 
@@ -47,6 +50,14 @@ def residual_stats(recon: np.ndarray, truth: np.ndarray, sigma: np.ndarray) -> d
     rms_galaxy = np.sqrt(np.where(galaxy, sq, 0).sum(axis=(0, 2, 3)) / np.maximum(n_gal, 1))
     rms_galaxy[n_gal == 0] = np.nan
 
+    level = truth / sig
+    by_brightness = np.full((len(BRIGHTNESS_EDGES) - 1, truth.shape[1]), np.nan)
+    for i, (lo, hi) in enumerate(zip(BRIGHTNESS_EDGES[:-1], BRIGHTNESS_EDGES[1:], strict=True)):
+        in_bin = (level > lo) & (level <= hi)
+        count = in_bin.sum(axis=(0, 2, 3))
+        by_brightness[i] = np.sqrt(np.where(in_bin, sq, 0).sum(axis=(0, 2, 3)) / np.maximum(count, 1))
+        by_brightness[i, count == 0] = np.nan
+
     flux_true, flux_rec = truth.sum(axis=(2, 3)), recon.sum(axis=(2, 3))
     snr = flux_true / (sig[:, :, 0, 0] * truth.shape[-1])  # sqrt(96*96) = 96 pixels of noise
     rel = np.abs(flux_rec - flux_true) / np.maximum(np.abs(flux_true), 1e-12)
@@ -59,6 +70,7 @@ def residual_stats(recon: np.ndarray, truth: np.ndarray, sigma: np.ndarray) -> d
         "rms_galaxy": rms_galaxy,
         "flux_error": flux_error,
         "n_bright": (snr > BRIGHT_SNR).sum(axis=0),
+        "rms_by_brightness": by_brightness,
         "rms_galaxy_per_object": np.sqrt(
             np.where(galaxy, sq, 0).sum(axis=(2, 3)) / np.maximum(galaxy.sum(axis=(2, 3)), 1)
         ),
@@ -127,6 +139,10 @@ def evaluate_codec(
             "median_rms_galaxy_sigma_per_object": float(np.median(stats["rms_galaxy_per_object"][:, b])),
             "flux_error_bright": float(stats["flux_error"][b]),
             "n_bright": int(stats["n_bright"][b]),
+            "rms_by_brightness_sigma": {
+                _bin_name(lo, hi): _finite_or_none(stats["rms_by_brightness"][i, b])
+                for i, (lo, hi) in enumerate(zip(BRIGHTNESS_EDGES[:-1], BRIGHTNESS_EDGES[1:], strict=True))
+            },
         }
     passes = all(
         v["rms_crop_sigma"] <= BAR["rms_crop"]
@@ -150,6 +166,14 @@ def evaluate_codec(
     return report
 
 
+def _bin_name(lo: float, hi: float) -> str:
+    return f">{lo:g}" if np.isinf(hi) else f"{lo:g}-{hi:g}"
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None  # JSON has no NaN
+
+
 def format_table(report: dict[str, Any]) -> str:
     info = report["codec"]
     lines = [
@@ -162,6 +186,13 @@ def format_table(report: dict[str, Any]) -> str:
             f"{band:<7}{v['rms_crop_sigma']:>9.3f}s{v['rms_galaxy_sigma']:>11.3f}s"
             f"{100 * v['flux_error_bright']:>9.2f}%{v['n_bright']:>11d}"
         )
+    by_level = [v.get("rms_by_brightness_sigma") for v in report["bands"].values()]
+    if all(by_level):
+        lines.append("RMS on galaxy pixels by truth brightness [sigma]:")
+        lines.append(f"  {'truth':<14}" + "".join(f"{band:>8}" for band in report["bands"]))
+        for name in by_level[0]:
+            cells = "".join(f"{_fmt(level[name]):>8}" for level in by_level)
+            lines.append(f"  {name + ' sigma':<14}{cells}")
     bar = report["bar"]
     lines.append(f"distinct codes used: {report['codes_used']} of 10000")
     lines.append(
@@ -170,6 +201,10 @@ def format_table(report: dict[str, Any]) -> str:
         + ("PASS" if report["passes_bar"] else "FAIL")
     )
     return "\n".join(lines)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def _rgb(cube: np.ndarray, sigma_r: float) -> np.ndarray:

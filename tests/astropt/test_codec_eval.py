@@ -83,3 +83,17 @@ def test_cli_rejects_an_unknown_generator(capsys) -> None:
     with pytest.raises(SystemExit):
         codec_main(["codec", "evaluate", "--generator", "nope"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_rms_by_brightness_splits_the_galaxy_pixels_by_truth_level() -> None:
+    truth, sigma = _scene(2)
+    s = sigma[:, :, None, None]
+    truth[:, :, 40:56, 40:48] = 2.0 * s  # a faint half at 2 sigma ...
+    truth[:, :, 40:56, 48:56] = 50.0 * s  # ... and a bright half at 50 sigma
+    recon = truth.copy()
+    recon[:, :, 40:56, 40:48] += 0.5 * s
+    recon[:, :, 40:56, 48:56] -= 3.0 * s
+    levels = residual_stats(recon, truth, sigma)["rms_by_brightness"]  # bins 1-3, 3-10, 10-30, 30-100, >100
+    np.testing.assert_allclose(levels[0], 0.5, rtol=1e-4)
+    np.testing.assert_allclose(levels[3], 3.0, rtol=1e-4)
+    assert np.isnan(levels[[1, 2, 4]]).all()  # no pixels there
