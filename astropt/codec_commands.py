@@ -21,8 +21,8 @@ _TRAIN_HELP = {
     "hidden_dims": "codec width (AION ImageCodec hidden_dims)",
     "num_consecutive": "residual blocks per stage (AION ImageCodec num_consecutive)",
     "range_compression": (
-        "arcsinh scale of AION's range compression, in nanomaggies (AION's default 0.01 is ~1 "
-        "sky sigma: brighter pixels are log-compressed, so the codec's errors grow with brightness)"
+        "arcsinh scale of AION's range compression, in nanomaggies (AION's default 0.01 is ~1.7 "
+        "DR10 r-band sky sigma; brighter pixels are log-compressed)"
     ),
     "relative_floor": "relative-error floor of the inverse-variance weights",
     "huber_delta": "residuals beyond this many sigma count linearly (0: plain chi^2)",
@@ -89,8 +89,9 @@ def _check_train_config(cfg: Any) -> None:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
     if cfg.hidden_dims % 4:
         raise ValueError(f"--hidden-dims must be divisible by 4 (two 2x compressions), got {cfg.hidden_dims}")
-    if not cfg.lr > 0:
-        raise ValueError(f"--lr must be > 0, got {cfg.lr}")
+    for name in ("lr", "range_compression"):
+        if not getattr(cfg, name) > 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {getattr(cfg, name)}")
 
 
 def _add_evaluate(sub: Any) -> None:

@@ -138,6 +138,8 @@ def test_cli_rejects_bad_training_settings(tmp_path, capsys) -> None:
     assert "divisible by 4" in capsys.readouterr().err
     assert codec_main(["codec", "train", "--out", str(tmp_path), "--steps", "0"]) == 2
     assert "--steps must be >= 1" in capsys.readouterr().err
+    assert codec_main(["codec", "train", "--out", str(tmp_path), "--range-compression", "0"]) == 2
+    assert "--range-compression must be > 0" in capsys.readouterr().err
 
 
 def test_training_forward_equals_public_encode_then_decode() -> None:
