@@ -28,6 +28,7 @@ CROP = 96
 GALAXY_THRESHOLD_SIGMA = 1.0
 BRIGHT_SNR = 50.0
 BRIGHTNESS_EDGES = (1.0, 3.0, 10.0, 30.0, 100.0, np.inf)  # truth / sigma
+BRIGHTNESS_BINS = tuple(zip(BRIGHTNESS_EDGES[:-1], BRIGHTNESS_EDGES[1:], strict=True))
 BAR = {"rms_crop": 1.0, "rms_galaxy": 1.0, "flux_error": 0.02}
 EVAL_SEED = 2026  # held out: the trainer validates on mock seed 777 and trains on its own mix
 
@@ -51,8 +52,8 @@ def residual_stats(recon: np.ndarray, truth: np.ndarray, sigma: np.ndarray) -> d
     rms_galaxy[n_gal == 0] = np.nan
 
     level = truth / sig
-    by_brightness = np.full((len(BRIGHTNESS_EDGES) - 1, truth.shape[1]), np.nan)
-    for i, (lo, hi) in enumerate(zip(BRIGHTNESS_EDGES[:-1], BRIGHTNESS_EDGES[1:], strict=True)):
+    by_brightness = np.full((len(BRIGHTNESS_BINS), truth.shape[1]), np.nan)
+    for i, (lo, hi) in enumerate(BRIGHTNESS_BINS):
         in_bin = (level > lo) & (level <= hi)
         count = in_bin.sum(axis=(0, 2, 3))
         by_brightness[i] = np.sqrt(np.where(in_bin, sq, 0).sum(axis=(0, 2, 3)) / np.maximum(count, 1))
@@ -141,7 +142,7 @@ def evaluate_codec(
             "n_bright": int(stats["n_bright"][b]),
             "rms_by_brightness_sigma": {
                 _bin_name(lo, hi): _finite_or_none(stats["rms_by_brightness"][i, b])
-                for i, (lo, hi) in enumerate(zip(BRIGHTNESS_EDGES[:-1], BRIGHTNESS_EDGES[1:], strict=True))
+                for i, (lo, hi) in enumerate(BRIGHTNESS_BINS)
             },
         }
     passes = all(
