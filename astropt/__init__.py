@@ -19,6 +19,6 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> GPT:
 
     Imports torch on first use only, so ``import astropt`` stays light.
     """
-    from astropt.checkpoint import load_model as _load_model
+    from astropt.checkpoints import load_model as _load_model
 
     return _load_model(path, device)

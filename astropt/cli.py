@@ -15,10 +15,10 @@ from importlib.metadata import entry_points
 from pydantic import ValidationError
 
 COMMAND_MODULES = (
-    "astropt.train_commands",
+    "astropt.training.commands",
     "astropt.data.commands",
-    "astropt.checkpoint_commands",
-    "astropt.codec_commands",
+    "astropt.checkpoints.commands",
+    "astropt.codec_training.commands",
 )
 
 

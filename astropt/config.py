@@ -13,9 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-TOKENS_PER_IMAGE = 576
-AION_VOCAB_SIZE = 10_000
-DEFAULT_BANDS = ("DES-G", "DES-R", "DES-I", "DES-Z")
+from astropt.constants import AION_VOCAB_SIZE, DEFAULT_BANDS, TOKENS_PER_IMAGE
 
 
 class _Strict(BaseModel):

@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from astropt.codec import CodecHandle
-from astropt.config import DEFAULT_BANDS, TOKENS_PER_IMAGE
+from astropt.constants import DEFAULT_BANDS, TOKENS_PER_IMAGE
 
 MODALITY = "images_aion"
 POSITIONS = f"{MODALITY}_positions"

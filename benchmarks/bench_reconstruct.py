@@ -42,7 +42,7 @@ def prepare(data_dir: Path, layers: int, width: int, codec_spec: str) -> str:
     """A completed job with a random checkpoint in a fresh standalone store; returns its id."""
     import torch
 
-    from astropt.checkpoint import save_checkpoint
+    from astropt.checkpoints import save_checkpoint
     from astropt.codec import load_codec
     from astropt.model import GPT, GPTConfig
     from service.settings import Settings

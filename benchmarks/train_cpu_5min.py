@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from astropt.config import TrainConfig
-from astropt.train import TrainCallback, train
+from astropt.training import TrainCallback, train
 
 CONFIG = Path(__file__).resolve().parents[1] / "astropt" / "configs" / "mock-small.yaml"
 

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from astropt.train import TrainCallback
+from astropt.training import TrainCallback
 from service.store import repository, session_scope
 
 STEP_CHECKPOINT = re.compile(r"^step_(\d+)$")

@@ -83,7 +83,7 @@ def unpack_reconstruction(packed: dict[str, Any]) -> Any:
 
 def raise_packed_error(error: dict[str, Any]) -> None:
     """Re-raise a worker-side error as the exception type the API maps to a status."""
-    from astropt.checkpoint import CheckpointError
+    from astropt.checkpoints import CheckpointError
     from astropt.codec import CodecError
     from astropt.inference.pipeline import OptionsError
     from astropt.inference.uploads import InputError
@@ -111,7 +111,7 @@ def _worker_cache() -> Any:
     from service.inference.engine import choose_precision, configure_torch
 
     if "cache" not in _STATE:
-        from astropt.runtime import choose_device
+        from astropt.training.runtime import choose_device
 
         settings = InferenceSettings()
         device = choose_device(settings.device)
@@ -128,7 +128,7 @@ def infer(request: dict[str, Any]) -> dict[str, Any]:
     import time
     from pathlib import Path
 
-    from astropt.checkpoint import CheckpointError
+    from astropt.checkpoints import CheckpointError
     from astropt.codec import CodecError
     from astropt.inference.pipeline import OptionsError, ReconstructOptions, embed, reconstruct
     from astropt.inference.uploads import Cube, InputError

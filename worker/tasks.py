@@ -88,7 +88,7 @@ def _train(settings: Settings, job_id: str, owner: str, config: Any) -> str:
     try:
         # The lease is kept fresh from here on, including the slow first import of torch.
         with Heartbeat(url, job_id, owner, interval=max(0.2, settings.worker_lease_seconds / 4)):
-            from astropt.train import train
+            from astropt.training import train
             from worker.callback import StoreCallback
 
             callback = StoreCallback(url, job_id, owner, config.max_iters, settings.cancel_poll_seconds,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from astropt.config import DEFAULT_BANDS
+from astropt.constants import DEFAULT_BANDS
 
 MIN_SIDE = 96  # the codec's centre crop
 

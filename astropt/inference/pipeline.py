@@ -25,8 +25,8 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from astropt.codec import CROP, CodecHandle, check_same_codec
-from astropt.config import DEFAULT_BANDS, TOKENS_PER_IMAGE
+from astropt.codec import CodecHandle, check_same_codec
+from astropt.constants import CROP, DEFAULT_BANDS, TOKENS_PER_IMAGE
 from astropt.inference.uploads import Cube
 from astropt.tokenise import restore_first_token, shift_for_training
 

@@ -19,7 +19,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from astropt.config import DEFAULT_BANDS
+from astropt.constants import DEFAULT_BANDS
 from astropt.inference.pipeline import Reconstruction
 from astropt.plotting import PEAK_TO_STRETCH, display_stretch, lupton_rgb
 

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from astropt.config import DEFAULT_BANDS
+from astropt.constants import DEFAULT_BANDS
 from astropt.inference.limits import MIN_SIDE, InputError, UploadLimits, normalise_band, parse_bands
 from astropt.inference.upload_fits import read_fits
 

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 import astropt.codec as codec_module
-from astropt.checkpoint import CheckpointError, load_checkpoint
+from astropt.checkpoints import CheckpointError, load_checkpoint
 from astropt.codec import CodecError, CodecHandle, check_same_codec, load_codec
 
 

@@ -35,7 +35,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from astropt.inference.pipeline import ReconstructOptions, embed, reconstruct
 from astropt.inference.uploads import Cube
-from astropt.runtime import choose_device
+from astropt.training.runtime import choose_device
 from service.inference.cache import ModelCache
 from service.inference.settings import InferenceSettings
 

@@ -19,9 +19,9 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import FormData, UploadFile
 
-from astropt.checkpoint import CheckpointError
+from astropt.checkpoints import CheckpointError
 from astropt.codec import CodecError
-from astropt.config import DEFAULT_BANDS
+from astropt.constants import DEFAULT_BANDS
 from astropt.inference.pipeline import OptionsError, Reconstruction, ReconstructOptions
 from astropt.inference.render import render_png, to_fits, to_npy
 from astropt.inference.uploads import Cube, InputError, parse_upload

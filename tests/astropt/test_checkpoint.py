@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import astropt
-from astropt.checkpoint import (
+from astropt.checkpoints import (
     CheckpointError,
     load_checkpoint,
     load_model,
@@ -164,7 +164,7 @@ def test_failed_save_leaves_the_old_checkpoint_intact(tmp_path, monkeypatch):
     def explode(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr("astropt.checkpoint.save_model", explode)
+    monkeypatch.setattr("astropt.checkpoints.io.save_model", explode)
     with pytest.raises(OSError, match="disk full"):
         save_checkpoint(tmp_path / "last", tiny_model(1), meta={"step": 2})
     monkeypatch.undo()
@@ -178,7 +178,7 @@ def test_crash_mid_save_in_a_subprocess_keeps_the_old_checkpoint(tmp_path):
     save_checkpoint(tmp_path / "last", tiny_model(), meta={"step": 1})
     script = f"""
 import os, torch
-import astropt.checkpoint as ck
+import astropt.checkpoints.io as ck
 from astropt.model import GPT, GPTConfig, ModalityConfig
 real = ck.save_model
 def save_then_die(model, filename, **kw):

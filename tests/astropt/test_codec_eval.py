@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from astropt.codec_commands import main as codec_main
-from astropt.codec_eval import centre_crop, format_table, residual_stats
+from astropt.codec_training.commands import main as codec_main
+from astropt.codec_training.evaluate import centre_crop, format_table, residual_stats
 
 
 def _scene(n: int = 3) -> tuple[np.ndarray, np.ndarray]:
@@ -65,7 +65,7 @@ def test_cli_bad_input_gets_a_clear_message(argv, message, capsys) -> None:
 
 
 def test_crosscheck_generator_is_deterministic_noisy_around_its_truth_and_off_the_mock() -> None:
-    from astropt.data.crosscheck import simulate_crosscheck
+    from astropt.codec_training.crosscheck import simulate_crosscheck
     from astropt.data.mock import simulate_galaxy
 
     a, b = simulate_crosscheck(5, 3), simulate_crosscheck(5, 3)

@@ -1,4 +1,4 @@
-"""Growing a trained codec into a wider one (astropt.codec_grow)."""
+"""Growing a trained codec into a wider one (astropt.codec_training.grow)."""
 
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ from astropt.codec import (
     load_codec,
     random_codec,
 )
-from astropt.codec_eval import _mock_batches
-from astropt.codec_grow import ChannelMap, refit_pre_quant, widen_codec
-from astropt.codec_objective import encoder_features
-from astropt.codec_train import warm_start
-from astropt.config import DEFAULT_BANDS
+from astropt.codec_training.evaluate import _mock_batches
+from astropt.codec_training.grow import ChannelMap, refit_pre_quant, widen_codec
+from astropt.codec_training.objective import encoder_features
+from astropt.codec_training.trainer import warm_start
+from astropt.constants import DEFAULT_BANDS
 
 BANDS = list(DEFAULT_BANDS)
 

@@ -9,16 +9,16 @@ import pytest
 import torch
 
 from astropt.codec import load_codec, random_codec
-from astropt.codec_commands import main as codec_main
-from astropt.codec_objective import (
+from astropt.codec_training.commands import main as codec_main
+from astropt.codec_training.objective import (
     compress,
     compressed_slope,
     flux_loss,
     spread_init,
     weighted_loss,
 )
-from astropt.codec_train import TRAINING_CARD, CodecTrainConfig, lr_at, train_codec
-from astropt.config import DEFAULT_BANDS
+from astropt.codec_training.trainer import TRAINING_CARD, CodecTrainConfig, lr_at, train_codec
+from astropt.constants import DEFAULT_BANDS
 
 BANDS = list(DEFAULT_BANDS)
 
@@ -63,7 +63,7 @@ def test_flux_loss_counts_a_uniform_sky_offset_like_the_pixel_chi_square() -> No
 
 def test_warm_start_copies_the_shipped_weights_and_refuses_another_shape(tmp_path) -> None:
     from astropt.codec import build_codec, codec_config, fingerprint
-    from astropt.codec_train import warm_start
+    from astropt.codec_training.trainer import warm_start
 
     codec = build_codec(codec_config(load_codec("shipped").codec))
     card = warm_start(codec, "shipped", torch.zeros(1, 4, 96, 96), BANDS)
@@ -145,7 +145,7 @@ def test_cli_rejects_bad_training_settings(tmp_path, capsys) -> None:
 def test_training_forward_equals_public_encode_then_decode() -> None:
     """The differentiable path the trainer optimises is exactly decode(encode(x))."""
     from astropt.codec import CodecHandle, CodecInfo
-    from astropt.codec_objective import forward_compressed
+    from astropt.codec_training.objective import forward_compressed
     from astropt.data.mock import simulate_galaxy
 
     codec = random_codec(5)
@@ -161,7 +161,7 @@ def test_training_forward_equals_public_encode_then_decode() -> None:
 
 
 def test_weight_average_follows_the_weights_and_swaps_back() -> None:
-    from astropt.codec_train import WeightAverage
+    from astropt.codec_training.trainer import WeightAverage
 
     layer = torch.nn.Linear(2, 1)
     with torch.no_grad():
@@ -179,7 +179,7 @@ def test_weight_average_follows_the_weights_and_swaps_back() -> None:
 
 def test_range_compression_is_saved_loaded_fingerprinted_and_warm_startable(tmp_path) -> None:
     from astropt.codec import build_codec, fingerprint, save_codec
-    from astropt.codec_train import warm_start
+    from astropt.codec_training.trainer import warm_start
 
     assert "range_compression_factor" not in CodecTrainConfig(out="").codec_args()  # AION's keys
     args = CodecTrainConfig(out="", range_compression=0.1).codec_args()

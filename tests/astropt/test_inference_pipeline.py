@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from astropt.checkpoint import load_checkpoint, save_checkpoint
+from astropt.checkpoints import load_checkpoint, save_checkpoint
 from astropt.codec import CodecError, load_codec
-from astropt.config import DEFAULT_BANDS
+from astropt.constants import DEFAULT_BANDS
 from astropt.inference.pipeline import (
     OptionsError,
     ReconstructOptions,

@@ -11,10 +11,10 @@ import sys
 import numpy as np
 import pytest
 
-from astropt import codec as codec_mod
 from astropt.codec import SHIPPED_DIR, WEIGHTS_NAME, fingerprint, load_codec
-from astropt.codec_eval import BAR, EVAL_SEED, evaluate_codec
-from astropt.codec_train import TRAINING_CARD
+from astropt.codec import loading as codec_mod
+from astropt.codec_training.evaluate import BAR, EVAL_SEED, evaluate_codec
+from astropt.codec_training.trainer import TRAINING_CARD
 from astropt.data.mock import simulate_galaxy
 
 # Measured on the small sample below when the codec was shipped, plus a margin.
@@ -83,7 +83,7 @@ def test_round_trip_of_held_out_mock_galaxies() -> None:
 
 @pytest.mark.slow
 def test_round_trip_of_galaxies_from_a_generator_it_never_trained_on() -> None:
-    """Spergel profiles, nuclei, Gaussian / Moffat-2 PSFs (astropt.data.crosscheck)."""
+    """Spergel profiles, nuclei, Gaussian / Moffat-2 PSFs (astropt.codec_training.crosscheck)."""
     report = _small_sample_report("crosscheck")
     for band, figures in report["bands"].items():
         assert figures["rms_crop_sigma"] <= BAR["rms_crop"], band

@@ -15,7 +15,7 @@ import torch
 from pydantic import ValidationError
 
 from astropt.config import TrainConfig
-from astropt.train import TrainCallback, learning_rate, train
+from astropt.training import TrainCallback, learning_rate, train
 
 
 def tiny_config(tmp_path: Path, **overrides) -> TrainConfig:

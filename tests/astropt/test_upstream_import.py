@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 
 import astropt.model
-from astropt.checkpoint import CheckpointError, load_checkpoint
-from astropt.checkpoint_commands import register
-from astropt.upstream import UpstreamUnpickleWarning, import_upstream
+from astropt.checkpoints import CheckpointError, load_checkpoint
+from astropt.checkpoints.commands import register
+from astropt.checkpoints.upstream import UpstreamUnpickleWarning, import_upstream
 
 N_LAYER, N_HEAD, N_EMBD, BLOCK, VOCAB = 2, 2, 16, 32, 10_000
 

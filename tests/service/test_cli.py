@@ -19,7 +19,7 @@ def test_serve_api_and_worker_are_astropt_commands() -> None:
 
 def test_the_astropt_package_does_not_import_the_service() -> None:
     code = (
-        "import sys, astropt, astropt.train, astropt.cli, astropt.config;"
+        "import sys, astropt, astropt.training, astropt.cli, astropt.config;"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('service', 'worker')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -19,7 +19,7 @@ import uvicorn
 from astropy.io import fits
 from PIL import Image
 
-from astropt.checkpoint import save_checkpoint
+from astropt.checkpoints import save_checkpoint
 from astropt.codec import load_codec
 from astropt.inference.render import png_size
 from astropt.model import GPT, GPTConfig

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from astropt.checkpoint import CheckpointError, save_checkpoint
+from astropt.checkpoints import CheckpointError, save_checkpoint
 from astropt.codec import load_codec
-from astropt.config import DEFAULT_BANDS
+from astropt.constants import DEFAULT_BANDS
 from astropt.inference.pipeline import ReconstructOptions, embed, reconstruct
 from astropt.inference.uploads import Cube
 from astropt.model import GPT, GPTConfig

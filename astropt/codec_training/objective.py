@@ -1,5 +1,5 @@
 """The codec trainer's objective: AION's preprocessing made differentiable, the losses
-and the guards against codebook collapse (used by :mod:`astropt.codec_train`)."""
+and the guards against codebook collapse (used by :mod:`astropt.codec_training.trainer`)."""
 
 from __future__ import annotations
 

@@ -32,7 +32,7 @@ from astropt.codec import (
     fingerprint,
     save_codec,
 )
-from astropt.codec_objective import (
+from astropt.codec_training.objective import (
     flux_loss,
     forward_compressed,
     fsq_codes,
@@ -41,7 +41,7 @@ from astropt.codec_objective import (
     spread_init,
     weighted_loss,
 )
-from astropt.config import DEFAULT_BANDS
+from astropt.constants import DEFAULT_BANDS
 
 TRAINING_CARD = "codecs/image/training.json"
 
@@ -103,11 +103,11 @@ def warm_start(
     """Copy the weights of codec ``spec`` into ``codec``; returns its card.
 
     Same architecture: a plain copy. A wider ``hidden_dims`` (everything else equal): the
-    trained codec is grown into the wider one (:mod:`astropt.codec_grow`), its latents
+    trained codec is grown into the wider one (:mod:`astropt.codec_training.grow`), its latents
     refitted on ``noisy``.
     """
     from astropt.codec import codec_config, load_codec, resolve
-    from astropt.codec_grow import refit_pre_quant, widen_codec
+    from astropt.codec_training.grow import refit_pre_quant, widen_codec
 
     source, target = resolve(spec)
     handle = load_codec(spec)
@@ -266,7 +266,7 @@ def validation_set(pool: np.ndarray, sigmas: np.ndarray, n_train: int, n_val: in
 
 @torch.no_grad()
 def validate(codec: torch.nn.Module, sets: dict[str, tuple], bands: list[str]) -> dict[str, Any]:
-    from astropt.codec_eval import residual_stats
+    from astropt.codec_training.evaluate import residual_stats
 
     codec.eval()
     device = next(codec.parameters()).device
@@ -295,8 +295,8 @@ def train_codec(cfg: CodecTrainConfig, progress: bool = True) -> Path:
     """Train (resuming from ``cfg.out/checkpoints/last`` when present); returns the export dir."""
     from tqdm.auto import tqdm
 
-    from astropt.codec import _with_config
-    from astropt.data.codec_mix import build_pool
+    from astropt.codec.loading import _with_config
+    from astropt.codec_training.mix import build_pool
 
     out = Path(cfg.out).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)

@@ -29,13 +29,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from astropt.config import DEFAULT_BANDS, TOKENS_PER_IMAGE
+from astropt.constants import CROP, DEFAULT_BANDS, TOKENS_PER_IMAGE
 
 HUB_DEFAULT = "polymathic-ai/aion-base"
-SHIPPED_DIR = Path(__file__).parent / "shipped_codec"
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "shipped_codec"
 CONFIG_NAME = "codecs/image/config.json"
 WEIGHTS_NAME = "codecs/image/model.safetensors"
-CROP = 96
 AION_RANGE_COMPRESSION = 0.01  # aion.codecs.ImageCodec's default range_compression_factor
 SMALL_CODEC_ARGS: dict[str, Any] = {
     "quantizer_levels": [8, 5, 5, 5, 5],

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from astropt.codec_objective import encoder_features
+from astropt.codec_training.objective import encoder_features
 
 
 @dataclass

@@ -8,7 +8,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from astropt.config import TrainConfig
-from astropt.train import TrainCallback, train
+from astropt.training import TrainCallback, train
 
 EXAMPLE_CONFIG = "astropt/configs/mock-small.yaml"
 

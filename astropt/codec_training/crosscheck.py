@@ -1,6 +1,6 @@
 """A second, independent galaxy generator for checking a codec outside its training mix.
 
-Neither the codec's training mix (:mod:`astropt.data.codec_mix`) nor the project mock
+Neither the codec's training mix (:mod:`astropt.codec_training.mix`) nor the project mock
 (:mod:`astropt.data.mock`) uses these ingredients: Spergel profiles (index nu from -0.6
 to 2, i.e. cuspier than de Vaucouleurs to flatter than exponential), optional
 unresolved nuclei, Gaussian or wide-winged Moffat (beta 2) PSFs, offsets up to 4 px and

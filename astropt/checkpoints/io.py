@@ -220,6 +220,6 @@ def load_trainer_state(path: str | Path) -> dict[str, Any] | None:
 
 def import_upstream(ckpt_path: str | Path, out_dir: str | Path) -> Path:
     """Convert an upstream AstroPT ``train_aion.py`` checkpoint (trusted files only)."""
-    from astropt.upstream import import_upstream as convert
+    from astropt.checkpoints.upstream import import_upstream as convert
 
     return convert(ckpt_path, out_dir)

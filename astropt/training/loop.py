@@ -17,21 +17,27 @@ from typing import Any
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from astropt.batches import FixedBatches, StreamBatches, TokenBatches
-from astropt.checkpoint import load_checkpoint, load_trainer_state, save_checkpoint
+from astropt.checkpoints import load_checkpoint, load_trainer_state, save_checkpoint
 from astropt.codec import CodecHandle, check_same_codec, load_codec
 from astropt.config import TrainConfig
 from astropt.data import open_split
 from astropt.model import GPT, GPTConfig, ModalityConfig
 from astropt.plotting import galaxy_grid, write_atomic
-from astropt.run_log import RunLog
-from astropt.runtime import Runtime, rng_state, set_rng_state, setup_runtime, teardown_runtime
 from astropt.tokenise import (
     MODALITY,
     TokenCollate,
     restore_first_token,
     shift_for_training,
     tokenise_dataset,
+)
+from astropt.training.batches import FixedBatches, StreamBatches, TokenBatches
+from astropt.training.run_log import RunLog
+from astropt.training.runtime import (
+    Runtime,
+    rng_state,
+    set_rng_state,
+    setup_runtime,
+    teardown_runtime,
 )
 
 

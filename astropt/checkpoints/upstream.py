@@ -17,7 +17,12 @@ from typing import Any
 
 import torch
 
-from astropt.checkpoint import CheckpointError, json_safe, save_checkpoint, strip_wrapper_prefixes
+from astropt.checkpoints.io import (
+    CheckpointError,
+    json_safe,
+    save_checkpoint,
+    strip_wrapper_prefixes,
+)
 from astropt.model import GPT, GPTConfig, ModalityConfig, ModelConfigError
 
 UPSTREAM_CODEC = "polymathic-ai/aion-base"

@@ -44,7 +44,7 @@ _TRAIN_HELP = {
 
 
 def _add_train(sub: Any) -> None:
-    from astropt.codec_train import CodecTrainConfig
+    from astropt.codec_training.trainer import CodecTrainConfig
 
     p = sub.add_parser(
         "train",
@@ -67,7 +67,7 @@ def _add_train(sub: Any) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from astropt.codec_train import CodecTrainConfig, train_codec
+    from astropt.codec_training.trainer import CodecTrainConfig, train_codec
 
     values = {f.name: getattr(args, f.name) for f in fields(CodecTrainConfig) if hasattr(args, f.name)}
     try:
@@ -95,7 +95,7 @@ def _check_train_config(cfg: Any) -> None:
 
 
 def _add_evaluate(sub: Any) -> None:
-    from astropt.codec_eval import EVAL_SEED, GENERATORS
+    from astropt.codec_training.evaluate import EVAL_SEED, GENERATORS
 
     p = sub.add_parser(
         "evaluate",
@@ -117,7 +117,7 @@ def _add_evaluate(sub: Any) -> None:
 
 def _run_evaluate(args: argparse.Namespace) -> int:
     from astropt.codec import CodecError
-    from astropt.codec_eval import evaluate_codec, format_table, write_grid
+    from astropt.codec_training.evaluate import evaluate_codec, format_table, write_grid
 
     if args.n < 1:
         print(f"error: --n must be >= 1, got {args.n}", file=sys.stderr)
@@ -144,7 +144,7 @@ def register(subparsers: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Standalone entry: ``python -m astropt.codec_commands codec train ...``."""
+    """Standalone entry: ``python -m astropt.codec_training.commands codec train ...``."""
     parser = argparse.ArgumentParser(prog="astropt")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)

@@ -23,8 +23,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_import_upstream(args: argparse.Namespace) -> int:
-    from astropt.checkpoint import CheckpointError
-    from astropt.upstream import UNPICKLE_WARNING, UpstreamUnpickleWarning, import_upstream
+    from astropt.checkpoints import CheckpointError
+    from astropt.checkpoints.upstream import (
+        UNPICKLE_WARNING,
+        UpstreamUnpickleWarning,
+        import_upstream,
+    )
 
     print(f"warning: {UNPICKLE_WARNING.format(path=args.ckpt)}", file=sys.stderr)
     try:

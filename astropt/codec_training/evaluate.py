@@ -22,9 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from astropt.config import DEFAULT_BANDS
+from astropt.constants import CROP, DEFAULT_BANDS
 
-CROP = 96
 GALAXY_THRESHOLD_SIGMA = 1.0
 BRIGHT_SNR = 50.0
 BRIGHTNESS_EDGES = (1.0, 3.0, 10.0, 30.0, 100.0, np.inf)  # truth / sigma
@@ -87,7 +86,7 @@ def _simulator(generator: str):
 
         return simulate_galaxy
     if generator == "crosscheck":
-        from astropt.data.crosscheck import simulate_crosscheck
+        from astropt.codec_training.crosscheck import simulate_crosscheck
 
         return simulate_crosscheck
     raise ValueError(f"unknown generator {generator!r}: use one of {', '.join(GENERATORS)}")
