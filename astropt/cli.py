@@ -8,18 +8,15 @@ imports them.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from importlib.metadata import entry_points
 
 from pydantic import ValidationError
 
-COMMAND_MODULES = (
-    "astropt.training.commands",
-    "astropt.data.commands",
-    "astropt.checkpoints.commands",
-    "astropt.codec_training.commands",
-)
+from astropt.checkpoints import commands as checkpoint_commands
+from astropt.codec_training import commands as codec_commands
+from astropt.data import commands as data_commands
+from astropt.training import commands as training_commands
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,14 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="astropt", description="Train and use AstroPT models on AION galaxy-image tokens."
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            print(f"note: {name} is not part of this installation", file=sys.stderr)
-            continue
+    for module in (training_commands, data_commands, checkpoint_commands, codec_commands):
         module.register(sub)
     for ep in entry_points(group="astropt.commands"):
         try:

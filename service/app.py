@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -15,13 +14,11 @@ from astropt import __version__
 from service.errors import ServiceError, SpecInvalid
 from service.jobs import Publisher
 from service.metrics import ServiceMetrics
-from service.routes import health, jobs, outputs
+from service.routes import health, inference, jobs, outputs
 from service.settings import Settings, get_settings
 from service.store import migrate
 
 log = logging.getLogger(__name__)
-# Routers added by other parts of the service, included when their module exists.
-OPTIONAL_ROUTERS = ("service.routes.inference",)
 
 DESCRIPTION = """Train AstroPT models on AION galaxy-image tokens over HTTP.
 
@@ -60,21 +57,15 @@ def create_app(
     app.include_router(jobs.router)
     app.include_router(outputs.router)
     app.include_router(health.router)
-    for name in OPTIONAL_ROUTERS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        app.include_router(module.router)
+    app.include_router(inference.router)
     return app
 
 
 def _celery_hooks(settings: Settings) -> tuple[Publisher, Callable[[], None]]:
-    from worker.celery_app import enqueue_training, make_celery
+    from broker import BrokerConfig, enqueue_training, make_train_app
 
-    celery = make_celery(settings)
+    celery = make_train_app(BrokerConfig(settings.resolved_broker_url, settings.broker_transport_options()),
+                            settings.train_queue)
 
     def publish(job_id: str) -> None:
         enqueue_training(celery, job_id, settings.train_queue)

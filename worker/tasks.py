@@ -18,9 +18,10 @@ from typing import Any
 from celery import Task
 from celery.signals import worker_ready
 
+from broker import TRAIN_TASK, enqueue_training
 from service.settings import Settings, get_settings
 from service.store import repository, session_scope
-from worker.celery_app import TRAIN_TASK, app, enqueue_training
+from worker.celery_app import app
 
 log = logging.getLogger(__name__)
 MAX_REASON_CHARS = 4000

@@ -6,7 +6,6 @@ from astropt.checkpoints.io import (
     TRAINER_FILE,
     WEIGHTS_FILE,
     CheckpointError,
-    import_upstream,
     json_safe,
     load_checkpoint,
     load_model,
@@ -16,6 +15,7 @@ from astropt.checkpoints.io import (
     strip_wrapper_prefixes,
     unwrap_model,
 )
+from astropt.checkpoints.upstream import import_upstream
 
 __all__ = [
     "CONFIG_FILE", "FORMAT", "TRAINER_FILE", "WEIGHTS_FILE", "CheckpointError",

@@ -216,10 +216,3 @@ def load_trainer_state(path: str | Path) -> dict[str, Any] | None:
         return torch.load(trainer_file, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise CheckpointError(f"{trainer_file} cannot be loaded safely: {exc}") from exc
-
-
-def import_upstream(ckpt_path: str | Path, out_dir: str | Path) -> Path:
-    """Convert an upstream AstroPT ``train_aion.py`` checkpoint (trusted files only)."""
-    from astropt.checkpoints.upstream import import_upstream as convert
-
-    return convert(ckpt_path, out_dir)

@@ -116,11 +116,10 @@ def evaluate_codec(
     """Figures of one codec on ``n`` held-out galaxies of ``generator`` (see the module docstring)."""
     import time
 
-    import torch
-
     from astropt.codec import load_codec
+    from astropt.torch_policy import set_threads
 
-    torch.set_num_threads(threads)
+    set_threads(threads)
     handle = load_codec(spec)
     started = time.perf_counter()
     recons, truths, sigmas, codes = [], [], [], set()

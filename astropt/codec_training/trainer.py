@@ -42,6 +42,7 @@ from astropt.codec_training.objective import (
     weighted_loss,
 )
 from astropt.constants import DEFAULT_BANDS
+from astropt.torch_policy import choose_device, prepare_device, set_threads
 
 TRAINING_CARD = "codecs/image/training.json"
 
@@ -285,12 +286,6 @@ def validate(codec: torch.nn.Module, sets: dict[str, tuple], bands: list[str]) -
 # -- the loop ------------------------------------------------------------------------
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def train_codec(cfg: CodecTrainConfig, progress: bool = True) -> Path:
     """Train (resuming from ``cfg.out/checkpoints/last`` when present); returns the export dir."""
     from tqdm.auto import tqdm
@@ -300,12 +295,13 @@ def train_codec(cfg: CodecTrainConfig, progress: bool = True) -> Path:
 
     out = Path(cfg.out).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(cfg.threads)
+    set_threads(cfg.threads)
     bands = list(DEFAULT_BANDS)
     pool, sigmas = build_pool(out / "pool", cfg.pool_size + cfg.val_size, cfg.seed, progress)
     val_sets = validation_set(pool, sigmas, cfg.pool_size, cfg.val_size)
 
-    device = resolve_device(cfg.device)
+    device = choose_device(cfg.device)
+    prepare_device(device)
     torch.manual_seed(cfg.seed)
     codec = _with_config(build_codec(cfg.codec_args()), cfg.codec_args()).to(device)
     opt = torch.optim.AdamW(codec.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

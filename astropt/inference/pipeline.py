@@ -17,7 +17,6 @@ crop, over the bands given, in nanomaggies^2) and ``codec_mse`` (the round trip 
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -29,6 +28,7 @@ from astropt.codec import CodecHandle, check_same_codec
 from astropt.constants import CROP, DEFAULT_BANDS, TOKENS_PER_IMAGE
 from astropt.inference.uploads import Cube
 from astropt.tokenise import restore_first_token, shift_for_training
+from astropt.torch_policy import autocast
 
 Mode = Literal["codec", "predict", "complete"]
 Pooling = Literal["mean", "last", "both"]
@@ -111,16 +111,6 @@ def _model_device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def _autocast(device: torch.device, dtype: torch.dtype | None = None) -> contextlib.AbstractContextManager:
-    """Mixed precision for the model: ``dtype`` when given (float32 = none), else bf16 on CUDA."""
-    if dtype is None:
-        cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-        dtype = torch.bfloat16 if cuda_bf16 else torch.float32
-    if dtype == torch.float32:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
-
-
 def encode_cubes(cubes: Sequence[Cube], codec: CodecHandle) -> tuple[torch.Tensor, np.ndarray]:
     """Tokens ``Long[B, 576]`` and the stacked 96x96 crops; all cubes must share their bands."""
     if not cubes:
@@ -136,7 +126,7 @@ def predict_tokens(model: torch.nn.Module, tokens: torch.Tensor, dtype: torch.dt
     """Teacher-forced argmax: ``[B, 576]`` codec tokens -> predicted ``[B, 576]`` (first token kept)."""
     device = _model_device(model)
     inputs, _ = shift_for_training(tokens.to(device))
-    with torch.inference_mode(), _autocast(device, dtype):
+    with torch.inference_mode(), autocast(device, dtype):
         outputs, _ = model(inputs)
     predicted = next(iter(outputs.values())).argmax(dim=-1).cpu()
     return restore_first_token(predicted, tokens[:, 0])
@@ -151,7 +141,7 @@ def complete_tokens(
     generator = None
     if options.seed is not None:
         generator = torch.Generator(device=device).manual_seed(options.seed)
-    with torch.inference_mode(), _autocast(device, dtype):
+    with torch.inference_mode(), autocast(device, dtype):
         full = model.generate(
             tokens[:, : options.n_kept].to(device),
             n_new,
@@ -262,7 +252,7 @@ def embed(
     for indices in groups.values():
         tokens, _ = encode_cubes([cubes[i] for i in indices], codec)
         inputs, _ = shift_for_training(tokens.to(device))
-        with torch.inference_mode(), _autocast(device, dtype):
+        with torch.inference_mode(), autocast(device, dtype):
             pooled = model.embed(inputs, pooling=pooling)
         if not isinstance(pooled, dict):
             pooled = {pooling: pooled}

@@ -16,6 +16,13 @@ import torch
 import torch.distributed as dist
 
 from astropt.config import TrainConfig
+from astropt.torch_policy import (
+    autocast,
+    choose_device,
+    prepare_device,
+    set_threads,
+    training_dtype,
+)
 
 
 @dataclass
@@ -38,9 +45,7 @@ class Runtime:
         return self.device.type
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        if self.dtype == torch.float32 or self.device_type not in ("cuda", "cpu"):
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device_type, dtype=self.dtype)
+        return autocast(self.device, self.dtype)
 
     @property
     def needs_scaler(self) -> bool:
@@ -55,30 +60,6 @@ class Runtime:
         }
 
 
-def choose_device(requested: str, local_rank: int = 0) -> torch.device:
-    if requested != "auto":
-        device = torch.device(requested)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(f"device {requested!r} requested but CUDA is not available here")
-        return device
-    if torch.cuda.is_available():
-        return torch.device(f"cuda:{local_rank}")
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def choose_dtype(requested: str, device: torch.device) -> torch.dtype:
-    if requested != "auto":
-        dtype = getattr(torch, requested)
-        if device.type == "cpu" and dtype == torch.float16:
-            raise ValueError("dtype float16 needs a GPU; use float32 or bfloat16 on CPU")
-        return dtype
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float32
-
-
 def setup_runtime(config: TrainConfig) -> Runtime:
     """Pick device/dtype/compile; join the process group when launched by torchrun."""
     ddp = int(os.environ.get("RANK", -1)) != -1 and int(os.environ.get("WORLD_SIZE", 1)) > 1
@@ -89,13 +70,10 @@ def setup_runtime(config: TrainConfig) -> Runtime:
     if ddp and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend=backend)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    prepare_device(device)
     if config.num_threads:
-        torch.set_num_threads(config.num_threads)
-    dtype = choose_dtype(config.dtype, device)
+        set_threads(config.num_threads)
+    dtype = training_dtype(config.dtype, device)
     compile_ = config.compile == "on" or (config.compile == "auto" and device.type == "cuda")
     return Runtime(device, dtype, compile_, rank, local_rank, world_size, ddp)
 

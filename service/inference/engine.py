@@ -11,8 +11,8 @@ under load, requests pile up while a batch runs, so batches fill without waiting
 seeded completion must not depend on which other requests happened to share its batch.
 
 GPU routing: with ``backend="celery"`` each request is sent, already validated, to the
-``inference`` Celery queue instead (``worker/inference.py``); workers there keep their own
-model cache. Remote requests are not micro-batched across requests (one task, one image).
+``inference`` Celery queue instead (in its wire form, ``astropt.inference.wire``); the workers
+there run the same ``InferenceRuntime.run_batch`` with their own model cache. Remote requests are not micro-batched across requests (one task, one image).
 """
 
 from __future__ import annotations
@@ -21,48 +21,46 @@ import asyncio
 import concurrent.futures
 import itertools
 import logging
-import os
 import threading
 import time
 from collections import Counter as CountMap
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from astropt.inference.pipeline import ReconstructOptions, embed, reconstruct
-from astropt.inference.uploads import Cube
-from astropt.training.runtime import choose_device
-from service.inference.cache import ModelCache
-from service.inference.settings import InferenceSettings
+from astropt.inference.errors import EngineBusy
+from astropt.inference.runtime import InferenceRuntime
+from astropt.inference.wire import InferenceRequest, reply_from_wire
+from service.settings import InferenceSettings
 
 log = logging.getLogger(__name__)
 BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64, 128, 256)
 
 
-class EngineBusy(RuntimeError):
-    """The queue is full or a request waited too long; the client should retry later."""
+@dataclass(eq=False)  # queued requests are distinct by identity
+class Work(InferenceRequest):
+    """A request waiting in the engine's queue."""
 
-
-@dataclass
-class Work:
-    kind: str  # "reconstruct" | "embed"
-    checkpoint: Path
-    cube: Cube
-    options: ReconstructOptions | None = None
-    pooling: str = "mean"
     future: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
     serial: int = 0
     submitted_at: float = field(default_factory=time.perf_counter)
 
     @property
-    def key(self) -> tuple[Any, ...]:
-        mode = self.options.mode if self.options else self.pooling
-        unique = self.serial if mode == "complete" else None
-        return (self.kind, str(self.checkpoint), mode, self.cube.bands, unique)
+    def batch_key(self) -> BatchKey:
+        return BatchKey(self.kind, str(self.checkpoint), self.mode, self.cube.bands,
+                        self.serial if self.mode == "complete" else None)
+
+
+@dataclass(frozen=True)
+class BatchKey:
+    """Requests with equal keys may share a batch; ``alone`` keeps a request to itself."""
+
+    kind: str
+    checkpoint: str
+    mode: str
+    bands: tuple[str, ...]
+    alone: int | None
 
 
 @dataclass
@@ -74,47 +72,13 @@ class BatchResult:
     compute_s: float  # the batch's model + codec time
 
 
-def choose_precision(requested: str, device: torch.device) -> torch.dtype:
-    if requested != "auto":
-        return getattr(torch, requested)
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-    if device.type == "cpu":
-        native = (getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
-                  or getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
-        return torch.bfloat16 if native else torch.float32
-    return torch.float32
-
-
-def configure_torch(device: torch.device, threads: int | None) -> int:
-    """Intra-op threads for the single compute thread; TF32 on CUDA. Returns the thread count.
-
-    Default: OMP_NUM_THREADS when set; else every CPU this process may use on small machines
-    (measured on 2 dedicated cores: p50 100 ms with 2 threads vs 164 ms with 1, and higher
-    throughput under 8 clients), and one less than that above 4 CPUs, so upload parsing and PNG
-    rendering (which run beside the compute thread) keep a core of their own.
-    """
-    if threads is None:
-        if os.environ.get("OMP_NUM_THREADS"):
-            threads = torch.get_num_threads()
-        else:
-            cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-            threads = cpus if cpus <= 4 else cpus - 1
-    torch.set_num_threads(max(1, threads))
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    return torch.get_num_threads()
-
-
 class InferenceEngine:
     def __init__(self, settings: InferenceSettings | None = None, registry: CollectorRegistry | None = None):
         self.settings = settings or InferenceSettings()
-        self.device = choose_device(self.settings.device)
-        self.threads = configure_torch(self.device, self.settings.torch_threads)
-        self.precision = choose_precision(self.settings.precision, self.device)
+        self.runtime = InferenceRuntime(self.settings.runtime_config())
+        self.device, self.threads, self.precision = self.runtime.device, self.runtime.threads, self.runtime.precision
+        self.cache = self.runtime.cache
         self.max_batch_size = self.settings.max_batch_size or (4 if self.device.type == "cpu" else 32)
-        self.cache = ModelCache(self.device, self.settings.max_models, self.settings.max_cache_mb * 2**20)
         self.batch_sizes: CountMap[int] = CountMap()  # batch size -> batches run (for tests)
         self._pending: list[Work] = []
         self._cond = threading.Condition()
@@ -168,26 +132,16 @@ class InferenceEngine:
 
     async def _submit_remote(self, work: Work) -> BatchResult:
         """Send ``work`` to the Celery inference queue and wait for a worker's answer."""
-        from dataclasses import asdict
-
         from celery.exceptions import TimeoutError as CeleryTimeout
 
-        from worker.inference import (
-            INFER_TASK,
-            pack_array,
-            raise_packed_error,
-            unpack_reconstruction,
-        )
+        from broker import make_inference_app, send_inference
+        from service.settings import get_settings
 
         if self._celery is None:
-            from worker.inference import make_inference_celery
-
-            self._celery = make_inference_celery(self.settings)
-        request = {"kind": work.kind, "checkpoint": str(work.checkpoint), "flux": pack_array(work.cube.flux),
-                   "bands": list(work.cube.bands), "warnings": list(work.cube.warnings),
-                   "options": asdict(work.options) if work.options else None, "pooling": work.pooling}
+            broker = self.settings.broker(get_settings())
+            self._celery = make_inference_app(broker, self.settings.queue, self.settings.result_backend)
         timeout = self.settings.request_timeout_s
-        pending = self._celery.send_task(INFER_TASK, args=[request], queue=self.settings.queue)
+        pending = send_inference(self._celery, work.to_wire(), self.settings.queue)
         loop = asyncio.get_running_loop()
         try:
             reply = await loop.run_in_executor(None, lambda: pending.get(timeout=timeout, propagate=True))
@@ -198,19 +152,16 @@ class InferenceEngine:
                 f"no inference worker answered within {timeout:.0f} s on queue {self.settings.queue!r}; "
                 "start one: celery -A worker.inference:inference_app worker -Q inference"
             ) from exc
-        if "error" in reply:
+        try:
+            result = reply_from_wire(reply, work.kind)
+        except BaseException:
             self.m_requests.labels(work.kind, "error").inc()
-            raise_packed_error(reply["error"])
-        value = reply["value"]
-        if work.kind != "embed":
-            value = unpack_reconstruction(value)
-        else:
-            value = {k: np.asarray(v, dtype=np.float32) for k, v in value.items()}
+            raise
         self.batch_sizes[1] += 1
         self.m_batch.labels(work.kind).observe(1)
         self.m_requests.labels(work.kind, "ok").inc()
-        return BatchResult(value, 1, reply["codec_info"], time.perf_counter() - work.submitted_at
-                           - reply["compute_s"], reply["compute_s"])
+        queued = time.perf_counter() - work.submitted_at - result.compute_s
+        return BatchResult(result.value, 1, result.codec_info, queued, result.compute_s)
 
     def _ensure_thread(self) -> None:
         with self._cond:
@@ -250,12 +201,12 @@ class InferenceEngine:
                 self._cond.wait()
             if self._stop:
                 return None
-            key = self._pending[0].key
+            key = self._pending[0].batch_key
             deadline = time.monotonic() + wait
             while True:
-                same = [w for w in self._pending if w.key == key]
+                same = [w for w in self._pending if w.batch_key == key]
                 remaining = deadline - time.monotonic()
-                if len(same) >= max_batch or remaining <= 0 or key[-1] is not None:
+                if len(same) >= max_batch or remaining <= 0 or key.alone is not None:
                     break
                 self._cond.wait(remaining)
             batch = same[:max_batch]
@@ -282,21 +233,12 @@ class InferenceEngine:
                         work.future.set_exception(exc)
 
     def _run(self, batch: list[Work]) -> None:
-        first = batch[0]
         start = time.perf_counter()
-        loaded = self.cache.get(first.checkpoint)
-        cubes = [w.cube for w in batch]
-        if first.kind == "embed":
-            values: list[Any] = embed(
-                cubes, loaded.codec, loaded.model, first.pooling, loaded.codec_info, self.precision
-            )
-        else:
-            model = None if first.options.mode == "codec" else loaded.model
-            values = reconstruct(cubes, loaded.codec, model, first.options, loaded.codec_info, self.precision)
-        compute = time.perf_counter() - start
+        results = self.runtime.run_batch(batch)
+        kind = batch[0].kind
         self.batch_sizes[len(batch)] += 1
-        self.m_batch.labels(first.kind).observe(len(batch))
-        self.m_seconds.labels(first.kind).observe(compute)
-        for work, value in zip(batch, values, strict=True):
+        self.m_batch.labels(kind).observe(len(batch))
+        self.m_seconds.labels(kind).observe(results[0].compute_s)
+        for work, result in zip(batch, results, strict=True):
             queued = start - work.submitted_at
-            work.future.set_result(BatchResult(value, len(batch), loaded.codec_info, queued, compute))
+            work.future.set_result(BatchResult(result.value, len(batch), result.codec_info, queued, result.compute_s))

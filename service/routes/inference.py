@@ -19,17 +19,15 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import FormData, UploadFile
 
-from astropt.checkpoints import CheckpointError
-from astropt.codec import CodecError
 from astropt.constants import DEFAULT_BANDS
-from astropt.inference.pipeline import OptionsError, Reconstruction, ReconstructOptions
+from astropt.inference.errors import REQUEST_ERRORS, http_status
+from astropt.inference.pipeline import Reconstruction, ReconstructOptions
 from astropt.inference.render import render_png, to_fits, to_npy
 from astropt.inference.uploads import Cube, InputError, parse_upload
 from service import artifacts
 from service.errors import ServiceError
-from service.inference.engine import BatchResult, EngineBusy, InferenceEngine, Work
-from service.inference.settings import InferenceSettings
-from service.settings import Settings
+from service.inference.engine import BatchResult, InferenceEngine, Work
+from service.settings import InferenceSettings, Settings
 from service.store import repository as store
 from service.store import session_scope
 
@@ -141,7 +139,7 @@ async def _read_and_parse(
     try:
         cube = await run_in_threadpool(parse_upload, data, upload.filename or "", params.bands, limits)
     except InputError as exc:
-        raise InferenceError(exc.status, exc.message) from exc
+        raise InferenceError(http_status(exc), exc.message) from exc
     return params, cube
 
 
@@ -174,12 +172,10 @@ async def _run(request: Request, engine: InferenceEngine, work_kind: str, params
                                                       params.checkpoint)
     try:
         result = await engine.submit(Work(work_kind, directory, cube, **work_args))
-    except EngineBusy as exc:
-        raise InferenceError(503, str(exc)) from exc
-    except (CodecError, CheckpointError) as exc:
-        raise InferenceError(409, f"the model of job {job_id} ({name}) cannot be used: {exc}") from exc
-    except (InputError, OptionsError) as exc:
-        raise InferenceError(getattr(exc, "status", 422), str(exc)) from exc
+    except REQUEST_ERRORS as exc:
+        status = http_status(exc)
+        prefix = f"the model of job {job_id} ({name}) cannot be used: " if status == 409 else ""
+        raise InferenceError(status, prefix + str(exc)) from exc
     except Exception as exc:  # the image could not be processed; never a bare 500
         log.exception("inference failed")
         raise InferenceError(422, f"this image could not be processed: {type(exc).__name__}: {exc}") from exc

@@ -12,12 +12,13 @@ import torch
 from astropt.checkpoints import CheckpointError, save_checkpoint
 from astropt.codec import load_codec
 from astropt.constants import DEFAULT_BANDS
+from astropt.inference.cache import ModelCache, module_bytes
 from astropt.inference.pipeline import ReconstructOptions
 from astropt.inference.uploads import Cube
 from astropt.model import GPT, GPTConfig
-from service.inference.cache import ModelCache, module_bytes
-from service.inference.engine import EngineBusy, InferenceEngine, Work, choose_precision
-from service.inference.settings import InferenceSettings
+from astropt.torch_policy import inference_dtype as choose_precision
+from service.inference.engine import EngineBusy, InferenceEngine, Work
+from service.settings import InferenceSettings
 
 
 def _checkpoint(path, seed: int = 0):

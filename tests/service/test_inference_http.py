@@ -25,8 +25,7 @@ from astropt.inference.render import png_size
 from astropt.model import GPT, GPTConfig
 from service.app import create_app
 from service.inference.engine import InferenceEngine
-from service.inference.settings import InferenceSettings
-from service.settings import Settings
+from service.settings import InferenceSettings, Settings
 from service.store import session_scope
 from service.store.models import utcnow
 from service.store.repository import create_job

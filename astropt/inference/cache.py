@@ -1,6 +1,7 @@
 """LRU cache of loaded models and their codecs, bounded by count and parameter memory.
 
-Only the engine's compute thread touches it, so it needs no lock of its own.
+Only one compute thread (the API engine's, or an inference worker's task) touches it at a time,
+so it needs no lock of its own.
 """
 
 from __future__ import annotations
@@ -29,6 +30,14 @@ class LoadedModel:
         return dict(self.meta["codec"])
 
 
+@dataclass(frozen=True)
+class WeightsVersion:
+    """A checkpoint's weights as they are on disk now: rewritten weights load again."""
+
+    directory: str
+    mtime: float
+
+
 def module_bytes(module: torch.nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in (*module.parameters(), *module.buffers()))
 
@@ -38,7 +47,7 @@ class ModelCache:
         self.device = device
         self.max_models = max_models
         self.max_bytes = max_bytes
-        self._entries: OrderedDict[tuple[str, float], LoadedModel] = OrderedDict()
+        self._entries: OrderedDict[WeightsVersion, LoadedModel] = OrderedDict()
         self.loads = 0
         self.evictions = 0
 
@@ -54,7 +63,7 @@ class ModelCache:
         """The loaded model of a checkpoint directory (reloaded when its weights changed)."""
         weights = checkpoint / "model.safetensors"
         try:
-            key = (str(checkpoint.resolve()), weights.stat().st_mtime)
+            key = WeightsVersion(str(checkpoint.resolve()), weights.stat().st_mtime)
         except OSError as exc:
             raise CheckpointError(f"checkpoint {checkpoint} is gone: {exc}") from exc
         entry = self._entries.get(key)

@@ -1,0 +1,116 @@
+"""Inference requests and results, and their one wire form (JSON; arrays as base64 bytes).
+
+What a client of the runtime sends (:class:`InferenceRequest`) and gets back
+(:class:`InferenceResult`), packed and unpacked here only, so the API and the Celery worker
+cannot drift apart. Pickle is never used: arrays travel as dtype + shape + raw bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from astropt.inference.errors import ErrorPayload
+from astropt.inference.pipeline import Pooling, Reconstruction, ReconstructOptions
+from astropt.inference.uploads import Cube
+
+RequestKind = Literal["reconstruct", "embed"]
+RECONSTRUCTION_ARRAYS = ("original", "codec", "model", "tokens", "model_tokens")
+
+
+def pack_array(array: np.ndarray) -> dict[str, Any]:
+    array = np.ascontiguousarray(array)
+    return {"dtype": array.dtype.str, "shape": list(array.shape), "data": base64.b64encode(array.tobytes()).decode()}
+
+
+def unpack_array(packed: dict[str, Any] | None) -> np.ndarray | None:
+    if packed is None:
+        return None
+    dtype = np.dtype(packed["dtype"])
+    if dtype.kind not in "iuf":
+        raise ValueError(f"refusing array dtype {dtype}")
+    return np.frombuffer(base64.b64decode(packed["data"]), dtype=dtype).reshape(packed["shape"]).copy()
+
+
+@dataclass
+class InferenceRequest:
+    """One image to reconstruct (``options``) or embed (``pooling``) with a checkpoint's model."""
+
+    kind: RequestKind
+    checkpoint: Path
+    cube: Cube
+    options: ReconstructOptions | None = None
+    pooling: Pooling = "mean"
+
+    @property
+    def mode(self) -> str:
+        """What decides how it is computed: the reconstruction mode, or the pooling."""
+        return self.options.mode if self.options is not None else self.pooling
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"kind": self.kind, "checkpoint": str(self.checkpoint), "flux": pack_array(self.cube.flux),
+                "bands": list(self.cube.bands), "warnings": list(self.cube.warnings),
+                "options": asdict(self.options) if self.options else None, "pooling": self.pooling}
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> InferenceRequest:
+        flux = unpack_array(data["flux"])
+        if flux is None:
+            raise ValueError("an inference request needs an image")
+        cube = Cube(flux.astype(np.float32), tuple(data["bands"]), list(data.get("warnings", [])))
+        options = ReconstructOptions(**data["options"]) if data.get("options") else None
+        return cls(data["kind"], Path(data["checkpoint"]), cube, options, data.get("pooling", "mean"))
+
+
+@dataclass
+class InferenceResult:
+    """One request's answer: a :class:`Reconstruction` or ``{pooling: float32[C]}``."""
+
+    value: Reconstruction | dict[str, np.ndarray]
+    codec_info: dict[str, Any]
+    compute_s: float  # the model + codec time of the batch it ran in
+
+    def to_wire(self) -> dict[str, Any]:
+        if isinstance(self.value, Reconstruction):
+            recon = self.value
+            value: dict[str, Any] = {
+                **{name: None if getattr(recon, name) is None else pack_array(getattr(recon, name))
+                   for name in RECONSTRUCTION_ARRAYS},
+                "mode": recon.mode, "bands": list(recon.bands), "token_accuracy": recon.token_accuracy,
+                "mse": recon.mse, "codec_mse": recon.codec_mse, "warnings": list(recon.warnings),
+            }
+        else:
+            value = {name: pack_array(vector) for name, vector in self.value.items()}
+        return {"value": value, "codec_info": self.codec_info, "compute_s": self.compute_s}
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any], kind: RequestKind) -> InferenceResult:
+        packed = data["value"]
+        value: Reconstruction | dict[str, np.ndarray]
+        if kind == "embed":
+            value = {name: unpack_array(vector).astype(np.float32) for name, vector in packed.items()}
+        else:
+            value = Reconstruction(
+                mode=packed["mode"], bands=tuple(packed["bands"]), token_accuracy=packed["token_accuracy"],
+                mse=packed["mse"], codec_mse=packed["codec_mse"], warnings=list(packed["warnings"]),
+                **{name: unpack_array(packed[name]) for name in RECONSTRUCTION_ARRAYS},
+            )
+        return cls(value, dict(data["codec_info"]), float(data["compute_s"]))
+
+
+def reply_to_wire(outcome: InferenceResult | ErrorPayload) -> dict[str, Any]:
+    """A worker's answer: the result, or ``{"error": payload}`` for an expected error."""
+    if isinstance(outcome, ErrorPayload):
+        return {"error": outcome.to_wire()}
+    return outcome.to_wire()
+
+
+def reply_from_wire(reply: dict[str, Any], kind: RequestKind) -> InferenceResult:
+    """The result of a worker's answer; raises the original error class for an error."""
+    if "error" in reply:
+        raise ErrorPayload.from_wire(reply["error"]).exception()
+    return InferenceResult.from_wire(reply, kind)
