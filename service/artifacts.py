@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import tempfile
 import zipfile
 from pathlib import Path
 from typing import Literal
 
+from astropt.run_dir import CHECKPOINT_NAME, CONFIG_FILE, RunDir, is_transient
 from service.errors import NotFound
 
-CHECKPOINT_NAME = re.compile(r"^(best|last|step_\d{1,9})$")
 ArtifactKind = Literal["checkpoint", "val_image", "log", "other"]
 
 
@@ -35,16 +33,11 @@ def list_files(out_dir: Path) -> list[tuple[str, int, ArtifactKind]]:
     found = []
     for path in sorted(root.rglob("*")):
         relative = path.relative_to(root)
-        if any(_is_transient(part) for part in relative.parts):
+        if any(is_transient(part) for part in relative.parts):
             continue
         if path.is_file() and not path.is_symlink():
             found.append((relative.as_posix(), path.stat().st_size, classify(relative)))
     return found
-
-
-def _is_transient(part: str) -> bool:
-    # Checkpoints are written to "<name>.tmp-XXXX" and swapped via "<name>.old".
-    return part.startswith(".") or ".tmp-" in part or part.endswith(".old")
 
 
 def safe_file(out_dir: Path, relative: str) -> Path:
@@ -61,8 +54,8 @@ def safe_file(out_dir: Path, relative: str) -> Path:
 def checkpoint_dir(out_dir: Path, name: str) -> Path:
     if not CHECKPOINT_NAME.match(name):
         raise NotFound(f"no checkpoint {name!r}: names are best, last or step_NNNNNN")
-    directory = out_dir.resolve() / "checkpoints" / name
-    if not (directory / "config.json").is_file():
+    directory = RunDir(out_dir.resolve()).checkpoint(name)
+    if not (directory / CONFIG_FILE).is_file():
         raise NotFound(f"checkpoint {name!r} does not exist (yet)")
     return directory
 
@@ -80,12 +73,4 @@ def zip_checkpoint(directory: Path) -> Path:
 
 def last_checkpoint_step(out_dir: Path) -> int | None:
     """Step of ``checkpoints/last`` (what a resume continues from), or None."""
-    config = out_dir / "checkpoints" / "last" / "config.json"
-    if not config.is_file():
-        return None
-    try:
-        meta = json.loads(config.read_text())
-    except (OSError, ValueError):
-        return None
-    step = meta.get("step") if isinstance(meta, dict) else None
-    return int(step) if isinstance(step, int | float) else 0
+    return RunDir(out_dir).last_step()

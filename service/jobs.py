@@ -10,6 +10,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from astropt.codec import CodecError, resolve
+from astropt.run_dir import RunDir
 from service import artifacts
 from service.errors import Conflict, NotFound, SpecInvalid, TooManyJobs, Unavailable
 from service.schemas import (
@@ -169,7 +170,7 @@ def checkpoints(job: Job) -> list[CheckpointOut]:
                       created_at=info.get("created_at"),
                       download_url=f"/jobs/{job.id}/checkpoints/{name}.zip")
         for name, info in (job.checkpoints or {}).items()
-        if (Path(job.out_dir) / "checkpoints" / name).is_dir()
+        if RunDir(Path(job.out_dir)).checkpoint(name).is_dir()
     ]
     return sorted(items, key=lambda c: (c.step, c.name))
 

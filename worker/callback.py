@@ -2,34 +2,13 @@
 
 from __future__ import annotations
 
-import re
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
+from astropt.run_dir import checkpoint_kind, prune_step_checkpoints
 from astropt.training import TrainCallback
 from service.store import repository, session_scope
-
-STEP_CHECKPOINT = re.compile(r"^step_(\d+)$")
-
-
-def prune_step_checkpoints(root: Path, keep: int) -> list[str]:
-    """Delete all but the newest ``keep`` step_NNNNNN checkpoints (0 keeps all); returns the names removed.
-
-    A big model's checkpoint (weights + optimiser state) is gigabytes: periodic ones add up.
-    """
-    if keep <= 0:
-        return []
-    found = sorted(
-        (int(match.group(1)), entry) for entry in root.iterdir()
-        if entry.is_dir() and (match := STEP_CHECKPOINT.match(entry.name))
-    )
-    removed = []
-    for _, directory in found[:-keep]:
-        shutil.rmtree(directory, ignore_errors=True)
-        removed.append(directory.name)
-    return removed
 
 
 class StoreCallback(TrainCallback):
@@ -84,7 +63,7 @@ class StoreCallback(TrainCallback):
 
     def on_checkpoint(self, step: int, path: str, kind: str) -> None:
         name = Path(path).name
-        is_step = STEP_CHECKPOINT.match(name) is not None
+        is_step = checkpoint_kind(name) == "step"
         removed = prune_step_checkpoints(Path(path).parent, self.keep_steps) if is_step else []
         with session_scope(self.url) as session:
             repository.record_checkpoint(

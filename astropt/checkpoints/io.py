@@ -21,11 +21,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_model
 
 from astropt.model import GPT, GPTConfig, ModelConfigError
+from astropt.run_dir import CONFIG_FILE, WEIGHTS_FILE, replaced_path, staging_prefix
 
 FORMAT = "astropt-checkpoint"
 FORMAT_VERSION = 1
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
 TRAINER_FILE = "trainer_state.pt"
 _WRAPPER_PREFIXES = ("_orig_mod.", "module.")  # torch.compile and DistributedDataParallel
 
@@ -105,7 +104,7 @@ def save_checkpoint(
     gpt = unwrap_model(model)
     config_text = _meta_json(gpt, meta)  # fail before touching the disk
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f"{path.name}.tmp-", dir=path.parent))
+    staging = Path(tempfile.mkdtemp(prefix=staging_prefix(path), dir=path.parent))
     try:
         weights = staging / WEIGHTS_FILE
         save_model(gpt, str(weights), metadata={"format": FORMAT})
@@ -122,7 +121,7 @@ def save_checkpoint(
 
 
 def _swap_into_place(staging: Path, path: Path) -> None:
-    previous = path.with_name(path.name + ".old")
+    previous = replaced_path(path)
     if previous.exists():
         shutil.rmtree(previous)
     if path.exists():

@@ -23,6 +23,7 @@ from astropt.config import TrainConfig
 from astropt.data import open_split
 from astropt.model import GPT, GPTConfig, ModalityConfig
 from astropt.plotting import galaxy_grid, write_atomic
+from astropt.run_dir import CONFIG_FILE, RunDir, step_name
 from astropt.tokenise import (
     MODALITY,
     TokenCollate,
@@ -103,7 +104,7 @@ class _Trainer:
     def __init__(self, config: TrainConfig, runtime: Runtime, callbacks: list[TrainCallback]):
         self.cfg, self.rt, self.callbacks = config, runtime, callbacks
         self.out = Path(config.out_dir)
-        self.ckpt_root = self.out / "checkpoints"
+        self.run_dir = RunDir(self.out)
         self.accum = config.grad_accum
 
     # -- setup ---------------------------------------------------------------
@@ -142,8 +143,8 @@ class _Trainer:
         write_atomic(self.out / f"data_rank{self.rt.rank}.json", json.dumps(record).encode())
 
     def _restore(self, model: GPT, codec: CodecHandle) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-        last = self.ckpt_root / "last"
-        if not (last / "config.json").is_file():
+        last = self.run_dir.checkpoint("last")
+        if not (last / CONFIG_FILE).is_file():
             return None, {}
         loaded, meta = load_checkpoint(last, device="cpu")
         check_same_codec(meta.get("codec", {}), codec.info, f"checkpoint {last}")
@@ -182,7 +183,7 @@ class _Trainer:
         log = RunLog(self.out, start) if rt.is_main else None
         if rt.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
-            write_atomic(self.out / "config.yaml", cfg.to_yaml().encode())
+            write_atomic(self.run_dir.config_yaml, cfg.to_yaml().encode())
             info = {**rt.describe(), **data["info"], "codec": codec.info.to_dict(),
                     "n_params": model.get_num_params(), "start_iter": start,
                     "max_iters": cfg.max_iters, "out_dir": str(self.out), "resumed": state is not None}
@@ -237,7 +238,7 @@ class _Trainer:
                 self._evaluate(log)
             if cfg.checkpoint_interval and self.iter_num % cfg.checkpoint_interval == 0:
                 self._save("last")
-                self._save(f"step_{self.iter_num:06d}")
+                self._save(step_name(self.iter_num))
         if rt.is_main:
             self._save("last")
         return status
@@ -290,13 +291,13 @@ class _Trainer:
         target_flux = self.codec.decode(tokens.cpu(), bands).numpy()
         pred_flux = self.codec.decode(predicted.cpu(), bands).numpy()
         png = galaxy_grid(list(zip(target_flux, pred_flux, strict=True)), ["codec tokens", "model prediction"])
-        path = self.out / "val_images" / f"step_{self.iter_num:06d}.png"
+        path = self.run_dir.val_image(self.iter_num)
         write_atomic(path, png)
         for cb in self.callbacks:
             cb.on_val_images(self.iter_num, str(path))
 
     def _save(self, kind: str) -> None:
-        path = self.ckpt_root / kind
+        path = self.run_dir.checkpoint(kind)
         meta = {"codec": self.codec.info.to_dict(), "step": self.iter_num, "best_val_loss": self.best,
                 "train_config": self.cfg.model_dump(mode="json"), "runtime": self.rt.describe()}
         trainer_state = {"optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),

@@ -6,6 +6,7 @@ import csv
 from pathlib import Path
 
 from astropt.plotting import loss_figure, write_atomic
+from astropt.run_dir import RunDir
 
 COLUMNS = ("step", "train_loss", "val_loss", "eval_train_loss", "lr", "tokens_per_s")
 
@@ -14,8 +15,8 @@ class RunLog:
     """Rows keyed by step; on resume at step k, rows after k (from a killed run) are dropped."""
 
     def __init__(self, out_dir: Path, start_step: int):
-        self.csv_path = out_dir / "loss.csv"
-        self.png_path = out_dir / "loss.png"
+        self.csv_path = RunDir(out_dir).loss_csv
+        self.png_path = RunDir(out_dir).loss_png
         self.rows: dict[int, dict[str, float]] = {}
         if start_step and self.csv_path.is_file():
             with self.csv_path.open() as fh:

@@ -12,6 +12,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from astropt.run_dir import RunDir
 from service.store.models import ACTIVE_PHASES, FINISHED_PHASES, Job, MetricPoint, utcnow
 
 
@@ -186,11 +187,7 @@ def best_checkpoint_dir(session: Session, job_id: str) -> Path | None:
     job = session.get(Job, job_id)
     if job is None or job.phase != "completed":
         return None
-    for name in ("best", "last"):
-        candidate = Path(job.out_dir) / "checkpoints" / name
-        if (candidate / "model.safetensors").is_file():
-            return candidate
-    return None
+    return RunDir(Path(job.out_dir)).best_or_last()
 
 
 def requeue_if_orphaned(session: Session, job_id: str, lease_seconds: float) -> bool:
