@@ -88,7 +88,7 @@ async def _service_error(_: Request, exc: Exception) -> JSONResponse:
         issue = {"loc": ["body", *exc.field.split(".")], "field": exc.field, "msg": exc.detail,
                  "type": "value_error"}
         return JSONResponse({"detail": [issue]}, status_code=422)
-    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 class ServiceError(Exception):
     status_code = 400
+    headers: dict[str, str] | None = None  # e.g. Retry-After on 429/503
 
     def __init__(self, detail: str):
         super().__init__(detail)

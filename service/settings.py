@@ -135,12 +135,19 @@ class InferenceSettings(BaseSettings):
         2.0, ge=0.0, le=1000.0, description="How long the oldest request waits for others to batch with."
     )
     max_queue: int = Field(64, ge=1, description="Requests waiting before new ones get 503.")
+    max_queued_mb: float = Field(
+        64.0, gt=0, description="Image memory of the requests waiting for the engine (each holds its "
+        "96x96 crop, 147 KiB for 4 bands) before new ones get 503 with Retry-After."
+    )
     request_timeout_s: float = Field(120.0, gt=0, description="A request waiting longer gets 503.")
     max_models: int = Field(2, ge=1, description="Models kept loaded (LRU).")
     max_cache_mb: int = Field(2048, ge=1, description="Parameter memory of cached models + codecs.")
     max_concurrent_uploads: int = Field(
         8, ge=1, description="Uploads read and parsed at once (each may hold max_upload_mb + "
         "max_decompressed_mb in memory); more wait their turn."
+    )
+    max_waiting_uploads: int = Field(
+        64, ge=0, description="Uploads waiting for a parse slot before new ones get 429 with Retry-After."
     )
     max_upload_mb: float = Field(32.0, gt=0, description="Largest upload accepted (413 beyond).")
     max_decompressed_mb: float = Field(256.0, gt=0, description="Largest inflated image data.")

@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from astropt.constants import CROP, DEFAULT_BANDS
+from astropt.constants import DEFAULT_BANDS
+from astropt.inference.limits import centre_crop
 
 GALAXY_THRESHOLD_SIGMA = 1.0
 BRIGHT_SNR = 50.0
@@ -30,12 +31,6 @@ BRIGHTNESS_EDGES = (1.0, 3.0, 10.0, 30.0, 100.0, np.inf)  # truth / sigma
 BRIGHTNESS_BINS = tuple(zip(BRIGHTNESS_EDGES[:-1], BRIGHTNESS_EDGES[1:], strict=True))
 BAR = {"rms_crop": 1.0, "rms_galaxy": 1.0, "flux_error": 0.02}
 EVAL_SEED = 2026  # held out: the trainer validates on mock seed 777 and trains on its own mix
-
-
-def centre_crop(cube: np.ndarray, size: int = CROP) -> np.ndarray:
-    h, w = cube.shape[-2:]
-    top, left = (h - size) // 2, (w - size) // 2
-    return cube[..., top : top + size, left : left + size]
 
 
 def residual_stats(recon: np.ndarray, truth: np.ndarray, sigma: np.ndarray) -> dict[str, np.ndarray]:

@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 from astropt.codec import CodecHandle, check_same_codec
-from astropt.constants import CROP, DEFAULT_BANDS, TOKENS_PER_IMAGE
+from astropt.constants import DEFAULT_BANDS, TOKENS_PER_IMAGE
+from astropt.inference.limits import centre_crop
 from astropt.inference.uploads import Cube
 from astropt.tokenise import restore_first_token, shift_for_training
 from astropt.torch_policy import autocast
@@ -92,13 +93,6 @@ class Reconstruction:
             "mse": self.mse,
             "codec_mse": self.codec_mse,
         }
-
-
-def centre_crop(flux: np.ndarray, size: int = CROP) -> np.ndarray:
-    """The codec's own crop: ``start = (side - size) // 2`` on both axes."""
-    h, w = flux.shape[-2:]
-    top, left = (h - size) // 2, (w - size) // 2
-    return flux[..., top : top + size, left : left + size]
 
 
 def check_model_codec(model_codec: dict[str, Any] | None, codec: CodecHandle) -> None:

@@ -40,7 +40,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from astropt.constants import DEFAULT_BANDS
-from astropt.inference.limits import MIN_SIDE, InputError, UploadLimits, normalise_band, parse_bands
+from astropt.inference.limits import (
+    MIN_SIDE,
+    InputError,
+    UploadLimits,
+    centre_crop,
+    normalise_band,
+    parse_bands,
+)
 from astropt.inference.upload_fits import read_fits
 
 FITS_MAGIC = b"SIMPLE  ="
@@ -59,6 +66,11 @@ class Cube:
     flux: np.ndarray
     bands: tuple[str, ...]
     warnings: list[str] = field(default_factory=list)
+
+    def central_crop(self) -> Cube:
+        """Only what inference reads (the codec's 96x96 centre crop), in its own small array,
+        so a large upload's full image can be freed as soon as it is parsed."""
+        return Cube(np.ascontiguousarray(centre_crop(self.flux)).copy(), self.bands, list(self.warnings))
 
     @property
     def missing_bands(self) -> tuple[str, ...]:

@@ -83,6 +83,7 @@ class InferenceEngine:
         self._pending: list[Work] = []
         self._cond = threading.Condition()
         self._serials = itertools.count(1)
+        self._queued_bytes = 0  # image bytes of the pending requests
         self._stop = False
         self._thread: threading.Thread | None = None
         self._celery: Any = None
@@ -111,7 +112,14 @@ class InferenceEngine:
             if len(self._pending) >= self.settings.max_queue:
                 self.m_requests.labels(work.kind, "busy").inc()
                 raise EngineBusy(f"the inference queue is full ({self.settings.max_queue} waiting); retry shortly")
+            max_bytes = int(self.settings.max_queued_mb * 2**20)
+            if self._queued_bytes + work.cube.flux.nbytes > max_bytes:
+                self.m_requests.labels(work.kind, "busy").inc()
+                raise EngineBusy(f"the inference queue holds {self._queued_bytes} bytes of images; "
+                                 f"this one ({work.cube.flux.nbytes} bytes) would pass the limit "
+                                 f"({max_bytes} bytes): retry shortly")
             self._pending.append(work)
+            self._queued_bytes += work.cube.flux.nbytes
             self._cond.notify_all()
         try:
             result = await asyncio.wait_for(
@@ -122,7 +130,7 @@ class InferenceEngine:
             self.m_requests.labels(work.kind, "timeout").inc()
             raise EngineBusy(
                 f"the request waited more than {self.settings.request_timeout_s:.0f} s for the "
-                "inference engine; it is overloaded: retry later"
+                "inference engine; it is overloaded: retry later", retry_after_s=10.0,
             ) from exc
         except BaseException:
             self.m_requests.labels(work.kind, "error").inc()
@@ -176,6 +184,7 @@ class InferenceEngine:
             for work in self._pending:
                 work.future.cancel()
             self._pending.clear()
+            self._queued_bytes = 0
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(timeout)
@@ -191,6 +200,7 @@ class InferenceEngine:
             "model_loads": self.cache.loads,
             "evictions": self.cache.evictions,
             "queued": len(self._pending),
+            "queued_bytes": self._queued_bytes,
         }
 
     # -- compute-thread side ---------------------------------------------------------------
@@ -212,6 +222,7 @@ class InferenceEngine:
             batch = same[:max_batch]
             for work in batch:
                 self._pending.remove(work)
+                self._queued_bytes -= work.cube.flux.nbytes
             return batch
 
     def _loop(self) -> None:

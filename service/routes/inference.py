@@ -23,7 +23,7 @@ from astropt.constants import DEFAULT_BANDS
 from astropt.inference.errors import REQUEST_ERRORS, http_status
 from astropt.inference.pipeline import Reconstruction, ReconstructOptions
 from astropt.inference.render import render_png, to_fits, to_npy
-from astropt.inference.uploads import Cube, InputError, parse_upload
+from astropt.inference.uploads import Cube, InputError, UploadLimits, parse_upload
 from service import artifacts
 from service.errors import ServiceError
 from service.inference.engine import BatchResult, InferenceEngine, Work
@@ -37,9 +37,11 @@ FORM_OVERHEAD = 64 * 1024  # multipart boundaries and the small fields around th
 
 
 class InferenceError(ServiceError):
-    def __init__(self, status: int, detail: str):
+    def __init__(self, status: int, detail: str, retry_after_s: float | None = None):
         super().__init__(detail)
         self.status_code = status
+        if retry_after_s is not None:
+            self.headers = {"Retry-After": str(max(1, math.ceil(retry_after_s)))}
 
 
 class _Form(BaseModel):
@@ -116,9 +118,22 @@ def _upload_slots(request: Request, engine: InferenceEngine) -> asyncio.Semaphor
 async def _read_request(
     request: Request, form_type: type[_Form], engine: InferenceEngine
 ) -> tuple[_Form, Cube]:
-    # Bodies and inflated images are held in memory: bound how many are read/parsed at once.
-    async with _upload_slots(request, engine):
+    # Bodies and inflated images are held in memory: bound how many are read/parsed at once,
+    # and how many wait for that (a waiting request holds a connection, not yet its body).
+    slots, state = _upload_slots(request, engine), request.app.state
+    waiting = getattr(state, "inference_uploads_waiting", 0)
+    if slots.locked() and waiting >= engine.settings.max_waiting_uploads:
+        raise InferenceError(429, f"{waiting} uploads are already waiting to be read; retry shortly",
+                             retry_after_s=1.0)
+    state.inference_uploads_waiting = waiting + 1
+    try:
+        await slots.acquire()
+    finally:
+        state.inference_uploads_waiting -= 1
+    try:
         return await _read_and_parse(request, form_type, engine)
+    finally:
+        slots.release()
 
 
 async def _read_and_parse(
@@ -137,10 +152,16 @@ async def _read_and_parse(
         raise InferenceError(422, f"invalid form field(s): {issues}") from exc
     data = await upload.read()
     try:
-        cube = await run_in_threadpool(parse_upload, data, upload.filename or "", params.bands, limits)
+        cube = await run_in_threadpool(_parse_crop, data, upload.filename or "", params.bands, limits)
     except InputError as exc:
         raise InferenceError(http_status(exc), exc.message) from exc
     return params, cube
+
+
+def _parse_crop(data: bytes, name: str, bands: str | None, limits: UploadLimits) -> Cube:
+    """The checked upload, kept as its 96x96 crop only: a queued request holds 147 KiB, not the
+    full image (up to max_side^2 pixels per band)."""
+    return parse_upload(data, name, bands, limits).central_crop()
 
 
 def resolve_checkpoint(settings: Settings, job_id: str | None, name: str | None) -> tuple[str, str, Path]:
@@ -175,7 +196,7 @@ async def _run(request: Request, engine: InferenceEngine, work_kind: str, params
     except REQUEST_ERRORS as exc:
         status = http_status(exc)
         prefix = f"the model of job {job_id} ({name}) cannot be used: " if status == 409 else ""
-        raise InferenceError(status, prefix + str(exc)) from exc
+        raise InferenceError(status, prefix + str(exc), getattr(exc, "retry_after_s", None)) from exc
     except Exception as exc:  # the image could not be processed; never a bare 500
         log.exception("inference failed")
         raise InferenceError(422, f"this image could not be processed: {type(exc).__name__}: {exc}") from exc

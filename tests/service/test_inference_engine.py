@@ -106,3 +106,27 @@ def test_precision_choice():
     assert choose_precision("float32", torch.device("cpu")) == torch.float32
     assert choose_precision("bfloat16", torch.device("cpu")) == torch.bfloat16
     assert choose_precision("auto", torch.device("cpu")) in (torch.float32, torch.bfloat16)
+
+
+def test_the_queue_is_bounded_by_image_bytes(checkpoints):
+    crop = Cube(np.ones((4, 96, 96), np.float32), DEFAULT_BANDS)  # 147,456 bytes
+    full = Cube(np.ones((4, 160, 160), np.float32), DEFAULT_BANDS)  # 409,600 bytes
+    settings = InferenceSettings(max_wait_ms=0.0, max_queued_mb=0.2, torch_threads=1)  # 209,715 bytes
+    engine = InferenceEngine(settings)
+    try:
+        with pytest.raises(EngineBusy, match="would pass the limit") as refused:
+            asyncio.run(engine.submit(Work("reconstruct", checkpoints[0], full, ReconstructOptions(mode="codec"))))
+        assert refused.value.retry_after_s >= 1
+        result = asyncio.run(engine.submit(Work("reconstruct", checkpoints[0], crop, ReconstructOptions(mode="codec"))))
+        assert result.value.codec.shape == (4, 96, 96)
+        assert engine.stats()["queued_bytes"] == 0  # released when its batch was taken
+    finally:
+        engine.close()
+
+
+def test_a_parsed_upload_keeps_only_its_central_crop():
+    flux = np.arange(4 * 200 * 160, dtype=np.float32).reshape(4, 200, 160)
+    cube = Cube(flux, DEFAULT_BANDS, ["w"]).central_crop()
+    assert cube.flux.shape == (4, 96, 96) and cube.flux.base is None  # its own array, not a view
+    np.testing.assert_array_equal(cube.flux, flux[:, 52:148, 32:128])
+    assert cube.bands == DEFAULT_BANDS and cube.warnings == ["w"]
