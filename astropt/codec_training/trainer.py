@@ -290,7 +290,7 @@ def train_codec(cfg: CodecTrainConfig, progress: bool = True) -> Path:
     """Train (resuming from ``cfg.out/checkpoints/last`` when present); returns the export dir."""
     from tqdm.auto import tqdm
 
-    from astropt.codec.loading import _with_config
+    from astropt.codec.layout import _with_config
     from astropt.codec_training.mix import build_pool
 
     out = Path(cfg.out).expanduser().resolve()

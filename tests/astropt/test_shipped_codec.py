@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from astropt.codec import SHIPPED_DIR, WEIGHTS_NAME, fingerprint, load_codec
-from astropt.codec import loading as codec_mod
+from astropt.codec import layout as codec_mod
 from astropt.codec_training.evaluate import BAR, EVAL_SEED, evaluate_codec
 from astropt.codec_training.trainer import TRAINING_CARD
 from astropt.data.mock import simulate_galaxy
