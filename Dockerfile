@@ -19,6 +19,7 @@ COPY pyproject.toml README.md ./
 COPY astropt ./astropt
 COPY service ./service
 COPY worker ./worker
+COPY broker ./broker
 RUN if [ -n "$TORCH_INDEX_URL" ]; then pip install torch --index-url "$TORCH_INDEX_URL"; fi \
  && pip install ".[service]"
 
