@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from astropt.run_dir import checkpoint_kind, prune_step_checkpoints
+from astropt.run_dir import CheckpointKind, prune_step_checkpoints
 from astropt.training import TrainCallback
 from service.store import repository, session_scope
 
@@ -61,14 +61,11 @@ class StoreCallback(TrainCallback):
             repository.update_job(session, self.job_id, iteration=step)
             self._refresh_best(session)
 
-    def on_checkpoint(self, step: int, path: str, kind: str) -> None:
+    def on_checkpoint(self, step: int, path: str, kind: CheckpointKind) -> None:
         name = Path(path).name
-        is_step = checkpoint_kind(name) == "step"
-        removed = prune_step_checkpoints(Path(path).parent, self.keep_steps) if is_step else []
+        removed = prune_step_checkpoints(Path(path).parent, self.keep_steps) if kind == "step" else []
         with session_scope(self.url) as session:
-            repository.record_checkpoint(
-                session, self.job_id, name, "step" if is_step else kind, step, removed
-            )
+            repository.record_checkpoint(session, self.job_id, name, kind, step, removed)
 
     def should_stop(self) -> bool:
         now = time.monotonic()

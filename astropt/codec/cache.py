@@ -23,7 +23,7 @@ from astropt.codec.spec import _hub_snapshot, resolve
 
 
 class CacheKey(NamedTuple):
-    codec: str  # "source:target"
+    codec: str  # "<source>:<target>" of the resolved spec
     device: str
 
 

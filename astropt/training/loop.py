@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -23,7 +23,7 @@ from astropt.config import TrainConfig
 from astropt.data import open_split
 from astropt.model import GPT, GPTConfig, ModalityConfig
 from astropt.plotting import galaxy_grid, write_atomic
-from astropt.run_dir import CONFIG_FILE, RunDir, step_name
+from astropt.run_dir import CONFIG_FILE, CheckpointKind, RunDir, checkpoint_kind, step_name
 from astropt.tokenise import (
     MODALITY,
     TokenCollate,
@@ -48,16 +48,19 @@ class TrainCallback:
     def on_start(self, info: dict[str, Any]) -> None: ...
     def on_log(self, step: int, metrics: dict[str, float]) -> None: ...
     def on_eval(self, step: int, metrics: dict[str, float]) -> None: ...
-    def on_checkpoint(self, step: int, path: str, kind: str) -> None: ...
+    def on_checkpoint(self, step: int, path: str, kind: CheckpointKind) -> None: ...
     def on_val_images(self, step: int, path: str) -> None: ...
 
     def should_stop(self) -> bool:
         return False
 
 
+TrainStatus = Literal["completed", "stopped"]
+
+
 @dataclass
 class TrainResult:
-    status: str  # "completed" | "stopped"
+    status: TrainStatus
     step: int
     best_val_loss: float | None
     out_dir: str
@@ -192,11 +195,11 @@ class _Trainer:
         status = self._loop(data["train"], start, log)
         return TrainResult(status, self.iter_num, self.best, str(self.out))
 
-    def _loop(self, batches: TokenBatches | StreamBatches, start: int, log: RunLog | None) -> str:
+    def _loop(self, batches: TokenBatches | StreamBatches, start: int, log: RunLog | None) -> TrainStatus:
         cfg, rt = self.cfg, self.rt
         self.iter_num = start
         tokens_per_step = cfg.batch_size * self.accum * 575 * rt.world_size
-        status = "completed"
+        status: TrainStatus = "completed"
         if start == 0 and rt.is_main:
             self._evaluate(log)  # the untrained baseline, ~ln(vocab)
         self.net.train()
@@ -296,8 +299,8 @@ class _Trainer:
         for cb in self.callbacks:
             cb.on_val_images(self.iter_num, str(path))
 
-    def _save(self, kind: str) -> None:
-        path = self.run_dir.checkpoint(kind)
+    def _save(self, name: str) -> None:
+        path = self.run_dir.checkpoint(name)
         meta = {"codec": self.codec.info.to_dict(), "step": self.iter_num, "best_val_loss": self.best,
                 "train_config": self.cfg.model_dump(mode="json"), "runtime": self.rt.describe()}
         trainer_state = {"optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
@@ -305,4 +308,4 @@ class _Trainer:
                          "best_val_loss": self.best}
         save_checkpoint(path, self.model, meta=meta, trainer_state=trainer_state)
         for cb in self.callbacks:
-            cb.on_checkpoint(self.iter_num, str(path), kind)
+            cb.on_checkpoint(self.iter_num, str(path), checkpoint_kind(name))
