@@ -15,7 +15,7 @@ import torch
 
 import astropt.codec as codec_module
 from astropt.checkpoints import CheckpointError, load_checkpoint
-from astropt.codec import CodecError, CodecHandle, check_same_codec, load_codec
+from astropt.codec import CodecHandle, check_same_codec, load_codec
 
 
 @dataclass
@@ -97,5 +97,3 @@ class ModelCache:
             if all(e.codec is not old.codec for e in self._entries.values()):
                 codec_module.evict_codec(old.codec)
 
-
-__all__ = ["CheckpointError", "CodecError", "LoadedModel", "ModelCache"]

@@ -12,7 +12,8 @@ seeded completion must not depend on which other requests happened to share its 
 
 GPU routing: with ``backend="celery"`` each request is sent, already validated, to the
 ``inference`` Celery queue instead (in its wire form, ``astropt.inference.wire``); the workers
-there run the same ``InferenceRuntime.run_batch`` with their own model cache. Remote requests are not micro-batched across requests (one task, one image).
+there run the same ``InferenceRuntime.run_batch`` with their own model cache. Remote requests
+are not micro-batched across requests (one task, one image).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from astropt.inference.errors import EngineBusy
+from astropt.inference.errors import EngineBusy, error_kind
 from astropt.inference.runtime import InferenceRuntime
 from astropt.inference.wire import InferenceRequest, reply_from_wire
 from service.settings import InferenceSettings
@@ -236,7 +237,7 @@ class InferenceEngine:
             try:
                 self._run(live)
             except BaseException as exc:  # keep the thread alive whatever a batch does
-                expected = isinstance(exc, ValueError)  # input/codec/checkpoint errors explain themselves
+                expected = error_kind(exc) is not None  # request errors explain themselves
                 log.log(logging.INFO if expected else logging.ERROR, "inference batch failed: %s", exc,
                         exc_info=not expected)
                 for work in live:
