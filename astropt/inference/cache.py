@@ -16,6 +16,7 @@ import torch
 import astropt.codec as codec_module
 from astropt.checkpoints import CheckpointError, load_checkpoint
 from astropt.codec import CodecHandle, check_same_codec, load_codec
+from astropt.run_dir import WEIGHTS_FILE
 
 
 @dataclass
@@ -61,7 +62,7 @@ class ModelCache:
 
     def get(self, checkpoint: Path) -> LoadedModel:
         """The loaded model of a checkpoint directory (reloaded when its weights changed)."""
-        weights = checkpoint / "model.safetensors"
+        weights = checkpoint / WEIGHTS_FILE
         try:
             key = WeightsVersion(str(checkpoint.resolve()), weights.stat().st_mtime)
         except OSError as exc:

@@ -180,3 +180,12 @@ def test_ddp_two_processes_on_gloo_see_disjoint_samples(tmp_path):
     assert len(ids0) + len(ids1) == ranks[0]["n"] + ranks[1]["n"]
     assert (run / "checkpoints" / "last" / "model.safetensors").is_file()
     assert torch.isfinite(torch.tensor(list(read_train_losses(run).values()))).all()
+
+
+def test_periodic_checkpoints_are_reported_with_their_kind(tmp_path):
+    cfg = tiny_config(tmp_path, max_iters=6, eval_interval=6, checkpoint_interval=3, n_val_images=0)
+    rec = Recorder()
+    train(cfg, [rec])
+    assert (3, "step") in rec.checkpoints and (6, "step") in rec.checkpoints
+    assert {k for _, k in rec.checkpoints} == {"best", "last", "step"}
+    assert (Path(cfg.out_dir) / "checkpoints" / "step_000003" / "model.safetensors").is_file()
