@@ -54,13 +54,16 @@ def test_a_large_upload_is_queued_as_its_crop_only(server):
 
 def test_a_full_byte_budget_answers_503_with_retry_after(server):
     client, app, _, job_id = server
-    engine = app.state.inference_engine
-    engine._queued_bytes += CROP_BYTES  # as if one request were already waiting
+    roomy = app.state.inference_engine
+    # A budget smaller than one crop: the queue is "full" for every request.
+    tight = InferenceEngine(InferenceSettings(max_queued_mb=0.5 * CROP_BYTES / 2**20, torch_threads=1))
+    app.state.inference_engine = tight
     try:
         response = client.post("/reconstruct", files={"file": ("g.npy", _npy(_cube(side=160)))},
                                data={"job_id": job_id, "mode": "codec"})
     finally:
-        engine._queued_bytes -= CROP_BYTES
+        app.state.inference_engine = roomy
+        tight.close()
     assert response.status_code == 503 and "would pass the limit" in response.json()["detail"]
     assert int(response.headers["Retry-After"]) >= 1
 
