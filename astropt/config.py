@@ -17,7 +17,8 @@ from astropt.constants import AION_VOCAB_SIZE, DEFAULT_BANDS, TOKENS_PER_IMAGE
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: Infinity/NaN (or "inf" strings) are never a sensible setting.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class ModelSettings(_Strict):
@@ -71,7 +72,7 @@ class DataSettings(_Strict):
     )
     streaming: bool = Field(True, description="Stream the hf dataset instead of downloading it.")
     n_mock: int = Field(2048, ge=8, description="Galaxies in the mock data set.")
-    mock_seed: int = Field(0, description="Seed of the mock data set (galaxy i is fixed by seed and i).")
+    mock_seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed of the mock data set (galaxy i is fixed by seed and i).")
     val_fraction: float = Field(0.05, gt=0.0, lt=0.5, description="Share of galaxies held out for validation (by object id, no leakage).")
     shuffle_buffer: int = Field(1000, ge=1, description="Shuffle buffer for streamed sources.")
     bands: tuple[str, ...] = Field(DEFAULT_BANDS, description="Band names of the 4 flux planes, as the codec knows them.")
@@ -121,10 +122,11 @@ class TrainConfig(_Strict):
     log_interval: int = Field(10, ge=1, description="Record train loss, lr and tokens/s every N steps.")
     checkpoint_interval: int = Field(0, ge=0, description="Also checkpoint every N iters; 0 = off.")
     n_val_images: int = Field(4, ge=0, le=16, description="Validation galaxies drawn at each evaluation (0 = none).")
-    device: str = Field("auto", description="'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'.")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d{1,2})?|mps)$",
+                        description="'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="auto: bf16 autocast on GPUs that support it, fp16 + GradScaler otherwise, fp32 on CPU.")
     compile: Literal["auto", "on", "off"] = Field("auto", description="torch.compile; auto = on for CUDA.")
-    seed: int = Field(1337, description="Seed of initialisation, batch order and dropout.")
+    seed: int = Field(1337, ge=0, le=2**32 - 1, description="Seed of initialisation, batch order and dropout.")
     num_threads: int = Field(0, ge=0, description="CPU threads for torch; 0 = torch default.")
 
     @field_validator("codec")

@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from astropt import __version__
+from service.body_guard import BodyGuard
 from service.errors import ServiceError, SpecInvalid
 from service.jobs import Publisher
 from service.metrics import ServiceMetrics
@@ -51,7 +52,9 @@ def create_app(
     app.state.publish = publish
     app.state.check_broker = check_broker
     app.state.metrics = ServiceMetrics(settings.resolved_database_url)
-    app.middleware("http")(app.state.metrics.middleware)
+    app.add_middleware(BodyGuard, timeout_seconds=settings.body_timeout_seconds,
+                       json_limit=settings.max_json_body_bytes)
+    app.middleware("http")(app.state.metrics.middleware)  # outermost: counts every answer
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.include_router(jobs.router)

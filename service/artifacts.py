@@ -54,20 +54,30 @@ def safe_file(out_dir: Path, relative: str) -> Path:
 def checkpoint_dir(out_dir: Path, name: str) -> Path:
     if not CHECKPOINT_NAME.match(name):
         raise NotFound(f"no checkpoint {name!r}: names are best, last or step_NNNNNN")
-    directory = RunDir(out_dir.resolve()).checkpoint(name)
-    if not (directory / CONFIG_FILE).is_file():
-        raise NotFound(f"checkpoint {name!r} does not exist (yet)")
+    root = out_dir.resolve()
+    directory = RunDir(root).checkpoint(name).resolve()  # a symlinked checkpoint must stay inside
+    if not directory.is_relative_to(root) or not (directory / CONFIG_FILE).is_file():
+        raise NotFound(f"checkpoint {name!r} does not exist (yet) in this job's run directory")
     return directory
 
 
 def zip_checkpoint(directory: Path) -> Path:
-    """A temporary zip of a checkpoint directory (stored, not compressed: weights do not shrink)."""
+    """A temporary zip of a checkpoint directory (stored, not compressed: weights do not shrink).
+
+    Only regular files whose real path stays inside ``directory`` are archived: a symlink (to a
+    file or a directory) never takes the archive out of the run directory.
+    """
+    root = directory.resolve()
     descriptor, name = tempfile.mkstemp(prefix=f"{directory.name}-", suffix=".zip")
     os.close(descriptor)
     with zipfile.ZipFile(name, "w", compression=zipfile.ZIP_STORED) as archive:
-        for path in sorted(directory.rglob("*")):
-            if path.is_file() and not path.is_symlink():
-                archive.write(path, arcname=f"{directory.name}/{path.relative_to(directory).as_posix()}")
+        for folder, subdirs, files in os.walk(root, followlinks=False):
+            subdirs.sort()
+            for file_name in sorted(files):
+                path = Path(folder) / file_name
+                if path.is_symlink() or not path.is_file() or not path.resolve().is_relative_to(root):
+                    continue
+                archive.write(path, arcname=f"{directory.name}/{path.relative_to(root).as_posix()}")
     return Path(name)
 
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from astropt.codec import CodecError, resolve
 from astropt.run_dir import RunDir
 from service import artifacts
 from service.errors import Conflict, NotFound, SpecInvalid, TooManyJobs, Unavailable
@@ -24,6 +23,7 @@ from service.schemas import (
     Progress,
 )
 from service.settings import Settings
+from service.spec_checks import check_spec
 from service.store import repository
 from service.store.models import FINISHED_PHASES, Job
 
@@ -44,14 +44,7 @@ def submit(session: Session, settings: Settings, publish: Publisher, spec: JobSp
 
 
 def _check_limits(session: Session, settings: Settings, spec: JobSpec) -> None:
-    if spec.max_iters > settings.max_iters_limit:
-        raise SpecInvalid("max_iters", f"max_iters ({spec.max_iters}) exceeds this service's "
-                          f"limit of {settings.max_iters_limit}")
-    if spec.codec not in ("default", "shipped"):
-        try:
-            resolve(spec.codec)
-        except CodecError as exc:
-            raise SpecInvalid("codec", str(exc)) from exc
+    check_spec(spec, settings)
     active = repository.count_active(session)
     if active >= settings.max_active_jobs:
         raise TooManyJobs(f"{active} jobs are queued or running (limit {settings.max_active_jobs}); "

@@ -76,7 +76,7 @@ JOB_SPEC_EXAMPLES: dict[str, dict[str, Any]] = {
 class ResumeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     max_iters: int | None = Field(
-        None, ge=1, description="New total iteration count (must exceed the checkpoint's step).",
+        None, ge=1, le=2**62, strict=True, description="New total iteration count (must exceed the checkpoint's step).",
         examples=[200],
     )
 

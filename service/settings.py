@@ -54,6 +54,36 @@ class Settings(BaseSettings):
     cancel_poll_seconds: float = Field(1.0, gt=0, description="How often the loop asks the store.")
     events_poll_seconds: float = Field(1.0, gt=0, description="How often /events looks for news.")
 
+    # -- hardening: what a job may touch and ask for (see docs/operations.md, "Security") --
+    data_roots: list[Path] = Field(
+        default_factory=list, description="Extra read-only directories a job's data.path (source "
+        "local) or codec may name, as a JSON list: '[\"/data/legacy\"]'. Jobs write only under data_dir.",
+    )
+    max_attempts: int = Field(3, ge=1, le=100, description="Times a job is started before a job whose "
+                              "worker keeps dying is failed.")
+    max_batch_size: int = Field(1024, ge=1, description="Largest batch_size a job may ask for.")
+    max_grad_accum: int = Field(1024, ge=1, description="Largest grad_accum a job may ask for.")
+    max_tokens_per_step: int = Field(
+        8192 * 575, ge=575, description="Largest batch_size x grad_accum x 575 tokens per optimiser step."
+    )
+    max_n_mock: int = Field(100_000, ge=8, description="Largest mock data set (data.n_mock).")
+    max_eval_iters: int = Field(1000, ge=1, description="Largest eval_iters.")
+    max_num_threads: int = Field(256, ge=1, description="Largest num_threads.")
+    max_model_params: int = Field(2_000_000_000, ge=1, description="Largest model (parameters) a job may build.")
+    max_json_body_bytes: int = Field(1 << 20, ge=1024, description="Largest JSON body (POST /jobs).")
+    body_timeout_seconds: float = Field(
+        30.0, gt=0, description="Time a client has to send a request body (slow clients get 408)."
+    )
+    broker_timeout_seconds: float = Field(5.0, gt=0, description="Connect/read timeout of broker calls.")
+    database_timeout_seconds: float = Field(
+        10.0, gt=0, description="Connect timeout and (PostgreSQL) statement timeout of database calls."
+    )
+
+    @property
+    def readable_roots(self) -> list[Path]:
+        """Where a job may read data: the data directory and the configured read-only roots."""
+        return [self.data_dir.resolve(), *(root.expanduser().resolve() for root in self.data_roots)]
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:

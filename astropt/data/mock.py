@@ -35,6 +35,8 @@ ZERO_POINT = 22.5  # nanomaggies
 NOISE_SIGMA = np.array([0.004, 0.006, 0.010, 0.012])  # per pixel, nanomaggies
 GENERATOR_VERSION = "mock-galsim-2"  # 2: pixels quantised to ~sigma/64
 MANIFEST_NAME = "manifest.json"
+# Written into every mock directory astropt creates: only such a directory is ever replaced.
+MARKER_NAME = ".astropt-mock"
 
 _COLOUR_NAMES = ("g_r", "r_i", "i_z")
 # Colours (AB mag differences g-r, r-i, i-z): old bulges are redder than star-forming disks.
@@ -253,10 +255,10 @@ def write_mock_dataset(
         raise ValueError(f"n and shard_size must be >= 1 (got n={n}, shard_size={shard_size})")
     if is_complete(out_dir, n, seed):
         return out_dir
-    if out_dir.exists() and any(out_dir.iterdir()) and read_manifest(out_dir) is None:
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not (out_dir / MARKER_NAME).is_file():
         raise FileExistsError(
-            f"{out_dir} exists and is not a mock data set (no {MANIFEST_NAME}); "
-            "choose an empty or new directory"
+            f"{out_dir} exists and was not created by astropt as a mock data set (no {MARKER_NAME}); "
+            "it is left alone: choose an empty or new directory"
         )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
@@ -290,6 +292,7 @@ def write_mock_dataset(
             "seconds_per_galaxy": elapsed / n,
         }
         (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2))
+        (tmp / MARKER_NAME).write_text("created by astropt; this directory may be replaced\n")
         tmp.chmod(0o755)
         _replace_dir(tmp, out_dir)
     except BaseException:

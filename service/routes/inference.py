@@ -25,6 +25,7 @@ from astropt.inference.pipeline import Reconstruction, ReconstructOptions
 from astropt.inference.render import render_png, to_fits, to_npy
 from astropt.inference.uploads import Cube, InputError, UploadLimits, parse_upload
 from service import artifacts
+from service.deps import ApiKey
 from service.errors import ServiceError
 from service.inference.engine import BatchResult, InferenceEngine, Work
 from service.settings import InferenceSettings, Settings
@@ -118,12 +119,15 @@ def _upload_slots(request: Request, engine: InferenceEngine) -> asyncio.Semaphor
 async def _read_request(
     request: Request, form_type: type[_Form], engine: InferenceEngine
 ) -> tuple[_Form, Cube]:
-    # Bodies and inflated images are held in memory: bound how many are read/parsed at once,
-    # and how many wait for that (a waiting request holds a connection, not yet its body).
+    # The body arrives first (bounded in size and, by BodyGuard, in time) without a slot, so slow
+    # clients cannot hold slots. Inflated images are parsed under a slot; bodies waiting for one
+    # are held in memory, so how many may wait is bounded too (429).
+    limits = engine.settings.upload_limits()
+    form = await _read_form(request, limits.max_upload_bytes)
     slots, state = _upload_slots(request, engine), request.app.state
     waiting = getattr(state, "inference_uploads_waiting", 0)
     if slots.locked() and waiting >= engine.settings.max_waiting_uploads:
-        raise InferenceError(429, f"{waiting} uploads are already waiting to be read; retry shortly",
+        raise InferenceError(429, f"{waiting} uploads are already waiting to be parsed; retry shortly",
                              retry_after_s=1.0)
     state.inference_uploads_waiting = waiting + 1
     try:
@@ -131,16 +135,12 @@ async def _read_request(
     finally:
         state.inference_uploads_waiting -= 1
     try:
-        return await _read_and_parse(request, form_type, engine)
+        return await _parse(form, form_type, limits)
     finally:
         slots.release()
 
 
-async def _read_and_parse(
-    request: Request, form_type: type[_Form], engine: InferenceEngine
-) -> tuple[_Form, Cube]:
-    limits = engine.settings.upload_limits()
-    form = await _read_form(request, limits.max_upload_bytes)
+async def _parse(form: FormData, form_type: type[_Form], limits: Any) -> tuple[_Form, Cube]:
     upload = form.get("file")
     if not isinstance(upload, UploadFile):
         raise InferenceError(422, "no file: send the image in a multipart field named 'file'")
@@ -208,7 +208,7 @@ def _number(value: float | None) -> str:
 
 
 @router.post("/reconstruct", summary="Reconstruct a galaxy image through the codec and a model",
-             openapi_extra=_multipart_doc(ReconstructForm), response_class=Response,
+             dependencies=[ApiKey], openapi_extra=_multipart_doc(ReconstructForm), response_class=Response,
              responses={200: {"content": {"image/png": {}, "application/fits": {},
                                           "application/octet-stream": {}, "application/json": {}},
                               "description": "PNG panel (metrics in X-* headers), FITS, .npy or JSON"}})
@@ -260,7 +260,7 @@ def _json_metrics(recon: Reconstruction) -> dict[str, Any]:
 
 
 @router.post("/embed", summary="Embed a galaxy image with a model (pooled hidden states)",
-             openapi_extra=_multipart_doc(EmbedForm))
+             dependencies=[ApiKey], openapi_extra=_multipart_doc(EmbedForm))
 async def embed_image(request: Request) -> JSONResponse:
     engine = get_engine(request)
     params, cube = await _read_request(request, EmbedForm, engine)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Request, Response, status
+from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
 
 from service import jobs
+from service.body_guard import strict_job_body
 from service.deps import ApiKey, PublisherDep, SessionDep, SettingsDep
 from service.schemas import (
     JOB_SPEC_EXAMPLES,
@@ -20,6 +21,8 @@ from service.schemas import (
 )
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
+MAX_OFFSET = 2**31 - 1
+MAX_STEP = 2**62  # steps are 64-bit integers in the store
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut, "description": "Unknown job id"}}
 AUTH: dict[int | str, dict[str, Any]] = {401: {"model": ErrorOut, "description": "Missing or wrong API key"}}
@@ -32,7 +35,8 @@ CONFLICT: dict[int | str, dict[str, Any]] = {
 
 
 @router.post(
-    "", status_code=status.HTTP_201_CREATED, response_model=JobOut, dependencies=[ApiKey],
+    "", status_code=status.HTTP_201_CREATED, response_model=JobOut,
+    dependencies=[ApiKey, Depends(strict_job_body)],
     summary="Submit a training job",
     responses={**AUTH, **INVALID,
                429: {"model": ErrorOut, "description": "Too many active jobs"},
@@ -55,7 +59,7 @@ def list_jobs(
     session: SessionDep,
     phase: Annotated[Phase | None, Query(description="Only jobs in this phase")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> JobList:
     items, total = jobs.list_jobs(session, phase, limit, offset)
     return JobList(items=[jobs.summary(job) for job in items], total=total, limit=limit, offset=offset)
@@ -65,7 +69,7 @@ def list_jobs(
             summary="A job with its curves")
 def get_job(
     job_id: str, session: SessionDep, settings: SettingsDep,
-    since: Annotated[int | None, Query(ge=0, description="Only curve points after this iteration "
+    since: Annotated[int | None, Query(ge=0, le=MAX_STEP, description="Only curve points after this iteration "
                                        "(incremental polling)")] = None,
 ) -> JobOut:
     """Phase, timestamps, spec, device, codec, progress, loss curves (train, val, lr; thinned to

@@ -1,0 +1,134 @@
+"""What a job spec may ask of this service: paths inside its data roots, bounded numbers.
+
+The CLI (a person on their own machine) may point a run anywhere; a job submitted over HTTP
+may read only under the data directory or the configured read-only roots, write only under
+the data directory, and ask for at most the limits in the settings. Every refusal is a 422
+that names the field and the limit (or the allowed roots).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+from astropt.codec import CodecError, resolve
+from service.errors import SpecInvalid
+from service.schemas import JobSpec
+from service.settings import Settings
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
+MAX_SEED = 2**32 - 1
+# Bounds that are facts rather than policy (no setting): sizes no run here can use.
+FIXED_LIMITS: dict[str, float] = {
+    "model.block_size": 8192,
+    "data.shuffle_buffer": 1_000_000,
+    "optim.learning_rate": 10.0,
+    "optim.min_lr": 10.0,
+    "optim.weight_decay": 10.0,
+    "optim.grad_clip": 1e6,
+}
+# Step counts: none may exceed the service's max_iters limit.
+STEP_FIELDS = ("eval_interval", "log_interval", "checkpoint_interval", "optim.warmup_iters",
+               "optim.lr_decay_iters")
+
+
+def check_spec(spec: JobSpec, settings: Settings) -> None:
+    """Raise :class:`SpecInvalid` for anything this service will not run."""
+    _check_numbers(spec, settings)
+    _check_paths(spec, settings)
+    _check_codec(spec.codec, settings)
+
+
+def _value(spec: JobSpec, dotted: str) -> Any:
+    node: Any = spec
+    for part in dotted.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def _limit(spec: JobSpec, field: str, limit: float, setting: str | None = None) -> None:
+    value = _value(spec, field)
+    if value is None:
+        return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise SpecInvalid(field, f"{field} must be a finite number")
+    if value > limit:
+        where = f" (setting ASTROPT_{setting.upper()})" if setting else ""
+        raise SpecInvalid(field, f"{field} ({value}) exceeds this service's limit of {limit:g}{where}")
+
+
+def _check_numbers(spec: JobSpec, settings: Settings) -> None:
+    for field, setting in (("max_iters", "max_iters_limit"), ("batch_size", "max_batch_size"),
+                           ("grad_accum", "max_grad_accum"), ("data.n_mock", "max_n_mock"),
+                           ("eval_iters", "max_eval_iters"), ("num_threads", "max_num_threads")):
+        _limit(spec, field, getattr(settings, setting), setting)
+    for field in STEP_FIELDS:
+        _limit(spec, field, settings.max_iters_limit, "max_iters_limit")
+    for field, limit in FIXED_LIMITS.items():
+        _limit(spec, field, limit)
+    for field in ("seed", "data.mock_seed"):
+        value = _value(spec, field)
+        if not 0 <= value <= MAX_SEED:
+            raise SpecInvalid(field, f"{field} ({value}) must be between 0 and {MAX_SEED}")
+    tokens = spec.batch_size * spec.grad_accum * 575
+    if tokens > settings.max_tokens_per_step:
+        raise SpecInvalid("batch_size", f"batch_size x grad_accum x 575 tokens ({tokens}) exceeds this "
+                          f"service's limit of {settings.max_tokens_per_step} tokens per step "
+                          "(setting ASTROPT_MAX_TOKENS_PER_STEP)")
+    params = estimate_params(spec)
+    if params > settings.max_model_params:
+        raise SpecInvalid("model", f"the model would have about {params:,} parameters; this service's "
+                          f"limit is {settings.max_model_params:,} (setting ASTROPT_MAX_MODEL_PARAMS)")
+
+
+def estimate_params(spec: JobSpec) -> int:
+    """Weights of a GPT of this shape: 12 d^2 per block plus token and position embeddings."""
+    m = spec.model
+    return 12 * m.n_layer * m.n_embd**2 + 2 * m.vocab_size * m.n_embd + m.block_size * m.n_embd
+
+
+def _roots_text(roots: list[Path]) -> str:
+    return ", ".join(str(root) for root in roots)
+
+
+def inside(path: Path, roots: list[Path]) -> bool:
+    resolved = path.expanduser().resolve()
+    return any(resolved.is_relative_to(root) for root in roots)
+
+
+def _check_paths(spec: JobSpec, settings: Settings) -> None:
+    data = spec.data
+    if data.source == "hf" and not HUB_ID.match(data.hf_dataset):
+        raise SpecInvalid("data.hf_dataset", f"data.hf_dataset ({data.hf_dataset!r}) must be a Hugging "
+                          "Face dataset id like 'owner/name'; for files on this machine use "
+                          "data.source 'local' with a data.path inside the allowed roots")
+    if not data.path:
+        return
+    path = Path(data.path)
+    if data.source == "mock":  # the mock is generated (written) at data.path
+        writable = [settings.data_dir.resolve()]
+        if not inside(path, writable):
+            raise SpecInvalid("data.path", f"data.path ({data.path}) is written for a mock data set and "
+                              f"must be inside the service's data directory: {_roots_text(writable)}")
+        return
+    if not inside(path, settings.readable_roots):
+        raise SpecInvalid("data.path", f"data.path ({data.path}) is outside the allowed data roots: "
+                          f"{_roots_text(settings.readable_roots)} (setting ASTROPT_DATA_ROOTS)")
+
+
+def _check_codec(codec: str, settings: Settings) -> None:
+    if codec in ("default", "shipped"):
+        return
+    try:
+        source, target = resolve(codec)
+    except CodecError as exc:
+        raise SpecInvalid("codec", str(exc)) from exc
+    if source == "random" and int(target) > MAX_SEED:
+        raise SpecInvalid("codec", f"codec {codec!r}: the seed must be at most {MAX_SEED}")
+    if source == "local" and not inside(Path(target), settings.readable_roots):
+        raise SpecInvalid("codec", f"codec directory {codec} is outside the allowed data roots: "
+                          f"{_roots_text(settings.readable_roots)} (setting ASTROPT_DATA_ROOTS)")
+    if source == "hub" and not HUB_ID.match(target):
+        raise SpecInvalid("codec", f"codec {codec!r} is not a Hugging Face model id like 'owner/name'")
