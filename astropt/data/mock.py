@@ -257,7 +257,7 @@ def write_mock_dataset(
         return out_dir
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not (out_dir / MARKER_NAME).is_file():
         raise FileExistsError(
-            f"{out_dir} exists and was not created by astropt as a mock data set (no {MARKER_NAME}); "
+            f"{out_dir} exists and is not a mock data set created by astropt (no {MARKER_NAME}); "
             "it is left alone: choose an empty or new directory"
         )
     out_dir.parent.mkdir(parents=True, exist_ok=True)

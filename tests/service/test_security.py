@@ -93,7 +93,7 @@ def test_a_directory_the_project_did_not_create_is_never_replaced(tmp_path: Path
     foreign.mkdir()
     (foreign / MANIFEST_NAME).write_text(json.dumps({"n": 1, "seed": 9}))
     (foreign / "notes.txt").write_text("mine")
-    with pytest.raises(FileExistsError, match="not created by astropt"):
+    with pytest.raises(FileExistsError, match="not a mock data set created by astropt"):
         write_mock_dataset(foreign, 8, 0, progress=False)
     assert (foreign / "notes.txt").read_text() == "mine"
     ours = write_mock_dataset(tmp_path / "ours", 8, 0, progress=False)
