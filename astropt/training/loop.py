@@ -31,6 +31,7 @@ from astropt.tokenise import (
     shift_for_training,
     tokenise_dataset,
 )
+from astropt.training.attempts import AttemptLog
 from astropt.training.batches import FixedBatches, StreamBatches, TokenBatches
 from astropt.training.run_log import RunLog
 from astropt.training.runtime import (
@@ -184,6 +185,7 @@ class _Trainer:
             "val": FixedBatches(data["val_eval"], cfg.eval_iters),
         }
         log = RunLog(self.out, start) if rt.is_main else None
+        self.attempts = AttemptLog(self.out, start, state is not None) if rt.is_main else None
         if rt.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             write_atomic(self.run_dir.config_yaml, cfg.to_yaml().encode())
@@ -231,6 +233,7 @@ class _Trainer:
             dt = time.perf_counter() - t0
             if not rt.is_main:
                 continue
+            self.attempts.stepped(self.iter_num)
             metrics = {"train_loss": loss_sum / self.accum, "lr": lr,
                        "tokens_per_s": tokens_per_step / max(dt, 1e-9), "iter_time_s": dt}
             if self.iter_num % cfg.log_interval == 0 or self.iter_num == 1:
@@ -307,5 +310,7 @@ class _Trainer:
                          "rng": rng_state(self.rt.device), "iter_num": self.iter_num,
                          "best_val_loss": self.best}
         save_checkpoint(path, self.model, meta=meta, trainer_state=trainer_state)
+        if kind == "last":
+            self.attempts.checkpointed(self.iter_num)
         for cb in self.callbacks:
             cb.on_checkpoint(self.iter_num, str(path), checkpoint_kind(name))

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from astropt.config import TrainConfig
 from astropt.training import TrainCallback, learning_rate, train
+from astropt.training.attempts import read_attempts
 
 
 def tiny_config(tmp_path: Path, **overrides) -> TrainConfig:
@@ -119,6 +120,26 @@ def test_resume_reproduces_uninterrupted_losses(tmp_path):
     assert sorted(b) == list(range(1, 17))  # no gaps, no duplicates across the restart
     for step in range(7, 17):
         assert b[step] == pytest.approx(a[step], abs=1e-5), step
+    # attempt 2 restored the step-6 checkpoint and trained 7..16: nothing twice, nothing skipped
+    first, second = read_attempts(resumed.out_dir)
+    assert (first["first_step"], first["last_step"], first["last_checkpoint"]) == (1, 6, 6)
+    assert (second["resumed_from"], second["first_step"], second["last_step"]) == (6, 7, 16)
+
+
+def test_best_val_loss_and_best_checkpoint_survive_resume(tmp_path):
+    # Guards the resumed run's memory of its best: a resume that forgot best_val_loss would
+    # call its first (worse) evaluation the best and overwrite the best checkpoint with it.
+    stopped = train(tiny_config(tmp_path), [StopAt(8)])
+    best_before = stopped.best_val_loss
+    assert stopped.step == 8 and best_before is not None
+    diverging = tiny_config(tmp_path, optim={"learning_rate": 3.0, "warmup_iters": 0})
+    rec = Recorder()
+    resumed = train(diverging, [rec])
+    assert [s for s, _ in rec.evals] == [16] and rec.evals[0][1]["val_loss"] > best_before
+    assert resumed.best_val_loss == best_before
+    best = json.loads((Path(resumed.out_dir) / "checkpoints" / "best" / "config.json").read_text())
+    assert best["step"] == 8 and best["best_val_loss"] == best_before
+    assert ("best" not in {k for s, k in rec.checkpoints if s > 8})
 
 
 def test_resume_refuses_a_different_codec(tmp_path):

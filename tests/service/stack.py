@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import psycopg
+import pytest
 import redis
 import uvicorn
 
@@ -197,3 +198,40 @@ class ThreadedServer:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+def run_dir(stack: Stack, job_id: str) -> Path:
+    return Path(stack.env["ASTROPT_DATA_DIR"]) / "runs" / job_id
+
+
+def assert_resumed_from_checkpoint(out_dir: Path, final_step: int, killed: bool = False,
+                                   checkpoint_interval: int = 5) -> list[dict[str, Any]]:
+    """Guards resume: attempt 2 restored attempt 1's checkpoint and went on from its step + 1.
+
+    A worker that restarts from step 0 (``resume=False``) fails here: its second attempt
+    has no ``resumed_from`` and starts at step 1. A clean stop (cancel, completion) must
+    lose nothing, so no step is trained twice; a killed attempt may only lose the steps
+    after its last checkpoint.
+    """
+    from astropt.training.attempts import read_attempts
+
+    first, second = read_attempts(out_dir)
+    assert first["attempt"] == 1 and first["resumed_from"] is None and first["first_step"] == 1, first
+    restored = second["resumed_from"]
+    assert second["attempt"] == 2 and restored is not None and restored > 0, second
+    assert second["first_step"] == restored + 1, second
+    assert second["last_step"] == final_step, second
+    if killed:  # the steps after the restored checkpoint were lost with the process
+        assert first["last_checkpoint"] <= restored <= first["last_step"], (first, second)
+        assert restored % checkpoint_interval == 0 and first["last_step"] - restored < checkpoint_interval
+    else:  # nothing lost, nothing trained twice
+        assert restored == first["last_step"] == first["last_checkpoint"], (first, second)
+    return [first, second]
+
+
+def assert_best_checkpoint_is_the_minimum(job: dict[str, Any]) -> None:
+    """``best_val_loss`` and the ``best`` checkpoint describe the lowest val loss of all attempts."""
+    val = job["curves"]["val_loss"]
+    best_at = val["steps"][val["values"].index(min(val["values"]))]
+    assert job["best_val_loss"] == pytest.approx(min(val["values"]), rel=1e-5)
+    assert {c["name"]: c["step"] for c in job["checkpoints"]}["best"] == best_at

@@ -12,6 +12,7 @@ import pytest
 from service.schemas import TINY_CPU_JOB
 from tests.service.stack import (
     Stack,
+    assert_resumed_from_checkpoint,
     service_env,
     tiny_spec,
     unique_queue,
@@ -58,4 +59,6 @@ def test_serve_demo_runs_jobs_and_recovers_after_a_crash(standalone: Stack, tmp_
     job = wait_for_job(client, job_id, {"completed"})
     assert job["attempts"] == 2
     assert job["curves"]["train_loss"]["steps"] == list(range(1, 31))
+    # the crash cost at most the steps after the last checkpoint; attempt 2 started from it
+    assert_resumed_from_checkpoint(data / "runs" / job_id, final_step=30, killed=True)
     assert (data / "runs" / job_id / "checkpoints" / "last" / "model.safetensors").is_file()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,8 +13,11 @@ import pytest
 
 from tests.service.stack import (
     Stack,
+    assert_best_checkpoint_is_the_minimum,
+    assert_resumed_from_checkpoint,
     postgres_schema,
     redis_url,
+    run_dir,
     service_env,
     tiny_spec,
     unique_queue,
@@ -118,6 +120,9 @@ def test_job_completes_with_a_falling_curve_then_resumes(sqlite_stack: Stack) ->
     assert job["attempts"] == 2 and job["progress"]["iteration"] == 40
     assert steps(job["curves"]["train_loss"]) == list(range(1, 41))
     assert steps(job["curves"]["val_loss"]) == [0, 10, 20, 30, 40]
+    # resume-after-complete: attempt 2 trained exactly steps 31..40 from the step-30 checkpoint
+    assert_resumed_from_checkpoint(run_dir(sqlite_stack, job_id), final_step=40)
+    assert_best_checkpoint_is_the_minimum(job)
 
 
 def test_cancel_mid_run_leaves_a_checkpoint_then_resume(sqlite_stack: Stack) -> None:
@@ -137,6 +142,9 @@ def test_cancel_mid_run_leaves_a_checkpoint_then_resume(sqlite_stack: Stack) -> 
     client.post(f"/jobs/{job_id}/resume", json={"max_iters": stopped_at + 4})
     job = wait_for_job(client, job_id, {"completed"})
     assert steps(job["curves"]["train_loss"]) == list(range(1, stopped_at + 5))
+    # cancel-then-resume: the cancelled attempt's last checkpoint is where attempt 2 began
+    first, _ = assert_resumed_from_checkpoint(run_dir(sqlite_stack, job_id), final_step=stopped_at + 4)
+    assert first["last_step"] == stopped_at
     assert client.delete(f"/jobs/{job_id}").status_code == 204
 
 
@@ -154,7 +162,7 @@ def test_postgres_job_survives_a_killed_worker(postgres_stack: Stack) -> None:
     job_id = client.post("/jobs", json=tiny_spec(max_iters=40)).json()["id"]
     wait_for_iteration(client, job_id, 12)
     postgres_stack.kill_worker(first)
-    time.sleep(6)  # let the dead worker's lease (5 s in tests) run out
+    # nothing but a live worker's recovery (once the dead one's lease ran out) may touch the job
     assert client.get(f"/jobs/{job_id}").json()["phase"] == "running"
     postgres_stack.start_worker()
     job = wait_for_job(client, job_id, {"completed"})
@@ -163,4 +171,6 @@ def test_postgres_job_survives_a_killed_worker(postgres_stack: Stack) -> None:
     assert train == list(range(1, 41))  # no gap, no duplicate
     assert_falling(job["curves"]["train_loss"]["values"])
     assert steps(job["curves"]["val_loss"]) == [0, 10, 20, 30, 40]
-    assert job["best_val_loss"] == min(job["curves"]["val_loss"]["values"])
+    assert_best_checkpoint_is_the_minimum(job)
+    # kill -9: attempt 2 restored the dead attempt's checkpoint (not step 0)
+    assert_resumed_from_checkpoint(run_dir(postgres_stack, job_id), final_step=40, killed=True)
