@@ -184,23 +184,75 @@ def test_set_overrides_parse_yaml_values(tmp_path):
         TrainConfig.from_dict({}, ["optim.learning_rate"])
 
 
+def single_process_reference(cfg: TrainConfig, world_size: int) -> dict[str, torch.Tensor]:
+    """What DDP must equal: one process, rank 0's initialisation, each step on the ranks'
+    batches concatenated (written here from the recipe, independently of the loop)."""
+    from astropt.codec import load_codec
+    from astropt.data import open_split
+    from astropt.model import GPT
+    from astropt.tokenise import shift_for_training, tokenise_dataset
+    from astropt.training.batches import TokenBatches
+    from astropt.training.loop import gpt_config
+
+    codec = load_codec(cfg.codec, device=torch.device("cpu"))
+    streams = []
+    for rank in range(world_size):
+        split = open_split(cfg.data, "train", rank=rank, world_size=world_size, seed=cfg.seed)
+        tokens = tokenise_dataset(split, codec, bands=cfg.data.bands, progress=False)
+        streams.append(TokenBatches(tokens, cfg.batch_size, cfg.seed + 7919 * rank))
+    torch.manual_seed(cfg.seed)
+    model = GPT(gpt_config(cfg))
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    keep = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.optim.weight_decay},
+                             {"params": keep, "weight_decay": 0.0}],
+                            lr=cfg.optim.learning_rate, betas=(cfg.optim.beta1, cfg.optim.beta2))
+    for step in range(cfg.max_iters):
+        for group in opt.param_groups:
+            group["lr"] = learning_rate(step, cfg)
+        combined = torch.cat([s.batch(step) for s in streams])
+        _, loss = model(*shift_for_training(combined))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return model.state_dict()
+
+
 @pytest.mark.slow
-def test_ddp_two_processes_on_gloo_see_disjoint_samples(tmp_path):
-    cfg = tiny_config(tmp_path, max_iters=4, eval_interval=4, data__n_mock=32)
+def test_ddp_two_processes_on_gloo_train_one_model(tmp_path):
+    # Guards the gradient all-reduce: without DDP the ranks start from different seeds and
+    # step on different batches, so their parameters differ from each other and from the
+    # one-process run on the combined batch.
+    from safetensors.torch import load_file
+
+    cfg = tiny_config(tmp_path, max_iters=3, eval_interval=100, n_val_images=0, data__n_mock=32,
+                      model={"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 576, "dropout": 0.0})
     cfg_path = tmp_path / "cfg.yaml"
     cfg_path.write_text(cfg.to_yaml())
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-           "--master_port=29533", "-m", "astropt.cli", "train", "--config", str(cfg_path)]
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(repo / "tests" / "astropt" / "ddp_probe.py"), str(cfg_path)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = Path(cfg.out_dir)
     ranks = [json.loads((run / f"data_rank{r}.json").read_text()) for r in (0, 1)]
     ids0, ids1 = set(ranks[0]["object_ids"]), set(ranks[1]["object_ids"])
-    assert ids0 and ids1 and not ids0 & ids1
+    assert ids0 and ids1 and not ids0 & ids1  # each rank trains on its own shard
     assert len(ids0) + len(ids1) == ranks[0]["n"] + ranks[1]["n"]
     assert (run / "checkpoints" / "last" / "model.safetensors").is_file()
     assert torch.isfinite(torch.tensor(list(read_train_losses(run).values()))).all()
+
+    p0, p1 = (load_file(str(run / f"params_rank{r}.safetensors")) for r in (0, 1))
+    reference = single_process_reference(cfg, world_size=2)
+    initial = initial_state(cfg)
+    for name, ref in reference.items():
+        assert torch.equal(p0[name], p1[name]), f"ranks disagree on {name}"
+        assert torch.allclose(p0[name], ref, atol=2e-5, rtol=1e-4), (
+            name, (p0[name] - ref).abs().max().item())
+    moved = max((reference[n] - initial[n]).abs().max().item() for n in reference)
+    assert moved > 1e-3  # the parameters did train, so agreeing means something
 
 
 def test_periodic_checkpoints_are_reported_with_their_kind(tmp_path):
@@ -210,3 +262,11 @@ def test_periodic_checkpoints_are_reported_with_their_kind(tmp_path):
     assert (3, "step") in rec.checkpoints and (6, "step") in rec.checkpoints
     assert {k for _, k in rec.checkpoints} == {"best", "last", "step"}
     assert (Path(cfg.out_dir) / "checkpoints" / "step_000003" / "model.safetensors").is_file()
+
+
+def initial_state(cfg: TrainConfig) -> dict[str, torch.Tensor]:
+    from astropt.model import GPT
+    from astropt.training.loop import gpt_config
+
+    torch.manual_seed(cfg.seed)
+    return GPT(gpt_config(cfg)).state_dict()
