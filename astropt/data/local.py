@@ -8,7 +8,13 @@ from typing import Any
 
 import numpy as np
 
-from astropt.data.samples import DataSourceError, as_cube, check_image_size, select_bands
+from astropt.data.samples import (
+    DataSourceError,
+    as_cube,
+    check_image_size,
+    fill_flagged,
+    select_bands,
+)
 
 CUBE_SUFFIXES = (".fits", ".fit", ".fits.gz", ".fit.gz", ".fz", ".npy")
 TABLE_SUFFIXES = (".parquet", ".arrow")
@@ -119,7 +125,7 @@ class CubeFiles:
         _check_cube_shape(file, data.shape, len(self.bands))
         cube = select_bands(as_cube(data, str(file)), None, self.bands, str(file))
         return {
-            "flux": np.nan_to_num(cube),
+            "flux": fill_flagged(cube, ~np.isfinite(cube), str(file)),  # NaN = no measurement
             "bands": [b.upper() for b in self.bands],
             "object_id": file.relative_to(self.root).as_posix(),
         }

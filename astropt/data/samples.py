@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 MIN_IMAGE_SIZE = 96  # the AION codec crops the central 96x96 pixels
+FILL_KERNEL_SIGMA_PX = 2.0  # flagged pixels are filled from neighbours within a few pixels
 SPLITS = ("train", "val")
 
 
@@ -83,6 +84,52 @@ def check_image_size(cube: np.ndarray, what: str) -> None:
         )
 
 
+def flagged_pixels(image: Mapping[str, Any], cube: np.ndarray, what: str) -> np.ndarray:
+    """Pixels that carry no measurement: ``mask`` True, ``ivar`` <= 0, or a non-finite flux."""
+    bad = ~np.isfinite(cube)
+    for name, flags in (("mask", lambda a: a.astype(bool)), ("ivar", lambda a: ~(a > 0))):
+        if image.get(name) is None:
+            continue
+        plane = np.asarray(image[name])
+        if plane.shape != cube.shape:
+            raise DataSourceError(f"{what}: '{name}' has shape {plane.shape}, flux has {cube.shape}")
+        bad |= flags(plane)
+    return bad
+
+
+def fill_flagged(cube: np.ndarray, bad: np.ndarray, what: str) -> np.ndarray:
+    """Replace flagged pixels by a Gaussian-weighted mean of their unflagged neighbours.
+
+    The codec has no notion of a missing pixel: a zero would read as empty sky (a hole in
+    the galaxy) and a flagged cosmic ray as a star. Filling from the neighbours keeps the
+    galaxy's light profile; pixels far from any good one take the band's median.
+    """
+    from astropy.convolution import Gaussian2DKernel, interpolate_replace_nans
+
+    if not bad.any():
+        return cube
+    out = cube.copy()
+    kernel = Gaussian2DKernel(x_stddev=FILL_KERNEL_SIGMA_PX)
+    for band in np.flatnonzero(bad.reshape(len(cube), -1).any(axis=1)):
+        good = ~bad[band]
+        if not good.any():
+            raise DataSourceError(f"{what}: band {band} has no unflagged pixel (mask/ivar)")
+        plane = np.where(good, cube[band], np.nan)
+        filled = interpolate_replace_nans(plane, kernel, boundary="extend")
+        out[band] = np.where(np.isfinite(filled), filled, np.median(cube[band][good]))
+    return out.astype(np.float32)
+
+
+def sigma_from_ivar(image: Mapping[str, Any], bad: np.ndarray) -> np.ndarray | None:
+    """Per-band pixel noise ``1/sqrt(median ivar)`` over unflagged pixels, if ``ivar`` is given."""
+    if image.get("ivar") is None:
+        return None
+    ivar = np.asarray(image["ivar"], dtype=np.float64)
+    sigma = [1.0 / np.sqrt(np.median(ivar[b][~bad[b]])) if (~bad[b]).any() else np.nan
+             for b in range(len(ivar))]
+    return np.asarray(sigma, dtype=np.float32)
+
+
 def raw_sample_from_row(
     row: Mapping[str, Any], wanted: Sequence[str], what: str, key: str | None = None
 ) -> dict[str, Any]:
@@ -93,7 +140,8 @@ def raw_sample_from_row(
     bands = _band_names(image.get("band"))
     cube = as_cube(image["flux"], what)
     check_image_size(cube, what)
-    flux = np.nan_to_num(select_bands(cube, bands, wanted, what))  # masked pixels -> 0
+    bad = flagged_pixels(image, cube, what)
+    flux = select_bands(fill_flagged(cube, bad, what), bands, wanted, what)
     sample: dict[str, Any] = {"flux": flux, "bands": [b.upper() for b in wanted]}
     if row.get("truth") is not None:
         sample["truth"] = select_bands(as_cube(row["truth"], what), bands, wanted, what)
@@ -102,6 +150,8 @@ def raw_sample_from_row(
         if bands is not None and bands != [b.upper() for b in wanted]:
             sigma = sigma[[bands.index(b.upper()) for b in wanted]]
         sample["noise_sigma"] = sigma
+    elif (sigma := sigma_from_ivar(image, bad)) is not None:
+        sample["noise_sigma"] = select_bands(sigma[:, None, None], bands, wanted, what)[:, 0, 0]
     object_id = row.get("object_id", key)
     if object_id is not None:
         sample["object_id"] = str(object_id)

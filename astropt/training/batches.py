@@ -59,6 +59,7 @@ class StreamBatches:
         self.batch_size = batch_size
         self._iter: Iterator[dict[str, Any]] | None = None
         self._next_index = 0
+        self.seen_ids: set[str] = set()  # object ids this process trained on (the stream has no index)
 
     def _restart(self) -> None:
         self._iter = iter(self.make_iterable())
@@ -83,7 +84,9 @@ class StreamBatches:
             self._raw_batch()
             self._next_index += 1
         self._next_index += 1
-        return self.collate(self._raw_batch())[MODALITY]
+        samples = self._raw_batch()
+        self.seen_ids.update(str(s["object_id"]) for s in samples if s.get("object_id") is not None)
+        return self.collate(samples)[MODALITY]
 
 
 class FixedBatches:

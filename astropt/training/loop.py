@@ -139,10 +139,14 @@ class _Trainer:
             "info": info,
         }
 
-    def _write_data_manifest(self, split: Any) -> None:
-        ids = getattr(split, "object_ids", None)
-        record = {"rank": self.rt.rank, "n": len(split), "fingerprint": getattr(split, "fingerprint", None),
-                  "object_ids": list(ids) if ids is not None else None}
+    def _write_data_manifest(self, split: Any, streamed_ids: list[str] | None = None) -> None:
+        if split is None:  # a stream: the ids this attempt trained on
+            record = {"rank": self.rt.rank, "n": len(streamed_ids), "fingerprint": None,
+                      "object_ids": streamed_ids, "streamed": True}
+        else:
+            ids = getattr(split, "object_ids", None)
+            record = {"rank": self.rt.rank, "n": len(split), "fingerprint": getattr(split, "fingerprint", None),
+                      "object_ids": list(ids) if ids is not None else None}
         self.out.mkdir(parents=True, exist_ok=True)
         write_atomic(self.out / f"data_rank{self.rt.rank}.json", json.dumps(record).encode())
 
@@ -247,6 +251,8 @@ class _Trainer:
                 self._save(step_name(self.iter_num))
         if rt.is_main:
             self._save("last")
+        if isinstance(batches, StreamBatches):  # what the finite path records up front
+            self._write_data_manifest(None, sorted(batches.seen_ids))
         return status
 
     def _should_stop(self) -> bool:

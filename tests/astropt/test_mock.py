@@ -104,7 +104,9 @@ def test_write_mock_dataset_refuses_a_foreign_directory(tmp_path) -> None:
         write_mock_dataset(tmp_path, 8, progress=False)
 
 
-def test_parquet_schema_matches_the_hugging_face_layout(tmp_path) -> None:
+def test_mock_parquet_layout_is_the_image_struct_the_readers_expect(tmp_path) -> None:
+    # The mock's own layout (upper-case bands, no ivar/mask); the seed data set's real
+    # schema is exercised with tests/astropt/seed_schema.py in test_seed_schema.py.
     import datasets
 
     out = write_mock_dataset(tmp_path / "m", 3, seed=0, progress=False)
