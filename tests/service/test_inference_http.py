@@ -203,7 +203,9 @@ def test_concurrent_requests_are_batched(server):
         ({"file": ("g.npy", _npy(np.zeros((3, 128, 128), np.float32)))}, {}, 422, "none are named"),
         ({"file": ("g.npy", _npy(np.zeros((4, 128, 128), np.float32)))}, {"bands": "u,g,r,i"}, 422, "unknown band"),
         ({"file": ("g.npy", _npy(np.full((4, 128, 128), np.nan, np.float32)))}, {}, 422, "NaN"),
-        ({"file": ("g.npy", _npy(np.zeros((4, 600, 600), np.float32)))}, {}, 413, "limit"),
+        # refused by the HTTP layer from Content-Length, before the body is read (the parser's
+        # own 413 says "upload is N bytes", so this needle tells the two apart)
+        ({"file": ("g.npy", _npy(np.zeros((4, 600, 600), np.float32)))}, {}, 413, "upload too large"),
         ({"file": ("g.gz", gzip.compress(b"\0" * 2**25))}, {}, 413, "inflates"),
         ({"file": ("g.npy", _npy(np.zeros((4, 128, 128), np.float32)))}, {"mode": "dream"}, 422, "mode"),
         ({"file": ("g.npy", _npy(np.zeros((4, 128, 128), np.float32)))}, {"keep_fraction": "2"}, 422, "keep_fraction"),
@@ -218,6 +220,20 @@ def test_bad_requests_get_clear_errors(server, files, data, status, needle):
     response = client.post("/reconstruct", files=files or {"other": ("x", b"1")}, data=data)
     assert response.status_code == status, response.text
     assert needle in response.json()["detail"]
+
+
+def test_chunked_upload_is_refused_while_it_is_read(server):
+    # No Content-Length: only the check on the bytes read so far can refuse it; without it
+    # the whole (malformed) body would be read and the multipart parser would answer 400.
+    client, _, _, _ = server
+
+    def body():
+        yield b"--x\r\n"
+        for _ in range(int(UPLOAD_LIMIT_MB * 16) + 8):
+            yield b"\0" * 2**16
+
+    response = client.post("/reconstruct", content=body(), headers={"content-type": "multipart/form-data; boundary=x"})
+    assert response.status_code == 413 and "upload too large" in response.json()["detail"]
 
 
 def test_not_multipart_and_running_job(server):
