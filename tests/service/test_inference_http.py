@@ -120,14 +120,18 @@ def test_png_panel_with_metrics_in_headers(server):
     assert Image.open(io.BytesIO(single.content)).size == png_size(1)
 
 
-def test_layouts_over_http(server):
+def test_layouts_over_http_give_the_same_tokens(server):
+    # Guards the upload readers: the same cube in four layouts (one HDU per band in another
+    # order, tile-compressed, gzip, channels-last .npy) must reach the codec identically.
     client, _, _, _ = server
     cube = _cube(256)
-    per_band = [fits.PrimaryHDU()] + [fits.ImageHDU(cube[i], name=b) for i, b in [(0, "G"), (1, "R"), (3, "Z")]]
-    compressed = _fits(fits.PrimaryHDU(), fits.CompImageHDU(cube.astype(">f4")))
+    order = [(3, "Z"), (0, "G"), (2, "I"), (1, "R")]
+    per_band = [fits.PrimaryHDU()] + [fits.ImageHDU(cube[i], name=b) for i, b in order]
+    lossless = fits.CompImageHDU(cube.astype(">f4"), compression_type="GZIP_1", quantize_level=0.0)
+    tokens = {}
     for name, payload, data in [
-        ("grz.fits", _fits(*per_band), {}),
-        ("c.fits.fz", compressed, {}),
+        ("griz.fits", _fits(*per_band), {}),
+        ("c.fits.fz", _fits(fits.PrimaryHDU(), lossless), {}),
         ("c.fits.gz", gzip.compress(_fits(fits.PrimaryHDU(cube))), {}),
         ("last.npy", _npy(np.moveaxis(cube, 0, -1)), {"bands": "g,r,i,z"}),
     ]:
@@ -135,8 +139,11 @@ def test_layouts_over_http(server):
         assert response.status_code == 200, (name, response.text)
         body = response.json()
         assert body["shape"] == [4, 96, 96] and len(body["tokens"]) == 576
+        tokens[name] = body["tokens"]
+    assert all(t == tokens["c.fits.gz"] for t in tokens.values()), {k: t[:8] for k, t in tokens.items()}
+    grz = [fits.PrimaryHDU()] + [fits.ImageHDU(cube[i], name=b) for i, b in [(0, "G"), (1, "R"), (3, "Z")]]
     assert "DES-I is missing" in client.post(
-        "/reconstruct", files={"file": ("grz.fits", _fits(*per_band))}).headers["X-Warnings"]
+        "/reconstruct", files={"file": ("grz.fits", _fits(*grz))}).headers["X-Warnings"]
 
 
 def test_fits_and_npy_outputs_and_codec_mode(server):
@@ -160,14 +167,31 @@ def test_completion_is_deterministic_with_a_seed(server):
     assert first["model_tokens"][:564] == first["tokens"][:564]
 
 
-def test_embed_pooling(server):
-    client, _, job_id, _ = server
+def test_embed_pooling_values(server):
+    client, app, job_id, _ = server
     response = client.post("/embed", files={"file": ("g.npy", _npy(_cube()))},
                            data={"pooling": "both", "job_id": job_id})
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["dim"] == 32 and set(body["embedding"]) == {"mean", "last"}
-    assert all(isinstance(x, float) for x in body["embedding"]["mean"])
+    # the values, against an independent computation: codec tokens of the centre crop, the
+    # model's training forward pass, and the hidden states its output head receives
+    from astropt.checkpoints import load_checkpoint
+    from astropt.constants import DEFAULT_BANDS
+
+    model, _ = load_checkpoint(app.state.settings.runs_dir / "done" / "checkpoints" / "best", device="cpu")
+    model.eval()
+    crop = _cube()[:, 32:128, 32:128][None]
+    tokens = load_codec("random:0").encode(crop, DEFAULT_BANDS)
+    seen = []
+    hook = model.decoders["images_aion"].register_forward_pre_hook(lambda _, args: seen.append(args[0]))
+    with torch.no_grad():
+        positions = torch.arange(575).expand(1, 575)
+        model({"images_aion": tokens[:, :-1], "images_aion_positions": positions})
+    hook.remove()
+    hidden = seen[0][0]
+    np.testing.assert_allclose(body["embedding"]["mean"], hidden.mean(0).numpy(), atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(body["embedding"]["last"], hidden[-1].numpy(), atol=1e-4, rtol=1e-4)
 
 
 def test_concurrent_requests_are_batched(server):
@@ -234,6 +258,26 @@ def test_chunked_upload_is_refused_while_it_is_read(server):
 
     response = client.post("/reconstruct", content=body(), headers={"content-type": "multipart/form-data; boundary=x"})
     assert response.status_code == 413 and "upload too large" in response.json()["detail"]
+
+
+def test_an_unexpected_failure_in_the_model_is_a_422_not_a_bare_500(server, tmp_path):
+    # Reaches the catch-all in service/routes/inference.py: a checkpoint whose token
+    # embedding is too small for the codec's tokens (IndexError inside the model) loads
+    # fine and then fails on the first image; the user gets 422 naming the error.
+    from astropt.model import ModalityConfig
+
+    client, app, _, _ = server
+    torch.manual_seed(0)
+    small = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=32, block_size=576,
+                          modalities=[ModalityConfig("images_aion", input_size=100, vocab_size=100)]))
+    run_dir = app.state.settings.runs_dir / "tiny-vocab"
+    save_checkpoint(run_dir / "checkpoints" / "best", small, meta={"codec": load_codec("random:0").info.to_dict()})
+    with session_scope(app.state.settings.resolved_database_url) as session:
+        job = create_job(session, uuid.uuid4().hex, {"max_iters": 1}, str(run_dir))
+        job.phase, job.finished_at, job_id = "completed", utcnow(), job.id
+    response = client.post("/embed", files={"file": ("g.npy", _npy(_cube()))}, data={"job_id": job_id})
+    assert response.status_code == 422, response.text
+    assert "could not be processed" in response.json()["detail"]
 
 
 def test_not_multipart_and_running_job(server):
