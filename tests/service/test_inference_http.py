@@ -195,9 +195,12 @@ def test_embed_pooling_values(server):
 
 
 def test_concurrent_requests_are_batched(server):
+    # Synchronised on the batch filling up, not on a time window: with a wait far longer
+    # than any test, the engine dispatches exactly when max_batch_size (8) requests are queued.
     client, app, _, _ = server
     engine = app.state.inference_engine
     before = dict(engine.batch_sizes)
+    window, engine.settings.max_wait_ms = engine.settings.max_wait_ms, 600_000.0
 
     async def burst() -> list[httpx.Response]:
         async with httpx.AsyncClient(base_url=str(client.base_url), timeout=60.0) as aclient:
@@ -207,11 +210,14 @@ def test_concurrent_requests_are_batched(server):
                 for k in range(8)
             ])
 
-    responses = asyncio.run(burst())
+    try:
+        responses = asyncio.run(burst())
+    finally:
+        engine.settings.max_wait_ms = window
     assert all(r.status_code == 200 for r in responses)
     new = {size: n - before.get(size, 0) for size, n in engine.batch_sizes.items() if n > before.get(size, 0)}
-    assert max(new) > 1 and sum(size * n for size, n in new.items()) == 8
-    assert max(int(r.headers["X-Batch-Size"]) for r in responses) > 1
+    assert new == {8: 1}
+    assert {int(r.headers["X-Batch-Size"]) for r in responses} == {8}
     metrics = client.get("/metrics").text
     assert 'astropt_inference_batch_size_count{kind="reconstruct"}' in metrics
     assert client.get("/inference/stats").json()["batch_sizes"]
