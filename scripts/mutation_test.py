@@ -7,7 +7,7 @@ edited), only its tests are run there, and it is reported CAUGHT (the tests fail
 SURVIVED (they passed). The exit status is non-zero when any mutation survives or cannot
 be applied (its snippet no longer matches exactly once: update the list with the code).
 
-    .venv/bin/python scripts/mutation_test.py            # all, one at a time
+    .venv/bin/python scripts/mutation_test.py -j 2       # all (two copies at a time)
     .venv/bin/python scripts/mutation_test.py --list
     .venv/bin/python scripts/mutation_test.py -k resume  # names containing "resume"
 """
@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -200,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-k", "--select", default="", help="only mutations whose name contains this")
     parser.add_argument("--list", action="store_true", help="list the mutations and exit")
     parser.add_argument("--timeout", type=float, default=600, help="seconds per mutation")
+    parser.add_argument("--jobs", "-j", type=int, default=1, help="mutations run at once (each in its own copy)")
     args = parser.parse_args(argv)
     chosen = [m for m in MUTATIONS if args.select in m.name]
     if args.list:
@@ -208,11 +210,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     failed = []
     print(f"{len(chosen)} mutations, one at a time on a copy of {REPO}")
-    for m in chosen:
-        verdict, seconds, detail = run_one(m, args.timeout)
-        print(f"{verdict:18s} {m.name:40s} {seconds:6.0f}s  {detail}", flush=True)
-        if not verdict.startswith("CAUGHT"):
-            failed.append(m.name)
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        futures = {pool.submit(run_one, m, args.timeout): m for m in chosen}
+        for future in as_completed(futures):
+            m = futures[future]
+            verdict, seconds, detail = future.result()
+            print(f"{verdict:18s} {m.name:40s} {seconds:6.0f}s  {detail}", flush=True)
+            if not verdict.startswith("CAUGHT"):
+                failed.append(m.name)
     caught = len(chosen) - len(failed)
     print(f"\n{caught}/{len(chosen)} caught; survived or not applied: {', '.join(failed) or 'none'}")
     return 1 if failed else 0
