@@ -59,11 +59,13 @@ class StreamBatches:
         self.batch_size = batch_size
         self._iter: Iterator[dict[str, Any]] | None = None
         self._next_index = 0
+        self._pass_empty = True
         self.seen_ids: set[str] = set()  # object ids this process trained on (the stream has no index)
 
     def _restart(self) -> None:
         self._iter = iter(self.make_iterable())
         self._next_index = 0
+        self._pass_empty = True
 
     def _raw_batch(self) -> list[dict[str, Any]]:
         assert self._iter is not None
@@ -71,10 +73,13 @@ class StreamBatches:
         while len(samples) < self.batch_size:
             try:
                 samples.append(next(self._iter))
+                self._pass_empty = False
             except StopIteration:
-                if not samples and self._next_index == 0:
-                    raise ValueError("the data stream yielded no samples") from None
+                if self._pass_empty:  # a whole pass without a sample: it would loop for ever
+                    raise ValueError("the data stream yielded no samples (an empty split? "
+                                     "check data.val_fraction and the data)") from None
                 self._iter = iter(self.make_iterable())  # next pass over the stream
+                self._pass_empty = True
         return samples
 
     def batch(self, index: int) -> torch.Tensor:

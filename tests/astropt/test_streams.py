@@ -60,3 +60,12 @@ def test_streamed_batches_train_resume_exactly_and_keep_object_ids(kind, seed_da
     assert record["streamed"] and ids, record  # the ids survive the stream into the run record
     assert all(i.startswith("mock-s0-") for i in ids)
     assert all(split_of(i, VAL_FRACTION) == "train" for i in ids)  # no validation galaxy trained on
+
+
+@pytest.mark.parametrize("index", [0, 3])
+def test_an_empty_stream_is_an_error_not_an_endless_loop(index):
+    from astropt.training.batches import StreamBatches
+
+    batches = StreamBatches(lambda: iter(()), collate=None, batch_size=2)
+    with pytest.raises(ValueError, match="yielded no samples"):
+        batches.batch(index)
