@@ -75,7 +75,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation("http-declared-size-check-removed", "service/routes/inference.py",
              "if declared.isdigit() and int(declared) > limit + FORM_OVERHEAD:",
              "if False:",
-             (f"{T_HTTP}::test_bad_requests_get_clear_errors",),
+             (f"{T_HTTP}::test_declared_oversized_upload_is_refused_before_its_body_is_sent",),
              "an oversized upload is read into memory before anything refuses it"),
     Mutation("http-streamed-size-check-removed", "service/routes/inference.py",
              "        if len(body) > limit + FORM_OVERHEAD:\n            raise InferenceError(413, too_big)",

@@ -252,6 +252,22 @@ def test_bad_requests_get_clear_errors(server, files, data, status, needle):
     assert needle in response.json()["detail"]
 
 
+def test_declared_oversized_upload_is_refused_before_its_body_is_sent(server):
+    # Only the Content-Length check answers without the body: the server must reply 413
+    # while the client has sent nothing but headers (the body-size check would wait for it).
+    client, _, _, _ = server
+    host, port = client.base_url.host, client.base_url.port
+    head = (f"POST /reconstruct HTTP/1.1\r\nHost: {host}\r\nContent-Type: multipart/form-data; boundary=x\r\n"
+            f"Content-Length: {100 * 2**20}\r\nConnection: close\r\n\r\n")
+    with socket.create_connection((host, port), timeout=60) as sock:
+        sock.sendall(head.encode())
+        chunks = []
+        while chunk := sock.recv(65536):  # the server closes after its answer
+            chunks.append(chunk)
+    reply = b"".join(chunks).decode(errors="replace")
+    assert reply.startswith("HTTP/1.1 413") and "upload too large" in reply, reply[:300]
+
+
 def test_chunked_upload_is_refused_while_it_is_read(server):
     # No Content-Length: only the check on the bytes read so far can refuse it; without it
     # the whole (malformed) body would be read and the multipart parser would answer 400.
