@@ -69,8 +69,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation("stream-drops-object-id", "astropt/data/sources.py",
              "stream.select_columns([c for c in SAMPLE_COLUMNS if c in renamed])",
              'stream.select_columns([c for c in SAMPLE_COLUMNS if c in renamed and c != "object_id"])',
-             ("tests/astropt/test_streams.py::test_streamed_batches_train_resume_exactly_and_keep_object_ids"
-              "[hf-streaming]",),
+             ("tests/astropt/test_streams.py::test_a_streamed_split_keeps_object_ids_and_splits_by_them",),
              "the streamed split falls back to row numbers: no ids, no leak-free split"),
     Mutation("http-declared-size-check-removed", "service/routes/inference.py",
              "if declared.isdigit() and int(declared) > limit + FORM_OVERHEAD:",

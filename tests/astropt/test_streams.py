@@ -69,3 +69,19 @@ def test_an_empty_stream_is_an_error_not_an_endless_loop(index):
     batches = StreamBatches(lambda: iter(()), collate=None, batch_size=2)
     with pytest.raises(ValueError, match="yielded no samples"):
         batches.batch(index)
+
+
+def test_a_streamed_split_keeps_object_ids_and_splits_by_them(seed_data, monkeypatch):
+    # Guards the leak-free split of streams: membership is decided by object id, and the id
+    # reaches each sample (a stream that dropped it would fall back to row numbers).
+    import datasets
+
+    from astropt.config import DataSettings
+    from astropt.data import open_split
+
+    monkeypatch.setattr(datasets.config, "SLEEP_TIME_ON_THREADS_SHUTDOWN", 0)
+    cfg = DataSettings(**stream_data("hf-streaming", seed_data))
+    seen = {s: [sample["object_id"] for sample in open_split(cfg, s)] for s in ("train", "val")}
+    everything = [f"mock-s0-{i:08d}" for i in range(16)]
+    assert sorted(seen["train"] + seen["val"]) == everything
+    assert all(split_of(i, VAL_FRACTION) == s for s, ids in seen.items() for i in ids)
