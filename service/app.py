@@ -18,6 +18,7 @@ from service.metrics import ServiceMetrics
 from service.routes import health, inference, jobs, outputs
 from service.settings import Settings, get_settings
 from service.store import migrate
+from service.ui import install_ui
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,9 @@ def create_app(
         migrate(settings.resolved_database_url)
         yield
 
-    app = FastAPI(title="AstroPT service", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(title="AstroPT service", version=__version__, description=DESCRIPTION, lifespan=lifespan,
+                  docs_url=None, redoc_url=None,  # served offline by service.ui
+                  openapi_url="/openapi.json" if settings.docs_enabled else None)
     app.state.settings = settings
     app.state.publish = publish
     app.state.check_broker = check_broker
@@ -61,6 +64,7 @@ def create_app(
     app.include_router(outputs.router)
     app.include_router(health.router)
     app.include_router(inference.router)
+    install_ui(app, docs_enabled=settings.docs_enabled)
     return app
 
 

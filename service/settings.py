@@ -52,6 +52,9 @@ class Settings(BaseSettings):
         60.0, gt=0, description="A running job whose heartbeat is older than this is orphaned."
     )
     cancel_poll_seconds: float = Field(1.0, gt=0, description="How often the loop asks the store.")
+    docs_enabled: bool = Field(
+        True, description="Serve /docs (Swagger UI), /redoc and /openapi.json; false hides them in production."
+    )
     events_poll_seconds: float = Field(1.0, gt=0, description="How often /events looks for news.")
 
     # -- hardening: what a job may touch and ask for (see docs/operations.md, "Security") --
