@@ -66,7 +66,10 @@ def chromium_page(network: NetworkLog | None = None, width: int = 1280, height: 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": width, "height": height})
+            # bypass_csp: Playwright's wait_for_function polls with eval, which the pages'
+            # Content-Security-Policy (script-src 'self') forbids; the network log still
+            # proves that nothing is fetched from elsewhere.
+            page = browser.new_page(viewport={"width": width, "height": height}, bypass_csp=True)
             page.set_default_timeout(60_000)
             if network is not None:
                 page.on("request", lambda request: network.urls.append(request.url))

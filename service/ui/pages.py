@@ -1,0 +1,92 @@
+"""The dashboard: server-rendered pages at /ui; their scripts talk to the JSON API.
+
+Pages read the store directly for the first render; live parts (the jobs table, curves,
+validation images) are then kept fresh by /ui/static/*.js through the public endpoints.
+Every page is self-contained (CSP 'self'): nothing is loaded from another host.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+
+from service import artifacts, jobs
+from service.deps import SessionDep, SettingsDep
+from service.schemas import JOB_SPEC_EXAMPLES
+from service.store import repository
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=HERE / "templates")
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'"
+)
+router = APIRouter(prefix="/ui", include_in_schema=False)
+
+
+def render(request: Request, template: str, **context: Any) -> HTMLResponse:
+    settings = request.app.state.settings
+    context.setdefault("needs_key", settings.api_key is not None)
+    response = templates.TemplateResponse(request, template, context)
+    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def as_json(model: Any) -> str:
+    """JSON for a <script type="application/json"> block (``</`` cannot close the tag)."""
+    data = model.model_dump(mode="json") if hasattr(model, "model_dump") else model
+    return json.dumps(data).replace("</", "<\\/")
+
+
+@router.get("")
+def home() -> RedirectResponse:
+    return RedirectResponse("/ui/jobs", status_code=307)
+
+
+@router.get("/jobs")
+def jobs_page(request: Request, session: SessionDep,
+              limit: Annotated[int, Query(ge=1, le=500)] = 100) -> HTMLResponse:
+    items, total = jobs.list_jobs(session, None, limit, 0)
+    summaries = [jobs.summary(job) for job in items]
+    return render(request, "jobs.html", jobs=summaries, total=total, limit=limit,
+                  initial=as_json({"items": [s.model_dump(mode="json") for s in summaries]}))
+
+
+@router.get("/jobs/{job_id}")
+def job_page(job_id: str, request: Request, session: SessionDep, settings: SettingsDep) -> HTMLResponse:
+    job = jobs.get(session, job_id)  # 404 for an unknown id
+    detail = jobs.detail(job, jobs.curves(session, job_id, None, settings.curve_max_points))
+    images = [path for path, _, kind in artifacts.list_files(Path(job.out_dir)) if kind == "val_image"]
+    return render(request, "job.html", job=detail, images=images,
+                  initial=as_json(detail), finished=job.phase in ("completed", "failed", "cancelled"))
+
+
+@router.get("/reconstruct")
+def reconstruct_page(request: Request, session: SessionDep,
+                     job_id: Annotated[str | None, Query(max_length=64)] = None) -> HTMLResponse:
+    completed, _ = jobs.list_jobs(session, "completed", 100, 0)
+    latest = repository.latest_completed_job(session)
+    return render(request, "reconstruct.html", jobs=[jobs.summary(j) for j in completed],
+                  selected=job_id or (latest.id if latest else None))
+
+
+@router.get("/submit")
+def submit_page(request: Request) -> HTMLResponse:
+    examples = {name: {"summary": example["summary"], "value": json.dumps(example["value"], indent=2)}
+                for name, example in openapi_examples(request).items()}
+    return render(request, "submit.html", examples=examples, first=next(iter(examples), None))
+
+
+def openapi_examples(request: Request) -> dict[str, dict[str, Any]]:
+    """The request examples of POST /jobs as the OpenAPI document states them."""
+    try:
+        body = request.app.openapi()["paths"]["/jobs"]["post"]["requestBody"]
+        return dict(body["content"]["application/json"]["examples"])
+    except KeyError:
+        return dict(JOB_SPEC_EXAMPLES)
