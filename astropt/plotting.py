@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -16,28 +17,77 @@ from astropy.visualization import make_lupton_rgb  # noqa: E402
 # Colour from g, r, z (blue, green, red) as Legacy Survey viewers do.
 RGB_BANDS = (3, 1, 0)
 LUPTON_Q = 8.0
-PEAK_TO_STRETCH = 4.0  # stretch = bright end / 4: the bright end lands at ~half brightness
-MIN_STRETCH = 1e-3  # nanomaggies; keeps blank images from dividing by ~0
+# The display scale (see DisplayScale). astropy maps intensity I above the black point to
+# asinh(I / softening) / (10 asinh(0.1 Q)) of full brightness (Q = 8: saturation at I = 761
+# softenings). The softening is NOISE_SOFTENING times the sky noise of the intensity, so
+# the sky (the black point) is black, a 1-sigma pixel lands at ~8% and a 3-sigma one at
+# ~20%: faint galaxies on a dark sky, as in the Legacy Survey viewer; unless the bright end needs more room: then the brightest pixels (99.9th
+# percentile) land at ~90% and do not saturate.
+NOISE_SOFTENING = 1.5
+BRIGHT_TO_SOFTENING = 365.0  # asinh(365) / (10 asinh(0.8)) = 0.90
+MIN_SOFTENING = 1e-4  # nanomaggies; keeps blank images from dividing by ~0
+MAD_TO_SIGMA = 1.4826  # Gaussian sigma from the median absolute deviation
 
 
-def display_stretch(flux: np.ndarray) -> float:
-    """A Lupton stretch (nanomaggies) that suits ``[4, H, W]`` flux: faint galaxies stay visible."""
-    rgb = np.nan_to_num(np.asarray(flux, dtype=np.float64)[list(RGB_BANDS)]).mean(axis=0)
-    return max(float(np.percentile(rgb, 99.5)) / PEAK_TO_STRETCH, MIN_STRETCH)
+@dataclass(frozen=True)
+class DisplayScale:
+    """How flux becomes colour: black point per displayed band and one asinh softening.
+
+    ``minimum``: the sky level of z, r, g (red, green, blue), mapped to black.
+    ``softening``: flux (nanomaggies, above the sky) where the asinh turns from linear to
+    logarithmic; ``noise``: the sky noise of the displayed intensity; ``bright``: the bright
+    end (99.9th percentile above the sky). Use one scale for panels that are to be compared.
+    """
+
+    minimum: tuple[float, float, float]
+    softening: float
+    noise: float
+    bright: float
 
 
-def lupton_rgb(flux: np.ndarray, stretch: float | None = None, minimum: float = 0.0) -> np.ndarray:
+def sky_noise(image: np.ndarray) -> tuple[float, float]:
+    """(sky level, sigma) of one band from its median and median absolute deviation:
+    robust while the galaxy covers less than about a third of the pixels."""
+    values = image[np.isfinite(image)]
+    if values.size == 0:
+        return 0.0, 0.0
+    sky = float(np.median(values))
+    return sky, MAD_TO_SIGMA * float(np.median(np.abs(values - sky)))
+
+
+def display_scale(flux: np.ndarray, noise_sigma: Sequence[float] | None = None) -> DisplayScale:
+    """The display scale for ``[4, H, W]`` flux: black at the sky, stretch from the noise
+    (faint galaxies on a dark sky) and from the bright end (bright ones unsaturated).
+
+    ``noise_sigma`` (per band, g r i z) overrides the noise estimated from the image.
+    """
+    flux = np.asarray(flux, dtype=np.float64)
+    skies, sigmas = zip(*(sky_noise(flux[i]) for i in RGB_BANDS), strict=True)
+    if noise_sigma is not None:
+        sigmas = tuple(float(noise_sigma[i]) for i in RGB_BANDS)
+    noise = float(np.sqrt(np.sum(np.square(sigmas)))) / len(RGB_BANDS)  # of the mean of 3 bands
+    intensity = np.nan_to_num(np.mean([flux[i] - sky for i, sky in zip(RGB_BANDS, skies, strict=True)], axis=0))
+    bright = float(np.percentile(intensity, 99.9))
+    softening = max(NOISE_SOFTENING * noise, bright / BRIGHT_TO_SOFTENING, MIN_SOFTENING)
+    return DisplayScale(minimum=tuple(skies), softening=softening, noise=noise, bright=max(bright, 0.0))
+
+
+def lupton_rgb(flux: np.ndarray, scale: DisplayScale | None = None) -> np.ndarray:
     """``[4, H, W]`` g, r, i, z flux (nanomaggies) -> ``uint8[H, W, 3]`` colour image.
 
-    Without ``stretch`` one is chosen from the image itself; pass the same stretch to
-    images that are to be compared side by side.
+    Lupton et al. (2004) asinh colour with the black point and softening of ``scale``
+    (default: :func:`display_scale` of this image); pass the same scale to images that are
+    to be compared side by side.
     """
     flux = np.nan_to_num(np.asarray(flux, dtype=np.float64))
     if flux.ndim != 3 or flux.shape[0] != 4:
         raise ValueError(f"expected [4, H, W] flux (g, r, i, z), got {list(flux.shape)}")
-    stretch = display_stretch(flux) if stretch is None else stretch
+    scale = display_scale(flux) if scale is None else scale
     red, green, blue = (flux[i] for i in RGB_BANDS)
-    return make_lupton_rgb(red, green, blue, minimum=minimum, stretch=stretch, Q=LUPTON_Q)
+    # astropy's asinh mapping: intensity ``softening`` (above the black point) is linear-ish.
+    with np.errstate(invalid="ignore", divide="ignore"):  # astropy divides by 0 where it is black
+        return make_lupton_rgb(red, green, blue, minimum=list(scale.minimum),
+                               stretch=scale.softening * LUPTON_Q, Q=LUPTON_Q)
 
 
 def loss_figure(
@@ -77,9 +127,9 @@ def galaxy_grid(rows: Sequence[Sequence[np.ndarray]], titles: Sequence[str]) -> 
         n_rows, n_cols, figsize=(2.2 * n_cols, 2.2 * n_rows), dpi=100, squeeze=False
     )
     for r, row in enumerate(rows):
-        stretch = display_stretch(row[0])  # one stretch per row, so panels compare
+        scale = display_scale(row[0])  # one scale per row, so panels compare
         for c, flux in enumerate(row):
-            axes[r, c].imshow(lupton_rgb(flux, stretch), origin="lower")
+            axes[r, c].imshow(lupton_rgb(flux, scale), origin="lower")
             axes[r, c].set_xticks([])
             axes[r, c].set_yticks([])
             if r == 0:

@@ -201,13 +201,6 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
-def _rgb(cube: np.ndarray, sigma_r: float) -> np.ndarray:
-    from astropy.visualization import make_lupton_rgb
-
-    # i, r, g -> R, G, B; the stretch tracks the noise so faint galaxies stay visible.
-    return make_lupton_rgb(cube[2], cube[1], cube[0], minimum=-sigma_r, stretch=20 * sigma_r, Q=8)
-
-
 def write_grid(
     spec: str, png: str | Path, seed: int = EVAL_SEED, rows: int = 6, pool: int = 60,
     generator: str = "mock",
@@ -219,6 +212,7 @@ def write_grid(
     import matplotlib.pyplot as plt
 
     from astropt.codec import load_codec
+    from astropt.plotting import display_scale, lupton_rgb
 
     handle = load_codec(spec)
     flux, truth, sigma = (np.concatenate(a) for a in zip(*_mock_batches(pool, seed, generator=generator), strict=True))
@@ -232,7 +226,8 @@ def write_grid(
     for row, idx in enumerate(picks):
         s_r = float(sigma[idx, 1])
         crop_in, crop_truth = centre_crop(flux[idx]), centre_crop(truth[idx])
-        panels = (_rgb(crop_in, s_r), _rgb(recon[row], s_r), _rgb(crop_truth, s_r))
+        scale = display_scale(crop_in, noise_sigma=sigma[idx])  # astropt.plotting's one renderer
+        panels = (lupton_rgb(crop_in, scale), lupton_rgb(recon[row], scale), lupton_rgb(crop_truth, scale))
         for col, img in enumerate(panels):
             axes[row, col].imshow(img, origin="lower")
         resid = (recon[row, 1] - crop_truth[1]) / s_r

@@ -6,9 +6,10 @@ round trip: the best the model could do), ``model`` (the model's reconstruction)
 positive). In codec mode the model panel is absent and the residual is codec - original.
 
 Colour: Lupton et al. (2004) asinh RGB from z, r, g (red, green, blue), as Legacy Survey
-viewers do. One stretch is used for all panels of a figure, set from the original's bright
-end (its 99.5th percentile), so panels are comparable and faint mock galaxies
-(~0.05 nanomaggies per pixel) and bright real ones are both visible.
+viewers do, with :func:`astropt.plotting.display_scale`: black at the original's sky level,
+the asinh softening from its sky noise (faint galaxies show on a dark sky, noise stays dim)
+or from its bright end when that needs more room. One scale serves all panels of a figure,
+so they are comparable.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from astropt.constants import DEFAULT_BANDS
 from astropt.inference.pipeline import Reconstruction
-from astropt.plotting import PEAK_TO_STRETCH, display_stretch, lupton_rgb
+from astropt.plotting import DisplayScale, display_scale, lupton_rgb
 
 PanelKind = Literal["all", "single"]
 SCALE = 2  # each 96-pixel panel is drawn at 192 pixels (nearest neighbour)
@@ -51,18 +52,18 @@ def original_full_bands(recon: Reconstruction) -> np.ndarray:
     return full
 
 
-def lupton(flux: np.ndarray, stretch: float) -> np.ndarray:
+def lupton(flux: np.ndarray, scale: DisplayScale) -> np.ndarray:
     """``[4, H, W]`` DES g, r, i, z flux -> ``uint8[H, W, 3]``."""
-    return lupton_rgb(flux, stretch)
+    return lupton_rgb(flux, scale)
 
 
-def residual_rgb(recon: Reconstruction, stretch: float) -> np.ndarray:
+def residual_rgb(recon: Reconstruction, scale: DisplayScale) -> np.ndarray:
     """Diverging colour map of (output - original) averaged over the input's bands."""
     import matplotlib
 
     index = [DEFAULT_BANDS.index(b) for b in recon.bands]
     diff = (recon.output[index] - recon.original).mean(axis=0)
-    limit = stretch * PEAK_TO_STRETCH  # the original's bright end: residuals on its scale
+    limit = max(scale.bright, scale.softening)  # the original's bright end: residuals on its scale
     colours = matplotlib.colormaps["RdBu_r"](np.clip(diff / limit, -1.0, 1.0) * 0.5 + 0.5)
     return (colours[..., :3] * 255).round().astype(np.uint8)
 
@@ -70,12 +71,12 @@ def residual_rgb(recon: Reconstruction, stretch: float) -> np.ndarray:
 def render_png(recon: Reconstruction, panel: PanelKind = "all") -> bytes:
     """The panel strip (or one panel) as PNG bytes; see :func:`png_size` for its size."""
     original = original_full_bands(recon)
-    stretch = display_stretch(original)
+    scale = display_scale(original)
     images = {
-        "original": lambda: lupton(original, stretch),
-        "codec": lambda: lupton(recon.codec, stretch),
-        "model": lambda: lupton(recon.output, stretch),
-        "residual": lambda: residual_rgb(recon, stretch),
+        "original": lambda: lupton(original, scale),
+        "codec": lambda: lupton(recon.codec, scale),
+        "model": lambda: lupton(recon.output, scale),
+        "residual": lambda: residual_rgb(recon, scale),
     }
     titles = panel_titles(recon, panel)
     side = recon.codec.shape[-1]
