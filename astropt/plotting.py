@@ -120,6 +120,32 @@ def loss_figure(
     return buf.getvalue()
 
 
+def compare_figure(runs: Sequence[tuple[str, Sequence[tuple[int, float]], Sequence[tuple[int, float]]]],
+                   title: str = "") -> bytes:
+    """PNG bytes of several runs' validation loss (solid) over their train loss (faint),
+    one colour per run; ``runs`` = (label, train points, val points)."""
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for k, (label, train, val) in enumerate(runs):
+        colour = colours[k % len(colours)]
+        if train:
+            ax.plot(*zip(*train, strict=True), color=colour, lw=0.8, alpha=0.3)
+        if val:
+            ax.plot(*zip(*val, strict=True), "o-", color=colour, ms=3, label=label)
+        elif train:
+            ax.plot([], [], "o-", color=colour, label=f"{label} (no validation yet)")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("validation cross-entropy (nats/token)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right", fontsize=8)
+    ax.set_title(title or "validation loss (train loss faint)")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
 def galaxy_grid(rows: Sequence[Sequence[np.ndarray]], titles: Sequence[str]) -> bytes:
     """PNG bytes of a grid of colour panels; each row lists ``[4, H, W]`` flux cubes."""
     n_rows, n_cols = len(rows), len(titles)

@@ -1,10 +1,12 @@
-"""What a person sees: offline API docs (/docs, /redoc) and the dashboard (/ui)."""
+"""What a person sees: offline API docs (/docs, /redoc), the dashboard (/ui) and run
+comparison (/jobs/compare.png)."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from service.ui.compare import install_compare
 from service.ui.docs import install_docs
 from service.ui.pages import HERE
 from service.ui.pages import router as pages_router
@@ -13,5 +15,6 @@ from service.ui.pages import router as pages_router
 def install_ui(app: FastAPI, docs_enabled: bool = True) -> None:
     """Add the docs pages, the favicon and the dashboard to ``app``."""
     install_docs(app, docs_enabled)
+    install_compare(app)
     app.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="ui-static")
     app.include_router(pages_router)
