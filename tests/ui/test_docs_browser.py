@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import httpx
@@ -90,3 +91,30 @@ def test_docs_can_be_turned_off(tmp_path) -> None:
     for path in ("/docs", "/redoc", "/openapi.json", "/static/docs/swagger-ui-bundle.js"):
         assert client.get(path).status_code == 404, path
     assert client.get("/favicon.ico").headers["content-type"] == "image/png"
+
+
+def test_submit_form_starts_from_the_openapi_examples(server: ThreadedServer, request: pytest.FixtureRequest) -> None:
+    examples = httpx.get(f"{server.base_url}/openapi.json", timeout=10).json()[
+        "paths"]["/jobs"]["post"]["requestBody"]["content"]["application/json"]["examples"]
+    first, second = list(examples)[:2]
+    network = NetworkLog()
+    with chromium_page(network) as page:
+        page.goto(f"{server.base_url}/ui/submit")
+        assert json.loads(page.locator("#spec").input_value()) == examples[first]["value"]
+        page.select_option("#example", second)
+        assert json.loads(page.locator("#spec").input_value()) == examples[second]["value"]
+        page.select_option("#example", first)
+
+        page.locator("#submit").click()  # no key yet: the API's 401 is shown, nothing is queued
+        page.locator("#submit-error").wait_for()
+        assert "401" in page.locator("#submit-error").inner_text()
+        page.fill("#api-key", API_KEY)
+        page.locator("#key-form button").click()
+        page.locator("#submit").click()
+        page.wait_for_url("**/ui/jobs/*")
+        job_id = page.url.rsplit("/", 1)[1]
+        assert page.locator("#phase").inner_text() == "queued"
+        page.screenshot(path=artifact_dir(request.node.name) / "submitted.png")
+    job = httpx.get(f"{server.base_url}/jobs/{job_id}", timeout=10).json()
+    assert job["spec"]["max_iters"] == examples[first]["value"]["max_iters"]
+    assert network.outside(server.base_url) == []
