@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import FormData, UploadFile
 
+from astropt.checkpoints.shipped import SHIPPED_MODEL_DIR
 from astropt.constants import DEFAULT_BANDS
 from astropt.inference.errors import REQUEST_ERRORS, http_status
 from astropt.inference.pipeline import Reconstruction, ReconstructOptions
@@ -35,6 +36,8 @@ from service.store import session_scope
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["inference"])
 FORM_OVERHEAD = 64 * 1024  # multipart boundaries and the small fields around the file
+SHIPPED_JOB_ID = "shipped"  # what responses name the packaged pretrained model by
+SHIPPED_MODEL_WEIGHTS = SHIPPED_MODEL_DIR / "model.safetensors"
 
 
 class InferenceError(ServiceError):
@@ -168,6 +171,10 @@ def resolve_checkpoint(settings: Settings, job_id: str | None, name: str | None)
     """(job id, checkpoint name, directory) of the model a request asks for."""
     with session_scope(settings.resolved_database_url) as session:
         job = store.get_job(session, job_id) if job_id else store.latest_completed_job(session)
+        if job is None and not job_id and not name and SHIPPED_MODEL_WEIGHTS.is_file():
+            # No job has finished yet: the pretrained model shipped in the package answers,
+            # and the response says so (X-Job-Id / job_id "shipped").
+            return SHIPPED_JOB_ID, SHIPPED_JOB_ID, SHIPPED_MODEL_DIR
         if job is None:
             if job_id:
                 raise InferenceError(404, f"job {job_id} not found")

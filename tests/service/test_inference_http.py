@@ -25,6 +25,7 @@ from astropt.inference.render import png_size
 from astropt.model import GPT, GPTConfig
 from service.app import create_app
 from service.inference.engine import InferenceEngine
+from service.routes.inference import SHIPPED_MODEL_WEIGHTS
 from service.settings import InferenceSettings, Settings
 from service.store import session_scope
 from service.store.models import utcnow
@@ -77,9 +78,14 @@ def server(tmp_path_factory):
         except httpx.HTTPError:
             time.sleep(0.05)
     with httpx.Client(base_url=base, timeout=60.0) as client:
-        # Before any job exists: a clear 404 saying how to get a model.
+        # Before any job has finished: the model shipped in the package answers, and says so
+        # (without one, a clear 404 saying how to get a model).
         empty = client.post("/reconstruct", files={"file": ("g.npy", _npy(_cube()))})
-        assert empty.status_code == 404 and "POST /jobs" in empty.json()["detail"]
+        if SHIPPED_MODEL_WEIGHTS.is_file():
+            assert empty.status_code == 200 and empty.headers["X-Job-Id"] == "shipped", empty.text
+            assert empty.headers["X-Checkpoint"] == "shipped"
+        else:
+            assert empty.status_code == 404 and "POST /jobs" in empty.json()["detail"]
         running = _add_job(settings, root / "runs" / "running", "running", with_checkpoint=False)
         app.state.mismatched_job = _add_job(settings, root / "runs" / "other-codec", "completed",
                                             with_checkpoint=True, fingerprint="0123456789abcdef")
