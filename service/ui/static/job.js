@@ -89,7 +89,6 @@
   }
 
   function listen() {
-    const since = Math.max(-1, ...Object.values(curves).flatMap((c) => c.steps));
     const source = new EventSource(`/jobs/${job.id}/events`);
     source.addEventListener("progress", (event) => {
       const state = JSON.parse(event.data);
@@ -103,7 +102,6 @@
       source.close();
       if (!FINISHED.includes(job.phase)) setTimeout(listen, 3000);
     };
-    return since;
   }
 
   async function act(path, label) {
