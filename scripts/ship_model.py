@@ -55,11 +55,17 @@ def main() -> None:
     model, _ = load_checkpoint(staging)
     tokens = held_out_tokens("shipped", args.n_eval, HELD_OUT_SEED)
     accuracy = teacher_forced_accuracy(model, tokens)
+    targets = tokens[:, 1:]
+    baselines = {  # what predicting without looking at the galaxy already scores
+        "most_frequent_token": round(float((targets == torch.mode(targets.flatten()).values).float().mean()), 4),
+        "copy_previous_token": round(float((targets == tokens[:, :-1]).float().mean()), 4),
+    }
     with open(args.run_dir / "loss.csv") as handle:
         rows = list(csv.DictReader(handle))
     val = [(int(r["step"]), float(r["val_loss"])) for r in rows if r.get("val_loss") not in (None, "")]
     evaluation = {
         "token_accuracy_teacher_forced": round(accuracy, 4),
+        "baselines": baselines,
         "held_out": {"source": "mock", "seed": HELD_OUT_SEED, "n_galaxies": args.n_eval},
         "trained_on": {"source": "mock", "mock_seed": meta.get("train_config", {}).get("data", {}).get("mock_seed", 0),
                        "n_mock": meta.get("train_config", {}).get("data", {}).get("n_mock")},
