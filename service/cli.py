@@ -35,6 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     worker.add_argument("--name", default=None, help="worker node name (default: train-<pid>)")
     worker.add_argument("--loglevel", default="info")
+    worker.add_argument("--concurrency", type=int, default=1,
+                        help="jobs at once; their devices never overlap (see docs/operations.md#scaling)")
     worker.set_defaults(func=run_worker)
 
 
@@ -64,7 +66,7 @@ def run_worker(args: argparse.Namespace) -> int:
 
     name = args.name or f"train-{os.getpid()}"
     app.worker_main([
-        "worker", "--queues", settings.train_queue, "--concurrency", "1", "--prefetch-multiplier", "1",
+        "worker", "--queues", settings.train_queue, "--concurrency", str(max(1, args.concurrency)), "--prefetch-multiplier", "1",
         "--hostname", f"{name}@%h", "--loglevel", args.loglevel,
         "--without-gossip", "--without-mingle", "--without-heartbeat",
     ])

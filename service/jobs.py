@@ -10,7 +10,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from astropt.run_dir import RunDir
-from service import artifacts
+from service import artifacts, capacity
 from service.errors import Conflict, NotFound, SpecInvalid, TooManyJobs, Unavailable
 from service.schemas import (
     CheckpointOut,
@@ -28,16 +28,22 @@ from service.store import repository
 from service.store.models import FINISHED_PHASES, Job
 
 Publisher = Callable[[str], None]
-CURVE_KINDS = ("train_loss", "val_loss", "lr")
+CURVE_KINDS = ("train_loss", "val_loss", "lr", "tokens_per_s", "mfu", "effective_batch_size")
 
 
 def submit(session: Session, settings: Settings, publish: Publisher, spec: JobSpec) -> Job:
     _check_limits(session, settings, spec)
+    waiting = capacity.check(session, settings, spec.resources)
     job_id = uuid.uuid4().hex
     out_dir = settings.runs_dir / job_id
     body = spec.model_dump(mode="json")
     body["out_dir"] = str(out_dir)
     job = repository.create_job(session, job_id, body, str(out_dir))
+    res = spec.resources
+    job.resources = {**res.model_dump(mode="json"), "world_size": res.world_size,
+                     "effective_batch_size": spec.batch_size * spec.grad_accum * res.world_size,
+                     "executor": settings.executor}
+    job.waiting_reason = waiting
     session.commit()  # the worker must see the row before it sees the message
     _publish(session, publish, job)
     return job
@@ -146,6 +152,8 @@ def progress(job: Job) -> Progress:
     return Progress(
         iteration=job.iteration, max_iters=job.max_iters, fraction=min(1.0, job.iteration / max_iters),
         tokens_per_s=job.tokens_per_s, eta_seconds=job.eta_seconds if job.phase == "running" else None,
+        mfu=job.mfu, world_size=int((job.resources or {}).get("world_size", 1)),
+        effective_batch_size=(job.resources or {}).get("effective_batch_size"),
     )
 
 
@@ -173,7 +181,9 @@ def detail(job: Job, job_curves: Curves) -> JobOut:
     return JobOut(
         **summary(job).model_dump(), updated_at=job.updated_at, spec=job.spec, device=job.device,
         codec=job.codec, n_params=job.n_params, attempts=job.attempts, best_val_step=job.best_val_step,
-        curves=job_curves, checkpoints=checkpoints(job),
+        curves=job_curves, checkpoints=checkpoints(job), resources=job.resources,
+        waiting_reason=job.waiting_reason if job.phase == "queued" else None,
+        gpu_memory_peak_bytes=job.gpu_memory_peak_bytes,
         links=Links(self=base, loss_png=f"{base}/loss.png", events=f"{base}/events",
                     artifacts=f"{base}/artifacts"),
     )

@@ -49,6 +49,23 @@ GPU_JOB: dict[str, Any] = {
 }
 
 
+class Resources(BaseModel):
+    """What a job asks for. The world size is ``nodes * procs_per_node`` processes (ranks)."""
+
+    model_config = ConfigDict(extra="forbid")
+    nodes: int = Field(1, ge=1, le=4096, description="Nodes (more than 1 needs the Slurm executor).")
+    procs_per_node: int = Field(
+        1, ge=1, le=1024, description="Processes per node: one per GPU, or CPU processes (gloo) on CPU."
+    )
+    time_minutes: int | None = Field(None, ge=1, le=43200, description="Slurm: wall-time limit (sbatch --time).")
+    partition: str | None = Field(None, pattern=r"^[A-Za-z0-9_.,-]{1,64}$", description="Slurm partition.")
+    account: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Slurm account.")
+
+    @property
+    def world_size(self) -> int:
+        return self.nodes * self.procs_per_node
+
+
 class JobSpec(TrainConfig):
     """The training configuration of a job (the same schema as ``astropt train --config``).
 
@@ -57,6 +74,15 @@ class JobSpec(TrainConfig):
     """
 
     model_config = ConfigDict(json_schema_extra={"examples": [TINY_CPU_JOB, GPU_JOB]})
+
+    resources: Resources = Field(
+        default_factory=Resources, description="Processes and nodes; effective batch = batch_size x "
+        "grad_accum x nodes x procs_per_node (the learning rate is not scaled)."
+    )
+
+    def train_config(self) -> dict[str, Any]:
+        """The part the training loop reads (``resources`` is the service's)."""
+        return self.model_dump(mode="json", exclude={"resources"})
 
 
 JOB_SPEC_EXAMPLES: dict[str, dict[str, Any]] = {
@@ -87,6 +113,10 @@ class Progress(BaseModel):
     fraction: float = Field(description="iteration / max_iters")
     tokens_per_s: float | None = None
     eta_seconds: float | None = Field(None, description="Estimated seconds until max_iters.")
+    mfu: float | None = Field(None, description="Model FLOPs utilisation (0-1); null when the "
+                              "device's peak is unknown (CPUs, GPUs outside the table).")
+    world_size: int = Field(1, description="Processes training the job.")
+    effective_batch_size: int | None = Field(None, description="batch_size x grad_accum x world_size.")
 
 
 class Curve(BaseModel):
@@ -98,6 +128,9 @@ class Curves(BaseModel):
     train_loss: Curve = Field(default_factory=Curve, description="Training loss at logged iterations.")
     val_loss: Curve = Field(default_factory=Curve, description="Validation loss at evaluations.")
     lr: Curve = Field(default_factory=Curve, description="Learning rate at logged iterations.")
+    tokens_per_s: Curve = Field(default_factory=Curve, description="Training throughput (all ranks).")
+    mfu: Curve = Field(default_factory=Curve, description="Model FLOPs utilisation (known GPUs only).")
+    effective_batch_size: Curve = Field(default_factory=Curve, description="Images per optimiser step.")
     since: int | None = Field(None, description="Only points with step > since are included.")
     downsampled: bool = Field(False, description="True when a long curve was thinned.")
 
@@ -136,6 +169,11 @@ class JobOut(JobSummary):
     n_params: int | None = None
     attempts: int = Field(description="Times a worker started (or resumed) this job.")
     best_val_step: int | None = None
+    resources: dict[str, Any] | None = Field(
+        None, description="nodes, procs_per_node, world_size, effective_batch_size, executor, "
+        "slurm_job_id / slurm_state (Slurm), group_restarts.")
+    waiting_reason: str | None = Field(None, description="Why a queued job has not started yet.")
+    gpu_memory_peak_bytes: int | None = Field(None, description="Peak GPU memory of rank 0.")
     curves: Curves
     checkpoints: list[CheckpointOut] = Field(default_factory=list)
     links: Links

@@ -82,6 +82,31 @@ class Settings(BaseSettings):
         10.0, gt=0, description="Connect timeout and (PostgreSQL) statement timeout of database calls."
     )
 
+    # Distributed jobs (docs/operations.md#scaling)
+    executor: Literal["celery", "slurm"] = Field(
+        "celery", description="Who runs jobs: Celery workers (one node each) or Slurm (sbatch, several nodes)."
+    )
+    worker_devices: int = Field(
+        0, ge=0, le=1024, description="Processes one job may use on this worker: its GPUs, or CPU "
+        "processes (gloo) on a machine without GPUs; 0 = all visible GPUs, else the CPU cores."
+    )
+    distributed_max_restarts: int = Field(
+        2, ge=0, le=100, description="torchrun restarts of a process group after a rank dies "
+        "(each resumes from checkpoints/last)."
+    )
+    slurm_partition: str | None = Field(None, pattern=r"^[A-Za-z0-9_.,-]+$", description="sbatch --partition.")
+    slurm_account: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$", description="sbatch --account.")
+    slurm_time_minutes: int = Field(60, ge=1, le=43200, description="sbatch --time when a job gives none.")
+    slurm_max_nodes: int = Field(1, ge=1, le=4096, description="Most nodes a job may ask for.")
+    slurm_procs_per_node: int = Field(
+        1, ge=1, le=1024, description="Processes (GPUs) one node offers; the most a job may ask for per node."
+    )
+    slurm_gpus: bool = Field(False, description="Request GPUs (--gpus-per-node) and run NCCL; else CPU + gloo.")
+    slurm_python: str | None = Field(
+        None, description="Python on the compute nodes (default: this one, sys.executable)."
+    )
+    slurm_poll_seconds: float = Field(5.0, gt=0, description="How often squeue/sacct are asked.")
+
     @property
     def readable_roots(self) -> list[Path]:
         """Where a job may read data: the data directory and the configured read-only roots."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,8 @@ from typing import Any
 from astropt.run_dir import CheckpointKind, prune_step_checkpoints
 from astropt.training import TrainCallback
 from service.store import repository, session_scope
+
+LOGGED_CURVES = ("lr", "tokens_per_s", "mfu", "effective_batch_size")
 
 
 class StoreCallback(TrainCallback):
@@ -34,6 +37,7 @@ class StoreCallback(TrainCallback):
                 session, self.job_id, device=str(info.get("device")), codec=info.get("codec"),
                 n_params=info.get("n_params"), iteration=start, max_iters=self.max_iters,
             )
+            self._record_resources(session, info)
             self._refresh_best(session)
 
     def on_log(self, step: int, metrics: dict[str, float]) -> None:
@@ -44,13 +48,17 @@ class StoreCallback(TrainCallback):
         eta = None if self._iter_seconds is None else max(0, self.max_iters - step) * self._iter_seconds
         with session_scope(self.url) as session:
             points = [("train_loss", step, metrics["train_loss"])]
-            if "lr" in metrics:
-                points.append(("lr", step, metrics["lr"]))
+            points += [(kind, step, metrics[kind]) for kind in LOGGED_CURVES if metrics.get(kind) is not None]
             repository.upsert_points(session, self.job_id, points)
             repository.update_job(
                 session, self.job_id, iteration=step, tokens_per_s=metrics.get("tokens_per_s"),
-                eta_seconds=eta,
+                eta_seconds=eta, mfu=metrics.get("mfu"),
             )
+            memory = metrics.get("gpu_memory_peak_bytes")
+            if memory is not None:
+                job = repository.get_job(session, self.job_id)
+                if job is not None and (job.gpu_memory_peak_bytes or 0) < memory:
+                    job.gpu_memory_peak_bytes = int(memory)
 
     def on_eval(self, step: int, metrics: dict[str, float]) -> None:
         with session_scope(self.url) as session:
@@ -80,6 +88,23 @@ class StoreCallback(TrainCallback):
             elif job.cancel_requested:
                 self._stop = True
         return self._stop
+
+    def _record_resources(self, session: Any, info: dict[str, Any]) -> None:
+        """World size and effective batch as run (a resume may change them), restarts of a group."""
+        job = repository.get_job(session, self.job_id)
+        if job is None:
+            return
+        resources = dict(job.resources or {})
+        resources.update(world_size=int(info.get("world_size", 1)), peak=info.get("peak"),
+                         flops_per_token=info.get("flops_per_token"))
+        if info.get("effective_batch_size") is not None:
+            resources["effective_batch_size"] = int(info["effective_batch_size"])
+        restarts = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0))
+        if restarts:
+            resources["group_restarts"] = restarts
+        if info.get("resumed"):
+            resources["resumed_from"] = int(info.get("start_iter", 0))
+        job.resources = resources
 
     def _refresh_best(self, session: Any) -> None:
         curve = repository.get_points(session, self.job_id, ["val_loss"])["val_loss"]

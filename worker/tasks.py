@@ -42,6 +42,13 @@ def train_job(self: Task, job_id: str) -> str:
 
 def run_training_job(settings: Settings, job_id: str) -> str:
     """Claim ``job_id`` and train it to completion, cancellation or failure; returns the outcome."""
+    from worker.launch.placement import lease_devices
+
+    with lease_devices(settings, job_id) as lease:  # RetryLater while too few devices are free
+        return _run_claimed(settings, job_id, lease)
+
+
+def _run_claimed(settings: Settings, job_id: str, lease: Any) -> str:
     url = settings.resolved_database_url
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     with session_scope(url) as session:
@@ -52,11 +59,16 @@ def run_training_job(settings: Settings, job_id: str) -> str:
             return "missing"
         if not claimed:
             return _not_claimed(session, job, settings)
-        spec = dict(job.spec)
+        spec, out_dir = dict(job.spec), job.out_dir
     try:
-        config = _training_config(spec, job.out_dir, settings)
+        config = _training_config(spec, out_dir, settings)
     except Exception as exc:  # a spec that validated at submission but not here (e.g. code change)
         return _fail(url, job_id, exc)
+    if len(lease.ids) > 1:
+        from worker.launch.group import train_group
+
+        return train_group(settings, job_id, owner, out_dir, lease)
+    os.environ.update(lease.env())  # torch is not imported yet in this pool process
     return _train(settings, job_id, owner, config)
 
 
@@ -76,6 +88,7 @@ def _training_config(spec: dict[str, Any], out_dir: str, settings: Settings) -> 
     from astropt.config import TrainConfig
 
     spec["out_dir"] = out_dir
+    spec.pop("resources", None)  # the service's; see worker/launch
     if not spec.get("checkpoint_interval"):
         # A killed worker loses at most this many iterations.
         spec["checkpoint_interval"] = settings.worker_checkpoint_interval
@@ -149,7 +162,13 @@ def _recover_on_start(**_: Any) -> None:
 
 
 def _recovery_loop(settings: Settings) -> None:
+    from worker.launch.placement import advertise_capacity
+
     while True:
+        try:
+            advertise_capacity(settings)
+        except Exception:
+            log.exception("could not advertise this worker's capacity")
         try:
             recover_orphaned_jobs(settings)
         except Exception:

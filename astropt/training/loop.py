@@ -31,11 +31,13 @@ from astropt.tokenise import (
     shift_for_training,
     tokenise_dataset,
 )
+from astropt.training import efficiency
 from astropt.training.attempts import AttemptLog
 from astropt.training.batches import FixedBatches, StreamBatches, TokenBatches
 from astropt.training.run_log import RunLog
 from astropt.training.runtime import (
     Runtime,
+    main_rank_first,
     rng_state,
     set_rng_state,
     setup_runtime,
@@ -120,8 +122,9 @@ class _Trainer:
         info: dict[str, Any] = {}
         if hasattr(train, "__len__") and hasattr(train, "__getitem__") and cfg.data.cache_tokens:
             kw = {"bands": cfg.data.bands, "progress": rt.is_main}
-            train_tokens = tokenise_dataset(train, codec, **kw)
-            val_tokens = tokenise_dataset(val, codec, **kw)
+            train_tokens = tokenise_dataset(train, codec, **kw)  # each rank its own shard
+            with main_rank_first(rt):  # the shared split: rank 0 fills the cache, the others read it
+                val_tokens = tokenise_dataset(val, codec, **kw)
             info.update(n_train=len(train), n_val=len(val),
                         unigram_entropy=unigram_entropy(train_tokens, cfg.model.vocab_size))
             self._write_data_manifest(train)
@@ -190,12 +193,18 @@ class _Trainer:
         }
         log = RunLog(self.out, start) if rt.is_main else None
         self.attempts = AttemptLog(self.out, start, state is not None) if rt.is_main else None
+        self.flops_per_token = efficiency.flops_per_token(
+            model.get_num_params(), cfg.model.n_layer, cfg.model.n_embd, 575)
+        self.peak = efficiency.device_peak(rt.device, rt.dtype)
+        self.effective_batch = cfg.batch_size * self.accum * rt.world_size
         if rt.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             write_atomic(self.run_dir.config_yaml, cfg.to_yaml().encode())
             info = {**rt.describe(), **data["info"], "codec": codec.info.to_dict(),
                     "n_params": model.get_num_params(), "start_iter": start,
-                    "max_iters": cfg.max_iters, "out_dir": str(self.out), "resumed": state is not None}
+                    "max_iters": cfg.max_iters, "out_dir": str(self.out), "resumed": state is not None,
+                    "effective_batch_size": self.effective_batch, "flops_per_token": self.flops_per_token,
+                    "peak": self.peak.describe(), "peak_flops": self.peak.flops}
             for cb in self.callbacks:
                 cb.on_start(info)
         status = self._loop(data["train"], start, log)
@@ -239,9 +248,11 @@ class _Trainer:
                 continue
             self.attempts.stepped(self.iter_num)
             metrics = {"train_loss": loss_sum / self.accum, "lr": lr,
-                       "tokens_per_s": tokens_per_step / max(dt, 1e-9), "iter_time_s": dt}
+                       "tokens_per_s": tokens_per_step / max(dt, 1e-9), "iter_time_s": dt,
+                       **self._efficiency(tokens_per_step / max(dt, 1e-9))}
             if self.iter_num % cfg.log_interval == 0 or self.iter_num == 1:
-                log.add(self.iter_num, train_loss=metrics["train_loss"], lr=lr, tokens_per_s=metrics["tokens_per_s"])
+                log.add(self.iter_num, train_loss=metrics["train_loss"], lr=lr, tokens_per_s=metrics["tokens_per_s"],
+                        **{k: metrics[k] for k in ("mfu", "effective_batch_size") if metrics.get(k) is not None})
                 for cb in self.callbacks:
                     cb.on_log(self.iter_num, metrics)
             if self.iter_num % cfg.eval_interval == 0 or self.iter_num == cfg.max_iters:
@@ -254,6 +265,17 @@ class _Trainer:
         if isinstance(batches, StreamBatches):  # what the finite path records up front
             self._write_data_manifest(None, sorted(batches.seen_ids))
         return status
+
+    def _efficiency(self, tokens_per_s: float) -> dict[str, float]:
+        out = {"model_flops_per_s": tokens_per_s * self.flops_per_token,
+               "effective_batch_size": float(self.effective_batch)}
+        mfu = efficiency.mfu(tokens_per_s, self.flops_per_token, self.peak, self.rt.world_size)
+        if mfu is not None:
+            out["mfu"] = mfu
+        memory = efficiency.gpu_memory_peak(self.rt.device)
+        if memory is not None:
+            out["gpu_memory_peak_bytes"] = float(memory)
+        return out
 
     def _should_stop(self) -> bool:
         stop = any(cb.should_stop() for cb in self.callbacks)
@@ -316,7 +338,7 @@ class _Trainer:
                          "rng": rng_state(self.rt.device), "iter_num": self.iter_num,
                          "best_val_loss": self.best}
         save_checkpoint(path, self.model, meta=meta, trainer_state=trainer_state)
-        if kind == "last":
+        if name == "last":
             self.attempts.checkpointed(self.iter_num)
         for cb in self.callbacks:
             cb.on_checkpoint(self.iter_num, str(path), checkpoint_kind(name))

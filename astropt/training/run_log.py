@@ -8,7 +8,7 @@ from pathlib import Path
 from astropt.plotting import loss_figure, write_atomic
 from astropt.run_dir import RunDir
 
-COLUMNS = ("step", "train_loss", "val_loss", "eval_train_loss", "lr", "tokens_per_s")
+COLUMNS = ("step", "train_loss", "val_loss", "eval_train_loss", "lr", "tokens_per_s", "mfu", "effective_batch_size")
 
 
 class RunLog:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,6 +77,16 @@ def setup_runtime(config: TrainConfig) -> Runtime:
     dtype = training_dtype(config.dtype, device)
     compile_ = config.compile == "on" or (config.compile == "auto" and device.type == "cuda")
     return Runtime(device, dtype, compile_, rank, local_rank, world_size, ddp)
+
+
+@contextlib.contextmanager
+def main_rank_first(runtime: Runtime) -> Iterator[None]:
+    """Run the body on rank 0 first (e.g. to fill a shared cache), then on the other ranks."""
+    if runtime.ddp and not runtime.is_main:
+        dist.barrier()
+    yield
+    if runtime.ddp and runtime.is_main:
+        dist.barrier()
 
 
 def teardown_runtime(runtime: Runtime) -> None:

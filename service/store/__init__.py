@@ -3,11 +3,12 @@
 Workers may import this package and ``service.settings``; never the routes.
 """
 
+from service.store import workers
 from service.store.db import get_engine, migrate, ping, session_scope
 from service.store.models import ACTIVE_PHASES, FINISHED_PHASES, PHASES, Job, MetricPoint
 from service.store.repository import best_checkpoint_dir, latest_completed_job
 
 __all__ = [
     "ACTIVE_PHASES", "FINISHED_PHASES", "PHASES", "Job", "MetricPoint", "best_checkpoint_dir",
-    "get_engine", "latest_completed_job", "migrate", "ping", "session_scope",
+    "get_engine", "latest_completed_job", "migrate", "ping", "session_scope", "workers",
 ]

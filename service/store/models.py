@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -75,6 +76,11 @@ class Job(Base):
     best_val_step: Mapped[int | None] = mapped_column(Integer, nullable=True)
     checkpoints: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     failure_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Distributed runs (issue 14): world size, effective batch, executor and its job id, why queued.
+    resources: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    waiting_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    mfu: Mapped[float | None] = mapped_column(Float, nullable=True)
+    gpu_memory_peak_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
     metrics: Mapped[list[MetricPoint]] = relationship(
         back_populates="job", cascade="all, delete-orphan", passive_deletes=True
@@ -95,3 +101,16 @@ class MetricPoint(Base):
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     job: Mapped[Job] = relationship(back_populates="metrics")
+
+
+class WorkerNode(Base):
+    """A training worker's advertised capacity, refreshed with its heartbeat."""
+
+    __tablename__ = "workers"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(128))
+    device_kind: Mapped[str] = mapped_column(String(8))  # "cuda" | "cpu"
+    devices: Mapped[int] = mapped_column(Integer)  # processes one job may use on this worker
+    free_devices: Mapped[int] = mapped_column(Integer)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

@@ -1,0 +1,32 @@
+"""Workers' advertised capacity (how many processes one job may use on them), kept with their heartbeat."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from service.store.models import WorkerNode, utcnow
+
+
+def advertise(session: Session, name: str, hostname: str, device_kind: str, devices: int,
+              free_devices: int) -> None:
+    node = session.get(WorkerNode, name)
+    if node is None:
+        node = WorkerNode(name=name)
+        session.add(node)
+    node.hostname, node.device_kind = hostname, device_kind
+    node.devices, node.free_devices, node.heartbeat_at = devices, free_devices, utcnow()
+
+
+def live(session: Session, within_seconds: float) -> Sequence[WorkerNode]:
+    """Workers heard from within ``within_seconds``, largest first."""
+    since = utcnow() - timedelta(seconds=within_seconds)
+    query = select(WorkerNode).where(WorkerNode.heartbeat_at >= since)
+    return session.scalars(query.order_by(WorkerNode.devices.desc(), WorkerNode.name)).all()
+
+
+def forget(session: Session, name: str) -> None:
+    session.execute(delete(WorkerNode).where(WorkerNode.name == name))

@@ -1,0 +1,96 @@
+"""A multi-process job on one node: a torchrun process group owned by the Celery task.
+
+torchrun (torch.distributed.run, ``--standalone``: c10d rendezvous on a free local port)
+starts one rank per leased device; gloo on CPU, NCCL on GPUs (chosen by the training
+runtime). The group dies with its owner: torchrun gets PR_SET_PDEATHSIG from this process,
+each rank from torchrun. A rank that dies takes the group down and torchrun restarts it
+(``distributed_max_restarts``), resuming from ``checkpoints/last``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from service.settings import Settings
+from service.store import repository, session_scope
+from worker.heartbeat import Heartbeat
+from worker.launch.devices import DeviceLease
+from worker.launch.lifeline import die_with_parent
+from worker.launch.rank import RESULT_FILE
+
+log = logging.getLogger(__name__)
+STOP_GRACE_SECONDS = 60
+
+
+def torchrun_command(job_id: str, owner: str, procs: int, max_restarts: int) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={procs}",
+            f"--max-restarts={max_restarts}", "--monitor-interval=1",
+            "-m", "worker.launch.rank", job_id, owner]
+
+
+def train_group(settings: Settings, job_id: str, owner: str, out_dir: str, lease: DeviceLease) -> str:
+    """Run the job's ranks to the end; returns completed | cancelled | failed | lost."""
+    url = settings.resolved_database_url
+    run = Path(out_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    (run / RESULT_FILE).unlink(missing_ok=True)
+    procs = len(lease.ids)
+    env = {**os.environ, **lease.env(), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+           "PYTHONUNBUFFERED": "1"}
+    with session_scope(url) as session:
+        job = repository.get_job(session, job_id)
+        resources = dict(job.resources or {}) if job else {}
+        resources.update(world_size=procs, devices=lease.ids, device_kind=lease.kind)
+        repository.update_job(session, job_id, resources=resources, waiting_reason=None)
+    command = torchrun_command(job_id, owner, procs, settings.distributed_max_restarts)
+    with open(run / "torchrun.log", "ab") as output, \
+            Heartbeat(url, job_id, owner, interval=max(0.2, settings.worker_lease_seconds / 4)):
+        process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT,
+                                   start_new_session=True, preexec_fn=die_with_parent)
+        try:
+            returncode = process.wait()
+        finally:
+            stop_group(process)
+    return _finish(url, job_id, run, returncode)
+
+
+def stop_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (ranks checkpoint and leave), then SIGKILL whatever is left of the group."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=STOP_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def _finish(url: str, job_id: str, run: Path, returncode: int) -> str:
+    result_path = run / RESULT_FILE
+    with session_scope(url) as session:
+        if returncode != 0 or not result_path.is_file():
+            tail = _tail(run / "torchrun.log")
+            reason = f"process group exited with code {returncode} after its restarts:\n{tail}"
+            repository.finish_job(session, job_id, "failed", reason[-4000:])
+            return "failed"
+        result = json.loads(result_path.read_text())
+        if result["lost_ownership"]:
+            return "lost"
+        phase = "completed" if result["status"] == "completed" else "cancelled"
+        repository.update_job(session, job_id, iteration=int(result["step"]))
+        repository.finish_job(session, job_id, phase)
+        return phase
+
+
+def _tail(path: Path, chars: int = 2500) -> str:
+    try:
+        return path.read_text(errors="replace")[-chars:]
+    except OSError:
+        return ""

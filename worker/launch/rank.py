@@ -1,0 +1,89 @@
+"""One rank of a job's process group: ``python -m worker.launch.rank JOB_ID OWNER``.
+
+Started by torchrun (``--standalone`` from a Celery worker, or on every node of a Slurm
+allocation). Every rank trains; rank 0 alone reports to the store, through the same
+:class:`StoreCallback` as a single-process job, and writes the checkpoints. SIGTERM (cancel
+through Slurm, a worker shutting down) stops all ranks at the same step, after a checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from astropt.training import TrainCallback
+from service.settings import Settings, get_settings
+from service.store import repository, session_scope
+from worker.launch.lifeline import die_with_parent
+
+RESULT_FILE = ".group_result.json"
+
+
+def training_config(spec: dict[str, Any], out_dir: str, settings: Settings) -> Any:
+    """The TrainConfig of a stored job spec (the service's ``resources`` removed)."""
+    from astropt.config import TrainConfig
+
+    spec = {k: v for k, v in spec.items() if k != "resources"}
+    spec["out_dir"] = out_dir
+    if not spec.get("checkpoint_interval"):
+        spec["checkpoint_interval"] = settings.worker_checkpoint_interval
+    return TrainConfig.model_validate(spec)
+
+
+class StopOnSignal(TrainCallback):
+    """Turns SIGTERM/SIGINT into a graceful stop (the loop checkpoints, then returns)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        logging.getLogger(__name__).warning("rank got signal %d: stopping after a checkpoint", signum)
+        self.requested = True
+
+    def should_stop(self) -> bool:
+        return self.requested
+
+
+def main(argv: list[str]) -> int:
+    if os.environ.get("ASTROPT_RANK_DIE_WITH_PARENT", "1") == "1":
+        die_with_parent()
+    job_id, owner = argv
+    settings = get_settings()
+    url = settings.resolved_database_url
+    rank = int(os.environ.get("RANK", 0))
+    with session_scope(url) as session:
+        job = repository.get_job(session, job_id)
+        if job is None:
+            print(f"job {job_id} does not exist", file=sys.stderr)
+            return 2
+        spec, out_dir = dict(job.spec), job.out_dir
+    config = training_config(spec, out_dir, settings)
+    stop = StopOnSignal()
+
+    from astropt.training import train
+    from worker.callback import StoreCallback
+
+    callbacks: list[TrainCallback] = [stop]
+    store = None
+    if rank == 0:
+        store = StoreCallback(url, job_id, owner, config.max_iters, settings.cancel_poll_seconds,
+                              keep_steps=settings.keep_step_checkpoints)
+        callbacks.insert(0, store)
+    result = train(config, callbacks, resume=True)
+    if rank == 0:
+        record = {"status": result.status, "step": result.step,
+                  "lost_ownership": bool(store and store.lost_ownership), "signalled": stop.requested}
+        Path(out_dir, RESULT_FILE).write_text(json.dumps(record))
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    raise SystemExit(main(sys.argv[1:]))
