@@ -182,7 +182,7 @@ def detail(job: Job, job_curves: Curves) -> JobOut:
         **summary(job).model_dump(), updated_at=job.updated_at, spec=job.spec, device=job.device,
         codec=job.codec, n_params=job.n_params, attempts=job.attempts, best_val_step=job.best_val_step,
         curves=job_curves, checkpoints=checkpoints(job), resources=job.resources,
-        waiting_reason=job.waiting_reason if job.phase == "queued" else None,
+        waiting_reason=job.waiting_reason if job.phase in ("queued", "running") else None,
         gpu_memory_peak_bytes=job.gpu_memory_peak_bytes,
         links=Links(self=base, loss_png=f"{base}/loss.png", events=f"{base}/events",
                     artifacts=f"{base}/artifacts"),

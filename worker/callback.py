@@ -99,12 +99,15 @@ class StoreCallback(TrainCallback):
                          flops_per_token=info.get("flops_per_token"))
         if info.get("effective_batch_size") is not None:
             resources["effective_batch_size"] = int(info["effective_batch_size"])
-        restarts = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0))
+        # a fresh group started by the worker, or torchrun's own restart (Slurm)
+        restarts = int(os.environ.get("ASTROPT_GROUP_RESTARTS", 0)) + int(
+            os.environ.get("TORCHELASTIC_RESTART_COUNT", 0))
         if restarts:
             resources["group_restarts"] = restarts
         if info.get("resumed"):
             resources["resumed_from"] = int(info.get("start_iter", 0))
         job.resources = resources
+        job.waiting_reason = None  # it runs
 
     def _refresh_best(self, session: Any) -> None:
         curve = repository.get_points(session, self.job_id, ["val_loss"])["val_loss"]

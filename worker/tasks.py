@@ -44,6 +44,8 @@ def run_training_job(settings: Settings, job_id: str) -> str:
     """Claim ``job_id`` and train it to completion, cancellation or failure; returns the outcome."""
     from worker.launch.placement import lease_devices
 
+    if settings.executor == "slurm":  # Slurm places the ranks; this worker submits and follows
+        return _run_claimed(settings, job_id, None)
     with lease_devices(settings, job_id) as lease:  # RetryLater while too few devices are free
         return _run_claimed(settings, job_id, lease)
 
@@ -60,16 +62,35 @@ def _run_claimed(settings: Settings, job_id: str, lease: Any) -> str:
         if not claimed:
             return _not_claimed(session, job, settings)
         spec, out_dir = dict(job.spec), job.out_dir
+    if lease is not None and len(lease.ids) == 1:
+        os.environ.update(lease.env())  # before CUDA starts in this (fresh) pool process
+        try:
+            config = _training_config(spec, out_dir, settings)
+        except Exception as exc:  # a spec that validated at submission but not here (e.g. code change)
+            return _fail(url, job_id, exc)
+        return _train(settings, job_id, owner, config)
+    from worker.heartbeat import Heartbeat
+
+    # Several processes: this process only launches and follows them, keeping the lease fresh.
+    with Heartbeat(url, job_id, owner, interval=max(0.2, settings.worker_lease_seconds / 4)):
+        return _run_distributed(settings, job_id, owner, spec, out_dir, lease)
+
+
+def _run_distributed(settings: Settings, job_id: str, owner: str, spec: dict[str, Any], out_dir: str,
+                     lease: Any) -> str:
+    url = settings.resolved_database_url
     try:
-        config = _training_config(spec, out_dir, settings)
-    except Exception as exc:  # a spec that validated at submission but not here (e.g. code change)
-        return _fail(url, job_id, exc)
-    if len(lease.ids) > 1:
+        _training_config(dict(spec), out_dir, settings)  # fail here, not in every rank
+        if lease is None:
+            from worker.launch.slurm import run_on_slurm
+
+            return run_on_slurm(settings, job_id, owner, out_dir, spec)
         from worker.launch.group import train_group
 
         return train_group(settings, job_id, owner, out_dir, lease)
-    os.environ.update(lease.env())  # torch is not imported yet in this pool process
-    return _train(settings, job_id, owner, config)
+    except Exception as exc:
+        log.error("job %s failed:\n%s", job_id, traceback.format_exc())
+        return _fail(url, job_id, exc)
 
 
 def _not_claimed(session: Any, job: Any, settings: Settings) -> str:

@@ -3,8 +3,9 @@
 torchrun (torch.distributed.run, ``--standalone``: c10d rendezvous on a free local port)
 starts one rank per leased device; gloo on CPU, NCCL on GPUs (chosen by the training
 runtime). The group dies with its owner: torchrun gets PR_SET_PDEATHSIG from this process,
-each rank from torchrun. A rank that dies takes the group down and torchrun restarts it
-(``distributed_max_restarts``), resuming from ``checkpoints/last``.
+each rank from torchrun. A rank that dies takes the group down (torchrun stops the others);
+this task then starts a fresh group (a new rendezvous), up to ``distributed_max_restarts``
+times, which resumes from ``checkpoints/last``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from pathlib import Path
 
 from service.settings import Settings
 from service.store import repository, session_scope
-from worker.heartbeat import Heartbeat
 from worker.launch.devices import DeviceLease
 from worker.launch.lifeline import die_with_parent
 from worker.launch.rank import RESULT_FILE
@@ -28,9 +28,9 @@ log = logging.getLogger(__name__)
 STOP_GRACE_SECONDS = 60
 
 
-def torchrun_command(job_id: str, owner: str, procs: int, max_restarts: int) -> list[str]:
+def torchrun_command(job_id: str, owner: str, procs: int) -> list[str]:
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={procs}",
-            f"--max-restarts={max_restarts}", "--monitor-interval=1",
+            "--max-restarts=0", "--monitor-interval=1",
             "-m", "worker.launch.rank", job_id, owner]
 
 
@@ -48,16 +48,26 @@ def train_group(settings: Settings, job_id: str, owner: str, out_dir: str, lease
         resources = dict(job.resources or {}) if job else {}
         resources.update(world_size=procs, devices=lease.ids, device_kind=lease.kind)
         repository.update_job(session, job_id, resources=resources, waiting_reason=None)
-    command = torchrun_command(job_id, owner, procs, settings.distributed_max_restarts)
-    with open(run / "torchrun.log", "ab") as output, \
-            Heartbeat(url, job_id, owner, interval=max(0.2, settings.worker_lease_seconds / 4)):
-        process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT,
-                                   start_new_session=True, preexec_fn=die_with_parent)
-        try:
-            returncode = process.wait()
-        finally:
-            stop_group(process)
+    command = torchrun_command(job_id, owner, procs)
+    for restart in range(settings.distributed_max_restarts + 1):
+        env["ASTROPT_GROUP_RESTARTS"] = str(restart)
+        with open(run / "torchrun.log", "ab") as output:  # the caller keeps the job's lease fresh
+            process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT,
+                                       start_new_session=True, preexec_fn=die_with_parent)
+            try:
+                returncode = process.wait()
+            finally:
+                stop_group(process)
+        if returncode == 0 or _cancel_requested(url, job_id):
+            break
+        log.warning("job %s: process group exited with %d; starting it again from its last checkpoint",
+                    job_id, returncode)
     return _finish(url, job_id, run, returncode)
+
+
+def _cancel_requested(url: str, job_id: str) -> bool:
+    with session_scope(url) as session:
+        return repository.is_cancel_requested(session, job_id)
 
 
 def stop_group(process: subprocess.Popen[bytes]) -> None:
