@@ -102,6 +102,9 @@ def test_cancel_stops_every_rank_after_a_checkpoint(stack: Stack) -> None:
     job_id = client.post("/jobs", json=two_procs(max_iters=5000, eval_interval=1000)).json()["id"]
     wait_for_iteration(client, job_id, 3, timeout=600)
     assert len(job_processes(job_id)) == 3  # torchrun and two ranks
+    metrics = stack.client().get("/metrics").text
+    assert f'astropt_job_world_size{{job_id="{job_id}"}} 2.0' in metrics
+    assert f'astropt_job_tokens_per_second{{job_id="{job_id}"}}' in metrics
     client.post(f"/jobs/{job_id}/cancel")
     job = wait_for_job(client, job_id, {"cancelled"}, timeout=120)
     stopped = job["progress"]["iteration"]
