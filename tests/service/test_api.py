@@ -59,7 +59,9 @@ def test_submit_returns_201_location_and_queues_a_message(client: httpx.Client, 
     assert response.headers["Location"] == f"/jobs/{body['id']}"
     assert body["phase"] == "queued"
     assert body["progress"] == {"iteration": 0, "max_iters": 12, "fraction": 0.0,
-                                "tokens_per_s": None, "eta_seconds": None}
+                                "tokens_per_s": None, "eta_seconds": None, "mfu": None, "world_size": 1,
+                                "effective_batch_size": 2}
+    assert body["waiting_reason"] == "waiting for a worker with 1 device(s): no worker is online"
     assert body["spec"]["out_dir"] == str(settings.runs_dir / body["id"])
     assert queue.llen(settings.train_queue) == before + 1
     message = json.loads(queue.lindex(settings.train_queue, 0))

@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
 from service.jobs import downsample
@@ -16,8 +17,10 @@ from service.store import (
     latest_completed_job,
     migrate,
     session_scope,
+    workers,
 )
 from service.store import repository as repo
+from service.store.db import alembic_config
 from service.store.models import utcnow
 from tests.service.stack import postgres_schema
 
@@ -40,7 +43,20 @@ def test_migrations_create_the_schema_and_rerun_cleanly(url: str) -> None:
     tables = set(inspect(get_engine(url)).get_table_names())
     assert {"jobs", "metric_points", "alembic_version"} <= tables
     with get_engine(url).connect() as connection:
-        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        version = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    assert version == ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+    assert {"workers"} <= tables  # 0002_gpu_resources
+
+
+def test_workers_advertise_capacity(url: str) -> None:
+    with session_scope(url) as session:
+        workers.advertise(session, "node1:10", "node1", "cuda", 4, 3)
+        workers.advertise(session, "node2:11", "node2", "cuda", 8, 8)
+        workers.advertise(session, "node1:10", "node1", "cuda", 4, 1)  # the next beat updates
+    with session_scope(url) as session:
+        live = workers.live(session, 60)
+        assert [(w.name, w.devices, w.free_devices) for w in live] == [("node2:11", 8, 8), ("node1:10", 4, 1)]
+        assert workers.live(session, 0) == []
 
 
 def test_upsert_never_duplicates_a_step(url: str) -> None:
