@@ -125,3 +125,16 @@ def test_a_killed_rank_takes_the_group_down_and_it_resumes(stack: Stack) -> None
     assert resumed_from >= 10 and resumed_from % 5 == 0
     assert job["curves"]["train_loss"]["steps"] == list(range(1, 31))
     assert not job_processes(job_id)
+
+
+def test_a_killed_worker_leaves_no_rank_behind_and_the_job_resumes(stack: Stack) -> None:
+    client = stack.client()
+    job_id = client.post("/jobs", json=two_procs(max_iters=24, eval_interval=12)).json()["id"]
+    wait_for_iteration(client, job_id, 8, timeout=600)
+    assert len(job_processes(job_id)) == 3
+    stack.kill_worker(stack.workers[0])  # SIGKILL to the worker and its pool process
+    wait_until(lambda: not job_processes(job_id), timeout=60, what="torchrun and its ranks to die too")
+    stack.start_worker()
+    job = wait_for_job(client, job_id, {"completed"}, timeout=600)
+    assert job["attempts"] == 2 and job["resources"]["resumed_from"] >= 5
+    assert job["curves"]["train_loss"]["steps"] == list(range(1, 25))

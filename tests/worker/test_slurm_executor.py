@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -94,4 +95,19 @@ def test_cancel_goes_through_scancel_and_checkpoints(stack: Stack) -> None:
     assert job["resources"]["slurm_cancel"] == "scancel --signal=TERM"
     assert {c["name"]: c["step"] for c in job["checkpoints"]}["last"] == job["progress"]["iteration"]
     wait_until(lambda: slurm_id not in squeue_ids(), timeout=120, what="the allocation to end")
+    wait_until(lambda: not job_processes(job_id), timeout=60, what="every rank to end")
+
+
+def test_a_killed_rank_in_the_allocation_resumes_from_its_checkpoint(stack: Stack) -> None:
+    client = stack.client()
+    job_id = client.post("/jobs", json=two_procs(max_iters=30, eval_interval=10)).json()["id"]
+    wait_for_iteration(client, job_id, 12, timeout=600)  # checkpoints every 5 (forced in tests)
+    rank1 = [pid for pid, env in job_processes(job_id).items() if env.get("RANK") == "1"]
+    assert len(rank1) == 1
+    os.kill(rank1[0], signal.SIGKILL)
+    job = wait_for_job(client, job_id, {"completed"}, timeout=600)
+    resources = job["resources"]
+    assert resources["slurm_submissions"] == 2, resources  # the failed allocation was submitted again
+    assert resources["resumed_from"] >= 10 and resources["resumed_from"] % 5 == 0
+    assert job["curves"]["train_loss"]["steps"] == list(range(1, 31))
     wait_until(lambda: not job_processes(job_id), timeout=60, what="every rank to end")

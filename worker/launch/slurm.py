@@ -4,9 +4,11 @@ The Celery task that claimed the job (on a login/submit node) submits the batch 
 keeps the job's lease fresh and follows the allocation with ``squeue`` / ``scontrol`` /
 ``sacct``. Rank 0, on the first node, reports to the store itself (compute nodes reach the
 database). Cancel: ``scancel --signal=TERM`` (every rank checkpoints, then leaves), a hard
-``scancel`` after a grace period. A failed allocation is submitted again (up to
-``distributed_max_restarts`` times) and resumes from ``checkpoints/last``; one Slurm requeues
-(``--requeue``, a node failure) simply runs again under the same id.
+``scancel`` after a grace period. A failed allocation (a dead rank or node) is submitted again
+(up to ``distributed_max_restarts`` times) and resumes from ``checkpoints/last``; one Slurm
+requeues (``--requeue``, a node failure) simply runs again under the same id. torchrun's own
+in-place restarts are off: with gloo (torch 2.13) a restarted group hung at its rendezvous,
+while a fresh allocation always starts clean.
 """
 
 from __future__ import annotations
@@ -41,7 +43,6 @@ class BatchRequest:
     procs_per_node: int
     gpus: bool
     time_minutes: int
-    max_restarts: int
     partition: str | None = None
     account: str | None = None
     python: str = sys.executable
@@ -77,7 +78,7 @@ srun --kill-on-bad-exit=1 --ntasks-per-node=1 \\
   {req.python} -m torch.distributed.run \\
     --nnodes={req.nodes} --nproc-per-node={req.procs_per_node} \\
     --rdzv-backend=c10d --rdzv-endpoint="$head_node:$port" --rdzv-id="$SLURM_JOB_ID" \\
-    --max-restarts={req.max_restarts} --monitor-interval=1 \\
+    --max-restarts=0 --monitor-interval=1 \\
     -m worker.launch.rank {req.job_id} {req.owner}
 """
 
