@@ -62,17 +62,18 @@ def _run_claimed(settings: Settings, job_id: str, lease: Any) -> str:
         if not claimed:
             return _not_claimed(session, job, settings)
         spec, out_dir = dict(job.spec), job.out_dir
-    if lease is not None and len(lease.ids) == 1:
-        os.environ.update(lease.env())  # before CUDA starts in this (fresh) pool process
-        try:
-            config = _training_config(spec, out_dir, settings)
-        except Exception as exc:  # a spec that validated at submission but not here (e.g. code change)
-            return _fail(url, job_id, exc)
-        return _train(settings, job_id, owner, config)
     from worker.heartbeat import Heartbeat
 
-    # Several processes: this process only launches and follows them, keeping the lease fresh.
+    # The lease is kept fresh from the claim on, including the slow first import of torch.
     with Heartbeat(url, job_id, owner, interval=max(0.2, settings.worker_lease_seconds / 4)):
+        if lease is not None and len(lease.ids) == 1:
+            os.environ.update(lease.env())  # before CUDA starts in this (fresh) pool process
+            try:
+                config = _training_config(spec, out_dir, settings)
+            except Exception as exc:  # a spec that validated at submission but not here (e.g. code change)
+                return _fail(url, job_id, exc)
+            return _train(settings, job_id, owner, config)
+        # Several processes: this process only launches and follows them.
         return _run_distributed(settings, job_id, owner, spec, out_dir, lease)
 
 
