@@ -142,7 +142,6 @@ def run_on_slurm(settings: Settings, job_id: str, owner: str, out_dir: str, spec
         job_id=job_id, owner=owner, out_dir=run, nodes=int(resources.get("nodes", 1)),
         procs_per_node=int(resources.get("procs_per_node", 1)), gpus=settings.slurm_gpus,
         time_minutes=int(resources.get("time_minutes") or settings.slurm_time_minutes),
-        max_restarts=settings.distributed_max_restarts,
         partition=resources.get("partition") or settings.slurm_partition,
         account=resources.get("account") or settings.slurm_account,
         python=settings.slurm_python or sys.executable, workdir=os.getcwd(),
