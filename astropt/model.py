@@ -57,6 +57,9 @@ class GPTConfig:
     dropout: float = 0.0
     bias: bool = False
     attn_type: Literal["causal", "full"] = "causal"
+    tokeniser: Literal["aim", "affine"] = "aim"  # continuous encoder/decoder (upstream's name)
+    objective: Literal["ar", "mae"] = "ar"
+    mae_mask_ratio: float = 0.15
     modalities: list[ModalityConfig] = field(
         default_factory=lambda: [
             ModalityConfig(AION_MODALITY, input_size=AION_VOCAB, vocab_size=AION_VOCAB)
@@ -97,6 +100,14 @@ class GPTConfig:
             problems.append(f"dropout must be in [0, 1), got {self.dropout}")
         if self.attn_type not in ("causal", "full"):
             problems.append(f"attn_type must be 'causal' or 'full', got {self.attn_type!r}")
+        if self.tokeniser not in ("aim", "affine"):
+            problems.append(f"tokeniser must be 'aim' or 'affine', got {self.tokeniser!r}")
+        if self.objective not in ("ar", "mae"):
+            problems.append(f"objective must be 'ar' or 'mae', got {self.objective!r}")
+        if self.objective == "mae" and self.attn_type != "full":
+            problems.append("objective 'mae' is bidirectional: set attn_type='full'")
+        if not 0.0 < self.mae_mask_ratio < 1.0:
+            problems.append(f"mae_mask_ratio must be in (0, 1), got {self.mae_mask_ratio}")
         names = [m.name for m in self.modalities]
         if not names or len(set(names)) != len(names):
             problems.append(f"modality names must be unique and at least one; got {names}")
@@ -179,6 +190,31 @@ class Block(nn.Module):
         return x + self.mlp(self.ln_2(x))
 
 
+class AffineMap(nn.Module):
+    """One Linear (upstream's "affine" patch tokeniser), named ``c_fc`` as upstream does."""
+
+    def __init__(self, n_in: int, n_out: int, bias: bool):
+        super().__init__()
+        self.c_fc = nn.Linear(n_in, n_out, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c_fc(x)
+
+
+def patch_encoder(m: ModalityConfig, config: GPTConfig) -> nn.Module:
+    C = config.n_embd
+    if config.tokeniser == "affine":
+        return AffineMap(m.input_size, C, config.bias)
+    return TwoLayerMLP(m.input_size, 4 * C, C, config.bias)
+
+
+def output_head(m: ModalityConfig, config: GPTConfig) -> nn.Module:
+    C = config.n_embd
+    if not m.discrete and config.tokeniser == "affine":
+        return AffineMap(C, m.output_size, config.bias)
+    return TwoLayerMLP(C, 4 * C, m.output_size, config.bias)
+
+
 class TokenEncoder(nn.Module):
     """Discrete tokens ``Long[B, T]`` -> ``[B, T, C]``."""
 
@@ -217,9 +253,7 @@ class GPT(nn.Module):
         C, mods = config.n_embd, config.modalities
         self.encoders = nn.ModuleDict(
             {
-                m.name: TokenEncoder(m, config)
-                if m.discrete
-                else TwoLayerMLP(m.input_size, C, C, config.bias)
+                m.name: TokenEncoder(m, config) if m.discrete else patch_encoder(m, config)
                 for m in mods
             }
         )
@@ -231,10 +265,12 @@ class GPT(nn.Module):
                 ln_f=nn.LayerNorm(config.n_embd, eps=1e-5, bias=config.bias),
             )
         )
-        self.decoders = nn.ModuleDict(
-            {m.name: TwoLayerMLP(C, 4 * C, m.output_size, config.bias) for m in mods}
-        )
+        self.decoders = nn.ModuleDict({m.name: output_head(m, config) for m in mods})
+        # MAE: one learned embedding stands in for every masked position (AR models have none).
+        self.mask_token = nn.Parameter(torch.zeros(C)) if config.objective == "mae" else None
         self.apply(self._init_weights)
+        if self.mask_token is not None:
+            nn.init.normal_(self.mask_token, mean=0.0, std=0.02)
         for name, param in self.named_parameters():  # residual projections: GPT-2 scaling
             if name.endswith("c_proj.weight"):
                 nn.init.normal_(param, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
@@ -289,24 +325,39 @@ class GPT(nn.Module):
                 raise ModelInputError(f"{m.name}_positions must be in [0, {block_size})")
         return present
 
-    def hidden_states(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, list[int]]:
+    def hidden_states(
+        self, inputs: dict[str, torch.Tensor], masks: dict[str, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, list[int]]:
         """Final hidden states (after ``ln_f``) ``[B, T_total, C]`` and the sequence length of
-        each modality present, in config order."""
+        each modality present, in config order. ``masks`` (MAE): ``Bool[B, T]`` per modality,
+        True where the input is replaced by the learned mask token."""
         present = self._checked_modalities(inputs)
-        pieces = [
-            self.encoders[m.name](inputs[m.name])
-            + self.embedders[m.name](inputs[f"{m.name}_positions"])
-            for m in present
-        ]
+        masks = masks or {}
+        if masks and self.mask_token is None:
+            raise ModelInputError("masks need an MAE model (objective='mae')")
+        pieces = []
+        for m in present:
+            encoded = self.encoders[m.name](inputs[m.name])
+            mask = masks.get(m.name)
+            if mask is not None:
+                if tuple(mask.shape) != tuple(encoded.shape[:2]):
+                    raise ModelInputError(f"mask for {m.name!r} must have shape {tuple(encoded.shape[:2])}")
+                encoded = torch.where(mask.unsqueeze(-1), self.mask_token.to(encoded.dtype), encoded)
+            pieces.append(encoded + self.embedders[m.name](inputs[f"{m.name}_positions"]))
         x = self.transformer.drop(torch.cat(pieces, dim=1))
         for block in self.transformer.h:
             x = block(x)
         return self.transformer.ln_f(x), [p.shape[1] for p in pieces]
 
     def forward(
-        self, inputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor] | None = None
+        self,
+        inputs: dict[str, torch.Tensor],
+        targets: dict[str, torch.Tensor] | None = None,
+        masks: dict[str, torch.Tensor] | None = None,
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
-        hidden, lengths = self.hidden_states(inputs)
+        """``masks`` (MAE) hide inputs behind the mask token; the loss then covers masked
+        positions only. AR targets are the inputs shifted by one; MAE targets the inputs."""
+        hidden, lengths = self.hidden_states(inputs, masks)
         names = [m.name for m in self.config.modalities if m.name in inputs]
         outputs = {
             name: self.decoders[name](chunk)
@@ -314,10 +365,13 @@ class GPT(nn.Module):
         }
         if targets is None:
             return outputs, None
-        return outputs, self._loss(outputs, targets)
+        return outputs, self._loss(outputs, targets, masks or {})
 
     def _loss(
-        self, outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]
+        self,
+        outputs: dict[str, torch.Tensor],
+        targets: dict[str, torch.Tensor],
+        masks: dict[str, torch.Tensor],
     ) -> torch.Tensor:
         if not targets or set(targets) - set(outputs):
             raise ModelInputError(f"targets {sorted(targets)} must be some of {sorted(outputs)}")
@@ -327,10 +381,15 @@ class GPT(nn.Module):
             expected = tuple(pred.shape[:2] if m.discrete else pred.shape)
             if tuple(target.shape) != expected:
                 raise ModelInputError(f"targets for {name!r} must have shape {expected}")
+            mask = masks.get(name)
             if m.discrete:  # -1 marks positions to ignore
+                if mask is not None:
+                    target = target.masked_fill(~mask, -1)
                 part = F.cross_entropy(
                     pred.flatten(0, 1).float(), target.flatten(), ignore_index=-1
                 )
+            elif mask is not None:
+                part = F.huber_loss(pred[mask].float(), target[mask].float())
             else:
                 part = F.huber_loss(pred.float(), target.float())
             loss = m.loss_weight * part if loss is None else loss + m.loss_weight * part

@@ -102,6 +102,13 @@ def _modality(raw: Any) -> ModalityConfig:
 
 def upstream_config(model_args: dict[str, Any], state: dict[str, torch.Tensor]) -> GPTConfig:
     """Our :class:`GPTConfig` for upstream ``model_args`` (bias inferred from the weights)."""
+    if model_args.get("backbone", "native") != "native":
+        raise CheckpointError(
+            f"upstream backbone {model_args['backbone']!r} (a Hugging Face LLM with PEFT) is not "
+            "supported: only the native AstroPT transformer ('native') can be imported"
+        )
+    if model_args.get("norm_pix_loss"):
+        raise CheckpointError("upstream norm_pix_loss=True is not supported by this trainer")
     values = {k: v for k, v in model_args.items() if k in _GPT_ARGS}
     values.setdefault("bias", any(key.endswith(".bias") for key in state))
     if "modalities" in model_args:
