@@ -121,6 +121,32 @@ def upstream_config(model_args: dict[str, Any], state: dict[str, torch.Tensor]) 
     return config
 
 
+def merge_lora(state: dict[str, torch.Tensor], model_args: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Fold unmerged loralib adapters into their base weights: ``W + (B @ A) * alpha / r``."""
+    state = dict(state)
+    for key in [k for k in state if k.endswith(".lora_A")]:
+        prefix = key.removesuffix("lora_A")
+        down, up = state.pop(key), state.pop(prefix + "lora_B")
+        rank = int(model_args.get("lora_r") or down.shape[0])
+        scale = float(model_args.get("lora_alpha", rank)) / rank
+        base = prefix + "weight"
+        if base not in state:
+            raise CheckpointError(f"LoRA adapter {key} has no base weight {base}")
+        state[base] = state[base] + (up.float() @ down.float()).to(state[base].dtype) * scale
+    return state
+
+
+def _rename_mask_token(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Upstream MAE checkpoints keep one learned mask embedding; ours is ``mask_token [C]``."""
+    found = [k for k in state if k.split(".")[-1] == "mask_token"]
+    if len(found) == 1 and found[0] != "mask_token":
+        state = dict(state)
+        state["mask_token"] = state.pop(found[0])
+    if "mask_token" in state:
+        state["mask_token"] = state["mask_token"].reshape(-1)
+    return state
+
+
 def import_upstream(ckpt_path: str | Path, out_dir: str | Path) -> Path:
     """Convert an upstream checkpoint into a checkpoint directory at ``out_dir``."""
     ckpt = read_upstream(ckpt_path)
@@ -129,6 +155,7 @@ def import_upstream(ckpt_path: str | Path, out_dir: str | Path) -> Path:
     state = strip_wrapper_prefixes(ckpt["model"])
     # A materialised causal-mask buffer (older nanoGPT) is not a weight.
     state = {k: v for k, v in state.items() if not (k.endswith("attn.bias") and v.dim() == 4)}
+    state = _rename_mask_token(merge_lora(state, ckpt["model_args"]))
     config = upstream_config(ckpt["model_args"], state)
     model = GPT(config)
     try:
