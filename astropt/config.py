@@ -32,6 +32,17 @@ class ModelSettings(_Strict):
     bias: bool = Field(False, description="Biases in linear layers and LayerNorms (upstream: off).")
     attn_type: Literal["causal", "full"] = Field("causal", description="Causal (autoregressive) or full attention.")
     vocab_size: int = Field(AION_VOCAB_SIZE, description="Codec vocabulary (AION: 10,000).")
+    tokeniser: Literal["aion", "patch"] = Field("aion", description="Image tokens: AION codec tokens or continuous flux patches (upstream 'images').")
+    objective: Literal["ar", "mae"] = Field("ar", description="Autoregressive next token, or masked autoencoder (needs attn_type 'full').")
+    mae_mask_ratio: float = Field(0.15, gt=0.0, lt=1.0, description="Share of positions masked per image (objective mae).")
+    patch_size: int = Field(16, ge=2, le=96, description="Patch side in pixels (tokeniser patch); must divide the 96-pixel crop.")
+    patch_encoder: Literal["aim", "affine"] = Field("aim", description="Patch encoder/decoder: Linear-GELU-Linear (aim) or one Linear (affine).")
+    patch_order: Literal["raster", "spiral"] = Field("raster", description="Order of the patch grid (spiral: centre outwards).")
+
+    @property
+    def n_positions(self) -> int:
+        """Tokens per image: 576 AION tokens, or (96 / patch_size)^2 patches."""
+        return TOKENS_PER_IMAGE if self.tokeniser == "aion" else (96 // self.patch_size) ** 2
 
     @model_validator(mode="after")
     def _check_shape(self) -> ModelSettings:
@@ -40,13 +51,17 @@ class ModelSettings(_Strict):
                 f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}); "
                 f"try n_embd={self.n_head * max(1, round(self.n_embd / self.n_head))}"
             )
-        if self.block_size < TOKENS_PER_IMAGE - 1:
+        if self.tokeniser == "patch" and 96 % self.patch_size:
+            raise ValueError(f"patch_size ({self.patch_size}) must divide the 96-pixel crop (e.g. 8, 12, 16, 24)")
+        if self.objective == "mae" and self.attn_type != "full":
+            raise ValueError("objective 'mae' is bidirectional: set model.attn_type to 'full'")
+        seen = self.n_positions - (1 if self.objective == "ar" else 0)
+        if self.block_size < seen:
             raise ValueError(
-                f"block_size ({self.block_size}) is too small: an AION image is "
-                f"{TOKENS_PER_IMAGE} tokens, so the model sees {TOKENS_PER_IMAGE - 1} "
-                f"per step; use block_size >= {TOKENS_PER_IMAGE - 1}"
+                f"block_size ({self.block_size}) is too small: an image is {self.n_positions} "
+                f"tokens, so the model sees {seen} per step; use block_size >= {seen}"
             )
-        if self.vocab_size != AION_VOCAB_SIZE:
+        if self.tokeniser == "aion" and self.vocab_size != AION_VOCAB_SIZE:
             raise ValueError(
                 f"vocab_size ({self.vocab_size}) must equal the AION codec's "
                 f"{AION_VOCAB_SIZE} codes: this trainer learns AION tokens (continuous "

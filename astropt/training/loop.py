@@ -21,7 +21,7 @@ from astropt.checkpoints import load_checkpoint, load_trainer_state, save_checkp
 from astropt.codec import CodecHandle, check_same_codec, load_codec
 from astropt.config import TrainConfig
 from astropt.data import open_split
-from astropt.model import GPT, GPTConfig, ModalityConfig
+from astropt.model import GPT, GPTConfig
 from astropt.plotting import galaxy_grid, write_atomic
 from astropt.run_dir import CONFIG_FILE, CheckpointKind, RunDir, checkpoint_kind, step_name
 from astropt.tokenise import (
@@ -34,6 +34,8 @@ from astropt.tokenise import (
 from astropt.training import efficiency
 from astropt.training.attempts import AttemptLog
 from astropt.training.batches import FixedBatches, StreamBatches, TokenBatches
+from astropt.training.pairs import crop_dataset, training_pair
+from astropt.training.pairs import gpt_config as _gpt_config
 from astropt.training.run_log import RunLog
 from astropt.training.runtime import (
     Runtime,
@@ -70,14 +72,7 @@ class TrainResult:
 
 
 def gpt_config(config: TrainConfig) -> GPTConfig:
-    m = config.model
-    modality = ModalityConfig(
-        name=MODALITY, input_size=m.vocab_size, vocab_size=m.vocab_size, pos_input_size=1
-    )
-    return GPTConfig(
-        block_size=m.block_size, n_layer=m.n_layer, n_head=m.n_head, n_embd=m.n_embd,
-        dropout=m.dropout, bias=m.bias, attn_type=m.attn_type, modalities=[modality],
-    )
+    return _gpt_config(config)
 
 
 def learning_rate(it: int, config: TrainConfig) -> float:
@@ -120,6 +115,21 @@ class _Trainer:
         val = open_split(cfg.data, "val", seed=cfg.seed)
         collate = TokenCollate(codec, cfg.data.bands)
         info: dict[str, Any] = {}
+        finite = hasattr(train, "__len__") and hasattr(train, "__getitem__")
+        if cfg.model.tokeniser == "patch":
+            if not finite:
+                raise ValueError("tokeniser 'patch' needs a finite data set (mock or local); "
+                                 "streamed sources are AION-only for now")
+            train_crops, val_crops = crop_dataset(train), crop_dataset(val)
+            info.update(n_train=len(train), n_val=len(val))
+            self._write_data_manifest(train)
+            b = cfg.batch_size
+            return {
+                "train": TokenBatches(train_crops, b, cfg.seed + 7919 * rt.rank),
+                "train_eval": TokenBatches(train_crops, b, cfg.seed + 1, shuffle=True),
+                "val_eval": TokenBatches(val_crops, b, cfg.seed, shuffle=False),
+                "info": info,
+            }
         if hasattr(train, "__len__") and hasattr(train, "__getitem__") and cfg.data.cache_tokens:
             kw = {"bands": cfg.data.bands, "progress": rt.is_main}
             train_tokens = tokenise_dataset(train, codec, **kw)  # each rank its own shard
@@ -153,12 +163,13 @@ class _Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         write_atomic(self.out / f"data_rank{self.rt.rank}.json", json.dumps(record).encode())
 
-    def _restore(self, model: GPT, codec: CodecHandle) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    def _restore(self, model: GPT, codec: CodecHandle | None) -> tuple[dict[str, Any] | None, dict[str, Any]]:
         last = self.run_dir.checkpoint("last")
         if not (last / CONFIG_FILE).is_file():
             return None, {}
         loaded, meta = load_checkpoint(last, device="cpu")
-        check_same_codec(meta.get("codec", {}), codec.info, f"checkpoint {last}")
+        if codec is not None:
+            check_same_codec(meta.get("codec", {}), codec.info, f"checkpoint {last}")
         model.load_state_dict(loaded.state_dict())
         return load_trainer_state(last), meta
 
@@ -166,7 +177,7 @@ class _Trainer:
     def run(self, resume: bool) -> TrainResult:
         cfg, rt = self.cfg, self.rt
         torch.manual_seed(cfg.seed + rt.rank)
-        codec = load_codec(cfg.codec, device=rt.device)
+        codec = load_codec(cfg.codec, device=rt.device) if cfg.model.tokeniser == "aion" else None
         data = self._data(codec)
         model = GPT(gpt_config(cfg))
         state, meta = self._restore(model, codec) if resume else (None, {})
@@ -194,13 +205,13 @@ class _Trainer:
         log = RunLog(self.out, start) if rt.is_main else None
         self.attempts = AttemptLog(self.out, start, state is not None) if rt.is_main else None
         self.flops_per_token = efficiency.flops_per_token(
-            model.get_num_params(), cfg.model.n_layer, cfg.model.n_embd, 575)
+            model.get_num_params(), cfg.model.n_layer, cfg.model.n_embd, cfg.model.n_positions)
         self.peak = efficiency.device_peak(rt.device, rt.dtype)
         self.effective_batch = cfg.batch_size * self.accum * rt.world_size
         if rt.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             write_atomic(self.run_dir.config_yaml, cfg.to_yaml().encode())
-            info = {**rt.describe(), **data["info"], "codec": codec.info.to_dict(),
+            info = {**rt.describe(), **data["info"], "codec": codec.info.to_dict() if codec else None,
                     "n_params": model.get_num_params(), "start_iter": start,
                     "max_iters": cfg.max_iters, "out_dir": str(self.out), "resumed": state is not None,
                     "effective_batch_size": self.effective_batch, "flops_per_token": self.flops_per_token,
@@ -213,7 +224,8 @@ class _Trainer:
     def _loop(self, batches: TokenBatches | StreamBatches, start: int, log: RunLog | None) -> TrainStatus:
         cfg, rt = self.cfg, self.rt
         self.iter_num = start
-        tokens_per_step = cfg.batch_size * self.accum * 575 * rt.world_size
+        seen = cfg.model.n_positions - (1 if cfg.model.objective == "ar" else 0)
+        tokens_per_step = cfg.batch_size * self.accum * seen * rt.world_size
         status: TrainStatus = "completed"
         if start == 0 and rt.is_main:
             self._evaluate(log)  # the untrained baseline, ~ln(vocab)
@@ -228,12 +240,13 @@ class _Trainer:
                 group["lr"] = lr
             loss_sum = 0.0
             for micro in range(self.accum):
-                tokens = batches.batch(self.iter_num * self.accum + micro).to(rt.device, non_blocking=True)
-                inputs, targets = shift_for_training(tokens)
+                index = self.iter_num * self.accum + micro
+                tokens = batches.batch(index).to(rt.device, non_blocking=True)
+                inputs, targets, masks = training_pair(tokens, cfg.model, index, cfg.seed)
                 if rt.ddp:
                     self.net.require_backward_grad_sync = micro == self.accum - 1
                 with rt.autocast():
-                    _, loss = self.net(inputs, targets)
+                    _, loss = self.net(inputs, targets, masks)
                 loss_sum += loss.item()
                 self.scaler.scale(loss / self.accum).backward()
             if cfg.optim.grad_clip > 0:
@@ -291,10 +304,10 @@ class _Trainer:
         out = {}
         for name, fixed in self.eval_sets.items():
             losses = []
-            for tokens in fixed:
-                inputs, targets = shift_for_training(tokens.to(self.rt.device))
+            for i, tokens in enumerate(fixed):
+                inputs, targets, masks = training_pair(tokens.to(self.rt.device), self.cfg.model, i, -1)
                 with self.rt.autocast():
-                    _, loss = self.model(inputs, targets)
+                    _, loss = self.model(inputs, targets, masks)
                 losses.append(loss.item())
             out[f"{name}_loss"] = sum(losses) / len(losses)
         self.net.train()
@@ -314,6 +327,8 @@ class _Trainer:
 
     @torch.no_grad()
     def _val_images(self) -> None:
+        if self.codec is None:
+            return self._val_patch_images()
         tokens = torch.cat(list(self.eval_sets["val"]))[: self.cfg.n_val_images].to(self.rt.device)
         inputs, _ = shift_for_training(tokens)
         self.model.eval()
@@ -330,9 +345,25 @@ class _Trainer:
         for cb in self.callbacks:
             cb.on_val_images(self.iter_num, str(path))
 
+    def _val_patch_images(self) -> None:
+        from astropt.training.pairs import predicted_images
+
+        crops = torch.cat(list(self.eval_sets["val"]))[: self.cfg.n_val_images].to(self.rt.device)
+        self.model.eval()
+        with self.rt.autocast():
+            predicted = predicted_images(self.model, crops, self.cfg.model)
+        self.model.train()
+        pairs = list(zip(crops.cpu().numpy(), predicted.numpy(), strict=True))
+        png = galaxy_grid(pairs, ["flux crop", "model prediction"])
+        path = self.run_dir.val_image(self.iter_num)
+        write_atomic(path, png)
+        for cb in self.callbacks:
+            cb.on_val_images(self.iter_num, str(path))
+
     def _save(self, name: str) -> None:
         path = self.run_dir.checkpoint(name)
-        meta = {"codec": self.codec.info.to_dict(), "step": self.iter_num, "best_val_loss": self.best,
+        meta = {"codec": self.codec.info.to_dict() if self.codec else None,
+                "tokeniser": self.cfg.model.tokeniser, "step": self.iter_num, "best_val_loss": self.best,
                 "train_config": self.cfg.model_dump(mode="json"), "runtime": self.rt.describe()}
         trainer_state = {"optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
                          "rng": rng_state(self.rt.device), "iter_num": self.iter_num,
