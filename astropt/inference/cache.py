@@ -23,12 +23,12 @@ from astropt.run_dir import WEIGHTS_FILE
 class LoadedModel:
     model: torch.nn.Module
     meta: dict[str, Any]
-    codec: CodecHandle
+    codec: CodecHandle | None  # None: a patch-token model
     n_bytes: int
 
     @property
     def codec_info(self) -> dict[str, Any]:
-        return dict(self.meta["codec"])
+        return dict(self.meta.get("codec") or {})
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class ModelCache:
 
     @property
     def n_bytes(self) -> int:
-        codecs = {id(e.codec): module_bytes(e.codec.codec) for e in self._entries.values()}
+        codecs = {id(e.codec): module_bytes(e.codec.codec) for e in self._entries.values() if e.codec}
         return sum(e.n_bytes for e in self._entries.values()) + sum(codecs.values())
 
     def get(self, checkpoint: Path) -> LoadedModel:
@@ -79,6 +79,8 @@ class ModelCache:
 
     def _load(self, checkpoint: Path) -> LoadedModel:
         model, meta = load_checkpoint(checkpoint, self.device)
+        if meta.get("tokeniser") == "patch":
+            return LoadedModel(model.eval(), meta, None, module_bytes(model))
         codec_info = meta.get("codec")
         if not isinstance(codec_info, dict) or "spec" not in codec_info:
             raise CheckpointError(
@@ -95,6 +97,6 @@ class ModelCache:
         ):
             _, old = self._entries.popitem(last=False)
             self.evictions += 1
-            if all(e.codec is not old.codec for e in self._entries.values()):
+            if old.codec is not None and all(e.codec is not old.codec for e in self._entries.values()):
                 codec_module.evict_codec(old.codec)
 

@@ -31,9 +31,9 @@ from astropt.inference.uploads import Cube
 from astropt.tokenise import restore_first_token, shift_for_training
 from astropt.torch_policy import autocast
 
-Mode = Literal["codec", "predict", "complete"]
+Mode = Literal["codec", "predict", "complete", "masked"]
 Pooling = Literal["mean", "last", "both"]
-MODES: tuple[str, ...] = ("codec", "predict", "complete")
+MODES: tuple[str, ...] = ("codec", "predict", "complete", "masked")
 
 
 class OptionsError(ValueError):
@@ -72,7 +72,7 @@ class Reconstruction:
     mode: str
     bands: tuple[str, ...]  # the bands the input had
     original: np.ndarray  # the input's central 96x96 crop, [len(bands), 96, 96]
-    codec: np.ndarray  # codec round trip
+    codec: np.ndarray | None  # codec round trip (None for patch-token models)
     model: np.ndarray | None  # model output (None in codec mode)
     tokens: np.ndarray  # codec tokens [576]
     model_tokens: np.ndarray | None
@@ -158,6 +158,8 @@ def reconstruct(
 
     ``dtype``: the model's autocast precision (default: bf16 on CUDA, float32 elsewhere).
     """
+    if options.mode == "masked":
+        raise OptionsError("mode 'masked' is for patch-token masked-autoencoder models")
     if options.mode != "codec":
         if model is None:
             raise OptionsError(f"mode {options.mode!r} needs a model; mode 'codec' needs none")

@@ -34,6 +34,8 @@ def panel_titles(recon: Reconstruction, panel: PanelKind = "all") -> list[str]:
     if panel == "single":
         return ["codec" if recon.model is None else "model"]
     middle = ["codec"] if recon.model is None else ["codec", "model"]
+    if recon.codec is None:  # patch-token models have no codec
+        middle = ["model"]
     return ["original", *middle, "residual"]
 
 
@@ -46,7 +48,7 @@ def png_size(n_panels: int, side: int = 96) -> tuple[int, int]:
 def original_full_bands(recon: Reconstruction) -> np.ndarray:
     """The input crop as ``[4, 96, 96]``; a band the input lacked is taken from the codec's
     round trip (display only: that band is the codec's inference)."""
-    full = recon.codec.copy()
+    full = (recon.output if recon.codec is None else recon.codec).copy()
     for i, band in enumerate(recon.bands):
         full[DEFAULT_BANDS.index(band)] = recon.original[i]
     return full
@@ -79,7 +81,7 @@ def render_png(recon: Reconstruction, panel: PanelKind = "all") -> bytes:
         "residual": lambda: residual_rgb(recon, scale),
     }
     titles = panel_titles(recon, panel)
-    side = recon.codec.shape[-1]
+    side = recon.output.shape[-1]
     canvas = Image.new("RGB", png_size(len(titles), side), "white")
     draw = ImageDraw.Draw(canvas)
     font = ImageFont.load_default()
@@ -115,10 +117,12 @@ def to_fits(recon: Reconstruction, metrics: dict | None = None) -> bytes:
     for key, value in (metrics or recon.metrics()).items():
         if isinstance(value, float) and np.isfinite(value):
             primary.header[f"HIERARCH ASTROPT {key.upper()}"] = value
-    codec = fits.ImageHDU(recon.codec.astype(np.float32), header=_band_header(DEFAULT_BANDS), name="CODEC")
-    original = fits.ImageHDU(recon.original.astype(np.float32), header=_band_header(recon.bands), name="ORIGINAL")
+    hdus = [primary]
+    if recon.codec is not None:
+        hdus.append(fits.ImageHDU(recon.codec.astype(np.float32), header=_band_header(DEFAULT_BANDS), name="CODEC"))
+    hdus.append(fits.ImageHDU(recon.original.astype(np.float32), header=_band_header(recon.bands), name="ORIGINAL"))
     out = io.BytesIO()
-    fits.HDUList([primary, codec, original]).writeto(out)
+    fits.HDUList(hdus).writeto(out)
     return out.getvalue()
 
 

@@ -56,8 +56,16 @@ class InferenceRuntime:
         start = time.perf_counter()
         loaded = self.cache.get(first.checkpoint)
         cubes = [r.cube for r in requests]
-        if first.kind == "embed":
-            values: list = embed(cubes, loaded.codec, loaded.model, first.pooling, loaded.codec_info, self.precision)
+        if loaded.codec is None:  # a patch-token model: no codec in the way
+            from astropt.inference.patch_pipeline import embed_patches, reconstruct_patches
+
+            if first.kind == "embed":
+                values: list = embed_patches(cubes, loaded.model, loaded.meta, first.pooling)
+            else:
+                assert first.options is not None, "a reconstruction needs its options"
+                values = reconstruct_patches(cubes, loaded.model, loaded.meta, first.options)
+        elif first.kind == "embed":
+            values = embed(cubes, loaded.codec, loaded.model, first.pooling, loaded.codec_info, self.precision)
         else:
             assert first.options is not None, "a reconstruction needs its options"
             model = None if first.options.mode == "codec" else loaded.model

@@ -56,7 +56,7 @@ class _Form(BaseModel):
 
 
 class ReconstructForm(_Form):
-    mode: Literal["codec", "predict", "complete"] = "predict"
+    mode: Literal["codec", "predict", "complete", "masked"] = "predict"
     keep_fraction: float = Field(0.5, gt=0.0, le=1.0)
     temperature: float = Field(1.0, ge=0.0, le=100.0)
     top_k: int | None = Field(None, ge=1, le=10_000)
