@@ -17,7 +17,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "convert files from a source you trust."
         ),
     )
-    parser.add_argument("ckpt", help="upstream checkpoint file (ckpt.pt)")
+    parser.add_argument("ckpt", help="upstream checkpoint file (ckpt.pt), or with --hub its path in the repo")
+    parser.add_argument("--hub", metavar="REPO_ID", help="take ckpt from this Hugging Face repo "
+                        "(e.g. Smith42/astroPT_v2.0; honours HF_TOKEN, the cache and HF_HUB_OFFLINE)")
+    parser.add_argument("--revision", help="hub revision (branch, tag or commit)")
     parser.add_argument("out_dir", help="checkpoint directory to write")
     parser.set_defaults(func=run_import_upstream)
 
@@ -30,11 +33,16 @@ def run_import_upstream(args: argparse.Namespace) -> int:
         import_upstream,
     )
 
-    print(f"warning: {UNPICKLE_WARNING.format(path=args.ckpt)}", file=sys.stderr)
     try:
+        ckpt = args.ckpt
+        if getattr(args, "hub", None):
+            from astropt.checkpoints.hub import download_upstream
+
+            ckpt = download_upstream(args.hub, args.ckpt, revision=args.revision)
+        print(f"warning: {UNPICKLE_WARNING.format(path=ckpt)}", file=sys.stderr)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UpstreamUnpickleWarning)  # printed above already
-            out = import_upstream(args.ckpt, args.out_dir)
+            out = import_upstream(ckpt, args.out_dir)
     except CheckpointError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
