@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from service.inference.settings import InferenceSettings
 
 from astropt.inference.pipeline import OptionsError, ReconstructOptions
 from astropt.inference.render import panel_titles, render_png, to_fits
 from astropt.inference.uploads import Cube
 from astropt.training import train
 from service.inference.engine import InferenceEngine, Work
-from service.inference.settings import InferenceSettings
 from tests.astropt.test_train_patch_mae import config_for
 
 
