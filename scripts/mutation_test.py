@@ -117,7 +117,7 @@ MUTATIONS: tuple[Mutation, ...] = (
              "[identity, cfg.val_fraction, rank, world_size, list(cfg.bands)], default=str",
              ("tests/astropt/test_token_cache.py",),
              "train tokens are served for the validation split"),
-    Mutation("codec-fingerprint-check-disabled", "astropt/codec/loading.py",
+    Mutation("codec-fingerprint-check-disabled", "astropt/codec/info.py",
              "def check_same_codec(expected: dict[str, Any] | CodecInfo, actual: CodecInfo, what: str) -> None:\n",
              "def check_same_codec(expected: dict[str, Any] | CodecInfo, actual: CodecInfo, what: str) -> None:\n"
              "    return\n",
