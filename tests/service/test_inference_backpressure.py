@@ -3,6 +3,7 @@ crop, the queue is bounded by image bytes, and refusals say when to come back (R
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -36,15 +37,16 @@ def server(tmp_path_factory):
     while not server.started:
         time.sleep(0.05)
     job_id = _add_job(settings, root / "runs" / "done", "completed", with_checkpoint=True)
+    loop = server.servers[0].get_loop()  # the server's event loop, to hold an upload slot from here
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60.0) as client:
-        yield client, app, port, job_id
+        yield client, app, port, job_id, loop
     server.should_exit = True
     thread.join(10)
     app.state.inference_engine.close()
 
 
 def test_a_large_upload_is_queued_as_its_crop_only(server):
-    client, app, _, job_id = server
+    client, app, _, job_id, _ = server
     response = client.post("/reconstruct", files={"file": ("g.npy", _npy(_cube(side=160)))},
                            data={"job_id": job_id, "mode": "codec", "format": "json"})
     assert response.status_code == 200, response.text
@@ -53,7 +55,7 @@ def test_a_large_upload_is_queued_as_its_crop_only(server):
 
 
 def test_a_full_byte_budget_answers_503_with_retry_after(server):
-    client, app, _, job_id = server
+    client, app, _, job_id, _ = server
     roomy = app.state.inference_engine
     # A budget smaller than one crop: the queue is "full" for every request.
     tight = InferenceEngine(InferenceSettings(max_queued_mb=0.5 * CROP_BYTES / 2**20, torch_threads=1))
@@ -68,20 +70,37 @@ def test_a_full_byte_budget_answers_503_with_retry_after(server):
     assert int(response.headers["Retry-After"]) >= 1
 
 
-def test_uploads_beyond_the_waiting_bound_get_429_with_retry_after(server):
-    client, app, port, job_id = server
+def test_a_slow_client_does_not_hold_the_upload_slot(server):
+    """The body is read before a parse slot is taken: a client that sends half a body and stops
+    (here with the only slot configured) does not block anyone else's upload."""
+    client, app, port, job_id, _ = server
     body = _npy(_cube(side=160))
     boundary = "bound"
     head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"g.npy\"\r\n"
             "Content-Type: application/octet-stream\r\n\r\n").encode()
     length = len(head) + len(body) + len(f"\r\n--{boundary}--\r\n")
-    with socket.create_connection(("127.0.0.1", port)) as slow:  # holds the one upload slot
+    with socket.create_connection(("127.0.0.1", port)) as slow:
         slow.sendall(f"POST /embed HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n"
                      f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n".encode() + head)
-        while not getattr(app.state, "inference_upload_slots", None) or not app.state.inference_upload_slots.locked():
-            time.sleep(0.01)
-        refused = client.post("/embed", files={"file": ("g.npy", body)}, data={"job_id": job_id})
-        assert refused.status_code == 429 and "waiting" in refused.json()["detail"]
-        assert int(refused.headers["Retry-After"]) >= 1
+        served = client.post("/embed", files={"file": ("g.npy", body)}, data={"job_id": job_id})
+        assert served.status_code == 200, served.text
         slow.sendall(body + f"\r\n--{boundary}--\r\n".encode())
         assert slow.recv(12) == b"HTTP/1.1 200"
+
+
+def test_uploads_beyond_the_waiting_bound_get_429_with_retry_after(server):
+    """Bodies waiting for a parse slot are held in memory, so how many may wait is bounded:
+    with the one slot taken and no waiting allowed, an upload is refused with Retry-After."""
+    client, app, _, job_id, loop = server
+    body = _npy(_cube(side=160))
+    assert client.post("/embed", files={"file": ("g.npy", body)}, data={"job_id": job_id}).status_code == 200
+    slots = app.state.inference_upload_slots
+    asyncio.run_coroutine_threadsafe(slots.acquire(), loop).result(10)  # as a parse in progress would
+    try:
+        refused = client.post("/embed", files={"file": ("g.npy", body)}, data={"job_id": job_id})
+    finally:
+        loop.call_soon_threadsafe(slots.release)
+    assert refused.status_code == 429 and "waiting" in refused.json()["detail"]
+    assert int(refused.headers["Retry-After"]) >= 1
+    after = client.post("/embed", files={"file": ("g.npy", body)}, data={"job_id": job_id})
+    assert after.status_code == 200, after.text
