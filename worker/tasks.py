@@ -22,13 +22,10 @@ from broker import TRAIN_TASK, enqueue_training
 from service.settings import Settings, get_settings
 from service.store import repository, session_scope
 from worker.celery_app import app
+from worker.retry import RetryLater
 
 log = logging.getLogger(__name__)
 MAX_REASON_CHARS = 4000
-
-
-class RetryLater(Exception):
-    """The job is running elsewhere with a fresh heartbeat: look again later."""
 
 
 @app.task(name=TRAIN_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)

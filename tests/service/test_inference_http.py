@@ -64,7 +64,10 @@ def server(tmp_path_factory):
     app = create_app(settings, publish=lambda job_id: None, check_broker=lambda: None)
     engine_settings = InferenceSettings(max_batch_size=8, max_wait_ms=300.0, max_upload_mb=UPLOAD_LIMIT_MB,
                                         max_side=512, max_decompressed_mb=16.0,
-                                        request_timeout_s=60.0)
+                                        request_timeout_s=60.0,
+                                        # the values are checked against a float32 forward pass; on a
+                                        # CPU with native bf16, "auto" would compute in bf16
+                                        precision="float32")
     app.state.inference_engine = InferenceEngine(engine_settings, app.state.metrics.registry)
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))

@@ -105,10 +105,15 @@ def test_reconstruct_page_uploads_a_fits_file(stack: Stack, tmp_path: Path,
     with chromium_page(network) as page:
         page.goto(f"{stack.base_url}/ui/reconstruct?job_id={job_id}")
         assert page.locator("#job").input_value() == job_id
+        page.fill("#api-key", API_KEY)  # inference is compute-heavy: it needs the key too
+        page.locator("#key-form button").click()
         page.set_input_files("#file", str(upload))
         page.select_option("#mode", "predict")
         page.locator("#run").click()
-        page.wait_for_function("document.querySelector('#panel').naturalWidth > 0")
+        page.wait_for_function("document.querySelector('#panel').naturalWidth > 0"
+                               " || !document.querySelector('#reconstruct-error').hidden")
+        error = page.locator("#reconstruct-error")
+        assert error.is_hidden(), f"the page shows an error: {error.inner_text()}"
         width = page.evaluate("document.querySelector('#panel').naturalWidth")
         assert width > 3 * 96  # original, codec, model and residual side by side
         assert page.locator("[data-metric='X-Job-Id']").inner_text() == job_id

@@ -11,6 +11,7 @@ from functools import lru_cache
 from service.settings import Settings
 from service.store import repository, session_scope, workers
 from worker.launch.devices import DeviceLease, DevicePool
+from worker.retry import RetryLater
 
 
 @lru_cache(maxsize=1)
@@ -39,8 +40,6 @@ def job_procs(settings: Settings, job_id: str) -> int:
 @contextmanager
 def lease_devices(settings: Settings, job_id: str) -> Iterator[DeviceLease]:
     """Lock the devices the job asks for; RetryLater (job stays queued, with a reason) if busy."""
-    from worker.tasks import RetryLater
-
     pool = device_pool(settings.worker_devices)
     procs = job_procs(settings, job_id)
     if procs > len(pool):
