@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -175,3 +176,33 @@ def test_downsample_keeps_ends_and_spacing() -> None:
     gaps = {b[0] - a[0] for a, b in zip(kept, kept[1:], strict=False)}
     assert gaps <= {20, 21}
     assert downsample(points[:10], 50) == points[:10]
+
+
+def test_migration_0003_keeps_existing_rows_and_widens_steps(tmp_path: Path) -> None:
+    from alembic import command
+
+    for database in (f"sqlite:///{tmp_path / 'old.db'}", None):
+        with postgres_schema() if database is None else _same(database) as url:
+            with get_engine(url).begin() as connection:
+                config = alembic_config(url)
+                config.attributes["connection"] = connection
+                command.upgrade(config, "0002_gpu_resources")
+                connection.execute(text(
+                    "INSERT INTO jobs (id, phase, spec, out_dir, created_at, updated_at, attempts, "
+                    "cancel_requested, iteration, max_iters, checkpoints) VALUES ('old', 'completed', '{}', "
+                    "'/tmp/old', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, 1, false, 7, 7, '{}')"))
+                connection.execute(text("INSERT INTO metric_points (job_id, kind, step, value, recorded_at) "
+                                        "VALUES ('old', 'train_loss', 7, 1.25, CURRENT_TIMESTAMP)"))
+            migrate(url)
+            with session_scope(url) as session:  # the rows survived (no cascade from a table rebuild)
+                assert repo.get_points(session, "old", ["train_loss"])["train_loss"] == [(7, 1.25)]
+                repo.upsert_points(session, "old", [("train_loss", 2**40, 1.0)])
+                assert repo.get_job(session, "old").interruptions is None
+            with session_scope(url) as session:
+                assert repo.get_points(session, "old", ["train_loss"], since=7)["train_loss"] == [(2**40, 1.0)]
+            get_engine(url).dispose()
+
+
+@contextmanager
+def _same(url: str) -> Iterator[str]:
+    yield url
