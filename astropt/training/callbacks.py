@@ -31,7 +31,7 @@ TrainStatus = Literal["completed", "stopped", "diverged"]
 @dataclass
 class TrainResult:
     status: TrainStatus
-    step: int
+    step: int  # the last step finished (a diverged run's reason names the step that failed)
     best_val_loss: float | None
     out_dir: str
     reason: str | None = None

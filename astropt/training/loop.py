@@ -151,7 +151,7 @@ class _Trainer:
         except StopRequested:  # during data preparation: nothing trained, nothing to save
             status = "stopped"
         except Diverged as exc:  # the last finite checkpoint stays; no metric of the bad step
-            return TrainResult("diverged", exc.step, self.best, str(self.out), reason=str(exc))
+            return TrainResult("diverged", self.iter_num, self.best, str(self.out), reason=str(exc))
         return TrainResult(status, self.iter_num, self.best, str(self.out))
 
     def _run(self, resume: bool) -> TrainStatus:
