@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from astropt.codec import CodecHandle
 from astropt.constants import DEFAULT_BANDS, TOKENS_PER_IMAGE
+from astropt.stopping import StopCheck, raise_if_stopped
 
 MODALITY = "images_aion"
 POSITIONS = f"{MODALITY}_positions"
@@ -82,8 +83,13 @@ def tokenise_dataset(
     batch_size: int = 32,
     cache: bool = True,
     progress: bool = True,
+    stop: StopCheck | None = None,
 ) -> torch.Tensor:
-    """Tokens ``Long[N, 576]`` of a finite data set, cached per (data set, codec) fingerprint."""
+    """Tokens ``Long[N, 576]`` of a finite data set, cached per (data set, codec) fingerprint.
+
+    ``stop`` is asked before every batch; when it turns true :class:`StopRequested` is raised
+    and nothing is cached.
+    """
     n = len(dataset)
     path = None
     if cache and getattr(dataset, "fingerprint", None):
@@ -96,6 +102,7 @@ def tokenise_dataset(
     out = np.empty((n, TOKENS_PER_IMAGE), dtype=np.int16)
     starts = range(0, n, batch_size)
     for start in tqdm(starts, desc="tokenising", unit="batch", disable=not progress, leave=False):
+        raise_if_stopped(stop, "tokenising")
         batch = [dataset[i] for i in range(start, min(n, start + batch_size))]
         out[start : start + len(batch)] = collate(batch)[MODALITY].numpy()
     if path is not None:

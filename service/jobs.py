@@ -176,11 +176,12 @@ def checkpoints(job: Job) -> list[CheckpointOut]:
     return sorted(items, key=lambda c: (c.step, c.name))
 
 
-def detail(job: Job, job_curves: Curves) -> JobOut:
+def detail(job: Job, job_curves: Curves, max_attempts: int) -> JobOut:
     base = f"/jobs/{job.id}"
     return JobOut(
         **summary(job).model_dump(), updated_at=job.updated_at, spec=job.spec, device=job.device,
         codec=job.codec, n_params=job.n_params, attempts=job.attempts, best_val_step=job.best_val_step,
+        max_attempts=max_attempts, interruptions=job.interruptions or [],
         curves=job_curves, checkpoints=checkpoints(job), resources=job.resources,
         waiting_reason=job.waiting_reason if job.phase in ("queued", "running") else None,
         gpu_memory_peak_bytes=job.gpu_memory_peak_bytes,

@@ -161,6 +161,13 @@ class JobSummary(BaseModel):
     failure_reason: str | None = None
 
 
+class Interruption(BaseModel):
+    attempt: int = Field(description="The attempt (1, 2, ...) that was cut short.")
+    worker: str | None = Field(None, description="The worker that held the job.")
+    reason: str = Field(examples=["lost heartbeat"])
+    at: datetime
+
+
 class JobOut(JobSummary):
     updated_at: datetime
     spec: dict[str, Any] = Field(description="The validated training configuration.")
@@ -168,6 +175,10 @@ class JobOut(JobSummary):
     codec: dict[str, Any] | None = Field(None, description="Codec spec, source and fingerprint.")
     n_params: int | None = None
     attempts: int = Field(description="Times a worker started (or resumed) this job.")
+    max_attempts: int = Field(description="Attempts a job gets before a job whose worker keeps dying "
+                              "is failed (ASTROPT_MAX_ATTEMPTS).")
+    interruptions: list[Interruption] = Field(
+        default_factory=list, description="Attempts whose worker died (killed, out of memory, lost node).")
     best_val_step: int | None = None
     resources: dict[str, Any] | None = Field(
         None, description="nodes, procs_per_node, world_size, effective_batch_size, executor, "

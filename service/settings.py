@@ -73,6 +73,18 @@ class Settings(BaseSettings):
     max_eval_iters: int = Field(1000, ge=1, description="Largest eval_iters.")
     max_num_threads: int = Field(256, ge=1, description="Largest num_threads.")
     max_model_params: int = Field(2_000_000_000, ge=1, description="Largest model (parameters) a job may build.")
+    max_train_memory_mb: float = Field(
+        32768.0, gt=0, description="Memory one training process may need by the service's estimate "
+        "(float32 weights, gradients and AdamW state, plus the activations of one micro-batch); "
+        "set it to your GPUs' (or workers') memory.",
+    )
+    max_block_size: int = Field(8192, ge=576, description="Largest model.block_size.")
+    max_n_layer: int = Field(96, ge=1, description="Largest model.n_layer.")
+    max_n_embd: int = Field(16384, ge=8, description="Largest model.n_embd.")
+    max_learning_rate: float = Field(10.0, gt=0, description="Largest optim.learning_rate and optim.min_lr.")
+    max_weight_decay: float = Field(10.0, ge=0, description="Largest optim.weight_decay.")
+    max_grad_clip: float = Field(1e6, gt=0, description="Largest optim.grad_clip.")
+    max_shuffle_buffer: int = Field(1_000_000, ge=1, description="Largest data.shuffle_buffer.")
     max_json_body_bytes: int = Field(1 << 20, ge=1024, description="Largest JSON body (POST /jobs).")
     body_timeout_seconds: float = Field(
         30.0, gt=0, description="Time a client has to send a request body (slow clients get 408)."

@@ -20,23 +20,27 @@ from service.settings import Settings
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
 MAX_SEED = 2**32 - 1
-# Bounds that are facts rather than policy (no setting): sizes no run here can use.
-FIXED_LIMITS: dict[str, float] = {
-    "model.block_size": 8192,
-    "data.shuffle_buffer": 1_000_000,
-    "optim.learning_rate": 10.0,
-    "optim.min_lr": 10.0,
-    "optim.weight_decay": 10.0,
-    "optim.grad_clip": 1e6,
+# Each bounded field of a job spec and the setting that bounds it.
+LIMITS: dict[str, str] = {
+    "max_iters": "max_iters_limit", "batch_size": "max_batch_size", "grad_accum": "max_grad_accum",
+    "data.n_mock": "max_n_mock", "eval_iters": "max_eval_iters", "num_threads": "max_num_threads",
+    "model.block_size": "max_block_size", "model.n_layer": "max_n_layer", "model.n_embd": "max_n_embd",
+    "data.shuffle_buffer": "max_shuffle_buffer", "optim.learning_rate": "max_learning_rate",
+    "optim.min_lr": "max_learning_rate", "optim.weight_decay": "max_weight_decay",
+    "optim.grad_clip": "max_grad_clip",
+    # step counts: none may exceed the service's max_iters limit
+    "eval_interval": "max_iters_limit", "log_interval": "max_iters_limit",
+    "checkpoint_interval": "max_iters_limit", "optim.warmup_iters": "max_iters_limit",
+    "optim.lr_decay_iters": "max_iters_limit",
 }
-# Step counts: none may exceed the service's max_iters limit.
-STEP_FIELDS = ("eval_interval", "log_interval", "checkpoint_interval", "optim.warmup_iters",
-               "optim.lr_decay_iters")
+FLOAT32, ADAMW_BYTES_PER_PARAM = 4, 16  # weights, gradients and AdamW's two moments, float32
+ACTIVATIONS_PER_TOKEN_LAYER = 16  # n_embd-wide float tensors a block keeps for its backward pass
 
 
 def check_spec(spec: JobSpec, settings: Settings) -> None:
     """Raise :class:`SpecInvalid` for anything this service will not run."""
     _check_numbers(spec, settings)
+    _check_memory(spec, settings)
     _check_paths(spec, settings)
     _check_codec(spec.codec, settings)
 
@@ -48,26 +52,24 @@ def _value(spec: JobSpec, dotted: str) -> Any:
     return node
 
 
-def _limit(spec: JobSpec, field: str, limit: float, setting: str | None = None) -> None:
-    value = _value(spec, field)
+def _setting_name(setting: str) -> str:
+    return f"ASTROPT_{setting.upper()}"
+
+
+def _limit(spec: JobSpec, field: str, setting: str, settings: Settings) -> None:
+    value, limit = _value(spec, field), getattr(settings, setting)
     if value is None:
         return
     if isinstance(value, float) and not math.isfinite(value):
         raise SpecInvalid(field, f"{field} must be a finite number")
     if value > limit:
-        where = f" (setting ASTROPT_{setting.upper()})" if setting else ""
-        raise SpecInvalid(field, f"{field} ({value}) exceeds this service's limit of {limit:g}{where}")
+        raise SpecInvalid(field, f"{field} ({value:g}) exceeds this service's limit of {limit:g} "
+                          f"(setting {_setting_name(setting)})")
 
 
 def _check_numbers(spec: JobSpec, settings: Settings) -> None:
-    for field, setting in (("max_iters", "max_iters_limit"), ("batch_size", "max_batch_size"),
-                           ("grad_accum", "max_grad_accum"), ("data.n_mock", "max_n_mock"),
-                           ("eval_iters", "max_eval_iters"), ("num_threads", "max_num_threads")):
-        _limit(spec, field, getattr(settings, setting), setting)
-    for field in STEP_FIELDS:
-        _limit(spec, field, settings.max_iters_limit, "max_iters_limit")
-    for field, limit in FIXED_LIMITS.items():
-        _limit(spec, field, limit)
+    for field, setting in LIMITS.items():
+        _limit(spec, field, setting, settings)
     for field in ("seed", "data.mock_seed"):
         value = _value(spec, field)
         if not 0 <= value <= MAX_SEED:
@@ -87,6 +89,35 @@ def estimate_params(spec: JobSpec) -> int:
     """Weights of a GPT of this shape: 12 d^2 per block plus token and position embeddings."""
     m = spec.model
     return 12 * m.n_layer * m.n_embd**2 + 2 * m.vocab_size * m.n_embd + m.block_size * m.n_embd
+
+
+def estimate_train_bytes(spec: JobSpec) -> int:
+    """Peak memory of one training process, an upper estimate in float32.
+
+    Parameters with their gradients and AdamW moments, plus what one micro-batch keeps for the
+    backward pass: the blocks' activations, the attention matrices (materialised by the math
+    kernel CPUs use) and the logits (five copies: logits, log-softmax, their gradients and a cast;
+    measured on CPU within 10% of the peak). grad_accum adds nothing: micro-batches run one after
+    the other.
+    """
+    m, batch = spec.model, spec.batch_size
+    tokens = m.n_positions
+    outputs = m.vocab_size if m.tokeniser == "aion" else m.patch_size**2 * 4
+    state = estimate_params(spec) * ADAMW_BYTES_PER_PARAM
+    blocks = batch * tokens * m.n_layer * ACTIVATIONS_PER_TOKEN_LAYER * m.n_embd * FLOAT32
+    attention = 2 * batch * m.n_head * tokens**2 * m.n_layer * FLOAT32
+    logits = 5 * batch * tokens * outputs * FLOAT32
+    return state + blocks + attention + logits
+
+
+def _check_memory(spec: JobSpec, settings: Settings) -> None:
+    needed_mb = estimate_train_bytes(spec) / 2**20
+    if needed_mb > settings.max_train_memory_mb:
+        raise SpecInvalid("batch_size", f"this job would need about {needed_mb / 1024:.1f} GiB per training "
+                          f"process (model {estimate_params(spec):,} parameters, batch_size {spec.batch_size} "
+                          f"x {spec.model.n_positions} tokens); this service's memory budget is "
+                          f"{settings.max_train_memory_mb / 1024:.1f} GiB (setting ASTROPT_MAX_TRAIN_MEMORY_MB): "
+                          "lower batch_size (use grad_accum for the same effective batch) or the model size")
 
 
 def _roots_text(roots: list[Path]) -> str:

@@ -21,7 +21,9 @@ from celery.signals import worker_ready
 from broker import TRAIN_TASK, enqueue_training
 from service.settings import Settings, get_settings
 from service.store import repository, session_scope
+from service.store.recovery import reap_orphan
 from worker.celery_app import app
+from worker.outcome import final_phase
 from worker.retry import RetryLater
 
 log = logging.getLogger(__name__)
@@ -51,7 +53,10 @@ def _run_claimed(settings: Settings, job_id: str, lease: Any) -> str:
     url = settings.resolved_database_url
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     with session_scope(url) as session:
-        claimed = repository.claim_job(session, job_id, owner, settings.worker_lease_seconds)
+        # A redelivered message of a job whose worker died settles it first: the attempt limit
+        # holds however the job comes back.
+        reap_orphan(session, job_id, settings.worker_lease_seconds, settings.max_attempts)
+        claimed = repository.claim_job(session, job_id, owner)
         job = repository.get_job(session, job_id)
         if job is None:
             log.warning("job %s no longer exists; dropping its message", job_id)
@@ -95,9 +100,6 @@ def _not_claimed(session: Any, job: Any, settings: Settings) -> str:
     if job.phase == "running":
         raise RetryLater(f"job {job.id} is running on {job.owner}")
     if job.phase == "cancelling":
-        if job.id in {orphan.id for orphan in repository.orphaned_jobs(session, settings.worker_lease_seconds)}:
-            repository.finish_job(session, job.id, "cancelled")
-            return "cancelled"
         raise RetryLater(f"job {job.id} is being cancelled on {job.owner}")
     log.info("job %s is %s; nothing to do", job.id, job.phase)
     return "skipped"
@@ -133,10 +135,10 @@ def _train(settings: Settings, job_id: str, owner: str, config: Any) -> str:
     if callback.lost_ownership:
         log.warning("job %s was taken over by another worker; leaving its record alone", job_id)
         return "lost"
-    phase = "completed" if result.status == "completed" else "cancelled"
+    phase = final_phase(result.status)
     with session_scope(url) as session:
         repository.update_job(session, job_id, iteration=result.step)
-        repository.finish_job(session, job_id, phase)
+        repository.finish_job(session, job_id, phase, result.reason)
     log.info("job %s %s at step %d", job_id, phase, result.step)
     return phase
 
@@ -149,7 +151,8 @@ def _fail(url: str, job_id: str, exc: BaseException) -> str:
 
 
 def recover_orphaned_jobs(settings: Settings, lease_seconds: float | None = None) -> list[str]:
-    """Requeue running jobs whose worker stopped heart-beating; finish orphaned cancellations.
+    """Settle jobs whose worker stopped heart-beating: queue them again (or fail them after
+    ``max_attempts``) with the reason on record; finish orphaned cancellations.
 
     ``lease_seconds=0`` treats every running job as orphaned (standalone start-up: no other
     worker can be running them).
@@ -159,10 +162,11 @@ def recover_orphaned_jobs(settings: Settings, lease_seconds: float | None = None
     requeued: list[str] = []
     with session_scope(url) as session:
         for job in repository.orphaned_jobs(session, lease):
-            if job.phase == "cancelling":
-                repository.finish_job(session, job.id, "cancelled")
-            elif repository.requeue_if_orphaned(session, job.id, lease):
+            outcome = reap_orphan(session, job.id, lease, settings.max_attempts)
+            if outcome == "requeued":
                 requeued.append(job.id)
+            elif outcome == "failed":
+                log.error("job %s: %s", job.id, repository.get_job(session, job.id).failure_reason)
     for job_id in requeued:
         log.warning("job %s lost its worker; queued again to resume from its last checkpoint", job_id)
         enqueue_training(app, job_id, settings.train_queue)

@@ -28,6 +28,8 @@ import galsim
 import numpy as np
 from tqdm.auto import tqdm
 
+from astropt.stopping import StopCheck, raise_if_stopped
+
 BANDS = ("DES-G", "DES-R", "DES-I", "DES-Z")
 IMAGE_SIZE = 160
 PIXEL_SCALE = 0.262  # arcsec / pixel
@@ -239,13 +241,15 @@ def is_complete(directory: str | Path, n: int, seed: int) -> bool:
 
 
 def write_mock_dataset(
-    out_dir: str | Path, n: int, seed: int = 0, *, shard_size: int = 256, progress: bool = True
+    out_dir: str | Path, n: int, seed: int = 0, *, shard_size: int = 256, progress: bool = True,
+    stop: StopCheck | None = None,
 ) -> Path:
     """Write ``n`` mock galaxies as Parquet shards + ``manifest.json`` into ``out_dir``.
 
     Reuses ``out_dir`` when its manifest already matches (n, seed, generator version).
     Shards are written into a sibling temporary directory that is renamed into place
     only once complete, so an interrupted run never looks like a finished data set.
+    ``stop`` is asked before every galaxy (:class:`StopRequested` when it turns true).
     """
     from datasets import Dataset
     from datasets.utils.logging import disable_progress_bar, enable_progress_bar
@@ -272,6 +276,7 @@ def write_mock_dataset(
             count = min(shard_size, n - start)
             rows = []
             for galaxy in simulate(count, seed, start):
+                raise_if_stopped(stop, "simulating mock galaxies")
                 rows.append(_record(galaxy))
                 bar.update(1)
             name = f"shard-{shard:05d}.parquet"

@@ -24,6 +24,7 @@ from astropt.config import DataSettings
 from astropt.data.local import CubeFiles, check_table_files, discover
 from astropt.data.mock import read_manifest, write_mock_dataset
 from astropt.data.samples import DataSourceError, check_split, raw_sample_from_row, split_of
+from astropt.stopping import StopCheck
 
 SAMPLE_COLUMNS = ("image", "object_id", "truth", "noise_sigma")
 HUB_PROBE_TIMEOUT_S = 5.0
@@ -209,7 +210,7 @@ def mock_dir(cfg: DataSettings) -> Path:
     return (root / f"n{cfg.n_mock}_seed{cfg.mock_seed}").resolve()
 
 
-def ensure_mock(cfg: DataSettings, *, progress: bool = True) -> list[Path]:
+def ensure_mock(cfg: DataSettings, *, progress: bool = True, stop: StopCheck | None = None) -> list[Path]:
     """Generate the mock data set once (safe when several DDP ranks race); its shard files."""
     from filelock import FileLock
 
@@ -217,7 +218,7 @@ def ensure_mock(cfg: DataSettings, *, progress: bool = True) -> list[Path]:
     out.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(out.with_name(out.name + ".lock"))):
         try:
-            write_mock_dataset(out, cfg.n_mock, cfg.mock_seed, progress=progress)
+            write_mock_dataset(out, cfg.n_mock, cfg.mock_seed, progress=progress, stop=stop)
         except FileExistsError as exc:
             raise DataSourceError(f"data.path for the mock: {exc}") from exc
     manifest = read_manifest(out) or {}
@@ -318,9 +319,12 @@ def _stream_split(
 
 
 def open_split(
-    cfg: DataSettings, split: str, *, rank: int = 0, world_size: int = 1, seed: int = 0
+    cfg: DataSettings, split: str, *, rank: int = 0, world_size: int = 1, seed: int = 0,
+    stop: StopCheck | None = None,
 ) -> FiniteSplit | StreamSplit:
     """Raw samples ``{"flux": float32[4,H,W], "bands": [...], ...}`` of one split and rank.
+
+    ``stop`` is asked while a mock data set is generated (:class:`StopRequested`).
 
     ``seed`` seeds the shuffle buffer of streamed train splits; finite splits are in a
     fixed order (the training loop shuffles indices itself).
@@ -336,7 +340,7 @@ def open_split(
         identity = ["hf", cfg.hf_dataset, cfg.hf_split, dataset._fingerprint]
         return _finite_split(rows, identity, cfg, split, rank, world_size)
     if cfg.source == "mock":
-        kind, files = "table", ensure_mock(cfg)
+        kind, files = "table", ensure_mock(cfg, stop=stop)
     elif not cfg.path:
         raise DataSourceError("data.path is required when data.source is 'local'")
     else:

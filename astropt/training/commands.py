@@ -59,7 +59,9 @@ def run(args: argparse.Namespace) -> int:
         bar.bar.close()
     best = f"{result.best_val_loss:.4f}" if result.best_val_loss is not None else "n/a"
     print(f"{result.status} at step {result.step}; best val loss {best}; outputs in {result.out_dir}")
-    return 0
+    if result.reason:
+        print(result.reason)
+    return 1 if result.status == "diverged" else 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:

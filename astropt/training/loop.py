@@ -10,9 +10,8 @@ import json
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -23,7 +22,8 @@ from astropt.config import TrainConfig
 from astropt.data import open_split
 from astropt.model import GPT, GPTConfig
 from astropt.plotting import galaxy_grid, write_atomic
-from astropt.run_dir import CONFIG_FILE, CheckpointKind, RunDir, checkpoint_kind, step_name
+from astropt.run_dir import CONFIG_FILE, RunDir, checkpoint_kind, step_name
+from astropt.stopping import StopRequested, raise_if_stopped
 from astropt.tokenise import (
     MODALITY,
     TokenCollate,
@@ -34,6 +34,8 @@ from astropt.tokenise import (
 from astropt.training import efficiency
 from astropt.training.attempts import AttemptLog
 from astropt.training.batches import FixedBatches, StreamBatches, TokenBatches
+from astropt.training.callbacks import TrainCallback, TrainResult, TrainStatus
+from astropt.training.guards import Diverged, check_finite, check_weights
 from astropt.training.pairs import crop_dataset, training_pair
 from astropt.training.pairs import gpt_config as _gpt_config
 from astropt.training.run_log import RunLog
@@ -45,52 +47,11 @@ from astropt.training.runtime import (
     setup_runtime,
     teardown_runtime,
 )
-
-
-class TrainCallback:
-    """Override what you need. All methods run on the main process only."""
-
-    def on_start(self, info: dict[str, Any]) -> None: ...
-    def on_log(self, step: int, metrics: dict[str, float]) -> None: ...
-    def on_eval(self, step: int, metrics: dict[str, float]) -> None: ...
-    def on_checkpoint(self, step: int, path: str, kind: CheckpointKind) -> None: ...
-    def on_val_images(self, step: int, path: str) -> None: ...
-
-    def should_stop(self) -> bool:
-        return False
-
-
-TrainStatus = Literal["completed", "stopped"]
-
-
-@dataclass
-class TrainResult:
-    status: TrainStatus
-    step: int
-    best_val_loss: float | None
-    out_dir: str
+from astropt.training.schedule import learning_rate, unigram_entropy
 
 
 def gpt_config(config: TrainConfig) -> GPTConfig:
     return _gpt_config(config)
-
-
-def learning_rate(it: int, config: TrainConfig) -> float:
-    """Linear warm-up, then cosine decay to ``min_lr`` at ``lr_decay_iters``."""
-    lr, warmup, decay = config.optim.learning_rate, config.optim.warmup_iters, config.lr_decay_iters
-    if it < warmup:
-        return lr * (it + 1) / (warmup + 1)
-    if it >= decay:
-        return config.min_lr
-    ratio = (it - warmup) / max(1, decay - warmup)
-    return config.min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (lr - config.min_lr)
-
-
-def unigram_entropy(tokens: torch.Tensor, vocab: int) -> float:
-    """Cross-entropy (nats) of predicting targets from their own unigram frequencies."""
-    counts = torch.bincount(tokens[:, 1:].reshape(-1), minlength=vocab).double()
-    p = counts[counts > 0] / counts.sum()
-    return float(-(p * p.log()).sum())
 
 
 def train(config: TrainConfig, callbacks: Sequence[TrainCallback] = (), resume: bool = True) -> TrainResult:
@@ -107,12 +68,21 @@ class _Trainer:
         self.out = Path(config.out_dir)
         self.run_dir = RunDir(self.out)
         self.accum = config.grad_accum
+        self.best: float | None = None
+        self.iter_num = 0
+        # Data preparation and evaluation run on the main rank alone, so only a one-process run
+        # may leave them early; DDP ranks agree on stopping between (micro-)steps instead.
+        self.local_stop = None if runtime.ddp else self._callbacks_stop
+
+    def _callbacks_stop(self) -> bool:
+        return any(cb.should_stop() for cb in self.callbacks)
 
     # -- setup ---------------------------------------------------------------
     def _data(self, codec: CodecHandle) -> dict[str, Any]:
         cfg, rt = self.cfg, self.rt
-        train = open_split(cfg.data, "train", rank=rt.rank, world_size=rt.world_size, seed=cfg.seed)
-        val = open_split(cfg.data, "val", seed=cfg.seed)
+        stop = self.local_stop
+        train = open_split(cfg.data, "train", rank=rt.rank, world_size=rt.world_size, seed=cfg.seed, stop=stop)
+        val = open_split(cfg.data, "val", seed=cfg.seed, stop=stop)
         collate = TokenCollate(codec, cfg.data.bands)
         info: dict[str, Any] = {}
         finite = hasattr(train, "__len__") and hasattr(train, "__getitem__")
@@ -131,7 +101,7 @@ class _Trainer:
                 "info": info,
             }
         if hasattr(train, "__len__") and hasattr(train, "__getitem__") and cfg.data.cache_tokens:
-            kw = {"bands": cfg.data.bands, "progress": rt.is_main}
+            kw = {"bands": cfg.data.bands, "progress": rt.is_main, "stop": stop}
             train_tokens = tokenise_dataset(train, codec, **kw)  # each rank its own shard
             with main_rank_first(rt):  # the shared split: rank 0 fills the cache, the others read it
                 val_tokens = tokenise_dataset(val, codec, **kw)
@@ -175,6 +145,16 @@ class _Trainer:
 
     # -- the loop ------------------------------------------------------------
     def run(self, resume: bool) -> TrainResult:
+        self.iter_num = (self.run_dir.last_step() or 0) if resume else 0  # until a checkpoint says more
+        try:
+            status = self._run(resume)
+        except StopRequested:  # during data preparation: nothing trained, nothing to save
+            status = "stopped"
+        except Diverged as exc:  # the last finite checkpoint stays; no metric of the bad step
+            return TrainResult("diverged", self.iter_num, self.best, str(self.out), reason=str(exc))
+        return TrainResult(status, self.iter_num, self.best, str(self.out))
+
+    def _run(self, resume: bool) -> TrainStatus:
         cfg, rt = self.cfg, self.rt
         torch.manual_seed(cfg.seed + rt.rank)
         codec = load_codec(cfg.codec, device=rt.device) if cfg.model.tokeniser == "aion" else None
@@ -218,8 +198,7 @@ class _Trainer:
                     "peak": self.peak.describe(), "peak_flops": self.peak.flops}
             for cb in self.callbacks:
                 cb.on_start(info)
-        status = self._loop(data["train"], start, log)
-        return TrainResult(status, self.iter_num, self.best, str(self.out))
+        return self._loop(data["train"], start, log)
 
     def _loop(self, batches: TokenBatches | StreamBatches, start: int, log: RunLog | None) -> TrainStatus:
         cfg, rt = self.cfg, self.rt
@@ -227,57 +206,84 @@ class _Trainer:
         seen = cfg.model.n_positions - (1 if cfg.model.objective == "ar" else 0)
         tokens_per_step = cfg.batch_size * self.accum * seen * rt.world_size
         status: TrainStatus = "completed"
-        if start == 0 and rt.is_main:
-            self._evaluate(log)  # the untrained baseline, ~ln(vocab)
-        self.net.train()
-        while self.iter_num < cfg.max_iters:
-            if self._should_stop():
-                status = "stopped"
-                break
-            t0 = time.perf_counter()
-            lr = learning_rate(self.iter_num, cfg)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-            loss_sum = 0.0
-            for micro in range(self.accum):
-                index = self.iter_num * self.accum + micro
-                tokens = batches.batch(index).to(rt.device, non_blocking=True)
-                inputs, targets, masks = training_pair(tokens, cfg.model, index, cfg.seed)
-                if rt.ddp:
-                    self.net.require_backward_grad_sync = micro == self.accum - 1
-                with rt.autocast():
-                    _, loss = self.net(inputs, targets, masks)
-                loss_sum += loss.item()
-                self.scaler.scale(loss / self.accum).backward()
-            if cfg.optim.grad_clip > 0:
-                self.scaler.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.optimizer.zero_grad(set_to_none=True)
-            self.iter_num += 1
-            dt = time.perf_counter() - t0
-            if not rt.is_main:
-                continue
-            self.attempts.stepped(self.iter_num)
-            metrics = {"train_loss": loss_sum / self.accum, "lr": lr,
-                       "tokens_per_s": tokens_per_step / max(dt, 1e-9), "iter_time_s": dt,
-                       **self._efficiency(tokens_per_step / max(dt, 1e-9))}
-            if self.iter_num % cfg.log_interval == 0 or self.iter_num == 1:
-                log.add(self.iter_num, train_loss=metrics["train_loss"], lr=lr, tokens_per_s=metrics["tokens_per_s"],
-                        **{k: metrics[k] for k in ("mfu", "effective_batch_size") if metrics.get(k) is not None})
-                for cb in self.callbacks:
-                    cb.on_log(self.iter_num, metrics)
-            if self.iter_num % cfg.eval_interval == 0 or self.iter_num == cfg.max_iters:
-                self._evaluate(log)
-            if cfg.checkpoint_interval and self.iter_num % cfg.checkpoint_interval == 0:
-                self._save("last")
-                self._save(step_name(self.iter_num))
+        try:
+            if start == 0 and rt.is_main:
+                self._evaluate(log)  # the untrained baseline, ~ln(vocab)
+            self.net.train()
+            while self.iter_num < cfg.max_iters:
+                if self._should_stop():
+                    status = "stopped"
+                    break
+                self._step(batches, tokens_per_step, log)
+        except StopRequested:  # inside a step's micro-batches or an evaluation
+            status = "stopped"
+            self.optimizer.zero_grad(set_to_none=True)  # a partial accumulation is dropped
         if rt.is_main:
             self._save("last")
         if isinstance(batches, StreamBatches):  # what the finite path records up front
             self._write_data_manifest(None, sorted(batches.seen_ids))
         return status
+
+    def _step(self, batches: TokenBatches | StreamBatches, tokens_per_step: int, log: RunLog | None) -> None:
+        cfg, rt = self.cfg, self.rt
+        t0 = time.perf_counter()
+        lr = learning_rate(self.iter_num, cfg)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        train_loss = self._accumulate(batches) / self.accum
+        self._check_loss(train_loss)
+        if cfg.optim.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.iter_num += 1
+        dt = time.perf_counter() - t0
+        if not rt.is_main:
+            return
+        self.attempts.stepped(self.iter_num)
+        metrics = {"train_loss": train_loss, "lr": lr,
+                   "tokens_per_s": tokens_per_step / max(dt, 1e-9), "iter_time_s": dt,
+                   **self._efficiency(tokens_per_step / max(dt, 1e-9))}
+        if self.iter_num % cfg.log_interval == 0 or self.iter_num == 1:
+            log.add(self.iter_num, train_loss=metrics["train_loss"], lr=lr, tokens_per_s=metrics["tokens_per_s"],
+                    **{k: metrics[k] for k in ("mfu", "effective_batch_size") if metrics.get(k) is not None})
+            for cb in self.callbacks:
+                cb.on_log(self.iter_num, metrics)
+        if self.iter_num % cfg.eval_interval == 0 or self.iter_num == cfg.max_iters:
+            self._evaluate(log)
+        if cfg.checkpoint_interval and self.iter_num % cfg.checkpoint_interval == 0:
+            self._save("last")
+            self._save(step_name(self.iter_num))
+
+    def _accumulate(self, batches: TokenBatches | StreamBatches) -> float:
+        """Forward and backward over the step's micro-batches; the sum of their losses."""
+        cfg, rt = self.cfg, self.rt
+        loss_sum = 0.0
+        for micro in range(self.accum):
+            if micro and self._should_stop():  # a long accumulation is no reason to wait
+                raise StopRequested("stopped between micro-steps")
+            index = self.iter_num * self.accum + micro
+            tokens = batches.batch(index).to(rt.device, non_blocking=True)
+            inputs, targets, masks = training_pair(tokens, cfg.model, index, cfg.seed)
+            if rt.ddp:
+                self.net.require_backward_grad_sync = micro == self.accum - 1
+            with rt.autocast():
+                _, loss = self.net(inputs, targets, masks)
+            loss_sum += loss.item()
+            self.scaler.scale(loss / self.accum).backward()
+        return loss_sum
+
+    def _check_loss(self, loss: float) -> None:
+        """Before the optimiser step: a non-finite loss on any rank ends the run on all."""
+        bad = not math.isfinite(loss)
+        if self.rt.ddp:
+            flag = torch.tensor([float(bad)], device=self.rt.device)
+            torch.distributed.all_reduce(flag)
+            bad = bool(flag.item() > 0)
+        if bad:
+            raise Diverged(self.iter_num + 1, "loss", loss if not math.isfinite(loss) else math.nan)
 
     def _efficiency(self, tokens_per_s: float) -> dict[str, float]:
         out = {"model_flops_per_s": tokens_per_s * self.flops_per_token,
@@ -305,6 +311,7 @@ class _Trainer:
         for name, fixed in self.eval_sets.items():
             losses = []
             for i, tokens in enumerate(fixed):
+                raise_if_stopped(self.local_stop, "evaluating")
                 inputs, targets, masks = training_pair(tokens.to(self.rt.device), self.cfg.model, i, -1)
                 with self.rt.autocast():
                     _, loss = self.model(inputs, targets, masks)
@@ -315,6 +322,8 @@ class _Trainer:
 
     def _evaluate(self, log: RunLog) -> None:
         metrics = self._estimate()
+        for name in ("val_loss", "train_loss"):
+            check_finite(self.iter_num, name, metrics[name])
         log.add(self.iter_num, val_loss=metrics["val_loss"], eval_train_loss=metrics["train_loss"])
         log.write_plot()
         for cb in self.callbacks:
@@ -361,6 +370,7 @@ class _Trainer:
             cb.on_val_images(self.iter_num, str(path))
 
     def _save(self, name: str) -> None:
+        check_weights(self.iter_num, self.model)  # a checkpoint is never written with nan/inf weights
         path = self.run_dir.checkpoint(name)
         meta = {"codec": self.codec.info.to_dict() if self.codec else None,
                 "tokeniser": self.cfg.model.tokeniser, "step": self.iter_num, "best_val_loss": self.best,

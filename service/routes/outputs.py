@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -91,7 +92,19 @@ async def _event_stream(request: Request, settings: Settings, job_id: str) -> As
 
 
 def _format(event: str, data: dict[str, Any]) -> str:
-    return f"event: {event}\ndata: {json.dumps(data, default=str)}\n\n"
+    # allow_nan=False: a bare NaN would make the event invalid JSON for every client.
+    return f"event: {event}\ndata: {json.dumps(_finite(data), default=str, allow_nan=False)}\n\n"
+
+
+def _finite(value: Any) -> Any:
+    """Non-finite floats as null (curves never hold them; a stray job field must not break the stream)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 @router.get("/{job_id}/artifacts", response_model=ArtifactList, responses={**NOT_FOUND},

@@ -67,13 +67,13 @@ class Job(Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     device: Mapped[str | None] = mapped_column(String(32), nullable=True)
     codec: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
-    n_params: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    iteration: Mapped[int] = mapped_column(Integer, default=0)
-    max_iters: Mapped[int] = mapped_column(Integer)
+    n_params: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    iteration: Mapped[int] = mapped_column(BigInteger, default=0)
+    max_iters: Mapped[int] = mapped_column(BigInteger)
     tokens_per_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     eta_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
     best_val_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
-    best_val_step: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    best_val_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     checkpoints: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     failure_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     # Distributed runs (issue 14): world size, effective batch, executor and its job id, why queued.
@@ -81,6 +81,8 @@ class Job(Base):
     waiting_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     mfu: Mapped[float | None] = mapped_column(Float, nullable=True)
     gpu_memory_peak_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # Attempts whose worker died: [{"attempt", "worker", "reason", "at"}] (service/store/recovery.py).
+    interruptions: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
 
     metrics: Mapped[list[MetricPoint]] = relationship(
         back_populates="job", cascade="all, delete-orphan", passive_deletes=True
@@ -96,7 +98,7 @@ class MetricPoint(Base):
         String(32), ForeignKey("jobs.id", ondelete="CASCADE"), index=True
     )
     kind: Mapped[str] = mapped_column(String(32))
-    step: Mapped[int] = mapped_column(Integer)
+    step: Mapped[int] = mapped_column(BigInteger)
     value: Mapped[float] = mapped_column(Float)
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -51,14 +52,13 @@ def count_active(session: Session) -> int:
     return int(session.scalar(select(func.count()).select_from(Job).where(Job.phase.in_(ACTIVE_PHASES))) or 0)
 
 
-def claim_job(session: Session, job_id: str, owner: str, lease_seconds: float) -> bool:
-    """Atomically take a queued job, or a running one whose worker stopped heart-beating."""
+def claim_job(session: Session, job_id: str, owner: str) -> bool:
+    """Atomically take a queued job. A running job whose worker died is settled first
+    (:func:`service.store.recovery.reap_orphan`: queued again or failed, with the reason)."""
     now = utcnow()
-    stale = now - timedelta(seconds=lease_seconds)
     result = session.execute(
         update(Job)
-        .where(Job.id == job_id)
-        .where(or_(Job.phase == "queued", (Job.phase == "running") & (Job.heartbeat_at < stale)))
+        .where(Job.id == job_id, Job.phase == "queued")
         .values(
             phase="running", owner=owner, heartbeat_at=now, attempts=Job.attempts + 1,
             started_at=func.coalesce(Job.started_at, now), failure_reason=None, updated_at=now,
@@ -108,10 +108,13 @@ def request_cancel_if_running(session: Session, job_id: str) -> bool:
 
 
 def upsert_points(session: Session, job_id: str, points: Iterable[tuple[str, int, float]]) -> None:
-    """Insert metric points; a repeated (job, kind, step) overwrites the old value."""
+    """Insert metric points; a repeated (job, kind, step) overwrites the old value.
+
+    Non-finite values are dropped: a curve is a list of numbers, and JSON has no NaN.
+    """
     rows = [
         {"job_id": job_id, "kind": kind, "step": int(step), "value": float(value), "recorded_at": utcnow()}
-        for kind, step, value in points
+        for kind, step, value in points if math.isfinite(float(value))
     ]
     if not rows:
         return
@@ -188,15 +191,3 @@ def best_checkpoint_dir(session: Session, job_id: str) -> Path | None:
     if job is None or job.phase != "completed":
         return None
     return RunDir(Path(job.out_dir)).best_or_last()
-
-
-def requeue_if_orphaned(session: Session, job_id: str, lease_seconds: float) -> bool:
-    """Put a running job whose worker vanished back to queued; True when this call did it."""
-    stale = utcnow() - timedelta(seconds=lease_seconds)
-    result = session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.phase == "running")
-        .where(or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < stale))
-        .values(phase="queued", owner=None, updated_at=utcnow())
-    )
-    return result.rowcount == 1

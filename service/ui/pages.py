@@ -61,7 +61,7 @@ def jobs_page(request: Request, session: SessionDep,
 @router.get("/jobs/{job_id}")
 def job_page(job_id: str, request: Request, session: SessionDep, settings: SettingsDep) -> HTMLResponse:
     job = jobs.get(session, job_id)  # 404 for an unknown id
-    detail = jobs.detail(job, jobs.curves(session, job_id, None, settings.curve_max_points))
+    detail = jobs.detail(job, jobs.curves(session, job_id, None, settings.curve_max_points), settings.max_attempts)
     images = [path for path, _, kind in artifacts.list_files(Path(job.out_dir)) if kind == "val_image"]
     return render(request, "job.html", job=detail, images=images,
                   initial=as_json(detail), finished=job.phase in ("completed", "failed", "cancelled"))

@@ -60,6 +60,15 @@ class StopAt(TrainCallback):
         return self.seen >= self.step
 
 
+class StopAfterEval(StopAt):
+    """Stops once the evaluation at ``step`` is done (a stop seen earlier would skip it)."""
+
+    def on_log(self, step: int, metrics: dict[str, float]) -> None: ...
+
+    def on_eval(self, step: int, metrics: dict[str, float]) -> None:
+        self.seen = step
+
+
 class Recorder(TrainCallback):
     def __init__(self):
         self.info, self.logs, self.evals, self.checkpoints = {}, [], [], []
@@ -129,7 +138,7 @@ def test_resume_reproduces_uninterrupted_losses(tmp_path):
 def test_best_val_loss_and_best_checkpoint_survive_resume(tmp_path):
     # Guards the resumed run's memory of its best: a resume that forgot best_val_loss would
     # call its first (worse) evaluation the best and overwrite the best checkpoint with it.
-    stopped = train(tiny_config(tmp_path), [StopAt(8)])
+    stopped = train(tiny_config(tmp_path), [StopAfterEval(8)])
     best_before = stopped.best_val_loss
     assert stopped.step == 8 and best_before is not None
     diverging = tiny_config(tmp_path, optim={"learning_rate": 3.0, "warmup_iters": 0})

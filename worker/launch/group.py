@@ -23,6 +23,7 @@ from service.store import repository, session_scope
 from worker.launch.devices import DeviceLease
 from worker.launch.lifeline import die_with_parent
 from worker.launch.rank import RESULT_FILE
+from worker.outcome import final_phase
 
 log = logging.getLogger(__name__)
 STOP_GRACE_SECONDS = 60
@@ -93,9 +94,9 @@ def _finish(url: str, job_id: str, run: Path, returncode: int) -> str:
         result = json.loads(result_path.read_text())
         if result["lost_ownership"]:
             return "lost"
-        phase = "completed" if result["status"] == "completed" else "cancelled"
+        phase = final_phase(result["status"])
         repository.update_job(session, job_id, iteration=int(result["step"]))
-        repository.finish_job(session, job_id, phase)
+        repository.finish_job(session, job_id, phase, result.get("reason"))
         return phase
 
 

@@ -78,7 +78,7 @@ def main(argv: list[str]) -> int:
         callbacks.insert(0, store)
     result = train(config, callbacks, resume=True)
     if rank == 0:
-        record = {"status": result.status, "step": result.step,
+        record = {"status": result.status, "step": result.step, "reason": result.reason,
                   "lost_ownership": bool(store and store.lost_ownership), "signalled": stop.requested}
         Path(out_dir, RESULT_FILE).write_text(json.dumps(record))
     return 0

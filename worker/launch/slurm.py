@@ -198,6 +198,10 @@ def _outcome(url: str, job_id: str, run: Path, state: str) -> str:
         cancelled = job is None or job.cancel_requested or state == "CANCELLED"
         if result is not None and result["lost_ownership"]:
             return "lost"
+        if result is not None and result["status"] == "diverged":  # resubmitting would diverge again
+            repository.update_job(session, job_id, iteration=int(result["step"]))
+            repository.finish_job(session, job_id, "failed", result.get("reason"))
+            return "failed"
         if result is not None and result["status"] == "completed":
             repository.update_job(session, job_id, iteration=int(result["step"]))
             repository.finish_job(session, job_id, "completed")
