@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     )
     broker_timeout_seconds: float = Field(5.0, gt=0, description="Connect/read timeout of broker calls.")
     database_timeout_seconds: float = Field(
-        10.0, gt=0, description="Connect timeout and (PostgreSQL) statement timeout of database calls."
+        10.0, gt=0, description="PostgreSQL: connect, statement, pool-wait and TCP timeout of every database call."
     )
 
     # Distributed jobs (docs/operations.md#scaling)
@@ -144,6 +144,13 @@ class Settings(BaseSettings):
         if url.startswith(("redis", "rediss")):
             return {"visibility_timeout": self.broker_visibility_timeout}
         return {}
+
+    def broker_config(self) -> BrokerConfig:
+        """The training queue's broker, with this service's timeouts on every call."""
+        from broker import BrokerConfig
+
+        return BrokerConfig(self.resolved_broker_url, self.broker_transport_options(),
+                            self.broker_timeout_seconds)
 
     @property
     def uses_filesystem_broker(self) -> bool:
@@ -232,8 +239,8 @@ class InferenceSettings(BaseSettings):
         from broker import BrokerConfig
 
         if self.broker_url:
-            return BrokerConfig(self.broker_url)
-        return BrokerConfig(service.resolved_broker_url, service.broker_transport_options())
+            return BrokerConfig(self.broker_url, timeout_seconds=service.broker_timeout_seconds)
+        return service.broker_config()
 
 
 @lru_cache(maxsize=1)

@@ -110,9 +110,9 @@ class StoreCallback(TrainCallback):
         job.waiting_reason = None  # it runs
 
     def _refresh_best(self, session: Any) -> None:
-        curve = repository.get_points(session, self.job_id, ["val_loss"])["val_loss"]
-        if curve:
-            step, value = min(curve, key=lambda point: point[1])
+        lowest = repository.lowest_point(session, self.job_id, "val_loss")
+        if lowest:
+            step, value = lowest
             repository.update_job(session, self.job_id, best_val_loss=value, best_val_step=step)
         else:
             repository.update_job(session, self.job_id, best_val_loss=None, best_val_step=None)

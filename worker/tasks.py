@@ -168,8 +168,31 @@ def recover_orphaned_jobs(settings: Settings, lease_seconds: float | None = None
                 requeued.append(job.id)
     for job_id in requeued:
         log.warning("job %s lost its worker; queued again to resume from its last checkpoint", job_id)
-        enqueue_training(app, job_id, settings.train_queue)
+        _publish(settings, job_id)
     return requeued
+
+
+def republish_unpublished(settings: Settings, grace_seconds: float | None = None) -> list[str]:
+    """Publish queued jobs whose message never reached the broker (``published_at`` unset).
+
+    The API records a job, then publishes it; if it died in between, or the broker failed and
+    the job could not be marked failed, the job would stay queued with no message behind it.
+    ``grace_seconds`` (default: a few broker timeouts) leaves a publish in flight alone; a
+    second message for one job is harmless (the claim is atomic).
+    """
+    grace = 4 * settings.broker_timeout_seconds + 2 if grace_seconds is None else grace_seconds
+    with session_scope(settings.resolved_database_url) as session:
+        stranded = repository.unpublished_jobs(session, grace)
+    for job_id in stranded:
+        log.warning("job %s was queued but never published; publishing it now", job_id)
+        _publish(settings, job_id)
+    return stranded
+
+
+def _publish(settings: Settings, job_id: str) -> None:
+    enqueue_training(app, job_id, settings.train_queue)
+    with session_scope(settings.resolved_database_url) as session:
+        repository.mark_published(session, job_id)
 
 
 @worker_ready.connect
@@ -195,4 +218,8 @@ def _recovery_loop(settings: Settings) -> None:
             recover_orphaned_jobs(settings)
         except Exception:
             log.exception("could not recover orphaned jobs")
+        try:
+            republish_unpublished(settings)
+        except Exception:
+            log.exception("could not publish stranded queued jobs")
         time.sleep(settings.worker_lease_seconds)
