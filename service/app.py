@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from astropt import __version__
@@ -25,7 +25,7 @@ from service.ui import install_ui
 
 log = logging.getLogger(__name__)
 # the store failing under a request: connection refused or lost, statement or pool timeout
-STORE_UNAVAILABLE: tuple[type[Exception], ...] = (DBAPIError, PoolTimeout)
+STORE_UNAVAILABLE: tuple[type[Exception], ...] = (OperationalError, InterfaceError, PoolTimeout)
 
 DESCRIPTION = """Train AstroPT models on AION galaxy-image tokens over HTTP.
 

@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     worker_lease_seconds: float = Field(
         60.0, gt=0, description="A running job whose heartbeat is older than this is orphaned."
     )
+    worker_store_outage_seconds: float = Field(
+        300.0, gt=0, description="A training run keeps its metric writes while the database is "
+        "unreachable and applies them when it is back; past this it stops and later resumes from its "
+        "last checkpoint.",
+    )
     cancel_poll_seconds: float = Field(1.0, gt=0, description="How often the loop asks the store.")
     docs_enabled: bool = Field(
         True, description="Serve /docs (Swagger UI), /redoc and /openapi.json; false hides them in production."

@@ -128,8 +128,10 @@ def _train(settings: Settings, job_id: str, owner: str, config: Any) -> str:
             from worker.callback import StoreCallback
 
             callback = StoreCallback(url, job_id, owner, config.max_iters, settings.cancel_poll_seconds,
-                                     keep_steps=settings.keep_step_checkpoints)
+                                     keep_steps=settings.keep_step_checkpoints,
+                                     max_outage_seconds=settings.worker_store_outage_seconds)
             result = train(config, [callback], resume=True)
+            callback.drain()  # what a database outage held back, before the outcome
     except Exception as exc:
         log.error("job %s failed:\n%s", job_id, traceback.format_exc())
         return _fail(url, job_id, exc)
@@ -137,9 +139,13 @@ def _train(settings: Settings, job_id: str, owner: str, config: Any) -> str:
         log.warning("job %s was taken over by another worker; leaving its record alone", job_id)
         return "lost"
     phase = "completed" if result.status == "completed" else "cancelled"
-    with session_scope(url) as session:
+
+    def finish(session: Any) -> None:
         repository.update_job(session, job_id, iteration=result.step)
         repository.finish_job(session, job_id, phase)
+
+    callback.writes.write(finish)
+    callback.drain()
     log.info("job %s %s at step %d", job_id, phase, result.step)
     return phase
 
