@@ -100,10 +100,13 @@ def session_scope(url: str) -> Iterator[Session]:
         yield session
         session.commit()
     except BaseException:
-        session.rollback()
+        # on a lost connection the rollback fails too: the caller gets the first error, not that
+        with contextlib.suppress(Exception):
+            session.rollback()
         raise
     finally:
-        session.close()
+        with contextlib.suppress(Exception):
+            session.close()
 
 
 def alembic_config(url: str) -> Config:
