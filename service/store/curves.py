@@ -86,12 +86,14 @@ def _one(session: Session, query: Select[tuple[int, float]]) -> Point | None:
 
 def _at_or_above(session: Session, job_id: str, kind: str, since: int | None, level: int,
                  limit: int) -> list[Point]:
+    # no ORDER BY: the planner then reads ix_metric_points_level's bounded range rather than walk
+    # the step index filtering on level; sorted here
     query = _range(job_id, kind, since).where(MetricPoint.level >= level)
-    rows = session.execute(query.order_by(MetricPoint.step).limit(limit)).all()
-    return [(int(step), float(value)) for step, value in rows]
+    rows = session.execute(query.limit(limit)).all()
+    return sorted((int(step), float(value)) for step, value in rows)
 
 
 def _count_upto(session: Session, job_id: str, kind: str, since: int | None, limit: int) -> int:
     """Points in the range, counted no further than ``limit`` (a bounded index scan)."""
-    inner = _range(job_id, kind, since).limit(limit).subquery()
+    inner = _range(job_id, kind, since).order_by(MetricPoint.step).limit(limit).subquery()  # by the step index
     return int(session.scalar(select(func.count()).select_from(inner)) or 0)
