@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, literal, select, union_all
 from sqlalchemy.orm import Session
 
 from service.store.models import MetricPoint
@@ -27,12 +27,12 @@ class ThinCurve:
 
 def read_curve(session: Session, job_id: str, kind: str, since: int | None, max_points: int) -> ThinCurve:
     """At most ``max_points`` points of one curve (steps after ``since``), first/last/min kept."""
-    if _count_upto(session, job_id, kind, since, max_points + 1) <= max_points:
+    summary = _summary(session, job_id, kind, since, max_points + 1)
+    if summary is None:
+        return ThinCurve([], False)
+    count, first, last, lowest = summary
+    if count <= max_points:
         return ThinCurve(_at_or_above(session, job_id, kind, since, 0, max_points), False)
-    first = _one(session, _range(job_id, kind, since).order_by(MetricPoint.step))
-    last = _one(session, _range(job_id, kind, since).order_by(MetricPoint.step.desc()))
-    lowest = _one(session, _range(job_id, kind, since).order_by(MetricPoint.value, MetricPoint.step))
-    assert first is not None and last is not None and lowest is not None
     # one level below the sparsest that fits: about 2 * max_points rows, thinned evenly here
     level = max(0, _sparse_level(last[0] - first[0], max_points) - 1)
     rows = _at_or_above(session, job_id, kind, since, level, 2 * max_points)
@@ -46,6 +46,28 @@ def read_curve(session: Session, job_id: str, kind: str, since: int | None, max_
         level, rows = lower, denser
     keep = {first, last, lowest}
     return ThinCurve(thin(sorted({*rows, *keep}), max_points, keep), True)
+
+
+def _summary(session: Session, job_id: str, kind: str, since: int | None,
+             count_limit: int) -> tuple[int, Point, Point, Point] | None:
+    """Points in the range (counted up to ``count_limit``), first, last and lowest: one round
+    trip of four bounded index reads."""
+    by_step = _range(job_id, kind, since).order_by(MetricPoint.step)
+    counted = select(func.count()).select_from(by_step.limit(count_limit).subquery()).scalar_subquery()
+    parts = [
+        select(literal(0).label("part"), counted.label("step"), literal(0.0).label("value")),
+        _tagged(1, by_step), _tagged(2, _range(job_id, kind, since).order_by(MetricPoint.step.desc())),
+        _tagged(3, _range(job_id, kind, since).order_by(MetricPoint.value, MetricPoint.step)),
+    ]
+    rows = {int(part): (int(step), float(value)) for part, step, value in session.execute(union_all(*parts))}
+    if 1 not in rows:
+        return None
+    return rows[0][0], rows[1], rows[2], rows[3]
+
+
+def _tagged(part: int, query: Select[tuple[int, float]]) -> Select[tuple[int, int, float]]:
+    inner = query.limit(1).subquery()
+    return select(literal(part).label("part"), inner.c.step, inner.c.value)
 
 
 def thin(points: list[Point], max_points: int, keep: set[Point]) -> list[Point]:
@@ -79,11 +101,6 @@ def _range(job_id: str, kind: str, since: int | None) -> Select[tuple[int, float
     return query if since is None else query.where(MetricPoint.step > since)
 
 
-def _one(session: Session, query: Select[tuple[int, float]]) -> Point | None:
-    row = session.execute(query.limit(1)).first()
-    return None if row is None else (int(row[0]), float(row[1]))
-
-
 def _at_or_above(session: Session, job_id: str, kind: str, since: int | None, level: int,
                  limit: int) -> list[Point]:
     # no ORDER BY: the planner then reads ix_metric_points_level's bounded range rather than walk
@@ -91,9 +108,3 @@ def _at_or_above(session: Session, job_id: str, kind: str, since: int | None, le
     query = _range(job_id, kind, since).where(MetricPoint.level >= level)
     rows = session.execute(query.limit(limit)).all()
     return sorted((int(step), float(value)) for step, value in rows)
-
-
-def _count_upto(session: Session, job_id: str, kind: str, since: int | None, limit: int) -> int:
-    """Points in the range, counted no further than ``limit`` (a bounded index scan)."""
-    inner = _range(job_id, kind, since).order_by(MetricPoint.step).limit(limit).subquery()  # by the step index
-    return int(session.scalar(select(func.count()).select_from(inner)) or 0)

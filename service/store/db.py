@@ -51,7 +51,9 @@ def _postgres_timeouts(options: str | tuple[str, ...] | None, seconds: float) ->
     millis = max(1, int(seconds * 1000))
     return {
         "connect_timeout": max(1, round(seconds)),
-        "options": f"{existing} -c statement_timeout={millis}".strip(),
+        # custom plans for prepared statements: a generic plan cannot see that `level >= 7` is
+        # selective and scans a long curve's every point (psycopg prepares after 5 executions)
+        "options": f"{existing} -c statement_timeout={millis} -c plan_cache_mode=force_custom_plan".strip(),
         "keepalives": 1, "keepalives_idle": max(1, round(seconds)), "keepalives_interval": 1,
         "keepalives_count": 3, "tcp_user_timeout": millis,
     }
