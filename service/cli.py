@@ -109,13 +109,14 @@ def _exit_on_sigterm(signum: int, _frame: object) -> None:
 
 
 def _spawn_worker(settings: Settings) -> subprocess.Popen[bytes]:
-    """The standalone worker, in a process group of its own (its pool processes with it), told
-    by the kernel to stop if this process dies without stopping it (kill -9)."""
+    """The standalone worker, in a process group of its own (its pool processes with it), killed
+    by the kernel if this process dies without stopping it (kill -9); its pool processes die
+    with it (worker.tasks), and the interrupted job resumes on the next start."""
     from worker.launch.lifeline import die_with_parent
 
     env = dict(os.environ, ASTROPT_DATA_DIR=str(settings.data_dir.resolve()))
     return subprocess.Popen([sys.executable, "-m", "service.cli", "worker", "--name", "standalone"], env=env,
-                            start_new_session=True, preexec_fn=lambda: die_with_parent(signal.SIGTERM))
+                            start_new_session=True, preexec_fn=die_with_parent)
 
 
 def _submit_demo(app: object, settings: Settings) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import threading
 import time
@@ -16,7 +17,7 @@ import uuid
 from typing import Any
 
 from celery import Task
-from celery.signals import worker_ready
+from celery.signals import worker_process_init, worker_ready
 
 from broker import TRAIN_TASK, enqueue_training
 from service.settings import Settings, get_settings
@@ -199,6 +200,15 @@ def _publish(settings: Settings, job_id: str) -> None:
     enqueue_training(app, job_id, settings.train_queue)
     with session_scope(settings.resolved_database_url) as session:
         repository.mark_published(session, job_id)
+
+
+@worker_process_init.connect
+def _die_with_the_worker(**_: Any) -> None:
+    """A pool process never outlives its worker (``kill -9`` of the worker, or of ``astropt
+    serve``, which takes its worker down the same way): the job resumes from its checkpoint."""
+    from worker.launch.lifeline import die_with_parent
+
+    die_with_parent(signal.SIGKILL)
 
 
 @worker_ready.connect
