@@ -69,11 +69,11 @@ def _fuzz(schema: schemathesis.BaseSchema, headers: dict[str, str], examples: in
 
 @pytest.mark.timeout(900)
 def test_every_operation_with_the_key(api_schema: schemathesis.BaseSchema) -> None:
-    failures = _fuzz(api_schema, {"X-API-Key": API_KEY}, examples=40)
+    failures = _fuzz(api_schema, {"X-API-Key": API_KEY}, examples=100)
     assert not failures, "\n\n".join(failures)
 
 
 @pytest.mark.timeout(900)
 def test_every_operation_without_the_key(api_schema: schemathesis.BaseSchema) -> None:
-    failures = _fuzz(api_schema, {}, examples=15)
+    failures = _fuzz(api_schema, {}, examples=30)
     assert not failures, "\n\n".join(failures)
