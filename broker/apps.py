@@ -13,6 +13,7 @@ from typing import Any
 from celery import Celery
 from celery.result import AsyncResult
 
+from broker.fifo_filesystem import TRANSPORT as FIFO_FILESYSTEM
 from broker.names import INFER_TASK, TRAIN_TASK
 
 
@@ -22,12 +23,33 @@ class BrokerConfig:
 
     url: str
     transport_options: dict[str, Any] = field(default_factory=dict)
+    timeout_seconds: float = 5.0  # connect, read and publish bound of every broker call
+
+    @property
+    def transport(self) -> str | None:
+        """The FIFO filesystem transport for ``filesystem://``; the URL's own otherwise."""
+        return FIFO_FILESYSTEM if self.url.startswith("filesystem") else None
+
+    def celery_conf(self) -> dict[str, Any]:
+        """Settings both apps share: the transport and timeouts on every broker call."""
+        options = dict(self.transport_options)
+        if self.url.startswith(("redis", "rediss")):
+            options.setdefault("socket_timeout", self.timeout_seconds)
+            options.setdefault("socket_connect_timeout", self.timeout_seconds)
+        return {
+            "broker_transport": self.transport,
+            "broker_transport_options": options,
+            "broker_connection_timeout": self.timeout_seconds,
+            # one retry of a publish, each bounded by the socket timeouts above
+            "task_publish_retry_policy": {"max_retries": 1, "interval_start": 0, "interval_step": 0.2,
+                                          "interval_max": 0.2},
+        }
 
 
 def make_train_app(broker: BrokerConfig, queue: str) -> Celery:
     app = Celery("astropt", broker=broker.url)
     app.conf.update(
-        broker_transport_options=broker.transport_options,
+        **broker.celery_conf(),
         broker_connection_retry_on_startup=True,
         task_ignore_result=True,
         task_acks_late=True,  # a job is acknowledged only once it has finished
@@ -52,7 +74,7 @@ def enqueue_training(app: Celery, job_id: str, queue: str) -> None:
 def make_inference_app(broker: BrokerConfig, queue: str, result_backend: str | None) -> Celery:
     app = Celery("astropt-inference", broker=broker.url, backend=result_backend)
     app.conf.update(
-        broker_transport_options=broker.transport_options,
+        **broker.celery_conf(),
         broker_connection_retry_on_startup=True,
         task_default_queue=queue,
         task_routes={INFER_TASK: {"queue": queue}},

@@ -9,18 +9,23 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from astropt import __version__
 from service.body_guard import BodyGuard
+from service.deadline import Deadline, SingleFlightProbe
 from service.errors import ServiceError, SpecInvalid
 from service.jobs import Publisher
 from service.metrics import ServiceMetrics
 from service.routes import health, inference, jobs, outputs
 from service.settings import Settings, get_settings
-from service.store import migrate
+from service.store import migrate, ping
 from service.ui import install_ui
 
 log = logging.getLogger(__name__)
+# the store failing under a request: connection refused or lost, statement or pool timeout
+STORE_UNAVAILABLE: tuple[type[Exception], ...] = (OperationalError, InterfaceError, PoolTimeout)
 
 DESCRIPTION = """Train AstroPT models on AION galaxy-image tokens over HTTP.
 
@@ -53,13 +58,17 @@ def create_app(
                   openapi_url="/openapi.json" if settings.docs_enabled else None)
     app.state.settings = settings
     app.state.publish = publish
-    app.state.check_broker = check_broker
+    app.state.check_broker = _probe(check_broker, settings.broker_timeout_seconds, "broker health check")
+    app.state.check_database = _probe(lambda: ping(settings.resolved_database_url),
+                                      settings.database_timeout_seconds, "database health check")
     app.state.metrics = ServiceMetrics(settings.resolved_database_url)
     app.add_middleware(BodyGuard, timeout_seconds=settings.body_timeout_seconds,
                        json_limit=settings.max_json_body_bytes)
     app.middleware("http")(app.state.metrics.middleware)  # outermost: counts every answer
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    for error in STORE_UNAVAILABLE:
+        app.add_exception_handler(error, _store_unavailable)
     app.include_router(jobs.router)
     app.include_router(outputs.router)
     app.include_router(health.router)
@@ -69,24 +78,34 @@ def create_app(
 
 
 def _celery_hooks(settings: Settings) -> tuple[Publisher, Callable[[], None]]:
-    from broker import BrokerConfig, enqueue_training, make_train_app
+    from broker import enqueue_training, make_train_app
 
-    celery = make_train_app(BrokerConfig(settings.resolved_broker_url, settings.broker_transport_options()),
-                            settings.train_queue)
+    celery = make_train_app(settings.broker_config(), settings.train_queue)
+    # connect + one retry, each bounded by the socket timeouts, and a little slack
+    deadline = Deadline(2 * settings.broker_timeout_seconds + 1.0)
 
     def publish(job_id: str) -> None:
-        enqueue_training(celery, job_id, settings.train_queue)
+        deadline.call(lambda: enqueue_training(celery, job_id, settings.train_queue), "publishing to the broker")
 
-    def check_broker() -> None:
+    def ping_broker() -> None:
         if settings.uses_filesystem_broker:
             folder = settings.broker_dir / "queue"
             if not folder.is_dir():
                 raise RuntimeError(f"broker folder {folder} is missing")
             return
         with celery.connection_for_write() as connection:
-            connection.ensure_connection(max_retries=1, timeout=3)
+            connection.ensure_connection(max_retries=1, timeout=settings.broker_timeout_seconds)
+            client = getattr(connection.default_channel, "client", None)
+            if hasattr(client, "ping"):  # Redis: a broker that accepts and never answers fails here
+                client.ping()
 
-    return publish, check_broker
+    return publish, SingleFlightProbe(ping_broker, deadline, "broker health check")
+
+
+def _probe(check: Callable[[], None], timeout_seconds: float, what: str) -> SingleFlightProbe:
+    if isinstance(check, SingleFlightProbe):
+        return check
+    return SingleFlightProbe(check, Deadline(2 * timeout_seconds + 1.0, max_threads=2), what)
 
 
 async def _service_error(_: Request, exc: Exception) -> JSONResponse:
@@ -96,6 +115,13 @@ async def _service_error(_: Request, exc: Exception) -> JSONResponse:
                  "type": "value_error"}
         return JSONResponse({"detail": [issue]}, status_code=422)
     return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _store_unavailable(_: Request, exc: Exception) -> JSONResponse:
+    """The database refused, dropped or timed out a call: 503 JSON (counted in the request metrics)."""
+    log.warning("database unavailable: %s: %s", type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+    detail = f"database unavailable ({type(exc).__name__}); try again shortly"
+    return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "5"})
 
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:

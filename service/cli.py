@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -88,6 +89,9 @@ def run_serve(args: argparse.Namespace) -> int:
         # Nothing else can run this data directory's jobs: anything "running" was interrupted.
         recover_orphaned_jobs(settings, lease_seconds=0)
     worker = _spawn_worker(settings)
+    # uvicorn re-raises a SIGTERM it caught once it has shut down; with the default handler that
+    # ends this process on the spot and the worker outlives it. As an exception, `finally` runs.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         app = create_app(settings)
         if args.demo:
@@ -100,9 +104,19 @@ def run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def _spawn_worker(settings: Settings) -> subprocess.Popen[bytes]:
+    """The standalone worker, in a process group of its own (its pool processes with it), killed
+    by the kernel if this process dies without stopping it (kill -9); its pool processes die
+    with it (worker.tasks), and the interrupted job resumes on the next start."""
+    from worker.launch.lifeline import die_with_parent
+
     env = dict(os.environ, ASTROPT_DATA_DIR=str(settings.data_dir.resolve()))
-    return subprocess.Popen([sys.executable, "-m", "service.cli", "worker", "--name", "standalone"], env=env)
+    return subprocess.Popen([sys.executable, "-m", "service.cli", "worker", "--name", "standalone"], env=env,
+                            start_new_session=True, preexec_fn=die_with_parent)
 
 
 def _submit_demo(app: object, settings: Settings) -> None:
@@ -116,15 +130,16 @@ def _submit_demo(app: object, settings: Settings) -> None:
 
 
 def _stop(process: subprocess.Popen[bytes], grace_seconds: float = 10.0) -> None:
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)  # warm shutdown; an interrupted job resumes on next start
-    deadline = time.monotonic() + grace_seconds
-    while process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
+    """Warm shutdown of the worker, then its whole group (pool processes included) is killed:
+    an interrupted job resumes from its last checkpoint on the next start."""
     if process.poll() is None:
-        process.kill()
-        process.wait()
+        process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace_seconds
+        while process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)  # whatever of the group is left
+    process.wait()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -49,6 +49,8 @@ def require_api_key(
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": the session commits (and closes) before the response is sent, so a database
+# that fails at commit gives the client a 503, not a dropped connection after a 200.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 PublisherDep = Annotated[Publisher, Depends(get_publisher)]
 ApiKey = Depends(require_api_key)

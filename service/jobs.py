@@ -25,6 +25,7 @@ from service.schemas import (
 from service.settings import Settings
 from service.spec_checks import check_spec
 from service.store import repository
+from service.store.curves import read_curve, thin
 from service.store.models import FINISHED_PHASES, Job
 
 Publisher = Callable[[str], None]
@@ -58,13 +59,20 @@ def _check_limits(session: Session, settings: Settings, spec: JobSpec) -> None:
 
 
 def _publish(session: Session, publish: Publisher, job: Job) -> None:
+    """Publish a newly recorded job; if the broker fails, the job is failed with the reason."""
     try:
         publish(job.id)
     except Exception as exc:
-        reason = f"could not queue the job: broker unavailable ({type(exc).__name__}: {exc})"
+        reason = _broker_down(exc)
         repository.finish_job(session, job.id, "failed", reason)
         session.commit()
         raise Unavailable(reason) from exc
+    repository.mark_published(session, job.id)
+    session.commit()
+
+
+def _broker_down(exc: Exception) -> str:
+    return f"could not queue the job: broker unavailable ({type(exc).__name__}: {exc})"[:1000]
 
 
 def get(session: Session, job_id: str) -> Job:
@@ -107,14 +115,26 @@ def resume(session: Session, settings: Settings, publish: Publisher, job_id: str
                        f"give max_iters greater than {step} to train further")
     spec = dict(job.spec)
     spec["max_iters"] = target
+    before = {name: getattr(job, name) for name in _RESUMED_FIELDS}
     repository.update_job(
         session, job_id, phase="queued", spec=spec, max_iters=target, finished_at=None,
-        failure_reason=None, cancel_requested=False, eta_seconds=None,
+        failure_reason=None, cancel_requested=False, eta_seconds=None, published_at=None,
     )
+    session.commit()  # the worker must see the row queued before it sees the message
+    try:
+        publish(job.id)
+    except Exception as exc:  # put the job back as it was: a completed job stays completed
+        repository.update_job(session, job_id, **before)
+        session.commit()
+        raise Unavailable(f"{_broker_down(exc)}; job {job_id} left {before['phase']}") from exc
+    repository.mark_published(session, job_id)
     session.commit()
     session.refresh(job)
-    _publish(session, publish, job)
     return job
+
+
+_RESUMED_FIELDS = ("phase", "spec", "max_iters", "finished_at", "failure_reason", "cancel_requested",
+                   "eta_seconds", "published_at")
 
 
 def delete(session: Session, settings: Settings, job_id: str) -> None:
@@ -129,22 +149,21 @@ def delete(session: Session, settings: Settings, job_id: str) -> None:
 
 
 def curves(session: Session, job_id: str, since: int | None, max_points: int) -> Curves:
-    raw = repository.get_points(session, job_id, CURVE_KINDS, since)
+    """Every curve thinned to ``max_points`` in the database: the cost does not grow with the run."""
     result = Curves(since=since)
-    for kind, points in raw.items():
-        kept = downsample(points, max_points)
-        result.downsampled |= len(kept) < len(points)
-        setattr(result, kind, Curve(steps=[s for s, _ in kept], values=[v for _, v in kept]))
+    for kind in CURVE_KINDS:
+        curve = read_curve(session, job_id, kind, since, max_points)
+        result.downsampled |= curve.thinned
+        setattr(result, kind, Curve(steps=[s for s, _ in curve.points], values=[v for _, v in curve.points]))
     return result
 
 
 def downsample(points: list[tuple[int, float]], max_points: int) -> list[tuple[int, float]]:
-    """Evenly spaced points including the first and the last (curves stay comparable)."""
-    if len(points) <= max_points:
+    """Evenly spaced points including the first, the last and the lowest (curves stay comparable)."""
+    if not points:
         return points
-    last = len(points) - 1
-    indices = sorted({round(i * last / (max_points - 1)) for i in range(max_points)})
-    return [points[i] for i in indices]
+    lowest = min(points, key=lambda point: point[1])
+    return thin(points, max_points, keep={points[0], points[-1], lowest})
 
 
 def progress(job: Job) -> Progress:

@@ -22,14 +22,18 @@ class JobsCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         gauge = GaugeMetricFamily("astropt_jobs", "Jobs in the store by phase", labels=["phase"])
+        up = GaugeMetricFamily("astropt_store_up", "1 when the job store answered this scrape, else 0")
         try:
             with session_scope(self.url) as session:
-                counts = count_by_phase(session)
-        except Exception:
-            counts = {}
-        for phase in PHASES:
-            gauge.add_metric([phase], counts.get(phase, 0))
+                counts: dict[str, int] | None = count_by_phase(session)
+        except Exception:  # no numbers rather than zeros: a dead store is not an idle service
+            counts = None
+        up.add_metric([], 0 if counts is None else 1)
+        if counts is not None:
+            for phase in PHASES:
+                gauge.add_metric([phase], counts.get(phase, 0))
         yield gauge
+        yield up
 
 
 class RunningJobsCollector(Collector):
@@ -83,8 +87,12 @@ class ServiceMetrics:
         self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         start = time.perf_counter()
-        response = await call_next(request)
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        self.requests.labels(request.method, route, str(response.status_code)).inc()
-        self.latency.labels(request.method, route).observe(time.perf_counter() - start)
-        return response
+        status = 500  # an exception no handler turned into a response
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            route = getattr(request.scope.get("route"), "path", "unmatched")
+            self.requests.labels(request.method, route, str(status)).inc()
+            self.latency.labels(request.method, route).observe(time.perf_counter() - start)

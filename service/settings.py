@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     worker_lease_seconds: float = Field(
         60.0, gt=0, description="A running job whose heartbeat is older than this is orphaned."
     )
+    worker_store_outage_seconds: float = Field(
+        300.0, gt=0, description="A training run keeps its metric writes while the database is "
+        "unreachable and applies them when it is back; past this it stops and later resumes from its "
+        "last checkpoint.",
+    )
     cancel_poll_seconds: float = Field(1.0, gt=0, description="How often the loop asks the store.")
     docs_enabled: bool = Field(
         True, description="Serve /docs (Swagger UI), /redoc and /openapi.json; false hides them in production."
@@ -91,7 +96,7 @@ class Settings(BaseSettings):
     )
     broker_timeout_seconds: float = Field(5.0, gt=0, description="Connect/read timeout of broker calls.")
     database_timeout_seconds: float = Field(
-        10.0, gt=0, description="Connect timeout and (PostgreSQL) statement timeout of database calls."
+        10.0, gt=0, description="PostgreSQL: connect, statement, pool-wait and TCP timeout of every database call."
     )
 
     # Distributed jobs (docs/operations.md#scaling)
@@ -156,6 +161,13 @@ class Settings(BaseSettings):
         if url.startswith(("redis", "rediss")):
             return {"visibility_timeout": self.broker_visibility_timeout}
         return {}
+
+    def broker_config(self) -> BrokerConfig:
+        """The training queue's broker, with this service's timeouts on every call."""
+        from broker import BrokerConfig
+
+        return BrokerConfig(self.resolved_broker_url, self.broker_transport_options(),
+                            self.broker_timeout_seconds)
 
     @property
     def uses_filesystem_broker(self) -> bool:
@@ -244,8 +256,8 @@ class InferenceSettings(BaseSettings):
         from broker import BrokerConfig
 
         if self.broker_url:
-            return BrokerConfig(self.broker_url)
-        return BrokerConfig(service.resolved_broker_url, service.broker_transport_options())
+            return BrokerConfig(self.broker_url, timeout_seconds=service.broker_timeout_seconds)
+        return service.broker_config()
 
 
 @lru_cache(maxsize=1)

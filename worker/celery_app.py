@@ -7,10 +7,9 @@ Run one worker per GPU (see docs/operations.md)::
 
 from __future__ import annotations
 
-from broker import BrokerConfig, make_train_app
+from broker import make_train_app
 from service.settings import get_settings
 
 _settings = get_settings()
-app = make_train_app(BrokerConfig(_settings.resolved_broker_url, _settings.broker_transport_options()),
-                     _settings.train_queue)
+app = make_train_app(_settings.broker_config(), _settings.train_queue)
 app.conf.include = ["worker.tasks"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import threading
 import time
@@ -16,7 +17,7 @@ import uuid
 from typing import Any
 
 from celery import Task
-from celery.signals import worker_ready
+from celery.signals import worker_process_init, worker_ready
 
 from broker import TRAIN_TASK, enqueue_training
 from service.settings import Settings, get_settings
@@ -127,8 +128,10 @@ def _train(settings: Settings, job_id: str, owner: str, config: Any) -> str:
             from worker.callback import StoreCallback
 
             callback = StoreCallback(url, job_id, owner, config.max_iters, settings.cancel_poll_seconds,
-                                     keep_steps=settings.keep_step_checkpoints)
+                                     keep_steps=settings.keep_step_checkpoints,
+                                     max_outage_seconds=settings.worker_store_outage_seconds)
             result = train(config, [callback], resume=True)
+            callback.drain()  # what a database outage held back, before the outcome
     except Exception as exc:
         log.error("job %s failed:\n%s", job_id, traceback.format_exc())
         return _fail(url, job_id, exc)
@@ -136,9 +139,13 @@ def _train(settings: Settings, job_id: str, owner: str, config: Any) -> str:
         log.warning("job %s was taken over by another worker; leaving its record alone", job_id)
         return "lost"
     phase = final_phase(result.status)
-    with session_scope(url) as session:
+
+    def finish(session: Any) -> None:
         repository.update_job(session, job_id, iteration=result.step)
         repository.finish_job(session, job_id, phase, result.reason)
+
+    callback.writes.write(finish)
+    callback.drain()
     log.info("job %s %s at step %d", job_id, phase, result.step)
     return phase
 
@@ -169,8 +176,40 @@ def recover_orphaned_jobs(settings: Settings, lease_seconds: float | None = None
                 log.error("job %s: %s", job.id, repository.get_job(session, job.id).failure_reason)
     for job_id in requeued:
         log.warning("job %s lost its worker; queued again to resume from its last checkpoint", job_id)
-        enqueue_training(app, job_id, settings.train_queue)
+        _publish(settings, job_id)
     return requeued
+
+
+def republish_unpublished(settings: Settings, grace_seconds: float | None = None) -> list[str]:
+    """Publish queued jobs whose message never reached the broker (``published_at`` unset).
+
+    The API records a job, then publishes it; if it died in between, or the broker failed and
+    the job could not be marked failed, the job would stay queued with no message behind it.
+    ``grace_seconds`` (default: a few broker timeouts) leaves a publish in flight alone; a
+    second message for one job is harmless (the claim is atomic).
+    """
+    grace = 4 * settings.broker_timeout_seconds + 2 if grace_seconds is None else grace_seconds
+    with session_scope(settings.resolved_database_url) as session:
+        stranded = repository.unpublished_jobs(session, grace)
+    for job_id in stranded:
+        log.warning("job %s was queued but never published; publishing it now", job_id)
+        _publish(settings, job_id)
+    return stranded
+
+
+def _publish(settings: Settings, job_id: str) -> None:
+    enqueue_training(app, job_id, settings.train_queue)
+    with session_scope(settings.resolved_database_url) as session:
+        repository.mark_published(session, job_id)
+
+
+@worker_process_init.connect
+def _die_with_the_worker(**_: Any) -> None:
+    """A pool process never outlives its worker (``kill -9`` of the worker, or of ``astropt
+    serve``, which takes its worker down the same way): the job resumes from its checkpoint."""
+    from worker.launch.lifeline import die_with_parent
+
+    die_with_parent(signal.SIGKILL)
 
 
 @worker_ready.connect
@@ -196,4 +235,8 @@ def _recovery_loop(settings: Settings) -> None:
             recover_orphaned_jobs(settings)
         except Exception:
             log.exception("could not recover orphaned jobs")
+        try:
+            republish_unpublished(settings)
+        except Exception:
+            log.exception("could not publish stranded queued jobs")
         time.sleep(settings.worker_lease_seconds)

@@ -1,14 +1,24 @@
-"""``loss.csv`` and ``loss.png`` of a run directory, consistent across resumes."""
+"""``loss.csv`` and ``loss.png`` of a run directory, consistent across resumes.
+
+``loss.csv`` is appended to: one row per logged step, so a log step costs the same at row 100k
+as at row 10. The evaluation of a step that was just logged adds its columns to that (last)
+row, which is rewritten in place (the file is truncated to where the row starts). A resume at
+step k rewrites the file once, keeping the rows up to k: the rows of a killed attempt after its
+checkpoint are re-created by the re-run steps, never duplicated.
+"""
 
 from __future__ import annotations
 
 import csv
+import io
+import os
 from pathlib import Path
 
 from astropt.plotting import loss_figure, write_atomic
 from astropt.run_dir import RunDir
 
 COLUMNS = ("step", "train_loss", "val_loss", "eval_train_loss", "lr", "tokens_per_s", "mfu", "effective_batch_size")
+PLOTTED = ("train_loss", "val_loss")
 
 
 class RunLog:
@@ -17,35 +27,86 @@ class RunLog:
     def __init__(self, out_dir: Path, start_step: int):
         self.csv_path = RunDir(out_dir).loss_csv
         self.png_path = RunDir(out_dir).loss_png
-        self.rows: dict[int, dict[str, float]] = {}
-        if start_step and self.csv_path.is_file():
-            with self.csv_path.open() as fh:
-                for row in csv.DictReader(fh):
-                    step = int(row["step"])
-                    if step <= start_step:
-                        self.rows[step] = {k: float(v) for k, v in row.items() if k != "step" and v}
-        self._flush()
+        self._series: dict[str, list[tuple[int, float]]] = {key: [] for key in PLOTTED}
+        self._last_step: int | None = None
+        self._last_row: dict[str, float] = {}
+        self._last_offset = 0  # where the last row starts in the file
+        kept = _read_rows(self.csv_path, start_step) if start_step else []
+        self._rewrite(kept)
 
     def add(self, step: int, **values: float) -> None:
-        self.rows.setdefault(step, {}).update(values)
-        self._flush()
+        if step == self._last_step:  # the same step's evaluation: rewrite that row
+            self._last_row.update(values)
+            self._write_last(truncate=True)
+        else:
+            self._last_step, self._last_row = step, dict(values)
+            self._last_offset = self.csv_path.stat().st_size
+            self._write_last(truncate=False)
+        for key in PLOTTED:
+            if key in values:
+                self._remember(key, step, values[key])
 
     def series(self, key: str) -> list[tuple[int, float]]:
-        return [(s, r[key]) for s, r in sorted(self.rows.items()) if key in r]
-
-    def _flush(self) -> None:
-        self.csv_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.csv_path.with_name(".loss.csv.tmp")
-        with tmp.open("w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(COLUMNS)
-            for step, row in sorted(self.rows.items()):
-                writer.writerow([step, *(_fmt(row.get(c)) for c in COLUMNS[1:])])
-        tmp.replace(self.csv_path)
+        return list(self._series[key])
 
     def write_plot(self) -> None:
         png = loss_figure(self.series("train_loss"), self.series("val_loss"), title="AstroPT on AION tokens")
         write_atomic(self.png_path, png)
+
+    def _remember(self, key: str, step: int, value: float) -> None:
+        series = self._series[key]
+        if series and series[-1][0] == step:
+            series[-1] = (step, value)
+        else:
+            series.append((step, value))
+
+    def _write_last(self, truncate: bool) -> None:
+        with self.csv_path.open("r+b" if truncate else "ab") as fh:
+            if truncate:
+                fh.truncate(self._last_offset)
+                fh.seek(self._last_offset)
+            fh.write(_line(self._last_step or 0, self._last_row))
+            fh.flush()
+
+    def _rewrite(self, rows: list[tuple[int, dict[str, float]]]) -> None:
+        """The file from scratch (start or resume): atomic, so a kill never leaves half of it."""
+        self.csv_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.csv_path.with_name(".loss.csv.tmp")
+        with tmp.open("wb") as fh:
+            fh.write(_line_of(COLUMNS))
+            for step, row in rows:
+                self._last_offset, self._last_step, self._last_row = fh.tell(), step, dict(row)
+                fh.write(_line(step, row))
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.replace(self.csv_path)
+        for step, row in rows:
+            for key in PLOTTED:
+                if key in row:
+                    self._remember(key, step, row[key])
+
+
+def _read_rows(path: Path, up_to: int) -> list[tuple[int, dict[str, float]]]:
+    """Rows up to step ``up_to``, one per step (a later row of a step merges into the earlier)."""
+    if not path.is_file():
+        return []
+    rows: dict[int, dict[str, float]] = {}
+    with path.open(newline="") as fh:
+        for row in csv.DictReader(fh):
+            step = int(row["step"])
+            if step <= up_to:
+                rows.setdefault(step, {}).update({k: float(v) for k, v in row.items() if k != "step" and v})
+    return sorted(rows.items())
+
+
+def _line(step: int, row: dict[str, float]) -> bytes:
+    return _line_of([step, *(_fmt(row.get(c)) for c in COLUMNS[1:])])
+
+
+def _line_of(cells: object) -> bytes:
+    buffer = io.StringIO()
+    csv.writer(buffer).writerow(cells)  # type: ignore[arg-type]
+    return buffer.getvalue().encode()
 
 
 def _fmt(value: float | None) -> str:

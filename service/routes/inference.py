@@ -29,6 +29,7 @@ from service import artifacts
 from service.deps import ApiKey
 from service.errors import ServiceError
 from service.inference.engine import BatchResult, InferenceEngine, Work
+from service.responses import UPLOAD
 from service.settings import InferenceSettings, Settings
 from service.store import repository as store
 from service.store import session_scope
@@ -218,7 +219,8 @@ def _number(value: float | None) -> str:
              dependencies=[ApiKey], openapi_extra=_multipart_doc(ReconstructForm), response_class=Response,
              responses={200: {"content": {"image/png": {}, "application/fits": {},
                                           "application/octet-stream": {}, "application/json": {}},
-                              "description": "PNG panel (metrics in X-* headers), FITS, .npy or JSON"}})
+                              "description": "PNG panel (metrics in X-* headers), FITS, .npy or JSON"},
+                        **UPLOAD})
 async def reconstruct_image(request: Request) -> Response:
     start = time.perf_counter()
     engine = get_engine(request)
@@ -267,7 +269,7 @@ def _json_metrics(recon: Reconstruction) -> dict[str, Any]:
 
 
 @router.post("/embed", summary="Embed a galaxy image with a model (pooled hidden states)",
-             dependencies=[ApiKey], openapi_extra=_multipart_doc(EmbedForm))
+             dependencies=[ApiKey], openapi_extra=_multipart_doc(EmbedForm), responses=UPLOAD)
 async def embed_image(request: Request) -> JSONResponse:
     engine = get_engine(request)
     params, cube = await _read_request(request, EmbedForm, engine)

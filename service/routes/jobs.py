@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
 from service import jobs
 from service.body_guard import strict_job_body
 from service.deps import ApiKey, PublisherDep, SessionDep, SettingsDep
+from service.responses import BODY_LIMITS, STORE_DOWN
 from service.schemas import (
     JOB_SPEC_EXAMPLES,
     ErrorOut,
@@ -20,7 +21,7 @@ from service.schemas import (
     ValidationErrorOut,
 )
 
-router = APIRouter(prefix="/jobs", tags=["jobs"])
+router = APIRouter(prefix="/jobs", tags=["jobs"], responses=STORE_DOWN)
 MAX_OFFSET = 2**31 - 1
 MAX_STEP = 2**62  # steps are 64-bit integers in the store
 
@@ -38,7 +39,7 @@ CONFLICT: dict[int | str, dict[str, Any]] = {
     "", status_code=status.HTTP_201_CREATED, response_model=JobOut,
     dependencies=[ApiKey, Depends(strict_job_body)],
     summary="Submit a training job",
-    responses={**AUTH, **INVALID,
+    responses={**AUTH, **INVALID, **BODY_LIMITS,
                429: {"model": ErrorOut, "description": "Too many active jobs"},
                503: {"model": ErrorOut, "description": "Broker unavailable; job recorded as failed"}},
 )
@@ -91,7 +92,7 @@ def cancel_job(job_id: str, session: SessionDep, settings: SettingsDep) -> JobOu
 
 @router.post(
     "/{job_id}/resume", response_model=JobOut, status_code=status.HTTP_202_ACCEPTED,
-    dependencies=[ApiKey], responses={**AUTH, **NOT_FOUND, **CONFLICT, **INVALID},
+    dependencies=[ApiKey], responses={**AUTH, **NOT_FOUND, **CONFLICT, **INVALID, **BODY_LIMITS},
     summary="Resume a finished job from its last checkpoint",
 )
 def resume_job(

@@ -17,12 +17,13 @@ from starlette.background import BackgroundTask
 from astropt.plotting import loss_figure
 from service import artifacts, jobs
 from service.deps import SessionDep, SettingsDep
+from service.responses import STORE_DOWN
 from service.routes.jobs import NOT_FOUND
 from service.schemas import ArtifactFile, ArtifactList
 from service.settings import Settings
 from service.store import FINISHED_PHASES, session_scope
 
-router = APIRouter(prefix="/jobs", tags=["job outputs"])
+router = APIRouter(prefix="/jobs", tags=["job outputs"], responses=STORE_DOWN)
 KEEPALIVE_SECONDS = 15.0
 
 

@@ -19,15 +19,44 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 _PG_MIGRATION_LOCK = 0x41535450  # "ASTP": advisory lock id serialising migrations
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, timeout_seconds: float | None = None) -> Engine:
+    """An engine whose every call is bounded: connect, statement and pool wait.
+
+    ``timeout_seconds`` defaults to ``ASTROPT_DATABASE_TIMEOUT_SECONDS``.
+    """
     parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
+    if parsed.get_backend_name() == "sqlite":  # a local file: only lock waits, kept at 30 s
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    timeout = _timeout(timeout_seconds)
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, pool_timeout=timeout,
+                         connect_args=_postgres_timeouts(parsed.query.get("options"), timeout))
+
+
+def _timeout(seconds: float | None) -> float:
+    if seconds is not None:
+        return seconds
+    from service.settings import get_settings
+
+    return get_settings().database_timeout_seconds
+
+
+def _postgres_timeouts(options: str | tuple[str, ...] | None, seconds: float) -> dict[str, object]:
+    """libpq: connect timeout, server-side statement timeout, and TCP keepalives/user timeout
+    so a PostgreSQL host that vanishes mid-query is noticed rather than waited on for ever."""
+    existing = " ".join(options) if isinstance(options, tuple) else (options or "")
+    millis = max(1, int(seconds * 1000))
+    return {
+        "connect_timeout": max(1, round(seconds)),
+        # custom plans for prepared statements: a generic plan cannot see that `level >= 7` is
+        # selective and scans a long curve's every point (psycopg prepares after 5 executions)
+        "options": f"{existing} -c statement_timeout={millis} -c plan_cache_mode=force_custom_plan".strip(),
+        "keepalives": 1, "keepalives_idle": max(1, round(seconds)), "keepalives_interval": 1,
+        "keepalives_count": 3, "tcp_user_timeout": millis,
+    }
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -73,10 +102,13 @@ def session_scope(url: str) -> Iterator[Session]:
         yield session
         session.commit()
     except BaseException:
-        session.rollback()
+        # on a lost connection the rollback fails too: the caller gets the first error, not that
+        with contextlib.suppress(Exception):
+            session.rollback()
         raise
     finally:
-        session.close()
+        with contextlib.suppress(Exception):
+            session.close()
 
 
 def alembic_config(url: str) -> Config:
@@ -94,6 +126,7 @@ def migrate(url: str) -> None:
             _upgrade(url, connection)
     elif engine.dialect.name == "postgresql":
         with engine.connect() as connection:
+            connection.execute(text("SET statement_timeout = 0"))  # waiting for another migrator is fine
             connection.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
             connection.commit()  # the session-level lock outlives this transaction
             try:
@@ -101,6 +134,7 @@ def migrate(url: str) -> None:
                     _upgrade(url, connection)
             finally:
                 connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_MIGRATION_LOCK})
+                connection.execute(text("RESET statement_timeout"))
                 connection.commit()
     else:
         with engine.begin() as connection:

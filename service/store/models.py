@@ -13,6 +13,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Integer,
+    SmallInteger,
     String,
     Text,
     TypeDecorator,
@@ -23,6 +24,14 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 PHASES = ("queued", "running", "completed", "failed", "cancelling", "cancelled")
 FINISHED_PHASES = ("completed", "failed", "cancelled")
 ACTIVE_PHASES = ("queued", "running", "cancelling")
+TOP_LEVEL = 62  # metric_points.level of step 0
+
+
+def step_level(step: int) -> int:
+    """Trailing zero bits of ``step``: the multiples of 2**L are the points at level >= L."""
+    if step <= 0:
+        return TOP_LEVEL
+    return min(TOP_LEVEL, (step & -step).bit_length() - 1)
 
 
 def utcnow() -> datetime:
@@ -83,6 +92,8 @@ class Job(Base):
     gpu_memory_peak_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     # Attempts whose worker died: [{"attempt", "worker", "reason", "at"}] (service/store/recovery.py).
     interruptions: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # Set once the job's message is on the broker; a queued job without it is swept and re-published.
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     metrics: Mapped[list[MetricPoint]] = relationship(
         back_populates="job", cascade="all, delete-orphan", passive_deletes=True
@@ -100,6 +111,8 @@ class MetricPoint(Base):
     kind: Mapped[str] = mapped_column(String(32))
     step: Mapped[int] = mapped_column(BigInteger)
     value: Mapped[float] = mapped_column(Float)
+    # trailing zero bits of step (step 0: TOP_LEVEL): level >= L selects the multiples of 2**L
+    level: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     job: Mapped[Job] = relationship(back_populates="metrics")

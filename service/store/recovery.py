@@ -48,7 +48,7 @@ def reap_orphan(session: Session, job_id: str, lease_seconds: float, max_attempt
                       failure_reason=f"{reason}; no attempts left (setting ASTROPT_MAX_ATTEMPTS)")
     else:
         outcome = "requeued"
-        values.update(phase="queued", waiting_reason=f"{reason}; queued again to resume from its last checkpoint")
+        values.update(phase="queued", published_at=None, waiting_reason=f"{reason}; queued again to resume from its last checkpoint")
     result = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.phase == job.phase, Job.attempts == job.attempts)

@@ -14,7 +14,14 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from astropt.run_dir import RunDir
-from service.store.models import ACTIVE_PHASES, FINISHED_PHASES, Job, MetricPoint, utcnow
+from service.store.models import (
+    ACTIVE_PHASES,
+    FINISHED_PHASES,
+    Job,
+    MetricPoint,
+    step_level,
+    utcnow,
+)
 
 
 def create_job(session: Session, job_id: str, spec: dict[str, Any], out_dir: str) -> Job:
@@ -113,7 +120,8 @@ def upsert_points(session: Session, job_id: str, points: Iterable[tuple[str, int
     Non-finite values are dropped: a curve is a list of numbers, and JSON has no NaN.
     """
     rows = [
-        {"job_id": job_id, "kind": kind, "step": int(step), "value": float(value), "recorded_at": utcnow()}
+        {"job_id": job_id, "kind": kind, "step": int(step), "value": float(value),
+         "level": step_level(int(step)), "recorded_at": utcnow()}
         for kind, step, value in points if math.isfinite(float(value))
     ]
     if not rows:
@@ -148,6 +156,29 @@ def get_points(
     for kind, step, value in session.execute(query.order_by(MetricPoint.kind, MetricPoint.step)):
         curves[kind].append((int(step), float(value)))
     return curves
+
+
+def lowest_point(session: Session, job_id: str, kind: str) -> tuple[int, float] | None:
+    """The curve's lowest value and its (first) step, by index (``ix_metric_points_value``)."""
+    row = session.execute(
+        select(MetricPoint.step, MetricPoint.value).where(MetricPoint.job_id == job_id, MetricPoint.kind == kind)
+        .order_by(MetricPoint.value, MetricPoint.step).limit(1)
+    ).first()
+    return None if row is None else (int(row[0]), float(row[1]))
+
+
+def mark_published(session: Session, job_id: str) -> None:
+    session.execute(update(Job).where(Job.id == job_id).values(published_at=utcnow()))
+
+
+def unpublished_jobs(session: Session, older_than_seconds: float) -> list[str]:
+    """Queued jobs whose message never reached the broker (the API died or the broker failed
+    between recording and publishing), recorded more than ``older_than_seconds`` ago."""
+    cutoff = utcnow() - timedelta(seconds=older_than_seconds)
+    return list(session.scalars(
+        select(Job.id).where(Job.phase == "queued", Job.published_at.is_(None), Job.updated_at < cutoff)
+        .order_by(Job.created_at).limit(100)
+    ))
 
 
 def record_checkpoint(
