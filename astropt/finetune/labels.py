@@ -14,8 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-from astropt.data.mock import nanomaggies_to_mag, simulate_galaxy
-
 ID_COLUMN = "object_id"
 
 
@@ -24,6 +22,8 @@ class LabelError(ValueError):
 
 
 def derived(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    from astropt.data.mock import nanomaggies_to_mag
+
     out: dict[str, np.ndarray] = {}
     for band in "griz":
         flux = columns.get(f"flux_{band}")
@@ -42,6 +42,8 @@ def derived(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 @lru_cache(maxsize=1)
 def mock_label_names() -> tuple[str, ...]:
     """Every label a mock galaxy carries (one tiny galaxy is drawn to list them)."""
+    from astropt.data.mock import simulate_galaxy
+
     params = {k: np.array([v]) for k, v in simulate_galaxy(0, 0, size=8)["params"].items()}
     return tuple(sorted({*params, *derived(params)}))
 
