@@ -98,18 +98,26 @@ def decode(outputs: torch.Tensor, specs: list[LabelSpec]) -> dict[str, np.ndarra
 
 
 class TaskHead(nn.Module):
-    """Linear, or Linear -> GELU -> Linear with ``hidden`` units."""
+    """Standardise the features (``shift``/``scale``: the frozen model's training-split mean and
+    std), then Linear, or Linear -> GELU -> Linear with ``hidden`` units."""
 
     def __init__(self, n_in: int, n_out: int, hidden: int = 0):
         super().__init__()
         self.n_in, self.n_out, self.hidden = n_in, n_out, hidden
+        self.register_buffer("shift", torch.zeros(n_in))
+        self.register_buffer("scale", torch.ones(n_in))
         if hidden:
             self.net: nn.Module = nn.Sequential(nn.Linear(n_in, hidden), nn.GELU(), nn.Linear(hidden, n_out))
         else:
             self.net = nn.Linear(n_in, n_out)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.net(features)
+        return self.net((features - self.shift) / self.scale)
+
+    @torch.no_grad()
+    def standardise_with(self, features: torch.Tensor) -> None:
+        self.shift.copy_(features.mean(dim=0))
+        self.scale.copy_(features.std(dim=0).clamp_min(1e-6))
 
     def describe(self) -> dict[str, int]:
         return {"n_in": self.n_in, "n_out": self.n_out, "hidden": self.hidden}

@@ -51,6 +51,7 @@ class FinetuneResult:
     metrics: dict[str, Any] | None  # what finetune_metrics.json holds (completed runs)
     model: FinetuneModel  # the trained model as it was at its best step (adapters unmerged)
     data: LabelledData
+    specs: list[LabelSpec]
 
 
 def resolve_init(init: str) -> Path:
@@ -97,8 +98,10 @@ def pooled_features(model: Any, data: LabelledData, pooling: str, device: torch.
     return torch.cat(parts)
 
 
-class _Run:
-    def __init__(self, config: FinetuneConfig, callbacks: Sequence[TrainCallback]):
+class FinetuneRun:
+    """One fine-tune: set up in the constructor (data, features, model), trained by :meth:`run`."""
+
+    def __init__(self, config: FinetuneConfig, callbacks: Sequence[TrainCallback] = ()):
         self.cfg, self.callbacks = config, list(callbacks)
         torch.manual_seed(config.seed)
         set_threads(config.num_threads or None)
@@ -111,6 +114,7 @@ class _Run:
         backbone.eval()
         self.frozen = pooled_features(backbone, self.data, config.pooling, self.device)
         head = head_for(self.frozen.shape[1], self.specs, config.head_hidden)
+        head.standardise_with(self.frozen[torch.as_tensor(self.train_rows)])
         self.model = FinetuneModel(backbone, head, config.mode, config.pooling, config.lora).to(self.device)
         params = [p for _, p in self.model.trainable()]
         self.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
@@ -181,11 +185,11 @@ class _Run:
         if status == "stopped":
             self.save("last", step, None)
             return FinetuneResult("stopped", step, best if best < math.inf else None, cfg.out_dir,
-                                  None, self.model, self.data)
+                                  None, self.model, self.data, self.specs)
         self.restore(best_state)
         metrics = self.evaluate(best_step, best, n_trainable)
         self.save("best", best_step, best)
-        return FinetuneResult("completed", step, best, cfg.out_dir, metrics, self.model, self.data)
+        return FinetuneResult("completed", step, best, cfg.out_dir, metrics, self.model, self.data, self.specs)
 
     @torch.no_grad()
     def evaluate(self, best_step: int, best: float, n_trainable: int) -> dict[str, Any]:
@@ -231,4 +235,4 @@ class _Run:
 
 def finetune(config: FinetuneConfig, callbacks: Sequence[TrainCallback] = ()) -> FinetuneResult:
     """Fine-tune ``config.init`` on ``config.labels``; see the module doc."""
-    return _Run(config, callbacks).run()
+    return FinetuneRun(config, callbacks).run()
