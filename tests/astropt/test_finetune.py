@@ -135,3 +135,18 @@ def test_split_is_by_object_and_stable() -> None:
 def test_unknown_labels_name_the_valid_ones(init, mock_dir, tmp_path) -> None:
     with pytest.raises(LabelError, match="valid labels: .*mag_r"):
         FinetuneRun(config(init, tmp_path / "run", mock_dir, labels=["r_magnitude"]))
+
+
+def test_cli_runs_a_fine_tune_and_prints_the_comparison(init, mock_dir, tmp_path, capsys) -> None:
+    from astropt.cli import main
+
+    code = main(["finetune", "--init", str(init), "--labels", "bulge_dominated", "--mode", "head",
+                 "--task", "classification", "--steps", "6", "--n-mock", "192", "--device", "cpu",
+                 "--set", f"data.path={mock_dir}", "--set", "max_objects=64", "--out", str(tmp_path / "cli")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "finetune" in out and "probe" in out and "acc " in out and "bulge_dominated" in out
+    metrics = json.loads(RunDir(tmp_path / "cli").finetune_metrics.read_text())
+    assert metrics["task"] == "classification" and metrics["mode"] == "head"
+    meta = load_checkpoint(RunDir(tmp_path / "cli").checkpoint("best"))[1]
+    assert meta["finetune"]["labels"][0]["classes"] == ["0", "1"]
