@@ -1,6 +1,6 @@
 """Fine-tune (lora, full, head) vs a ridge linear probe vs a constant, on the GalSim mock.
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_finetune.py [--out runs/bench-finetune] [--pretrain-iters 300]
+    OMP_NUM_THREADS=1 python benchmarks/bench_finetune.py [--out runs/bench-finetune] [--pretrain-iters 150]
 
 1. Pretrains a small AstroPT (2 layers, 64 wide, shipped codec) on mock seed 0 (or uses
    ``--init`` / the shipped model when given).
@@ -83,7 +83,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="runs/bench-finetune")
     parser.add_argument("--init", help="a checkpoint to fine-tune instead of pretraining one")
-    parser.add_argument("--pretrain-iters", type=int, default=300)
+    parser.add_argument("--pretrain-iters", type=int, default=150)
     parser.add_argument("--steps", type=int, default=150)
     args = parser.parse_args()
     out = Path(args.out)

@@ -27,8 +27,17 @@ LORA_TARGETS = {
 }
 
 
+def _peft():  # -> the peft module
+    try:
+        import peft
+    except ImportError as exc:
+        raise RuntimeError("mode 'lora' needs peft: pip install 'astropt-service[finetune]' "
+                           "(modes 'full' and 'head' do not)") from exc
+    return peft
+
+
 def lora_config(settings: LoraSettings):  # -> peft.LoraConfig
-    from peft import LoraConfig
+    LoraConfig = _peft().LoraConfig
 
     # A full-match regex: the blocks' layers only, never the encoders' or decoders' c_fc/c_proj.
     pattern = rf"transformer\.h\.\d+\.({LORA_TARGETS[settings.targets]})"
@@ -42,9 +51,7 @@ class FinetuneModel(nn.Module):
         super().__init__()
         self.mode, self.pooling = mode, pooling
         if mode == "lora":
-            from peft import get_peft_model
-
-            self.backbone: nn.Module = get_peft_model(backbone, lora_config(lora or LoraSettings()))
+            self.backbone: nn.Module = _peft().get_peft_model(backbone, lora_config(lora or LoraSettings()))
         else:
             self.backbone = backbone
             backbone.requires_grad_(mode == "full")
