@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from astropt.data import simulate_galaxy
-from tests.service.stack import run_dir, tiny_spec, wait_for_job
+from tests.service.stack import API_KEY, run_dir, tiny_spec, wait_for_job
 from tests.worker.test_training_jobs import sqlite_stack  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.slow
@@ -77,6 +77,10 @@ def test_finetune_job_from_a_trained_job_serves_predictions(sqlite_stack) -> Non
         assert 10 < body["predictions"]["mag_r"] < 30  # de-standardised: magnitudes, not z-scores
     one = client.post("/predict", files=upload, data={"labels": "g_r"}).json()
     assert list(one["predictions"]) == ["g_r"]
+    from astropt.client import Client
+
+    with Client(sqlite_stack.base_url, api_key=API_KEY) as api:  # the Python client says the same
+        assert api.predict(simulate_galaxy(seed=99, index=3)["flux"], job_id)["predictions"] == body["predictions"]
     unknown = client.post("/predict", files=upload, data={"labels": "mag_r,size"})
     assert unknown.status_code == 422 and "size" in unknown.text and "valid labels: mag_r, g_r" in unknown.text
     wrong_kind = client.post("/predict", files=upload, data={"job_id": train_id})
