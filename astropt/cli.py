@@ -17,6 +17,7 @@ from astropt.checkpoints import commands as checkpoint_commands
 from astropt.client import commands as client_commands
 from astropt.codec_training import commands as codec_commands
 from astropt.data import commands as data_commands
+from astropt.finetune import commands as finetune_commands
 from astropt.training import commands as training_commands
 
 
@@ -25,8 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="astropt", description="Train and use AstroPT models on AION galaxy-image tokens."
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (training_commands, data_commands, checkpoint_commands, codec_commands,
-                   client_commands):
+    for module in (training_commands, finetune_commands, data_commands, checkpoint_commands,
+                   codec_commands, client_commands):
         module.register(sub)
     for ep in entry_points(group="astropt.commands"):
         try:

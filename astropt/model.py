@@ -451,6 +451,12 @@ class GPT(nn.Module):
         self, inputs: dict[str, torch.Tensor], *, pooling: Literal["mean", "last", "both"] = "mean"
     ) -> torch.Tensor | dict[str, torch.Tensor]:
         """Pooled final hidden states ``Float[B, C]`` (``both``: ``{"mean", "last"}``)."""
+        return self.pooled(inputs, pooling=pooling)
+
+    def pooled(
+        self, inputs: dict[str, torch.Tensor], *, pooling: Literal["mean", "last", "both"] = "mean"
+    ) -> torch.Tensor | dict[str, torch.Tensor]:
+        """:meth:`embed` with gradients (fine-tuning trains through it): the one pooling."""
         if pooling not in ("mean", "last", "both"):
             raise ModelInputError(f"pooling must be 'mean', 'last' or 'both', got {pooling!r}")
         hidden, _ = self.hidden_states(inputs)

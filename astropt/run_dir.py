@@ -5,6 +5,8 @@
     config.yaml  loss.csv  loss.png
     val_images/step_000020.png
     checkpoints/{best,last,step_000020}/   model.safetensors, config.json, trainer_state.pt
+    finetune_metrics.json  finetune_test.png   (fine-tune runs; their checkpoints add
+                                                head.safetensors)
 
 A checkpoint is written to ``<name>.tmp-XXXX`` next to its final place and swapped in through
 ``<name>.old``, so a partly written one is never mistaken for a complete one. No imports of
@@ -25,6 +27,7 @@ CHECKPOINT_NAME = re.compile(r"^(best|last|step_\d{1,9})$")
 STEP_NAME = re.compile(r"^step_(\d+)$")
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
+HEAD_FILE = "head.safetensors"  # a fine-tuned checkpoint's task head, beside the backbone
 STAGING_MARK = ".tmp-"
 REPLACED_SUFFIX = ".old"
 
@@ -74,6 +77,16 @@ class RunDir:
 
     def checkpoint(self, name: str) -> Path:
         return self.checkpoints / name
+
+    @property
+    def finetune_metrics(self) -> Path:
+        """A fine-tune run's metrics per label and split, with the probe and constant baselines."""
+        return self.root / "finetune_metrics.json"
+
+    @property
+    def finetune_figure(self) -> Path:
+        """A fine-tune run's test-set figure (prediction vs truth per label)."""
+        return self.root / "finetune_test.png"
 
     def val_image(self, step: int) -> Path:
         return self.root / "val_images" / f"{step_name(step)}.png"

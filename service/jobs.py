@@ -10,7 +10,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from astropt.run_dir import RunDir
-from service import artifacts, capacity
+from service import artifacts, capacity, finetune
 from service.errors import Conflict, NotFound, SpecInvalid, TooManyJobs, Unavailable
 from service.schemas import (
     CheckpointOut,
@@ -39,6 +39,8 @@ def submit(session: Session, settings: Settings, publish: Publisher, spec: JobSp
     out_dir = settings.runs_dir / job_id
     body = spec.model_dump(mode="json")
     body["out_dir"] = str(out_dir)
+    if spec.kind == "finetune":
+        finetune.prepare_body(session, spec, body)
     job = repository.create_job(session, job_id, body, str(out_dir))
     res = spec.resources
     job.resources = {**res.model_dump(mode="json"), "world_size": res.world_size,
@@ -52,6 +54,8 @@ def submit(session: Session, settings: Settings, publish: Publisher, spec: JobSp
 
 def _check_limits(session: Session, settings: Settings, spec: JobSpec) -> None:
     check_spec(spec, settings)
+    if spec.kind == "finetune":
+        finetune.check_finetune(spec, settings)
     active = repository.count_active(session)
     if active >= settings.max_active_jobs:
         raise TooManyJobs(f"{active} jobs are queued or running (limit {settings.max_active_jobs}); "
@@ -103,6 +107,8 @@ def resume(session: Session, settings: Settings, publish: Publisher, job_id: str
     job = get(session, job_id)
     if job.phase not in FINISHED_PHASES:
         raise Conflict(f"job {job_id} is {job.phase}; only completed, failed or cancelled jobs resume")
+    if job.kind == "finetune":
+        raise Conflict(f"job {job_id} is a fine-tune job: fine-tunes do not resume; submit it again")
     step = artifacts.last_checkpoint_step(Path(job.out_dir))
     if step is None:
         raise Conflict(f"job {job_id} has no checkpoint to resume from; submit it again instead")
@@ -178,7 +184,7 @@ def progress(job: Job) -> Progress:
 
 def summary(job: Job) -> JobSummary:
     return JobSummary(
-        id=job.id, phase=job.phase, created_at=job.created_at, started_at=job.started_at,
+        id=job.id, kind=job.kind, phase=job.phase, created_at=job.created_at, started_at=job.started_at,
         finished_at=job.finished_at, progress=progress(job), best_val_loss=job.best_val_loss,
         failure_reason=job.failure_reason,
     )

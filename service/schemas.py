@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from astropt.config import TrainConfig
+from astropt.finetune.config import FinetuneSettings
 
 Phase = Literal["queued", "running", "completed", "failed", "cancelling", "cancelled"]
 
@@ -49,6 +50,43 @@ GPU_JOB: dict[str, Any] = {
 }
 
 
+FINETUNE_JOB: dict[str, Any] = {
+    "kind": "finetune",
+    "data": {"source": "mock", "n_mock": 512},
+    "device": "cpu",
+    "finetune": {
+        "init": "shipped",
+        "labels": ["mag_r", "g_r"], "task": "regression", "mode": "lora",
+        "lora": {"r": 8, "alpha": 16, "dropout": 0.0}, "steps": 200, "lr": 0.003,
+    },
+}
+
+
+class JobCheckpoint(BaseModel):
+    """A checkpoint of a job of this service."""
+
+    model_config = ConfigDict(extra="forbid")
+    job: str = Field(pattern=r"^[0-9a-f]{1,32}$", description="Job id.")
+    checkpoint: str = Field("best", pattern=r"^(best|last|step_\d{1,9})$", description="best | last | step_NNNNNN")
+
+
+class CheckpointPath(BaseModel):
+    """A checkpoint directory on the service's machine (e.g. from ``astropt import-upstream``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    path: str = Field(max_length=4096, description="Inside the data directory or ASTROPT_DATA_ROOTS.")
+
+
+class FinetuneSection(FinetuneSettings):
+    """What a fine-tune job trains (``kind: finetune``); the top-level ``data``, ``device``,
+    ``seed`` and ``num_threads`` apply, the rest of the top level is not read."""
+
+    init: Literal["shipped"] | JobCheckpoint | CheckpointPath = Field(
+        description="The checkpoint to start from: 'shipped', {job, checkpoint} or {path}.")
+    init_dir: str | None = Field(None, description="Set by the service: the checkpoint directory "
+                                 "init names (a value sent is replaced).")
+
+
 class Resources(BaseModel):
     """What a job asks for. The world size is ``nodes * procs_per_node`` processes (ranks)."""
 
@@ -73,16 +111,28 @@ class JobSpec(TrainConfig):
     ignored.
     """
 
-    model_config = ConfigDict(json_schema_extra={"examples": [TINY_CPU_JOB, GPU_JOB]})
+    model_config = ConfigDict(json_schema_extra={"examples": [TINY_CPU_JOB, GPU_JOB, FINETUNE_JOB]})
 
+    kind: Literal["train", "finetune"] = Field("train", description="train: pretrain a model (the "
+                                                "fields below); finetune: a task head on a checkpoint "
+                                                "(the finetune section).")
+    finetune: FinetuneSection | None = Field(None, description="Required for kind 'finetune'.")
     resources: Resources = Field(
         default_factory=Resources, description="Processes and nodes; effective batch = batch_size x "
         "grad_accum x nodes x procs_per_node (the learning rate is not scaled)."
     )
 
+    @model_validator(mode="after")
+    def _check_kind(self) -> JobSpec:
+        if self.kind == "finetune" and self.finetune is None:
+            raise ValueError("kind 'finetune' needs a finetune section (init, labels, ...)")
+        if self.kind == "train" and self.finetune is not None:
+            raise ValueError("a finetune section needs kind 'finetune'")
+        return self
+
     def train_config(self) -> dict[str, Any]:
         """The part the training loop reads (``resources`` is the service's)."""
-        return self.model_dump(mode="json", exclude={"resources"})
+        return self.model_dump(mode="json", exclude={"resources", "kind", "finetune"})
 
 
 JOB_SPEC_EXAMPLES: dict[str, dict[str, Any]] = {
@@ -95,6 +145,13 @@ JOB_SPEC_EXAMPLES: dict[str, dict[str, Any]] = {
     "gpu-aion-base": {
         "summary": "Realistic GPU job: 12x768 GPT on aion-base tokens of the Legacy Survey",
         "value": GPU_JOB,
+    },
+    "finetune-lora": {
+        "summary": "Fine-tune a checkpoint with LoRA to predict mock r magnitude and g-r",
+        "description": "init: 'shipped' (the packaged model), {\"job\": ID, \"checkpoint\": \"best\"} "
+        "of a training job, or {\"path\": DIR} of an imported checkpoint; /predict then answers "
+        "with this job's predictions.",
+        "value": FINETUNE_JOB,
     },
 }
 
@@ -152,6 +209,7 @@ class Links(BaseModel):
 
 class JobSummary(BaseModel):
     id: str
+    kind: Literal["train", "finetune"] = "train"
     phase: Phase
     created_at: datetime
     started_at: datetime | None = None

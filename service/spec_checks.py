@@ -120,7 +120,7 @@ def _check_memory(spec: JobSpec, settings: Settings) -> None:
                           "lower batch_size (use grad_accum for the same effective batch) or the model size")
 
 
-def _roots_text(roots: list[Path]) -> str:
+def roots_text(roots: list[Path]) -> str:
     return ", ".join(str(root) for root in roots)
 
 
@@ -142,11 +142,11 @@ def _check_paths(spec: JobSpec, settings: Settings) -> None:
         writable = [settings.data_dir.resolve()]
         if not inside(path, writable):
             raise SpecInvalid("data.path", f"data.path ({data.path}) is written for a mock data set and "
-                              f"must be inside the service's data directory: {_roots_text(writable)}")
+                              f"must be inside the service's data directory: {roots_text(writable)}")
         return
     if not inside(path, settings.readable_roots):
         raise SpecInvalid("data.path", f"data.path ({data.path}) is outside the allowed data roots: "
-                          f"{_roots_text(settings.readable_roots)} (setting ASTROPT_DATA_ROOTS)")
+                          f"{roots_text(settings.readable_roots)} (setting ASTROPT_DATA_ROOTS)")
 
 
 def _check_codec(codec: str, settings: Settings) -> None:
@@ -160,6 +160,6 @@ def _check_codec(codec: str, settings: Settings) -> None:
         raise SpecInvalid("codec", f"codec {codec!r}: the seed must be at most {MAX_SEED}")
     if source == "local" and not inside(Path(target), settings.readable_roots):
         raise SpecInvalid("codec", f"codec directory {codec} is outside the allowed data roots: "
-                          f"{_roots_text(settings.readable_roots)} (setting ASTROPT_DATA_ROOTS)")
+                          f"{roots_text(settings.readable_roots)} (setting ASTROPT_DATA_ROOTS)")
     if source == "hub" and not HUB_ID.match(target):
         raise SpecInvalid("codec", f"codec {codec!r} is not a Hugging Face model id like 'owner/name'")

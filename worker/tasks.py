@@ -1,4 +1,4 @@
-"""The training task and the recovery of jobs whose worker died.
+"""The training task (pretraining and fine-tune jobs) and the recovery of jobs whose worker died.
 
 The worker's main process never imports torch: the training code is imported inside the
 task, in the forked pool process, so no CUDA context exists before a fork.
@@ -69,6 +69,14 @@ def _run_claimed(settings: Settings, job_id: str, lease: Any) -> str:
 
     # The lease is kept fresh from the claim on, including the slow first import of torch.
     with Heartbeat(url, job_id, owner, interval=max(0.2, settings.worker_lease_seconds / 4)):
+        if spec.get("kind") == "finetune":  # one process, in this pool process
+            if lease is not None:
+                os.environ.update(lease.env())
+            try:
+                config = _finetune_config(spec, out_dir)
+            except Exception as exc:
+                return _fail(url, job_id, exc)
+            return _train(settings, job_id, owner, config, finetuning=True)
         if lease is not None and len(lease.ids) == 1:
             os.environ.update(lease.env())  # before CUDA starts in this (fresh) pool process
             try:
@@ -110,27 +118,47 @@ def _training_config(spec: dict[str, Any], out_dir: str, settings: Settings) -> 
     from astropt.config import TrainConfig
 
     spec["out_dir"] = out_dir
-    spec.pop("resources", None)  # the service's; see worker/launch
+    for key in ("resources", "kind", "finetune"):  # the service's; see worker/launch
+        spec.pop(key, None)
     if not spec.get("checkpoint_interval"):
         # A killed worker loses at most this many iterations.
         spec["checkpoint_interval"] = settings.worker_checkpoint_interval
     return TrainConfig.model_validate(spec)
 
 
-def _train(settings: Settings, job_id: str, owner: str, config: Any) -> str:
+def _finetune_config(spec: dict[str, Any], out_dir: str) -> Any:
+    """The library's run config of a fine-tune job: its section, the resolved init directory
+    and the top-level data, device, seed and threads."""
+    from astropt.finetune import FinetuneConfig
+
+    section = dict(spec["finetune"])
+    section.pop("init")
+    init = section.pop("init_dir")
+    top = {key: spec[key] for key in ("data", "device", "seed", "num_threads") if key in spec}
+    return FinetuneConfig.model_validate({**section, **top, "init": init, "out_dir": out_dir})
+
+
+def _train(settings: Settings, job_id: str, owner: str, config: Any, finetuning: bool = False) -> str:
     from worker.heartbeat import Heartbeat
 
     url = settings.resolved_database_url
     try:
         # The lease is kept fresh from here on, including the slow first import of torch.
         with Heartbeat(url, job_id, owner, interval=max(0.2, settings.worker_lease_seconds / 4)):
-            from astropt.training import train
             from worker.callback import StoreCallback
 
-            callback = StoreCallback(url, job_id, owner, config.max_iters, settings.cancel_poll_seconds,
+            steps = config.steps if finetuning else config.max_iters
+            callback = StoreCallback(url, job_id, owner, steps, settings.cancel_poll_seconds,
                                      keep_steps=settings.keep_step_checkpoints,
                                      max_outage_seconds=settings.worker_store_outage_seconds)
-            result = train(config, [callback], resume=True)
+            if finetuning:
+                from astropt.finetune import finetune
+
+                result = finetune(config, [callback])
+            else:
+                from astropt.training import train
+
+                result = train(config, [callback], resume=True)
             callback.drain()  # what a database outage held back, before the outcome
     except Exception as exc:
         log.error("job %s failed:\n%s", job_id, traceback.format_exc())

@@ -98,8 +98,12 @@ def save_checkpoint(
     *,
     meta: dict[str, Any],
     trainer_state: dict[str, Any] | None = None,
+    extra_modules: dict[str, torch.nn.Module] | None = None,
 ) -> Path:
-    """Write ``path/`` atomically and return it; an existing checkpoint there is replaced."""
+    """Write ``path/`` atomically and return it; an existing checkpoint there is replaced.
+
+    ``extra_modules``: more safetensors files in the same directory (file name -> module),
+    e.g. a fine-tuned model's task head; written and swapped in with the weights."""
     path = Path(path)
     gpt = unwrap_model(model)
     config_text = _meta_json(gpt, meta)  # fail before touching the disk
@@ -109,6 +113,11 @@ def save_checkpoint(
         weights = staging / WEIGHTS_FILE
         save_model(gpt, str(weights), metadata={"format": FORMAT})
         _fsync_file(weights)
+        for name, module in (extra_modules or {}).items():
+            if Path(name).name != name or not name.endswith(".safetensors") or name == WEIGHTS_FILE:
+                raise CheckpointError(f"extra module file {name!r} must be a plain *.safetensors name")
+            save_model(module, str(staging / name), metadata={"format": FORMAT})
+            _fsync_file(staging / name)
         if trainer_state is not None:
             _save_trainer_state(trainer_state, staging / TRAINER_FILE)
         (staging / CONFIG_FILE).write_text(config_text)

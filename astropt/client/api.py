@@ -189,9 +189,22 @@ class Client:
         response = self._reconstruct(image, "png", job_id, checkpoint, mode, bands, options)
         return response.content, {k: v for k, v in response.headers.items() if k.lower().startswith("x-")}
 
+    def predict(self, image: str | Path | np.ndarray, job_id: str | None = None,
+                checkpoint: str | None = None, labels: list[str] | None = None,
+                bands: str | None = None) -> dict[str, Any]:
+        """A fine-tune job's label predictions (``predictions``, ``probabilities``, ...)."""
+        fields = {"job_id": job_id, "checkpoint": checkpoint, "bands": bands,
+                  "labels": ",".join(labels) if labels else None}
+        return self._upload("/predict", image, fields).json()
+
     def _reconstruct(self, image: str | Path | np.ndarray, fmt: str, job_id: str | None,
                      checkpoint: str | None, mode: Mode, bands: str | None,
                      options: dict[str, Any]) -> httpx.Response:
+        fields = {"job_id": job_id, "checkpoint": checkpoint, "mode": mode, "bands": bands,
+                  "format": fmt, **options}
+        return self._upload("/reconstruct", image, fields)
+
+    def _upload(self, route: str, image: str | Path | np.ndarray, fields: dict[str, Any]) -> httpx.Response:
         if isinstance(image, np.ndarray):
             buffer = io.BytesIO()
             np.save(buffer, np.asarray(image, dtype=np.float32), allow_pickle=False)
@@ -201,7 +214,5 @@ class Client:
             if not path.is_file():
                 raise FileNotFoundError(f"no such image file: {path}")
             name, content = path.name, path.read_bytes()
-        fields = {"job_id": job_id, "checkpoint": checkpoint, "mode": mode, "bands": bands,
-                  "format": fmt, **options}
         data = {k: str(v) for k, v in fields.items() if v is not None}
-        return self._request("POST", "/reconstruct", files={"file": (name, content)}, data=data)
+        return self._request("POST", route, files={"file": (name, content)}, data=data)

@@ -23,8 +23,14 @@ def split_of(key: str, val_fraction: float) -> str:
     The same galaxy always lands in the same split, whatever order, batch, rank or
     process sees it, so train and val never share a galaxy.
     """
+    return "val" if split_position(key) < val_fraction else "train"
+
+
+def split_position(key: str) -> float:
+    """Where a key falls in [0, 1): the stable hash every split of this project is cut from
+    (train/val here, train/val/test in :mod:`astropt.finetune`)."""
     digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest()
-    return "val" if int.from_bytes(digest, "big") / 2**64 < val_fraction else "train"
+    return int.from_bytes(digest, "big") / 2**64
 
 
 def check_split(split: str) -> None:

@@ -25,6 +25,7 @@ class LoadedModel:
     meta: dict[str, Any]
     codec: CodecHandle | None  # None: a patch-token model
     n_bytes: int
+    head: Any = None  # a fine-tuned checkpoint's task head (astropt.finetune.head.LoadedHead)
 
     @property
     def codec_info(self) -> dict[str, Any]:
@@ -78,6 +79,15 @@ class ModelCache:
         return entry
 
     def _load(self, checkpoint: Path) -> LoadedModel:
+        loaded = self._load_model(checkpoint)
+        if isinstance(loaded.meta.get("finetune"), dict):
+            from astropt.finetune.head import load_head
+
+            loaded.head = load_head(checkpoint, loaded.meta, self.device)
+            loaded.n_bytes += module_bytes(loaded.head.head)
+        return loaded
+
+    def _load_model(self, checkpoint: Path) -> LoadedModel:
         model, meta = load_checkpoint(checkpoint, self.device)
         if meta.get("tokeniser") == "patch":
             return LoadedModel(model.eval(), meta, None, module_bytes(model))

@@ -84,19 +84,24 @@ def reconstruct_patches(
     return results
 
 
+def patch_inputs(crops: torch.Tensor, m: ModelSettings) -> dict[str, torch.Tensor]:
+    """What an embedding reads of flux crops ``[B, 4, 96, 96]`` in DES g, r, i, z order: the
+    normalised patches (all but the last for AR models). ``/embed`` and fine-tuning share it."""
+    seq, _ = sequence(crops, m)
+    if m.objective == "ar":
+        seq = seq[:, :-1]
+    positions = torch.arange(seq.shape[1]).expand(seq.shape[0], -1)
+    return {PATCH_MODALITY: seq, f"{PATCH_MODALITY}_positions": positions}
+
+
 @torch.no_grad()
 def embed_patches(
     cubes: Sequence[Cube], model: torch.nn.Module, meta: dict[str, Any], pooling: str = "mean"
 ) -> list[dict[str, np.ndarray]]:
-    m = patch_settings(meta)
     crops, _ = _full_crops(cubes)
-    seq, _ = sequence(crops, m)
-    if m.objective == "ar":
-        seq = seq[:, :-1]
     device = next(model.parameters()).device
-    positions = torch.arange(seq.shape[1]).expand(seq.shape[0], -1)
-    pooled = model.embed({PATCH_MODALITY: seq.to(device), f"{PATCH_MODALITY}_positions": positions.to(device)},
-                         pooling=pooling)
+    inputs = patch_inputs(crops, patch_settings(meta))
+    pooled = model.embed({k: v.to(device) for k, v in inputs.items()}, pooling=pooling)
     if not isinstance(pooled, dict):
         pooled = {pooling: pooled}
     return [{k: v[row].float().cpu().numpy() for k, v in pooled.items()} for row in range(len(cubes))]

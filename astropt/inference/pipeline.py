@@ -225,6 +225,12 @@ def _mse(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
 
 
+def token_inputs(tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+    """What an embedding reads of ``[B, 576]`` codec tokens: the 575 input tokens it was trained
+    on (positions 0..574). ``/embed`` and fine-tuning both take their inputs from here."""
+    return shift_for_training(tokens)[0]
+
+
 def embed(
     cubes: Sequence[Cube],
     codec: CodecHandle,
@@ -247,7 +253,7 @@ def embed(
     device = _model_device(model)
     for indices in groups.values():
         tokens, _ = encode_cubes([cubes[i] for i in indices], codec)
-        inputs, _ = shift_for_training(tokens.to(device))
+        inputs = token_inputs(tokens.to(device))
         with torch.inference_mode(), autocast(device, dtype):
             pooled = model.embed(inputs, pooling=pooling)
         if not isinstance(pooled, dict):

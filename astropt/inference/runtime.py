@@ -56,11 +56,15 @@ class InferenceRuntime:
         start = time.perf_counter()
         loaded = self.cache.get(first.checkpoint)
         cubes = [r.cube for r in requests]
-        if loaded.codec is None:  # a patch-token model: no codec in the way
+        if first.kind == "predict":  # a fine-tuned checkpoint: embedding, then its task head
+            from astropt.finetune.predict import predict
+
+            values: list = predict(cubes, loaded, self.precision)
+        elif loaded.codec is None:  # a patch-token model: no codec in the way
             from astropt.inference.patch_pipeline import embed_patches, reconstruct_patches
 
             if first.kind == "embed":
-                values: list = embed_patches(cubes, loaded.model, loaded.meta, first.pooling)
+                values = embed_patches(cubes, loaded.model, loaded.meta, first.pooling)
             else:
                 assert first.options is not None, "a reconstruction needs its options"
                 values = reconstruct_patches(cubes, loaded.model, loaded.meta, first.options)

@@ -14,11 +14,12 @@ from typing import Any, Literal
 
 import numpy as np
 
+from astropt.finetune.predict import Prediction
 from astropt.inference.errors import ErrorPayload
 from astropt.inference.pipeline import Pooling, Reconstruction, ReconstructOptions
 from astropt.inference.uploads import Cube
 
-RequestKind = Literal["reconstruct", "embed"]
+RequestKind = Literal["reconstruct", "embed", "predict"]
 RECONSTRUCTION_ARRAYS = ("original", "codec", "model", "tokens", "model_tokens")
 
 
@@ -38,7 +39,8 @@ def unpack_array(packed: dict[str, Any] | None) -> np.ndarray | None:
 
 @dataclass
 class InferenceRequest:
-    """One image to reconstruct (``options``) or embed (``pooling``) with a checkpoint's model."""
+    """One image to reconstruct (``options``), embed (``pooling``) or predict labels for (a
+    fine-tuned checkpoint) with a checkpoint's model."""
 
     kind: RequestKind
     checkpoint: Path
@@ -68,9 +70,10 @@ class InferenceRequest:
 
 @dataclass
 class InferenceResult:
-    """One request's answer: a :class:`Reconstruction` or ``{pooling: float32[C]}``."""
+    """One request's answer: a :class:`Reconstruction`, ``{pooling: float32[C]}`` or a
+    :class:`Prediction`."""
 
-    value: Reconstruction | dict[str, np.ndarray]
+    value: Reconstruction | dict[str, np.ndarray] | Prediction
     codec_info: dict[str, Any]
     compute_s: float  # the model + codec time of the batch it ran in
 
@@ -83,6 +86,8 @@ class InferenceResult:
                 "mode": recon.mode, "bands": list(recon.bands), "token_accuracy": recon.token_accuracy,
                 "mse": recon.mse, "codec_mse": recon.codec_mse, "warnings": list(recon.warnings),
             }
+        elif isinstance(self.value, Prediction):
+            value = self.value.to_dict()
         else:
             value = {name: pack_array(vector) for name, vector in self.value.items()}
         return {"value": value, "codec_info": self.codec_info, "compute_s": self.compute_s}
@@ -90,8 +95,10 @@ class InferenceResult:
     @classmethod
     def from_wire(cls, data: dict[str, Any], kind: RequestKind) -> InferenceResult:
         packed = data["value"]
-        value: Reconstruction | dict[str, np.ndarray]
-        if kind == "embed":
+        value: Reconstruction | dict[str, np.ndarray] | Prediction
+        if kind == "predict":
+            value = Prediction.from_dict(packed)
+        elif kind == "embed":
             value = {name: unpack_array(vector).astype(np.float32) for name, vector in packed.items()}
         else:
             value = Reconstruction(

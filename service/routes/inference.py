@@ -1,4 +1,5 @@
-"""``POST /reconstruct`` and ``POST /embed``: a galaxy image in, a reconstruction or embedding out.
+"""``POST /reconstruct``, ``/embed`` and ``/predict``: a galaxy image in, a reconstruction, an
+embedding or a fine-tune's label predictions out.
 
 The body is read here, not by FastAPI's form parsing, so an oversized upload is refused (413)
 from its Content-Length or while it streams in, before it is spooled anywhere.
@@ -68,6 +69,13 @@ class ReconstructForm(_Form):
 
 class EmbedForm(_Form):
     pooling: Literal["mean", "last", "both"] = "mean"
+
+
+class PredictForm(_Form):
+    job_id: str | None = Field(None, max_length=64, description="A fine-tune job (default: the latest "
+                               "completed one); its best checkpoint is used.")
+    labels: str | None = Field(None, max_length=4096, description="Comma-separated labels to return "
+                               "(default: every label the job was trained on).")
 
 
 def _multipart_doc(form: type[BaseModel]) -> dict[str, Any]:
@@ -168,10 +176,15 @@ def _parse_crop(data: bytes, name: str, bands: str | None, limits: UploadLimits)
     return parse_upload(data, name, bands, limits).central_crop()
 
 
-def resolve_checkpoint(settings: Settings, job_id: str | None, name: str | None) -> tuple[str, str, Path]:
-    """(job id, checkpoint name, directory) of the model a request asks for."""
+def resolve_checkpoint(settings: Settings, job_id: str | None, name: str | None,
+                       kind: Literal["train", "finetune"] = "train") -> tuple[str, str, Path]:
+    """(job id, checkpoint name, directory) of the model a request asks for; without a job id,
+    the latest completed job of ``kind`` (training jobs for /reconstruct and /embed, fine-tune
+    jobs for /predict)."""
     with session_scope(settings.resolved_database_url) as session:
-        job = store.get_job(session, job_id) if job_id else store.latest_completed_job(session)
+        job = store.get_job(session, job_id) if job_id else store.latest_completed_job(session, kind)
+        if kind == "finetune":
+            return _finetune_checkpoint(session, job, job_id, name)
         if job is None and not job_id and not name and SHIPPED_MODEL_WEIGHTS.is_file():
             # No job has finished yet: the pretrained model shipped in the package answers,
             # and the response says so (X-Job-Id / job_id "shipped").
@@ -194,11 +207,33 @@ def resolve_checkpoint(settings: Settings, job_id: str | None, name: str | None)
         return job.id, directory.name, directory
 
 
+def _finetune_checkpoint(session: Any, job: Any, job_id: str | None, name: str | None) -> tuple[str, str, Path]:
+    if job is None:
+        if job_id:
+            raise InferenceError(404, f"job {job_id} not found")
+        raise InferenceError(404, "no completed fine-tune job to predict with: submit one with POST "
+                             "/jobs (kind 'finetune', e.g. the finetune-lora example) and retry when "
+                             "it has completed, or pass job_id")
+    if job.kind != "finetune":
+        raise InferenceError(422, f"job {job.id} is a {job.kind} job; /predict needs a fine-tune job "
+                             "(kind 'finetune'), whose checkpoint has a task head")
+    if name:
+        return job.id, name, artifacts.checkpoint_dir(Path(job.out_dir), name)
+    if job.phase != "completed":
+        raise InferenceError(409, f"job {job.id} is {job.phase}: only a completed fine-tune job's best "
+                             "checkpoint is used by default; wait for it")
+    directory = store.best_checkpoint_dir(session, job.id)
+    if directory is None:
+        raise InferenceError(409, f"job {job.id} completed without a checkpoint to load")
+    return job.id, directory.name, directory
+
+
 async def _run(request: Request, engine: InferenceEngine, work_kind: str, params: _Form, cube: Cube,
                **work_args: Any) -> tuple[str, str, BatchResult]:
     settings: Settings = request.app.state.settings
+    kind = "finetune" if work_kind == "predict" else "train"
     job_id, name, directory = await run_in_threadpool(resolve_checkpoint, settings, params.job_id,
-                                                      params.checkpoint)
+                                                      params.checkpoint, kind)
     try:
         result = await engine.submit(Work(work_kind, directory, cube, **work_args))
     except REQUEST_ERRORS as exc:
@@ -280,6 +315,30 @@ async def embed_image(request: Request) -> JSONResponse:
         "job_id": job_id, "checkpoint": name, "pooling": params.pooling, "bands": list(cube.bands),
         "dim": len(next(iter(vectors.values()))), "embedding": vectors, "warnings": cube.warnings,
         "codec": result.codec_info,
+    }, headers={"X-Batch-Size": str(result.batch_size)})
+
+
+@router.post("/predict", summary="Predict the labels of a fine-tune job for a galaxy image",
+             dependencies=[ApiKey], openapi_extra=_multipart_doc(PredictForm))
+async def predict_labels(request: Request) -> JSONResponse:
+    """The image is embedded exactly as /embed does it, then the fine-tune's task head answers:
+    regression labels in their own units, classification labels as the likeliest class with the
+    probabilities of all classes."""
+    engine = get_engine(request)
+    params, cube = await _read_request(request, PredictForm, engine)
+    assert isinstance(params, PredictForm)
+    job_id, name, result = await _run(request, engine, "predict", params, cube)
+    prediction = result.value
+    wanted = [x.strip() for x in (params.labels or "").split(",") if x.strip()] or list(prediction.values)
+    unknown = [label for label in wanted if label not in prediction.values]
+    if unknown:
+        raise InferenceError(422, f"unknown label(s) {unknown} for job {job_id}; valid labels: "
+                             f"{', '.join(prediction.values)}")
+    return JSONResponse({
+        "job_id": job_id, "checkpoint": name, "task": prediction.task, "bands": list(cube.bands),
+        "predictions": {k: prediction.values[k] for k in wanted},
+        "probabilities": {k: v for k, v in prediction.probabilities.items() if k in wanted},
+        "warnings": cube.warnings, "codec": result.codec_info,
     }, headers={"X-Batch-Size": str(result.batch_size)})
 
 

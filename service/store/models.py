@@ -64,6 +64,7 @@ class Job(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     phase: Mapped[str] = mapped_column(String(16), index=True, default="queued")
+    kind: Mapped[str] = mapped_column(String(16), index=True, default="train", server_default="train")
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     out_dir: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

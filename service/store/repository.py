@@ -26,7 +26,8 @@ from service.store.models import (
 
 def create_job(session: Session, job_id: str, spec: dict[str, Any], out_dir: str) -> Job:
     job = Job(
-        id=job_id, phase="queued", spec=spec, out_dir=out_dir, max_iters=int(spec["max_iters"]),
+        id=job_id, phase="queued", kind=spec.get("kind", "train"), spec=spec, out_dir=out_dir,
+        max_iters=int(spec["max_iters"]),
         checkpoints={}, attempts=0, cancel_requested=False, iteration=0,
     )
     session.add(job)
@@ -209,11 +210,13 @@ def delete_job(session: Session, job_id: str) -> None:
     session.execute(delete(Job).where(Job.id == job_id))
 
 
-def latest_completed_job(session: Session) -> Job | None:
-    """The most recently finished completed job (what inference uses by default)."""
-    return session.scalars(
-        select(Job).where(Job.phase == "completed").order_by(Job.finished_at.desc()).limit(1)
-    ).first()
+def latest_completed_job(session: Session, kind: str | None = None) -> Job | None:
+    """The most recently finished completed job (of ``kind``: train | finetune, else any);
+    what inference uses by default."""
+    query = select(Job).where(Job.phase == "completed")
+    if kind is not None:
+        query = query.where(Job.kind == kind)
+    return session.scalars(query.order_by(Job.finished_at.desc()).limit(1)).first()
 
 
 def best_checkpoint_dir(session: Session, job_id: str) -> Path | None:

@@ -25,10 +25,11 @@ RESULT_FILE = ".group_result.json"
 
 
 def training_config(spec: dict[str, Any], out_dir: str, settings: Settings) -> Any:
-    """The TrainConfig of a stored job spec (the service's ``resources`` removed)."""
+    """The TrainConfig of a stored job spec (the service's ``resources``, ``kind`` and
+    ``finetune`` removed)."""
     from astropt.config import TrainConfig
 
-    spec = {k: v for k, v in spec.items() if k != "resources"}
+    spec = {k: v for k, v in spec.items() if k not in ("resources", "kind", "finetune")}
     spec["out_dir"] = out_dir
     if not spec.get("checkpoint_interval"):
         spec["checkpoint_interval"] = settings.worker_checkpoint_interval

@@ -1,0 +1,79 @@
+"""Fine-tune jobs in the service layer: what a ``kind: finetune`` spec may ask, and the
+checkpoint its ``init`` names (resolved at submission, so the worker reads a directory)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from astropt.checkpoints import CheckpointError, read_meta
+from astropt.finetune.labels import LabelError, available_labels, check_labels
+from service import artifacts
+from service.errors import NotFound, SpecInvalid
+from service.schemas import CheckpointPath, FinetuneSection, JobCheckpoint, JobSpec
+from service.settings import Settings
+from service.spec_checks import inside, roots_text
+from service.store import repository
+
+
+def check_finetune(spec: JobSpec, settings: Settings) -> None:
+    """Bounds, paths and labels of a fine-tune spec (the database is not needed)."""
+    ft = spec.finetune
+    assert ft is not None
+    for field, value, limit, setting in (
+        ("finetune.steps", ft.steps, settings.max_iters_limit, "max_iters_limit"),
+        ("finetune.eval_interval", ft.eval_interval, settings.max_iters_limit, "max_iters_limit"),
+        ("finetune.batch_size", ft.batch_size, settings.max_batch_size, "max_batch_size"),
+        ("finetune.max_objects", ft.max_objects or 0, settings.max_n_mock, "max_n_mock"),
+    ):
+        if value > limit:
+            raise SpecInvalid(field, f"{field} ({value}) exceeds this service's limit of {limit} "
+                              f"(setting ASTROPT_{setting.upper()})")
+    if spec.resources.world_size != 1:
+        raise SpecInvalid("resources", "a fine-tune job runs in one process: leave resources at 1 x 1")
+    if spec.data.source == "hf":
+        raise SpecInvalid("data.source", "a fine-tune reads a finite data set: data.source mock or local")
+    if ft.label_table and not inside(Path(ft.label_table), settings.readable_roots):
+        raise SpecInvalid("finetune.label_table", f"finetune.label_table ({ft.label_table}) is outside "
+                          f"the allowed data roots: {roots_text(settings.readable_roots)}")
+    if isinstance(ft.init, CheckpointPath) and not inside(Path(ft.init.path), settings.readable_roots):
+        raise SpecInvalid("finetune.init.path", f"finetune.init.path ({ft.init.path}) is outside the "
+                          f"allowed data roots: {roots_text(settings.readable_roots)}")
+    try:
+        available, where = available_labels(ft.label_table, spec.data.source)
+        check_labels(ft.labels, available, where)
+    except LabelError as exc:
+        raise SpecInvalid("finetune.labels", str(exc)) from exc
+
+
+def init_dir(session: Session, section: FinetuneSection) -> Path:
+    """The checkpoint directory ``init`` names; a 422 naming the field when there is none."""
+    from astropt.checkpoints.shipped import SHIPPED_MODEL_DIR
+
+    init = section.init
+    if isinstance(init, JobCheckpoint):
+        job = repository.get_job(session, init.job)
+        if job is None:
+            raise SpecInvalid("finetune.init.job", f"finetune.init.job: job {init.job} not found")
+        try:
+            directory = artifacts.checkpoint_dir(Path(job.out_dir), init.checkpoint)
+        except NotFound as exc:
+            raise SpecInvalid("finetune.init.checkpoint", f"job {init.job}: {exc.detail}") from exc
+    elif isinstance(init, CheckpointPath):
+        directory = Path(init.path).expanduser().resolve()
+    else:
+        directory = SHIPPED_MODEL_DIR
+    try:
+        read_meta(directory)
+    except CheckpointError as exc:
+        raise SpecInvalid("finetune.init", f"finetune.init: {exc}") from exc
+    return directory
+
+
+def prepare_body(session: Session, spec: JobSpec, body: dict[str, Any]) -> None:
+    """Record the resolved init directory and the step count as the job's ``max_iters``."""
+    assert spec.finetune is not None
+    body["finetune"]["init_dir"] = str(init_dir(session, spec.finetune))
+    body["max_iters"] = spec.finetune.steps
