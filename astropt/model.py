@@ -16,6 +16,8 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
+from astropt.pooling import DEFAULT_CENTRE, POOLS, PoolingError, pool_hidden
+
 AION_MODALITY = "images_aion"
 AION_VOCAB = 10_000
 
@@ -289,9 +291,20 @@ class GPT(nn.Module):
                 raise ModelInputError(f"{m.name}_positions must be in [0, {block_size})")
         return present
 
-    def hidden_states(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, list[int]]:
-        """Final hidden states (after ``ln_f``) ``[B, T_total, C]`` and the sequence length of
-        each modality present, in config order."""
+    def hidden_states(
+        self, inputs: dict[str, torch.Tensor], layer: int = -1
+    ) -> tuple[torch.Tensor, list[int]]:
+        """Hidden states ``[B, T_total, C]`` and the sequence length of each modality present,
+        in config order.
+
+        ``layer`` indexes the blocks like a Python list: ``-1`` (the default) is the last
+        block's output after ``ln_f`` (what the heads read); any other block's output is the
+        raw residual stream, and the blocks above it are not run.
+        """
+        n_layer = len(self.transformer.h)
+        if not -n_layer <= layer < n_layer:
+            raise ModelInputError(f"layer must be in [{-n_layer}, {n_layer - 1}], got {layer}")
+        stop = layer % n_layer
         present = self._checked_modalities(inputs)
         pieces = [
             self.encoders[m.name](inputs[m.name])
@@ -299,9 +312,11 @@ class GPT(nn.Module):
             for m in present
         ]
         x = self.transformer.drop(torch.cat(pieces, dim=1))
-        for block in self.transformer.h:
+        for block in self.transformer.h[: stop + 1]:
             x = block(x)
-        return self.transformer.ln_f(x), [p.shape[1] for p in pieces]
+        if stop == n_layer - 1:
+            x = self.transformer.ln_f(x)
+        return x, [p.shape[1] for p in pieces]
 
     def forward(
         self, inputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor] | None = None
@@ -389,11 +404,21 @@ class GPT(nn.Module):
 
     @torch.no_grad()
     def embed(
-        self, inputs: dict[str, torch.Tensor], *, pooling: Literal["mean", "last", "both"] = "mean"
+        self,
+        inputs: dict[str, torch.Tensor],
+        *,
+        pooling: str = "mean",
+        layer: int = -1,
+        centre: int = DEFAULT_CENTRE,
     ) -> torch.Tensor | dict[str, torch.Tensor]:
-        """Pooled final hidden states ``Float[B, C]`` (``both``: ``{"mean", "last"}``)."""
-        if pooling not in ("mean", "last", "both"):
-            raise ModelInputError(f"pooling must be 'mean', 'last' or 'both', got {pooling!r}")
-        hidden, _ = self.hidden_states(inputs)
-        pooled = {"mean": hidden.mean(dim=1), "last": hidden[:, -1, :]}
-        return pooled if pooling == "both" else pooled[pooling]
+        """Pooled hidden states ``Float[B, C]`` of block ``layer`` (see :mod:`astropt.pooling`;
+        ``both``: ``{"mean", "last"}``)."""
+        if pooling != "both" and pooling not in POOLS:
+            raise ModelInputError(f"pooling must be one of {', '.join(POOLS)} or 'both', got {pooling!r}")
+        hidden, _ = self.hidden_states(inputs, layer)
+        if pooling == "both":
+            return {"mean": pool_hidden(hidden, "mean"), "last": pool_hidden(hidden, "last")}
+        try:
+            return pool_hidden(hidden, pooling, centre)
+        except PoolingError as exc:
+            raise ModelInputError(str(exc)) from exc
