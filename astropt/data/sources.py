@@ -335,15 +335,26 @@ def open_split(
         rows = TableRows(_prepare_table(dataset, cfg.image_column).with_format("numpy"), cfg.bands)
         identity = ["hf", cfg.hf_dataset, cfg.hf_split, dataset._fingerprint]
         return _finite_split(rows, identity, cfg, split, rank, world_size)
+    rows, identity = open_rows(cfg)
+    return _finite_split(rows, identity, cfg, split, rank, world_size)
+
+
+def open_rows(cfg: DataSettings) -> tuple[TableRows | CubeFiles, list[Any]]:
+    """Every sample of a finite ``mock`` or ``local`` source (no split), and its identity.
+
+    ``rows.keys()`` are the object ids, ``rows.sample(i)`` the raw samples and
+    ``rows.files`` the files read, in row order.
+    """
     if cfg.source == "mock":
         kind, files = "table", ensure_mock(cfg)
+    elif cfg.source != "local":
+        raise DataSourceError(f"open_rows reads mock or local sources, not {cfg.source!r}")
     elif not cfg.path:
         raise DataSourceError("data.path is required when data.source is 'local'")
     else:
         kind, files = discover(cfg.path)
     if kind == "cube":
-        rows = CubeFiles(Path(cfg.path).expanduser(), files, cfg.bands)
+        rows: TableRows | CubeFiles = CubeFiles(Path(cfg.path).expanduser(), files, cfg.bands)
     else:
         rows = _open_table_files(files, cfg)
-    identity = [kind, _file_signature(files), cfg.image_column]
-    return _finite_split(rows, identity, cfg, split, rank, world_size)
+    return rows, [kind, _file_signature(files), cfg.image_column]
