@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from astropt.checkpoints import commands as checkpoint_commands
 from astropt.codec_training import commands as codec_commands
 from astropt.data import commands as data_commands
+from astropt.science import commands as science_commands
 from astropt.training import commands as training_commands
 
 
@@ -24,7 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="astropt", description="Train and use AstroPT models on AION galaxy-image tokens."
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (training_commands, data_commands, checkpoint_commands, codec_commands):
+    for module in (
+        training_commands, data_commands, checkpoint_commands, codec_commands, science_commands
+    ):
         module.register(sub)
     for ep in entry_points(group="astropt.commands"):
         try:
