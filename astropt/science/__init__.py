@@ -7,7 +7,7 @@ Job-level entry points (what a Celery task calls):
 - :class:`SimilarityIndex` (``query_id``, ``query_vector``, ``outlier_scores``), :func:`catalogue_map`
 """
 
-from astropt.science.catalogue import Catalogue, CatalogueError, read_catalogue
+from astropt.science.catalogue import Catalogue, CatalogueError, read_catalogue, write_catalogue
 from astropt.science.embed import (
     EmbedModel,
     EmbedOptions,
@@ -25,5 +25,5 @@ __all__ = [
     "Catalogue", "CatalogueError", "EmbedModel", "EmbedOptions", "EmbedResult", "FeatureScores",
     "Hit", "LabelScore", "ProbeReport", "SimilarityIndex", "SourceSpec", "catalogue_map",
     "embed_catalogue", "embed_flux", "embed_tokens", "load_embed_model", "open_source", "pca_map",
-    "probe_catalogue", "read_catalogue", "ridge_cv",
+    "probe_catalogue", "read_catalogue", "ridge_cv", "write_catalogue",
 ]

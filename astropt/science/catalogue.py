@@ -144,3 +144,34 @@ def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
     full = {"format": FORMAT, "format_version": FORMAT_VERSION, **manifest}
     path = directory / MANIFEST_FILE
     path.write_text(json.dumps(full, indent=2, sort_keys=True, default=str))
+
+
+def write_catalogue(
+    out_dir: str | Path,
+    object_ids: list[str],
+    embeddings: np.ndarray,
+    columns: dict[str, np.ndarray] | None = None,
+    manifest: dict[str, Any] | None = None,
+    aperture_flux: np.ndarray | None = None,
+) -> Path:
+    """Write a complete catalogue directory atomically (also for embeddings made elsewhere).
+
+    ``count`` and ``embedding_dim`` in the manifest are always the table's own.
+    """
+    embeddings = np.asarray(embeddings, dtype=np.float32)
+    if embeddings.ndim != 2 or len(embeddings) != len(object_ids):
+        raise CatalogueError(f"embeddings must be [N, D] with N = {len(object_ids)} object ids, got {embeddings.shape}")
+    if len(set(object_ids)) != len(object_ids):
+        raise CatalogueError("object ids must be unique")
+    vectors = {"embedding": embeddings}
+    if aperture_flux is not None:
+        vectors["aperture_flux"] = np.asarray(aperture_flux, dtype=np.float32)
+    columns = dict(columns or {})
+    for name, values in [*vectors.items(), *columns.items()]:
+        if len(values) != len(object_ids):
+            raise CatalogueError(f"column {name!r} has {len(values)} rows, expected {len(object_ids)}")
+    full = {**(manifest or {}), "count": len(object_ids), "embedding_dim": int(embeddings.shape[1])}
+    with staged_directory(out_dir) as staging:
+        write_parquet(staging / CATALOGUE_FILE, list(object_ids), vectors, columns)
+        write_manifest(staging, full)
+    return Path(out_dir).expanduser().resolve()

@@ -29,12 +29,7 @@ from astropt.inference.cache import ModelCache
 from astropt.inference.limits import centre_crop
 from astropt.model import GPT, GPTConfig
 from astropt.pooling import DEFAULT_CENTRE, check_pool
-from astropt.science.catalogue import (
-    CATALOGUE_FILE,
-    staged_directory,
-    write_manifest,
-    write_parquet,
-)
+from astropt.science.catalogue import write_catalogue
 from astropt.science.photometry import APERTURE_RADII_PX, aperture_features
 from astropt.science.sources import SourceSpec, open_source
 from astropt.tokenise import shift_for_training
@@ -146,7 +141,7 @@ def embed_catalogue(
             progress(span.stop, total)
     if should_stop and should_stop():
         return EmbedResult("cancelled", None, total)
-    vectors = {"embedding": np.concatenate(embeddings), "aperture_flux": np.concatenate(apertures)}
+    vectors = np.concatenate(embeddings)
     manifest = {
         "model": model.description,
         "checkpoint": model.description.get("checkpoint") or model.description.get("like"),
@@ -157,12 +152,12 @@ def embed_catalogue(
         "layer": options.layer,
         "n_layer": len(model.model.transformer.h),
         "count": total,
-        "embedding_dim": int(vectors["embedding"].shape[1]),
+        "embedding_dim": int(vectors.shape[1]),
         "aperture_radii_px": list(APERTURE_RADII_PX),
         "columns": sorted(opened.columns),
         "seconds": round(time.perf_counter() - started, 3),
     }
-    with staged_directory(out_dir) as staging:
-        write_parquet(staging / CATALOGUE_FILE, opened.object_ids, vectors, opened.columns)
-        write_manifest(staging, manifest)
-    return EmbedResult("completed", str(Path(out_dir).expanduser().resolve()), total, manifest)
+    path = write_catalogue(
+        out_dir, opened.object_ids, vectors, opened.columns, manifest, np.concatenate(apertures)
+    )
+    return EmbedResult("completed", str(path), total, manifest)
