@@ -304,7 +304,16 @@ class GPT(nn.Module):
         n_layer = len(self.transformer.h)
         if not -n_layer <= layer < n_layer:
             raise ModelInputError(f"layer must be in [{-n_layer}, {n_layer - 1}], got {layer}")
-        stop = layer % n_layer
+        states, lengths = self.layer_states(inputs, upto=layer % n_layer)
+        return states[-1], lengths
+
+    def layer_states(
+        self, inputs: dict[str, torch.Tensor], upto: int | None = None
+    ) -> tuple[list[torch.Tensor], list[int]]:
+        """The output of every block ``0..upto`` (default: all) from one pass; the last
+        block's after ``ln_f``. Lengths as in :meth:`hidden_states`."""
+        n_layer = len(self.transformer.h)
+        upto = n_layer - 1 if upto is None else upto
         present = self._checked_modalities(inputs)
         pieces = [
             self.encoders[m.name](inputs[m.name])
@@ -312,11 +321,13 @@ class GPT(nn.Module):
             for m in present
         ]
         x = self.transformer.drop(torch.cat(pieces, dim=1))
-        for block in self.transformer.h[: stop + 1]:
+        states = []
+        for block in self.transformer.h[: upto + 1]:
             x = block(x)
-        if stop == n_layer - 1:
-            x = self.transformer.ln_f(x)
-        return x, [p.shape[1] for p in pieces]
+            states.append(x)
+        if upto == n_layer - 1:
+            states[-1] = self.transformer.ln_f(x)
+        return states, [p.shape[1] for p in pieces]
 
     def forward(
         self, inputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor] | None = None

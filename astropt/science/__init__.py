@@ -13,6 +13,7 @@ from astropt.science.embed import (
     EmbedOptions,
     EmbedResult,
     embed_catalogue,
+    embed_catalogues,
     embed_flux,
     embed_tokens,
     load_embed_model,
@@ -24,6 +25,6 @@ from astropt.science.sources import SourceSpec, open_source
 __all__ = [
     "Catalogue", "CatalogueError", "EmbedModel", "EmbedOptions", "EmbedResult", "FeatureScores",
     "Hit", "LabelScore", "ProbeReport", "SimilarityIndex", "SourceSpec", "catalogue_map",
-    "embed_catalogue", "embed_flux", "embed_tokens", "load_embed_model", "open_source", "pca_map",
+    "embed_catalogue", "embed_catalogues", "embed_flux", "embed_tokens", "load_embed_model", "open_source", "pca_map",
     "probe_catalogue", "read_catalogue", "ridge_cv", "write_catalogue",
 ]

@@ -15,7 +15,7 @@ and the result's status is ``"cancelled"``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from astropt.constants import DEFAULT_BANDS
 from astropt.inference.cache import ModelCache
 from astropt.inference.limits import centre_crop
 from astropt.model import GPT, GPTConfig
-from astropt.pooling import DEFAULT_CENTRE, check_pool
+from astropt.pooling import DEFAULT_CENTRE, check_pool, pool_hidden
 from astropt.science.catalogue import write_catalogue
 from astropt.science.photometry import APERTURE_RADII_PX, aperture_features
 from astropt.science.sources import SourceSpec, open_source
@@ -98,14 +98,27 @@ def load_embed_model(
     return EmbedModel(model, loaded.codec, loaded.meta, description)
 
 
-def embed_tokens(model: GPT, tokens: torch.Tensor, options: EmbedOptions, dtype: torch.dtype | None = None) -> np.ndarray:
-    """Codec tokens ``Long[B, 576]`` -> float32 ``[B, C]``: the model reads positions 0..574
-    exactly as in training, and block ``options.layer``'s hidden states are pooled."""
+def embed_tokens_many(
+    model: GPT, tokens: torch.Tensor, options: Sequence[EmbedOptions], dtype: torch.dtype | None = None
+) -> list[np.ndarray]:
+    """Codec tokens ``Long[B, 576]`` -> one float32 ``[B, C]`` per options, from one forward
+    pass: the model reads positions 0..574 exactly as in training, and block ``layer``'s
+    hidden states are pooled as each options says."""
     device = next(model.parameters()).device
+    n_layer = len(model.transformer.h)
+    for o in options:
+        if not -n_layer <= o.layer < n_layer:
+            raise ValueError(f"layer must be in [{-n_layer}, {n_layer - 1}] for this model, got {o.layer}")
     inputs, _ = shift_for_training(tokens.to(device))
     with torch.inference_mode(), autocast(device, dtype):
-        pooled = model.embed(inputs, pooling=options.pool, layer=options.layer, centre=options.centre)
-    return pooled.float().cpu().numpy()
+        states, _ = model.layer_states(inputs, upto=max(o.layer % n_layer for o in options))
+        pooled = [pool_hidden(states[o.layer % n_layer], o.pool, o.centre) for o in options]
+    return [p.float().cpu().numpy() for p in pooled]
+
+
+def embed_tokens(model: GPT, tokens: torch.Tensor, options: EmbedOptions, dtype: torch.dtype | None = None) -> np.ndarray:
+    """Codec tokens ``Long[B, 576]`` -> float32 ``[B, C]`` (see :func:`embed_tokens_many`)."""
+    return embed_tokens_many(model, tokens, [options], dtype)[0]
 
 
 def embed_flux(em: EmbedModel, flux: np.ndarray, options: EmbedOptions, bands: tuple[str, ...] = DEFAULT_BANDS) -> np.ndarray:
@@ -124,40 +137,61 @@ def embed_catalogue(
     should_stop: ShouldStop | None = None,
 ) -> EmbedResult:
     """Embed every galaxy of ``source`` and write the catalogue directory ``out_dir``."""
+    return embed_catalogues(model, source, {out_dir: options}, progress=progress, should_stop=should_stop)[0]
+
+
+def embed_catalogues(
+    model: EmbedModel,
+    source: SourceSpec,
+    outputs: Mapping[str | Path, EmbedOptions],
+    *,
+    progress: Progress | None = None,
+    should_stop: ShouldStop | None = None,
+) -> list[EmbedResult]:
+    """Several catalogues of one model and source (e.g. every pooling and layer) from one
+    pass over the data: one forward per batch. Results in the order of ``outputs``."""
+    if not outputs:
+        raise ValueError("no catalogue to write")
+    recipes = list(outputs.values())
+    batch_size = min(o.batch_size for o in recipes)
     started = time.perf_counter()
     opened = open_source(source)
     total = len(opened)
     bands = tuple(opened.spec.settings().bands)
-    embeddings: list[np.ndarray] = []
+    parts: list[list[np.ndarray]] = [[] for _ in recipes]
     apertures: list[np.ndarray] = []
     if progress:
         progress(0, total)
-    for span, flux in opened.batches(options.batch_size):
+    for span, flux in opened.batches(batch_size):
         if should_stop and should_stop():
-            return EmbedResult("cancelled", None, span.start)
-        embeddings.append(embed_flux(model, flux, options, bands))
+            return [EmbedResult("cancelled", None, span.start) for _ in recipes]
+        tokens = model.codec.encode(np.ascontiguousarray(centre_crop(flux)), bands)
+        for part, values in zip(parts, embed_tokens_many(model.model, tokens, recipes), strict=True):
+            part.append(values)
         apertures.append(aperture_features(flux))
         if progress:
             progress(span.stop, total)
     if should_stop and should_stop():
-        return EmbedResult("cancelled", None, total)
-    vectors = np.concatenate(embeddings)
-    manifest = {
-        "model": model.description,
-        "checkpoint": model.description.get("checkpoint") or model.description.get("like"),
-        "codec": model.codec.info.to_dict(),
-        "data_source": {**source.describe(), "identity": opened.identity},
-        "pooling": options.pool,
-        "centre": options.centre if options.pool == "centre" else None,
-        "layer": options.layer,
-        "n_layer": len(model.model.transformer.h),
-        "count": total,
-        "embedding_dim": int(vectors.shape[1]),
-        "aperture_radii_px": list(APERTURE_RADII_PX),
-        "columns": sorted(opened.columns),
-        "seconds": round(time.perf_counter() - started, 3),
-    }
-    path = write_catalogue(
-        out_dir, opened.object_ids, vectors, opened.columns, manifest, np.concatenate(apertures)
-    )
-    return EmbedResult("completed", str(path), total, manifest)
+        return [EmbedResult("cancelled", None, total) for _ in recipes]
+    seconds = round(time.perf_counter() - started, 3)
+    results = []
+    for (out_dir, options), part in zip(outputs.items(), parts, strict=True):
+        vectors = np.concatenate(part)
+        manifest = {
+            "model": model.description,
+            "checkpoint": model.description.get("checkpoint") or model.description.get("like"),
+            "codec": model.codec.info.to_dict(),
+            "data_source": {**source.describe(), "identity": opened.identity},
+            "pooling": options.pool,
+            "centre": options.centre if options.pool == "centre" else None,
+            "layer": options.layer,
+            "n_layer": len(model.model.transformer.h),
+            "count": total,
+            "embedding_dim": int(vectors.shape[1]),
+            "aperture_radii_px": list(APERTURE_RADII_PX),
+            "columns": sorted(opened.columns),
+            "seconds": seconds,
+        }
+        path = write_catalogue(out_dir, opened.object_ids, vectors, opened.columns, manifest, np.concatenate(apertures))
+        results.append(EmbedResult("completed", str(path), total, manifest))
+    return results

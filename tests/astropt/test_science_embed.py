@@ -19,6 +19,7 @@ from astropt.science import (
     EmbedOptions,
     SourceSpec,
     embed_catalogue,
+    embed_catalogues,
     load_embed_model,
     read_catalogue,
 )
@@ -171,3 +172,15 @@ def test_cli_embed_then_probe(checkpoint, source, tmp_path, capsys):
     report = json.loads((tmp_path / "p.json").read_text())
     assert rc == 0 and [f["name"] for f in report["features"]] == ["embedding", "aperture_flux"]
     assert len(report["features"][0]["scores"]["mag_r"]["r2_folds"]) == 2
+
+
+def test_several_recipes_from_one_pass_equal_single_runs(model, source, centre_catalogue, tmp_path):
+    _, single, _ = centre_catalogue
+    outputs = {tmp_path / "a": EmbedOptions(pool="mean", layer=0), tmp_path / "b": EmbedOptions(pool="centre", centre=2)}
+    results = embed_catalogues(model, source, outputs)
+    assert [r.manifest["layer"] for r in results] == [0, -1]
+    np.testing.assert_allclose(read_catalogue(tmp_path / "b").embeddings, single.embeddings, rtol=1e-5, atol=1e-6)
+    hidden = direct_hidden(model, 11, layer=0)
+    np.testing.assert_allclose(read_catalogue(tmp_path / "a").embeddings[11], hidden.mean(0).numpy(), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="layer must be in"):
+        embed_catalogues(model, source, {tmp_path / "c": EmbedOptions(layer=2)})
