@@ -97,3 +97,17 @@ def test_unknown_label_names_the_columns(synthetic):
     root, *_ = synthetic
     with pytest.raises(CatalogueError, match="half, linear, shuffled"):
         probe_catalogue(root / "cat", ["mag_r"])
+
+
+def test_aperture_features_sum_the_flux_inside_each_radius():
+    from astropt.science.photometry import APERTURE_RADII_PX, ASINH_SOFTENING, aperture_features
+
+    flux = np.zeros((1, 4, 160, 160), dtype=np.float32)
+    flux[0, 1, 80, 80] = 1.0  # r band, next to the crop centre (79.5, 79.5)
+    flux[0, 2, 80, 92] = 2.0  # i band, 12.5 px from the centre
+    flux[0, 3, 0, 0] = 50.0  # z band, outside the 96x96 crop
+    features = aperture_features(flux).reshape(4, len(APERTURE_RADII_PX))
+    expected = np.zeros((4, 5))
+    expected[1] = np.arcsinh(1.0 / ASINH_SOFTENING)
+    expected[2, 3:] = np.arcsinh(2.0 / ASINH_SOFTENING)  # radii 16 and 32 only
+    np.testing.assert_allclose(features, expected, rtol=1e-6)
