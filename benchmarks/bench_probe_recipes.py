@@ -109,6 +109,12 @@ def main() -> None:
         print(f"{name:<14}{'-> beats random on every label >= 0.1' if verdict else '-> does not beat random'}")
         rows.append({"recipe": name, "checkpoint": str(checkpoint), "wins": verdict, "scores": scores,
                      "report": report.to_dict()})
+    print("\nbest recipe per label (a stricter test: the trained model's best against random init's best)")
+    for label in args.labels:
+        best = {f: max(rows, key=lambda r, f=f: r["scores"][f][label]) for f in ("embedding", "random")}
+        print(f"  {label:<18} trained {best['embedding']['scores']['embedding'][label]:.3f} "
+              f"({best['embedding']['recipe']})  random {best['random']['scores']['random'][label]:.3f} "
+              f"({best['random']['recipe']})")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
 
