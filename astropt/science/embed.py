@@ -78,15 +78,23 @@ class EmbedResult:
 
 
 def load_embed_model(
-    checkpoint: str | Path, *, device: str | torch.device = "cpu", random_init: int | None = None
+    checkpoint: str | Path,
+    *,
+    device: str | torch.device = "cpu",
+    random_init: int | None = None,
+    cache: ModelCache | None = None,
 ) -> EmbedModel:
     """A checkpoint's model and codec (the inference cache's loading and codec check).
 
     ``random_init=SEED``: a model of the same shape, freshly initialised from ``SEED``
     (the baseline a trained model's embeddings must beat), with the checkpoint's codec.
+    ``cache``: a process's :class:`ModelCache` to load through (and keep the model in); its
+    device then applies.
     """
     checkpoint = Path(checkpoint)
-    loaded = ModelCache(torch.device(device), max_models=1, max_bytes=2**62).get(checkpoint)
+    cache = cache or ModelCache(torch.device(device), max_models=1, max_bytes=2**62)
+    device = cache.device
+    loaded = cache.get(checkpoint)
     description: dict[str, Any] = {"kind": "checkpoint", "checkpoint": str(checkpoint.resolve())}
     model = loaded.model
     if random_init is not None:
