@@ -16,6 +16,8 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
+from astropt.pooling import DEFAULT_CENTRE, POOLS, PoolingError, pool_hidden
+
 AION_MODALITY = "images_aion"
 AION_VOCAB = 10_000
 
@@ -326,11 +328,35 @@ class GPT(nn.Module):
         return present
 
     def hidden_states(
-        self, inputs: dict[str, torch.Tensor], masks: dict[str, torch.Tensor] | None = None
+        self,
+        inputs: dict[str, torch.Tensor],
+        masks: dict[str, torch.Tensor] | None = None,
+        layer: int = -1,
     ) -> tuple[torch.Tensor, list[int]]:
-        """Final hidden states (after ``ln_f``) ``[B, T_total, C]`` and the sequence length of
-        each modality present, in config order. ``masks`` (MAE): ``Bool[B, T]`` per modality,
-        True where the input is replaced by the learned mask token."""
+        """Hidden states ``[B, T_total, C]`` and the sequence length of each modality present,
+        in config order. ``masks`` (MAE): ``Bool[B, T]`` per modality, True where the input is
+        replaced by the learned mask token.
+
+        ``layer`` indexes the blocks like a Python list: ``-1`` (the default) is the last
+        block's output after ``ln_f`` (what the heads read); any other block's output is the
+        raw residual stream, and the blocks above it are not run.
+        """
+        n_layer = len(self.transformer.h)
+        if not -n_layer <= layer < n_layer:
+            raise ModelInputError(f"layer must be in [{-n_layer}, {n_layer - 1}], got {layer}")
+        states, lengths = self.layer_states(inputs, upto=layer % n_layer, masks=masks)
+        return states[-1], lengths
+
+    def layer_states(
+        self,
+        inputs: dict[str, torch.Tensor],
+        upto: int | None = None,
+        masks: dict[str, torch.Tensor] | None = None,
+    ) -> tuple[list[torch.Tensor], list[int]]:
+        """The output of every block ``0..upto`` (default: all) from one pass; the last
+        block's after ``ln_f``. Lengths and ``masks`` as in :meth:`hidden_states`."""
+        n_layer = len(self.transformer.h)
+        upto = n_layer - 1 if upto is None else upto
         present = self._checked_modalities(inputs)
         masks = masks or {}
         if masks and self.mask_token is None:
@@ -345,9 +371,13 @@ class GPT(nn.Module):
                 encoded = torch.where(mask.unsqueeze(-1), self.mask_token.to(encoded.dtype), encoded)
             pieces.append(encoded + self.embedders[m.name](inputs[f"{m.name}_positions"]))
         x = self.transformer.drop(torch.cat(pieces, dim=1))
-        for block in self.transformer.h:
+        states = []
+        for block in self.transformer.h[: upto + 1]:
             x = block(x)
-        return self.transformer.ln_f(x), [p.shape[1] for p in pieces]
+            states.append(x)
+        if upto == n_layer - 1:
+            states[-1] = self.transformer.ln_f(x)
+        return states, [p.shape[1] for p in pieces]
 
     def forward(
         self,
@@ -448,17 +478,32 @@ class GPT(nn.Module):
 
     @torch.no_grad()
     def embed(
-        self, inputs: dict[str, torch.Tensor], *, pooling: Literal["mean", "last", "both"] = "mean"
+        self,
+        inputs: dict[str, torch.Tensor],
+        *,
+        pooling: str = "mean",
+        layer: int = -1,
+        centre: int = DEFAULT_CENTRE,
     ) -> torch.Tensor | dict[str, torch.Tensor]:
-        """Pooled final hidden states ``Float[B, C]`` (``both``: ``{"mean", "last"}``)."""
-        return self.pooled(inputs, pooling=pooling)
+        """Pooled hidden states ``Float[B, C]`` of block ``layer`` (see :mod:`astropt.pooling`;
+        ``both``: ``{"mean", "last"}``)."""
+        return self.pooled(inputs, pooling=pooling, layer=layer, centre=centre)
 
     def pooled(
-        self, inputs: dict[str, torch.Tensor], *, pooling: Literal["mean", "last", "both"] = "mean"
+        self,
+        inputs: dict[str, torch.Tensor],
+        *,
+        pooling: str = "mean",
+        layer: int = -1,
+        centre: int = DEFAULT_CENTRE,
     ) -> torch.Tensor | dict[str, torch.Tensor]:
         """:meth:`embed` with gradients (fine-tuning trains through it): the one pooling."""
-        if pooling not in ("mean", "last", "both"):
-            raise ModelInputError(f"pooling must be 'mean', 'last' or 'both', got {pooling!r}")
-        hidden, _ = self.hidden_states(inputs)
-        pooled = {"mean": hidden.mean(dim=1), "last": hidden[:, -1, :]}
-        return pooled if pooling == "both" else pooled[pooling]
+        if pooling != "both" and pooling not in POOLS:
+            raise ModelInputError(f"pooling must be one of {', '.join(POOLS)} or 'both', got {pooling!r}")
+        hidden, _ = self.hidden_states(inputs, layer=layer)
+        if pooling == "both":
+            return {"mean": pool_hidden(hidden, "mean"), "last": pool_hidden(hidden, "last")}
+        try:
+            return pool_hidden(hidden, pooling, centre)
+        except PoolingError as exc:
+            raise ModelInputError(str(exc)) from exc

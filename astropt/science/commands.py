@@ -1,0 +1,123 @@
+"""``astropt embed``, ``astropt probe`` and ``astropt search``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from tqdm.auto import tqdm
+
+from astropt.pooling import DEFAULT_CENTRE, POOLS
+from astropt.torch_policy import set_threads
+
+DEFAULT_LABELS = ("mag_r", "g_r", "disk_hlr_arcsec", "disk_q", "bulge_fraction", "psf_fwhm_r")
+
+
+def run_embed(args: argparse.Namespace) -> int:
+    from astropt.science.embed import EmbedOptions, embed_catalogue, load_embed_model
+    from astropt.science.sources import SourceSpec
+
+    set_threads(args.threads)
+    if args.data == "mock":
+        source = SourceSpec("mock", n=args.n or 600, seed=args.seed, path=args.data_path)
+    else:
+        source = SourceSpec("local", path=args.data_path, limit=args.n)
+    options = EmbedOptions(pool=args.pool, layer=args.layer, centre=args.centre, batch_size=args.batch_size)
+    model = load_embed_model(args.model, device=args.device, random_init=args.random_init)
+    bar = tqdm(unit="gal", desc="embedding", disable=args.quiet)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    result = embed_catalogue(model, source, args.out, options, progress=progress)
+    bar.close()
+    m = result.manifest
+    print(f"{result.count} embeddings ({m['embedding_dim']}-d, {m['pooling']} pool, layer {m['layer']}) in {result.out_dir}")
+    return 0
+
+
+def run_probe(args: argparse.Namespace) -> int:
+    from astropt.science.probe import probe_catalogue
+
+    baselines = {}
+    for item in args.baseline or []:
+        name, sep, path = item.partition("=")
+        if not sep:
+            raise ValueError(f"--baseline takes NAME=CATALOGUE_DIR, got {item!r}")
+        baselines[name] = path
+    report = probe_catalogue(
+        args.catalogue, list(args.labels), baselines=baselines, aperture=not args.no_aperture,
+        folds=args.folds, alpha=args.alpha, seed=args.seed, bootstrap=args.bootstrap,
+    )
+    print(report.table())
+    if args.json:
+        with open(args.json, "w") as fh:
+            fh.write(report.to_json(indent=2))
+    return 0
+
+
+def run_search(args: argparse.Namespace) -> int:
+    from astropt.science.search import SimilarityIndex
+
+    index = SimilarityIndex.from_catalogue(args.catalogue)
+    if args.outliers:
+        scores = index.outlier_scores(args.k)
+        order = scores.argsort()[::-1][: args.k]
+        rows = [{"object_id": str(index.object_ids[i]), "outlier_score": float(scores[i])} for i in order]
+    else:
+        try:
+            hits = index.query_id(args.object_id, args.k)
+        except KeyError as exc:
+            raise ValueError(exc.args[0]) from exc
+        rows = [{"rank": h.rank, "object_id": h.object_id, "score": round(h.score, 6)} for h in hits]
+    if args.json:
+        json.dump(rows, sys.stdout, indent=2)
+        print()
+    else:
+        for row in rows:
+            print("  ".join(f"{v}" for v in row.values()))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("embed", help="embed a data source into a catalogue (Parquet + manifest)")
+    p.add_argument("--model", required=True, help="checkpoint directory (e.g. runs/x/checkpoints/best)")
+    p.add_argument("--random-init", type=int, metavar="SEED",
+                   help="embed with a freshly initialised model of the checkpoint's shape (a baseline)")
+    p.add_argument("--data", choices=("mock", "local"), default="mock")
+    p.add_argument("--data-path", help="local: files or directory; mock: where to cache the mock")
+    p.add_argument("--n", type=int, help="mock galaxies (default 600); local: read at most N rows")
+    p.add_argument("--seed", type=int, default=777, help="mock seed (training mocks use 0)")
+    p.add_argument("--pool", choices=POOLS, default="mean")
+    p.add_argument("--centre", type=int, default=DEFAULT_CENTRE, help="k of the k x k centre pool")
+    p.add_argument("--layer", type=int, default=-1, help="block whose output is pooled (-1: last)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--out", required=True, help="catalogue directory to write")
+    p.set_defaults(func=run_embed)
+
+    p = sub.add_parser("probe", help="linear (ridge) probes of catalogue columns from the embeddings")
+    p.add_argument("catalogue")
+    p.add_argument("--labels", nargs="+", default=list(DEFAULT_LABELS))
+    p.add_argument("--baseline", action="append", metavar="NAME=DIR",
+                   help="another catalogue of the same objects to probe alongside (repeatable)")
+    p.add_argument("--no-aperture", action="store_true", help="skip the aperture-photometry baseline")
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--alpha", type=float, default=100.0, help="ridge lambda")
+    p.add_argument("--seed", type=int, default=0, help="seed of the fold split and bootstrap")
+    p.add_argument("--bootstrap", type=int, default=0, help="bootstrap draws for a 95%% interval")
+    p.add_argument("--json", help="also write the report as JSON to this file")
+    p.set_defaults(func=run_probe)
+
+    p = sub.add_parser("search", help="cosine-similarity search (or outliers) in a catalogue")
+    p.add_argument("catalogue")
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--object-id", help="find the objects most similar to this one")
+    group.add_argument("--outliers", action="store_true", help="list the k most unusual objects")
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run_search)

@@ -1,0 +1,172 @@
+"""Linear probes: how much of a label a ridge regression can read off the embeddings.
+
+The recipe (the AstroPT papers' downstream evaluation): standardise the features (fitted on
+the training folds only), ridge regression with ``alpha`` (lambda) 100, k-fold
+cross-validation (5 by default, shuffled with a fixed seed), R^2 on each held-out fold. Every
+feature set of one report uses the same folds, so the numbers compare row for row. An
+optional bootstrap over the pooled out-of-fold predictions gives a 95% interval.
+
+Baselines: another catalogue of the same objects (typically a same-shape randomly
+initialised model, ``astropt embed --random-init``) and the aperture photometry stored in
+every catalogue (``aperture_flux``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from astropt.science.catalogue import Catalogue, CatalogueError, read_catalogue
+
+DEFAULT_FOLDS = 5
+DEFAULT_ALPHA = 100.0
+APERTURE = "aperture_flux"
+
+
+@dataclass
+class LabelScore:
+    r2_mean: float
+    r2_std: float
+    r2_folds: list[float]
+    n: int
+    ci_low: float | None = None  # bootstrap 95% interval of the pooled out-of-fold R^2
+    ci_high: float | None = None
+
+
+@dataclass
+class FeatureScores:
+    name: str  # "embedding", "aperture_flux", or a baseline's name
+    dim: int
+    source: str  # the catalogue directory
+    scores: dict[str, LabelScore] = field(default_factory=dict)
+
+
+@dataclass
+class ProbeReport:
+    catalogue: str
+    n: int
+    folds: int
+    alpha: float
+    seed: int
+    bootstrap: int
+    labels: list[str]
+    features: list[FeatureScores]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self, **kwargs: Any) -> str:
+        return json.dumps(self.to_dict(), **kwargs)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ProbeReport:
+        features = [
+            FeatureScores(f["name"], f["dim"], f["source"], {k: LabelScore(**v) for k, v in f["scores"].items()})
+            for f in data["features"]
+        ]
+        return cls(**{**data, "features": features})
+
+    def r2(self, features: str, label: str) -> float:
+        return next(f for f in self.features if f.name == features).scores[label].r2_mean
+
+    def table(self) -> str:
+        """A plain-text table: one row per label, one column per feature set (mean +- std)."""
+        names = [f.name for f in self.features]
+        width = max(12, *(len(n) for n in names))
+        lines = [f"{'label':<20}" + "".join(f"{n:>{width + 2}}" for n in names)]
+        for label in self.labels:
+            cells = []
+            for f in self.features:
+                s = f.scores[label]
+                cells.append(f"{s.r2_mean:>{width - 5}.3f}±{s.r2_std:.2f}")
+            lines.append(f"{label:<20}" + "".join(f"{c:>{width + 2}}" for c in cells))
+        return "\n".join(lines)
+
+
+def _r2(y: np.ndarray, pred: np.ndarray) -> float:
+    total = float(np.sum((y - y.mean()) ** 2))
+    return float("nan") if total == 0 else 1.0 - float(np.sum((y - pred) ** 2)) / total
+
+
+def ridge_cv(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    folds: int = DEFAULT_FOLDS,
+    alpha: float = DEFAULT_ALPHA,
+    seed: int = 0,
+    bootstrap: int = 0,
+) -> LabelScore:
+    """k-fold R^2 of a standardised ridge regression of ``y`` on ``x`` (rows with a
+    non-finite label are left out)."""
+    from sklearn.linear_model import Ridge
+    from sklearn.model_selection import KFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    keep = np.isfinite(y) & np.isfinite(x).all(axis=1)
+    x, y = x[keep], y[keep]
+    if len(y) < 2 * folds:
+        raise ValueError(f"{len(y)} usable rows are too few for {folds}-fold cross-validation")
+    pred = np.empty_like(y)
+    scores = []
+    for train, test in KFold(folds, shuffle=True, random_state=seed).split(x):
+        model = make_pipeline(StandardScaler(), Ridge(alpha=alpha)).fit(x[train], y[train])
+        pred[test] = model.predict(x[test])
+        scores.append(_r2(y[test], pred[test]))
+    low = high = None
+    if bootstrap > 0:
+        rng = np.random.default_rng(seed)
+        draws = [_r2(y[i], pred[i]) for i in (rng.integers(0, len(y), len(y)) for _ in range(bootstrap))]
+        low, high = (float(v) for v in np.nanpercentile(draws, [2.5, 97.5]))
+    return LabelScore(float(np.mean(scores)), float(np.std(scores)), [float(s) for s in scores], len(y), low, high)
+
+
+def _aligned(base: Catalogue, other: Catalogue, what: str) -> np.ndarray:
+    """Row order of ``other`` matching ``base``'s object ids (both must hold the same objects)."""
+    where = {oid: i for i, oid in enumerate(other.object_ids)}
+    missing = [oid for oid in base.object_ids if oid not in where]
+    if missing or len(other) != len(base):
+        raise CatalogueError(f"{what} does not hold the same objects as the catalogue ({len(missing)} missing)")
+    return np.array([where[oid] for oid in base.object_ids])
+
+
+def probe_catalogue(
+    catalogue: str | Path | Catalogue,
+    labels: list[str],
+    *,
+    baselines: dict[str, str | Path | Catalogue] | None = None,
+    aperture: bool = True,
+    folds: int = DEFAULT_FOLDS,
+    alpha: float = DEFAULT_ALPHA,
+    seed: int = 0,
+    bootstrap: int = 0,
+) -> ProbeReport:
+    """Probe ``labels`` (numeric columns of the catalogue) from its embeddings, from each
+    baseline catalogue's embeddings (rows matched by object id) and from its aperture
+    photometry (when ``aperture`` and the catalogue has it)."""
+    base = catalogue if isinstance(catalogue, Catalogue) else read_catalogue(catalogue)
+    where = str(catalogue) if not isinstance(catalogue, Catalogue) else "(in memory)"
+    if not labels:
+        raise ValueError("name at least one label to probe")
+    targets = {name: base.label(name) for name in labels}
+    sets: list[tuple[str, np.ndarray, str]] = [("embedding", base.embeddings, where)]
+    for name, other in (baselines or {}).items():
+        cat = other if isinstance(other, Catalogue) else read_catalogue(other)
+        sets.append((name, cat.embeddings[_aligned(base, cat, f"baseline {name!r}")], str(other)))
+    if aperture and APERTURE in base.columns:
+        sets.append((APERTURE, base.features(APERTURE), where))
+    results = []
+    for name, x, source in sets:
+        scores = {
+            label: ridge_cv(x, y, folds=folds, alpha=alpha, seed=seed, bootstrap=bootstrap)
+            for label, y in targets.items()
+        }
+        results.append(FeatureScores(name, int(x.shape[1]), source, scores))
+    return ProbeReport(where, len(base), folds, alpha, seed, bootstrap, list(labels), results)

@@ -1,0 +1,106 @@
+"""Similarity search, outlier scores and a 2-D map over a catalogue's embeddings.
+
+Search is exact cosine similarity: the vectors are L2-normalised and put in a FAISS
+inner-product index (``IndexFlatIP``), so a score is the cosine of the angle between two
+embeddings (1 for the object itself). Outliers are scored by the mean cosine distance to the
+``k`` nearest other objects (larger = more unusual); the map is the first two principal
+components of the standardised embeddings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from astropt.science.catalogue import Catalogue, CatalogueError, read_catalogue
+
+
+@dataclass(frozen=True)
+class Hit:
+    object_id: str
+    score: float  # cosine similarity
+    rank: int
+
+
+def normalise(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (zero rows stay zero), float32 C-contiguous for FAISS."""
+    v = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(v, axis=1, keepdims=True)
+    return np.ascontiguousarray(v / np.where(norms == 0, 1.0, norms), dtype=np.float32)
+
+
+class SimilarityIndex:
+    """A cosine-similarity index over one catalogue's embeddings."""
+
+    def __init__(self, object_ids: np.ndarray, embeddings: np.ndarray):
+        import faiss
+
+        if len(object_ids) != len(embeddings) or len(object_ids) == 0:
+            raise CatalogueError("need as many object ids as embeddings, and at least one")
+        self.object_ids = np.asarray(object_ids).astype(str)
+        self.vectors = normalise(embeddings)
+        self._row = {oid: i for i, oid in enumerate(self.object_ids)}
+        self.index = faiss.IndexFlatIP(self.vectors.shape[1])
+        self.index.add(self.vectors)
+
+    @classmethod
+    def from_catalogue(cls, catalogue: str | Path | Catalogue) -> SimilarityIndex:
+        cat = catalogue if isinstance(catalogue, Catalogue) else read_catalogue(catalogue)
+        return cls(cat.object_ids, cat.embeddings)
+
+    def __len__(self) -> int:
+        return len(self.object_ids)
+
+    def query_vector(self, vector: np.ndarray, k: int = 10) -> list[Hit]:
+        """The ``k`` most similar objects to ``vector`` (``[D]``), best first."""
+        v = np.asarray(vector, dtype=np.float32).reshape(1, -1)
+        if v.shape[1] != self.vectors.shape[1]:
+            raise ValueError(f"query has {v.shape[1]} dimensions, the index {self.vectors.shape[1]}")
+        scores, rows = self.index.search(normalise(v), min(max(1, k), len(self)))
+        return [Hit(str(self.object_ids[r]), float(s), i) for i, (s, r) in enumerate(zip(scores[0], rows[0], strict=True)) if r >= 0]
+
+    def query_id(self, object_id: str, k: int = 10) -> list[Hit]:
+        """The ``k`` most similar objects to a catalogue object (itself first, score ~1)."""
+        row = self._row.get(object_id)
+        if row is None:
+            raise KeyError(f"object {object_id!r} is not in the catalogue")
+        return self.query_vector(self.vectors[row], k)
+
+    def outlier_scores(self, k: int = 10) -> np.ndarray:
+        """Mean cosine distance ``1 - cos`` to the ``k`` nearest other objects, per object."""
+        k = min(k, len(self) - 1)
+        if k < 1:
+            return np.zeros(len(self), dtype=np.float32)
+        scores, _ = self.index.search(self.vectors, k + 1)
+        return (1.0 - scores[:, 1:]).mean(axis=1).astype(np.float32)  # column 0: the object itself
+
+
+def pca_map(embeddings: np.ndarray, seed: int = 0) -> np.ndarray:
+    """float32 ``[N, 2]``: the first two principal components of the standardised embeddings."""
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import StandardScaler
+
+    x = StandardScaler().fit_transform(np.asarray(embeddings, dtype=np.float64))
+    return PCA(n_components=2, random_state=seed).fit_transform(x).astype(np.float32)
+
+
+@dataclass
+class MapPoint:
+    object_id: str
+    x: float
+    y: float
+    outlier_score: float
+
+
+def catalogue_map(catalogue: str | Path | Catalogue, k: int = 10) -> list[dict[str, Any]]:
+    """One point per object for a catalogue page: PCA coordinates and the outlier score."""
+    cat = catalogue if isinstance(catalogue, Catalogue) else read_catalogue(catalogue)
+    xy = pca_map(cat.embeddings)
+    outliers = SimilarityIndex(cat.object_ids, cat.embeddings).outlier_scores(k)
+    return [
+        asdict(MapPoint(str(oid), float(p[0]), float(p[1]), float(o)))
+        for oid, p, o in zip(cat.object_ids, xy, outliers, strict=True)
+    ]

@@ -1,0 +1,147 @@
+"""What an embedding job reads: every galaxy of a finite data source, with its scalar columns.
+
+The images come through the project's one loading path (:func:`astropt.data.sources.open_rows`,
+the same code as training); the scalar columns of table sources (for the GalSim mock, the truth
+parameters in its ``params`` struct) are read beside them with pyarrow, in the same row order,
+so they can ride along into the catalogue and serve as probe labels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from astropt.config import DataSettings
+from astropt.data.mock import nanomaggies_to_mag
+from astropt.data.samples import DataSourceError
+from astropt.data.sources import open_rows
+
+IMAGE_COLUMNS = frozenset({"image", "legacysurvey_image", "truth", "noise_sigma", "object_id"})
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """A finite data source: ``mock`` (``n`` galaxies of ``seed``) or ``local`` (``path``)."""
+
+    kind: Literal["mock", "local"] = "mock"
+    n: int = 600
+    seed: int = 777
+    path: str | None = None
+    image_column: str = "legacysurvey_image"
+    limit: int | None = None  # read only the first ``limit`` rows
+    extra: dict[str, Any] = field(default_factory=dict)  # more DataSettings fields
+
+    def settings(self) -> DataSettings:
+        if self.kind == "mock":
+            return DataSettings(source="mock", n_mock=self.n, mock_seed=self.seed, path=self.path, **self.extra)
+        if self.kind == "local":
+            return DataSettings(source="local", path=self.path, image_column=self.image_column, **self.extra)
+        raise DataSourceError(f"source kind must be 'mock' or 'local', got {self.kind!r}")
+
+    def describe(self) -> dict[str, Any]:
+        if self.kind == "mock":
+            return {"kind": "mock", "n": self.n, "seed": self.seed, "limit": self.limit}
+        return {"kind": "local", "path": str(Path(self.path or "").resolve()), "limit": self.limit}
+
+
+@dataclass
+class OpenSource:
+    """Rows ready to read: ``object_ids``, ``columns`` (scalar arrays) and ``batches``."""
+
+    spec: SourceSpec
+    rows: Any  # TableRows | CubeFiles
+    object_ids: list[str]
+    columns: dict[str, np.ndarray]
+    identity: list[Any]
+
+    def __len__(self) -> int:
+        return len(self.object_ids)
+
+    def batches(self, batch_size: int, start: int = 0) -> Iterator[tuple[range, np.ndarray]]:
+        """``(row range, flux float32[B, 4, H, W])``; all images of one source share a size."""
+        for lo in range(start, len(self), batch_size):
+            span = range(lo, min(lo + batch_size, len(self)))
+            yield span, np.stack([self.rows.sample(i)["flux"] for i in span]).astype(np.float32)
+
+
+def open_source(spec: SourceSpec, progress: bool = False) -> OpenSource:
+    rows, identity = open_rows(spec.settings())
+    n = len(rows) if spec.limit is None else min(spec.limit, len(rows))
+    ids = [str(k) for k in rows.keys()[:n]]
+    if len(set(ids)) != len(ids):
+        raise DataSourceError("object ids of the source are not unique")
+    files = [Path(f) for f in getattr(rows, "files", [])]
+    columns = {} if not files or not hasattr(rows, "dataset") else scalar_columns(files)
+    columns = {k: v[:n] for k, v in columns.items()}
+    columns.update(derived_columns(columns))
+    return OpenSource(spec, rows, ids, columns, identity)
+
+
+def _read_table(path: Path) -> Any:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if path.name.lower().endswith(".parquet"):
+        schema = pq.read_schema(path)
+        wanted = [n for n in schema.names if n not in IMAGE_COLUMNS]
+        return pq.read_table(path, columns=wanted)
+    with pa.memory_map(str(path)) as source:
+        try:
+            table = pa.ipc.open_stream(source).read_all()
+        except pa.ArrowInvalid:
+            table = pa.ipc.open_file(source).read_all()
+    return table.drop_columns([n for n in table.schema.names if n in IMAGE_COLUMNS])
+
+
+def _scalar_fields(table: Any) -> dict[str, Any]:
+    """Top-level scalar columns, and the scalar children of struct columns (by their own name,
+    or ``parent.child`` when that name is taken)."""
+    import pyarrow as pa
+
+    def is_scalar(t: Any) -> bool:
+        return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_string(t)
+
+    out: dict[str, Any] = {}
+    for name, column in zip(table.schema.names, table.columns, strict=True):
+        if is_scalar(column.type):
+            out[name] = column
+        elif pa.types.is_struct(column.type):
+            flat = column.combine_chunks()
+            for i in range(column.type.num_fields):
+                child = column.type.field(i)
+                if is_scalar(child.type):
+                    key = child.name if child.name not in out else f"{name}.{child.name}"
+                    out[key] = flat.field(i)
+    return out
+
+
+def scalar_columns(files: list[Path]) -> dict[str, np.ndarray]:
+    """Scalar columns present in every file, concatenated in file order (numbers as float64)."""
+    per_file = [_scalar_fields(_read_table(f)) for f in files]
+    common = [k for k in per_file[0] if all(k in p for p in per_file[1:])]
+    out: dict[str, np.ndarray] = {}
+    for key in common:
+        parts = [np.asarray(p[key].to_numpy(zero_copy_only=False)) for p in per_file]
+        values = np.concatenate(parts)
+        out[key] = values.astype(np.float64) if values.dtype.kind in "iufb" else values.astype(str)
+    return out
+
+
+def derived_columns(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """AB magnitudes ``mag_<b>`` from ``flux_<b>`` (nanomaggies) and the colours between
+    neighbouring bands (``g_r`` = mag_g - mag_r, ...), where the source has the fluxes."""
+    out: dict[str, np.ndarray] = {}
+    for band in "griz":
+        flux = columns.get(f"flux_{band}")
+        if flux is not None and f"mag_{band}" not in columns:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                out[f"mag_{band}"] = np.where(flux > 0, nanomaggies_to_mag(np.maximum(flux, 1e-30)), np.nan)
+    mags = {b: columns.get(f"mag_{b}", out.get(f"mag_{b}")) for b in "griz"}
+    for a, b in zip("gri", "riz", strict=True):
+        if mags[a] is not None and mags[b] is not None and f"{a}_{b}" not in columns:
+            out[f"{a}_{b}"] = mags[a] - mags[b]
+    return out

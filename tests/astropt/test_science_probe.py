@@ -1,0 +1,113 @@
+"""Ridge probes: known linear relations are recovered, noise is not, baselines align by id."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from astropt.science import CatalogueError, ProbeReport, probe_catalogue, ridge_cv, write_catalogue
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    """3000 objects with 16-d embeddings, a label linear in them and that label shuffled."""
+    rng = np.random.default_rng(0)
+    n, d = 3000, 16
+    x = rng.normal(size=(n, d)) * rng.uniform(0.5, 3.0, d) + rng.normal(size=d)
+    w = rng.normal(size=d)
+    linear = x @ w + 4.0
+    ids = [f"obj-{i:04d}" for i in range(n)]
+    columns = {"linear": linear, "shuffled": rng.permutation(linear), "half": x[:, 0] + rng.normal(size=n) * x[:, 0].std()}
+    root = tmp_path_factory.mktemp("probe")
+    write_catalogue(root / "cat", ids, x, columns, {"model": "synthetic"}, aperture_flux=rng.normal(size=(n, 5)))
+    return root, x, columns, ids
+
+
+def test_linear_label_is_recovered_and_shuffled_is_not(synthetic):
+    root, *_ = synthetic
+    report = probe_catalogue(root / "cat", ["linear", "shuffled", "half"])
+    assert report.n == 3000 and report.folds == 5 and report.alpha == 100.0
+    assert report.r2("embedding", "linear") > 0.99  # ridge shrinkage costs ~(100/2400)**2
+    assert report.r2("embedding", "shuffled") <= 0.05
+    # y = x0 + noise of the same variance: R^2 = 0.5 in expectation
+    assert report.r2("embedding", "half") == pytest.approx(0.5, abs=0.08)
+    # the aperture column of this catalogue is pure noise
+    assert report.r2("aperture_flux", "linear") <= 0.05
+    assert len(report.features[0].scores["linear"].r2_folds) == 5
+
+
+def test_one_fold_matches_closed_form_standardised_ridge():
+    from sklearn.model_selection import KFold
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(60, 8)) * np.arange(1, 9)
+    y = x @ rng.normal(size=8) + rng.normal(size=60) * 5
+    score = ridge_cv(x, y, folds=3, alpha=100.0, seed=7)
+    train, test = next(KFold(3, shuffle=True, random_state=7).split(x))
+    mu, sd = x[train].mean(0), x[train].std(0)
+    xs, xt = (x[train] - mu) / sd, (x[test] - mu) / sd
+    w = np.linalg.solve(xs.T @ xs + 100.0 * np.eye(8), xs.T @ (y[train] - y[train].mean()))
+    pred = xt @ w + y[train].mean()
+    r2 = 1 - np.sum((y[test] - pred) ** 2) / np.sum((y[test] - y[test].mean()) ** 2)
+    assert score.r2_folds[0] == pytest.approx(r2, rel=1e-9)
+    assert score.r2_mean == pytest.approx(np.mean(score.r2_folds)) and score.n == 60
+
+
+def test_bootstrap_interval_brackets_the_score():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(300, 4))
+    y = x[:, 0] + rng.normal(size=300)
+    s = ridge_cv(x, y, bootstrap=200)
+    assert s.ci_low is not None and s.ci_low < s.r2_mean < s.ci_high
+    assert s.ci_low > 0.3 and s.ci_high < 0.7
+
+
+def test_non_finite_labels_are_left_out():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(100, 3))
+    y = x[:, 1] * 2
+    y[:10] = np.nan
+    assert ridge_cv(x, y).n == 90
+
+
+def test_baseline_rows_are_matched_by_object_id(synthetic, tmp_path):
+    root, x, columns, ids = synthetic
+    order = np.arange(len(ids))[::-1]
+    write_catalogue(tmp_path / "reversed", [ids[i] for i in order], x[order], {})
+    report = probe_catalogue(root / "cat", ["linear", "half"], baselines={"copy": tmp_path / "reversed"}, aperture=False)
+    assert [f.name for f in report.features] == ["embedding", "copy"]
+    for label in ("linear", "half"):
+        assert report.r2("copy", label) == pytest.approx(report.r2("embedding", label), abs=1e-9)
+    write_catalogue(tmp_path / "fewer", ids[:-1], x[:-1], {})
+    with pytest.raises(CatalogueError, match="same objects"):
+        probe_catalogue(root / "cat", ["linear"], baselines={"fewer": tmp_path / "fewer"})
+
+
+def test_report_round_trips_through_json(synthetic):
+    root, *_ = synthetic
+    report = probe_catalogue(root / "cat", ["half"], folds=4, bootstrap=20, seed=3)
+    again = ProbeReport.from_dict(json.loads(report.to_json()))
+    assert again == report and again.features[0].scores["half"].ci_low is not None
+    assert "half" in report.table() and "aperture_flux" in report.table()
+
+
+def test_unknown_label_names_the_columns(synthetic):
+    root, *_ = synthetic
+    with pytest.raises(CatalogueError, match="half, linear, shuffled"):
+        probe_catalogue(root / "cat", ["mag_r"])
+
+
+def test_aperture_features_sum_the_flux_inside_each_radius():
+    from astropt.science.photometry import APERTURE_RADII_PX, ASINH_SOFTENING, aperture_features
+
+    flux = np.zeros((1, 4, 160, 160), dtype=np.float32)
+    flux[0, 1, 80, 80] = 1.0  # r band, next to the crop centre (79.5, 79.5)
+    flux[0, 2, 80, 92] = 2.0  # i band, 12.5 px from the centre
+    flux[0, 3, 0, 0] = 50.0  # z band, outside the 96x96 crop
+    features = aperture_features(flux).reshape(4, len(APERTURE_RADII_PX))
+    expected = np.zeros((4, 5))
+    expected[1] = np.arcsinh(1.0 / ASINH_SOFTENING)
+    expected[2, 3:] = np.arcsinh(2.0 / ASINH_SOFTENING)  # radii 16 and 32 only
+    np.testing.assert_allclose(features, expected, rtol=1e-6)
