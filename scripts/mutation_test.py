@@ -86,9 +86,9 @@ MUTATIONS: tuple[Mutation, ...] = (
              "    except ZeroDivisionError as exc:  # mutated: nothing else is caught\n",
              (f"{T_HTTP}::test_an_unexpected_failure_in_the_model_is_a_422_not_a_bare_500",),
              "an unexpected error inside the model becomes a bare 500"),
-    Mutation("embedding-pools-the-wrong-positions", "astropt/model.py",
-             'pooled = {"mean": hidden.mean(dim=1), "last": hidden[:, -1, :]}',
-             'pooled = {"mean": hidden[:, 1:].mean(dim=1), "last": hidden[:, -1, :]}',
+    Mutation("embedding-pools-the-wrong-positions", "astropt/pooling.py",
+             'if pool == "mean":\n        return hidden.mean(dim=1)',
+             'if pool == "mean":\n        return hidden[:, 1:].mean(dim=1)',
              (f"{T_HTTP}::test_embed_pooling_values",),
              "the embedding response is a plausible vector of the wrong numbers"),
     # -- the project's own set ---------------------------------------------------------
