@@ -206,12 +206,13 @@ class InferenceEngine:
 
     # -- compute-thread side ---------------------------------------------------------------
     def _next_batch(self) -> list[Work] | None:
-        max_batch, wait = self.max_batch_size, self.settings.max_wait_ms / 1000.0
         with self._cond:
             while not self._pending and not self._stop:
                 self._cond.wait()
             if self._stop:
                 return None
+            # Read once a request is here, so a changed window applies to the very next batch.
+            max_batch, wait = self.max_batch_size, self.settings.max_wait_ms / 1000.0
             key = self._pending[0].batch_key
             deadline = time.monotonic() + wait
             while True:
