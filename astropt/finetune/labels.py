@@ -22,18 +22,10 @@ class LabelError(ValueError):
 
 
 def derived(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    from astropt.data.mock import nanomaggies_to_mag
+    """The science catalogue's derived columns (magnitudes, colours) and ``bulge_dominated``."""
+    from astropt.science.sources import derived_columns
 
-    out: dict[str, np.ndarray] = {}
-    for band in "griz":
-        flux = columns.get(f"flux_{band}")
-        if flux is not None and f"mag_{band}" not in columns:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                out[f"mag_{band}"] = np.where(flux > 0, nanomaggies_to_mag(np.maximum(flux, 1e-30)), np.nan)
-    mags = {b: columns.get(f"mag_{b}", out.get(f"mag_{b}")) for b in "griz"}
-    for a, b in zip("gri", "riz", strict=True):
-        if mags[a] is not None and mags[b] is not None:
-            out[f"{a}_{b}"] = mags[a] - mags[b]
+    out = derived_columns(columns)
     if "bulge_fraction" in columns:
         out["bulge_dominated"] = (columns["bulge_fraction"] >= 0.5).astype(np.float64)
     return out
