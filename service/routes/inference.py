@@ -319,7 +319,7 @@ async def embed_image(request: Request) -> JSONResponse:
 
 
 @router.post("/predict", summary="Predict the labels of a fine-tune job for a galaxy image",
-             dependencies=[ApiKey], openapi_extra=_multipart_doc(PredictForm))
+             dependencies=[ApiKey], openapi_extra=_multipart_doc(PredictForm), responses=UPLOAD)
 async def predict_labels(request: Request) -> JSONResponse:
     """The image is embedded exactly as /embed does it, then the fine-tune's task head answers:
     regression labels in their own units, classification labels as the likeliest class with the
