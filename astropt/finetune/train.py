@@ -52,6 +52,7 @@ class FinetuneResult:
     model: FinetuneModel  # the trained model as it was at its best step (adapters unmerged)
     data: LabelledData
     specs: list[LabelSpec]
+    reason: str | None = None  # why it did not complete; fine-tunes only complete or stop
 
 
 def resolve_init(init: str) -> Path:
