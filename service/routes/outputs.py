@@ -79,8 +79,12 @@ async def _event_stream(request: Request, settings: Settings, job_id: str) -> As
             return
         if snapshot["updated_at"] != last_update:
             last_update, quiet = snapshot["updated_at"], 0.0
-            steps = [s for curve in ("train_loss", "val_loss", "lr") for s in snapshot["curves"][curve]["steps"]]
-            since = max([*steps, since or 0]) if steps else since
+            # The curves are read one query each, so a later one may already hold the next step:
+            # only train_loss (read first, written with lr in one transaction) moves `since`, and
+            # it stays one step behind so a val_loss committed just after its step is not skipped.
+            # Clients merge by step (a re-sent point is a duplicate, never a gap).
+            steps = snapshot["curves"]["train_loss"]["steps"]
+            since = max(max(steps) - 1, since or 0) if steps else since
             yield _format("progress", snapshot)
         if snapshot["phase"] in FINISHED_PHASES:
             yield _format("end", {"id": job_id, "phase": snapshot["phase"]})
