@@ -31,3 +31,8 @@ def test_mutation_applies_once_and_names_real_tests(mutation) -> None:
 def test_mutation_names_are_unique() -> None:
     names = [m.name for m in mutation_test.MUTATIONS]
     assert len(names) == len(set(names))
+
+
+def test_the_ci_set_names_real_mutations() -> None:
+    names = {m.name for m in mutation_test.MUTATIONS}
+    assert mutation_test.CI_SET <= names, sorted(mutation_test.CI_SET - names)
