@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from astropt.run_dir import RunDir
 from service import artifacts, capacity, finetune
 from service.errors import Conflict, NotFound, SpecInvalid, TooManyJobs, Unavailable
+from service.init_checkpoint import prepare_warm_start
 from service.schemas import (
     CheckpointOut,
     Curve,
@@ -33,6 +34,10 @@ CURVE_KINDS = ("train_loss", "val_loss", "lr", "tokens_per_s", "mfu", "effective
 
 
 def submit(session: Session, settings: Settings, publish: Publisher, spec: JobSpec) -> Job:
+    if spec.init_from is not None:  # first: the limits apply to the checkpoint's model shape
+        spec = prepare_warm_start(session, settings, spec)
+    else:  # only the service names the directory a worker loads
+        spec = spec.model_copy(update={"init_from_dir": None})
     _check_limits(session, settings, spec)
     waiting = capacity.check(session, settings, spec.resources)
     job_id = uuid.uuid4().hex

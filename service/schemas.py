@@ -113,6 +113,13 @@ class JobSpec(TrainConfig):
 
     model_config = ConfigDict(json_schema_extra={"examples": [TINY_CPU_JOB, GPU_JOB, FINETUNE_JOB]})
 
+    init_from: Literal["shipped"] | JobCheckpoint | CheckpointPath | None = Field(
+        None, description="Warm start (kind 'train'): 'shipped', {job, checkpoint} or {path}; the "
+        "run starts from its weights with a fresh optimiser and schedule at step 0. model fields "
+        "left unset (and codec) are taken from the checkpoint; set ones must match it (422). "
+        "null: random weights.")
+    init_from_dir: str | None = Field(None, description="Set by the service: the checkpoint directory "
+                                      "init_from names (a value sent is replaced).")
     kind: Literal["train", "finetune"] = Field("train", description="train: pretrain a model (the "
                                                 "fields below); finetune: a task head on a checkpoint "
                                                 "(the finetune section).")
@@ -128,11 +135,16 @@ class JobSpec(TrainConfig):
             raise ValueError("kind 'finetune' needs a finetune section (init, labels, ...)")
         if self.kind == "train" and self.finetune is not None:
             raise ValueError("a finetune section needs kind 'finetune'")
+        if self.kind == "finetune" and self.init_from is not None:
+            raise ValueError("a fine-tune names its checkpoint in finetune.init, not init_from")
         return self
 
     def train_config(self) -> dict[str, Any]:
-        """The part the training loop reads (``resources`` is the service's)."""
-        return self.model_dump(mode="json", exclude={"resources", "kind", "finetune"})
+        """The part the training loop reads (``resources`` is the service's; ``init_from`` is
+        the directory the service resolved)."""
+        body = self.model_dump(mode="json", exclude={"resources", "kind", "finetune", "init_from_dir"})
+        body["init_from"] = self.init_from_dir
+        return body
 
 
 JOB_SPEC_EXAMPLES: dict[str, dict[str, Any]] = {
