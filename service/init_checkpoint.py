@@ -60,4 +60,6 @@ def prepare_warm_start(session: Session, settings: Settings, spec: JobSpec) -> J
         adopted = adopt_checkpoint(spec, read_meta(directory), "checkpoint")
     except InitMismatch as exc:
         raise SpecInvalid(next(iter(exc.conflicts)), str(exc)) from exc
+    except (ValueError, TypeError, AttributeError) as exc:  # a checkpoint's odd model_args
+        raise SpecInvalid("init_from", f"init_from: the checkpoint's model cannot be used: {exc}") from exc
     return adopted.model_copy(update={"init_from_dir": str(directory)})
