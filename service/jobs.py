@@ -112,8 +112,6 @@ def resume(session: Session, settings: Settings, publish: Publisher, job_id: str
     job = get(session, job_id)
     if job.phase not in FINISHED_PHASES:
         raise Conflict(f"job {job_id} is {job.phase}; only completed, failed or cancelled jobs resume")
-    if job.kind == "finetune":
-        raise Conflict(f"job {job_id} is a fine-tune job: fine-tunes do not resume; submit it again")
     step = artifacts.last_checkpoint_step(Path(job.out_dir))
     if step is None:
         raise Conflict(f"job {job_id} has no checkpoint to resume from; submit it again instead")
@@ -126,6 +124,8 @@ def resume(session: Session, settings: Settings, publish: Publisher, job_id: str
                        f"give max_iters greater than {step} to train further")
     spec = dict(job.spec)
     spec["max_iters"] = target
+    if job.kind == "finetune":  # a fine-tune counts its steps in its section
+        spec["finetune"] = {**spec["finetune"], "steps": target}
     before = {name: getattr(job, name) for name in _RESUMED_FIELDS}
     repository.update_job(
         session, job_id, phase="queued", spec=spec, max_iters=target, finished_at=None,
