@@ -123,6 +123,12 @@ class TrainConfig(_Strict):
     model: ModelSettings = Field(default_factory=ModelSettings)
     data: DataSettings = Field(default_factory=DataSettings)
     optim: OptimSettings = Field(default_factory=OptimSettings)
+    init_from: str | None = Field(
+        None, min_length=1, max_length=4096,
+        description="Warm start: a checkpoint directory (or 'shipped') whose weights the run starts "
+        "from, with a fresh optimiser and schedule from step 0. model fields left unset (and codec, "
+        "when unset) are taken from the checkpoint; set ones must match it. None: random weights.",
+    )
     codec: str = Field(
         "default",
         description="Codec spec: 'default', 'shipped', a hub id, a local directory, "

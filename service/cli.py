@@ -24,7 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     _add_http_arguments(serve)
     serve.add_argument("--demo", action="store_true",
-                       help="submit a tiny CPU job at start-up so a loss curve appears within minutes")
+                       help="submit a short CPU job that trains on from the shipped model at start-up, "
+                       "so real galaxies and a loss curve appear within minutes")
     serve.set_defaults(func=run_serve)
 
     api = subparsers.add_parser("api", help="the HTTP API only (workers run separately)")
@@ -121,12 +122,13 @@ def _spawn_worker(settings: Settings) -> subprocess.Popen[bytes]:
 
 def _submit_demo(app: object, settings: Settings) -> None:
     from service import jobs
-    from service.schemas import TINY_CPU_JOB, JobSpec
+    from service.schemas import DEMO_JOB, JobSpec
     from service.store import session_scope
 
     with session_scope(settings.resolved_database_url) as session:
-        job = jobs.submit(session, settings, app.state.publish, JobSpec.model_validate(TINY_CPU_JOB))  # type: ignore[attr-defined]
-        print(f"demo job {job.id} queued: watch /jobs/{job.id} and /jobs/{job.id}/loss.png", flush=True)
+        job = jobs.submit(session, settings, app.state.publish, JobSpec.model_validate(DEMO_JOB))  # type: ignore[attr-defined]
+        print(f"demo job {job.id} queued (trains on from the shipped model): watch /jobs/{job.id}, "
+              f"/jobs/{job.id}/loss.png and /jobs/{job.id}/artifacts", flush=True)
 
 
 def _stop(process: subprocess.Popen[bytes], grace_seconds: float = 10.0) -> None:

@@ -8,14 +8,12 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from astropt.checkpoints import CheckpointError, read_meta
 from astropt.finetune.labels import LabelError, available_labels, check_labels
-from service import artifacts
-from service.errors import NotFound, SpecInvalid
-from service.schemas import CheckpointPath, FinetuneSection, JobCheckpoint, JobSpec
+from service.errors import SpecInvalid
+from service.init_checkpoint import check_init_path, init_directory
+from service.schemas import FinetuneSection, JobSpec
 from service.settings import Settings
 from service.spec_checks import inside, roots_text
-from service.store import repository
 
 
 def check_finetune(spec: JobSpec, settings: Settings) -> None:
@@ -38,9 +36,7 @@ def check_finetune(spec: JobSpec, settings: Settings) -> None:
     if ft.label_table and not inside(Path(ft.label_table), settings.readable_roots):
         raise SpecInvalid("finetune.label_table", f"finetune.label_table ({ft.label_table}) is outside "
                           f"the allowed data roots: {roots_text(settings.readable_roots)}")
-    if isinstance(ft.init, CheckpointPath) and not inside(Path(ft.init.path), settings.readable_roots):
-        raise SpecInvalid("finetune.init.path", f"finetune.init.path ({ft.init.path}) is outside the "
-                          f"allowed data roots: {roots_text(settings.readable_roots)}")
+    check_init_path(ft.init, "finetune.init", settings)
     try:
         available, where = available_labels(ft.label_table, spec.data.source)
         check_labels(ft.labels, available, where)
@@ -50,26 +46,7 @@ def check_finetune(spec: JobSpec, settings: Settings) -> None:
 
 def init_dir(session: Session, section: FinetuneSection) -> Path:
     """The checkpoint directory ``init`` names; a 422 naming the field when there is none."""
-    from astropt.checkpoints.shipped import SHIPPED_MODEL_DIR
-
-    init = section.init
-    if isinstance(init, JobCheckpoint):
-        job = repository.get_job(session, init.job)
-        if job is None:
-            raise SpecInvalid("finetune.init.job", f"finetune.init.job: job {init.job} not found")
-        try:
-            directory = artifacts.checkpoint_dir(Path(job.out_dir), init.checkpoint)
-        except NotFound as exc:
-            raise SpecInvalid("finetune.init.checkpoint", f"job {init.job}: {exc.detail}") from exc
-    elif isinstance(init, CheckpointPath):
-        directory = Path(init.path).expanduser().resolve()
-    else:
-        directory = SHIPPED_MODEL_DIR
-    try:
-        read_meta(directory)
-    except CheckpointError as exc:
-        raise SpecInvalid("finetune.init", f"finetune.init: {exc}") from exc
-    return directory
+    return init_directory(session, section.init, "finetune.init")
 
 
 def prepare_body(session: Session, spec: JobSpec, body: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from astropt.run_dir import RunDir
 from service import artifacts, capacity, finetune
 from service.errors import Conflict, NotFound, SpecInvalid, TooManyJobs, Unavailable
+from service.init_checkpoint import prepare_warm_start
 from service.schemas import (
     CheckpointOut,
     Curve,
@@ -33,6 +34,10 @@ CURVE_KINDS = ("train_loss", "val_loss", "lr", "tokens_per_s", "mfu", "effective
 
 
 def submit(session: Session, settings: Settings, publish: Publisher, spec: JobSpec) -> Job:
+    if spec.init_from is not None:  # first: the limits apply to the checkpoint's model shape
+        spec = prepare_warm_start(session, settings, spec)
+    else:  # only the service names the directory a worker loads
+        spec = spec.model_copy(update={"init_from_dir": None})
     _check_limits(session, settings, spec)
     waiting = capacity.check(session, settings, spec.resources)
     job_id = uuid.uuid4().hex
@@ -107,8 +112,6 @@ def resume(session: Session, settings: Settings, publish: Publisher, job_id: str
     job = get(session, job_id)
     if job.phase not in FINISHED_PHASES:
         raise Conflict(f"job {job_id} is {job.phase}; only completed, failed or cancelled jobs resume")
-    if job.kind == "finetune":
-        raise Conflict(f"job {job_id} is a fine-tune job: fine-tunes do not resume; submit it again")
     step = artifacts.last_checkpoint_step(Path(job.out_dir))
     if step is None:
         raise Conflict(f"job {job_id} has no checkpoint to resume from; submit it again instead")
@@ -121,6 +124,8 @@ def resume(session: Session, settings: Settings, publish: Publisher, job_id: str
                        f"give max_iters greater than {step} to train further")
     spec = dict(job.spec)
     spec["max_iters"] = target
+    if job.kind == "finetune":  # a fine-tune counts its steps in its section
+        spec["finetune"] = {**spec["finetune"], "steps": target}
     before = {name: getattr(job, name) for name in _RESUMED_FIELDS}
     repository.update_job(
         session, job_id, phase="queued", spec=spec, max_iters=target, finished_at=None,

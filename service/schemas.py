@@ -27,6 +27,22 @@ TINY_CPU_JOB: dict[str, Any] = {
     "device": "cpu",
 }
 
+# What `astropt serve --demo` runs: the shipped model (its shape and codec) trained on for a few
+# steps, so the first validation images and the job's checkpoint show galaxies, not sky.
+DEMO_JOB: dict[str, Any] = {
+    "init_from": "shipped",
+    "data": {"source": "mock", "n_mock": 64, "val_fraction": 0.125},
+    "batch_size": 4,
+    "max_iters": 40,
+    "eval_interval": 20,
+    "eval_iters": 2,
+    "log_interval": 2,
+    "checkpoint_interval": 20,
+    "n_val_images": 4,
+    "optim": {"learning_rate": 0.0003, "warmup_iters": 10},
+    "device": "cpu",
+}
+
 GPU_JOB: dict[str, Any] = {
     "codec": "polymathic-ai/aion-base",
     "model": {"n_layer": 12, "n_head": 12, "n_embd": 768, "block_size": 1024},
@@ -111,8 +127,15 @@ class JobSpec(TrainConfig):
     ignored.
     """
 
-    model_config = ConfigDict(json_schema_extra={"examples": [TINY_CPU_JOB, GPU_JOB, FINETUNE_JOB]})
+    model_config = ConfigDict(json_schema_extra={"examples": [TINY_CPU_JOB, GPU_JOB, FINETUNE_JOB, DEMO_JOB]})
 
+    init_from: Literal["shipped"] | JobCheckpoint | CheckpointPath | None = Field(
+        None, description="Warm start (kind 'train'): 'shipped', {job, checkpoint} or {path}; the "
+        "run starts from its weights with a fresh optimiser and schedule at step 0. model fields "
+        "left unset (and codec) are taken from the checkpoint; set ones must match it (422). "
+        "null: random weights.")
+    init_from_dir: str | None = Field(None, description="Set by the service: the checkpoint directory "
+                                      "init_from names (a value sent is replaced).")
     kind: Literal["train", "finetune"] = Field("train", description="train: pretrain a model (the "
                                                 "fields below); finetune: a task head on a checkpoint "
                                                 "(the finetune section).")
@@ -128,11 +151,16 @@ class JobSpec(TrainConfig):
             raise ValueError("kind 'finetune' needs a finetune section (init, labels, ...)")
         if self.kind == "train" and self.finetune is not None:
             raise ValueError("a finetune section needs kind 'finetune'")
+        if self.kind == "finetune" and self.init_from is not None:
+            raise ValueError("a fine-tune names its checkpoint in finetune.init, not init_from")
         return self
 
     def train_config(self) -> dict[str, Any]:
-        """The part the training loop reads (``resources`` is the service's)."""
-        return self.model_dump(mode="json", exclude={"resources", "kind", "finetune"})
+        """The part the training loop reads (``resources`` is the service's; ``init_from`` is
+        the directory the service resolved)."""
+        body = self.model_dump(mode="json", exclude={"resources", "kind", "finetune", "init_from_dir"})
+        body["init_from"] = self.init_from_dir
+        return body
 
 
 JOB_SPEC_EXAMPLES: dict[str, dict[str, Any]] = {
@@ -152,6 +180,13 @@ JOB_SPEC_EXAMPLES: dict[str, dict[str, Any]] = {
         "of a training job, or {\"path\": DIR} of an imported checkpoint; /predict then answers "
         "with this job's predictions.",
         "value": FINETUNE_JOB,
+    },
+    "shipped-warm-start": {
+        "summary": "Train on from the shipped model (what `astropt serve --demo` runs, a few minutes on CPU)",
+        "description": "init_from: 'shipped' (or {\"job\": ID, \"checkpoint\": \"best\"}, or "
+        "{\"path\": DIR}): the model shape and codec are the checkpoint's, the optimiser and schedule "
+        "start afresh; the step-0 validation loss is already the shipped model's (~0.65, not ln 10000).",
+        "value": DEMO_JOB,
     },
 }
 

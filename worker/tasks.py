@@ -120,6 +120,7 @@ def _training_config(spec: dict[str, Any], out_dir: str, settings: Settings) -> 
     spec["out_dir"] = out_dir
     for key in ("resources", "kind", "finetune"):  # the service's; see worker/launch
         spec.pop(key, None)
+    spec["init_from"] = spec.pop("init_from_dir", None)  # the directory the service resolved
     if not spec.get("checkpoint_interval"):
         # A killed worker loses at most this many iterations.
         spec["checkpoint_interval"] = settings.worker_checkpoint_interval

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_model
+from safetensors.torch import load_file, save_file, save_model
 
 from astropt.model import GPT, GPTConfig, ModelConfigError
 from astropt.run_dir import CONFIG_FILE, WEIGHTS_FILE, replaced_path, staging_prefix
@@ -99,11 +99,14 @@ def save_checkpoint(
     meta: dict[str, Any],
     trainer_state: dict[str, Any] | None = None,
     extra_modules: dict[str, torch.nn.Module] | None = None,
+    extra_tensors: dict[str, dict[str, torch.Tensor]] | None = None,
 ) -> Path:
     """Write ``path/`` atomically and return it; an existing checkpoint there is replaced.
 
     ``extra_modules``: more safetensors files in the same directory (file name -> module),
-    e.g. a fine-tuned model's task head; written and swapped in with the weights."""
+    e.g. a fine-tuned model's task head; ``extra_tensors``: the same for named tensors (file
+    name -> tensors), e.g. a fine-tune's adapters for its resume. Written and swapped in with
+    the weights."""
     path = Path(path)
     gpt = unwrap_model(model)
     config_text = _meta_json(gpt, meta)  # fail before touching the disk
@@ -113,10 +116,15 @@ def save_checkpoint(
         weights = staging / WEIGHTS_FILE
         save_model(gpt, str(weights), metadata={"format": FORMAT})
         _fsync_file(weights)
-        for name, module in (extra_modules or {}).items():
+        extras = {**(extra_modules or {}), **(extra_tensors or {})}
+        for name, content in extras.items():
             if Path(name).name != name or not name.endswith(".safetensors") or name == WEIGHTS_FILE:
                 raise CheckpointError(f"extra module file {name!r} must be a plain *.safetensors name")
-            save_model(module, str(staging / name), metadata={"format": FORMAT})
+            if isinstance(content, torch.nn.Module):
+                save_model(content, str(staging / name), metadata={"format": FORMAT})
+            else:
+                tensors = {k: v.detach().cpu().contiguous() for k, v in content.items()}
+                save_file(tensors, str(staging / name), metadata={"format": FORMAT})
             _fsync_file(staging / name)
         if trainer_state is not None:
             _save_trainer_state(trainer_state, staging / TRAINER_FILE)

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     }
     for item in args.set or []:
         apply_override(raw, item)
-    result = finetune(FinetuneConfig.model_validate(raw), [Printer()])
+    result = finetune(FinetuneConfig.model_validate(raw), [Printer()], resume=not args.fresh)
     if result.metrics is None:
         print(f"stopped at step {result.step}; checkpoints/last in {result.out_dir}")
         return 1
@@ -80,5 +80,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--set", "-s", action="append", metavar="KEY=VALUE",
                    help="any other FinetuneConfig field, e.g. --set test_fraction=0.25")
-    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--out", required=True, help="run directory (a run there is continued from "
+                   "checkpoints/last)")
+    p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoints/last in --out")
     p.set_defaults(func=run)

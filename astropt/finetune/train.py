@@ -4,8 +4,10 @@ It reports through the training loop's :class:`~astropt.training.TrainCallback` 
 ``on_log`` with ``train_loss``/``lr``, ``on_eval`` with ``val_loss``, ``on_checkpoint``,
 ``should_stop``), so a job runs it under the same worker machinery as training. The weights
 with the lowest validation loss are kept and written as ``checkpoints/best``: the backbone
-(adapters merged) as a plain AstroPT checkpoint plus ``head.safetensors``. A fine-tune does
-not resume: a stopped one writes ``checkpoints/last`` and a re-run starts again (runs are short).
+(adapters merged) as a plain AstroPT checkpoint plus ``head.safetensors``. ``checkpoints/last``
+is written at every evaluation and when the run stops, with what a resume needs
+(:mod:`astropt.finetune.resume`): a re-run with the same config continues from it and trains
+the very steps, with the very losses, an uninterrupted run would have.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from astropt.finetune.head import (
     specs_to_meta,
 )
 from astropt.finetune.model import FinetuneModel
+from astropt.finetune.resume import Position, extra_tensors, read_position, trainer_state
 from astropt.run_dir import HEAD_FILE, RunDir
 from astropt.torch_policy import choose_device, set_threads
 from astropt.training import TrainCallback
@@ -147,19 +150,29 @@ class FinetuneRun:
             for name, param in self.model.trainable():
                 param.copy_(state[name])
 
-    def run(self) -> FinetuneResult:
+    def start(self, resume: bool) -> Position:
+        """Step 0, or where ``checkpoints/last`` left off (optimiser, RNGs and weights restored)."""
+        restored = read_position(self.run_dir.checkpoint("last"), self.cfg, self.optimizer, self.rng) \
+            if resume else None
+        if restored is None:
+            return Position(0, math.inf, 0, self.snapshot())
+        position, current = restored
+        self.restore(current)
+        return position
+
+    def run(self, resume: bool = True) -> FinetuneResult:
         cfg = self.cfg
+        at = self.start(resume)
         n_trainable = sum(p.numel() for _, p in self.model.trainable())
         info = {"device": str(self.device), "dtype": "float32", "codec": self.init_meta.get("codec"),
                 "n_params": sum(p.numel() for p in self.model.parameters()), "n_trainable": n_trainable,
-                "start_iter": 0, "max_iters": cfg.steps, "out_dir": cfg.out_dir, "resumed": False,
+                "start_iter": at.step, "max_iters": cfg.steps, "out_dir": cfg.out_dir, "resumed": at.step > 0,
                 "n_train": len(self.train_rows), "n_val": len(self.val_rows), "n_test": len(self.test_rows)}
         for cb in self.callbacks:
             cb.on_start(info)
         self.model.train()
-        best, best_step, best_state = math.inf, 0, self.snapshot()
-        log_every, step, status = max(1, cfg.steps // 50), 0, "completed"
-        for step in range(1, cfg.steps + 1):
+        log_every, step, status, saved = max(1, cfg.steps // 50), at.step, "completed", at.step
+        for step in range(at.step + 1, cfg.steps + 1):
             started = time.perf_counter()
             lr = learning_rate(step, cfg)
             for group in self.optimizer.param_groups:
@@ -176,20 +189,24 @@ class FinetuneRun:
                     cb.on_log(step, metrics)
             if step % cfg.eval_interval == 0 or step == cfg.steps:
                 val = self.loss_of(self.val_rows)
-                if val < best:
-                    best, best_step, best_state = val, step, self.snapshot()
+                if val < at.best:
+                    at.best, at.best_step, at.best_state = val, step, self.snapshot()
                 for cb in self.callbacks:
                     cb.on_eval(step, {"train_loss": float(loss.detach()), "val_loss": val})
+                at.step = saved = step
+                self.save("last", step, at)
             if any(cb.should_stop() for cb in self.callbacks):
                 status = "stopped"
                 break
+        best = at.best if at.best < math.inf else None
         if status == "stopped":
-            self.save("last", step, None)
-            return FinetuneResult("stopped", step, best if best < math.inf else None, cfg.out_dir,
-                                  None, self.model, self.data, self.specs)
-        self.restore(best_state)
-        metrics = self.evaluate(best_step, best, n_trainable)
-        self.save("best", best_step, best)
+            if saved != step:
+                at.step = step
+                self.save("last", step, at)
+            return FinetuneResult("stopped", step, best, cfg.out_dir, None, self.model, self.data, self.specs)
+        self.restore(at.best_state)
+        metrics = self.evaluate(at.best_step, at.best, n_trainable)
+        self.save("best", at.best_step, at)
         return FinetuneResult("completed", step, best, cfg.out_dir, metrics, self.model, self.data, self.specs)
 
     @torch.no_grad()
@@ -218,8 +235,9 @@ class FinetuneRun:
         write_atomic(self.run_dir.finetune_figure, png)
         return metrics
 
-    def save(self, name: str, step: int, best: float | None) -> None:
-        cfg = self.cfg
+    def save(self, name: str, step: int, at: Position) -> None:
+        """``best``: the servable model; ``last``: that and what a resume needs."""
+        cfg, best = self.cfg, at.best if at.best < math.inf else None
         inherited = {k: self.init_meta.get(k) for k in ("codec", "tokeniser", "train_config")}
         meta = {**inherited, "step": step, "best_val_loss": best, "finetune": {
             "task": cfg.task, "mode": cfg.mode, "pooling": cfg.pooling, "init": str(resolve_init(cfg.init)),
@@ -228,12 +246,16 @@ class FinetuneRun:
             "config": cfg.model_dump(mode="json"),
         }}
         path = self.run_dir.checkpoint(name)
+        resumable = name == "last"
         save_checkpoint(path, self.model.merged_backbone(), meta=meta,
-                        extra_modules={HEAD_FILE: self.model.head})
+                        extra_modules={HEAD_FILE: self.model.head},
+                        trainer_state=trainer_state(at, self.optimizer, self.rng) if resumable else None,
+                        extra_tensors=extra_tensors(dict(self.model.trainable()), at) if resumable else None)
         for cb in self.callbacks:
             cb.on_checkpoint(step, str(path), "best" if name == "best" else "last")
 
 
-def finetune(config: FinetuneConfig, callbacks: Sequence[TrainCallback] = ()) -> FinetuneResult:
-    """Fine-tune ``config.init`` on ``config.labels``; see the module doc."""
-    return FinetuneRun(config, callbacks).run()
+def finetune(config: FinetuneConfig, callbacks: Sequence[TrainCallback] = (), resume: bool = True) -> FinetuneResult:
+    """Fine-tune ``config.init`` on ``config.labels``, continuing from ``checkpoints/last`` when
+    there is one (``resume``); see the module doc."""
+    return FinetuneRun(config, callbacks).run(resume)

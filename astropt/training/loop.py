@@ -48,6 +48,7 @@ from astropt.training.runtime import (
     teardown_runtime,
 )
 from astropt.training.schedule import learning_rate, unigram_entropy
+from astropt.training.warm_start import load_init_weights, with_init_shape
 
 
 def gpt_config(config: TrainConfig) -> GPTConfig:
@@ -55,6 +56,7 @@ def gpt_config(config: TrainConfig) -> GPTConfig:
 
 
 def train(config: TrainConfig, callbacks: Sequence[TrainCallback] = (), resume: bool = True) -> TrainResult:
+    config = with_init_shape(config, resume)  # init_from: the checkpoint's model shape
     runtime = setup_runtime(config)
     try:
         return _Trainer(config, runtime, list(callbacks) if runtime.is_main else []).run(resume)
@@ -70,6 +72,7 @@ class _Trainer:
         self.accum = config.grad_accum
         self.best: float | None = None
         self.iter_num = 0
+        self.init_record: dict[str, Any] | None = None  # what init_from loaded (the run's, on resume)
         # Data preparation and evaluation run on the main rank alone, so only a one-process run
         # may leave them early; DDP ranks agree on stopping between (micro-)steps instead.
         self.local_stop = None if runtime.ddp else self._callbacks_stop
@@ -161,6 +164,10 @@ class _Trainer:
         data = self._data(codec)
         model = GPT(gpt_config(cfg))
         state, meta = self._restore(model, codec) if resume else (None, {})
+        if state is None and cfg.init_from:  # a warm start; a resumed run has its own weights
+            self.init_record = load_init_weights(model, cfg, codec)
+        elif state is not None:
+            self.init_record = meta.get("init_from")
         model.to(rt.device)
         optimizer = model.configure_optimizers(
             cfg.optim.weight_decay, cfg.optim.learning_rate, (cfg.optim.beta1, cfg.optim.beta2), rt.device_type
@@ -194,6 +201,7 @@ class _Trainer:
             info = {**rt.describe(), **data["info"], "codec": codec.info.to_dict() if codec else None,
                     "n_params": model.get_num_params(), "start_iter": start,
                     "max_iters": cfg.max_iters, "out_dir": str(self.out), "resumed": state is not None,
+                    "init_from": self.init_record,
                     "effective_batch_size": self.effective_batch, "flops_per_token": self.flops_per_token,
                     "peak": self.peak.describe(), "peak_flops": self.peak.flops}
             for cb in self.callbacks:
@@ -208,7 +216,7 @@ class _Trainer:
         status: TrainStatus = "completed"
         try:
             if start == 0 and rt.is_main:
-                self._evaluate(log)  # the untrained baseline, ~ln(vocab)
+                self._evaluate(log)  # the baseline: ~ln(vocab) untrained, the init's loss warm
             self.net.train()
             while self.iter_num < cfg.max_iters:
                 if self._should_stop():
@@ -374,7 +382,8 @@ class _Trainer:
         path = self.run_dir.checkpoint(name)
         meta = {"codec": self.codec.info.to_dict() if self.codec else None,
                 "tokeniser": self.cfg.model.tokeniser, "step": self.iter_num, "best_val_loss": self.best,
-                "train_config": self.cfg.model_dump(mode="json"), "runtime": self.rt.describe()}
+                "train_config": self.cfg.model_dump(mode="json"), "runtime": self.rt.describe(),
+                "init_from": self.init_record}
         trainer_state = {"optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
                          "rng": rng_state(self.rt.device), "iter_num": self.iter_num,
                          "best_val_loss": self.best}

@@ -100,7 +100,8 @@ def resume_job(
     body: Annotated[ResumeRequest | None, Body()] = None,
 ) -> JobOut:
     """Queue a completed, cancelled or failed job again; it continues from `checkpoints/last`.
-    Give `max_iters` to train a completed job further."""
+    Give `max_iters` to train a completed job further (a fine-tune job: its new `finetune.steps`);
+    training and fine-tune jobs alike continue exactly where they stopped."""
     job = jobs.resume(session, settings, publish, job_id, body.max_iters if body else None)
     return jobs.detail(job, jobs.curves(session, job_id, None, settings.curve_max_points), settings.max_attempts)
 

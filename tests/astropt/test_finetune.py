@@ -150,3 +150,62 @@ def test_cli_runs_a_fine_tune_and_prints_the_comparison(init, mock_dir, tmp_path
     assert metrics["task"] == "classification" and metrics["mode"] == "head"
     meta = load_checkpoint(RunDir(tmp_path / "cli").checkpoint("best"))[1]
     assert meta["finetune"]["labels"][0]["classes"] == ["0", "1"]
+
+
+class Losses:
+    """Records every loss a fine-tune reports; stops after ``stop_at`` steps when given."""
+
+    def __init__(self, stop_at: int | None = None):
+        self.stop_at, self.step, self.info = stop_at, 0, {}
+        self.train: dict[int, float] = {}
+        self.val: dict[int, float] = {}
+
+    def on_start(self, info) -> None:
+        self.info = info
+
+    def on_log(self, step, metrics) -> None:
+        self.step, self.train[step] = step, metrics["train_loss"]
+
+    def on_eval(self, step, metrics) -> None:
+        self.val[step] = metrics["val_loss"]
+
+    def on_checkpoint(self, *args) -> None: ...
+
+    def on_val_images(self, *args) -> None: ...
+
+    def should_stop(self) -> bool:
+        return self.stop_at is not None and self.step >= self.stop_at
+
+
+@pytest.mark.parametrize("mode", ["lora", "full"])
+def test_a_stopped_fine_tune_resumes_exactly(init, mock_dir, tmp_path, mode) -> None:
+    from safetensors.torch import load_file
+
+    from astropt.checkpoints import CheckpointError
+
+    # dropout in the adapters: the resumed run must also draw the random numbers it would have
+    settings = {"mode": mode, "max_objects": 64, "steps": 9, "eval_interval": 3,
+                "lora": {"r": 4, "alpha": 8, "dropout": 0.2}}
+    whole = Losses()
+    FinetuneRun(config(init, tmp_path / "whole", mock_dir, **settings), [whole]).run()
+    assert sorted(whole.train) == list(range(1, 10)) and sorted(whole.val) == [3, 6, 9]
+
+    first = Losses(stop_at=5)  # between evaluations: the stop writes last at step 5
+    out = tmp_path / "split"
+    stopped = FinetuneRun(config(init, out, mock_dir, **settings), [first]).run()
+    assert stopped.status == "stopped" and stopped.step == 5
+    assert json.loads((out / "checkpoints/last/config.json").read_text())["step"] == 5
+    second = Losses()
+    resumed = FinetuneRun(config(init, out, mock_dir, **settings), [second]).run()
+    assert second.info["resumed"] and second.info["start_iter"] == 5 and sorted(second.train) == [6, 7, 8, 9]
+    # the same losses, bit for bit, as the run that was never interrupted
+    assert {**first.train, **second.train} == whole.train
+    assert {**first.val, **second.val} == whole.val
+    assert resumed.best_val_loss == min(whole.val.values())
+    metrics = [json.loads((d / "finetune_metrics.json").read_text()) for d in (tmp_path / "whole", out)]
+    assert metrics[0]["best_step"] == metrics[1]["best_step"] and metrics[0]["finetune"]["test"] == metrics[1]["finetune"]["test"]
+    heads = [load_file(str(d / "checkpoints/best" / HEAD_FILE)) for d in (tmp_path / "whole", out)]
+    assert all(torch.equal(heads[0][k], heads[1][k]) for k in heads[0])
+
+    with pytest.raises(CheckpointError, match="lr"):  # other settings: never a silent mix of two runs
+        FinetuneRun(config(init, out, mock_dir, **{**settings, "lr": 1e-3})).run()

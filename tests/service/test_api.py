@@ -154,6 +154,41 @@ def test_cancel_delete_and_resume_rules(client: httpx.Client, settings: Settings
     assert client.get(f"/jobs/{job['id']}").status_code == 404
 
 
+def test_init_from_takes_the_checkpoints_shape_or_names_what_differs(client: httpx.Client,
+                                                                     settings: Settings) -> None:
+    from astropt.checkpoints.shipped import SHIPPED_MODEL_DIR
+
+    warm = {k: v for k, v in tiny_spec().items() if k not in ("model", "codec")}
+    created = client.post("/jobs", json={**warm, "init_from": "shipped", "init_from_dir": "/etc"})
+    assert created.status_code == 201, created.text
+    spec = client.get(f"/jobs/{created.json()['id']}").json()["spec"]
+    assert spec["init_from"] == "shipped" and spec["init_from_dir"] == str(SHIPPED_MODEL_DIR)
+    assert (spec["model"]["n_layer"], spec["model"]["n_embd"], spec["codec"]) == (2, 64, "shipped")
+    # A set field that differs: a 422 naming each of them, before anything is queued.
+    mismatch = client.post("/jobs", json={**tiny_spec(), "init_from": "shipped"})
+    assert mismatch.status_code == 422
+    issue = mismatch.json()["detail"][0]
+    assert issue["field"] == "model.n_layer"
+    for text in ("model.n_layer is 1 here but 2", "model.n_head is 2 here but 4",
+                 "model.n_embd is 32 here but 64", "codec is 'random:0' here but 'shipped'"):
+        assert text in issue["msg"], issue["msg"]
+    refusals = [({"job": "0123abcd"}, "init_from.job", "not found"),
+                ({"job": created.json()["id"], "checkpoint": "best"}, "init_from.checkpoint", "best"),
+                ({"path": "/etc"}, "init_from.path", "outside the allowed data roots"),
+                ({"path": str(settings.data_dir / "notes")}, "init_from", "is not an astropt checkpoint")]
+    (settings.data_dir / "notes").mkdir()
+    (settings.data_dir / "notes" / "config.json").write_text("{}")
+    for init, field, text in refusals:
+        refused = client.post("/jobs", json={**warm, "init_from": init})
+        assert refused.status_code == 422, (init, refused.text)
+        assert refused.json()["detail"][0]["field"] == field and text in refused.text, refused.text
+    fine_tune = {"kind": "finetune", "init_from": "shipped", "finetune": {"init": "shipped", "labels": ["mag_r"]}}
+    assert client.post("/jobs", json=fine_tune).status_code == 422
+    # Without init_from, a directory sent by the client is never what a worker loads.
+    plain = client.post("/jobs", json={**tiny_spec(), "init_from_dir": str(SHIPPED_MODEL_DIR)}).json()
+    assert client.get(f"/jobs/{plain['id']}").json()["spec"]["init_from_dir"] is None
+
+
 def test_artifacts_are_served_without_path_traversal(client: httpx.Client, settings: Settings) -> None:
     job = submit(client)
     run_dir = settings.runs_dir / job["id"]
@@ -219,7 +254,7 @@ def test_health_metrics_and_docs(client: httpx.Client) -> None:
     assert client.get("/docs").status_code == 200
     schema = client.get("/openapi.json").json()
     examples = schema["paths"]["/jobs"]["post"]["requestBody"]["content"]["application/json"]["examples"]
-    assert list(examples) == ["tiny-cpu", "gpu-aion-base", "finetune-lora"]
+    assert list(examples) == ["tiny-cpu", "gpu-aion-base", "finetune-lora", "shipped-warm-start"]
     for path, operations in schema["paths"].items():
         for method, operation in operations.items():
             assert operation.get("summary"), (method, path)

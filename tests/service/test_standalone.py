@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from service.schemas import TINY_CPU_JOB
+from service.schemas import DEMO_JOB
 from tests.service.stack import (
     Stack,
     assert_resumed_from_checkpoint,
@@ -41,9 +41,13 @@ def test_serve_demo_runs_jobs_and_recovers_after_a_crash(standalone: Stack, tmp_
     demo = client.get("/jobs").json()["items"]
     assert len(demo) == 1
     demo_job = client.get(f"/jobs/{demo[0]['id']}").json()
-    assert demo_job["spec"]["model"].items() >= TINY_CPU_JOB["model"].items()
-    assert demo_job["spec"]["data"]["n_mock"] == TINY_CPU_JOB["data"]["n_mock"]
+    assert demo_job["spec"]["init_from"] == "shipped" and demo_job["spec"]["codec"] == "shipped"
+    assert demo_job["spec"]["model"]["n_embd"] == 64  # the shipped model's shape
+    assert demo_job["spec"]["data"]["n_mock"] == DEMO_JOB["data"]["n_mock"]
     wait_for_iteration(client, demo_job["id"], 2)
+    # it starts where the shipped model is, not at ln(10000) = 9.21 of random weights
+    val = client.get(f"/jobs/{demo_job['id']}").json()["curves"]["val_loss"]
+    assert val["steps"][0] == 0 and val["values"][0] < 1.5, val
     assert client.post(f"/jobs/{demo_job['id']}/cancel").status_code == 202
     wait_for_job(client, demo_job["id"], {"cancelled"})
 

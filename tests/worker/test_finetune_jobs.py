@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from astropt.data import simulate_galaxy
-from tests.service.stack import API_KEY, run_dir, tiny_spec, wait_for_job
+from tests.service.stack import API_KEY, run_dir, tiny_spec, wait_for_iteration, wait_for_job
 from tests.worker.test_training_jobs import sqlite_stack  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.slow
@@ -58,13 +58,13 @@ def test_finetune_job_from_a_trained_job_serves_predictions(sqlite_stack) -> Non
     job = wait_for_job(client, job_id, {"completed"}, timeout=300)
     assert job["progress"]["iteration"] == 20 and job["attempts"] == 1
     assert job["curves"]["train_loss"]["values"] and len(job["curves"]["val_loss"]["steps"]) == 4
-    assert [c["name"] for c in job["checkpoints"]] == ["best"]
+    assert {c["name"] for c in job["checkpoints"]} == {"best", "last"}
     assert job["best_val_loss"] == pytest.approx(min(job["curves"]["val_loss"]["values"]), rel=1e-5)
     out = run_dir(sqlite_stack, job_id)
     assert (out / "finetune_metrics.json").is_file() and (out / "checkpoints/best/head.safetensors").is_file()
     files = {f["path"] for f in client.get(f"/jobs/{job_id}/artifacts").json()["files"]}
     assert {"finetune_metrics.json", "finetune_test.png"} <= files
-    assert client.post(f"/jobs/{job_id}/resume").status_code == 409
+    assert client.post(f"/jobs/{job_id}/resume").status_code == 409  # its 20 steps are done
 
     upload = {"file": ("galaxy.npy", galaxy_npy())}
     for form in ({"job_id": job_id}, {}):  # default: the latest completed fine-tune job
@@ -89,3 +89,30 @@ def test_finetune_job_from_a_trained_job_serves_predictions(sqlite_stack) -> Non
     # The fine-tuned backbone is a plain AstroPT checkpoint: /embed serves it.
     embed = client.post("/embed", files=upload, data={"job_id": job_id})
     assert embed.status_code == 200 and embed.json()["dim"] == 32
+
+
+def test_a_cancelled_fine_tune_resumes_from_its_last_checkpoint(sqlite_stack) -> None:  # noqa: F811
+    client = sqlite_stack.client()
+    job_id = client.post("/jobs", json=finetune_spec("shipped", steps=5000, eval_interval=5)).json()["id"]
+    wait_for_iteration(client, job_id, 5, timeout=240)
+    assert client.post(f"/jobs/{job_id}/cancel").status_code == 202
+    job = wait_for_job(client, job_id, {"cancelled"}, timeout=120)
+    stopped = job["progress"]["iteration"]
+    assert 5 <= stopped < 5000
+    assert {c["name"]: c["step"] for c in job["checkpoints"]}["last"] == stopped
+    before = dict(zip(job["curves"]["val_loss"]["steps"], job["curves"]["val_loss"]["values"], strict=True))
+
+    resumed = client.post(f"/jobs/{job_id}/resume", json={"max_iters": stopped + 7})
+    assert resumed.status_code == 202, resumed.text
+    assert resumed.json()["spec"]["finetune"]["steps"] == stopped + 7
+    job = wait_for_job(client, job_id, {"completed"}, timeout=240)
+    assert job["attempts"] == 2 and job["progress"]["iteration"] == stopped + 7
+    val = dict(zip(job["curves"]["val_loss"]["steps"], job["curves"]["val_loss"]["values"], strict=True))
+    # Attempt 2 continued from step `stopped`: the points before it are attempt 1's, untouched (a
+    # restart from step 0 would have re-run them on the new, shorter schedule, to other values).
+    assert {s: v for s, v in val.items() if s <= stopped} == before
+    assert max(val) == stopped + 7 and sorted(val) == sorted(set(val))
+    out = run_dir(sqlite_stack, job_id)
+    assert (out / "finetune_metrics.json").is_file()
+    names = {c["name"]: c["step"] for c in job["checkpoints"]}
+    assert names["last"] == stopped + 7 and names["best"] in val

@@ -31,6 +31,7 @@ def training_config(spec: dict[str, Any], out_dir: str, settings: Settings) -> A
 
     spec = {k: v for k, v in spec.items() if k not in ("resources", "kind", "finetune")}
     spec["out_dir"] = out_dir
+    spec["init_from"] = spec.pop("init_from_dir", None)  # the directory the service resolved
     if not spec.get("checkpoint_interval"):
         spec["checkpoint_interval"] = settings.worker_checkpoint_interval
     return TrainConfig.model_validate(spec)
