@@ -176,6 +176,22 @@ MUTATIONS: tuple[Mutation, ...] = (
              "",
              ("tests/service/test_spec_bounds.py::test_combinations_past_a_budget_are_refused",),
              "a job far beyond the memory budget is queued and killed by the kernel"),
+    # -- warm starts and fine-tune resume ----------------------------------------------
+    Mutation("client-names-the-init-directory", "service/jobs.py",
+             '        spec = spec.model_copy(update={"init_from_dir": None})\n',
+             "        pass\n",
+             ("tests/service/test_api.py::test_init_from_takes_the_checkpoints_shape_or_names_what_differs",),
+             "a client sets init_from_dir and a worker loads whatever directory it names"),
+    Mutation("warm-start-ignores-a-shape-conflict", "astropt/training/warm_start.py",
+             "    if conflicts:\n        raise InitMismatch(conflicts, where)\n",
+             "",
+             ("tests/astropt/test_warm_start.py::test_the_shape_and_codec_come_from_the_checkpoint_and_set_fields_must_match",),
+             "a spec's model shape silently loses to the checkpoint's"),
+    Mutation("fine-tune-resume-accepts-a-changed-run", "astropt/finetune/resume.py",
+             "    changed = sorted(k for k in now if k not in FREE_ON_RESUME and saved.get(k) != now[k])",
+             "    changed = []",
+             ("tests/astropt/test_finetune.py::test_a_stopped_fine_tune_resumes_exactly",),
+             "a fine-tune resumed with another learning rate or labels continues as if nothing changed"),
 )
 
 
@@ -195,6 +211,8 @@ CI_SET = frozenset({
     "cancel-ignored-while-tokenising",
     "attempt-limit-ignored",
     "memory-estimate-skipped",
+    "client-names-the-init-directory",
+    "warm-start-ignores-a-shape-conflict",
 })
 
 
