@@ -130,3 +130,16 @@ def test_a_label_the_source_lacks_is_named_with_the_choices() -> None:
         select_labels(columns, ["colour"], [0])
     with pytest.raises(DataSourceError, match="not numeric"):
         select_labels(columns, ["band"], [0])
+
+
+def test_ridge_holdout_keeps_the_target_shape_and_reads_a_planted_signal() -> None:
+    from astropt.science.probe import r2_score, ridge_holdout
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(200, 8))
+    y = x @ rng.normal(size=8) + 0.1 * rng.normal(size=200)
+    train_rows, val_rows, test_rows = np.arange(120), np.arange(120, 160), np.arange(160, 200)
+    flat, alpha = ridge_holdout(x, y, train_rows, val_rows)
+    column, same = ridge_holdout(x, y[:, None], train_rows, val_rows)
+    assert flat.shape == (200,) and column.shape == (200, 1) and alpha == same
+    assert r2_score(y[test_rows], flat[test_rows]) > 0.98
