@@ -7,8 +7,9 @@ inconsistent combinations fail at construction with a message naming the field.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -132,18 +133,28 @@ class LiveProbeSettings(_Strict):
     defaults (docs/science.md).
     """
 
-    labels: list[Annotated[str, Field(pattern=PROBE_LABEL_PATTERN)]] = Field(
+    labels: list[str] = Field(
         default_factory=lambda: list(DEFAULT_PROBE_LABELS), min_length=1, max_length=16,
         description="Scalar columns of the data source to probe (mock: truth parameters, "
         "magnitudes mag_<b> and colours g_r, r_i, i_z).")
     n_galaxies: int = Field(128, ge=10, le=100_000, description="Validation galaxies embedded "
                             "(the first N of the val split; fewer if the split is smaller).")
-    every: int = Field(1, ge=1, description="Probe at every N-th evaluation (the first, untrained one included).")
+    every: int = Field(1, ge=1, description="Probe at every N-th evaluation: steps that are multiples of "
+                       "N x eval_interval (step 0, the untrained model, included) and the last step.")
     pool: Literal["mean", "last", "centre"] = Field("mean", description="Pooling of the hidden states "
                                                    "(astropt.pooling).")
     layer: int = Field(-1, ge=-96, le=95, description="Block whose output is pooled (-1: the last).")
     folds: int = Field(5, ge=2, le=10, description="Cross-validation folds of the ridge probe.")
     alpha: float = Field(100.0, gt=0, le=1e8, description="Ridge regularisation (lambda).")
+
+    @field_validator("labels")
+    @classmethod
+    def _check_labels(cls, labels: list[str]) -> list[str]:
+        bad = [label for label in labels if not re.match(PROBE_LABEL_PATTERN, label)]
+        if bad:
+            raise ValueError(f"live_probe.labels {bad}: a label is a column name of letters, digits, '_' "
+                             "and '.', 23 characters at most, starting with a letter")
+        return labels
 
     @model_validator(mode="after")
     def _check_size(self) -> LiveProbeSettings:

@@ -104,7 +104,7 @@ def test_loss_png_gets_a_probe_panel_only_with_probe_points() -> None:
 @pytest.mark.parametrize(("overrides", "message"), [
     ({"live_probe": {"n_galaxies": 12, "folds": 7}}, "at least 2 x folds"),
     ({"live_probe": {"labels": ["mag_r", "mag_r"]}}, "names a label twice"),
-    ({"live_probe": {"labels": ["probe label"]}}, "should match pattern"),
+    ({"live_probe": {"labels": ["probe label"]}}, "['probe label']: a label is a column name"),
     ({"live_probe": {"layer": 4}}, "live_probe.layer (4) must be in [-1, 0]"),
     ({"live_probe": {}, "data": {"source": "hf"}}, "finite table"),
     ({"live_probe": {}, "model": {"n_layer": 1, "n_head": 2, "n_embd": 32, "tokeniser": "patch", "vocab_size": 0}},
