@@ -18,6 +18,7 @@ from astropt.client import commands as client_commands
 from astropt.codec_training import commands as codec_commands
 from astropt.data import commands as data_commands
 from astropt.finetune import commands as finetune_commands
+from astropt.science import checkpoint_commands as probe_checkpoint_commands
 from astropt.science import commands as science_commands
 from astropt.training import commands as training_commands
 
@@ -28,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in (training_commands, finetune_commands, data_commands, checkpoint_commands,
-                   codec_commands, client_commands, science_commands):
+                   codec_commands, client_commands, science_commands, probe_checkpoint_commands):
         module.register(sub)
     for ep in entry_points(group="astropt.commands"):
         try:

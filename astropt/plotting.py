@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,9 +95,19 @@ def loss_figure(
     val: Sequence[tuple[int, float]] = (),
     lr: Sequence[tuple[int, float]] = (),
     title: str = "",
+    probes: Mapping[str, Sequence[tuple[int, float]]] | None = None,
 ) -> bytes:
-    """PNG bytes of train/val loss against iteration (learning rate on a twin axis)."""
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    """PNG bytes of train/val loss against iteration (learning rate on a twin axis).
+
+    ``probes`` (label -> (step, R^2) points, from a live probe): a second panel below, R^2
+    per label against the same iterations; it is drawn when any label has a point.
+    """
+    probes = {label: points for label, points in (probes or {}).items() if points}
+    if probes:
+        fig, (ax, probe_ax) = plt.subplots(2, 1, figsize=(7, 6.5), dpi=100, sharex=True,
+                                           gridspec_kw={"height_ratios": [3, 2]})
+    else:
+        fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
     if train:
         ax.plot(*zip(*train, strict=True), label="train", color="tab:blue", lw=1)
     if val:
@@ -113,11 +123,26 @@ def loss_figure(
         ax.text(0.5, 0.5, "no points yet", ha="center", va="center", transform=ax.transAxes)
     ax.legend(loc="upper right")
     ax.set_title(title)
+    if probes:
+        _probe_panel(probe_ax, probes)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
     return buf.getvalue()
+
+
+def _probe_panel(ax: plt.Axes, probes: Mapping[str, Sequence[tuple[int, float]]]) -> None:
+    """R^2 per label against iteration; below -0.5 is clipped to the axis (a useless probe)."""
+    for label, points in probes.items():
+        steps, values = zip(*points, strict=True)
+        ax.plot(steps, np.clip(values, -0.5, 1.0), "o-", ms=3, lw=1, label=label)
+    ax.axhline(0.0, color="k", lw=0.6)
+    ax.set_ylim(-0.5, 1.0)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("live probe R²")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=7, ncol=min(3, len(probes)))
 
 
 def compare_figure(runs: Sequence[tuple[str, Sequence[tuple[int, float]], Sequence[tuple[int, float]]]],

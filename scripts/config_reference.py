@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import sys
+import typing
 from typing import Any
 
 from pydantic import BaseModel
@@ -67,19 +68,27 @@ curl -X POST localhost:8000/jobs -H "X-API-Key: $KEY" -H 'Content-Type: applicat
 
 
 def _default(field: Any) -> str:
-    if field.default_factory is not None:
+    value = field.default_factory() if field.default_factory is not None else field.default
+    if isinstance(value, BaseModel):
         return "(section)"
-    value = field.default
     if isinstance(value, tuple):
         value = list(value)
     return f"`{value!r}`" if value is not None else "`None`"
+
+
+def _section(annotation: Any) -> type[BaseModel] | None:
+    """The model of a section field (``Settings`` or an optional ``Settings | None``)."""
+    for candidate in (annotation, *typing.get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
 
 
 def _rows(model: type[BaseModel], prefix: str = "") -> list[str]:
     rows = []
     for name, field in model.model_fields.items():
         annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        if _section(annotation) is not None:
             continue
         kind = str(annotation).replace("typing.", "").replace("<class '", "").replace("'>", "")
         desc = (field.description or "").replace("|", "\\|")
@@ -91,8 +100,8 @@ def render() -> str:
     out = [HEADER, "| key | type | default | meaning |", "|---|---|---|---|"]
     out += _rows(TrainConfig)
     for name, field in TrainConfig.model_fields.items():
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        annotation = _section(field.annotation)
+        if annotation is not None:
             out += [
                 "",
                 f"## `{name}`",

@@ -31,6 +31,7 @@ from service.store.models import FINISHED_PHASES, Job
 
 Publisher = Callable[[str], None]
 CURVE_KINDS = ("train_loss", "val_loss", "lr", "tokens_per_s", "mfu", "effective_batch_size")
+PROBE_PREFIX = "probe_r2/"  # + label: the live probe's curves (astropt.training.live_probe)
 
 
 def submit(session: Session, settings: Settings, publish: Publisher, spec: JobSpec) -> Job:
@@ -159,14 +160,31 @@ def delete(session: Session, settings: Settings, job_id: str) -> None:
     session.commit()
 
 
-def curves(session: Session, job_id: str, since: int | None, max_points: int) -> Curves:
-    """Every curve thinned to ``max_points`` in the database: the cost does not grow with the run."""
+def probe_labels(job: Job) -> list[str]:
+    """The labels a job's live probe reports (``probe_r2/<label>`` curves); none without one."""
+    section = (job.spec or {}).get("live_probe")
+    return [str(label) for label in section.get("labels", [])] if isinstance(section, dict) else []
+
+
+def curves(session: Session, job_id: str, since: int | None, max_points: int,
+           probes: Sequence[str] = ()) -> Curves:
+    """Every curve thinned to ``max_points`` in the database: the cost does not grow with the run.
+
+    ``probes``: the live-probe labels whose R^2 curves to read (see :func:`probe_labels`)."""
     result = Curves(since=since)
     for kind in CURVE_KINDS:
         curve = read_curve(session, job_id, kind, since, max_points)
         result.downsampled |= curve.thinned
-        setattr(result, kind, Curve(steps=[s for s, _ in curve.points], values=[v for _, v in curve.points]))
+        setattr(result, kind, _curve(curve.points))
+    for label in probes:
+        curve = read_curve(session, job_id, f"{PROBE_PREFIX}{label}", since, max_points)
+        result.downsampled |= curve.thinned
+        result.probe_r2[label] = _curve(curve.points)
     return result
+
+
+def _curve(points: list[tuple[int, float]]) -> Curve:
+    return Curve(steps=[s for s, _ in points], values=[v for _, v in points])
 
 
 def downsample(points: list[tuple[int, float]], max_points: int) -> list[tuple[int, float]]:

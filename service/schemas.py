@@ -223,6 +223,8 @@ class Curves(BaseModel):
     tokens_per_s: Curve = Field(default_factory=Curve, description="Training throughput (all ranks).")
     mfu: Curve = Field(default_factory=Curve, description="Model FLOPs utilisation (known GPUs only).")
     effective_batch_size: Curve = Field(default_factory=Curve, description="Images per optimiser step.")
+    probe_r2: dict[str, Curve] = Field(default_factory=dict, description="Live probe (spec `live_probe`): "
+                                       "cross-validated ridge R² per label at evaluations; empty without one.")
     since: int | None = Field(None, description="Only points with step > since are included.")
     downsampled: bool = Field(False, description="True when a long curve was thinned.")
 

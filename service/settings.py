@@ -90,6 +90,8 @@ class Settings(BaseSettings):
     max_weight_decay: float = Field(10.0, ge=0, description="Largest optim.weight_decay.")
     max_grad_clip: float = Field(1e6, gt=0, description="Largest optim.grad_clip.")
     max_shuffle_buffer: int = Field(1_000_000, ge=1, description="Largest data.shuffle_buffer.")
+    max_live_probe_galaxies: int = Field(4096, ge=10, description="Largest live_probe.n_galaxies (galaxies "
+                                         "embedded and probed at each probed evaluation).")
     max_json_body_bytes: int = Field(1 << 20, ge=1024, description="Largest JSON body (POST /jobs).")
     body_timeout_seconds: float = Field(
         30.0, gt=0, description="Time a client has to send a request body (slow clients get 408)."

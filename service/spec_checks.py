@@ -32,6 +32,8 @@ LIMITS: dict[str, str] = {
     "eval_interval": "max_iters_limit", "log_interval": "max_iters_limit",
     "checkpoint_interval": "max_iters_limit", "optim.warmup_iters": "max_iters_limit",
     "optim.lr_decay_iters": "max_iters_limit",
+    # the live probe embeds n_galaxies at each of its evaluations
+    "live_probe.n_galaxies": "max_live_probe_galaxies", "live_probe.every": "max_iters_limit",
 }
 FLOAT32, ADAMW_BYTES_PER_PARAM = 4, 16  # weights, gradients and AdamW's two moments, float32
 ACTIVATIONS_PER_TOKEN_LAYER = 16  # n_embd-wide float tensors a block keeps for its backward pass
@@ -48,6 +50,8 @@ def check_spec(spec: JobSpec, settings: Settings) -> None:
 def _value(spec: JobSpec, dotted: str) -> Any:
     node: Any = spec
     for part in dotted.split("."):
+        if node is None:  # an optional section left out (live_probe)
+            return None
         node = getattr(node, part)
     return node
 

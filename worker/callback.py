@@ -9,6 +9,7 @@ from typing import Any
 
 from astropt.run_dir import CheckpointKind, prune_step_checkpoints
 from astropt.training import TrainCallback
+from astropt.training.live_probe import PREFIX as PROBE_PREFIX
 from service.store import repository, session_scope
 from worker.store_writes import STORE_ERRORS, BufferedWrites
 
@@ -73,6 +74,8 @@ class StoreCallback(TrainCallback):
         points = [("val_loss", step, metrics["val_loss"])]
         if "train_loss" in metrics:
             points.append(("eval_train_loss", step, metrics["train_loss"]))
+        # the live probe's R^2 per label (astropt.training.live_probe), one curve each
+        points += [(kind, step, value) for kind, value in metrics.items() if kind.startswith(PROBE_PREFIX)]
 
         def write(session: Any) -> None:
             repository.upsert_points(session, self.job_id, points)

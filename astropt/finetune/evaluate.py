@@ -1,9 +1,10 @@
 """Scores of a fine-tune against its baselines, per label and split, and the test figure.
 
 - ``finetune``: the trained head (on the adapted or fine-tuned backbone);
-- ``probe``: a closed-form ridge regression on the frozen initial model's pooled embeddings
-  (features standardised on the training split, alpha chosen on the validation split from a
-  log grid; classification: ridge on one-hot targets, argmax) — a minimal linear probe;
+- ``probe``: a ridge regression on the frozen initial model's pooled embeddings
+  (:func:`astropt.science.probe.ridge_holdout`: features standardised on the training split,
+  alpha chosen on the validation split from a log grid; classification: ridge on one-hot
+  targets, argmax) — the science package's linear probe;
 - ``constant``: the training split's mean (regression) or most frequent class.
 
 Regression is scored by R^2 and RMSE in the label's units, classification by accuracy.
@@ -17,13 +18,7 @@ from typing import Any
 import numpy as np
 
 from astropt.finetune.head import LabelSpec, _class_name
-
-RIDGE_ALPHAS = tuple(10.0 ** k for k in range(-2, 5))
-
-
-def r2_score(y: np.ndarray, pred: np.ndarray) -> float:
-    total = float(np.sum((y - y.mean()) ** 2))
-    return float("nan") if total == 0 else 1.0 - float(np.sum((y - pred) ** 2)) / total
+from astropt.science.probe import r2_score, ridge_holdout
 
 
 def scores(specs: list[LabelSpec], truth: dict[str, np.ndarray], pred: dict[str, np.ndarray],
@@ -56,36 +51,17 @@ def constant_predictions(specs: list[LabelSpec], truth: dict[str, np.ndarray], t
     return out
 
 
-def _ridge_fit(x: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
-    """Weights and intercept of ridge regression (intercept unpenalised: centred data)."""
-    x_mean, y_mean = x.mean(axis=0), y.mean(axis=0)
-    xc, yc = x - x_mean, y - y_mean
-    w = np.linalg.solve(xc.T @ xc + alpha * np.eye(x.shape[1]), xc.T @ yc)
-    return w, y_mean - x_mean @ w
-
-
 def ridge_probe(features: np.ndarray, targets: np.ndarray, specs: list[LabelSpec], train: np.ndarray,
                 val: np.ndarray) -> tuple[dict[str, np.ndarray], float]:
     """Predictions for every row of a ridge probe and the alpha chosen on ``val``.
 
     ``targets``: the encoded targets (z-scores / class indices, as the head is trained on).
     """
-    x = features.astype(np.float64)
-    mean, std = x[train].mean(axis=0), x[train].std(axis=0)
-    x = (x - mean) / np.where(std > 0, std, 1.0)
     columns = []
     for j, spec in enumerate(specs):
         t = targets[:, j]
         columns.append(t[:, None] if spec.kind == "regression" else np.eye(spec.width)[t.astype(int)])
-    y = np.concatenate(columns, axis=1)
-
-    def val_error(alpha: float) -> float:
-        w, b = _ridge_fit(x[train], y[train], alpha)
-        return float(np.mean((x[val] @ w + b - y[val]) ** 2))
-
-    alpha = min(RIDGE_ALPHAS, key=val_error)
-    w, b = _ridge_fit(x[train], y[train], alpha)
-    raw = x @ w + b
+    raw, alpha = ridge_holdout(features, np.concatenate(columns, axis=1), train, val)
     out, start = {}, 0
     for spec in specs:
         part = raw[:, start:start + spec.width]

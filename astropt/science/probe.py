@@ -6,6 +6,9 @@ cross-validation (5 by default, shuffled with a fixed seed), R^2 on each held-ou
 feature set of one report uses the same folds, so the numbers compare row for row. An
 optional bootstrap over the pooled out-of-fold predictions gives a 95% interval.
 
+:func:`ridge_holdout` is the same regression with alpha chosen on a validation split (what
+the fine-tune comparison of :mod:`astropt.finetune` reports as its linear probe).
+
 Baselines: another catalogue of the same objects (typically a same-shape randomly
 initialised model, ``astropt embed --random-init``) and the aperture photometry stored in
 every catalogue (``aperture_flux``).
@@ -25,6 +28,7 @@ from astropt.science.catalogue import Catalogue, CatalogueError, read_catalogue
 DEFAULT_FOLDS = 5
 DEFAULT_ALPHA = 100.0
 APERTURE = "aperture_flux"
+HOLDOUT_ALPHAS = tuple(10.0 ** k for k in range(-2, 5))  # ridge_holdout's grid
 
 
 @dataclass
@@ -87,9 +91,43 @@ class ProbeReport:
         return "\n".join(lines)
 
 
-def _r2(y: np.ndarray, pred: np.ndarray) -> float:
+def r2_score(y: np.ndarray, pred: np.ndarray) -> float:
+    """Coefficient of determination (NaN for a constant ``y``)."""
     total = float(np.sum((y - y.mean()) ** 2))
     return float("nan") if total == 0 else 1.0 - float(np.sum((y - pred) ** 2)) / total
+
+
+_r2 = r2_score
+
+
+def _standardised_ridge(alpha: float) -> Any:
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), Ridge(alpha=alpha))
+
+
+def ridge_holdout(
+    x: np.ndarray, y: np.ndarray, train: np.ndarray, val: np.ndarray,
+    alphas: tuple[float, ...] = HOLDOUT_ALPHAS,
+) -> tuple[np.ndarray, float]:
+    """Predictions for every row of a standardised ridge regression fitted on the ``train``
+    rows, with the alpha of ``alphas`` whose fit has the least mean squared error on the
+    ``val`` rows. ``y`` may be ``[N, K]``: the K targets share one alpha (the fine-tune
+    comparison's probe: z-scored regression targets and one-hot classes)."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+
+    def fit(alpha: float) -> Any:
+        return _standardised_ridge(alpha).fit(x[train], y[train])
+
+    def val_error(alpha: float) -> float:
+        return float(np.mean((fit(alpha).predict(x[val]).reshape(y[val].shape) - y[val]) ** 2))
+
+    alpha = min(alphas, key=val_error)
+    # sklearn returns [N] for a one-column y; keep y's shape
+    return fit(alpha).predict(x).reshape(len(x), *y.shape[1:]), float(alpha)
 
 
 def ridge_cv(
@@ -103,10 +141,7 @@ def ridge_cv(
 ) -> LabelScore:
     """k-fold R^2 of a standardised ridge regression of ``y`` on ``x`` (rows with a
     non-finite label are left out)."""
-    from sklearn.linear_model import Ridge
     from sklearn.model_selection import KFold
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
@@ -117,7 +152,7 @@ def ridge_cv(
     pred = np.empty_like(y)
     scores = []
     for train, test in KFold(folds, shuffle=True, random_state=seed).split(x):
-        model = make_pipeline(StandardScaler(), Ridge(alpha=alpha)).fit(x[train], y[train])
+        model = _standardised_ridge(alpha).fit(x[train], y[train])
         pred[test] = model.predict(x[test])
         scores.append(_r2(y[test], pred[test]))
     low = high = None

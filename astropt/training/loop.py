@@ -36,6 +36,7 @@ from astropt.training.attempts import AttemptLog
 from astropt.training.batches import FixedBatches, StreamBatches, TokenBatches
 from astropt.training.callbacks import TrainCallback, TrainResult, TrainStatus
 from astropt.training.guards import Diverged, check_finite, check_weights
+from astropt.training.live_probe import PREFIX, LiveProbe, metric_names
 from astropt.training.pairs import crop_dataset, training_pair
 from astropt.training.pairs import gpt_config as _gpt_config
 from astropt.training.run_log import RunLog
@@ -73,6 +74,7 @@ class _Trainer:
         self.best: float | None = None
         self.iter_num = 0
         self.init_record: dict[str, Any] | None = None  # what init_from loaded (the run's, on resume)
+        self.live_probe: LiveProbe | None = None
         # Data preparation and evaluation run on the main rank alone, so only a one-process run
         # may leave them early; DDP ranks agree on stopping between (micro-)steps instead.
         self.local_stop = None if runtime.ddp else self._callbacks_stop
@@ -111,6 +113,8 @@ class _Trainer:
             info.update(n_train=len(train), n_val=len(val),
                         unigram_entropy=unigram_entropy(train_tokens, cfg.model.vocab_size))
             self._write_data_manifest(train)
+            if cfg.live_probe is not None and rt.is_main:
+                self.live_probe = LiveProbe.prepare(cfg, val, val_tokens)
             b = cfg.batch_size
             return {
                 "train": TokenBatches(train_tokens, b, cfg.seed + 7919 * rt.rank),
@@ -189,7 +193,7 @@ class _Trainer:
             "train": FixedBatches(data["train_eval"], cfg.eval_iters),
             "val": FixedBatches(data["val_eval"], cfg.eval_iters),
         }
-        log = RunLog(self.out, start) if rt.is_main else None
+        log = RunLog(self.out, start, metric_names(cfg.live_probe)) if rt.is_main else None
         self.attempts = AttemptLog(self.out, start, state is not None) if rt.is_main else None
         self.flops_per_token = efficiency.flops_per_token(
             model.get_num_params(), cfg.model.n_layer, cfg.model.n_embd, cfg.model.n_positions)
@@ -332,7 +336,10 @@ class _Trainer:
         metrics = self._estimate()
         for name in ("val_loss", "train_loss"):
             check_finite(self.iter_num, name, metrics[name])
-        log.add(self.iter_num, val_loss=metrics["val_loss"], eval_train_loss=metrics["train_loss"])
+        if self.live_probe is not None and self.live_probe.due(self.iter_num):
+            metrics.update(self.live_probe.run(self.model, self.rt.dtype, self.local_stop))
+        probes = {k: v for k, v in metrics.items() if k.startswith(PREFIX)}
+        log.add(self.iter_num, val_loss=metrics["val_loss"], eval_train_loss=metrics["train_loss"], **probes)
         log.write_plot()
         for cb in self.callbacks:
             cb.on_eval(self.iter_num, metrics)

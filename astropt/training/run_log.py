@@ -5,6 +5,9 @@ as at row 10. The evaluation of a step that was just logged adds its columns to 
 row, which is rewritten in place (the file is truncated to where the row starts). A resume at
 step k rewrites the file once, keeping the rows up to k: the rows of a killed attempt after its
 checkpoint are re-created by the re-run steps, never duplicated.
+
+A run with a live probe adds one column per probed label (``probe_r2/<label>``, after the
+fixed ones); ``loss.png`` then has a second panel of those R^2 values against step.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from astropt.plotting import loss_figure, write_atomic
@@ -24,10 +28,13 @@ PLOTTED = ("train_loss", "val_loss")
 class RunLog:
     """Rows keyed by step; on resume at step k, rows after k (from a killed run) are dropped."""
 
-    def __init__(self, out_dir: Path, start_step: int):
+    def __init__(self, out_dir: Path, start_step: int, probe_columns: Sequence[str] = ()):
         self.csv_path = RunDir(out_dir).loss_csv
         self.png_path = RunDir(out_dir).loss_png
-        self._series: dict[str, list[tuple[int, float]]] = {key: [] for key in PLOTTED}
+        self.columns = (*COLUMNS, *(c for c in probe_columns if c not in COLUMNS))
+        self.probe_columns = tuple(probe_columns)
+        self.plotted = (*PLOTTED, *self.probe_columns)
+        self._series: dict[str, list[tuple[int, float]]] = {key: [] for key in self.plotted}
         self._last_step: int | None = None
         self._last_row: dict[str, float] = {}
         self._last_offset = 0  # where the last row starts in the file
@@ -42,7 +49,7 @@ class RunLog:
             self._last_step, self._last_row = step, dict(values)
             self._last_offset = self.csv_path.stat().st_size
             self._write_last(truncate=False)
-        for key in PLOTTED:
+        for key in self.plotted:
             if key in values:
                 self._remember(key, step, values[key])
 
@@ -50,7 +57,9 @@ class RunLog:
         return list(self._series[key])
 
     def write_plot(self) -> None:
-        png = loss_figure(self.series("train_loss"), self.series("val_loss"), title="AstroPT on AION tokens")
+        probes = {key.split("/", 1)[-1]: self.series(key) for key in self.probe_columns}
+        png = loss_figure(self.series("train_loss"), self.series("val_loss"), title="AstroPT on AION tokens",
+                          probes=probes)
         write_atomic(self.png_path, png)
 
     def _remember(self, key: str, step: int, value: float) -> None:
@@ -65,7 +74,7 @@ class RunLog:
             if truncate:
                 fh.truncate(self._last_offset)
                 fh.seek(self._last_offset)
-            fh.write(_line(self._last_step or 0, self._last_row))
+            fh.write(_line(self.columns, self._last_step or 0, self._last_row))
             fh.flush()
 
     def _rewrite(self, rows: list[tuple[int, dict[str, float]]]) -> None:
@@ -73,15 +82,15 @@ class RunLog:
         self.csv_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.csv_path.with_name(".loss.csv.tmp")
         with tmp.open("wb") as fh:
-            fh.write(_line_of(COLUMNS))
+            fh.write(_line_of(self.columns))
             for step, row in rows:
                 self._last_offset, self._last_step, self._last_row = fh.tell(), step, dict(row)
-                fh.write(_line(step, row))
+                fh.write(_line(self.columns, step, row))
             fh.flush()
             os.fsync(fh.fileno())
         tmp.replace(self.csv_path)
         for step, row in rows:
-            for key in PLOTTED:
+            for key in self.plotted:
                 if key in row:
                     self._remember(key, step, row[key])
 
@@ -99,8 +108,8 @@ def _read_rows(path: Path, up_to: int) -> list[tuple[int, dict[str, float]]]:
     return sorted(rows.items())
 
 
-def _line(step: int, row: dict[str, float]) -> bytes:
-    return _line_of([step, *(_fmt(row.get(c)) for c in COLUMNS[1:])])
+def _line(columns: Sequence[str], step: int, row: dict[str, float]) -> bytes:
+    return _line_of([step, *(_fmt(row.get(c)) for c in columns[1:])])
 
 
 def _line_of(cells: object) -> bytes:

@@ -52,7 +52,7 @@ def submit_job(
     job = jobs.submit(session, settings, publish, spec)
     request.app.state.metrics.submitted.inc()
     response.headers["Location"] = f"/jobs/{job.id}"
-    return jobs.detail(job, jobs.curves(session, job.id, None, settings.curve_max_points), settings.max_attempts)
+    return jobs.detail(job, jobs.curves(session, job.id, None, settings.curve_max_points, jobs.probe_labels(job)), settings.max_attempts)
 
 
 @router.get("", response_model=JobList, summary="List jobs (newest first)", responses={**INVALID})
@@ -76,7 +76,7 @@ def get_job(
     """Phase, timestamps, spec, device, codec, progress, loss curves (train, val, lr; thinned to
     at most `ASTROPT_CURVE_MAX_POINTS` per curve), best validation loss, checkpoints, failure reason."""
     job = jobs.get(session, job_id)
-    return jobs.detail(job, jobs.curves(session, job_id, since, settings.curve_max_points), settings.max_attempts)
+    return jobs.detail(job, jobs.curves(session, job_id, since, settings.curve_max_points, jobs.probe_labels(job)), settings.max_attempts)
 
 
 @router.post(
@@ -87,7 +87,7 @@ def cancel_job(job_id: str, session: SessionDep, settings: SettingsDep) -> JobOu
     """A queued job is cancelled at once; a running one turns `cancelling`, stops at the next
     step, writes its `last` checkpoint and turns `cancelled`."""
     job = jobs.cancel(session, job_id)
-    return jobs.detail(job, jobs.curves(session, job_id, None, settings.curve_max_points), settings.max_attempts)
+    return jobs.detail(job, jobs.curves(session, job_id, None, settings.curve_max_points, jobs.probe_labels(job)), settings.max_attempts)
 
 
 @router.post(
@@ -103,7 +103,7 @@ def resume_job(
     Give `max_iters` to train a completed job further (a fine-tune job: its new `finetune.steps`);
     training and fine-tune jobs alike continue exactly where they stopped."""
     job = jobs.resume(session, settings, publish, job_id, body.max_iters if body else None)
-    return jobs.detail(job, jobs.curves(session, job_id, None, settings.curve_max_points), settings.max_attempts)
+    return jobs.detail(job, jobs.curves(session, job_id, None, settings.curve_max_points, jobs.probe_labels(job)), settings.max_attempts)
 
 
 @router.delete(

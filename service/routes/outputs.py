@@ -34,11 +34,12 @@ KEEPALIVE_SECONDS = 15.0
 )
 def loss_png(job_id: str, session: SessionDep, settings: SettingsDep) -> Response:
     job = jobs.get(session, job_id)
-    curves = jobs.curves(session, job_id, None, settings.curve_max_points)
+    curves = jobs.curves(session, job_id, None, settings.curve_max_points, jobs.probe_labels(job))
     def pairs(curve: Any) -> list[tuple[int, float]]:
         return list(zip(curve.steps, curve.values, strict=True))
     png = loss_figure(pairs(curves.train_loss), pairs(curves.val_loss), pairs(curves.lr),
-                      title=f"job {job.id[:8]} ({job.phase})")
+                      title=f"job {job.id[:8]} ({job.phase})",
+                      probes={label: pairs(curve) for label, curve in curves.probe_r2.items()})
     return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
 
 
@@ -62,7 +63,7 @@ def _snapshot(settings: Settings, job_id: str, since: int | None) -> dict[str, A
         job = jobs.repository.get_job(session, job_id)
         if job is None:
             return None
-        curves = jobs.curves(session, job_id, since, settings.curve_max_points)
+        curves = jobs.curves(session, job_id, since, settings.curve_max_points, jobs.probe_labels(job))
         return {"id": job.id, "phase": job.phase, "updated_at": job.updated_at.isoformat(),
                 "progress": jobs.progress(job).model_dump(), "best_val_loss": job.best_val_loss,
                 "failure_reason": job.failure_reason, "curves": curves.model_dump()}

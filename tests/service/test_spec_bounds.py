@@ -44,6 +44,8 @@ BOUNDS: list[tuple[str, Any, str]] = [
     ("optim.grad_clip", 2e6, "limit of 1e+06 (setting ASTROPT_MAX_GRAD_CLIP)"),
     ("model.block_size", 8193, "limit of 8192 (setting ASTROPT_MAX_BLOCK_SIZE)"),
     ("data.shuffle_buffer", 1_000_001, "(setting ASTROPT_MAX_SHUFFLE_BUFFER)"),
+    ("live_probe.n_galaxies", 4097, "limit of 4096 (setting ASTROPT_MAX_LIVE_PROBE_GALAXIES)"),
+    ("live_probe.every", 1_000_001, "(setting ASTROPT_MAX_ITERS_LIMIT)"),
     # bounded by the schema itself: facts of the model and the data, not policy
     ("model.n_layer", 97, "less than or equal to 96"),
     ("model.n_head", 129, "less than or equal to 128"),
@@ -55,6 +57,9 @@ BOUNDS: list[tuple[str, Any, str]] = [
     ("optim.beta2", 1.0, "less than 1"),
     ("data.val_fraction", 0.5, "less than 0.5"),
     ("n_val_images", 17, "less than or equal to 16"),
+    ("live_probe.folds", 11, "less than or equal to 10"),
+    ("live_probe.n_galaxies", 9, "greater than or equal to 10"),
+    ("live_probe.alpha", 1e9, "less than or equal to 100000000"),
     ("seed", 2**32, "less than or equal to 4294967295"),
     ("seed", 2**70, "less than or equal to 4294967295"),
     ("data.mock_seed", 2**32, "less than or equal to 4294967295"),

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import matplotlib.image as mpimg
 import pytest
 
 from tests.service.stack import (
@@ -79,15 +80,32 @@ def read_events(client: httpx.Client, job_id: str) -> list[tuple[str, dict]]:
     return events
 
 
+PROBED = ["mag_r", "g_r"]
+
+
+def assert_probe_curves(curves: dict, steps_expected: list[int]) -> None:
+    """The live probe's R^2 per label, at every evaluation, finite and at most 1."""
+    assert set(curves["probe_r2"]) == set(PROBED)
+    for curve in curves["probe_r2"].values():
+        assert steps(curve) == steps_expected
+        assert all(-1e6 < v <= 1.0 for v in curve["values"]), curve
+
+
 def test_job_completes_with_a_falling_curve_then_resumes(sqlite_stack: Stack) -> None:
     client = sqlite_stack.client()
-    job_id = client.post("/jobs", json=tiny_spec(max_iters=30)).json()["id"]
+    # with a live probe (3-fold on the ~14 validation galaxies): its curves ride beside the losses
+    spec = tiny_spec(max_iters=30, data={"source": "mock", "n_mock": 48, "val_fraction": 0.3},
+                     live_probe={"labels": PROBED, "n_galaxies": 16, "folds": 3})
+    job_id = client.post("/jobs", json=spec).json()["id"]
     events = read_events(client, job_id)  # streams live until the job finishes
     assert events[-1] == ("end", {"id": job_id, "phase": "completed"})
     assert {"queued", "running"} & {data["phase"] for name, data in events if name == "progress"}
     streamed = sorted({s for name, data in events if name == "progress"
                        for s in data["curves"]["train_loss"]["steps"]})
     assert streamed == list(range(1, 31))
+    streamed_probe = sorted({s for name, data in events if name == "progress"
+                             for s in data["curves"]["probe_r2"].get("g_r", {"steps": []})["steps"]})
+    assert streamed_probe == [0, 10, 20, 30]
 
     job = client.get(f"/jobs/{job_id}").json()
     assert job["phase"] == "completed" and job["device"] == "cpu" and job["attempts"] == 1
@@ -98,6 +116,7 @@ def test_job_completes_with_a_falling_curve_then_resumes(sqlite_stack: Stack) ->
     assert steps(job["curves"]["val_loss"]) == [0, 10, 20, 30]  # 0: untrained baseline
     val = job["curves"]["val_loss"]["values"]
     assert val[-1] < val[0] and job["best_val_loss"] == min(val)
+    assert_probe_curves(job["curves"], [0, 10, 20, 30])
     assert len(job["curves"]["lr"]["values"]) == 30
     names = {c["name"]: c for c in job["checkpoints"]}
     # checkpoint_interval 5 is forced by the worker; only the newest 3 periodic ones are kept
@@ -111,7 +130,9 @@ def test_job_completes_with_a_falling_curve_then_resumes(sqlite_stack: Stack) ->
     assert client.get(images[-1]["download_url"]).content[:4] == b"\x89PNG"
     archive = zipfile.ZipFile(io.BytesIO(client.get(names["best"]["download_url"]).content))
     assert {"best/model.safetensors", "best/config.json"} <= set(archive.namelist())
-    assert client.get(f"/jobs/{job_id}/loss.png").content[:4] == b"\x89PNG"
+    png = client.get(f"/jobs/{job_id}/loss.png").content
+    assert png[:4] == b"\x89PNG"
+    assert mpimg.imread(io.BytesIO(png), format="png").shape[0] == 650  # losses + the probe panel
 
     assert client.post(f"/jobs/{job_id}/resume").status_code == 409  # nothing left to train
     resumed = client.post(f"/jobs/{job_id}/resume", json={"max_iters": 40})
@@ -120,6 +141,7 @@ def test_job_completes_with_a_falling_curve_then_resumes(sqlite_stack: Stack) ->
     assert job["attempts"] == 2 and job["progress"]["iteration"] == 40
     assert steps(job["curves"]["train_loss"]) == list(range(1, 41))
     assert steps(job["curves"]["val_loss"]) == [0, 10, 20, 30, 40]
+    assert_probe_curves(job["curves"], [0, 10, 20, 30, 40])
     # resume-after-complete: attempt 2 trained exactly steps 31..40 from the step-30 checkpoint
     assert_resumed_from_checkpoint(run_dir(sqlite_stack, job_id), final_step=40)
     assert_best_checkpoint_is_the_minimum(job)
@@ -172,6 +194,7 @@ def test_postgres_job_survives_a_killed_worker(postgres_stack: Stack) -> None:
     assert train == list(range(1, 41))  # no gap, no duplicate
     assert_falling(job["curves"]["train_loss"]["values"])
     assert steps(job["curves"]["val_loss"]) == [0, 10, 20, 30, 40]
+    assert_probe_curves(job["curves"], [0, 10, 20, 30, 40])
     assert_best_checkpoint_is_the_minimum(job)
     # kill -9: attempt 2 restored the dead attempt's checkpoint (not step 0)
     assert_resumed_from_checkpoint(run_dir(postgres_stack, job_id), final_step=40, killed=True)
