@@ -46,7 +46,11 @@ def points(page, series: str) -> int:
 
 def test_dashboard_follows_a_running_job(stack: Stack, request: pytest.FixtureRequest) -> None:
     client = stack.client()
-    job_id = client.post("/jobs", json=tiny_spec(max_iters=2000, eval_interval=5, n_val_images=2)).json()["id"]
+    # With a live probe: its R^2 curves get their own chart beside the losses.
+    spec = tiny_spec(max_iters=2000, eval_interval=5, n_val_images=2,
+                     data={"source": "mock", "n_mock": 48, "val_fraction": 0.25},
+                     live_probe={"labels": ["mag_r", "g_r"], "n_galaxies": 12, "folds": 3})
+    job_id = client.post("/jobs", json=spec).json()["id"]
     shots = artifact_dir(request.node.name)
     network = NetworkLog()
     with chromium_page(network) as page:
@@ -72,6 +76,9 @@ def test_dashboard_follows_a_running_job(stack: Stack, request: pytest.FixtureRe
         page.wait_for_function("[...document.querySelectorAll('#val-images img')].some(i => i.naturalWidth > 0)")
         assert page.locator("#val-images figure").first.get_attribute("data-path").startswith("val_images/step_")
         page.wait_for_function("Number(document.querySelector('#loss-chart').dataset.points_val_loss || 0) >= 1")
+        page.wait_for_function("Number(document.querySelector('#probe-chart').dataset.points_mag_r || 0) >= 2")
+        assert page.locator("#probe-figure").is_visible()
+        assert page.locator("#probe-chart polyline[data-series='g_r']").count() == 1
         page.screenshot(path=shots / "job-running.png", full_page=True)
 
         # Cancel is API-key aware: refused without the key, accepted with it.

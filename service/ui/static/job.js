@@ -3,17 +3,24 @@
 (() => {
   const job = JSON.parse(document.getElementById("job-data").textContent);
   const curves = { train_loss: job.curves.train_loss, val_loss: job.curves.val_loss, lr: job.curves.lr };
+  const probes = {};  // live probe: label -> R^2 curve (empty for a job without one)
+  for (const [label, curve] of Object.entries(job.curves.probe_r2 || {})) probes[label] = curve;
   const $ = (id) => document.getElementById(id);
   const FINISHED = ["completed", "failed", "cancelled"];
   let lastArtifacts = 0;
 
+  function append(have, add) {
+    const last = have.steps.length ? have.steps[have.steps.length - 1] : -1;
+    add.steps.forEach((step, i) => {
+      if (step > last) { have.steps.push(step); have.values.push(add.values[i]); }
+    });
+  }
+
   function merge(fresh) {
-    for (const name of Object.keys(curves)) {
-      const have = curves[name], add = fresh[name] || { steps: [], values: [] };
-      const last = have.steps.length ? have.steps[have.steps.length - 1] : -1;
-      add.steps.forEach((step, i) => {
-        if (step > last) { have.steps.push(step); have.values.push(add.values[i]); }
-      });
+    for (const name of Object.keys(curves)) append(curves[name], fresh[name] || { steps: [], values: [] });
+    for (const [label, add] of Object.entries(fresh.probe_r2 || {})) {
+      probes[label] = probes[label] || { steps: [], values: [] };
+      append(probes[label], add);
     }
   }
 
@@ -23,6 +30,11 @@
       { name: "val_loss", cls: "val", ...curves.val_loss },
     ]);
     Chart.draw($("lr-chart"), [{ name: "lr", cls: "lr", ...curves.lr }]);
+    const labels = Object.keys(probes);
+    $("probe-figure").hidden = !labels.length;
+    if (labels.length) {
+      Chart.draw($("probe-chart"), labels.map((label, i) => ({ name: label, cls: `probe probe-${i % 6}`, ...probes[label] })));
+    }
     const lr = curves.lr.values;
     $("lr-now").textContent = lr.length ? lr[lr.length - 1].toExponential(2) : "–";
   }
@@ -83,6 +95,7 @@
     if (!response.ok) return;
     const fresh = await response.json();
     for (const name of Object.keys(curves)) curves[name] = fresh.curves[name];
+    for (const [label, curve] of Object.entries(fresh.curves.probe_r2 || {})) probes[label] = curve;
     showState(fresh);
     drawCharts();
     await refreshArtifacts(true);
