@@ -46,6 +46,7 @@ class Mutation:
 T_TRAIN = "tests/astropt/test_train.py"
 T_JOBS = "tests/worker/test_training_jobs.py"
 T_HTTP = "tests/service/test_inference_http.py"
+T_PROBE = "tests/astropt/test_live_probe.py"
 
 MUTATIONS: tuple[Mutation, ...] = (
     # -- issue #17's list --------------------------------------------------------------
@@ -192,6 +193,17 @@ MUTATIONS: tuple[Mutation, ...] = (
              "    changed = []",
              ("tests/astropt/test_finetune.py::test_a_stopped_fine_tune_resumes_exactly",),
              "a fine-tune resumed with another learning rate or labels continues as if nothing changed"),
+    # -- the live probe: labels belong to the galaxies embedded ----------------------------
+    Mutation("live-probe-labels-of-the-wrong-rows", "astropt/training/live_probe.py",
+             "rows, ids = list(val.indices)[:n], list(val.object_ids or [])[:n]",
+             "rows, ids = list(val.indices)[1:n + 1], list(val.object_ids or [])[:n]",
+             (f"{T_PROBE}::test_live_probe_r2_equals_an_independent_probe_of_the_final_checkpoint",),
+             "each probe galaxy gets its neighbour's labels: probe_r2 curves of noise that look plausible"),
+    Mutation("probe-labels-rolled-against-embeddings", "astropt/science/model_probe.py",
+             "out[name] = ridge_cv(x, y, folds=folds, alpha=alpha, seed=seed)",
+             "out[name] = ridge_cv(x, np.roll(y, 1), folds=folds, alpha=alpha, seed=seed)",
+             (f"{T_PROBE}::test_live_probe_r2_equals_an_independent_probe_of_the_final_checkpoint",),
+             "labels one row out of step with the embeddings in every live and checkpoint probe"),
 )
 
 
@@ -213,6 +225,8 @@ CI_SET = frozenset({
     "memory-estimate-skipped",
     "client-names-the-init-directory",
     "warm-start-ignores-a-shape-conflict",
+    "live-probe-labels-of-the-wrong-rows",
+    "probe-labels-rolled-against-embeddings",
 })
 
 

@@ -16,11 +16,14 @@ import pytest
 from pydantic import ValidationError
 
 from astropt.config import LiveProbeSettings, TrainConfig
+from astropt.data.mock import object_id, simulate_galaxy
 from astropt.data.samples import DataSourceError
 from astropt.plotting import loss_figure
 from astropt.pooling import POOLS
 from astropt.science.checkpoint_probes import JSON_NAME, PNG_NAME, probe_checkpoints, write_report
+from astropt.science.embed import EmbedOptions, embed_flux, load_embed_model
 from astropt.science.model_probe import select_labels
+from astropt.science.probe import ridge_cv
 from astropt.science.sources import SourceSpec
 from astropt.training import TrainCallback, train
 from tests.astropt.test_train import read_train_losses, tiny_config
@@ -84,6 +87,49 @@ def test_live_probe_curves_at_each_eval_same_losses_then_probe_every_checkpoint(
     assert [r["step"] for r in saved["rows"]] == [8, 16] and saved["labels"] == LABELS
     assert saved["rows"][1]["scores"]["g_r"]["r2_mean"] == pytest.approx(report.rows[1].r2("g_r"))
     assert png_path.read_bytes()[:4] == b"\x89PNG" and (json_path.name, png_path.name) == (JSON_NAME, PNG_NAME)
+
+
+def _truth_labels(params: dict[str, float]) -> dict[str, float]:
+    """LABELS straight from the mock's truth (g_r from the total band fluxes, as a survey measures it)."""
+    return {"mag_r": params["mag_r"], "g_r": -2.5 * math.log10(params["flux_g"] / params["flux_r"]),
+            "disk_hlr_arcsec": params["disk_hlr_arcsec"]}
+
+
+def test_live_probe_r2_equals_an_independent_probe_of_the_final_checkpoint(tmp_path: Path) -> None:
+    """The live probe's labels belong to the galaxies it embeds: its last R^2 per label is what
+    the public science path gives for the same galaxies, found by object id from the run's data
+    manifest, embedded from the final checkpoint and labelled from the mock's truth."""
+    evals = Evals()
+    cfg = _config(tmp_path, "run", live_probe=PROBE, max_iters=8, n_val_images=0)
+    assert train(cfg, [evals], resume=False).status == "completed"
+    step, metrics = evals.evals[-1]
+    assert step == 8
+
+    # the probe set: the first n_galaxies of the validation split, in row order; the validation
+    # split is every mock galaxy the manifest does not list as trained on
+    trained = set(json.loads((tmp_path / "run" / "data_rank0.json").read_text())["object_ids"])
+    seed, settings = cfg.data.mock_seed, cfg.live_probe
+    assert settings is not None
+    val_rows = [i for i in range(cfg.data.n_mock) if object_id(seed, i) not in trained]
+    rows = val_rows[: settings.n_galaxies]
+    assert len(rows) == settings.n_galaxies and len(trained) == cfg.data.n_mock - len(val_rows)
+
+    galaxies = [simulate_galaxy(seed, i) for i in rows]
+    em = load_embed_model(tmp_path / "run" / "checkpoints" / "last")
+    assert em.meta["step"] == step
+    x = embed_flux(em, np.stack([g["flux"] for g in galaxies]),
+                   EmbedOptions(pool=settings.pool, layer=settings.layer, batch_size=len(rows)))
+    truth = [_truth_labels(g["params"]) for g in galaxies]
+    for label in LABELS:
+        y = np.array([t[label] for t in truth])
+        reference = ridge_cv(x, y, folds=settings.folds, alpha=settings.alpha, seed=cfg.seed)
+        # same weights, tokens, rows, folds and seed: the same embeddings bit for bit; only g_r's
+        # label arithmetic (log of a ratio here, a difference of magnitudes there) differs, ~1e-15
+        assert metrics[f"probe_r2/{label}"] == pytest.approx(reference.r2_mean, abs=1e-9), label
+    # a probe of the same embeddings with the labels one galaxy out of step reads something else
+    y = np.array([t["mag_r"] for t in truth])
+    shifted = ridge_cv(x, np.roll(y, 1), folds=settings.folds, alpha=settings.alpha, seed=cfg.seed)
+    assert abs(shifted.r2_mean - metrics["probe_r2/mag_r"]) > 1e-3
 
 
 def _png_height(png: bytes) -> int:
