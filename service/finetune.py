@@ -50,25 +50,30 @@ def check_finetune(spec: JobSpec, settings: Settings) -> None:
 
 def init_dir(session: Session, section: FinetuneSection) -> Path:
     """The checkpoint directory ``init`` names; a 422 naming the field when there is none."""
+    return model_dir(session, section.init, "finetune.init")
+
+
+def model_dir(session: Session, ref: str | JobCheckpoint | CheckpointPath, field: str) -> Path:
+    """The checkpoint directory a spec's model reference names ('shipped', a job's checkpoint
+    or a path); a 422 naming ``field`` when there is none."""
     from astropt.checkpoints.shipped import SHIPPED_MODEL_DIR
 
-    init = section.init
-    if isinstance(init, JobCheckpoint):
-        job = repository.get_job(session, init.job)
+    if isinstance(ref, JobCheckpoint):
+        job = repository.get_job(session, ref.job)
         if job is None:
-            raise SpecInvalid("finetune.init.job", f"finetune.init.job: job {init.job} not found")
+            raise SpecInvalid(f"{field}.job", f"{field}.job: job {ref.job} not found")
         try:
-            directory = artifacts.checkpoint_dir(Path(job.out_dir), init.checkpoint)
+            directory = artifacts.checkpoint_dir(Path(job.out_dir), ref.checkpoint)
         except NotFound as exc:
-            raise SpecInvalid("finetune.init.checkpoint", f"job {init.job}: {exc.detail}") from exc
-    elif isinstance(init, CheckpointPath):
-        directory = Path(init.path).expanduser().resolve()
+            raise SpecInvalid(f"{field}.checkpoint", f"job {ref.job}: {exc.detail}") from exc
+    elif isinstance(ref, CheckpointPath):
+        directory = Path(ref.path).expanduser().resolve()
     else:
         directory = SHIPPED_MODEL_DIR
     try:
         read_meta(directory)
     except CheckpointError as exc:
-        raise SpecInvalid("finetune.init", f"finetune.init: {exc}") from exc
+        raise SpecInvalid(field, f"{field}: {exc}") from exc
     return directory
 
 

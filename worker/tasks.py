@@ -1,4 +1,4 @@
-"""The training task (pretraining and fine-tune jobs) and the recovery of jobs whose worker died.
+"""The training task (pretraining, fine-tune and embed jobs) and the recovery of jobs whose worker died.
 
 The worker's main process never imports torch: the training code is imported inside the
 task, in the forked pool process, so no CUDA context exists before a fork.
@@ -69,6 +69,12 @@ def _run_claimed(settings: Settings, job_id: str, lease: Any) -> str:
 
     # The lease is kept fresh from the claim on, including the slow first import of torch.
     with Heartbeat(url, job_id, owner, interval=max(0.2, settings.worker_lease_seconds / 4)):
+        if spec.get("kind") == "embed":  # one process, in this pool process
+            if lease is not None:
+                os.environ.update(lease.env())
+            from worker.embed_job import run_embed_job
+
+            return run_embed_job(settings, job_id, owner, spec, out_dir)
         if spec.get("kind") == "finetune":  # one process, in this pool process
             if lease is not None:
                 os.environ.update(lease.env())
