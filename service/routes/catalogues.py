@@ -28,7 +28,13 @@ from service.catalogue_schemas import (
 )
 from service.deps import ApiKey, SessionDep
 from service.responses import STORE_DOWN, UPLOAD, Responses, _error
-from service.routes.inference import InferenceError, _Form, _multipart_doc, _read_request, get_engine
+from service.routes.inference import (
+    InferenceError,
+    _Form,
+    _multipart_doc,
+    _read_request,
+    get_engine,
+)
 from service.settings import Settings
 from service.store import session_scope
 
