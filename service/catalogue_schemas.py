@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
+
+from service.schemas import ErrorOut, ValidationErrorOut
 
 JOB_ID = r"^[0-9a-f]{1,32}$"
 
@@ -82,3 +84,8 @@ class OutliersOut(BaseModel):
     job_id: str
     k: int
     items: list[Outlier]
+
+
+class UploadOrFieldError(RootModel[ErrorOut | ValidationErrorOut]):
+    """POST /search 422: an unusable image or form ({detail: str}), or a field out of bounds
+    ({detail: [issues]})."""

@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from service.settings import Settings
-from service.store import repository
+from service.store import repository, session_scope
 from worker.callback import StoreCallback
 
 log = logging.getLogger(__name__)
+MAX_REASON_CHARS = 4000
 PROGRESS_SECONDS = 0.5  # at most this often a progress write (small models run many batches a second)
 
 
@@ -61,8 +62,6 @@ class EmbedProgress(StoreCallback):
 
 
 def run_embed_job(settings: Settings, job_id: str, owner: str, spec: dict[str, Any], out_dir: str) -> str:
-    from worker.tasks import _fail
-
     url = settings.resolved_database_url
     try:
         reporter = EmbedProgress(url, job_id, owner, int(spec.get("max_iters", 1)), settings.cancel_poll_seconds,
@@ -71,7 +70,9 @@ def run_embed_job(settings: Settings, job_id: str, owner: str, spec: dict[str, A
         reporter.drain()
     except Exception as exc:
         log.error("job %s failed:\n%s", job_id, traceback.format_exc())
-        return _fail(url, job_id, exc)
+        with session_scope(url) as session:
+            repository.finish_job(session, job_id, "failed", f"{type(exc).__name__}: {exc}"[:MAX_REASON_CHARS])
+        return "failed"
     if reporter.lost_ownership:
         log.warning("job %s was taken over by another worker; leaving its record alone", job_id)
         return "lost"

@@ -25,6 +25,7 @@ from service.catalogue_schemas import (
     ProbeRequest,
     SearchOut,
     SearchRequest,
+    UploadOrFieldError,
 )
 from service.deps import ApiKey, SessionDep
 from service.responses import STORE_DOWN, UPLOAD, Responses, _error
@@ -35,6 +36,7 @@ from service.routes.inference import (
     _read_request,
     get_engine,
 )
+from service.schemas import ValidationErrorOut
 from service.settings import Settings
 from service.store import session_scope
 
@@ -43,7 +45,8 @@ JobPath = Annotated[str, Field(pattern=JOB_ID)]
 SERVED: Responses = {
     404: _error("Unknown job or object"),
     409: _error("The job has not completed (or its catalogue is gone)"),
-    422: _error("Not an embed job, or an input out of bounds (the limit is named)"),
+    422: {"model": ValidationErrorOut, "description": "Not an embed job, or an input out of bounds (the "
+          "limit is named): field path and reason"},
 }
 COMPUTE: Responses = {**SERVED, 401: _error("Missing or wrong API key"),
                       429: _error("Too many catalogue computations at once; Retry-After")}
@@ -141,7 +144,8 @@ def _search_doc() -> dict[str, Any]:
 
 
 @router.post("/search", response_model=SearchOut, dependencies=[ApiKey], openapi_extra=_search_doc(),
-             responses={**UPLOAD, **COMPUTE}, summary="Nearest galaxies in a catalogue: by object id or by image")
+             responses={**UPLOAD, **COMPUTE, 422: {"model": UploadOrFieldError, "description": "An unusable "
+                        "image or form field, or a field out of bounds (the limit is named)"}}, summary="Nearest galaxies in a catalogue: by object id or by image")
 async def search(request: Request) -> SearchOut:
     """JSON `{job_id, object_id, k}`, or multipart with the image in `file` and `job_id`, `k`
     fields: the image is embedded with the catalogue's model, pooling and layer. The k most
