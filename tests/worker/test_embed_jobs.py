@@ -88,7 +88,7 @@ def test_embed_job_cancelled_resumed_and_its_catalogue_served(stack: Stack) -> N
         assert body["phase"] in ("queued", "running"), body
         return body["progress"]["iteration"] >= 2 * SHARD
 
-    wait_until(progressed, timeout=240, what="the embed job to pass two shards", interval=0.1)
+    wait_until(progressed, timeout=240, what="the embed job to pass two shards", interval=0.25)
     # The worker is busy: a training job waits queued, and is cancelled before it runs.
     train_id = client.post("/jobs", json=tiny_spec(max_iters=2)).json()["id"]
     assert client.post(f"/jobs/{train_id}/cancel").json()["phase"] == "cancelled"
@@ -177,3 +177,30 @@ def test_embed_job_cancelled_resumed_and_its_catalogue_served(stack: Stack) -> N
     # Deleting the job deletes its catalogue.
     assert client.delete(f"/jobs/{job_id}").status_code == 204
     assert not Path(out).exists() and client.get(f"/catalogues/{job_id}").status_code == 404
+
+
+def test_an_embed_job_whose_worker_is_killed_continues_from_its_shards(stack: Stack, tmp_path: Path) -> None:
+    """kill -9 of the worker mid-run: the job is queued again when its heartbeat stops and the
+    next worker continues after the last complete shard, with the rows of an uninterrupted run."""
+    from astropt.checkpoints.shipped import SHIPPED_MODEL_DIR
+    from astropt.science import EmbedOptions, SourceSpec, embed_catalogue, load_embed_model
+
+    client = stack.client()
+    job_id = client.post("/jobs", json=embed_spec(pool="centre", centre=4)).json()["id"]
+    wait_until(lambda: client.get(f"/jobs/{job_id}").json()["progress"]["iteration"] >= 2 * SHARD,
+               timeout=240, what="the embed job to pass two shards", interval=0.25)
+    stack.kill_worker(stack.workers[-1])
+    stack.start_worker()
+    job = wait_for_job(client, job_id, {"completed"}, timeout=300)
+    assert job["attempts"] == 2 and len(job["interruptions"]) == 1
+    assert 2 * SHARD <= job["resources"]["resumed_from"] < N
+    served = pq.read_table(run_dir(stack, job_id) / "catalogue" / "catalogue.parquet")
+    assert served.column("object_id").to_pylist() == [f"mock-s{SEED}-{i:08d}" for i in range(N)]
+
+    mock = Path(stack.env["ASTROPT_DATA_DIR"]) / "mock" / f"n{N}_seed{SEED}"  # the job's (cached) mock
+    reference = embed_catalogue(load_embed_model(SHIPPED_MODEL_DIR), SourceSpec("mock", n=N, seed=SEED, path=str(mock)),
+                                tmp_path / "cat", EmbedOptions(pool="centre", centre=4, batch_size=4), shard_rows=SHARD)
+    expected = pq.read_table(Path(reference.out_dir) / "catalogue.parquet")
+    assert served.drop_columns(["embedding"]).equals(expected.drop_columns(["embedding"]))
+    np.testing.assert_allclose(np.array(served.column("embedding").to_pylist()),
+                               np.array(expected.column("embedding").to_pylist()), rtol=1e-5, atol=1e-6)
