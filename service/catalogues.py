@@ -272,3 +272,54 @@ def map_png(path: Path, job_id: str, color: str | None) -> bytes:
     manifest = loaded.catalogue.manifest
     title = f"job {job_id[:8]}: {manifest.get('pooling')} pool, layer {manifest.get('layer')}, PCA"
     return map_figure(pca_map(loaded.catalogue.embeddings), values, color, title)
+
+
+def _mock_images(manifest: dict[str, Any], object_ids: Sequence[str]) -> list[np.ndarray]:
+    """The cut-outs of mock catalogue objects, made again from the mock's seed and index."""
+    from astropt.data.mock import object_id, simulate_galaxy
+    from astropt.inference.limits import centre_crop
+
+    source = manifest.get("data_source") or {}
+    if source.get("kind") != "mock":
+        raise Conflict("images are shown for catalogues of mock data only (they are made again from the "
+                       "mock's seed); ask for JSON")
+    seed = int(source["seed"])
+    images = []
+    for oid in object_ids:
+        index = int(oid.rsplit("-", 1)[-1])
+        if object_id(seed, index) != oid:
+            raise Conflict(f"object {oid!r} is not a galaxy of mock seed {seed}")
+        images.append(centre_crop(simulate_galaxy(seed, index)["flux"]))
+    return images
+
+
+def _four_bands(cube: Any) -> np.ndarray:
+    from astropt.constants import DEFAULT_BANDS
+
+    flux = np.zeros((len(DEFAULT_BANDS), *cube.flux.shape[1:]), dtype=np.float32)
+    for i, band in enumerate(cube.bands):
+        flux[DEFAULT_BANDS.index(band)] = cube.flux[i]
+    return flux
+
+
+def search_mosaic(path: Path, result: SearchOut, cube: Any = None) -> bytes:
+    """PNG: the query (the object, or the upload) and its neighbours, with their scores."""
+    from astropt.science.figures import MOSAIC_PANELS, mosaic_figure
+
+    loaded = load(path)
+    shown = [n for n in result.neighbours][: MOSAIC_PANELS - 1]
+    query_ids = [] if cube is not None else [result.query["object_id"]]
+    images = _mock_images(loaded.catalogue.manifest, query_ids + [n.object_id for n in shown])
+    if cube is not None:
+        images.insert(0, _four_bands(cube))
+    titles = ["query"] + [f"#{n.rank} {n.score:.3f}" for n in shown]
+    return mosaic_figure(images, titles, f"job {result.job_id[:8]}: {len(shown)} nearest of k={result.k}")
+
+
+def outliers_mosaic(path: Path, result: OutliersOut) -> bytes:
+    from astropt.science.figures import MOSAIC_PANELS, mosaic_figure
+
+    shown = result.items[:MOSAIC_PANELS]
+    images = _mock_images(load(path).catalogue.manifest, [o.object_id for o in shown])
+    titles = [f"#{o.rank} {o.outlier_score:.3f}" for o in shown]
+    return mosaic_figure(images, titles, f"job {result.job_id[:8]}: most unusual (k={result.k})")

@@ -71,3 +71,27 @@ def map_figure(xy: np.ndarray, color: np.ndarray | None, color_name: str | None,
     ax.set(xlabel="PC 1", ylabel="PC 2", title=title)
     fig.tight_layout()
     return _png(fig)
+
+
+MOSAIC_COLUMNS = 6
+MOSAIC_PANELS = 25  # the query and 24 neighbours at most
+
+
+def mosaic_figure(images: Sequence[np.ndarray], titles: Sequence[str], title: str) -> bytes:
+    """PNG: colour panels (``[4, H, W]`` flux, the first one's display scale for all, so they
+    compare), up to :data:`MOSAIC_PANELS`, each with its title."""
+    from astropt.plotting import display_scale, lupton_rgb
+
+    images, titles = list(images)[:MOSAIC_PANELS], list(titles)[:MOSAIC_PANELS]
+    cols = min(MOSAIC_COLUMNS, len(images))
+    rows = -(-len(images) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.4 * rows + 0.4), squeeze=False)
+    scale = display_scale(images[0])
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, flux, name in zip(axes.flat, images, titles, strict=False):
+        ax.imshow(lupton_rgb(flux, scale), origin="lower")
+        ax.set_title(name, fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _png(fig)

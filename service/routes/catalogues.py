@@ -50,6 +50,12 @@ SERVED: Responses = {
 }
 COMPUTE: Responses = {**SERVED, 401: _error("Missing or wrong API key"),
                       429: _error("Too many catalogue computations at once; Retry-After")}
+Format = Annotated[Literal["json", "png"], Query(description="json, or png: a mosaic of the galaxies "
+                                                 "(mock catalogues: their images are made again)")]
+
+
+def _png(png: bytes) -> Response:
+    return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
 
 
 def _catalogue_path(settings: Settings, job_id: str) -> Any:
@@ -102,21 +108,24 @@ async def probe(job_id: str, body: ProbeRequest, request: Request,
     settings: Settings = request.app.state.settings
     path = await run_in_threadpool(_catalogue_path, settings, job_id)
     if format == "png":
-        png = await _compute(settings, catalogues.probe_png, settings, path, body)
-        return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
+        return _png(await _compute(settings, catalogues.probe_png, settings, path, body))
     report, _ = await _compute(settings, catalogues.probe, settings, path, body)
     return JSONResponse({"job_id": job_id, **report})
 
 
 @router.get("/catalogues/{job_id}/outliers", response_model=OutliersOut, dependencies=[ApiKey],
-            responses=COMPUTE, summary="The most unusual galaxies (mean cosine distance to their k neighbours)")
+            responses={200: {"content": {"image/png": {}}}, **COMPUTE},
+            summary="The most unusual galaxies (mean cosine distance to their k neighbours)")
 async def outliers(job_id: str, request: Request,
                    n: Annotated[int, Query(ge=1, description="How many (ASTROPT_MAX_OUTLIERS)")] = 20,
                    k: Annotated[int, Query(ge=1, description="Neighbours averaged (ASTROPT_MAX_SEARCH_K)")] = 10,
-                   ) -> OutliersOut:
+                   format: Format = "json") -> Any:
     settings: Settings = request.app.state.settings
     path = await run_in_threadpool(_catalogue_path, settings, job_id)
-    return await _compute(settings, catalogues.outliers, settings, path, job_id, n, k)
+    result = await _compute(settings, catalogues.outliers, settings, path, job_id, n, k)
+    if format == "png":
+        return _png(await _compute(settings, catalogues.outliers_mosaic, path, result))
+    return result
 
 
 @router.get("/catalogues/{job_id}/map.png", response_class=Response, dependencies=[ApiKey],
@@ -127,8 +136,7 @@ async def map_png(job_id: str, request: Request,
                                                      "outlier_score")] = None) -> Response:
     settings: Settings = request.app.state.settings
     path = await run_in_threadpool(_catalogue_path, settings, job_id)
-    png = await _compute(settings, catalogues.map_png, path, job_id, color)
-    return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
+    return _png(await _compute(settings, catalogues.map_png, path, job_id, color))
 
 
 class SearchForm(_Form):
@@ -144,26 +152,33 @@ def _search_doc() -> dict[str, Any]:
 
 
 @router.post("/search", response_model=SearchOut, dependencies=[ApiKey], openapi_extra=_search_doc(),
-             responses={**UPLOAD, **COMPUTE, 422: {"model": UploadOrFieldError, "description": "An unusable "
+             responses={**UPLOAD, **COMPUTE, 200: {"content": {"image/png": {}}}, 422: {"model": UploadOrFieldError, "description": "An unusable "
                         "image or form field, or a field out of bounds (the limit is named)"}}, summary="Nearest galaxies in a catalogue: by object id or by image")
-async def search(request: Request) -> SearchOut:
+async def search(request: Request, format: Format = "json") -> Any:
     """JSON `{job_id, object_id, k}`, or multipart with the image in `file` and `job_id`, `k`
     fields: the image is embedded with the catalogue's model, pooling and layer. The k most
-    similar objects by cosine similarity, best first, with their catalogue columns."""
+    similar objects by cosine similarity, best first, with their catalogue columns;
+    `?format=png`: a mosaic of the query and its neighbours."""
     settings: Settings = request.app.state.settings
     if request.headers.get("content-type", "").startswith("application/json"):
         query = _json_query(await _json_body(request, settings.max_json_body_bytes))
         path = await run_in_threadpool(_catalogue_path, settings, query.job_id)
-        return await _compute(settings, catalogues.search_by_id, settings, path, query.job_id, query.object_id,
-                              query.k)
+        result = await _compute(settings, catalogues.search_by_id, settings, path, query.job_id, query.object_id,
+                                query.k)
+        if format == "png":
+            return _png(await _compute(settings, catalogues.search_mosaic, path, result))
+        return result
     params, cube = await _read_request(request, SearchForm, get_engine(request))
     assert isinstance(params, SearchForm)
     if params.checkpoint:
         raise RequestValidationError([{"loc": ("body", "checkpoint"), "type": "value_error",
                                        "msg": "a search uses the catalogue's own model: leave checkpoint out"}])
     path = await run_in_threadpool(_catalogue_path, settings, params.job_id)
-    return await _compute(settings, catalogues.search_by_image, settings, path, params.job_id, cube,
-                          "upload", params.k)
+    result = await _compute(settings, catalogues.search_by_image, settings, path, params.job_id, cube,
+                            "upload", params.k)
+    if format == "png":
+        return _png(await _compute(settings, catalogues.search_mosaic, path, result, cube))
+    return result
 
 
 async def _json_body(request: Request, limit: int) -> bytes:

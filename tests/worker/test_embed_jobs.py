@@ -140,6 +140,10 @@ def test_embed_job_cancelled_resumed_and_its_catalogue_served(stack: Stack) -> N
     assert by_image.status_code == 200, by_image.text
     assert by_image.json()["neighbours"][0]["object_id"] == target
     assert by_image.json()["neighbours"][0]["score"] == pytest.approx(1, abs=1e-4)
+    for mosaic in (client.post("/search?format=png", json={"job_id": job_id, "object_id": target, "k": 4}),
+                   client.post("/search?format=png", files={"file": ("g.npy", npy(37))}, data={"job_id": job_id}),
+                   client.get(f"/catalogues/{job_id}/outliers", params={"n": 3, "format": "png"})):
+        assert mosaic.status_code == 200 and mosaic.content.startswith(b"\x89PNG"), mosaic.text
 
     # Probes: R^2 per label beside the controls, as JSON and as a figure.
     probe = client.post(f"/catalogues/{job_id}/probe", json={"labels": ["mag_r", "g_r"], "folds": 3, "bootstrap": 50})
