@@ -124,7 +124,7 @@ def _training_config(spec: dict[str, Any], out_dir: str, settings: Settings) -> 
     from astropt.config import TrainConfig
 
     spec["out_dir"] = out_dir
-    for key in ("resources", "kind", "finetune"):  # the service's; see worker/launch
+    for key in ("resources", "kind", "finetune", "embed"):  # the service's; see worker/launch
         spec.pop(key, None)
     if not spec.get("checkpoint_interval"):
         # A killed worker loses at most this many iterations.

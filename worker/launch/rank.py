@@ -29,7 +29,7 @@ def training_config(spec: dict[str, Any], out_dir: str, settings: Settings) -> A
     ``finetune`` removed)."""
     from astropt.config import TrainConfig
 
-    spec = {k: v for k, v in spec.items() if k not in ("resources", "kind", "finetune")}
+    spec = {k: v for k, v in spec.items() if k not in ("resources", "kind", "finetune", "embed")}
     spec["out_dir"] = out_dir
     if not spec.get("checkpoint_interval"):
         spec["checkpoint_interval"] = settings.worker_checkpoint_interval
