@@ -84,6 +84,11 @@ class RunDir:
         return self.root / "finetune_metrics.json"
 
     @property
+    def catalogue(self) -> Path:
+        """An embed job's catalogue directory (``catalogue.parquet`` + ``manifest.json``)."""
+        return self.root / "catalogue"
+
+    @property
     def finetune_figure(self) -> Path:
         """A fine-tune run's test-set figure (prediction vs truth per label)."""
         return self.root / "finetune_test.png"

@@ -18,7 +18,7 @@ from service.deadline import Deadline, SingleFlightProbe
 from service.errors import ServiceError, SpecInvalid
 from service.jobs import Publisher
 from service.metrics import ServiceMetrics
-from service.routes import health, inference, jobs, outputs
+from service.routes import catalogues, health, inference, jobs, outputs
 from service.settings import Settings, get_settings
 from service.store import migrate, ping
 from service.ui import install_ui
@@ -73,6 +73,7 @@ def create_app(
     app.include_router(outputs.router)
     app.include_router(health.router)
     app.include_router(inference.router)
+    app.include_router(catalogues.router)
     install_ui(app, docs_enabled=settings.docs_enabled)
     return app
 

@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.schemas import JobSpec
 
-JSON_PREFIXES = ("/jobs",)
+JSON_PREFIXES = ("/jobs", "/catalogues")  # JSON bodies only (POST /search bounds its own)
 
 
 class BodyGuard:

@@ -6,11 +6,12 @@ import shutil
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from astropt.run_dir import RunDir
-from service import artifacts, capacity, finetune
+from service import artifacts, capacity, embed_jobs, finetune
 from service.errors import Conflict, NotFound, SpecInvalid, TooManyJobs, Unavailable
 from service.init_checkpoint import prepare_warm_start
 from service.schemas import (
@@ -47,6 +48,8 @@ def submit(session: Session, settings: Settings, publish: Publisher, spec: JobSp
     body["out_dir"] = str(out_dir)
     if spec.kind == "finetune":
         finetune.prepare_body(session, spec, body)
+    elif spec.kind == "embed":
+        embed_jobs.prepare_body(session, spec, body, settings)
     job = repository.create_job(session, job_id, body, str(out_dir))
     res = spec.resources
     job.resources = {**res.model_dump(mode="json"), "world_size": res.world_size,
@@ -62,6 +65,8 @@ def _check_limits(session: Session, settings: Settings, spec: JobSpec) -> None:
     check_spec(spec, settings)
     if spec.kind == "finetune":
         finetune.check_finetune(spec, settings)
+    elif spec.kind == "embed":
+        embed_jobs.check_embed(spec, settings)
     active = repository.count_active(session)
     if active >= settings.max_active_jobs:
         raise TooManyJobs(f"{active} jobs are queued or running (limit {settings.max_active_jobs}); "
@@ -113,6 +118,8 @@ def resume(session: Session, settings: Settings, publish: Publisher, job_id: str
     job = get(session, job_id)
     if job.phase not in FINISHED_PHASES:
         raise Conflict(f"job {job_id} is {job.phase}; only completed, failed or cancelled jobs resume")
+    if job.kind == "embed":
+        return _resume_embed(session, publish, job)
     step = artifacts.last_checkpoint_step(Path(job.out_dir))
     if step is None:
         raise Conflict(f"job {job_id} has no checkpoint to resume from; submit it again instead")
@@ -127,6 +134,11 @@ def resume(session: Session, settings: Settings, publish: Publisher, job_id: str
     spec["max_iters"] = target
     if job.kind == "finetune":  # a fine-tune counts its steps in its section
         spec["finetune"] = {**spec["finetune"], "steps": target}
+    return _requeue(session, publish, job, spec, target)
+
+
+def _requeue(session: Session, publish: Publisher, job: Job, spec: dict[str, Any], target: int) -> Job:
+    job_id = job.id
     before = {name: getattr(job, name) for name in _RESUMED_FIELDS}
     repository.update_job(
         session, job_id, phase="queued", spec=spec, max_iters=target, finished_at=None,
@@ -143,6 +155,13 @@ def resume(session: Session, settings: Settings, publish: Publisher, job_id: str
     session.commit()
     session.refresh(job)
     return job
+
+
+def _resume_embed(session: Session, publish: Publisher, job: Job) -> Job:
+    """Queue a cancelled or failed embed job again: it continues after its last complete shard."""
+    if job.phase == "completed":
+        raise Conflict(f"job {job.id} has completed its catalogue; submit a new embed job to embed again")
+    return _requeue(session, publish, job, dict(job.spec), job.max_iters)
 
 
 _RESUMED_FIELDS = ("phase", "spec", "max_iters", "finished_at", "failure_reason", "cancel_requested",

@@ -11,6 +11,7 @@ from astropt.config import TrainConfig
 from astropt.finetune.config import FinetuneSettings
 
 Phase = Literal["queued", "running", "completed", "failed", "cancelling", "cancelled"]
+JobKind = Literal["train", "finetune", "embed"]
 
 TINY_CPU_JOB: dict[str, Any] = {
     "codec": "shipped",
@@ -103,6 +104,37 @@ class FinetuneSection(FinetuneSettings):
                                  "init names (a value sent is replaced).")
 
 
+EMBED_JOB: dict[str, Any] = {
+    "kind": "embed",
+    "data": {"source": "mock", "n_mock": 600, "mock_seed": 777},
+    "device": "cpu",
+    "embed": {"model": "shipped", "pool": "centre", "centre": 8, "layer": -1, "batch_size": 16},
+}
+
+
+class EmbedSection(BaseModel):
+    """What an embedding job computes (``kind: embed``): ``model`` over every galaxy of the
+    top-level ``data`` (mock or local), into a catalogue (Parquet + manifest) in the job's
+    directory. The top-level ``device`` and ``num_threads`` apply, the rest is not read."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: Literal["shipped"] | JobCheckpoint | CheckpointPath = Field(
+        description="The model: 'shipped', {job, checkpoint} of a job, or {path} of a checkpoint.")
+    model_dir: str | None = Field(None, description="Set by the service: the checkpoint directory "
+                                  "model names (a value sent is replaced).")
+    random_init: int | None = Field(None, ge=0, le=2**32 - 1, description="Embed with a freshly "
+                                    "initialised model of the checkpoint's shape and codec, from this "
+                                    "seed: the baseline a trained model must beat.")
+    pool: Literal["mean", "last", "centre"] = Field("mean", description="mean | last | centre (k x k "
+                                                   "central tokens, see centre).")
+    centre: int = Field(8, ge=1, le=23, description="k of the centre pool.")
+    layer: int = Field(-1, ge=-1024, le=1023, description="Block whose output is pooled, indexed like "
+                       "a Python list (-1: the last, after the final LayerNorm).")
+    batch_size: int = Field(16, ge=1, description="Galaxies per forward pass (ASTROPT_MAX_EMBED_BATCH_SIZE).")
+    limit: int | None = Field(None, ge=1, description="Embed at most the first N galaxies of the source "
+                              "(ASTROPT_MAX_EMBED_OBJECTS bounds every job).")
+
+
 class Resources(BaseModel):
     """What a job asks for. The world size is ``nodes * procs_per_node`` processes (ranks)."""
 
@@ -127,7 +159,8 @@ class JobSpec(TrainConfig):
     ignored.
     """
 
-    model_config = ConfigDict(json_schema_extra={"examples": [TINY_CPU_JOB, GPU_JOB, FINETUNE_JOB, DEMO_JOB]})
+    model_config = ConfigDict(json_schema_extra={"examples": [TINY_CPU_JOB, GPU_JOB, FINETUNE_JOB, DEMO_JOB,
+                                                              EMBED_JOB]})
 
     init_from: Literal["shipped"] | JobCheckpoint | CheckpointPath | None = Field(
         None, description="Warm start (kind 'train'): 'shipped', {job, checkpoint} or {path}; the "
@@ -136,10 +169,11 @@ class JobSpec(TrainConfig):
         "null: random weights.")
     init_from_dir: str | None = Field(None, description="Set by the service: the checkpoint directory "
                                       "init_from names (a value sent is replaced).")
-    kind: Literal["train", "finetune"] = Field("train", description="train: pretrain a model (the "
-                                                "fields below); finetune: a task head on a checkpoint "
-                                                "(the finetune section).")
+    kind: JobKind = Field("train", description="train: pretrain a model (the fields below); finetune: a "
+                          "task head on a checkpoint (the finetune section); embed: a model over a data "
+                          "set into a catalogue (the embed section).")
     finetune: FinetuneSection | None = Field(None, description="Required for kind 'finetune'.")
+    embed: EmbedSection | None = Field(None, description="Required for kind 'embed'.")
     resources: Resources = Field(
         default_factory=Resources, description="Processes and nodes; effective batch = batch_size x "
         "grad_accum x nodes x procs_per_node (the learning rate is not scaled)."
@@ -149,16 +183,20 @@ class JobSpec(TrainConfig):
     def _check_kind(self) -> JobSpec:
         if self.kind == "finetune" and self.finetune is None:
             raise ValueError("kind 'finetune' needs a finetune section (init, labels, ...)")
-        if self.kind == "train" and self.finetune is not None:
+        if self.kind != "finetune" and self.finetune is not None:
             raise ValueError("a finetune section needs kind 'finetune'")
-        if self.kind == "finetune" and self.init_from is not None:
-            raise ValueError("a fine-tune names its checkpoint in finetune.init, not init_from")
+        if self.kind != "train" and self.init_from is not None:
+            raise ValueError(f"init_from is for kind 'train' (a {self.kind} job names its checkpoint in its section)")
+        if self.kind == "embed" and self.embed is None:
+            raise ValueError("kind 'embed' needs an embed section (model, pool, ...)")
+        if self.kind != "embed" and self.embed is not None:
+            raise ValueError("an embed section needs kind 'embed'")
         return self
 
     def train_config(self) -> dict[str, Any]:
         """The part the training loop reads (``resources`` is the service's; ``init_from`` is
         the directory the service resolved)."""
-        body = self.model_dump(mode="json", exclude={"resources", "kind", "finetune", "init_from_dir"})
+        body = self.model_dump(mode="json", exclude={"resources", "kind", "finetune", "embed", "init_from_dir"})
         body["init_from"] = self.init_from_dir
         return body
 
@@ -187,6 +225,12 @@ JOB_SPEC_EXAMPLES: dict[str, dict[str, Any]] = {
         "{\"path\": DIR}): the model shape and codec are the checkpoint's, the optimiser and schedule "
         "start afresh; the step-0 validation loss is already the shipped model's (~0.65, not ln 10000).",
         "value": DEMO_JOB,
+    },
+    "embed-mock": {
+        "summary": "Embed 600 mock galaxies with the shipped model into a catalogue",
+        "description": "model: 'shipped', {\"job\": ID, \"checkpoint\": \"best\"} or {\"path\": DIR}; "
+        "then GET /catalogues/{id}, POST /catalogues/{id}/probe, POST /search.",
+        "value": EMBED_JOB,
     },
 }
 
@@ -246,7 +290,7 @@ class Links(BaseModel):
 
 class JobSummary(BaseModel):
     id: str
-    kind: Literal["train", "finetune"] = "train"
+    kind: JobKind = "train"
     phase: Phase
     created_at: datetime
     started_at: datetime | None = None

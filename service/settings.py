@@ -93,6 +93,19 @@ class Settings(BaseSettings):
     max_live_probe_galaxies: int = Field(4096, ge=10, description="Largest live_probe.n_galaxies (galaxies "
                                          "embedded and probed at each probed evaluation).")
     max_json_body_bytes: int = Field(1 << 20, ge=1024, description="Largest JSON body (POST /jobs).")
+    # Embedding jobs and catalogues (docs/science.md, "In the service")
+    max_embed_objects: int = Field(100_000, ge=8, description="Most galaxies one embed job may embed "
+                                   "(data.n_mock, embed.limit; a local source is cut there).")
+    max_embed_batch_size: int = Field(512, ge=1, description="Largest embed.batch_size.")
+    embed_shard_rows: int = Field(1024, ge=1, description="Rows per shard an embed job writes as it goes "
+                                  "(a restarted job continues after its last complete shard).")
+    max_search_k: int = Field(100, ge=1, description="Most neighbours POST /search returns (k).")
+    max_outliers: int = Field(1000, ge=1, description="Most outliers GET /catalogues/{id}/outliers returns (n).")
+    max_probe_labels: int = Field(32, ge=1, description="Most labels one probe request names.")
+    max_probe_folds: int = Field(20, ge=2, description="Most cross-validation folds of a probe.")
+    max_probe_bootstrap: int = Field(2000, ge=0, description="Most bootstrap draws of a probe.")
+    max_concurrent_science: int = Field(2, ge=1, description="Probes, maps and searches computed at once "
+                                        "by one API process (more get 429).")
     body_timeout_seconds: float = Field(
         30.0, gt=0, description="Time a client has to send a request body (slow clients get 408)."
     )

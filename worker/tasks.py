@@ -1,4 +1,4 @@
-"""The training task (pretraining and fine-tune jobs) and the recovery of jobs whose worker died.
+"""The training task (pretraining, fine-tune and embed jobs) and the recovery of jobs whose worker died.
 
 The worker's main process never imports torch: the training code is imported inside the
 task, in the forked pool process, so no CUDA context exists before a fork.
@@ -69,6 +69,12 @@ def _run_claimed(settings: Settings, job_id: str, lease: Any) -> str:
 
     # The lease is kept fresh from the claim on, including the slow first import of torch.
     with Heartbeat(url, job_id, owner, interval=max(0.2, settings.worker_lease_seconds / 4)):
+        if spec.get("kind") == "embed":  # one process, in this pool process
+            if lease is not None:
+                os.environ.update(lease.env())
+            from worker.embed_job import run_embed_job
+
+            return run_embed_job(settings, job_id, owner, spec, out_dir)
         if spec.get("kind") == "finetune":  # one process, in this pool process
             if lease is not None:
                 os.environ.update(lease.env())
@@ -118,7 +124,7 @@ def _training_config(spec: dict[str, Any], out_dir: str, settings: Settings) -> 
     from astropt.config import TrainConfig
 
     spec["out_dir"] = out_dir
-    for key in ("resources", "kind", "finetune"):  # the service's; see worker/launch
+    for key in ("resources", "kind", "finetune", "embed"):  # the service's; see worker/launch
         spec.pop(key, None)
     spec["init_from"] = spec.pop("init_from_dir", None)  # the directory the service resolved
     if not spec.get("checkpoint_interval"):

@@ -113,16 +113,23 @@ def read_catalogue(directory: str | Path) -> Catalogue:
     return Catalogue(ids, embeddings, columns, manifest)
 
 
+def check_target(target: str | Path) -> Path:
+    """``target`` resolved; refuses a non-empty ``target`` that is not a catalogue, so nothing
+    else is overwritten."""
+    target = Path(target).expanduser().resolve()
+    if target.exists() and (not target.is_dir() or (any(target.iterdir()) and read_manifest(target) is None)):
+        raise CatalogueError(f"{target} exists and is not a catalogue; choose a new or empty directory")
+    return target
+
+
 @contextmanager
 def staged_directory(target: str | Path) -> Iterator[Path]:
     """A hidden temporary sibling of ``target``, renamed to ``target`` when the block ends
     without error (an older catalogue there is replaced) and deleted otherwise.
 
-    Refuses a non-empty ``target`` that is not a catalogue, so nothing else is overwritten.
+    Refuses a non-empty ``target`` that is not a catalogue (:func:`check_target`).
     """
-    target = Path(target).expanduser().resolve()
-    if target.exists() and (not target.is_dir() or (any(target.iterdir()) and read_manifest(target) is None)):
-        raise CatalogueError(f"{target} exists and is not a catalogue; choose a new or empty directory")
+    target = check_target(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     try:

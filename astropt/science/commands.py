@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 
 from tqdm.auto import tqdm
 
 from astropt.pooling import DEFAULT_CENTRE, POOLS
+from astropt.science.shards import DEFAULT_SHARD_ROWS
 from astropt.torch_policy import set_threads
 
 DEFAULT_LABELS = ("mag_r", "g_r", "disk_hlr_arcsec", "disk_q", "bulge_fraction", "psf_fwhm_r")
@@ -16,6 +18,7 @@ DEFAULT_LABELS = ("mag_r", "g_r", "disk_hlr_arcsec", "disk_q", "bulge_fraction",
 
 def run_embed(args: argparse.Namespace) -> int:
     from astropt.science.embed import EmbedOptions, embed_catalogue, load_embed_model
+    from astropt.science.shards import work_dir_for
     from astropt.science.sources import SourceSpec
 
     set_threads(args.threads)
@@ -25,15 +28,19 @@ def run_embed(args: argparse.Namespace) -> int:
         source = SourceSpec("local", path=args.data_path, limit=args.n)
     options = EmbedOptions(pool=args.pool, layer=args.layer, centre=args.centre, batch_size=args.batch_size)
     model = load_embed_model(args.model, device=args.device, random_init=args.random_init)
+    if args.fresh:
+        shutil.rmtree(work_dir_for(args.out), ignore_errors=True)
     bar = tqdm(unit="gal", desc="embedding", disable=args.quiet)
 
     def progress(done: int, total: int) -> None:
         bar.total = total
         bar.update(done - bar.n)
 
-    result = embed_catalogue(model, source, args.out, options, progress=progress)
+    result = embed_catalogue(model, source, args.out, options, progress=progress, shard_rows=args.shard_rows)
     bar.close()
     m = result.manifest
+    if result.resumed_from:
+        print(f"continued after {result.resumed_from} rows embedded by an earlier run")
     print(f"{result.count} embeddings ({m['embedding_dim']}-d, {m['pooling']} pool, layer {m['layer']}) in {result.out_dir}")
     return 0
 
@@ -97,6 +104,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--shard-rows", type=int, default=DEFAULT_SHARD_ROWS,
+                   help="rows per shard written as the run goes (an interrupted run continues after "
+                        "its last complete shard when run again)")
+    p.add_argument("--fresh", action="store_true", help="discard the shards of an interrupted run")
     p.add_argument("--out", required=True, help="catalogue directory to write")
     p.set_defaults(func=run_embed)
 

@@ -8,8 +8,9 @@ For a job (Celery or otherwise)::
                              progress=lambda done, total: ..., should_stop=lambda: False)
 
 ``should_stop`` is polled before every batch (a batch of 16 takes about a second on one CPU
-thread for the 4-layer mock-small model); when it turns true nothing is left at ``out_dir``
-and the result's status is ``"cancelled"``.
+thread for the 4-layer mock-small model); when it turns true nothing is left at ``out_dir``,
+the result's status is ``"cancelled"``, and the complete shards stay in the hidden work
+directory ``.NAME.work`` beside it: the same call later continues from them.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ from astropt.inference.cache import ModelCache
 from astropt.inference.limits import centre_crop
 from astropt.model import GPT, GPTConfig
 from astropt.pooling import DEFAULT_CENTRE, check_pool, pool_hidden
-from astropt.science.catalogue import write_catalogue
+from astropt.science.catalogue import CatalogueError, check_target, staged_directory, write_manifest
 from astropt.science.photometry import APERTURE_RADII_PX, aperture_features
+from astropt.science.shards import DEFAULT_SHARD_ROWS, ShardDir, file_signature, work_dir_for
 from astropt.science.sources import SourceSpec, open_source
 from astropt.tokenise import shift_for_training
 from astropt.torch_policy import autocast
@@ -72,6 +74,8 @@ class EmbedResult:
     out_dir: str | None  # the catalogue directory (None when cancelled)
     count: int  # rows written (completed) or embedded before the stop (cancelled)
     manifest: dict[str, Any] = field(default_factory=dict)
+    resumed_from: int = 0  # rows found in complete shards of an earlier run
+    shards_kept: int = 0  # cancelled: complete shards left in the work directory for a rerun
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -143,9 +147,11 @@ def embed_catalogue(
     *,
     progress: Progress | None = None,
     should_stop: ShouldStop | None = None,
+    shard_rows: int = DEFAULT_SHARD_ROWS,
 ) -> EmbedResult:
     """Embed every galaxy of ``source`` and write the catalogue directory ``out_dir``."""
-    return embed_catalogues(model, source, {out_dir: options}, progress=progress, should_stop=should_stop)[0]
+    return embed_catalogues(model, source, {out_dir: options}, progress=progress, should_stop=should_stop,
+                            shard_rows=shard_rows)[0]
 
 
 def embed_catalogues(
@@ -155,51 +161,111 @@ def embed_catalogues(
     *,
     progress: Progress | None = None,
     should_stop: ShouldStop | None = None,
+    shard_rows: int = DEFAULT_SHARD_ROWS,
 ) -> list[EmbedResult]:
     """Several catalogues of one model and source (e.g. every pooling and layer) from one
-    pass over the data: one forward per batch. Results in the order of ``outputs``."""
+    pass over the data: one forward per batch. Results in the order of ``outputs``.
+
+    Rows go to shards of ``shard_rows`` in each catalogue's work directory
+    (:mod:`astropt.science.shards`) as they are embedded: memory does not grow with the
+    source, and a rerun after a stop, a cancel or a crash continues after the last complete
+    shard (``EmbedResult.resumed_from``), with the same rows as an uninterrupted run.
+    """
     if not outputs:
         raise ValueError("no catalogue to write")
+    if shard_rows < 1:
+        raise ValueError(f"shard_rows must be >= 1, got {shard_rows}")
     recipes = list(outputs.values())
     batch_size = min(o.batch_size for o in recipes)
     started = time.perf_counter()
     opened = open_source(source)
     total = len(opened)
+    if total == 0:
+        raise ValueError("the data source has no rows to embed")
     bands = tuple(opened.spec.settings().bands)
-    parts: list[list[np.ndarray]] = [[] for _ in recipes]
-    apertures: list[np.ndarray] = []
+    _check_layers(model, recipes)
+    data_source = {**source.describe(), "identity": opened.identity}
+    works = [ShardDir(work_dir_for(out), _work_key(model, data_source, o), total, shard_rows) for out, o in outputs.items()]
+    for out in outputs:
+        check_target(out)
+    first = min(work.open() for work in works)
+    resumed_from = works[0].span(first).start if first < works[0].n_shards else total
     if progress:
-        progress(0, total)
-    for span, flux in opened.batches(batch_size):
-        if should_stop and should_stop():
-            return [EmbedResult("cancelled", None, span.start) for _ in recipes]
-        tokens = model.codec.encode(np.ascontiguousarray(centre_crop(flux)), bands)
-        for part, values in zip(parts, embed_tokens_many(model.model, tokens, recipes), strict=True):
-            part.append(values)
-        apertures.append(aperture_features(flux))
-        if progress:
-            progress(span.stop, total)
+        progress(resumed_from, total)
+    for index in range(first, works[0].n_shards):
+        span = works[0].span(index)
+        parts: list[list[np.ndarray]] = [[] for _ in recipes]
+        apertures: list[np.ndarray] = []
+        for batch, flux in opened.batches(batch_size, start=span.start, stop=span.stop):
+            if should_stop and should_stop():
+                return _cancelled(works, outputs, batch.start)
+            tokens = model.codec.encode(np.ascontiguousarray(centre_crop(flux)), bands)
+            for part, values in zip(parts, embed_tokens_many(model.model, tokens, recipes), strict=True):
+                part.append(values)
+            apertures.append(aperture_features(flux))
+            if progress:
+                progress(batch.stop, total)
+        ids = opened.object_ids[span.start:span.stop]
+        columns = {k: v[span.start:span.stop] for k, v in opened.columns.items()}
+        aperture = np.concatenate(apertures)
+        for work, part in zip(works, parts, strict=True):
+            work.write(index, ids, {"embedding": np.concatenate(part), "aperture_flux": aperture}, columns)
     if should_stop and should_stop():
-        return [EmbedResult("cancelled", None, total) for _ in recipes]
+        return _cancelled(works, outputs, total)
     seconds = round(time.perf_counter() - started, 3)
     results = []
-    for (out_dir, options), part in zip(outputs.items(), parts, strict=True):
-        vectors = np.concatenate(part)
+    for (out_dir, options), work in zip(outputs.items(), works, strict=True):
         manifest = {
             "model": model.description,
             "checkpoint": model.description.get("checkpoint") or model.description.get("like"),
             "codec": model.codec.info.to_dict(),
-            "data_source": {**source.describe(), "identity": opened.identity},
+            "data_source": data_source,
             "pooling": options.pool,
             "centre": options.centre if options.pool == "centre" else None,
             "layer": options.layer,
             "n_layer": len(model.model.transformer.h),
             "count": total,
-            "embedding_dim": int(vectors.shape[1]),
+            "embedding_dim": int(model.model.config.n_embd),
             "aperture_radii_px": list(APERTURE_RADII_PX),
             "columns": sorted(opened.columns),
             "seconds": seconds,
+            "resumed_from": resumed_from,
+            "shard_rows": shard_rows,
         }
-        path = write_catalogue(out_dir, opened.object_ids, vectors, opened.columns, manifest, np.concatenate(apertures))
-        results.append(EmbedResult("completed", str(path), total, manifest))
+        with staged_directory(out_dir) as staging:
+            rows = work.assemble(staging)
+            if rows != total:
+                raise CatalogueError(f"the shards of {out_dir} hold {rows} rows, expected {total}")
+            write_manifest(staging, manifest)
+        work.remove()
+        results.append(EmbedResult("completed", str(Path(out_dir).expanduser().resolve()), total, manifest,
+                                   resumed_from))
+    return results
+
+
+def _check_layers(model: EmbedModel, recipes: Sequence[EmbedOptions]) -> None:
+    n_layer = len(model.model.transformer.h)
+    for o in recipes:
+        if not -n_layer <= o.layer < n_layer:
+            raise ValueError(f"layer must be in [{-n_layer}, {n_layer - 1}] for this model, got {o.layer}")
+
+
+def _work_key(model: EmbedModel, data_source: dict[str, Any], options: EmbedOptions) -> dict[str, Any]:
+    """Everything a row of a shard depends on (``batch_size`` only changes the batching)."""
+    checkpoint = model.description.get("checkpoint") or model.description.get("like")
+    return {
+        "model": model.description, "weights": file_signature(checkpoint) if checkpoint else [],
+        "codec": model.codec.info.fingerprint, "data_source": data_source,
+        "pool": options.pool, "layer": options.layer, "centre": options.centre if options.pool == "centre" else None,
+    }
+
+
+def _cancelled(works: list[ShardDir], outputs: Mapping[str | Path, EmbedOptions], count: int) -> list[EmbedResult]:
+    """Stopped: no catalogue is written; complete shards stay for a rerun (none: nothing stays)."""
+    results = []
+    for work in works:
+        done = work.complete_shards()
+        if done == 0:
+            work.remove()
+        results.append(EmbedResult("cancelled", None, count, {}, resumed_from=0, shards_kept=done))
     return results

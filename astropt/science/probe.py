@@ -29,6 +29,7 @@ DEFAULT_FOLDS = 5
 DEFAULT_ALPHA = 100.0
 APERTURE = "aperture_flux"
 HOLDOUT_ALPHAS = tuple(10.0 ** k for k in range(-2, 5))  # ridge_holdout's grid
+SHUFFLED = "shuffled_labels"  # the embeddings against permuted labels: R^2 must be ~0
 
 
 @dataclass
@@ -182,10 +183,13 @@ def probe_catalogue(
     alpha: float = DEFAULT_ALPHA,
     seed: int = 0,
     bootstrap: int = 0,
+    shuffled: bool = False,
 ) -> ProbeReport:
     """Probe ``labels`` (numeric columns of the catalogue) from its embeddings, from each
     baseline catalogue's embeddings (rows matched by object id) and from its aperture
-    photometry (when ``aperture`` and the catalogue has it)."""
+    photometry (when ``aperture`` and the catalogue has it). ``shuffled`` adds the control
+    ``shuffled_labels``: the embeddings against each label permuted across objects (seeded),
+    which a sound probe scores ~0."""
     base = catalogue if isinstance(catalogue, Catalogue) else read_catalogue(catalogue)
     where = str(catalogue) if not isinstance(catalogue, Catalogue) else "(in memory)"
     if not labels:
@@ -204,4 +208,9 @@ def probe_catalogue(
             for label, y in targets.items()
         }
         results.append(FeatureScores(name, int(x.shape[1]), source, scores))
+    if shuffled:
+        rng = np.random.default_rng(seed)
+        scores = {label: ridge_cv(base.embeddings, rng.permutation(y), folds=folds, alpha=alpha, seed=seed,
+                                  bootstrap=bootstrap) for label, y in targets.items()}
+        results.append(FeatureScores(SHUFFLED, int(base.embeddings.shape[1]), where, scores))
     return ProbeReport(where, len(base), folds, alpha, seed, bootstrap, list(labels), results)

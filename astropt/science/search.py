@@ -54,6 +54,10 @@ class SimilarityIndex:
     def __len__(self) -> int:
         return len(self.object_ids)
 
+    def row_of(self, object_id: str) -> int | None:
+        """The catalogue row of an object (None when it is not in the catalogue)."""
+        return self._row.get(object_id)
+
     def query_vector(self, vector: np.ndarray, k: int = 10) -> list[Hit]:
         """The ``k`` most similar objects to ``vector`` (``[D]``), best first."""
         v = np.asarray(vector, dtype=np.float32).reshape(1, -1)

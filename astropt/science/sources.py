@@ -61,10 +61,12 @@ class OpenSource:
     def __len__(self) -> int:
         return len(self.object_ids)
 
-    def batches(self, batch_size: int, start: int = 0) -> Iterator[tuple[range, np.ndarray]]:
-        """``(row range, flux float32[B, 4, H, W])``; all images of one source share a size."""
-        for lo in range(start, len(self), batch_size):
-            span = range(lo, min(lo + batch_size, len(self)))
+    def batches(self, batch_size: int, start: int = 0, stop: int | None = None) -> Iterator[tuple[range, np.ndarray]]:
+        """``(row range, flux float32[B, 4, H, W])`` of rows ``start..stop``; all images of one
+        source share a size."""
+        end = len(self) if stop is None else min(stop, len(self))
+        for lo in range(start, end, batch_size):
+            span = range(lo, min(lo + batch_size, end))
             yield span, np.stack([self.rows.sample(i)["flux"] for i in span]).astype(np.float32)
 
 

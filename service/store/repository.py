@@ -40,13 +40,16 @@ def get_job(session: Session, job_id: str) -> Job | None:
 
 
 def list_jobs(
-    session: Session, phase: str | None = None, limit: int = 50, offset: int = 0
+    session: Session, phase: str | None = None, limit: int = 50, offset: int = 0, kind: str | None = None
 ) -> tuple[Sequence[Job], int]:
     query = select(Job)
     counter = select(func.count()).select_from(Job)
     if phase:
         query = query.where(Job.phase == phase)
         counter = counter.where(Job.phase == phase)
+    if kind:
+        query = query.where(Job.kind == kind)
+        counter = counter.where(Job.kind == kind)
     items = session.scalars(query.order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset)).all()
     return items, int(session.scalar(counter) or 0)
 

@@ -111,3 +111,25 @@ def test_aperture_features_sum_the_flux_inside_each_radius():
     expected[1] = np.arcsinh(1.0 / ASINH_SOFTENING)
     expected[2, 3:] = np.arcsinh(2.0 / ASINH_SOFTENING)  # radii 16 and 32 only
     np.testing.assert_allclose(features, expected, rtol=1e-6)
+
+
+def test_the_shuffled_label_control_is_near_zero_where_the_label_is_recovered(synthetic):
+    root, *_ = synthetic
+    report = probe_catalogue(root / "cat", ["linear", "half"], aperture=False, shuffled=True, seed=3)
+    assert [f.name for f in report.features] == ["embedding", "shuffled_labels"]
+    assert report.r2("embedding", "linear") > 0.99
+    assert abs(report.r2("shuffled_labels", "linear")) < 0.02 and abs(report.r2("shuffled_labels", "half")) < 0.02
+    again = probe_catalogue(root / "cat", ["linear"], aperture=False, shuffled=True, seed=3)
+    assert again.r2("shuffled_labels", "linear") == report.r2("shuffled_labels", "linear")  # seeded
+
+
+def test_the_figure_predictions_are_the_probe_folds(synthetic):
+    from astropt.science import read_catalogue
+    from astropt.science.figures import out_of_fold_predictions, probe_figure
+
+    root, *_ = synthetic
+    cat = read_catalogue(root / "cat")
+    truth, pred = out_of_fold_predictions(cat.embeddings, cat.label("half"), folds=5, seed=0)
+    pooled = 1 - np.sum((truth - pred) ** 2) / np.sum((truth - truth.mean()) ** 2)
+    assert pooled == pytest.approx(ridge_cv(cat.embeddings, cat.label("half"), bootstrap=0).r2_mean, abs=0.02)
+    assert probe_figure(cat, ["linear", "half"], {"linear": 1.0, "half": 0.5}).startswith(b"\x89PNG")

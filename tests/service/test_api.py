@@ -254,7 +254,7 @@ def test_health_metrics_and_docs(client: httpx.Client) -> None:
     assert client.get("/docs").status_code == 200
     schema = client.get("/openapi.json").json()
     examples = schema["paths"]["/jobs"]["post"]["requestBody"]["content"]["application/json"]["examples"]
-    assert list(examples) == ["tiny-cpu", "gpu-aion-base", "finetune-lora", "shipped-warm-start"]
+    assert list(examples) == ["tiny-cpu", "gpu-aion-base", "finetune-lora", "shipped-warm-start", "embed-mock"]
     for path, operations in schema["paths"].items():
         for method, operation in operations.items():
             assert operation.get("summary"), (method, path)

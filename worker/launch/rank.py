@@ -29,7 +29,7 @@ def training_config(spec: dict[str, Any], out_dir: str, settings: Settings) -> A
     ``finetune`` removed)."""
     from astropt.config import TrainConfig
 
-    spec = {k: v for k, v in spec.items() if k not in ("resources", "kind", "finetune")}
+    spec = {k: v for k, v in spec.items() if k not in ("resources", "kind", "finetune", "embed")}
     spec["out_dir"] = out_dir
     spec["init_from"] = spec.pop("init_from_dir", None)  # the directory the service resolved
     if not spec.get("checkpoint_interval"):

@@ -1,0 +1,97 @@
+"""Figures of a catalogue: probe predictions against the truth, the 2-D map, search mosaics."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from astropt.science.catalogue import Catalogue  # noqa: E402
+from astropt.science.probe import DEFAULT_ALPHA, DEFAULT_FOLDS  # noqa: E402
+
+MAX_POINTS = 20_000  # a scatter plot draws at most this many objects (an even subsample)
+
+
+def _png(fig: plt.Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def out_of_fold_predictions(x: np.ndarray, y: np.ndarray, *, folds: int = DEFAULT_FOLDS,
+                            alpha: float = DEFAULT_ALPHA, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(truth, prediction) of the rows with a finite label, each predicted by the ridge probe
+    fitted on the other folds: the folds of :func:`astropt.science.probe.ridge_cv`."""
+    from sklearn.linear_model import Ridge
+    from sklearn.model_selection import KFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    keep = np.isfinite(y) & np.isfinite(x).all(axis=1)
+    model = make_pipeline(StandardScaler(), Ridge(alpha=alpha))
+    pred = cross_val_predict(model, x[keep], y[keep], cv=KFold(folds, shuffle=True, random_state=seed))
+    return y[keep], pred
+
+
+def probe_figure(cat: Catalogue, labels: Sequence[str], r2: dict[str, float], *, folds: int = DEFAULT_FOLDS,
+                 alpha: float = DEFAULT_ALPHA, seed: int = 0) -> bytes:
+    """PNG: one panel per label, out-of-fold prediction against the truth, R^2 in the title."""
+    cols = min(3, len(labels))
+    rows = -(-len(labels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.8 * rows), squeeze=False)
+    for ax, label in zip(axes.flat, labels, strict=False):
+        truth, pred = out_of_fold_predictions(cat.embeddings, cat.label(label), folds=folds, alpha=alpha, seed=seed)
+        step = max(1, len(truth) // MAX_POINTS)
+        ax.scatter(truth[::step], pred[::step], s=4, alpha=0.5)
+        lo, hi = np.nanmin(truth), np.nanmax(truth)
+        ax.plot([lo, hi], [lo, hi], "k--", lw=1)
+        ax.set(xlabel=f"true {label}", ylabel="predicted", title=f"{label}: R² {r2.get(label, float('nan')):.3f}")
+    for ax in list(axes.flat)[len(labels):]:
+        ax.axis("off")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def map_figure(xy: np.ndarray, color: np.ndarray | None, color_name: str | None, title: str) -> bytes:
+    """PNG: the PCA map of a catalogue, coloured by a column (numbers: a colour bar)."""
+    step = max(1, len(xy) // MAX_POINTS)
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    if color is None:
+        ax.scatter(xy[::step, 0], xy[::step, 1], s=4, alpha=0.6)
+    else:
+        points = ax.scatter(xy[::step, 0], xy[::step, 1], c=color[::step], s=4, alpha=0.8, cmap="viridis")
+        fig.colorbar(points, ax=ax, label=color_name)
+    ax.set(xlabel="PC 1", ylabel="PC 2", title=title)
+    fig.tight_layout()
+    return _png(fig)
+
+
+MOSAIC_COLUMNS = 6
+MOSAIC_PANELS = 25  # the query and 24 neighbours at most
+
+
+def mosaic_figure(images: Sequence[np.ndarray], titles: Sequence[str], title: str) -> bytes:
+    """PNG: colour panels (``[4, H, W]`` flux, the first one's display scale for all, so they
+    compare), up to :data:`MOSAIC_PANELS`, each with its title."""
+    from astropt.plotting import display_scale, lupton_rgb
+
+    images, titles = list(images)[:MOSAIC_PANELS], list(titles)[:MOSAIC_PANELS]
+    cols = min(MOSAIC_COLUMNS, len(images))
+    rows = -(-len(images) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.4 * rows + 0.4), squeeze=False)
+    scale = display_scale(images[0])
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, flux, name in zip(axes.flat, images, titles, strict=False):
+        ax.imshow(lupton_rgb(flux, scale), origin="lower")
+        ax.set_title(name, fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _png(fig)

@@ -1,0 +1,325 @@
+"""Catalogues of embed jobs in the service layer: find them, probe them, search them, map them.
+
+A catalogue is served only from a completed ``kind: embed`` job (its ``catalogue/`` directory
+with a manifest is complete by construction). Loaded catalogues and their FAISS indexes are
+kept in a small LRU cache keyed by the manifest's modification time. The compute (probes,
+maps, outlier scores, embedding an upload) runs on the API's thread pool, at most
+``max_concurrent_science`` at once per process: more get 429.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from service.catalogue_schemas import (
+    CatalogueLinks,
+    CatalogueOut,
+    Neighbour,
+    Outlier,
+    OutliersOut,
+    ProbeRequest,
+    SearchOut,
+)
+from service.embed_jobs import catalogue_dir
+from service.errors import Conflict, NotFound, SpecInvalid, TooManyJobs
+from service.settings import Settings
+from service.store import repository
+from service.store.models import Job
+
+CACHE_SIZE = 4  # catalogues (with their indexes) kept loaded per API process
+OUTLIER_K = 10  # neighbours an outlier score averages over
+
+
+@dataclass
+class Loaded:
+    catalogue: Any  # astropt.science.Catalogue
+    index: Any  # astropt.science.SimilarityIndex
+    outliers: dict[int, np.ndarray]  # k -> scores, computed on first use
+
+
+_cache: OrderedDict[tuple[str, int], Loaded] = OrderedDict()
+_cache_lock = threading.Lock()
+_slots: dict[int, threading.BoundedSemaphore] = {}
+
+
+@contextmanager
+def compute_slot(settings: Settings) -> Iterator[None]:
+    """One of the process's ``max_concurrent_science`` slots, or 429 at once."""
+    with _cache_lock:
+        slots = _slots.setdefault(settings.max_concurrent_science,
+                                  threading.BoundedSemaphore(settings.max_concurrent_science))
+    if not slots.acquire(blocking=False):
+        error = TooManyJobs(f"{settings.max_concurrent_science} catalogue computations are running; retry "
+                            "shortly (setting ASTROPT_MAX_CONCURRENT_SCIENCE)")
+        error.headers = {"Retry-After": "2"}
+        raise error
+    try:
+        yield
+    finally:
+        slots.release()
+
+
+def embed_job(session: Session, job_id: str) -> Job:
+    """A completed embed job; 404 / 422 / 409 with the reason otherwise."""
+    job = repository.get_job(session, job_id)
+    if job is None:
+        raise NotFound(f"job {job_id} not found")
+    if job.kind != "embed":
+        raise SpecInvalid("job_id", f"job {job_id} is a {job.kind} job; catalogues come from embed jobs "
+                          "(POST /jobs with kind 'embed')")
+    if job.phase != "completed":
+        raise Conflict(f"job {job_id} is {job.phase}: its catalogue is served once the job has completed")
+    return job
+
+
+def directory(job: Job) -> Path:
+    from astropt.science.catalogue import read_manifest
+
+    path = catalogue_dir(job.out_dir)
+    if read_manifest(path) is None:
+        raise Conflict(f"job {job.id} completed but its catalogue is missing (was it removed by hand?)")
+    return path
+
+
+def parquet_path(session: Session, job_id: str) -> Path:
+    from astropt.science.catalogue import CATALOGUE_FILE
+
+    return directory(embed_job(session, job_id)) / CATALOGUE_FILE
+
+
+def describe(job: Job) -> CatalogueOut:
+    from astropt.science.catalogue import CATALOGUE_FILE, read_manifest
+
+    path = directory(job)
+    manifest = read_manifest(path) or {}
+    base = f"/catalogues/{job.id}"
+    return CatalogueOut(
+        job_id=job.id, count=int(manifest.get("count", 0)), embedding_dim=int(manifest.get("embedding_dim", 0)),
+        created_at=job.created_at, finished_at=job.finished_at, size_bytes=(path / CATALOGUE_FILE).stat().st_size,
+        manifest=manifest,
+        links=CatalogueLinks(self=base, parquet=f"{base}/catalogue.parquet", probe=f"{base}/probe",
+                             outliers=f"{base}/outliers", map_png=f"{base}/map.png"),
+    )
+
+
+def list_catalogues(session: Session, limit: int, offset: int) -> tuple[list[CatalogueOut], int]:
+    jobs, total = repository.list_jobs(session, "completed", limit, offset, kind="embed")
+    items = []
+    for job in jobs:
+        try:
+            items.append(describe(job))
+        except Conflict:  # removed by hand: listed as nothing rather than failing the list
+            total -= 1
+    return items, total
+
+
+def load(path: Path) -> Loaded:
+    from astropt.science import SimilarityIndex, read_catalogue
+    from astropt.science.catalogue import MANIFEST_FILE
+
+    key = (str(path), (path / MANIFEST_FILE).stat().st_mtime_ns)
+    with _cache_lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+    catalogue = read_catalogue(path)
+    loaded = Loaded(catalogue, SimilarityIndex.from_catalogue(catalogue), {})
+    with _cache_lock:
+        _cache[key] = loaded
+        while len(_cache) > CACHE_SIZE:
+            _cache.popitem(last=False)
+    return loaded
+
+
+def _bound(field: str, value: int, settings: Settings, setting: str) -> None:
+    limit = getattr(settings, setting)
+    if value > limit:
+        raise SpecInvalid(field, f"{field} ({value}) exceeds this service's limit of {limit} "
+                          f"(setting ASTROPT_{setting.upper()})")
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: NaN and infinities become null; numpy scalars plain numbers."""
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def row_columns(loaded: Loaded, row: int) -> dict[str, Any]:
+    return {name: _clean(values[row]) for name, values in loaded.catalogue.columns.items() if values.ndim == 1}
+
+
+def _check_labels(loaded: Loaded, labels: Sequence[str]) -> None:
+    from astropt.science.catalogue import CatalogueError
+
+    for label in labels:
+        try:
+            loaded.catalogue.label(label)
+        except CatalogueError as exc:
+            raise SpecInvalid("labels", f"label {label!r}: {exc}") from exc
+
+
+def probe(settings: Settings, path: Path, request: ProbeRequest) -> tuple[dict[str, Any], Loaded]:
+    from astropt.science import probe_catalogue
+
+    _bound("labels", len(request.labels), settings, "max_probe_labels")
+    _bound("folds", request.folds, settings, "max_probe_folds")
+    _bound("bootstrap", request.bootstrap, settings, "max_probe_bootstrap")
+    loaded = load(path)
+    _check_labels(loaded, request.labels)
+    if len(loaded.catalogue) < 2 * request.folds:
+        raise SpecInvalid("folds", f"the catalogue has {len(loaded.catalogue)} rows: too few for "
+                          f"{request.folds}-fold cross-validation")
+    try:
+        report = probe_catalogue(loaded.catalogue, list(request.labels), aperture=request.aperture,
+                                 folds=request.folds, alpha=request.alpha, seed=request.seed,
+                                 bootstrap=request.bootstrap, shuffled=request.shuffled)
+    except ValueError as exc:  # e.g. a label with too few finite values
+        raise SpecInvalid("labels", str(exc)) from exc
+    body = _clean(report.to_dict())
+    body["catalogue"] = str(path.parent.name)
+    return body, loaded
+
+
+def probe_png(settings: Settings, path: Path, request: ProbeRequest) -> bytes:
+    from astropt.science.figures import probe_figure
+
+    body, loaded = probe(settings, path, request.model_copy(update={"bootstrap": 0, "shuffled": False,
+                                                                      "aperture": False}))
+    scores = body["features"][0]["scores"]
+    r2 = {label: scores[label]["r2_mean"] if scores[label]["r2_mean"] is not None else math.nan
+          for label in request.labels}
+    return probe_figure(loaded.catalogue, request.labels, r2, folds=request.folds, alpha=request.alpha,
+                        seed=request.seed)
+
+
+def _neighbours(loaded: Loaded, hits: Sequence[Any]) -> list[Neighbour]:
+    return [Neighbour(rank=h.rank, object_id=h.object_id, score=float(h.score),
+                      columns=row_columns(loaded, int(loaded.index.row_of(h.object_id)))) for h in hits]
+
+
+def search_by_id(settings: Settings, path: Path, job_id: str, object_id: str, k: int) -> SearchOut:
+    _bound("k", k, settings, "max_search_k")
+    loaded = load(path)
+    try:
+        hits = loaded.index.query_id(object_id, k)
+    except KeyError as exc:
+        raise NotFound(f"object {object_id!r} is not in the catalogue of job {job_id}") from exc
+    return SearchOut(job_id=job_id, query={"object_id": object_id}, k=k, neighbours=_neighbours(loaded, hits))
+
+
+def search_by_image(settings: Settings, path: Path, job_id: str, cube: Any, filename: str, k: int) -> SearchOut:
+    """The upload embedded exactly as the catalogue's rows were (its model, pooling, layer)."""
+    from service.catalogue_models import embed_cube
+
+    _bound("k", k, settings, "max_search_k")
+    loaded = load(path)
+    vector = embed_cube(loaded.catalogue.manifest, cube)
+    hits = loaded.index.query_vector(vector, k)
+    query = {"upload": filename, "bands": list(cube.bands), "warnings": list(cube.warnings)}
+    return SearchOut(job_id=job_id, query=query, k=k, neighbours=_neighbours(loaded, hits))
+
+
+def outlier_scores(loaded: Loaded, k: int) -> np.ndarray:
+    if k not in loaded.outliers:
+        loaded.outliers[k] = loaded.index.outlier_scores(k)
+    return loaded.outliers[k]
+
+
+def outliers(settings: Settings, path: Path, job_id: str, n: int, k: int) -> OutliersOut:
+    _bound("n", n, settings, "max_outliers")
+    _bound("k", k, settings, "max_search_k")
+    loaded = load(path)
+    scores = outlier_scores(loaded, k)
+    order = np.argsort(-scores, kind="stable")[:n]
+    items = [Outlier(rank=rank, object_id=str(loaded.index.object_ids[i]), outlier_score=float(scores[i]),
+                     columns=row_columns(loaded, int(i))) for rank, i in enumerate(order)]
+    return OutliersOut(job_id=job_id, k=k, items=items)
+
+
+def map_png(path: Path, job_id: str, color: str | None) -> bytes:
+    from astropt.science import pca_map
+    from astropt.science.figures import map_figure
+
+    loaded = load(path)
+    values = None
+    if color == "outlier_score":
+        values = outlier_scores(loaded, OUTLIER_K)
+    elif color:
+        columns = loaded.catalogue.columns
+        column = columns.get(color)
+        if column is None or column.ndim != 1 or column.dtype.kind not in "iufb":
+            numeric = sorted(k for k, v in columns.items() if v.ndim == 1 and v.dtype.kind in "iufb")
+            raise SpecInvalid("color", f"no numeric column {color!r}; the catalogue has outlier_score, "
+                              f"{', '.join(numeric)}")
+        values = column.astype(np.float64)
+    manifest = loaded.catalogue.manifest
+    title = f"job {job_id[:8]}: {manifest.get('pooling')} pool, layer {manifest.get('layer')}, PCA"
+    return map_figure(pca_map(loaded.catalogue.embeddings), values, color, title)
+
+
+def _mock_images(manifest: dict[str, Any], object_ids: Sequence[str]) -> list[np.ndarray]:
+    """The cut-outs of mock catalogue objects, made again from the mock's seed and index."""
+    from astropt.data.mock import object_id, simulate_galaxy
+    from astropt.inference.limits import centre_crop
+
+    source = manifest.get("data_source") or {}
+    if source.get("kind") != "mock":
+        raise Conflict("images are shown for catalogues of mock data only (they are made again from the "
+                       "mock's seed); ask for JSON")
+    seed = int(source["seed"])
+    images = []
+    for oid in object_ids:
+        index = int(oid.rsplit("-", 1)[-1])
+        if object_id(seed, index) != oid:
+            raise Conflict(f"object {oid!r} is not a galaxy of mock seed {seed}")
+        images.append(centre_crop(simulate_galaxy(seed, index)["flux"]))
+    return images
+
+
+def _four_bands(cube: Any) -> np.ndarray:
+    from astropt.constants import DEFAULT_BANDS
+
+    flux = np.zeros((len(DEFAULT_BANDS), *cube.flux.shape[1:]), dtype=np.float32)
+    for i, band in enumerate(cube.bands):
+        flux[DEFAULT_BANDS.index(band)] = cube.flux[i]
+    return flux
+
+
+def search_mosaic(path: Path, result: SearchOut, cube: Any = None) -> bytes:
+    """PNG: the query (the object, or the upload) and its neighbours, with their scores."""
+    from astropt.science.figures import MOSAIC_PANELS, mosaic_figure
+
+    loaded = load(path)
+    shown = [n for n in result.neighbours][: MOSAIC_PANELS - 1]
+    query_ids = [] if cube is not None else [result.query["object_id"]]
+    images = _mock_images(loaded.catalogue.manifest, query_ids + [n.object_id for n in shown])
+    if cube is not None:
+        images.insert(0, _four_bands(cube))
+    titles = ["query"] + [f"#{n.rank} {n.score:.3f}" for n in shown]
+    return mosaic_figure(images, titles, f"job {result.job_id[:8]}: {len(shown)} nearest of k={result.k}")
+
+
+def outliers_mosaic(path: Path, result: OutliersOut) -> bytes:
+    from astropt.science.figures import MOSAIC_PANELS, mosaic_figure
+
+    shown = result.items[:MOSAIC_PANELS]
+    images = _mock_images(load(path).catalogue.manifest, [o.object_id for o in shown])
+    titles = [f"#{o.rank} {o.outlier_score:.3f}" for o in shown]
+    return mosaic_figure(images, titles, f"job {result.job_id[:8]}: most unusual (k={result.k})")

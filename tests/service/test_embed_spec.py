@@ -1,0 +1,70 @@
+"""What an embed job spec may ask (schema and service rules), without a running stack."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from service.embed_jobs import check_embed, prepare_body
+from service.errors import SpecInvalid
+from service.schemas import EMBED_JOB, JobSpec
+from service.settings import Settings
+from service.store import migrate, session_scope
+
+
+def spec(data: dict | None = None, **section) -> JobSpec:
+    return JobSpec.model_validate({"kind": "embed", "data": data or {"source": "mock", "n_mock": 64},
+                                   "embed": {"model": "shipped", **section}})
+
+
+def refused(job: JobSpec, settings: Settings) -> SpecInvalid:
+    with pytest.raises(SpecInvalid) as caught:
+        check_embed(job, settings)
+    return caught.value
+
+
+def test_kind_and_section_go_together() -> None:
+    with pytest.raises(ValidationError, match="needs an embed section"):
+        JobSpec.model_validate({"kind": "embed"})
+    with pytest.raises(ValidationError, match="needs kind 'embed'"):
+        JobSpec.model_validate({"embed": {"model": "shipped"}})
+    with pytest.raises(ValidationError, match="needs kind 'finetune'"):
+        JobSpec.model_validate({"kind": "embed", "embed": {"model": "shipped"},
+                                "finetune": {"init": "shipped", "labels": ["mag_r"]}})
+    assert JobSpec.model_validate_json(json.dumps(EMBED_JOB), strict=True).embed.pool == "centre"
+    for bad in ({"pool": "max"}, {"centre": 24}, {"batch_size": 0}, {"model": {"job": "not hex!"}}, {"typo": 1}):
+        with pytest.raises(ValidationError):
+            spec(**bad)
+
+
+def test_service_rules_name_the_field_and_the_setting(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, max_embed_objects=100, max_embed_batch_size=16)
+    check_embed(spec(), settings)
+    error = refused(spec(data={"source": "mock", "n_mock": 101}), settings)
+    assert error.field == "data.n_mock" and "ASTROPT_MAX_EMBED_OBJECTS" in error.detail
+    assert refused(spec(batch_size=17), settings).field == "embed.batch_size"
+    assert refused(spec(limit=101), settings).field == "embed.limit"
+    assert refused(spec(model={"path": "/etc"}), settings).field == "embed.model.path"
+    assert refused(spec(data={"source": "hf"}), settings).field == "data.source"
+    two = JobSpec.model_validate({**EMBED_JOB, "resources": {"procs_per_node": 2}})
+    assert refused(two, settings).field == "resources"
+
+
+def test_the_model_is_resolved_and_its_layers_checked(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, max_embed_objects=50)
+    migrate(settings.resolved_database_url)
+    with session_scope(settings.resolved_database_url) as session:
+        job = spec(layer=-2)
+        body = job.model_dump(mode="json")
+        prepare_body(session, job, body, settings)
+        assert Path(body["embed"]["model_dir"]).name == "shipped_model" and body["max_iters"] == 50  # cut at 50
+        with pytest.raises(SpecInvalid, match=r"must be in \[-2, 1\]") as caught:
+            prepare_body(session, spec(layer=2), spec(layer=2).model_dump(mode="json"), settings)
+        assert caught.value.field == "embed.layer"
+        with pytest.raises(SpecInvalid, match="not found") as caught:
+            missing = spec(model={"job": "0123abcd"})
+            prepare_body(session, missing, missing.model_dump(mode="json"), settings)
+        assert caught.value.field == "embed.model.job"
