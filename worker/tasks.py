@@ -18,6 +18,7 @@ from typing import Any
 
 from celery import Task
 from celery.signals import worker_process_init, worker_ready
+from sqlalchemy.exc import OperationalError
 
 from broker import TRAIN_TASK, enqueue_training
 from service.settings import Settings, get_settings
@@ -53,18 +54,24 @@ def run_training_job(settings: Settings, job_id: str) -> str:
 def _run_claimed(settings: Settings, job_id: str, lease: Any) -> str:
     url = settings.resolved_database_url
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    with session_scope(url) as session:
-        # A redelivered message of a job whose worker died settles it first: the attempt limit
-        # holds however the job comes back.
-        reap_orphan(session, job_id, settings.worker_lease_seconds, settings.max_attempts)
-        claimed = repository.claim_job(session, job_id, owner)
-        job = repository.get_job(session, job_id)
-        if job is None:
-            log.warning("job %s no longer exists; dropping its message", job_id)
-            return "missing"
-        if not claimed:
-            return _not_claimed(session, job, settings)
-        spec, out_dir = dict(job.spec), job.out_dir
+    try:
+        with session_scope(url) as session:
+            # A redelivered message of a job whose worker died settles it first: the attempt
+            # limit holds however the job comes back.
+            reap_orphan(session, job_id, settings.worker_lease_seconds, settings.max_attempts)
+            claimed = repository.claim_job(session, job_id, owner)
+            job = repository.get_job(session, job_id)
+            if job is None:
+                log.warning("job %s no longer exists; dropping its message", job_id)
+                return "missing"
+            if not claimed:
+                return _not_claimed(session, job, settings)
+            spec, out_dir = dict(job.spec), job.out_dir
+    except OperationalError as exc:
+        # The store is busy (SQLite's lock, a statement timeout) or away: nothing was claimed,
+        # and the job's message was taken off the queue, so the message must come back.
+        # Dropping it would leave the job queued for ever (it counts as published).
+        raise RetryLater(f"could not claim job {job_id}: the store did not answer ({type(exc.orig).__name__})") from exc
     from worker.heartbeat import Heartbeat
 
     # The lease is kept fresh from the claim on, including the slow first import of torch.
