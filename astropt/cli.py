@@ -13,23 +13,35 @@ from importlib.metadata import entry_points
 
 from pydantic import ValidationError
 
-from astropt.checkpoints import commands as checkpoint_commands
 from astropt.client import commands as client_commands
-from astropt.codec_training import commands as codec_commands
-from astropt.data import commands as data_commands
-from astropt.finetune import commands as finetune_commands
-from astropt.science import checkpoint_commands as probe_checkpoint_commands
-from astropt.science import commands as science_commands
-from astropt.training import commands as training_commands
+
+# These only talk to a service over HTTP: ``astropt jobs ...`` starts without importing torch
+# (the science packages below import it), which a terminal user notices on every call.
+CLIENT_COMMANDS = frozenset({"jobs", "reconstruct"})
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _science_modules() -> tuple:
+    from astropt.checkpoints import commands as checkpoint_commands
+    from astropt.codec_training import commands as codec_commands
+    from astropt.data import commands as data_commands
+    from astropt.finetune import commands as finetune_commands
+    from astropt.science import checkpoint_commands as probe_checkpoint_commands
+    from astropt.science import commands as science_commands
+    from astropt.training import commands as training_commands
+
+    return (training_commands, finetune_commands, data_commands, checkpoint_commands,
+            codec_commands, science_commands, probe_checkpoint_commands)
+
+
+def build_parser(client_only: bool = False) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="astropt", description="Train and use AstroPT models on AION galaxy-image tokens."
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (training_commands, finetune_commands, data_commands, checkpoint_commands,
-                   codec_commands, client_commands, science_commands, probe_checkpoint_commands):
+    client_commands.register(sub)
+    if client_only:
+        return parser
+    for module in _science_modules():
         module.register(sub)
     for ep in entry_points(group="astropt.commands"):
         try:
@@ -40,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    words = sys.argv[1:] if argv is None else argv
+    parser = build_parser(client_only=bool(words) and words[0] in CLIENT_COMMANDS)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
