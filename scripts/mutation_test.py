@@ -212,27 +212,21 @@ MUTATIONS: tuple[Mutation, ...] = (
 )
 
 
-# Chosen by the cost of their tests (each runs its tests in a fresh copy; about a minute each).
+# Chosen by the cost of their tests: each runs in a fresh copy, and these take seconds (the set
+# runs in about two minutes on 2 cores with -j 2; the rest take minutes each).
 CI_SET = frozenset({
-    "best-val-loss-reset-on-resume",
     "http-declared-size-check-removed",
     "catch-all-error-handler-removed",
     "embedding-pools-the-wrong-positions",
-    "loop-ignores-its-checkpoint",
-    "token-cache-ignores-the-codec",
     "codec-fingerprint-check-disabled",
     "artifact-path-containment-removed",
     "parser-size-limit-removed",
     "masked-pixels-read-as-sky",
-    "divergence-unchecked",
-    "cancel-ignored-while-tokenising",
     "attempt-limit-ignored",
     "memory-estimate-skipped",
     "client-names-the-init-directory",
-    "claim-error-drops-the-message",
     "warm-start-ignores-a-shape-conflict",
-    "live-probe-labels-of-the-wrong-rows",
-    "probe-labels-rolled-against-embeddings",
+    "claim-error-drops-the-message",
 })
 
 
