@@ -15,7 +15,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
-from service import artifacts, jobs
+from service import artifacts, catalogues, jobs
 from service.deps import SessionDep, SettingsDep
 from service.schemas import JOB_SPEC_EXAMPLES
 from service.store import repository
@@ -65,6 +65,23 @@ def job_page(job_id: str, request: Request, session: SessionDep, settings: Setti
     images = [path for path, _, kind in artifacts.list_files(Path(job.out_dir)) if kind == "val_image"]
     return render(request, "job.html", job=detail, images=images,
                   initial=as_json(detail), finished=job.phase in ("completed", "failed", "cancelled"))
+
+
+@router.get("/catalogues")
+def catalogues_page(request: Request, session: SessionDep,
+                    limit: Annotated[int, Query(ge=1, le=500)] = 100) -> HTMLResponse:
+    items, total = catalogues.list_catalogues(session, limit, 0)
+    return render(request, "catalogues.html", catalogues=items, total=total)
+
+
+@router.get("/catalogues/{job_id}")
+def catalogue_page(job_id: str, request: Request, session: SessionDep) -> HTMLResponse:
+    described = catalogues.describe(catalogues.embed_job(session, job_id))  # 404/409/422 as the API
+    manifest = described.manifest
+    numeric = [name for name in manifest.get("columns", []) if name != "object_id"]
+    mock = (manifest.get("data_source") or {}).get("kind") == "mock"
+    return render(request, "catalogue.html", catalogue=described, columns=numeric, mock=mock,
+                  initial=as_json({"job_id": job_id, "columns": numeric, "mock": mock}))
 
 
 @router.get("/reconstruct")

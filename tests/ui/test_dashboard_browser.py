@@ -128,3 +128,39 @@ def test_reconstruct_page_uploads_a_fits_file(stack: Stack, tmp_path: Path,
         assert 0.0 <= accuracy <= 1.0
         page.screenshot(path=artifact_dir(request.node.name) / "reconstruct.png", full_page=True)
     assert network.outside(stack.base_url) == []
+
+
+def test_catalogue_page_shows_the_map_outliers_and_a_search(stack: Stack, request: pytest.FixtureRequest) -> None:
+    client = stack.client()
+    spec = {"kind": "embed", "device": "cpu", "data": {"source": "mock", "n_mock": 40, "mock_seed": 777},
+            "embed": {"model": "shipped", "pool": "mean", "batch_size": 20}}
+    job_id = client.post("/jobs", json=spec).json()["id"]
+    wait_for_job(client, job_id, {"completed"})
+    network = NetworkLog()
+    with chromium_page(network) as page:
+        page.goto(f"{stack.base_url}/ui/catalogues")
+        row = page.locator(f"tr[data-job-id='{job_id}']")
+        assert row.locator("td").nth(1).inner_text() == "40"
+        row.get_by_role("link").first.click()
+        page.wait_for_url(f"**/ui/catalogues/{job_id}")
+        # without the key the map is refused, and the page says why
+        page.wait_for_function("document.querySelector('#map-state').textContent.includes('401')")
+        page.fill("#api-key", API_KEY)
+        page.locator("#key-form button").click()
+        page.wait_for_function("document.querySelector('#map').naturalWidth > 0")
+        page.wait_for_function("document.querySelectorAll('#outliers tbody tr').length === 8")
+        page.wait_for_function("document.querySelector('#outliers-mosaic').naturalWidth > 0")
+        top = page.locator("#outliers tbody tr").first.get_attribute("data-object-id")
+        expected = client.get(f"/catalogues/{job_id}/outliers", params={"n": 1}).json()["items"][0]["object_id"]
+        assert top == expected
+        page.select_option("#map-color", "mag_r")
+        # search: the object itself comes first, then its neighbours, as the API says
+        page.fill("#search-id", top)
+        page.locator("#search-form button").click()
+        page.wait_for_function("document.querySelectorAll('#neighbours tbody tr').length === 8")
+        page.wait_for_function("document.querySelector('#search-mosaic').naturalWidth > 0")
+        shown = [r.get_attribute("data-object-id") for r in page.locator("#neighbours tbody tr").all()]
+        api = client.post("/search", json={"job_id": job_id, "object_id": top, "k": 8}).json()
+        assert shown == [n["object_id"] for n in api["neighbours"]] and shown[0] == top
+        page.screenshot(path=artifact_dir(request.node.name) / "catalogue.png", full_page=True)
+    assert network.outside(stack.base_url) == []
