@@ -68,3 +68,22 @@ def test_the_model_is_resolved_and_its_layers_checked(tmp_path: Path) -> None:
             missing = spec(model={"job": "0123abcd"})
             prepare_body(session, missing, missing.model_dump(mode="json"), settings)
         assert caught.value.field == "embed.model.job"
+
+
+def test_a_patch_token_model_is_refused_with_a_reason(tmp_path: Path) -> None:
+    import shutil
+
+    from astropt.checkpoints.shipped import SHIPPED_MODEL_DIR
+
+    patch_dir = tmp_path / "data" / "patch-model"
+    shutil.copytree(SHIPPED_MODEL_DIR, patch_dir)
+    meta = json.loads((patch_dir / "config.json").read_text())
+    meta["codec"] = None  # what a patch model's checkpoint records: it has no codec
+    (patch_dir / "config.json").write_text(json.dumps(meta))
+    settings = Settings(data_dir=tmp_path / "data")
+    migrate(settings.resolved_database_url)
+    with session_scope(settings.resolved_database_url) as session:
+        job = spec(model={"path": str(patch_dir)})
+        with pytest.raises(SpecInvalid, match="patch-token model") as caught:
+            prepare_body(session, job, job.model_dump(mode="json"), settings)
+    assert caught.value.field == "embed.model"
