@@ -14,15 +14,10 @@ DEFAULT_LABELS = ("mag_r", "g_r", "disk_hlr_arcsec", "disk_q", "bulge_fraction")
 
 def run_probe_checkpoints(args: argparse.Namespace) -> int:
     from astropt.science.checkpoint_probes import probe_checkpoints, write_report
-    from astropt.science.embed import EmbedOptions
-    from astropt.science.sources import SourceSpec
+    from astropt.science.commands import source_and_options
 
     set_threads(args.threads)
-    if args.data == "mock":
-        source = SourceSpec("mock", n=args.n or 600, seed=args.seed, path=args.data_path)
-    else:
-        source = SourceSpec("local", path=args.data_path, limit=args.n)
-    options = EmbedOptions(pool=args.pool, layer=args.layer, centre=args.centre, batch_size=args.batch_size)
+    source, options = source_and_options(args)
     bar = tqdm(unit="ckpt", desc="probing", disable=args.quiet)
 
     def progress(name: str, done: int, total: int) -> None:

@@ -16,17 +16,24 @@ from astropt.torch_policy import set_threads
 DEFAULT_LABELS = ("mag_r", "g_r", "disk_hlr_arcsec", "disk_q", "bulge_fraction", "psf_fwhm_r")
 
 
-def run_embed(args: argparse.Namespace) -> int:
-    from astropt.science.embed import EmbedOptions, embed_catalogue, load_embed_model
-    from astropt.science.shards import work_dir_for
+def source_and_options(args: argparse.Namespace) -> tuple:
+    """The data source and embedding options the ``--data/--n/--seed/--pool/...`` flags name."""
+    from astropt.science.embed import EmbedOptions
     from astropt.science.sources import SourceSpec
 
-    set_threads(args.threads)
     if args.data == "mock":
         source = SourceSpec("mock", n=args.n or 600, seed=args.seed, path=args.data_path)
     else:
         source = SourceSpec("local", path=args.data_path, limit=args.n)
-    options = EmbedOptions(pool=args.pool, layer=args.layer, centre=args.centre, batch_size=args.batch_size)
+    return source, EmbedOptions(pool=args.pool, layer=args.layer, centre=args.centre, batch_size=args.batch_size)
+
+
+def run_embed(args: argparse.Namespace) -> int:
+    from astropt.science.embed import embed_catalogue, load_embed_model
+    from astropt.science.shards import work_dir_for
+
+    set_threads(args.threads)
+    source, options = source_and_options(args)
     model = load_embed_model(args.model, device=args.device, random_init=args.random_init)
     if args.fresh:
         shutil.rmtree(work_dir_for(args.out), ignore_errors=True)
