@@ -146,6 +146,21 @@ class Stack:
                 process.wait()
 
 
+@contextmanager
+def running_stack(env: dict[str, str], log_dir: Path, workers: int = 1) -> Iterator[Stack]:
+    """An API and ``workers`` workers for the block; stopped after it, their logs printed."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    stack = Stack(env, log_dir)
+    try:
+        stack.start_api()
+        for _ in range(workers):
+            stack.start_worker()
+        yield stack
+    finally:
+        stack.stop()
+        print(stack.logs())
+
+
 def _healthy(base_url: str) -> bool:
     try:
         return httpx.get(f"{base_url}/health", timeout=2).status_code == 200

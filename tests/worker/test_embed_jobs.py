@@ -21,6 +21,7 @@ from tests.service.stack import (
     Stack,
     redis_url,
     run_dir,
+    running_stack,
     service_env,
     tiny_spec,
     unique_queue,
@@ -39,15 +40,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                       ASTROPT_EMBED_SHARD_ROWS=str(SHARD), ASTROPT_MAX_EMBED_OBJECTS="1000",
                       ASTROPT_MAX_SEARCH_K="20",
                       ASTROPT_INFERENCE_PRECISION="float32")  # /embed in float32, as the job computes
-    (tmp / "logs").mkdir()
-    stack = Stack(env, tmp / "logs")
-    try:
-        stack.start_api()
-        stack.start_worker()
+    with running_stack(env, tmp / "logs") as stack:
         yield stack
-    finally:
-        stack.stop()
-        print(stack.logs())
 
 
 def embed_spec(**section) -> dict:

@@ -16,6 +16,7 @@ from tests.service.stack import (
     REPO,
     Stack,
     redis_url,
+    running_stack,
     service_env,
     tiny_spec,
     unique_queue,
@@ -45,15 +46,8 @@ def stack(cluster: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     env = service_env(tmp / "data", f"sqlite:///{tmp / 'jobs.db'}", redis_url(), unique_queue(),
                       ASTROPT_EXECUTOR="slurm", ASTROPT_SLURM_PROCS_PER_NODE="2",
                       ASTROPT_SLURM_POLL_SECONDS="0.5", ASTROPT_DISTRIBUTED_MAX_RESTARTS="1")
-    (tmp / "logs").mkdir()
-    stack = Stack(env, tmp / "logs")
-    try:
-        stack.start_api()
-        stack.start_worker()
+    with running_stack(env, tmp / "logs") as stack:
         yield stack
-    finally:
-        stack.stop()
-        print(stack.logs())
 
 
 def two_procs(**overrides: object) -> dict:
