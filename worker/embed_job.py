@@ -81,6 +81,8 @@ def run_embed_job(settings: Settings, job_id: str, owner: str, spec: dict[str, A
     def finish(session: Any) -> None:
         if phase == "completed":
             repository.update_job(session, job_id, iteration=result.count, max_iters=result.count)
+        else:  # the galaxies embedded before the stop (progress writes are throttled, so may lag)
+            repository.update_job(session, job_id, iteration=result.count)
         repository.finish_job(session, job_id, phase, None)
 
     reporter.writes.write(finish)

@@ -182,7 +182,10 @@ def test_failure_is_recorded_with_its_reason(sqlite_stack: Stack) -> None:
 def test_postgres_job_survives_a_killed_worker(postgres_stack: Stack) -> None:
     client = postgres_stack.client()
     first = postgres_stack.start_worker()
-    job_id = client.post("/jobs", json=tiny_spec(max_iters=40)).json()["id"]
+    # with a live probe: its curves survive the kill and the resume like the losses do
+    spec = tiny_spec(max_iters=40, data={"source": "mock", "n_mock": 48, "val_fraction": 0.3},
+                     live_probe={"labels": PROBED, "n_galaxies": 16, "folds": 3})
+    job_id = client.post("/jobs", json=spec).json()["id"]
     wait_for_iteration(client, job_id, 12)
     postgres_stack.kill_worker(first)
     # nothing but a live worker's recovery (once the dead one's lease ran out) may touch the job
