@@ -1,8 +1,14 @@
 """Similarity search, outlier scores and a 2-D map over a catalogue's embeddings.
 
-Search is exact cosine similarity: the vectors are L2-normalised and put in a FAISS
-inner-product index (``IndexFlatIP``), so a score is the cosine of the angle between two
-embeddings (1 for the object itself). Outliers are scored by the mean cosine distance to the
+Search is cosine similarity: the vectors are L2-normalised and put in a FAISS inner-product
+index, so a score is the cosine of the angle between two embeddings (1 for the object
+itself). Up to ``EXACT_UP_TO`` objects the index is exact (``IndexFlatIP``); above it, an HNSW
+graph (``IndexHNSWFlat``, 32 links, efSearch 128) whose neighbours are approximate.
+Measured with ``benchmarks/bench_search.py`` (100k clustered 128-d vectors, one core): exact
+2.3 ms per query, HNSW 0.16 ms after a 7.4 s build, recall@10 1.000 against exact. The
+threshold is set by the outlier scores, which query every object: exact, that is
+N x N work (~4 min at 100k), so catalogues above 20k objects use HNSW.
+Outliers are scored by the mean cosine distance to the
 ``k`` nearest other objects (larger = more unusual); the map is the first two principal
 components of the standardised embeddings.
 """
@@ -32,10 +38,14 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(v / np.where(norms == 0, 1.0, norms), dtype=np.float32)
 
 
-class SimilarityIndex:
-    """A cosine-similarity index over one catalogue's embeddings."""
+EXACT_UP_TO = 20_000  # catalogues larger than this get an approximate (HNSW) index
+HNSW_LINKS, HNSW_EF_SEARCH, HNSW_EF_CONSTRUCTION = 32, 128, 80
 
-    def __init__(self, object_ids: np.ndarray, embeddings: np.ndarray):
+
+class SimilarityIndex:
+    """A cosine-similarity index over one catalogue's embeddings (``kind``: exact or hnsw)."""
+
+    def __init__(self, object_ids: np.ndarray, embeddings: np.ndarray, exact_up_to: int = EXACT_UP_TO):
         import faiss
 
         if len(object_ids) != len(embeddings) or len(object_ids) == 0:
@@ -43,7 +53,15 @@ class SimilarityIndex:
         self.object_ids = np.asarray(object_ids).astype(str)
         self.vectors = normalise(embeddings)
         self._row = {oid: i for i, oid in enumerate(self.object_ids)}
-        self.index = faiss.IndexFlatIP(self.vectors.shape[1])
+        dim = self.vectors.shape[1]
+        if len(self.vectors) <= exact_up_to:
+            self.kind = "exact"
+            self.index = faiss.IndexFlatIP(dim)
+        else:
+            self.kind = "hnsw"
+            self.index = faiss.IndexHNSWFlat(dim, HNSW_LINKS, faiss.METRIC_INNER_PRODUCT)
+            self.index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+            self.index.hnsw.efSearch = HNSW_EF_SEARCH
         self.index.add(self.vectors)
 
     @classmethod

@@ -82,3 +82,26 @@ def test_cli_search(catalogue, capsys):
     assert [r["object_id"] for r in rows] == [ids[i] for i in order] and rows[0]["score"] == pytest.approx(1.0)
     assert main(["search", str(path), "--outliers", "-k", "1", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["object_id"] == "gal-123"
+
+
+def test_a_large_catalogue_gets_an_approximate_index_that_finds_the_true_neighbours() -> None:
+    rng = np.random.default_rng(1)
+    n, d, k = 4000, 32, 10
+    centres = rng.normal(size=(40, d)) * 2  # clustered, as galaxy embeddings are
+    x = (centres[rng.integers(0, 40, n)] + rng.normal(size=(n, d))).astype(np.float32)
+    ids = [f"gal-{i:04d}" for i in range(n)]
+    exact = SimilarityIndex(ids, x)
+    approximate = SimilarityIndex(ids, x, exact_up_to=1000)  # a threshold below n: HNSW
+    assert (exact.kind, approximate.kind) == ("exact", "hnsw")
+    recalls = []
+    for row in rng.choice(n, 50, replace=False):
+        truth, scores = brute_force(x, x[row], k)
+        hits = approximate.query_id(ids[row], k)
+        assert hits[0].object_id == ids[row] and hits[0].score == pytest.approx(1.0, abs=1e-5)
+        found = {h.object_id for h in hits}
+        recalls.append(len(found & {ids[i] for i in truth}) / k)
+        unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+        for h in hits:  # the scores it reports are the true cosines of what it found
+            assert h.score == pytest.approx(float(unit[approximate.row_of(h.object_id)] @ unit[row]), abs=1e-5)
+    print(f"HNSW recall@{k}: {np.mean(recalls):.3f}")
+    assert np.mean(recalls) >= 0.95, np.mean(recalls)
