@@ -49,6 +49,9 @@ class ProbeRequest(BaseModel):
     seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed of the folds, the bootstrap and the shuffle.")
     aperture: bool = Field(True, description="Also probe the aperture photometry (the baseline).")
     shuffled: bool = Field(True, description="Also probe shuffled labels (the control: R² ~ 0).")
+    label_table: str | None = Field(None, max_length=4096, description="A CSV or Parquet file inside the "
+                                    "data roots with an object_id column: its numeric columns are joined "
+                                    "onto the catalogue by object id and may be named in labels.")
 
 
 class SearchRequest(BaseModel):

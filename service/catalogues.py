@@ -33,6 +33,7 @@ from service.catalogue_schemas import (
 from service.embed_jobs import catalogue_dir
 from service.errors import Conflict, NotFound, SpecInvalid, TooManyJobs
 from service.settings import Settings
+from service.spec_checks import inside, roots_text
 from service.store import repository
 from service.store.models import Job
 
@@ -165,47 +166,64 @@ def row_columns(loaded: Loaded, row: int) -> dict[str, Any]:
     return {name: _clean(values[row]) for name, values in loaded.catalogue.columns.items() if values.ndim == 1}
 
 
-def _check_labels(loaded: Loaded, labels: Sequence[str]) -> None:
+def _check_labels(catalogue: Any, labels: Sequence[str]) -> None:
     from astropt.science.catalogue import CatalogueError
 
     for label in labels:
         try:
-            loaded.catalogue.label(label)
+            catalogue.label(label)
         except CatalogueError as exc:
             raise SpecInvalid("labels", f"label {label!r}: {exc}") from exc
 
 
-def probe(settings: Settings, path: Path, request: ProbeRequest) -> tuple[dict[str, Any], Loaded]:
+def _with_label_table(settings: Settings, catalogue: Any, table: str | None) -> Any:
+    """The catalogue with a user's label table joined on (a 422 naming ``label_table``)."""
+    from astropt.science.catalogue import CatalogueError
+    from astropt.science.label_tables import join_labels, read_label_table
+
+    if table is None:
+        return catalogue
+    if not inside(Path(table), settings.readable_roots):
+        raise SpecInvalid("label_table", f"label_table ({table}) is outside the allowed data roots: "
+                          f"{roots_text(settings.readable_roots)}")
+    try:
+        return join_labels(catalogue, read_label_table(Path(table).expanduser().resolve()), f"label table {table}")
+    except CatalogueError as exc:
+        raise SpecInvalid("label_table", str(exc)) from exc
+
+
+def probe(settings: Settings, path: Path, request: ProbeRequest) -> tuple[dict[str, Any], Any]:
+    """The probe report and the catalogue it probed (with the label table, if any)."""
     from astropt.science import probe_catalogue
 
     _bound("labels", len(request.labels), settings, "max_probe_labels")
     _bound("folds", request.folds, settings, "max_probe_folds")
     _bound("bootstrap", request.bootstrap, settings, "max_probe_bootstrap")
-    loaded = load(path)
-    _check_labels(loaded, request.labels)
-    if len(loaded.catalogue) < 2 * request.folds:
-        raise SpecInvalid("folds", f"the catalogue has {len(loaded.catalogue)} rows: too few for "
+    catalogue = _with_label_table(settings, load(path).catalogue, request.label_table)
+    _check_labels(catalogue, request.labels)
+    if len(catalogue) < 2 * request.folds:
+        raise SpecInvalid("folds", f"the catalogue has {len(catalogue)} rows: too few for "
                           f"{request.folds}-fold cross-validation")
     try:
-        report = probe_catalogue(loaded.catalogue, list(request.labels), aperture=request.aperture,
+        report = probe_catalogue(catalogue, list(request.labels), aperture=request.aperture,
                                  folds=request.folds, alpha=request.alpha, seed=request.seed,
                                  bootstrap=request.bootstrap, shuffled=request.shuffled)
     except ValueError as exc:  # e.g. a label with too few finite values
         raise SpecInvalid("labels", str(exc)) from exc
     body = _clean(report.to_dict())
     body["catalogue"] = str(path.parent.name)
-    return body, loaded
+    return body, catalogue
 
 
 def probe_png(settings: Settings, path: Path, request: ProbeRequest) -> bytes:
     from astropt.science.figures import probe_figure
 
-    body, loaded = probe(settings, path, request.model_copy(update={"bootstrap": 0, "shuffled": False,
-                                                                      "aperture": False}))
+    body, catalogue = probe(settings, path, request.model_copy(update={"bootstrap": 0, "shuffled": False,
+                                                                         "aperture": False}))
     scores = body["features"][0]["scores"]
     r2 = {label: scores[label]["r2_mean"] if scores[label]["r2_mean"] is not None else math.nan
           for label in request.labels}
-    return probe_figure(loaded.catalogue, request.labels, r2, folds=request.folds, alpha=request.alpha,
+    return probe_figure(catalogue, request.labels, r2, folds=request.folds, alpha=request.alpha,
                         seed=request.seed)
 
 

@@ -61,8 +61,14 @@ def run_probe(args: argparse.Namespace) -> int:
         if not sep:
             raise ValueError(f"--baseline takes NAME=CATALOGUE_DIR, got {item!r}")
         baselines[name] = path
+    catalogue = args.catalogue
+    if args.label_table:
+        from astropt.science.catalogue import read_catalogue
+        from astropt.science.label_tables import join_labels, read_label_table
+
+        catalogue = join_labels(read_catalogue(args.catalogue), read_label_table(args.label_table), args.label_table)
     report = probe_catalogue(
-        args.catalogue, list(args.labels), baselines=baselines, aperture=not args.no_aperture,
+        catalogue, list(args.labels), baselines=baselines, aperture=not args.no_aperture,
         folds=args.folds, alpha=args.alpha, seed=args.seed, bootstrap=args.bootstrap,
     )
     print(report.table())
@@ -124,6 +130,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--baseline", action="append", metavar="NAME=DIR",
                    help="another catalogue of the same objects to probe alongside (repeatable)")
     p.add_argument("--no-aperture", action="store_true", help="skip the aperture-photometry baseline")
+    p.add_argument("--label-table", metavar="FILE",
+                   help="CSV or Parquet with object_id and label columns, joined onto the catalogue")
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--alpha", type=float, default=100.0, help="ridge lambda")
     p.add_argument("--seed", type=int, default=0, help="seed of the fold split and bootstrap")

@@ -133,3 +133,40 @@ def test_the_figure_predictions_are_the_probe_folds(synthetic):
     pooled = 1 - np.sum((truth - pred) ** 2) / np.sum((truth - truth.mean()) ** 2)
     assert pooled == pytest.approx(ridge_cv(cat.embeddings, cat.label("half"), bootstrap=0).r2_mean, abs=0.02)
     assert probe_figure(cat, ["linear", "half"], {"linear": 1.0, "half": 0.5}).startswith(b"\x89PNG")
+
+
+def test_a_label_table_is_joined_by_object_id(synthetic, tmp_path, capsys):
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    from astropt.cli import main
+    from astropt.science import read_catalogue
+    from astropt.science.label_tables import join_labels, read_label_table
+
+    root, x, columns, ids = synthetic
+    rng = np.random.default_rng(5)
+    keep = rng.permutation(len(ids))[:2500]  # 500 objects missing from the table, rows shuffled
+    table = pa.table({"object_id": [ids[i] for i in keep] + ["not-in-catalogue"],
+                      "planted": np.append(columns["linear"][keep], 1e9),
+                      "note": ["x"] * 2501})
+    pacsv.write_csv(table, tmp_path / "labels.csv")
+    joined = join_labels(read_catalogue(root / "cat"), read_label_table(tmp_path / "labels.csv"))
+    assert "note" not in joined.columns  # only numeric columns join
+    planted = joined.label("planted")
+    assert np.isnan(planted).sum() == 500
+    assert np.array_equal(planted[keep], columns["linear"][keep])  # each object its own value
+    report = probe_catalogue(joined, ["planted"])
+    assert report.features[0].scores["planted"].n == 2500 and report.r2("embedding", "planted") > 0.99
+
+    assert main(["probe", str(root / "cat"), "--labels", "planted", "--label-table", str(tmp_path / "labels.csv"),
+                 "--no-aperture"]) == 0
+    assert "planted" in capsys.readouterr().out
+    for bad, message in [
+        (pa.table({"id": ["a"], "v": [1.0]}), "no 'object_id' column"),
+        (pa.table({"object_id": [ids[0], ids[0]], "v": [1.0, 2.0]}), "more than once"),
+        (pa.table({"object_id": ["elsewhere"], "v": [1.0]}), "no object of the catalogue"),
+        (pa.table({"object_id": [ids[0]], "linear": [1.0]}), "already has"),
+    ]:
+        pacsv.write_csv(bad, tmp_path / "bad.csv")
+        with pytest.raises(CatalogueError, match=message):
+            join_labels(read_catalogue(root / "cat"), read_label_table(tmp_path / "bad.csv"))
