@@ -214,11 +214,11 @@ class TrainConfig(_Strict):
         if self.optim.lr_decay_iters is not None and self.optim.lr_decay_iters < self.optim.warmup_iters:
             raise ValueError("optim.lr_decay_iters must be >= optim.warmup_iters")
         if self.live_probe is not None:
-            if self.model.tokeniser != "aion":
-                raise ValueError("live_probe embeds AION tokens: it needs model.tokeniser 'aion'")
-            if self.data.source not in ("mock", "local") or not self.data.cache_tokens:
-                raise ValueError("live_probe reads labels from a finite table: use data.source 'mock' or "
-                                 "'local' with data.cache_tokens true")
+            if self.data.source not in ("mock", "local"):
+                raise ValueError("live_probe reads labels from a finite table: use data.source 'mock' or 'local'")
+            if self.model.tokeniser == "aion" and not self.data.cache_tokens:
+                raise ValueError("live_probe embeds the cached tokens of the validation split: set "
+                                 "data.cache_tokens true")
             if not -self.model.n_layer <= self.live_probe.layer < self.model.n_layer:
                 raise ValueError(f"live_probe.layer ({self.live_probe.layer}) must be in "
                                  f"[{-self.model.n_layer}, {self.model.n_layer - 1}] for model.n_layer {self.model.n_layer}")

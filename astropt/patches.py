@@ -72,6 +72,22 @@ def order_indices(n_patches: int, order: PatchOrder) -> torch.Tensor:
     raise ValueError(f"patch order must be 'raster' or 'spiral', got {order!r}")
 
 
+def centre_patch_positions(box_px: int, patch_size: int, order: PatchOrder, n_positions: int,
+                           side: int = 96) -> list[int]:
+    """Sequence positions (``< n_positions``) of the patches that overlap the central
+    ``box_px x box_px`` pixels of a ``side``-pixel crop: the ``centre`` pooling of a patch
+    model, over the same pixels as the AION token grid's central block."""
+    grid = side // patch_size
+    lo, hi = (side - box_px) // 2, (side + box_px) // 2
+    inside = [i for i in range(grid) if i * patch_size < hi and (i + 1) * patch_size > lo]
+    wanted = {r * grid + c for r in inside for c in inside}
+    order_ = order_indices(grid * grid, order).tolist()
+    positions = [p for p, raster in enumerate(order_) if raster in wanted and p < n_positions]
+    if not positions:
+        raise ValueError(f"no patch of the central {box_px} px is among the {n_positions} the model reads")
+    return sorted(positions)
+
+
 def image_to_patches(
     flux: torch.Tensor, patch_size: int, order: PatchOrder = "raster"
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -46,12 +46,18 @@ def check_pool(pool: str, centre: int = DEFAULT_CENTRE) -> None:
         centre_positions(centre)
 
 
-def pool_hidden(hidden: torch.Tensor, pool: str, centre: int = DEFAULT_CENTRE) -> torch.Tensor:
-    """``[B, T, C]`` -> ``[B, C]`` by one of :data:`POOLS`."""
+def pool_hidden(
+    hidden: torch.Tensor, pool: str, centre: int = DEFAULT_CENTRE, positions: list[int] | None = None
+) -> torch.Tensor:
+    """``[B, T, C]`` -> ``[B, C]`` by one of :data:`POOLS`. ``positions``: the sequence
+    positions ``centre`` averages, where they are not those of the AION token grid (a
+    patch-token model's: :func:`astropt.patches.centre_patch_positions`)."""
     check_pool(pool, centre)
     if pool == "mean":
         return hidden.mean(dim=1)
     if pool == "last":
         return hidden[:, -1, :]
-    index = torch.tensor(centre_positions(centre, hidden.shape[1]), device=hidden.device)
+    if positions is None:
+        positions = centre_positions(centre, hidden.shape[1])
+    index = torch.tensor(positions, device=hidden.device)
     return hidden.index_select(1, index).mean(dim=1)

@@ -209,6 +209,11 @@ MUTATIONS: tuple[Mutation, ...] = (
              "out[name] = ridge_cv(x, np.roll(y, 1), folds=folds, alpha=alpha, seed=seed)",
              (f"{T_PROBE}::test_live_probe_r2_equals_an_independent_probe_of_the_final_checkpoint",),
              "labels one row out of step with the embeddings in every live and checkpoint probe"),
+    Mutation("patch-centre-pool-ignores-the-patch-order", "astropt/patches.py",
+             "order_ = order_indices(grid * grid, order).tolist()",
+             "order_ = list(range(grid * grid))",
+             ("tests/astropt/test_patch_science.py::test_centre_pooling_of_patches_covers_the_central_pixels",),
+             "a spiral-order patch model's centre pooling averages the patches of another part of the image"),
 )
 
 
@@ -227,6 +232,7 @@ CI_SET = frozenset({
     "client-names-the-init-directory",
     "warm-start-ignores-a-shape-conflict",
     "claim-error-drops-the-message",
+    "patch-centre-pool-ignores-the-patch-order",
 })
 
 

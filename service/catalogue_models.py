@@ -42,18 +42,20 @@ def _model(manifest: dict[str, Any]) -> Any:
 
 def embed_cube(manifest: dict[str, Any], cube: Any) -> np.ndarray:
     """float32 ``[D]``: the upload's embedding in the catalogue's space."""
-    from astropt.inference.limits import centre_crop
     from astropt.science import EmbedOptions
-    from astropt.science.embed import embed_tokens
+    from astropt.science.embed import embed_inputs_many
 
     model = _model(manifest)
-    if model.codec.info.fingerprint != (manifest.get("codec") or {}).get("fingerprint"):
-        raise Conflict("the catalogue's checkpoint now has another codec than the catalogue was made with")
+    reader = model.reader
+    recorded = manifest.get("inputs") or {"tokeniser": "aion", "codec": (manifest.get("codec") or {}).get("fingerprint")}
+    if reader.describe() != recorded:
+        raise Conflict("the catalogue's checkpoint now reads its images otherwise (another codec or patch "
+                       "layout) than when the catalogue was made")
     options = EmbedOptions(pool=manifest["pooling"], layer=int(manifest["layer"]),
                            centre=int(manifest.get("centre") or 8), batch_size=1)
     try:
-        tokens = model.codec.encode(np.ascontiguousarray(centre_crop(cube.flux))[None], cube.bands)
+        inputs = reader.flux_inputs(np.asarray(cube.flux)[None], cube.bands)
     except ValueError as exc:
         raise SpecInvalid("file", f"this image could not be encoded: {exc}") from exc
     with _lock:  # one forward at a time through a shared model
-        return embed_tokens(model.model, tokens, options)[0]
+        return embed_inputs_many(model.model, inputs, [options], reader)[0]

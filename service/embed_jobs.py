@@ -49,10 +49,6 @@ def prepare_body(session: Session, spec: JobSpec, body: dict[str, Any], settings
     assert section is not None
     directory = init_directory(session, section.model, "embed.model")
     meta = read_meta(directory)
-    if meta.get("codec") is None:  # a patch-token model: it reads flux patches, not codec tokens
-        raise SpecInvalid("embed.model", f"embed.model: {directory} is a patch-token model; embedding "
-                          "catalogues are made of AION-token models for now (POST /embed embeds patch "
-                          "models one upload at a time)")
     n_layer = int(meta["model_args"]["n_layer"])
     if not -n_layer <= section.layer < n_layer:
         raise SpecInvalid("embed.layer", f"embed.layer ({section.layer}) must be in [{-n_layer}, {n_layer - 1}]: "

@@ -29,7 +29,7 @@ class EmbedProgress(StoreCallback):
         self._last_write = 0.0
         self._first: tuple[int, float] | None = None
 
-    def started(self, device: str, codec: dict[str, Any], n_params: int) -> None:
+    def started(self, device: str, codec: dict[str, Any] | None, n_params: int) -> None:
         def write(session: Any) -> None:
             repository.update_job(session, self.job_id, device=device, codec=codec, n_params=n_params)
             job = repository.get_job(session, self.job_id)
@@ -108,6 +108,6 @@ def _embed(settings: Settings, spec: dict[str, Any], out_dir: str, reporter: Emb
     options = EmbedOptions(pool=section["pool"], layer=section["layer"], centre=section["centre"],
                            batch_size=section["batch_size"])
     model = load_embed_model(section["model_dir"], device=device, random_init=section.get("random_init"))
-    reporter.started(str(device), model.codec.info.to_dict(), sum(p.numel() for p in model.model.parameters()))
+    reporter.started(str(device), model.codec_info(), sum(p.numel() for p in model.model.parameters()))
     return embed_catalogue(model, source, RunDir(Path(out_dir)).catalogue, options, progress=reporter.progress,
                            should_stop=reporter.should_stop, shard_rows=settings.embed_shard_rows)

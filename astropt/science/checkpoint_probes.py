@@ -1,7 +1,8 @@
 """Probe every saved checkpoint of a run: R^2 per label against training step.
 
 The scaling-study plot: one fixed set of galaxies (a mock set the run never trained on, by
-default 600 galaxies of seed 777) is tokenised once with the run's codec; each checkpoint of
+default 600 galaxies of seed 777) is read once as the run's models read it (codec tokens or
+flux patches: :mod:`astropt.science.readers`); each checkpoint of
 the run (``checkpoints/step_*``, and ``last`` when its step has no step checkpoint) embeds it
 and the cross-validated ridge probe of :mod:`astropt.science.model_probe` scores each label.
 A randomly initialised model of the same shape is probed alongside (the control a trained
@@ -24,12 +25,12 @@ import torch
 
 from astropt.checkpoints import load_checkpoint
 from astropt.codec import check_same_codec
-from astropt.inference.limits import centre_crop
 from astropt.plotting import write_atomic
 from astropt.run_dir import CONFIG_FILE, STEP_NAME, WEIGHTS_FILE, RunDir
 from astropt.science.embed import EmbedOptions, load_embed_model
 from astropt.science.model_probe import ProbeSet, probe_model, select_labels
 from astropt.science.probe import DEFAULT_ALPHA, DEFAULT_FOLDS, LabelScore
+from astropt.science.readers import ModelReader
 from astropt.science.sources import SourceSpec, open_source
 
 JSON_NAME = "probe_checkpoints.json"
@@ -107,9 +108,10 @@ def probe_checkpoints(
     rows = list(range(len(opened)))
     target = select_labels(opened.columns, labels, rows)
     bands = tuple(opened.spec.settings().bands)
-    tokens = torch.cat([first.codec.encode(np.ascontiguousarray(centre_crop(flux)), bands)
-                        for _, flux in opened.batches(options.batch_size)]).cpu()
-    probe_set = ProbeSet(list(opened.object_ids), tokens, target)
+    reader = first.reader
+    parts = [reader.flux_inputs(flux, bands) for _, flux in opened.batches(options.batch_size)]
+    inputs = {k: torch.cat([p[k] for p in parts]).cpu() for k in parts[0]}
+    probe_set = ProbeSet(list(opened.object_ids), inputs, target, reader)
     report = CheckpointProbes(str(Path(run_dir).resolve()), source.describe(), list(labels), options.pool,
                               options.layer, folds, alpha)
     total = len(checkpoints) + (random_init is not None)
@@ -121,7 +123,10 @@ def probe_checkpoints(
         if progress:
             progress(name, done, total)
         model, meta = load_checkpoint(path, device=device)
-        check_same_codec(meta.get("codec") or {}, first.codec.info, f"checkpoint {name}")
+        if first.codec is not None:
+            check_same_codec(meta.get("codec") or {}, first.codec.info, f"checkpoint {name}")
+        elif ModelReader.for_model(meta, None) != reader:
+            raise ValueError(f"checkpoint {name} reads patches otherwise than {checkpoints[0][0]}")
         report.rows.append(CheckpointScores(name, step, score(model)))
     if random_init is not None:
         if progress:

@@ -27,14 +27,13 @@ import torch
 from astropt.codec import CodecHandle
 from astropt.constants import DEFAULT_BANDS
 from astropt.inference.cache import ModelCache
-from astropt.inference.limits import centre_crop
 from astropt.model import GPT, GPTConfig
 from astropt.pooling import DEFAULT_CENTRE, check_pool, pool_hidden
 from astropt.science.catalogue import CatalogueError, check_target, staged_directory, write_manifest
 from astropt.science.photometry import APERTURE_RADII_PX, aperture_features
+from astropt.science.readers import ModelReader
 from astropt.science.shards import DEFAULT_SHARD_ROWS, ShardDir, file_signature, work_dir_for
 from astropt.science.sources import SourceSpec, open_source
-from astropt.tokenise import shift_for_training
 from astropt.torch_policy import autocast
 
 Progress = Callable[[int, int], None]
@@ -56,16 +55,23 @@ class EmbedOptions:
 
 @dataclass
 class EmbedModel:
-    """A model with the codec its tokens come from, and what to call it in a manifest."""
+    """A model with what it reads (codec tokens or flux patches), and what to call it in a manifest."""
 
     model: GPT
-    codec: CodecHandle
+    codec: CodecHandle | None  # None: a patch-token model
     meta: dict[str, Any]
     description: dict[str, Any]
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    @property
+    def reader(self) -> ModelReader:
+        return ModelReader.for_model(self.meta, self.codec)
+
+    def codec_info(self) -> dict[str, Any] | None:
+        return None if self.codec is None else self.codec.info.to_dict()
 
 
 @dataclass
@@ -110,33 +116,37 @@ def load_embed_model(
     return EmbedModel(model, loaded.codec, loaded.meta, description)
 
 
-def embed_tokens_many(
-    model: GPT, tokens: torch.Tensor, options: Sequence[EmbedOptions], dtype: torch.dtype | None = None
+def embed_inputs_many(
+    model: GPT, inputs: dict[str, torch.Tensor], options: Sequence[EmbedOptions], reader: ModelReader,
+    dtype: torch.dtype | None = None,
 ) -> list[np.ndarray]:
-    """Codec tokens ``Long[B, 576]`` -> one float32 ``[B, C]`` per options, from one forward
-    pass: the model reads positions 0..574 exactly as in training, and block ``layer``'s
-    hidden states are pooled as each options says."""
+    """Model inputs (:class:`ModelReader`) -> one float32 ``[B, C]`` per options, from one
+    forward pass: block ``layer``'s hidden states pooled as each options says."""
     device = next(model.parameters()).device
     n_layer = len(model.transformer.h)
     for o in options:
         if not -n_layer <= o.layer < n_layer:
             raise ValueError(f"layer must be in [{-n_layer}, {n_layer - 1}] for this model, got {o.layer}")
-    inputs, _ = shift_for_training(tokens.to(device))
+    inputs = {k: v.to(device) for k, v in inputs.items()}
     with torch.inference_mode(), autocast(device, dtype):
         states, _ = model.layer_states(inputs, upto=max(o.layer % n_layer for o in options))
-        pooled = [pool_hidden(states[o.layer % n_layer], o.pool, o.centre) for o in options]
+        length = states[0].shape[1]
+        pooled = [pool_hidden(states[o.layer % n_layer], o.pool, o.centre,
+                              reader.centre(o.centre, length) if o.pool == "centre" else None) for o in options]
     return [p.float().cpu().numpy() for p in pooled]
 
 
 def embed_tokens(model: GPT, tokens: torch.Tensor, options: EmbedOptions, dtype: torch.dtype | None = None) -> np.ndarray:
-    """Codec tokens ``Long[B, 576]`` -> float32 ``[B, C]`` (see :func:`embed_tokens_many`)."""
-    return embed_tokens_many(model, tokens, [options], dtype)[0]
+    """Codec tokens ``Long[B, 576]`` of an AION-token model -> float32 ``[B, C]``: the model
+    reads positions 0..574 exactly as in training."""
+    reader = ModelReader("aion")
+    return embed_inputs_many(model, reader.token_inputs(tokens), [options], reader, dtype)[0]
 
 
 def embed_flux(em: EmbedModel, flux: np.ndarray, options: EmbedOptions, bands: tuple[str, ...] = DEFAULT_BANDS) -> np.ndarray:
     """Flux ``[B, 4, H, W]`` (nanomaggies) -> embeddings float32 ``[B, C]``."""
-    tokens = em.codec.encode(np.ascontiguousarray(centre_crop(flux)), bands)
-    return embed_tokens(em.model, tokens, options)
+    reader = em.reader
+    return embed_inputs_many(em.model, reader.flux_inputs(flux, bands), [options], reader)[0]
 
 
 def embed_catalogue(
@@ -184,6 +194,7 @@ def embed_catalogues(
         raise ValueError("the data source has no rows to embed")
     bands = tuple(opened.spec.settings().bands)
     _check_layers(model, recipes)
+    reader = model.reader
     data_source = {**source.describe(), "identity": opened.identity}
     works = [ShardDir(work_dir_for(out), _work_key(model, data_source, o), total, shard_rows) for out, o in outputs.items()]
     for out in outputs:
@@ -199,8 +210,8 @@ def embed_catalogues(
         for batch, flux in opened.batches(batch_size, start=span.start, stop=span.stop):
             if should_stop and should_stop():
                 return _cancelled(works, outputs, batch.start)
-            tokens = model.codec.encode(np.ascontiguousarray(centre_crop(flux)), bands)
-            for part, values in zip(parts, embed_tokens_many(model.model, tokens, recipes), strict=True):
+            inputs = reader.flux_inputs(flux, bands)
+            for part, values in zip(parts, embed_inputs_many(model.model, inputs, recipes, reader), strict=True):
                 part.append(values)
             apertures.append(aperture_features(flux))
             if progress:
@@ -218,7 +229,8 @@ def embed_catalogues(
         manifest = {
             "model": model.description,
             "checkpoint": model.description.get("checkpoint") or model.description.get("like"),
-            "codec": model.codec.info.to_dict(),
+            "codec": model.codec_info(),
+            "inputs": reader.describe(),
             "data_source": data_source,
             "pooling": options.pool,
             "centre": options.centre if options.pool == "centre" else None,
@@ -255,7 +267,7 @@ def _work_key(model: EmbedModel, data_source: dict[str, Any], options: EmbedOpti
     checkpoint = model.description.get("checkpoint") or model.description.get("like")
     return {
         "model": model.description, "weights": file_signature(checkpoint) if checkpoint else [],
-        "codec": model.codec.info.fingerprint, "data_source": data_source,
+        "inputs": model.reader.describe(), "data_source": data_source,
         "pool": options.pool, "layer": options.layer, "centre": options.centre if options.pool == "centre" else None,
     }
 

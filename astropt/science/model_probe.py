@@ -1,7 +1,8 @@
 """Probe a model in memory: embed a fixed set of tokenised galaxies, fit the ridge probes.
 
 What the live probe of a training run and the probe of every checkpoint of a run share: a
-:class:`ProbeSet` (codec tokens and labels of the same galaxies, in one order) and
+:class:`ProbeSet` (the model inputs, codec tokens or flux patches, and labels of the same
+galaxies, in one order) and
 :func:`probe_model`, which embeds it with one forward pass per batch and scores each label
 with :func:`astropt.science.probe.ridge_cv` (standardised features, k-fold R^2). No catalogue
 is written: the embeddings of a few hundred galaxies live in memory for one call.
@@ -19,8 +20,9 @@ import torch
 from astropt.config import DataSettings
 from astropt.data.samples import DataSourceError
 from astropt.model import GPT
-from astropt.science.embed import EmbedOptions, embed_tokens
+from astropt.science.embed import EmbedOptions, embed_inputs_many
 from astropt.science.probe import DEFAULT_ALPHA, DEFAULT_FOLDS, LabelScore, ridge_cv
+from astropt.science.readers import ModelReader
 from astropt.science.sources import derived_columns, scalar_columns
 from astropt.stopping import raise_if_stopped
 
@@ -29,16 +31,21 @@ ShouldStop = Callable[[], bool]
 
 @dataclass
 class ProbeSet:
-    """Tokens ``Long[N, 576]`` and label arrays ``float64[N]`` of the same N galaxies."""
+    """Model inputs (:class:`ModelReader`: tensors of N rows) and label arrays ``float64[N]``
+    of the same N galaxies."""
 
     object_ids: list[str]
-    tokens: torch.Tensor
+    inputs: dict[str, torch.Tensor]
     labels: dict[str, np.ndarray]
+    reader: ModelReader
 
     def __post_init__(self) -> None:
         n = len(self.object_ids)
-        if self.tokens.shape[0] != n or any(len(v) != n for v in self.labels.values()):
-            raise ValueError("a probe set's ids, tokens and labels must have one row per galaxy")
+        if any(v.shape[0] != n for v in self.inputs.values()) or any(len(v) != n for v in self.labels.values()):
+            raise ValueError("a probe set's ids, inputs and labels must have one row per galaxy")
+
+    def rows(self, lo: int, hi: int) -> dict[str, torch.Tensor]:
+        return {k: v[lo:hi] for k, v in self.inputs.items()}
 
     def __len__(self) -> int:
         return len(self.object_ids)
@@ -86,7 +93,8 @@ def embed_set(model: GPT, probe_set: ProbeSet, options: EmbedOptions, *, dtype: 
     parts = []
     for lo in range(0, len(probe_set), options.batch_size):
         raise_if_stopped(stop, "probing")
-        parts.append(embed_tokens(model, probe_set.tokens[lo:lo + options.batch_size], options, dtype))
+        inputs = probe_set.rows(lo, lo + options.batch_size)
+        parts.append(embed_inputs_many(model, inputs, [options], probe_set.reader, dtype)[0])
     return np.concatenate(parts)
 
 

@@ -24,6 +24,7 @@ from astropt.data.samples import DataSourceError
 from astropt.model import GPT
 from astropt.science.embed import EmbedOptions
 from astropt.science.model_probe import ProbeSet, probe_model, select_labels, source_columns
+from astropt.science.readers import ModelReader
 
 PREFIX = "probe_r2/"
 TIME_KEY = "probe_time_s"
@@ -47,11 +48,12 @@ class LiveProbe:
     seed: int
 
     @classmethod
-    def prepare(cls, cfg: TrainConfig, val: object, val_tokens: torch.Tensor) -> LiveProbe:
-        """The probe set from the validation split (a FiniteSplit) and its tokens."""
+    def prepare(cls, cfg: TrainConfig, val: object, held: torch.Tensor, reader: ModelReader) -> LiveProbe:
+        """The probe set from the validation split (a FiniteSplit) and what the loop holds of
+        it (codec tokens, or centre crops for a patch model: :meth:`ModelReader.held_inputs`)."""
         settings = cfg.live_probe
         assert settings is not None
-        n = min(settings.n_galaxies, len(val_tokens))
+        n = min(settings.n_galaxies, len(held))
         rows, ids = list(val.indices)[:n], list(val.object_ids or [])[:n]  # type: ignore[attr-defined]
         labels = select_labels(source_columns(cfg.data), settings.labels, rows)
         for name, y in labels.items():
@@ -61,7 +63,8 @@ class LiveProbe:
                     f"live_probe: {usable} validation galaxies have a finite {name!r}, too few for "
                     f"{settings.folds}-fold cross-validation; use more data, a larger data.val_fraction "
                     "or fewer live_probe.folds")
-        probe_set = ProbeSet(ids, val_tokens[:n].clone(), labels)
+        inputs = {k: v.clone() for k, v in reader.held_inputs(held[:n]).items()}
+        probe_set = ProbeSet(ids, inputs, labels, reader)
         return cls(settings, probe_set, cfg.eval_interval, cfg.max_iters, cfg.seed)
 
     def due(self, step: int) -> bool:

@@ -23,6 +23,7 @@ from astropt.data import open_split
 from astropt.model import GPT, GPTConfig
 from astropt.plotting import galaxy_grid, write_atomic
 from astropt.run_dir import CONFIG_FILE, RunDir, checkpoint_kind, step_name
+from astropt.science.readers import ModelReader
 from astropt.stopping import StopRequested, raise_if_stopped
 from astropt.tokenise import (
     MODALITY,
@@ -98,6 +99,8 @@ class _Trainer:
             train_crops, val_crops = crop_dataset(train), crop_dataset(val)
             info.update(n_train=len(train), n_val=len(val))
             self._write_data_manifest(train)
+            if cfg.live_probe is not None and rt.is_main:
+                self.live_probe = LiveProbe.prepare(cfg, val, val_crops, ModelReader("patch", patch=cfg.model))
             b = cfg.batch_size
             return {
                 "train": TokenBatches(train_crops, b, cfg.seed + 7919 * rt.rank),
@@ -114,7 +117,7 @@ class _Trainer:
                         unigram_entropy=unigram_entropy(train_tokens, cfg.model.vocab_size))
             self._write_data_manifest(train)
             if cfg.live_probe is not None and rt.is_main:
-                self.live_probe = LiveProbe.prepare(cfg, val, val_tokens)
+                self.live_probe = LiveProbe.prepare(cfg, val, val_tokens, ModelReader("aion", codec=codec))
             b = cfg.batch_size
             return {
                 "train": TokenBatches(train_tokens, b, cfg.seed + 7919 * rt.rank),

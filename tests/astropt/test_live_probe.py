@@ -153,8 +153,7 @@ def test_loss_png_gets_a_probe_panel_only_with_probe_points() -> None:
     ({"live_probe": {"labels": ["probe label"]}}, "['probe label']: a label is a column name"),
     ({"live_probe": {"layer": 4}}, "live_probe.layer (4) must be in [-1, 0]"),
     ({"live_probe": {}, "data": {"source": "hf"}}, "finite table"),
-    ({"live_probe": {}, "model": {"n_layer": 1, "n_head": 2, "n_embd": 32, "tokeniser": "patch", "vocab_size": 0}},
-     "tokeniser 'aion'"),
+    ({"live_probe": {}, "data": {"cache_tokens": False}}, "set data.cache_tokens true"),
 ])
 def test_bad_live_probe_settings_fail_at_construction(overrides: dict, message: str) -> None:
     raw = {"model": {"n_layer": 1, "n_head": 2, "n_embd": 32}, **overrides}

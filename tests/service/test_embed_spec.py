@@ -70,7 +70,7 @@ def test_the_model_is_resolved_and_its_layers_checked(tmp_path: Path) -> None:
         assert caught.value.field == "embed.model.job"
 
 
-def test_a_patch_token_model_is_refused_with_a_reason(tmp_path: Path) -> None:
+def test_a_patch_token_model_is_accepted_and_its_layers_checked(tmp_path: Path) -> None:
     import shutil
 
     from astropt.checkpoints.shipped import SHIPPED_MODEL_DIR
@@ -84,6 +84,10 @@ def test_a_patch_token_model_is_refused_with_a_reason(tmp_path: Path) -> None:
     migrate(settings.resolved_database_url)
     with session_scope(settings.resolved_database_url) as session:
         job = spec(model={"path": str(patch_dir)})
-        with pytest.raises(SpecInvalid, match="patch-token model") as caught:
-            prepare_body(session, job, job.model_dump(mode="json"), settings)
-    assert caught.value.field == "embed.model"
+        body = job.model_dump(mode="json")
+        prepare_body(session, job, body, settings)
+        assert body["embed"]["model_dir"] == str(patch_dir.resolve())
+        deep = spec(model={"path": str(patch_dir)}, layer=-3)
+        with pytest.raises(SpecInvalid, match=r"must be in \[-2, 1\]") as caught:
+            prepare_body(session, deep, deep.model_dump(mode="json"), settings)
+    assert caught.value.field == "embed.layer"
