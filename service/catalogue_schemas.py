@@ -41,17 +41,21 @@ class CatalogueList(BaseModel):
 class ProbeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"labels": ["mag_r", "g_r", "bulge_fraction"], "folds": 5, "alpha": 100.0, "bootstrap": 200}]})
-    labels: list[str] = Field(min_length=1, description="Numeric columns of the catalogue "
-                              "(ASTROPT_MAX_PROBE_LABELS).")
+    labels: list[str] = Field(min_length=1, description="Columns of the catalogue (ASTROPT_MAX_PROBE_LABELS): "
+                              "numbers get a ridge probe (R²), text and booleans a logistic probe "
+                              "(accuracy, beside the commonest class's).")
+    categorical: list[str] = Field([], max_length=64, description="Labels among `labels` whose numbers are "
+                                   "class codes (e.g. a morphology type 0-4): logistic probe.")
     folds: int = Field(5, ge=2, description="k of the k-fold cross-validation (ASTROPT_MAX_PROBE_FOLDS).")
-    alpha: float = Field(100.0, gt=0, le=1e8, description="Ridge lambda.")
+    alpha: float = Field(100.0, gt=0, le=1e8, description="Ridge lambda (logistic: C = 1 / alpha).")
     bootstrap: int = Field(0, ge=0, description="Bootstrap draws for a 95% interval (ASTROPT_MAX_PROBE_BOOTSTRAP).")
     seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed of the folds, the bootstrap and the shuffle.")
     aperture: bool = Field(True, description="Also probe the aperture photometry (the baseline).")
     shuffled: bool = Field(True, description="Also probe shuffled labels (the control: R² ~ 0).")
     label_table: str | None = Field(None, max_length=4096, description="A CSV or Parquet file inside the "
-                                    "data roots with an object_id column: its numeric columns are joined "
-                                    "onto the catalogue by object id and may be named in labels.")
+                                    "data roots with an object_id column: its other columns (numbers, text, "
+                                    "booleans) are joined onto the catalogue by object id and may be "
+                                    "named in labels.")
 
 
 class SearchRequest(BaseModel):

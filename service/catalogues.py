@@ -166,14 +166,20 @@ def row_columns(loaded: Loaded, row: int) -> dict[str, Any]:
     return {name: _clean(values[row]) for name, values in loaded.catalogue.columns.items() if values.ndim == 1}
 
 
-def _check_labels(catalogue: Any, labels: Sequence[str]) -> None:
+def _check_labels(catalogue: Any, labels: Sequence[str], categorical: Sequence[str] = ()) -> None:
     from astropt.science.catalogue import CatalogueError
 
+    stray = sorted(set(categorical) - set(labels))
+    if stray:
+        raise SpecInvalid("categorical", f"categorical names {stray}, which are not among the labels")
     for label in labels:
         try:
-            catalogue.label(label)
+            if label in categorical or catalogue.is_categorical(label):
+                catalogue.classes(label)
+            else:
+                catalogue.label(label)
         except CatalogueError as exc:
-            raise SpecInvalid("labels", f"label {label!r}: {exc}") from exc
+            raise SpecInvalid("categorical" if label in categorical else "labels", f"label {label!r}: {exc}") from exc
 
 
 def _with_label_table(settings: Settings, catalogue: Any, table: str | None) -> Any:
@@ -200,14 +206,15 @@ def probe(settings: Settings, path: Path, request: ProbeRequest) -> tuple[dict[s
     _bound("folds", request.folds, settings, "max_probe_folds")
     _bound("bootstrap", request.bootstrap, settings, "max_probe_bootstrap")
     catalogue = _with_label_table(settings, load(path).catalogue, request.label_table)
-    _check_labels(catalogue, request.labels)
+    _check_labels(catalogue, request.labels, request.categorical)
     if len(catalogue) < 2 * request.folds:
         raise SpecInvalid("folds", f"the catalogue has {len(catalogue)} rows: too few for "
                           f"{request.folds}-fold cross-validation")
     try:
         report = probe_catalogue(catalogue, list(request.labels), aperture=request.aperture,
                                  folds=request.folds, alpha=request.alpha, seed=request.seed,
-                                 bootstrap=request.bootstrap, shuffled=request.shuffled)
+                                 bootstrap=request.bootstrap, shuffled=request.shuffled,
+                                 categorical=list(request.categorical))
     except ValueError as exc:  # e.g. a label with too few finite values
         raise SpecInvalid("labels", str(exc)) from exc
     body = _clean(report.to_dict())
@@ -224,7 +231,7 @@ def probe_png(settings: Settings, path: Path, request: ProbeRequest) -> bytes:
     r2 = {label: scores[label]["r2_mean"] if scores[label]["r2_mean"] is not None else math.nan
           for label in request.labels}
     return probe_figure(catalogue, request.labels, r2, folds=request.folds, alpha=request.alpha,
-                        seed=request.seed)
+                        seed=request.seed, categorical=request.categorical)
 
 
 def _neighbours(loaded: Loaded, hits: Sequence[Any]) -> list[Neighbour]:

@@ -58,6 +58,25 @@ class Catalogue:
             raise CatalogueError(f"no numeric column {name!r}; the catalogue has {', '.join(numeric)}")
         return values.astype(np.float64)
 
+    def is_categorical(self, name: str) -> bool:
+        """Text and boolean columns are classes (a logistic probe); numbers are regressed."""
+        values = self.columns.get(name)
+        return values is not None and values.ndim == 1 and values.dtype.kind in "USOb"
+
+    def classes(self, name: str) -> np.ndarray:
+        """``str [N]``: a column's values as class names, ``""`` where the object has none
+        (numbers too, when the caller says they name classes: integer codes, say)."""
+        values = self.columns.get(name)
+        if values is None or values.ndim != 1:
+            scalar = sorted(k for k, v in self.columns.items() if v.ndim == 1)
+            raise CatalogueError(f"no column {name!r}; the catalogue has {', '.join(scalar)}")
+        if values.dtype.kind == "f":
+            whole = np.isfinite(values) & (values == np.round(values))
+            if not whole[np.isfinite(values)].all():
+                raise CatalogueError(f"column {name!r} has non-integer values: it cannot name classes")
+            return np.where(np.isfinite(values), np.nan_to_num(values).astype(np.int64).astype(str), "")
+        return np.array(["" if v is None else str(v) for v in values.tolist()], dtype=str)
+
 
 def _vector_array(values: np.ndarray) -> Any:
     import pyarrow as pa

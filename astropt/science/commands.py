@@ -70,6 +70,7 @@ def run_probe(args: argparse.Namespace) -> int:
     report = probe_catalogue(
         catalogue, list(args.labels), baselines=baselines, aperture=not args.no_aperture,
         folds=args.folds, alpha=args.alpha, seed=args.seed, bootstrap=args.bootstrap,
+        shuffled=args.shuffled, categorical=list(args.categorical or []),
     )
     print(report.table())
     if args.json:
@@ -132,8 +133,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-aperture", action="store_true", help="skip the aperture-photometry baseline")
     p.add_argument("--label-table", metavar="FILE",
                    help="CSV or Parquet with object_id and label columns, joined onto the catalogue")
+    p.add_argument("--categorical", nargs="+", metavar="LABEL",
+                   help="labels whose numbers are class codes (text and boolean labels are classes anyway): "
+                        "a logistic probe, scored by accuracy beside the commonest class's")
+    p.add_argument("--shuffled", action="store_true",
+                   help="add the shuffled-label control (R^2 ~ 0, accuracy ~ chance)")
     p.add_argument("--folds", type=int, default=5)
-    p.add_argument("--alpha", type=float, default=100.0, help="ridge lambda")
+    p.add_argument("--alpha", type=float, default=100.0, help="ridge lambda (logistic: C = 1 / alpha)")
     p.add_argument("--seed", type=int, default=0, help="seed of the fold split and bootstrap")
     p.add_argument("--bootstrap", type=int, default=0, help="bootstrap draws for a 95%% interval")
     p.add_argument("--json", help="also write the report as JSON to this file")

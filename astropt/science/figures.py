@@ -40,13 +40,52 @@ def out_of_fold_predictions(x: np.ndarray, y: np.ndarray, *, folds: int = DEFAUL
     return y[keep], pred
 
 
+def out_of_fold_classes(x: np.ndarray, y: np.ndarray, *, folds: int = DEFAULT_FOLDS,
+                        alpha: float = DEFAULT_ALPHA, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(truth, prediction) of the labelled rows by the logistic probe's folds
+    (:func:`astropt.science.probe.logistic_cv`)."""
+    from astropt.science.probe import _standardised_logistic, class_folds
+
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=str)
+    keep = (y != "") & np.isfinite(x).all(axis=1)
+    x, y = x[keep], y[keep]
+    pred = np.empty_like(y)
+    for train, test in class_folds(y, folds, seed):
+        pred[test] = _standardised_logistic(alpha).fit(x[train], y[train]).predict(x[test])
+    return y, pred
+
+
+def _confusion(ax: plt.Axes, truth: np.ndarray, pred: np.ndarray, label: str, score: float) -> None:
+    """Row-normalised confusion matrix: each true class's share predicted as each class."""
+    names = list(np.unique(truth))
+    index = {n: i for i, n in enumerate(names)}
+    counts = np.zeros((len(names), len(names)))
+    for t, p in zip(truth, pred, strict=True):
+        counts[index[t], index[p]] += 1
+    shares = counts / counts.sum(axis=1, keepdims=True)
+    ax.imshow(shares, vmin=0, vmax=1, cmap="Blues")
+    ticks = range(len(names))
+    ax.set_xticks(ticks, names, rotation=45, ha="right", fontsize=7)
+    ax.set_yticks(ticks, names, fontsize=7)
+    if len(names) <= 8:
+        for (i, j), share in np.ndenumerate(shares):
+            ax.text(j, i, f"{share:.2f}", ha="center", va="center", fontsize=7,
+                    color="white" if share > 0.5 else "black")
+    ax.set(xlabel="predicted", ylabel=f"true {label}", title=f"{label}: accuracy {score:.3f}")
+
+
 def probe_figure(cat: Catalogue, labels: Sequence[str], r2: dict[str, float], *, folds: int = DEFAULT_FOLDS,
-                 alpha: float = DEFAULT_ALPHA, seed: int = 0) -> bytes:
-    """PNG: one panel per label, out-of-fold prediction against the truth, R^2 in the title."""
+                 alpha: float = DEFAULT_ALPHA, seed: int = 0, categorical: Sequence[str] = ()) -> bytes:
+    """PNG: one panel per label, out-of-fold prediction against the truth, R^2 in the title
+    (classes: the confusion matrix, accuracy in the title)."""
     cols = min(3, len(labels))
     rows = -(-len(labels) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.8 * rows), squeeze=False)
     for ax, label in zip(axes.flat, labels, strict=False):
+        if label in categorical or cat.is_categorical(label):
+            truth, pred = out_of_fold_classes(cat.embeddings, cat.classes(label), folds=folds, alpha=alpha, seed=seed)
+            _confusion(ax, truth, pred, label, r2.get(label, float("nan")))
+            continue
         truth, pred = out_of_fold_predictions(cat.embeddings, cat.label(label), folds=folds, alpha=alpha, seed=seed)
         step = max(1, len(truth) // MAX_POINTS)
         ax.scatter(truth[::step], pred[::step], s=4, alpha=0.5)

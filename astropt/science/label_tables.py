@@ -1,7 +1,9 @@
 """A user's label table (CSV or Parquet with an ``object_id`` column) joined onto a catalogue.
 
-Its numeric columns become catalogue columns, row-aligned by object id: an object the table
-lacks gets NaN (the probes leave such rows out), an object only the table has is ignored.
+Its other columns become catalogue columns, row-aligned by object id: numbers (an object the
+table lacks gets NaN), and text and booleans as class names for the logistic probe (an object
+the table lacks, or an empty cell, gets ``""``). The probes leave unlabelled rows out; an
+object only the table has is ignored.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ KEY = "object_id"
 
 
 def read_label_table(path: str | Path) -> dict[str, np.ndarray]:
-    """``object_id`` (str) and the numeric columns of a ``.csv`` or ``.parquet`` file."""
+    """``object_id`` (str), the numeric columns (float64) and the text and boolean columns
+    (str, ``""`` where empty) of a ``.csv`` or ``.parquet`` file."""
     import pyarrow as pa
 
     path = Path(path)
@@ -40,16 +43,20 @@ def read_label_table(path: str | Path) -> dict[str, np.ndarray]:
     out = {KEY: np.asarray(table.column(KEY).to_pylist(), dtype=str)}
     for name in table.column_names:
         column = table.column(name)
-        if name != KEY and (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)
-                            or pa.types.is_boolean(column.type)):
+        if name == KEY:
+            continue
+        if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
             out[name] = np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
+        elif (pa.types.is_boolean(column.type) or pa.types.is_string(column.type)
+              or pa.types.is_large_string(column.type) or pa.types.is_dictionary(column.type)):
+            out[name] = np.array(["" if v is None else str(v) for v in column.to_pylist()], dtype=str)
     if len(out) == 1:
-        raise CatalogueError(f"label table {path.name} has no numeric column besides {KEY!r}")
+        raise CatalogueError(f"label table {path.name} has no label column besides {KEY!r}")
     return out
 
 
 def join_labels(catalogue: Catalogue, table: dict[str, np.ndarray], where: str = "the label table") -> Catalogue:
-    """``catalogue`` with the table's numeric columns added (NaN where an object is missing)."""
+    """``catalogue`` with the table's columns added (NaN or ``""`` where an object is missing)."""
     ids = table[KEY]
     unique, counts = np.unique(ids, return_counts=True)
     if (counts > 1).any():
@@ -65,5 +72,6 @@ def join_labels(catalogue: Catalogue, table: dict[str, np.ndarray], where: str =
     columns = dict(catalogue.columns)
     for name, values in table.items():
         if name != KEY:
-            columns[name] = np.where(rows >= 0, values[np.maximum(rows, 0)], np.nan)
+            missing = "" if values.dtype.kind == "U" else np.nan
+            columns[name] = np.where(rows >= 0, values[np.maximum(rows, 0)], missing)
     return Catalogue(catalogue.object_ids, catalogue.embeddings, columns, catalogue.manifest)

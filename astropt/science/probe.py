@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -30,16 +30,24 @@ DEFAULT_ALPHA = 100.0
 APERTURE = "aperture_flux"
 HOLDOUT_ALPHAS = tuple(10.0 ** k for k in range(-2, 5))  # ridge_holdout's grid
 SHUFFLED = "shuffled_labels"  # the embeddings against permuted labels: R^2 must be ~0
+Metric = Literal["r2", "accuracy"]
 
 
 @dataclass
 class LabelScore:
+    """One label's cross-validated score. ``metric`` says what the ``r2_*`` fields hold: R^2
+    of the ridge probe (numeric labels), or the accuracy of the logistic probe (classes;
+    ``chance`` is then the accuracy of always answering the training folds' commonest class)."""
+
     r2_mean: float
     r2_std: float
     r2_folds: list[float]
     n: int
-    ci_low: float | None = None  # bootstrap 95% interval of the pooled out-of-fold R^2
+    ci_low: float | None = None  # bootstrap 95% interval of the pooled out-of-fold score
     ci_high: float | None = None
+    metric: Metric = "r2"
+    chance: float | None = None
+    n_classes: int | None = None
 
 
 @dataclass
@@ -88,7 +96,9 @@ class ProbeReport:
             for f in self.features:
                 s = f.scores[label]
                 cells.append(f"{s.r2_mean:>{width - 5}.3f}±{s.r2_std:.2f}")
-            lines.append(f"{label:<20}" + "".join(f"{c:>{width + 2}}" for c in cells))
+            first = next(iter(f.scores[label] for f in self.features))
+            name = label if first.metric == "r2" else f"{label} (acc; chance {first.chance:.2f})"
+            lines.append(f"{name:<20}" + "".join(f"{c:>{width + 2}}" for c in cells))
         return "\n".join(lines)
 
 
@@ -164,6 +174,61 @@ def ridge_cv(
     return LabelScore(float(np.mean(scores)), float(np.std(scores)), [float(s) for s in scores], len(y), low, high)
 
 
+def _standardised_logistic(alpha: float) -> Any:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    # C = 1 / alpha: the same penalty per unit of summed loss as the ridge probe's alpha
+    return make_pipeline(StandardScaler(), LogisticRegression(C=1.0 / alpha, max_iter=2000))
+
+
+def class_folds(y: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified k folds of the objects (each object in exactly one test fold), every
+    class in every training fold; a class rarer than ``folds`` fails naming it."""
+    from sklearn.model_selection import StratifiedKFold
+
+    names, counts = np.unique(y, return_counts=True)
+    if len(names) < 2:
+        raise ValueError(f"one class ({str(names[0])!r}) only: nothing to classify" if len(names) else "no labelled rows")
+    if counts.min() < folds:
+        raise ValueError(f"class {str(names[counts.argmin()])!r} has {counts.min()} objects, fewer than the "
+                         f"{folds} folds; merge rare classes or use fewer folds")
+    return list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
+
+
+def logistic_cv(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    folds: int = DEFAULT_FOLDS,
+    alpha: float = DEFAULT_ALPHA,
+    seed: int = 0,
+    bootstrap: int = 0,
+) -> LabelScore:
+    """k-fold accuracy of a standardised logistic regression of the classes ``y`` (``str``;
+    ``""``: no label, left out) on ``x``, with the majority-class accuracy as ``chance``."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=str)
+    keep = (y != "") & np.isfinite(x).all(axis=1)
+    x, y = x[keep], y[keep]
+    pred = np.empty_like(y)
+    scores, chance = [], []
+    for train, test in class_folds(y, folds, seed):
+        pred[test] = _standardised_logistic(alpha).fit(x[train], y[train]).predict(x[test])
+        scores.append(float(np.mean(pred[test] == y[test])))
+        names, counts = np.unique(y[train], return_counts=True)
+        chance.append(float(np.mean(y[test] == names[counts.argmax()])))
+    low = high = None
+    if bootstrap > 0:
+        rng = np.random.default_rng(seed)
+        hits = pred == y
+        draws = [float(hits[rng.integers(0, len(y), len(y))].mean()) for _ in range(bootstrap)]
+        low, high = (float(v) for v in np.percentile(draws, [2.5, 97.5]))
+    return LabelScore(float(np.mean(scores)), float(np.std(scores)), scores, len(y), low, high,
+                      metric="accuracy", chance=float(np.mean(chance)), n_classes=len(np.unique(y)))
+
+
 def _aligned(base: Catalogue, other: Catalogue, what: str) -> np.ndarray:
     """Row order of ``other`` matching ``base``'s object ids (both must hold the same objects)."""
     where = {oid: i for i, oid in enumerate(other.object_ids)}
@@ -184,17 +249,24 @@ def probe_catalogue(
     seed: int = 0,
     bootstrap: int = 0,
     shuffled: bool = False,
+    categorical: list[str] | tuple[str, ...] = (),
 ) -> ProbeReport:
-    """Probe ``labels`` (numeric columns of the catalogue) from its embeddings, from each
-    baseline catalogue's embeddings (rows matched by object id) and from its aperture
-    photometry (when ``aperture`` and the catalogue has it). ``shuffled`` adds the control
-    ``shuffled_labels``: the embeddings against each label permuted across objects (seeded),
-    which a sound probe scores ~0."""
+    """Probe ``labels`` (columns of the catalogue) from its embeddings, from each baseline
+    catalogue's embeddings (rows matched by object id) and from its aperture photometry (when
+    ``aperture`` and the catalogue has it). Numeric labels get the ridge probe (R^2); text and
+    boolean labels, and the numeric ones named in ``categorical`` (integer class codes), the
+    logistic probe (accuracy). ``shuffled`` adds the control ``shuffled_labels``: the
+    embeddings against each label permuted across objects (seeded), which a sound probe scores
+    ~0 (R^2) or at chance (accuracy)."""
     base = catalogue if isinstance(catalogue, Catalogue) else read_catalogue(catalogue)
     where = str(catalogue) if not isinstance(catalogue, Catalogue) else "(in memory)"
     if not labels:
         raise ValueError("name at least one label to probe")
-    targets = {name: base.label(name) for name in labels}
+    stray = sorted(set(categorical) - set(labels))
+    if stray:
+        raise ValueError(f"categorical names {stray}, which are not among the labels probed")
+    targets = {name: base.classes(name) if name in categorical or base.is_categorical(name) else base.label(name)
+               for name in labels}
     sets: list[tuple[str, np.ndarray, str]] = [("embedding", base.embeddings, where)]
     for name, other in (baselines or {}).items():
         cat = other if isinstance(other, Catalogue) else read_catalogue(other)
@@ -204,13 +276,18 @@ def probe_catalogue(
     results = []
     for name, x, source in sets:
         scores = {
-            label: ridge_cv(x, y, folds=folds, alpha=alpha, seed=seed, bootstrap=bootstrap)
+            label: score_label(x, y, folds=folds, alpha=alpha, seed=seed, bootstrap=bootstrap)
             for label, y in targets.items()
         }
         results.append(FeatureScores(name, int(x.shape[1]), source, scores))
     if shuffled:
         rng = np.random.default_rng(seed)
-        scores = {label: ridge_cv(base.embeddings, rng.permutation(y), folds=folds, alpha=alpha, seed=seed,
-                                  bootstrap=bootstrap) for label, y in targets.items()}
+        scores = {label: score_label(base.embeddings, rng.permutation(y), folds=folds, alpha=alpha, seed=seed,
+                                     bootstrap=bootstrap) for label, y in targets.items()}
         results.append(FeatureScores(SHUFFLED, int(base.embeddings.shape[1]), where, scores))
     return ProbeReport(where, len(base), folds, alpha, seed, bootstrap, list(labels), results)
+
+
+def score_label(x: np.ndarray, y: np.ndarray, **kwargs: Any) -> LabelScore:
+    """The ridge probe of a numeric label, the logistic probe of class names (``str``)."""
+    return logistic_cv(x, y, **kwargs) if y.dtype.kind in "US" else ridge_cv(x, y, **kwargs)

@@ -151,7 +151,8 @@ def test_a_label_table_is_joined_by_object_id(synthetic, tmp_path, capsys):
                       "note": ["x"] * 2501})
     pacsv.write_csv(table, tmp_path / "labels.csv")
     joined = join_labels(read_catalogue(root / "cat"), read_label_table(tmp_path / "labels.csv"))
-    assert "note" not in joined.columns  # only numeric columns join
+    note = joined.classes("note")  # text joins as class names, "" where the table lacks the object
+    assert joined.is_categorical("note") and (note == "").sum() == 500 and set(note[keep]) == {"x"}
     planted = joined.label("planted")
     assert np.isnan(planted).sum() == 500
     assert np.array_equal(planted[keep], columns["linear"][keep])  # each object its own value
@@ -170,3 +171,86 @@ def test_a_label_table_is_joined_by_object_id(synthetic, tmp_path, capsys):
         pacsv.write_csv(bad, tmp_path / "bad.csv")
         with pytest.raises(CatalogueError, match=message):
             join_labels(read_catalogue(root / "cat"), read_label_table(tmp_path / "bad.csv"))
+
+
+@pytest.fixture(scope="module")
+def classes():
+    """2400 objects: a 3-class label that is the argmax of 3 linear functions of the embedding
+    (a multinomial logistic regression can represent it), and an unbalanced label (60/30/10 %)
+    drawn independently of the embeddings."""
+    rng = np.random.default_rng(7)
+    n, d = 2400, 12
+    x = rng.normal(size=(n, d))
+    planted = np.array(["elliptical", "spiral", "irregular"])[np.argmax(x @ rng.normal(size=(d, 3)), axis=1)]
+    unrelated = rng.choice(np.array(["a", "b", "c"]), size=n, p=[0.6, 0.3, 0.1])
+    ids = [f"obj-{i:04d}" for i in range(n)]
+    codes = np.searchsorted(np.array(["elliptical", "irregular", "spiral"]), planted).astype(np.float64)
+    return ids, x, {"planted": planted, "unrelated": unrelated, "code": codes}
+
+
+def test_a_planted_class_is_classified_and_an_unrelated_one_stays_at_chance(classes, tmp_path):
+    from astropt.science import read_catalogue
+
+    ids, x, columns = classes
+    write_catalogue(tmp_path / "cat", ids, x, columns, {"model": "synthetic"})
+    cat = read_catalogue(tmp_path / "cat")
+    assert cat.is_categorical("planted") and not cat.is_categorical("code")
+    report = probe_catalogue(cat, ["planted", "unrelated", "code"], categorical=["code"], aperture=False,
+                             shuffled=True, bootstrap=200)
+    planted = report.features[0].scores["planted"]
+    assert planted.metric == "accuracy" and planted.n_classes == 3 and planted.n == 2400
+    assert planted.r2_mean > 0.95 and planted.chance < 0.45
+    assert planted.ci_low <= planted.r2_mean <= planted.ci_high and planted.ci_high - planted.ci_low < 0.03
+    unrelated = report.features[0].scores["unrelated"]
+    assert unrelated.chance == pytest.approx(0.6, abs=0.03)
+    assert abs(unrelated.r2_mean - unrelated.chance) < 0.03  # nothing to learn: the commonest class
+    shuffled = report.features[1].scores["planted"]
+    assert report.features[1].name == "shuffled_labels" and abs(shuffled.r2_mean - shuffled.chance) < 0.04
+    # integer class codes named categorical: the same classes under other names, the same folds
+    code = report.features[0].scores["code"]
+    assert code.metric == "accuracy" and code.r2_folds == pytest.approx(planted.r2_folds)
+    assert "(acc; chance" in report.table()
+    assert ProbeReport.from_dict(json.loads(report.to_json())).features[0].scores["planted"] == planted
+
+
+def test_class_folds_are_object_level_and_stratified(classes):
+    from astropt.science.probe import class_folds
+
+    _, _, columns = classes
+    y = columns["unrelated"]
+    folds = class_folds(y, 5, seed=1)
+    tested = np.concatenate([test for _, test in folds])
+    assert sorted(tested.tolist()) == list(range(len(y)))  # every object in exactly one test fold
+    for train, test in folds:
+        assert not set(train) & set(test)
+        assert abs(np.mean(y[test] == "c") - 0.1) < 0.02  # each fold keeps the class shares
+
+
+def test_rare_or_single_classes_are_refused_with_the_reason(classes):
+    from astropt.science.probe import logistic_cv
+
+    _, x, _ = classes
+    y = np.array(["common"] * 2398 + ["rare"] * 2)
+    with pytest.raises(ValueError, match="class 'rare' has 2 objects, fewer than the 5 folds"):
+        logistic_cv(x, y)
+    with pytest.raises(ValueError, match="one class"):
+        logistic_cv(x, np.array(["only"] * 2400))
+    with pytest.raises(CatalogueError, match="non-integer"):
+        from astropt.science.catalogue import Catalogue
+
+        Catalogue(np.array(["a", "b"]), np.zeros((2, 2)), {"z": np.array([0.5, 1.0])}, {}).classes("z")
+
+
+def test_the_class_figure_is_the_probe_folds_confusion(classes, tmp_path):
+    from astropt.science import read_catalogue
+    from astropt.science.figures import out_of_fold_classes, probe_figure
+    from astropt.science.probe import logistic_cv
+
+    ids, x, columns = classes
+    write_catalogue(tmp_path / "cat", ids, x, columns, {"model": "synthetic"})
+    cat = read_catalogue(tmp_path / "cat")
+    truth, pred = out_of_fold_classes(cat.embeddings, cat.classes("planted"))
+    assert np.mean(truth == pred) == pytest.approx(logistic_cv(cat.embeddings, cat.classes("planted")).r2_mean,
+                                                   abs=1e-9)  # equal folds: pooled = mean of equal-size folds
+    assert probe_figure(cat, ["planted", "code"], {"planted": 0.97, "code": 0.97},
+                        categorical=["code"]).startswith(b"\x89PNG")
