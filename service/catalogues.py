@@ -278,9 +278,9 @@ def outliers(settings: Settings, path: Path, job_id: str, n: int, k: int) -> Out
     return OutliersOut(job_id=job_id, k=k, items=items)
 
 
-def map_png(path: Path, job_id: str, color: str | None) -> bytes:
-    from astropt.science import pca_map
+def map_png(settings: Settings, path: Path, job_id: str, color: str | None, method: str = "pca") -> bytes:
     from astropt.science.figures import map_figure
+    from astropt.science.search import MapUnavailable, embedding_map
 
     loaded = load(path)
     values = None
@@ -294,9 +294,16 @@ def map_png(path: Path, job_id: str, color: str | None) -> bytes:
             raise SpecInvalid("color", f"no numeric column {color!r}; the catalogue has outlier_score, "
                               f"{', '.join(numeric)}")
         values = column.astype(np.float64)
+    if method == "umap" and len(loaded.catalogue) > settings.max_umap_objects:
+        raise SpecInvalid("method", f"the catalogue has {len(loaded.catalogue)} objects, more than this service "
+                          f"maps with UMAP ({settings.max_umap_objects}, ASTROPT_MAX_UMAP_OBJECTS); use method pca")
+    try:
+        xy = embedding_map(loaded.catalogue.embeddings, method)  # type: ignore[arg-type]
+    except MapUnavailable as exc:
+        raise SpecInvalid("method", str(exc)) from exc
     manifest = loaded.catalogue.manifest
-    title = f"job {job_id[:8]}: {manifest.get('pooling')} pool, layer {manifest.get('layer')}, PCA"
-    return map_figure(pca_map(loaded.catalogue.embeddings), values, color, title)
+    title = f"job {job_id[:8]}: {manifest.get('pooling')} pool, layer {manifest.get('layer')}, {method.upper()}"
+    return map_figure(xy, values, color, title)
 
 
 def _mock_images(manifest: dict[str, Any], object_ids: Sequence[str]) -> list[np.ndarray]:

@@ -101,6 +101,8 @@ class Settings(BaseSettings):
                                   "(a restarted job continues after its last complete shard).")
     max_search_k: int = Field(100, ge=1, description="Most neighbours POST /search returns (k).")
     max_outliers: int = Field(1000, ge=1, description="Most outliers GET /catalogues/{id}/outliers returns (n).")
+    max_umap_objects: int = Field(50_000, ge=10, description="Largest catalogue GET /catalogues/{id}/map.png "
+                                  "maps with UMAP (it takes minutes beyond); PCA has no limit.")
     max_probe_labels: int = Field(32, ge=1, description="Most labels one probe request names.")
     max_probe_folds: int = Field(20, ge=2, description="Most cross-validation folds of a probe.")
     max_probe_bootstrap: int = Field(2000, ge=0, description="Most bootstrap draws of a probe.")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -107,6 +107,35 @@ def pca_map(embeddings: np.ndarray, seed: int = 0) -> np.ndarray:
 
     x = StandardScaler().fit_transform(np.asarray(embeddings, dtype=np.float64))
     return PCA(n_components=2, random_state=seed).fit_transform(x).astype(np.float32)
+
+
+MapMethod = Literal["pca", "umap"]
+
+
+class MapUnavailable(ValueError):
+    """UMAP was asked for where umap-learn is not installed."""
+
+
+def umap_map(embeddings: np.ndarray, seed: int = 0, n_neighbors: int = 15) -> np.ndarray:
+    """float32 ``[N, 2]``: UMAP of the L2-normalised embeddings (cosine geometry, as the
+    search), seeded; needs the optional ``umap-learn`` package."""
+    try:
+        import umap
+    except ImportError as exc:
+        raise MapUnavailable("a UMAP map needs the umap-learn package (pip install 'astropt-service[umap]'); "
+                             "method 'pca' works without it") from exc
+    x = normalise(np.asarray(embeddings, dtype=np.float32))
+    reducer = umap.UMAP(n_components=2, n_neighbors=min(n_neighbors, len(x) - 1), random_state=seed)
+    return np.asarray(reducer.fit_transform(x), dtype=np.float32)
+
+
+def embedding_map(embeddings: np.ndarray, method: MapMethod = "pca", seed: int = 0) -> np.ndarray:
+    """float32 ``[N, 2]`` coordinates of a 2-D map: ``pca`` (always there) or ``umap``."""
+    if method == "umap":
+        return umap_map(embeddings, seed)
+    if method != "pca":
+        raise ValueError(f"map method must be 'pca' or 'umap', got {method!r}")
+    return pca_map(embeddings, seed)
 
 
 @dataclass

@@ -129,14 +129,17 @@ async def outliers(job_id: str, request: Request,
 
 
 @router.get("/catalogues/{job_id}/map.png", response_class=Response, dependencies=[ApiKey],
-            responses={200: {"content": {"image/png": {}}, "description": "PCA map"}, **COMPUTE},
-            summary="2-D PCA map of the embeddings, coloured by a column")
+            responses={200: {"content": {"image/png": {}}, "description": "PCA or UMAP map"}, **COMPUTE},
+            summary="2-D map of the embeddings (PCA; UMAP where umap-learn is installed), coloured by a column")
 async def map_png(job_id: str, request: Request,
                   color: Annotated[str | None, Query(max_length=256, description="A numeric column, or "
-                                                     "outlier_score")] = None) -> Response:
+                                                     "outlier_score")] = None,
+                  method: Annotated[Literal["pca", "umap"], Query(description="pca (always), or umap (needs "
+                                                                  "umap-learn; ASTROPT_MAX_UMAP_OBJECTS)")] = "pca",
+                  ) -> Response:
     settings: Settings = request.app.state.settings
     path = await run_in_threadpool(_catalogue_path, settings, job_id)
-    return _png(await _compute(settings, catalogues.map_png, path, job_id, color))
+    return _png(await _compute(settings, catalogues.map_png, settings, path, job_id, color, method))
 
 
 class SearchForm(_Form):

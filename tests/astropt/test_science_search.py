@@ -105,3 +105,34 @@ def test_a_large_catalogue_gets_an_approximate_index_that_finds_the_true_neighbo
             assert h.score == pytest.approx(float(unit[approximate.row_of(h.object_id)] @ unit[row]), abs=1e-5)
     print(f"HNSW recall@{k}: {np.mean(recalls):.3f}")
     assert np.mean(recalls) >= 0.95, np.mean(recalls)
+
+
+def _two_clusters() -> np.ndarray:
+    rng = np.random.default_rng(2)
+    return np.concatenate([rng.normal(size=(60, 8)) + 6, rng.normal(size=(60, 8)) - 6]).astype(np.float32)
+
+
+def test_a_map_without_umap_learn_says_how_to_get_it(monkeypatch) -> None:
+    import sys
+
+    from astropt.science.search import MapUnavailable, embedding_map
+
+    x = _two_clusters()
+    pca = embedding_map(x, "pca")
+    assert pca.shape == (120, 2) and abs(pca[:60, 0].mean() - pca[60:, 0].mean()) > 5  # the 2 clusters apart
+    with pytest.raises(ValueError, match="'pca' or 'umap'"):
+        embedding_map(x, "tsne")  # type: ignore[arg-type]
+    with monkeypatch.context() as patched:
+        patched.setitem(sys.modules, "umap", None)  # as if umap-learn were not installed
+        with pytest.raises(MapUnavailable, match="umap-learn"):
+            embedding_map(x, "umap")
+
+
+def test_umap_maps_where_umap_learn_is_installed() -> None:
+    pytest.importorskip("umap")  # the optional extra [umap]
+    from astropt.science.search import embedding_map
+
+    x = _two_clusters()
+    xy = embedding_map(x, "umap", seed=0)
+    assert xy.shape == (120, 2) and np.isfinite(xy).all()
+    assert np.array_equal(xy, embedding_map(x, "umap", seed=0))  # seeded

@@ -8,6 +8,7 @@ refusals (4xx with the reason)."""
 
 from __future__ import annotations
 
+import importlib.util
 import io
 from collections.abc import Iterator
 from pathlib import Path
@@ -154,6 +155,12 @@ def test_embed_job_cancelled_resumed_and_its_catalogue_served(stack: Stack) -> N
     assert len(outliers) == 5 and outliers[0]["outlier_score"] >= outliers[-1]["outlier_score"] > 0
     picture = client.get(f"/catalogues/{job_id}/map.png", params={"color": "mag_r"})
     assert picture.status_code == 200 and picture.content.startswith(b"\x89PNG")
+    umap = client.get(f"/catalogues/{job_id}/map.png", params={"color": "mag_r", "method": "umap"})
+    if importlib.util.find_spec("umap") is None:  # the optional extra: a 422 that says how to get it
+        assert umap.status_code == 422 and "umap-learn" in umap.text and "pca" in umap.text
+    else:
+        assert umap.status_code == 200 and umap.content.startswith(b"\x89PNG")
+    assert client.get(f"/catalogues/{job_id}/map.png", params={"method": "tsne"}).status_code == 422
 
     # Refusals: 4xx with the reason.
     no_key = stack.client(with_key=False)
