@@ -28,8 +28,9 @@ def check_embed(spec: JobSpec, settings: Settings) -> None:
     assert section is not None
     if spec.resources.world_size != 1:
         raise SpecInvalid("resources", "an embed job runs in one process: leave resources at 1 x 1")
-    if spec.data.source == "hf":
-        raise SpecInvalid("data.source", "an embed job reads a finite data set: data.source mock or local")
+    if section.columns is not None and spec.data.source != "hf":
+        raise SpecInvalid("embed.columns", "embed.columns names the columns of an hf data set that ride along; "
+                          "a mock or local source keeps all its scalar columns")
     for field, value, setting in (
         ("embed.batch_size", section.batch_size, "max_embed_batch_size"),
         ("embed.limit", section.limit or 0, "max_embed_objects"),
@@ -55,4 +56,4 @@ def prepare_body(session: Session, spec: JobSpec, body: dict[str, Any], settings
                           f"the model has {n_layer} blocks")
     body["embed"]["model_dir"] = str(directory)
     cap = min(section.limit or settings.max_embed_objects, settings.max_embed_objects)
-    body["max_iters"] = min(spec.data.n_mock, cap) if spec.data.source == "mock" else cap
+    body["max_iters"] = min(spec.data.n_mock, cap) if spec.data.source == "mock" else cap  # hf: at most cap

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -114,7 +114,8 @@ EMBED_JOB: dict[str, Any] = {
 
 class EmbedSection(BaseModel):
     """What an embedding job computes (``kind: embed``): ``model`` over every galaxy of the
-    top-level ``data`` (mock or local), into a catalogue (Parquet + manifest) in the job's
+    top-level ``data`` (mock, local, or an hf data set read in order, streamed unless
+    ``data.streaming`` is false, at most ``limit`` rows), into a catalogue (Parquet + manifest) in the job's
     directory. The top-level ``device`` and ``num_threads`` apply, the rest is not read."""
 
     model_config = ConfigDict(extra="forbid")
@@ -133,6 +134,9 @@ class EmbedSection(BaseModel):
     batch_size: int = Field(16, ge=1, description="Galaxies per forward pass (ASTROPT_MAX_EMBED_BATCH_SIZE).")
     limit: int | None = Field(None, ge=1, description="Embed at most the first N galaxies of the source "
                               "(ASTROPT_MAX_EMBED_OBJECTS bounds every job).")
+    columns: list[Annotated[str, Field(min_length=1, max_length=256)]] | None = Field(
+        None, max_length=256, description="data.source hf: the scalar columns of the data set that ride "
+        "along into the catalogue (default: all). Mock and local sources keep all theirs.")
 
 
 class Resources(BaseModel):

@@ -102,6 +102,12 @@ def _embed(settings: Settings, spec: dict[str, Any], out_dir: str, reporter: Emb
     cap = min(section.get("limit") or settings.max_embed_objects, settings.max_embed_objects)
     if data["source"] == "mock":
         source = SourceSpec("mock", n=data["n_mock"], seed=data["mock_seed"], path=data.get("path"), limit=cap)
+    elif data["source"] == "hf":
+        columns = section.get("columns")
+        source = SourceSpec("hf", path=data["hf_dataset"], hf_split=data.get("hf_split", "train"),
+                            streaming=data.get("streaming", True),
+                            image_column=data.get("image_column", "legacysurvey_image"), limit=cap,
+                            columns=None if columns is None else tuple(columns))
     else:
         source = SourceSpec("local", path=data["path"], image_column=data.get("image_column", "legacysurvey_image"),
                             limit=cap)

@@ -6,7 +6,7 @@ import argparse
 
 from tqdm.auto import tqdm
 
-from astropt.pooling import DEFAULT_CENTRE, POOLS
+from astropt.science.commands import add_source_flags
 from astropt.torch_policy import set_threads
 
 DEFAULT_LABELS = ("mag_r", "g_r", "disk_hlr_arcsec", "disk_q", "bulge_fraction")
@@ -45,19 +45,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="ridge-probe every saved checkpoint of a run; JSON + PNG of R^2 vs step")
     p.add_argument("run_dir", help="a run directory (its checkpoints/step_*/ and last/)")
     p.add_argument("--labels", nargs="+", default=list(DEFAULT_LABELS))
-    p.add_argument("--data", choices=("mock", "local"), default="mock")
-    p.add_argument("--data-path", help="local: files or directory; mock: where to cache the mock")
-    p.add_argument("--n", type=int, help="mock galaxies (default 600); local: read at most N rows")
-    p.add_argument("--seed", type=int, default=777, help="mock seed (training mocks use 0)")
-    p.add_argument("--pool", choices=POOLS, default="mean")
-    p.add_argument("--centre", type=int, default=DEFAULT_CENTRE, help="k of the k x k centre pool")
-    p.add_argument("--layer", type=int, default=-1, help="block whose output is pooled (-1: last)")
+    add_source_flags(p)
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--alpha", type=float, default=100.0, help="ridge lambda")
     p.add_argument("--random-init", type=int, default=0, metavar="SEED",
                    help="seed of the same-shape random-init control (default 0)")
     p.add_argument("--no-random-init", action="store_true", help="skip the random-init control")
-    p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--out", help="directory for probe_checkpoints.json/.png (default: RUN_DIR)")

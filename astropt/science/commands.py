@@ -16,6 +16,26 @@ from astropt.torch_policy import set_threads
 DEFAULT_LABELS = ("mag_r", "g_r", "disk_hlr_arcsec", "disk_q", "bulge_fraction", "psf_fwhm_r")
 
 
+def add_source_flags(p: argparse.ArgumentParser, *, hf: bool = False) -> None:
+    """The data-source and pooling flags :func:`source_and_options` reads (``hf``: also a
+    Hugging Face data set, read in order as a stream)."""
+    p.add_argument("--data", choices=("mock", "local", "hf") if hf else ("mock", "local"), default="mock")
+    p.add_argument("--data-path", help="local: files or directory; mock: where to cache the mock"
+                   + ("; hf: the data set (a hub id or a local directory)" if hf else ""))
+    p.add_argument("--n", type=int, help="mock galaxies (default 600); local: read at most N rows"
+                   + ("; hf: at most N rows (required)" if hf else ""))
+    p.add_argument("--seed", type=int, default=777, help="mock seed (training mocks use 0)")
+    if hf:
+        p.add_argument("--split", default="train", help="hf: the split to read")
+        p.add_argument("--no-streaming", action="store_true", help="hf: download the data set instead of streaming it")
+        p.add_argument("--image-column", default="legacysurvey_image", help="local/hf: the image column")
+        p.add_argument("--columns", nargs="*", help="hf: scalar columns to keep (default: all)")
+    p.add_argument("--pool", choices=POOLS, default="mean")
+    p.add_argument("--centre", type=int, default=DEFAULT_CENTRE, help="k of the k x k centre pool")
+    p.add_argument("--layer", type=int, default=-1, help="block whose output is pooled (-1: last)")
+    p.add_argument("--batch-size", type=int, default=16)
+
+
 def source_and_options(args: argparse.Namespace) -> tuple:
     """The data source and embedding options the ``--data/--n/--seed/--pool/...`` flags name."""
     from astropt.science.embed import EmbedOptions
@@ -23,8 +43,15 @@ def source_and_options(args: argparse.Namespace) -> tuple:
 
     if args.data == "mock":
         source = SourceSpec("mock", n=args.n or 600, seed=args.seed, path=args.data_path)
+    elif args.data == "hf":
+        if not args.data_path or not args.n:
+            raise ValueError("--data hf needs --data-path (a hub id or a directory) and --n (the most rows)")
+        source = SourceSpec("hf", path=args.data_path, hf_split=args.split, streaming=not args.no_streaming,
+                            image_column=args.image_column, limit=args.n,
+                            columns=None if args.columns is None else tuple(args.columns))
     else:
-        source = SourceSpec("local", path=args.data_path, limit=args.n)
+        source = SourceSpec("local", path=args.data_path, limit=args.n,
+                            image_column=getattr(args, "image_column", "legacysurvey_image"))
     return source, EmbedOptions(pool=args.pool, layer=args.layer, centre=args.centre, batch_size=args.batch_size)
 
 
@@ -107,14 +134,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help="checkpoint directory (e.g. runs/x/checkpoints/best)")
     p.add_argument("--random-init", type=int, metavar="SEED",
                    help="embed with a freshly initialised model of the checkpoint's shape (a baseline)")
-    p.add_argument("--data", choices=("mock", "local"), default="mock")
-    p.add_argument("--data-path", help="local: files or directory; mock: where to cache the mock")
-    p.add_argument("--n", type=int, help="mock galaxies (default 600); local: read at most N rows")
-    p.add_argument("--seed", type=int, default=777, help="mock seed (training mocks use 0)")
-    p.add_argument("--pool", choices=POOLS, default="mean")
-    p.add_argument("--centre", type=int, default=DEFAULT_CENTRE, help="k of the k x k centre pool")
-    p.add_argument("--layer", type=int, default=-1, help="block whose output is pooled (-1: last)")
-    p.add_argument("--batch-size", type=int, default=16)
+    add_source_flags(p, hf=True)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--quiet", action="store_true")

@@ -185,6 +185,10 @@ def embed_catalogues(
         raise ValueError("no catalogue to write")
     if shard_rows < 1:
         raise ValueError(f"shard_rows must be >= 1, got {shard_rows}")
+    if source.kind == "hf":
+        from astropt.science.stream_embed import embed_stream
+
+        return embed_stream(model, source, outputs, progress=progress, should_stop=should_stop, shard_rows=shard_rows)
     recipes = list(outputs.values())
     batch_size = min(o.batch_size for o in recipes)
     started = time.perf_counter()
@@ -193,10 +197,10 @@ def embed_catalogues(
     if total == 0:
         raise ValueError("the data source has no rows to embed")
     bands = tuple(opened.spec.settings().bands)
-    _check_layers(model, recipes)
+    check_layers(model, recipes)
     reader = model.reader
     data_source = {**source.describe(), "identity": opened.identity}
-    works = [ShardDir(work_dir_for(out), _work_key(model, data_source, o), total, shard_rows) for out, o in outputs.items()]
+    works = [ShardDir(work_dir_for(out), work_key(model, data_source, o), total, shard_rows) for out, o in outputs.items()]
     for out in outputs:
         check_target(out)
     first = min(work.open() for work in works)
@@ -209,7 +213,7 @@ def embed_catalogues(
         apertures: list[np.ndarray] = []
         for batch, flux in opened.batches(batch_size, start=span.start, stop=span.stop):
             if should_stop and should_stop():
-                return _cancelled(works, outputs, batch.start)
+                return cancelled_results(works, outputs, batch.start)
             inputs = reader.flux_inputs(flux, bands)
             for part, values in zip(parts, embed_inputs_many(model.model, inputs, recipes, reader), strict=True):
                 part.append(values)
@@ -222,8 +226,19 @@ def embed_catalogues(
         for work, part in zip(works, parts, strict=True):
             work.write(index, ids, {"embedding": np.concatenate(part), "aperture_flux": aperture}, columns)
     if should_stop and should_stop():
-        return _cancelled(works, outputs, total)
+        return cancelled_results(works, outputs, total)
+    return finish_catalogues(model, works, outputs, data_source, total, sorted(opened.columns),
+                             started=started, resumed_from=resumed_from, shard_rows=shard_rows)
+
+
+def finish_catalogues(
+    model: EmbedModel, works: list[ShardDir], outputs: Mapping[str | Path, EmbedOptions],
+    data_source: dict[str, Any], total: int, columns: list[str], *, started: float, resumed_from: int,
+    shard_rows: int,
+) -> list[EmbedResult]:
+    """Every shard is written: assemble each catalogue (manifest last), remove its work dir."""
     seconds = round(time.perf_counter() - started, 3)
+    reader = model.reader
     results = []
     for (out_dir, options), work in zip(outputs.items(), works, strict=True):
         manifest = {
@@ -239,7 +254,7 @@ def embed_catalogues(
             "count": total,
             "embedding_dim": int(model.model.config.n_embd),
             "aperture_radii_px": list(APERTURE_RADII_PX),
-            "columns": sorted(opened.columns),
+            "columns": columns,
             "seconds": seconds,
             "resumed_from": resumed_from,
             "shard_rows": shard_rows,
@@ -255,14 +270,14 @@ def embed_catalogues(
     return results
 
 
-def _check_layers(model: EmbedModel, recipes: Sequence[EmbedOptions]) -> None:
+def check_layers(model: EmbedModel, recipes: Sequence[EmbedOptions]) -> None:
     n_layer = len(model.model.transformer.h)
     for o in recipes:
         if not -n_layer <= o.layer < n_layer:
             raise ValueError(f"layer must be in [{-n_layer}, {n_layer - 1}] for this model, got {o.layer}")
 
 
-def _work_key(model: EmbedModel, data_source: dict[str, Any], options: EmbedOptions) -> dict[str, Any]:
+def work_key(model: EmbedModel, data_source: dict[str, Any], options: EmbedOptions) -> dict[str, Any]:
     """Everything a row of a shard depends on (``batch_size`` only changes the batching)."""
     checkpoint = model.description.get("checkpoint") or model.description.get("like")
     return {
@@ -272,7 +287,7 @@ def _work_key(model: EmbedModel, data_source: dict[str, Any], options: EmbedOpti
     }
 
 
-def _cancelled(works: list[ShardDir], outputs: Mapping[str | Path, EmbedOptions], count: int) -> list[EmbedResult]:
+def cancelled_results(works: list[ShardDir], outputs: Mapping[str | Path, EmbedOptions], count: int) -> list[EmbedResult]:
     """Stopped: no catalogue is written; complete shards stay for a rerun (none: nothing stays)."""
     results = []
     for work in works:

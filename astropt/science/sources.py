@@ -25,26 +25,42 @@ IMAGE_COLUMNS = frozenset({"image", "legacysurvey_image", "truth", "noise_sigma"
 
 @dataclass(frozen=True)
 class SourceSpec:
-    """A finite data source: ``mock`` (``n`` galaxies of ``seed``) or ``local`` (``path``)."""
+    """What to embed: ``mock`` (``n`` galaxies of ``seed``), ``local`` (files at ``path``), or
+    ``hf`` (the Hugging Face data set ``path``, a hub id or a local directory, read in order,
+    streamed unless ``streaming`` is false, at most ``limit`` rows; ``columns`` names its
+    scalar columns that ride along, default all)."""
 
-    kind: Literal["mock", "local"] = "mock"
+    kind: Literal["mock", "local", "hf"] = "mock"
     n: int = 600
     seed: int = 777
     path: str | None = None
     image_column: str = "legacysurvey_image"
     limit: int | None = None  # read only the first ``limit`` rows
     extra: dict[str, Any] = field(default_factory=dict)  # more DataSettings fields
+    hf_split: str = "train"
+    streaming: bool = True
+    columns: tuple[str, ...] | None = None  # hf: the scalar columns kept (None: all)
 
     def settings(self) -> DataSettings:
         if self.kind == "mock":
             return DataSettings(source="mock", n_mock=self.n, mock_seed=self.seed, path=self.path, **self.extra)
         if self.kind == "local":
             return DataSettings(source="local", path=self.path, image_column=self.image_column, **self.extra)
-        raise DataSourceError(f"source kind must be 'mock' or 'local', got {self.kind!r}")
+        if self.kind == "hf":
+            if not self.path:
+                raise DataSourceError("an hf source needs the data set: a hub id or a local directory")
+            return DataSettings(source="hf", hf_dataset=self.path, hf_split=self.hf_split, streaming=self.streaming,
+                                image_column=self.image_column, **self.extra)
+        raise DataSourceError(f"source kind must be 'mock', 'local' or 'hf', got {self.kind!r}")
 
     def describe(self) -> dict[str, Any]:
         if self.kind == "mock":
             return {"kind": "mock", "n": self.n, "seed": self.seed, "limit": self.limit}
+        if self.kind == "hf":
+            local = Path(self.path or "").expanduser()
+            return {"kind": "hf", "dataset": str(local.resolve()) if local.exists() else self.path,
+                    "split": self.hf_split, "streaming": self.streaming, "limit": self.limit,
+                    "columns": None if self.columns is None else list(self.columns)}
         return {"kind": "local", "path": str(Path(self.path or "").resolve()), "limit": self.limit}
 
 
@@ -71,6 +87,9 @@ class OpenSource:
 
 
 def open_source(spec: SourceSpec, progress: bool = False) -> OpenSource:
+    if spec.kind == "hf":
+        raise DataSourceError("an hf source is read in order as a stream (astropt.science.stream_embed), "
+                              "not opened for random access")
     rows, identity = open_rows(spec.settings())
     n = len(rows) if spec.limit is None else min(spec.limit, len(rows))
     ids = [str(k) for k in rows.keys()[:n]]

@@ -54,11 +54,21 @@ def seed_row(index: int, seed: int = 0,
 
 
 def write_seed_parquet(path: Path, n: int, seed: int = 0, start: int = 0,
-                       damage: Callable[[dict[str, np.ndarray]], None] | None = None) -> Path:
-    """``n`` galaxies (``start``..) as one Parquet file in the seed schema; returns ``path``."""
-    from datasets import Dataset
+                       damage: Callable[[dict[str, np.ndarray]], None] | None = None,
+                       columns: dict[str, Callable[[dict[str, Any]], Any]] | None = None) -> Path:
+    """``n`` galaxies (``start``..) as one Parquet file in the seed schema; returns ``path``.
+    ``columns``: more scalar columns, each computed from the galaxy's mock parameters
+    (numbers become float64 columns, anything else strings)."""
+    from datasets import Dataset, Value
 
+    features = seed_features()
     rows = [seed_row(start + i, seed, damage) for i in range(n)]
+    for name, compute in (columns or {}).items():
+        values = [compute(simulate_galaxy(seed, start + i)["params"]) for i in range(n)]
+        numeric = all(isinstance(v, int | float) for v in values)
+        features[name] = Value("float64" if numeric else "string")
+        for row, value in zip(rows, values, strict=True):
+            row[name] = float(value) if numeric else str(value)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Dataset.from_list(rows, features=seed_features()).to_parquet(str(path))
+    Dataset.from_list(rows, features=features).to_parquet(str(path))
     return path

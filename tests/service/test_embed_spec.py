@@ -48,7 +48,10 @@ def test_service_rules_name_the_field_and_the_setting(tmp_path: Path) -> None:
     assert refused(spec(batch_size=17), settings).field == "embed.batch_size"
     assert refused(spec(limit=101), settings).field == "embed.limit"
     assert refused(spec(model={"path": "/etc"}), settings).field == "embed.model.path"
-    assert refused(spec(data={"source": "hf"}), settings).field == "data.source"
+    check_embed(spec(data={"source": "hf"}, limit=50, columns=["z_spec"]), settings)  # a hub data set, streamed
+    assert refused(spec(columns=["mag_r"]), settings).field == "embed.columns"  # mock keeps all its columns
+    with pytest.raises(ValidationError):
+        spec(data={"source": "hf"}, columns=[""])
     two = JobSpec.model_validate({**EMBED_JOB, "resources": {"procs_per_node": 2}})
     assert refused(two, settings).field == "resources"
 

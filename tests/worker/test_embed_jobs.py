@@ -209,3 +209,16 @@ def test_an_embed_job_whose_worker_is_killed_continues_from_its_shards(stack: St
     assert served.drop_columns(["embedding"]).equals(expected.drop_columns(["embedding"]))
     np.testing.assert_allclose(np.array(served.column("embedding").to_pylist()),
                                np.array(expected.column("embedding").to_pylist()), rtol=1e-5, atol=1e-6)
+
+
+def test_an_embed_job_of_an_unreachable_hub_data_set_fails_with_the_reason(stack: Stack) -> None:
+    """The hf source is accepted and streamed by the worker; offline (as here) the job fails at
+    once with an error naming the data set and what to do, never a hang."""
+    client = stack.client()
+    body = {**embed_spec(limit=10), "data": {"source": "hf", "hf_dataset": "someone/not-here", "streaming": True}}
+    submitted = client.post("/jobs", json=body)
+    assert submitted.status_code == 201, submitted.text
+    assert submitted.json()["progress"]["max_iters"] == 10  # at most the limit
+    job = wait_for_job(client, submitted.json()["id"], {"failed", "completed"}, timeout=120)
+    assert job["phase"] == "failed" and "someone/not-here" in job["failure_reason"], job
+    assert not (run_dir(stack, job["id"]) / "catalogue").exists()
