@@ -17,13 +17,20 @@ from service.errors import SpecInvalid
 from service.settings import Settings
 
 
-def test_a_label_table_inside_the_roots_is_joined_and_one_outside_is_refused(tmp_path: Path) -> None:
-    rng = np.random.default_rng(3)
-    n, d = 400, 8
+def random_catalogue(tmp_path: Path, rng: np.random.Generator, n: int, d: int) -> tuple:
+    """(settings, catalogue directory, embeddings, ids) of ``n`` random ``d``-dim embeddings
+    with a noise column ``mag``, inside the service's data directory."""
     x = rng.normal(size=(n, d))
     ids = [f"obj-{i:03d}" for i in range(n)]
     settings = Settings(data_dir=tmp_path / "data")
     catalogue = write_catalogue(tmp_path / "data" / "cat", ids, x, {"mag": rng.normal(size=n)}, {"model": "test"})
+    return settings, catalogue, x, ids
+
+
+def test_a_label_table_inside_the_roots_is_joined_and_one_outside_is_refused(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    n, d = 400, 8
+    settings, catalogue, x, ids = random_catalogue(tmp_path, rng, n, d)
     table = pa.table({"object_id": ids[::-1], "redshift": (x @ rng.normal(size=d))[::-1]})
     pq.write_table(table, tmp_path / "data" / "labels.parquet")
 
@@ -49,11 +56,8 @@ def test_a_label_table_inside_the_roots_is_joined_and_one_outside_is_refused(tmp
 
 def test_a_class_label_from_the_table_gets_a_logistic_probe_and_bad_ones_a_422(tmp_path: Path) -> None:
     rng = np.random.default_rng(4)
-    n, d = 300, 6
-    x = rng.normal(size=(n, d))
-    ids = [f"obj-{i:03d}" for i in range(n)]
-    settings = Settings(data_dir=tmp_path / "data")
-    catalogue = write_catalogue(tmp_path / "data" / "cat", ids, x, {"mag": rng.normal(size=n)}, {"model": "test"})
+    n = 300
+    settings, catalogue, x, ids = random_catalogue(tmp_path, rng, n, 6)
     morphology = np.where(x[:, 0] + 0.1 * rng.normal(size=n) > 0, "disk", "spheroid")
     table = pa.table({"object_id": ids, "morphology": morphology, "type_code": (x[:, 1] > 0).astype(np.int64),
                       "few": ["rare" if i < 2 else "common" for i in range(n)]})
