@@ -134,7 +134,13 @@ def embed_stream(
     ids: list[str] = []
     columns: dict[str, list[Any]] = {c: [] for c in rows.columns}
 
+    sizes: set[tuple[int, ...]] = set()
+
     def embed_pending() -> None:
+        sizes.update(p[1].shape for p in pending)
+        if len(sizes) > 1:  # the aperture photometry and the batch need one size
+            raise DataSourceError(f"{source.path}: images of different sizes {sorted(sizes)} by row {done}; "
+                                  "an embedding catalogue needs one image size")
         flux = np.stack([p[1] for p in pending]).astype(np.float32)
         inputs = reader.flux_inputs(flux, bands)
         for part, values in zip(parts, embed_inputs_many(model.model, inputs, recipes, reader), strict=True):

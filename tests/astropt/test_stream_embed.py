@@ -40,6 +40,22 @@ def _quick_thread_shutdown(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(datasets.config, "SLEEP_TIME_ON_THREADS_SHUTDOWN", 0)
 
 
+def _write_cropped(path: Path, n: int, start: int, crop: int) -> None:
+    """Seed-schema rows whose images are ``crop`` pixels smaller on every side."""
+    from datasets import Dataset
+
+    from astropt.data import IMAGE_SIZE
+    from tests.astropt.seed_schema import seed_features, seed_row
+
+    rows = [seed_row(start + i) for i in range(n)]
+    for row in rows:
+        image = row[IMAGE_COLUMN]
+        for key in ("flux", "ivar", "mask"):
+            image[key] = image[key][:, crop:-crop, crop:-crop]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Dataset.from_list(rows, features=seed_features(IMAGE_SIZE - 2 * crop)).to_parquet(str(path))
+
+
 def streamed(hub_dir: Path, **kwargs) -> SourceSpec:
     return SourceSpec("hf", path=str(hub_dir), image_column=IMAGE_COLUMN, **({"limit": 100} | kwargs))
 
@@ -98,6 +114,12 @@ def test_bad_streamed_sources_fail_with_the_reason(model, hub_dir, tmp_path, mon
     with pytest.raises(DataSourceError, match="no image column 'pixels'"):
         embed_catalogue(model, SourceSpec("hf", path=str(hub_dir), image_column="pixels", limit=5), tmp_path / "c",
                         OPTIONS)
+    mixed = tmp_path / "mixed"
+    write_seed_parquet(mixed / "train-00000-of-00002.parquet", 3)
+    _write_cropped(mixed / "train-00001-of-00002.parquet", 3, start=3, crop=16)
+    with pytest.raises(DataSourceError, match="images of different sizes"):
+        embed_catalogue(model, streamed(mixed), tmp_path / "e", OPTIONS)
+    assert not (tmp_path / "e").exists()
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(DataSourceError, match="someone/not-here"):  # offline: a clear error, never a hang
         embed_catalogue(model, SourceSpec("hf", path="someone/not-here", limit=5), tmp_path / "d", OPTIONS)
