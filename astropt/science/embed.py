@@ -27,6 +27,7 @@ import torch
 from astropt.codec import CodecHandle
 from astropt.constants import DEFAULT_BANDS
 from astropt.inference.cache import ModelCache
+from astropt.inference.limits import centre_crop
 from astropt.model import GPT, GPTConfig
 from astropt.pooling import DEFAULT_CENTRE, check_pool, pool_hidden
 from astropt.science.catalogue import CatalogueError, check_target, staged_directory, write_manifest
@@ -34,6 +35,7 @@ from astropt.science.photometry import APERTURE_RADII_PX, aperture_features
 from astropt.science.readers import ModelReader
 from astropt.science.shards import DEFAULT_SHARD_ROWS, ShardDir, file_signature, work_dir_for
 from astropt.science.sources import SourceSpec, open_source
+from astropt.science.token_cache import TokenShards
 from astropt.torch_policy import autocast
 
 Progress = Callable[[int, int], None]
@@ -207,19 +209,33 @@ def embed_catalogues(
     resumed_from = works[0].span(first).start if first < works[0].n_shards else total
     if progress:
         progress(resumed_from, total)
+    token_store = None if model.codec is None else TokenShards.for_source(data_source, model.codec.info.fingerprint,
+                                                                          bands)
     for index in range(first, works[0].n_shards):
         span = works[0].span(index)
         parts: list[list[np.ndarray]] = [[] for _ in recipes]
         apertures: list[np.ndarray] = []
+        cached = token_store.load(span) if token_store else None
+        encoded: list[np.ndarray] = []
         for batch, flux in opened.batches(batch_size, start=span.start, stop=span.stop):
             if should_stop and should_stop():
                 return cancelled_results(works, outputs, batch.start)
-            inputs = reader.flux_inputs(flux, bands)
+            if model.codec is None:
+                inputs = reader.flux_inputs(flux, bands)
+            else:  # codec tokens, from the token cache when an earlier catalogue of the source wrote them
+                if cached is not None:
+                    tokens = torch.from_numpy(cached[batch.start - span.start:batch.stop - span.start].astype(np.int64))
+                else:
+                    tokens = model.codec.encode(np.ascontiguousarray(centre_crop(flux)), bands)
+                    encoded.append(tokens.cpu().numpy())
+                inputs = reader.token_inputs(tokens)
             for part, values in zip(parts, embed_inputs_many(model.model, inputs, recipes, reader), strict=True):
                 part.append(values)
             apertures.append(aperture_features(flux))
             if progress:
                 progress(batch.stop, total)
+        if token_store and cached is None:
+            token_store.save(span, np.concatenate(encoded))
         ids = opened.object_ids[span.start:span.stop]
         columns = {k: v[span.start:span.stop] for k, v in opened.columns.items()}
         aperture = np.concatenate(apertures)

@@ -184,3 +184,35 @@ def test_several_recipes_from_one_pass_equal_single_runs(model, source, centre_c
     np.testing.assert_allclose(read_catalogue(tmp_path / "a").embeddings[11], hidden.mean(0).numpy(), rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="layer must be in"):
         embed_catalogues(model, source, {tmp_path / "c": EmbedOptions(layer=2)})
+
+
+def test_codec_tokens_come_from_the_token_cache_the_second_time(model, source, tmp_path, monkeypatch):
+    """The first catalogue of a source writes its codec tokens per shard; later catalogues of
+    that source and codec read them (shown by planting other tokens: the rows follow them);
+    a file that does not fit its rows is ignored and written again."""
+
+    from astropt.tokenise import token_cache_dir
+
+    monkeypatch.setenv("ASTROPT_DATA_DIR", str(tmp_path / "data"))
+    options = EmbedOptions(pool="mean", batch_size=8)
+    first = embed_catalogue(model, source, tmp_path / "a", options, shard_rows=8)
+    files = sorted((token_cache_dir() / "catalogues").glob("*/rows_*.npy"))
+    assert [f.name for f in files] == ["rows_000000000_000000008.npy", "rows_000000008_000000016.npy",
+                                      "rows_000000016_000000020.npy"]
+    tokens = [np.load(f) for f in files]
+    assert tokens[0].dtype == np.int16 and tokens[0].shape == (8, 576)
+    expected = model.codec.encode(centre_crop(simulate_galaxy(seed=SEED, index=9)["flux"])[None])
+    assert np.array_equal(tokens[1][1], expected[0].numpy())  # row 9: its own tokens
+
+    again = embed_catalogue(model, source, tmp_path / "b", options, shard_rows=8)
+    assert np.array_equal(read_catalogue(tmp_path / "a").embeddings, read_catalogue(tmp_path / "b").embeddings)
+    assert first.count == again.count == N
+
+    np.save(files[0], tokens[0][::-1].copy())  # plant the first shard's tokens in reverse order
+    np.save(files[2], tokens[2][:2].copy())  # too few rows: ignored
+    planted = embed_catalogue(model, source, tmp_path / "c", options, shard_rows=8)
+    assert planted.status == "completed"
+    a, c = read_catalogue(tmp_path / "a").embeddings, read_catalogue(tmp_path / "c").embeddings
+    np.testing.assert_allclose(c[:8], a[:8][::-1], rtol=1e-5, atol=1e-6)  # read from the cache
+    np.testing.assert_allclose(c[8:], a[8:], rtol=1e-5, atol=1e-6)
+    assert np.load(files[2]).shape == (4, 576)  # the short file was encoded and written again
