@@ -41,7 +41,7 @@ from astropt.inference.patch_pipeline import embed_patches, reconstruct_patches
 from astropt.inference.pipeline import ReconstructOptions, reconstruct
 from astropt.inference.uploads import Cube
 from astropt.model import GPT, GPTConfig
-from astropt.science.embed import EmbedOptions, embed_tokens
+from astropt.science.embedding import EmbedOptions, embed_tokens
 from astropt.science.probe import ridge_cv
 from astropt.torch_policy import set_threads
 from astropt.training import train

@@ -43,7 +43,7 @@ def _model(manifest: dict[str, Any]) -> Any:
 def embed_cube(manifest: dict[str, Any], cube: Any) -> np.ndarray:
     """float32 ``[D]``: the upload's embedding in the catalogue's space."""
     from astropt.science import EmbedOptions
-    from astropt.science.embed import embed_inputs_many
+    from astropt.science.embedding import embed_inputs_many
 
     model = _model(manifest)
     reader = model.reader

@@ -8,12 +8,11 @@ Job-level entry points (what a Celery task calls):
 """
 
 from astropt.science.catalogue import Catalogue, CatalogueError, read_catalogue, write_catalogue
-from astropt.science.embed import (
+from astropt.science.embed import embed_catalogue, embed_catalogues
+from astropt.science.embedding import (
     EmbedModel,
     EmbedOptions,
     EmbedResult,
-    embed_catalogue,
-    embed_catalogues,
     embed_flux,
     embed_tokens,
     load_embed_model,

@@ -27,7 +27,7 @@ from astropt.checkpoints import load_checkpoint
 from astropt.codec import check_same_codec
 from astropt.plotting import write_atomic
 from astropt.run_dir import CONFIG_FILE, STEP_NAME, WEIGHTS_FILE, RunDir
-from astropt.science.embed import EmbedOptions, load_embed_model
+from astropt.science.embedding import EmbedOptions, load_embed_model
 from astropt.science.model_probe import ProbeSet, probe_model, select_labels
 from astropt.science.probe import DEFAULT_ALPHA, DEFAULT_FOLDS, LabelScore
 from astropt.science.readers import ModelReader

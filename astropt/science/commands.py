@@ -38,7 +38,7 @@ def add_source_flags(p: argparse.ArgumentParser, *, hf: bool = False) -> None:
 
 def source_and_options(args: argparse.Namespace) -> tuple:
     """The data source and embedding options the ``--data/--n/--seed/--pool/...`` flags name."""
-    from astropt.science.embed import EmbedOptions
+    from astropt.science.embedding import EmbedOptions
     from astropt.science.sources import SourceSpec
 
     if args.data == "mock":
@@ -56,7 +56,8 @@ def source_and_options(args: argparse.Namespace) -> tuple:
 
 
 def run_embed(args: argparse.Namespace) -> int:
-    from astropt.science.embed import embed_catalogue, load_embed_model
+    from astropt.science.embed import embed_catalogue
+    from astropt.science.embedding import load_embed_model
     from astropt.science.shards import work_dir_for
 
     set_threads(args.threads)

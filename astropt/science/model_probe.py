@@ -20,7 +20,7 @@ import torch
 from astropt.config import DataSettings
 from astropt.data.samples import DataSourceError
 from astropt.model import GPT
-from astropt.science.embed import EmbedOptions, embed_inputs_many
+from astropt.science.embedding import EmbedOptions, embed_inputs_many
 from astropt.science.probe import DEFAULT_ALPHA, DEFAULT_FOLDS, LabelScore, ridge_cv
 from astropt.science.readers import ModelReader
 from astropt.science.sources import derived_columns, scalar_columns

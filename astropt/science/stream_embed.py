@@ -24,7 +24,7 @@ import numpy as np
 from astropt.data.samples import DataSourceError, raw_sample_from_row
 from astropt.data.sources import load_hf
 from astropt.science.catalogue import CatalogueError, check_target
-from astropt.science.embed import (
+from astropt.science.embedding import (
     EmbedModel,
     EmbedOptions,
     EmbedResult,

@@ -22,7 +22,7 @@ import torch
 from astropt.config import LiveProbeSettings, TrainConfig
 from astropt.data.samples import DataSourceError
 from astropt.model import GPT
-from astropt.science.embed import EmbedOptions
+from astropt.science.embedding import EmbedOptions
 from astropt.science.model_probe import ProbeSet, probe_model, select_labels, source_columns
 from astropt.science.readers import ModelReader
 

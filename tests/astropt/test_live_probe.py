@@ -21,7 +21,7 @@ from astropt.data.samples import DataSourceError
 from astropt.plotting import loss_figure
 from astropt.pooling import POOLS
 from astropt.science.checkpoint_probes import JSON_NAME, PNG_NAME, probe_checkpoints, write_report
-from astropt.science.embed import EmbedOptions, embed_flux, load_embed_model
+from astropt.science.embedding import EmbedOptions, embed_flux, load_embed_model
 from astropt.science.model_probe import select_labels
 from astropt.science.probe import ridge_cv
 from astropt.science.sources import SourceSpec

@@ -14,7 +14,8 @@ import pytest
 
 from astropt.data.samples import DataSourceError
 from astropt.science import read_catalogue
-from astropt.science.embed import EmbedOptions, embed_catalogue
+from astropt.science.embed import embed_catalogue
+from astropt.science.embedding import EmbedOptions
 from astropt.science.sources import SourceSpec
 from tests.astropt.seed_schema import IMAGE_COLUMN, write_seed_parquet
 from tests.astropt.test_science_embed import checkpoint, model  # noqa: F401 (fixtures)
