@@ -27,16 +27,19 @@ def patch_settings(meta: dict[str, Any]) -> ModelSettings:
     return ModelSettings.model_validate(meta["train_config"]["model"])
 
 
+def des_order(crops: np.ndarray, bands: Sequence[str]) -> np.ndarray:
+    """``[B, len(bands), h, w]`` -> float32 ``[B, 4, h, w]`` in DES g, r, i, z order, what a
+    patch model reads; a band the input lacks is zero (the model sees it so)."""
+    out = np.zeros((crops.shape[0], len(DEFAULT_BANDS), *crops.shape[-2:]), np.float32)
+    for i, band in enumerate(bands):
+        out[:, DEFAULT_BANDS.index(band)] = crops[:, i]
+    return out
+
+
 def _full_crops(cubes: Sequence[Cube]) -> tuple[torch.Tensor, list[np.ndarray]]:
-    """Crops in DES g, r, i, z order; bands the input lacks are zero (the model sees them so)."""
-    full, own = [], []
-    for cube in cubes:
-        crop = centre_crop(cube.flux).astype(np.float32)
-        planes = np.zeros((4, CROP, CROP), np.float32)
-        for i, band in enumerate(cube.bands):
-            planes[DEFAULT_BANDS.index(band)] = crop[i]
-        full.append(planes)
-        own.append(crop)
+    """Crops in DES g, r, i, z order (:func:`des_order`), and each input's own crop."""
+    own = [centre_crop(cube.flux).astype(np.float32) for cube in cubes]
+    full = [des_order(crop[None], cube.bands)[0] for crop, cube in zip(own, cubes, strict=True)]
     return torch.from_numpy(np.stack(full)), own
 
 

@@ -23,7 +23,7 @@ import torch
 
 from astropt.codec import CodecHandle
 from astropt.config import ModelSettings
-from astropt.constants import CROP, DEFAULT_BANDS, TOKEN_GRID
+from astropt.constants import CROP, TOKEN_GRID
 from astropt.inference.limits import centre_crop
 from astropt.patches import centre_patch_positions
 from astropt.pooling import centre_positions
@@ -53,12 +53,14 @@ class ModelReader:
         crops = np.ascontiguousarray(centre_crop(flux), dtype=np.float32)
         if self.codec is not None:
             return self.token_inputs(self.codec.encode(crops, bands))
+        from astropt.inference.patch_pipeline import des_order
+
         return self.crop_inputs(torch.from_numpy(des_order(crops, bands)))
 
     def held_inputs(self, held: torch.Tensor) -> dict[str, torch.Tensor]:
         """Inputs of what a training loop holds of its data: codec tokens ``Long[B, 576]``
         (AION) or centre crops ``Float[B, 4, 96, 96]`` in the run's band order (patches)."""
-        return self.token_inputs(held) if self.codec is not None or self.patch is None else self.crop_inputs(held)
+        return self.token_inputs(held) if self.tokeniser == "aion" else self.crop_inputs(held)
 
     def token_inputs(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
         """AION models: inputs of codec tokens ``Long[B, 576]``."""
@@ -75,7 +77,7 @@ class ModelReader:
 
     def centre(self, k: int, n_positions: int) -> list[int]:
         """Sequence positions of the ``centre`` pooling of size ``k`` (AION token units)."""
-        if self.patch is None:
+        if self.tokeniser == "aion":
             return centre_positions(k, n_positions)
         return centre_patch_positions(k * PIXELS_PER_TOKEN, self.patch.patch_size, self.patch.patch_order,
                                       n_positions)
@@ -88,11 +90,3 @@ class ModelReader:
         return {"tokeniser": "patch", "patch_size": self.patch.patch_size, "patch_order": self.patch.patch_order,
                 "patch_encoder": self.patch.patch_encoder, "objective": self.patch.objective}
 
-
-def des_order(crops: np.ndarray, bands: tuple[str, ...]) -> np.ndarray:
-    """``[B, len(bands), h, w]`` -> ``[B, 4, h, w]`` in DES g, r, i, z order; a missing band is
-    zero (as ``/embed`` shows a patch model an upload without it)."""
-    out = np.zeros((crops.shape[0], len(DEFAULT_BANDS), *crops.shape[-2:]), np.float32)
-    for i, band in enumerate(bands):
-        out[:, DEFAULT_BANDS.index(band)] = crops[:, i]
-    return out
