@@ -145,6 +145,9 @@ def _requeue(session: Session, publish: Publisher, job: Job, spec: dict[str, Any
         failure_reason=None, cancel_requested=False, eta_seconds=None, published_at=None,
     )
     session.commit()  # the worker must see the row queued before it sees the message
+    # Answer with the state this request wrote, as POST /jobs does: a fast worker may claim the
+    # job before we could read it back, and the reply should not depend on that race.
+    session.refresh(job)
     try:
         publish(job.id)
     except Exception as exc:  # put the job back as it was: a completed job stays completed
@@ -153,7 +156,6 @@ def _requeue(session: Session, publish: Publisher, job: Job, spec: dict[str, Any
         raise Unavailable(f"{_broker_down(exc)}; job {job_id} left {before['phase']}") from exc
     repository.mark_published(session, job_id)
     session.commit()
-    session.refresh(job)
     return job
 
 
