@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from astropt.constants import AION_VOCAB_SIZE, DEFAULT_BANDS, TOKENS_PER_IMAGE
+from astropt.pooling import DEFAULT_CENTRE, DEFAULT_POOL, Pool
 
 
 class _Strict(BaseModel):
@@ -141,8 +142,8 @@ class LiveProbeSettings(_Strict):
                             "(the first N of the val split; fewer if the split is smaller).")
     every: int = Field(1, ge=1, description="Probe at every N-th evaluation: steps that are multiples of "
                        "N x eval_interval (step 0, the untrained model, included) and the last step.")
-    pool: Literal["mean", "last", "centre"] = Field("mean", description="Pooling of the hidden states "
-                                                   "(astropt.pooling).")
+    pool: Pool = Field(DEFAULT_POOL, description="Pooling of the hidden states (astropt.pooling).")
+    centre: int = Field(DEFAULT_CENTRE, ge=1, le=23, description="k of the centre pool.")
     layer: int = Field(-1, ge=-96, le=95, description="Block whose output is pooled (-1: the last).")
     folds: int = Field(5, ge=2, le=10, description="Cross-validation folds of the ridge probe.")
     alpha: float = Field(100.0, gt=0, le=1e8, description="Ridge regularisation (lambda).")

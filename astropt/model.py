@@ -484,10 +484,12 @@ class GPT(nn.Module):
         pooling: str = "mean",
         layer: int = -1,
         centre: int = DEFAULT_CENTRE,
+        positions: list[int] | None = None,
     ) -> torch.Tensor | dict[str, torch.Tensor]:
         """Pooled hidden states ``Float[B, C]`` of block ``layer`` (see :mod:`astropt.pooling`;
-        ``both``: ``{"mean", "last"}``)."""
-        return self.pooled(inputs, pooling=pooling, layer=layer, centre=centre)
+        ``both``: ``{"mean", "last"}``; ``positions``: what ``centre`` averages, where the inputs
+        are not AION tokens)."""
+        return self.pooled(inputs, pooling=pooling, layer=layer, centre=centre, positions=positions)
 
     def pooled(
         self,
@@ -496,6 +498,7 @@ class GPT(nn.Module):
         pooling: str = "mean",
         layer: int = -1,
         centre: int = DEFAULT_CENTRE,
+        positions: list[int] | None = None,
     ) -> torch.Tensor | dict[str, torch.Tensor]:
         """:meth:`embed` with gradients (fine-tuning trains through it): the one pooling."""
         if pooling != "both" and pooling not in POOLS:
@@ -504,6 +507,6 @@ class GPT(nn.Module):
         if pooling == "both":
             return {"mean": pool_hidden(hidden, "mean"), "last": pool_hidden(hidden, "last")}
         try:
-            return pool_hidden(hidden, pooling, centre)
+            return pool_hidden(hidden, pooling, centre, positions)
         except PoolingError as exc:
             raise ModelInputError(str(exc)) from exc

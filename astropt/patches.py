@@ -13,6 +13,8 @@ from typing import Literal
 
 import torch
 
+from astropt.constants import CROP, TOKEN_GRID
+
 PATCH_MODALITY = "images"
 NORM_EPS = 1e-8
 PatchOrder = Literal["raster", "spiral"]
@@ -86,6 +88,12 @@ def centre_patch_positions(box_px: int, patch_size: int, order: PatchOrder, n_po
     if not positions:
         raise ValueError(f"no patch of the central {box_px} px is among the {n_positions} the model reads")
     return sorted(positions)
+
+
+def centre_token_patches(k: int, patch_size: int, order: PatchOrder, n_positions: int) -> list[int]:
+    """The ``centre`` pooling of size ``k`` (counted in AION tokens, as for a token model) of a
+    patch model: the patches over the same central ``4k x 4k`` pixels of the crop."""
+    return centre_patch_positions(k * (CROP // TOKEN_GRID), patch_size, order, n_positions, side=CROP)
 
 
 def image_to_patches(

@@ -42,6 +42,7 @@ def _model(manifest: dict[str, Any]) -> Any:
 
 def embed_cube(manifest: dict[str, Any], cube: Any) -> np.ndarray:
     """float32 ``[D]``: the upload's embedding in the catalogue's space."""
+    from astropt.pooling import DEFAULT_CENTRE
     from astropt.science import EmbedOptions
     from astropt.science.embedding import embed_inputs_many
 
@@ -52,7 +53,7 @@ def embed_cube(manifest: dict[str, Any], cube: Any) -> np.ndarray:
         raise Conflict("the catalogue's checkpoint now reads its images otherwise (another codec or patch "
                        "layout) than when the catalogue was made")
     options = EmbedOptions(pool=manifest["pooling"], layer=int(manifest["layer"]),
-                           centre=int(manifest.get("centre") or 8), batch_size=1)
+                           centre=int(manifest.get("centre") or DEFAULT_CENTRE), batch_size=1)
     try:
         inputs = reader.flux_inputs(np.asarray(cube.flux)[None], cube.bands)
     except ValueError as exc:

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from astropt.config import TrainConfig
 from astropt.finetune.config import FinetuneSettings
+from astropt.pooling import DEFAULT_CENTRE, DEFAULT_POOL, Pool
 
 Phase = Literal["queued", "running", "completed", "failed", "cancelling", "cancelled"]
 JobKind = Literal["train", "finetune", "embed"]
@@ -108,7 +109,7 @@ EMBED_JOB: dict[str, Any] = {
     "kind": "embed",
     "data": {"source": "mock", "n_mock": 600, "mock_seed": 777},
     "device": "cpu",
-    "embed": {"model": "shipped", "pool": "centre", "centre": 8, "layer": -1, "batch_size": 16},
+    "embed": {"model": "shipped", "pool": "centre", "centre": 4, "layer": -1, "batch_size": 16},
 }
 
 
@@ -126,9 +127,10 @@ class EmbedSection(BaseModel):
     random_init: int | None = Field(None, ge=0, le=2**32 - 1, description="Embed with a freshly "
                                     "initialised model of the checkpoint's shape and codec, from this "
                                     "seed: the baseline a trained model must beat.")
-    pool: Literal["mean", "last", "centre"] = Field("mean", description="mean | last | centre (k x k "
-                                                   "central tokens, see centre).")
-    centre: int = Field(8, ge=1, le=23, description="k of the centre pool.")
+    pool: Pool = Field(DEFAULT_POOL, description="mean | last | centre (k x k central tokens, see "
+                       "centre). The default, centre 4 of the last block, is the recipe "
+                       "docs/science.md measured best.")
+    centre: int = Field(DEFAULT_CENTRE, ge=1, le=23, description="k of the centre pool.")
     layer: int = Field(-1, ge=-1024, le=1023, description="Block whose output is pooled, indexed like "
                        "a Python list (-1: the last, after the final LayerNorm).")
     batch_size: int = Field(16, ge=1, description="Galaxies per forward pass (ASTROPT_MAX_EMBED_BATCH_SIZE).")

@@ -17,9 +17,16 @@ import torch
 
 from astropt.config import ModelSettings
 from astropt.constants import CROP, DEFAULT_BANDS
-from astropt.inference.pipeline import OptionsError, Reconstruction, ReconstructOptions, centre_crop
+from astropt.inference.pipeline import (
+    OptionsError,
+    Reconstruction,
+    ReconstructOptions,
+    centre_crop,
+    check_pooling,
+)
 from astropt.inference.uploads import Cube
-from astropt.patches import PATCH_MODALITY, patches_to_image, random_mask
+from astropt.patches import PATCH_MODALITY, centre_token_patches, patches_to_image, random_mask
+from astropt.pooling import DEFAULT_CENTRE, DEFAULT_POOL
 from astropt.training.pairs import sequence
 
 
@@ -99,12 +106,24 @@ def patch_inputs(crops: torch.Tensor, m: ModelSettings) -> dict[str, torch.Tenso
 
 @torch.no_grad()
 def embed_patches(
-    cubes: Sequence[Cube], model: torch.nn.Module, meta: dict[str, Any], pooling: str = "mean"
+    cubes: Sequence[Cube], model: torch.nn.Module, meta: dict[str, Any], pooling: str = DEFAULT_POOL,
+    centre: int = DEFAULT_CENTRE,
 ) -> list[dict[str, np.ndarray]]:
+    """Per image ``{pooling: float32[C]}``; ``centre`` counts AION tokens (the same pixels as a
+    token model's centre pooling of that size)."""
+    check_pooling(pooling, centre)
     crops, _ = _full_crops(cubes)
     device = next(model.parameters()).device
-    inputs = patch_inputs(crops, patch_settings(meta))
-    pooled = model.embed({k: v.to(device) for k, v in inputs.items()}, pooling=pooling)
+    m = patch_settings(meta)
+    inputs = patch_inputs(crops, m)
+    positions = None
+    if pooling == "centre":
+        try:
+            positions = centre_token_patches(centre, m.patch_size, m.patch_order, inputs[PATCH_MODALITY].shape[1])
+        except ValueError as exc:
+            raise OptionsError(str(exc)) from exc
+    pooled = model.embed({k: v.to(device) for k, v in inputs.items()}, pooling=pooling, centre=centre,
+                         positions=positions)
     if not isinstance(pooled, dict):
         pooled = {pooling: pooled}
     return [{k: v[row].float().cpu().numpy() for k, v in pooled.items()} for row in range(len(cubes))]

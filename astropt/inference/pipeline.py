@@ -28,11 +28,12 @@ from astropt.codec import CodecHandle, check_same_codec
 from astropt.constants import DEFAULT_BANDS, TOKENS_PER_IMAGE
 from astropt.inference.limits import centre_crop
 from astropt.inference.uploads import Cube
+from astropt.pooling import DEFAULT_CENTRE, DEFAULT_POOL, PoolingError, check_pool
 from astropt.tokenise import restore_first_token, shift_for_training
 from astropt.torch_policy import autocast
 
 Mode = Literal["codec", "predict", "complete", "masked"]
-Pooling = Literal["mean", "last", "both"]
+Pooling = Literal["mean", "last", "centre", "both"]  # astropt.pooling's, and both = mean + last
 MODES: tuple[str, ...] = ("codec", "predict", "complete", "masked")
 
 
@@ -225,6 +226,17 @@ def _mse(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
 
 
+def check_pooling(pooling: str, centre: int = DEFAULT_CENTRE) -> None:
+    """An :class:`OptionsError` unless ``pooling`` is one of :data:`Pooling` (with a centre size
+    that fits the token grid)."""
+    if pooling == "both":
+        return
+    try:
+        check_pool(pooling, centre)
+    except PoolingError as exc:
+        raise OptionsError(f"{exc} (or 'both': mean and last)") from exc
+
+
 def token_inputs(tokens: torch.Tensor) -> dict[str, torch.Tensor]:
     """What an embedding reads of ``[B, 576]`` codec tokens: the 575 input tokens it was trained
     on (positions 0..574). ``/embed`` and fine-tuning both take their inputs from here."""
@@ -235,16 +247,17 @@ def embed(
     cubes: Sequence[Cube],
     codec: CodecHandle,
     model: torch.nn.Module,
-    pooling: Pooling = "mean",
+    pooling: Pooling = DEFAULT_POOL,
     model_codec: dict[str, Any] | None = None,
     dtype: torch.dtype | None = None,
+    centre: int = DEFAULT_CENTRE,
 ) -> list[dict[str, np.ndarray]]:
-    """Per image ``{pooling: float32[C]}`` (``both``: ``mean`` and ``last``).
+    """Per image ``{pooling: float32[C]}`` (``both``: ``mean`` and ``last``; ``centre``: the
+    central ``centre x centre`` tokens).
 
     The model reads the 575 input tokens it was trained on (positions 0..574).
     """
-    if pooling not in ("mean", "last", "both"):
-        raise OptionsError(f"pooling must be 'mean', 'last' or 'both'; got {pooling!r}")
+    check_pooling(pooling, centre)
     check_model_codec(model_codec, codec)
     out: list[dict[str, np.ndarray] | None] = [None] * len(cubes)
     groups: dict[tuple[str, ...], list[int]] = {}
@@ -255,7 +268,7 @@ def embed(
         tokens, _ = encode_cubes([cubes[i] for i in indices], codec)
         inputs = token_inputs(tokens.to(device))
         with torch.inference_mode(), autocast(device, dtype):
-            pooled = model.embed(inputs, pooling=pooling)
+            pooled = model.embed(inputs, pooling=pooling, centre=centre)
         if not isinstance(pooled, dict):
             pooled = {pooling: pooled}
         for row, i in enumerate(indices):

@@ -64,12 +64,13 @@ class InferenceRuntime:
             from astropt.inference.patch_pipeline import embed_patches, reconstruct_patches
 
             if first.kind == "embed":
-                values = embed_patches(cubes, loaded.model, loaded.meta, first.pooling)
+                values = embed_patches(cubes, loaded.model, loaded.meta, first.pooling, first.centre)
             else:
                 assert first.options is not None, "a reconstruction needs its options"
                 values = reconstruct_patches(cubes, loaded.model, loaded.meta, first.options)
         elif first.kind == "embed":
-            values = embed(cubes, loaded.codec, loaded.model, first.pooling, loaded.codec_info, self.precision)
+            values = embed(cubes, loaded.codec, loaded.model, first.pooling, loaded.codec_info, self.precision,
+                           first.centre)
         else:
             assert first.options is not None, "a reconstruction needs its options"
             model = None if first.options.mode == "codec" else loaded.model

@@ -18,6 +18,7 @@ from astropt.finetune.predict import Prediction
 from astropt.inference.errors import ErrorPayload
 from astropt.inference.pipeline import Pooling, Reconstruction, ReconstructOptions
 from astropt.inference.uploads import Cube
+from astropt.pooling import DEFAULT_CENTRE, DEFAULT_POOL
 
 RequestKind = Literal["reconstruct", "embed", "predict"]
 RECONSTRUCTION_ARRAYS = ("original", "codec", "model", "tokens", "model_tokens")
@@ -46,17 +47,21 @@ class InferenceRequest:
     checkpoint: Path
     cube: Cube
     options: ReconstructOptions | None = None
-    pooling: Pooling = "mean"
+    pooling: Pooling = DEFAULT_POOL
+    centre: int = DEFAULT_CENTRE  # k of the centre pooling
 
     @property
     def mode(self) -> str:
         """What decides how it is computed: the reconstruction mode, or the pooling."""
-        return self.options.mode if self.options is not None else self.pooling
+        if self.options is not None:
+            return self.options.mode
+        return f"centre{self.centre}" if self.pooling == "centre" else self.pooling
 
     def to_wire(self) -> dict[str, Any]:
         return {"kind": self.kind, "checkpoint": str(self.checkpoint), "flux": pack_array(self.cube.flux),
                 "bands": list(self.cube.bands), "warnings": list(self.cube.warnings),
-                "options": asdict(self.options) if self.options else None, "pooling": self.pooling}
+                "options": asdict(self.options) if self.options else None, "pooling": self.pooling,
+                "centre": self.centre}
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> InferenceRequest:
@@ -65,7 +70,8 @@ class InferenceRequest:
             raise ValueError("an inference request needs an image")
         cube = Cube(flux.astype(np.float32), tuple(data["bands"]), list(data.get("warnings", [])))
         options = ReconstructOptions(**data["options"]) if data.get("options") else None
-        return cls(data["kind"], Path(data["checkpoint"]), cube, options, data.get("pooling", "mean"))
+        return cls(data["kind"], Path(data["checkpoint"]), cube, options, data.get("pooling", DEFAULT_POOL),
+                   int(data.get("centre", DEFAULT_CENTRE)))
 
 
 @dataclass

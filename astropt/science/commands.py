@@ -9,7 +9,7 @@ import sys
 
 from tqdm.auto import tqdm
 
-from astropt.pooling import DEFAULT_CENTRE, POOLS
+from astropt.pooling import DEFAULT_CENTRE, DEFAULT_POOL, POOLS
 from astropt.science.shards import DEFAULT_SHARD_ROWS
 from astropt.torch_policy import set_threads
 
@@ -30,7 +30,7 @@ def add_source_flags(p: argparse.ArgumentParser, *, hf: bool = False) -> None:
         p.add_argument("--no-streaming", action="store_true", help="hf: download the data set instead of streaming it")
         p.add_argument("--image-column", default="legacysurvey_image", help="local/hf: the image column")
         p.add_argument("--columns", nargs="*", help="hf: scalar columns to keep (default: all)")
-    p.add_argument("--pool", choices=POOLS, default="mean")
+    p.add_argument("--pool", choices=POOLS, default=DEFAULT_POOL)
     p.add_argument("--centre", type=int, default=DEFAULT_CENTRE, help="k of the k x k centre pool")
     p.add_argument("--layer", type=int, default=-1, help="block whose output is pooled (-1: last)")
     p.add_argument("--batch-size", type=int, default=16)

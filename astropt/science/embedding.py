@@ -20,7 +20,7 @@ from astropt.codec import CodecHandle
 from astropt.constants import DEFAULT_BANDS
 from astropt.inference.cache import ModelCache
 from astropt.model import GPT, GPTConfig
-from astropt.pooling import DEFAULT_CENTRE, check_pool, pool_hidden
+from astropt.pooling import DEFAULT_CENTRE, DEFAULT_POOL, check_pool, pool_hidden
 from astropt.science.catalogue import CatalogueError, staged_directory, write_manifest
 from astropt.science.photometry import APERTURE_RADII_PX
 from astropt.science.readers import ModelReader
@@ -33,7 +33,7 @@ ShouldStop = Callable[[], bool]
 
 @dataclass(frozen=True)
 class EmbedOptions:
-    pool: str = "mean"  # one of astropt.pooling.POOLS
+    pool: str = DEFAULT_POOL  # one of astropt.pooling.POOLS
     layer: int = -1  # block whose output is pooled (-1: the last, after ln_f)
     centre: int = DEFAULT_CENTRE  # k of the k x k centre pool
     batch_size: int = 16

@@ -23,12 +23,9 @@ import torch
 
 from astropt.codec import CodecHandle
 from astropt.config import ModelSettings
-from astropt.constants import CROP, TOKEN_GRID
 from astropt.inference.limits import centre_crop
-from astropt.patches import centre_patch_positions
+from astropt.patches import centre_token_patches
 from astropt.pooling import centre_positions
-
-PIXELS_PER_TOKEN = CROP // TOKEN_GRID
 
 
 @dataclass(frozen=True)
@@ -79,8 +76,7 @@ class ModelReader:
         """Sequence positions of the ``centre`` pooling of size ``k`` (AION token units)."""
         if self.tokeniser == "aion":
             return centre_positions(k, n_positions)
-        return centre_patch_positions(k * PIXELS_PER_TOKEN, self.patch.patch_size, self.patch.patch_order,
-                                      n_positions)
+        return centre_token_patches(k, self.patch.patch_size, self.patch.patch_order, n_positions)
 
     def describe(self) -> dict[str, Any]:
         """What a catalogue's manifest and its resume key record of the inputs."""

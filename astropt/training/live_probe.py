@@ -76,7 +76,8 @@ class LiveProbe:
         and ``probe_time_s``."""
         started = time.perf_counter()
         device = next(model.parameters()).device
-        options = EmbedOptions(pool=self.settings.pool, layer=self.settings.layer, batch_size=BATCH_SIZE)
+        options = EmbedOptions(pool=self.settings.pool, layer=self.settings.layer, centre=self.settings.centre,
+                               batch_size=BATCH_SIZE)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             scores = probe_model(model, self.probe_set, options, folds=self.settings.folds,
                                  alpha=self.settings.alpha, seed=self.seed, dtype=dtype, stop=stop)

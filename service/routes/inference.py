@@ -23,9 +23,10 @@ from starlette.datastructures import FormData, UploadFile
 from astropt.checkpoints.shipped import SHIPPED_MODEL_DIR
 from astropt.constants import DEFAULT_BANDS
 from astropt.inference.errors import REQUEST_ERRORS, http_status
-from astropt.inference.pipeline import Reconstruction, ReconstructOptions
+from astropt.inference.pipeline import Pooling, Reconstruction, ReconstructOptions
 from astropt.inference.render import render_png, to_fits, to_npy
 from astropt.inference.uploads import Cube, InputError, UploadLimits, parse_upload
+from astropt.pooling import DEFAULT_CENTRE, DEFAULT_POOL
 from service import artifacts
 from service.deps import ApiKey
 from service.errors import ServiceError
@@ -68,7 +69,11 @@ class ReconstructForm(_Form):
 
 
 class EmbedForm(_Form):
-    pooling: Literal["mean", "last", "both"] = "mean"
+    pooling: Pooling = Field(DEFAULT_POOL, description="mean | last | centre (the central k x k "
+                             "tokens, see centre) | both (mean and last). The default is the "
+                             "pooling of embed jobs and live probes.")
+    centre: int = Field(DEFAULT_CENTRE, ge=1, le=23, description="k of the centre pooling, in AION "
+                        "tokens (4 px each; a patch model pools the patches over those pixels).")
 
 
 class PredictForm(_Form):
@@ -309,10 +314,12 @@ async def embed_image(request: Request) -> JSONResponse:
     engine = get_engine(request)
     params, cube = await _read_request(request, EmbedForm, engine)
     assert isinstance(params, EmbedForm)
-    job_id, name, result = await _run(request, engine, "embed", params, cube, pooling=params.pooling)
+    job_id, name, result = await _run(request, engine, "embed", params, cube, pooling=params.pooling,
+                                      centre=params.centre)
     vectors = {k: [float(x) for x in v] for k, v in result.value.items()}
     return JSONResponse({
-        "job_id": job_id, "checkpoint": name, "pooling": params.pooling, "bands": list(cube.bands),
+        "job_id": job_id, "checkpoint": name, "pooling": params.pooling,
+        "centre": params.centre if params.pooling == "centre" else None, "bands": list(cube.bands),
         "dim": len(next(iter(vectors.values()))), "embedding": vectors, "warnings": cube.warnings,
         "codec": result.codec_info,
     }, headers={"X-Batch-Size": str(result.batch_size)})

@@ -81,7 +81,9 @@ def test_patch_model_live_probe_catalogue_and_checkpoint_probes(tmp_path: Path) 
     fluxes = [simulate_galaxy(seed=SEED, index=i)["flux"] for i in range(N)]
     served = embed_patches([Cube(f, DEFAULT_BANDS) for f in fluxes], em.model, em.meta, "mean")
     np.testing.assert_allclose(mean, np.stack([s["mean"] for s in served]), rtol=1e-4, atol=1e-5)
-    # centre: the 4 patches over the central 32x32 pixels, the first 4 read in spiral order
+    served_centre = embed_patches([Cube(f, DEFAULT_BANDS) for f in fluxes], em.model, em.meta)  # the default
+    np.testing.assert_allclose(centre, np.stack([s["centre"] for s in served_centre]), rtol=1e-4, atol=1e-5)
+    # centre 4 (16x16 px): the 4 patches overlapping the central pixels, the first 4 read in spiral order
     top = (fluxes[0].shape[-1] - 96) // 2
     crops = torch.from_numpy(np.stack([f[:, top:top + 96, top:top + 96] for f in fluxes]).astype(np.float32))
     with torch.no_grad():

@@ -202,6 +202,18 @@ def test_embed_pooling_values(server):
     np.testing.assert_allclose(body["embedding"]["mean"], hidden.mean(0).numpy(), atol=1e-4, rtol=1e-4)
     np.testing.assert_allclose(body["embedding"]["last"], hidden[-1].numpy(), atol=1e-4, rtol=1e-4)
 
+    # the default: the central 4x4 of the 24x24 token grid (rows and columns 10..13), and any k
+    default = client.post("/embed", files={"file": ("g.npy", _npy(_cube()))}, data={"job_id": job_id}).json()
+    assert (default["pooling"], default["centre"], set(default["embedding"])) == ("centre", 4, {"centre"})
+    central = [r * 24 + c for r in range(10, 14) for c in range(10, 14)]
+    np.testing.assert_allclose(default["embedding"]["centre"], hidden[central].mean(0).numpy(), atol=1e-4, rtol=1e-4)
+    wide = client.post("/embed", files={"file": ("g.npy", _npy(_cube()))},
+                       data={"job_id": job_id, "pooling": "centre", "centre": "10"}).json()
+    central = [r * 24 + c for r in range(7, 17) for c in range(7, 17)]
+    np.testing.assert_allclose(wide["embedding"]["centre"], hidden[central].mean(0).numpy(), atol=1e-4, rtol=1e-4)
+    refused = client.post("/embed", files={"file": ("g.npy", _npy(_cube()))}, data={"pooling": "centre", "centre": "24"})
+    assert refused.status_code == 422 and "centre" in refused.text
+
 
 def test_concurrent_requests_are_batched(server):
     # Synchronised on the batch filling up, not on a time window: with a wait far longer

@@ -46,7 +46,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 def embed_spec(**section) -> dict:
-    body = {"model": "shipped", "pool": "mean", "layer": -1, "batch_size": 4, **section}
+    body = {"model": "shipped", "batch_size": 4, **section}  # the default pooling: centre 4 of the last block
     return {"kind": "embed", "device": "cpu", "data": {"source": "mock", "n_mock": N, "mock_seed": SEED},
             "embed": body}
 
@@ -106,12 +106,15 @@ def test_embed_job_cancelled_resumed_and_its_catalogue_served(stack: Stack) -> N
     assert not (out / ".catalogue.work").exists()
     assert client.post(f"/jobs/{job_id}/resume").status_code == 409  # a completed catalogue is not redone
 
-    # The catalogue: every galaxy once, in order, and the rows of /embed on the same images.
+    # The catalogue: every galaxy once, in order, and the rows of /embed on the same images
+    # (both at their defaults: one default pooling, whichever way a galaxy is embedded).
     listed = client.get("/catalogues").json()
     assert listed["total"] == 1 and listed["items"][0]["job_id"] == job_id
     described = client.get(f"/catalogues/{job_id}").json()
     assert described["count"] == N and described["manifest"]["resumed_from"] == resumed_from
-    assert described["manifest"]["pooling"] == "mean" and described["embedding_dim"] == 64
+    manifest = described["manifest"]
+    assert (manifest["pooling"], manifest["centre"], manifest["layer"]) == ("centre", 4, -1)
+    assert described["embedding_dim"] == 64
     download = client.get(f"/catalogues/{job_id}/catalogue.parquet")
     assert download.status_code == 200
     table = pq.read_table(io.BytesIO(download.content))
@@ -119,9 +122,10 @@ def test_embed_job_cancelled_resumed_and_its_catalogue_served(stack: Stack) -> N
     assert ids == [f"mock-s{SEED}-{i:08d}" for i in range(N)]  # none lost, none twice
     vectors = np.array(table.column("embedding").to_pylist(), dtype=np.float32)
     for row in (0, resumed_from - 1, resumed_from, N - 1):  # each side of the resume
-        answer = client.post("/embed", files={"file": ("g.npy", npy(row))}, data={"pooling": "mean"})
+        answer = client.post("/embed", files={"file": ("g.npy", npy(row))})
         assert answer.status_code == 200 and answer.json()["job_id"] == "shipped"
-        np.testing.assert_allclose(vectors[row], answer.json()["embedding"]["mean"], rtol=1e-4, atol=1e-5)
+        assert (answer.json()["pooling"], answer.json()["centre"]) == ("centre", 4)
+        np.testing.assert_allclose(vectors[row], answer.json()["embedding"]["centre"], rtol=1e-4, atol=1e-5)
 
     # Search: by id and by the object's own image, the object first.
     target = ids[37]
@@ -191,7 +195,7 @@ def test_an_embed_job_whose_worker_is_killed_continues_from_its_shards(stack: St
     from astropt.science import EmbedOptions, SourceSpec, embed_catalogue, load_embed_model
 
     client = stack.client()
-    job_id = client.post("/jobs", json=embed_spec(pool="centre", centre=4)).json()["id"]
+    job_id = client.post("/jobs", json=embed_spec(pool="mean")).json()["id"]
     wait_until(lambda: client.get(f"/jobs/{job_id}").json()["progress"]["iteration"] >= 2 * SHARD,
                timeout=240, what="the embed job to pass two shards", interval=0.25)
     stack.kill_worker(stack.workers[-1])
@@ -204,7 +208,7 @@ def test_an_embed_job_whose_worker_is_killed_continues_from_its_shards(stack: St
 
     mock = Path(stack.env["ASTROPT_DATA_DIR"]) / "mock" / f"n{N}_seed{SEED}"  # the job's (cached) mock
     reference = embed_catalogue(load_embed_model(SHIPPED_MODEL_DIR), SourceSpec("mock", n=N, seed=SEED, path=str(mock)),
-                                tmp_path / "cat", EmbedOptions(pool="centre", centre=4, batch_size=4), shard_rows=SHARD)
+                                tmp_path / "cat", EmbedOptions(pool="mean", batch_size=4), shard_rows=SHARD)
     expected = pq.read_table(Path(reference.out_dir) / "catalogue.parquet")
     assert served.drop_columns(["embedding"]).equals(expected.drop_columns(["embedding"]))
     np.testing.assert_allclose(np.array(served.column("embedding").to_pylist()),

@@ -51,7 +51,7 @@ def test_patch_mae_job_trains_and_serves(sqlite_stack) -> None:  # noqa: F811
     n, seed = 10, 5
     made = client.post("/jobs", json={"kind": "embed", "device": "cpu",
                                       "data": {"source": "mock", "n_mock": n, "mock_seed": seed},
-                                      "embed": {"model": {"job": job_id}, "pool": "mean", "batch_size": 4}})
+                                      "embed": {"model": {"job": job_id}, "batch_size": 4}})  # centre 4
     assert made.status_code == 201, made.text
     embed_id = made.json()["id"]
     done = wait_for_job(client, embed_id, {"completed"}, timeout=240)
@@ -65,7 +65,7 @@ def test_patch_mae_job_trains_and_serves(sqlite_stack) -> None:  # noqa: F811
         np.save(upload, simulate_galaxy(seed=seed, index=row)["flux"])
         answer = client.post("/embed", files={"file": ("g.npy", upload.getvalue())}, data={"job_id": job_id})
         assert answer.status_code == 200, answer.text
-        np.testing.assert_allclose(vectors[row], answer.json()["embedding"]["mean"], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(vectors[row], answer.json()["embedding"]["centre"], rtol=1e-4, atol=1e-5)
         hits = client.post("/search", files={"file": ("g.npy", upload.getvalue())},
                            data={"job_id": embed_id, "k": "3"})
         assert hits.status_code == 200, hits.text
