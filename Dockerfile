@@ -17,6 +17,7 @@ WORKDIR /app
 
 COPY pyproject.toml README.md ./
 COPY astropt ./astropt
+COPY state ./state
 COPY service ./service
 COPY worker ./worker
 COPY broker ./broker

@@ -45,10 +45,10 @@ def prepare(data_dir: Path, layers: int, width: int, codec_spec: str) -> str:
     from astropt.checkpoints import save_checkpoint
     from astropt.codec import load_codec
     from astropt.model import GPT, GPTConfig
-    from service.settings import Settings
-    from service.store import migrate, session_scope
-    from service.store.models import utcnow
-    from service.store.repository import create_job
+    from state.settings import Settings
+    from state.store import migrate, session_scope
+    from state.store.models import utcnow
+    from state.store.repository import create_job
 
     settings = Settings(data_dir=data_dir)
     settings.ensure_dirs()
@@ -68,7 +68,7 @@ def serve(data_dir: Path, port: int) -> None:
     import uvicorn
 
     from service.app import create_app
-    from service.settings import Settings
+    from state.settings import Settings
 
     app = create_app(Settings(data_dir=data_dir), publish=lambda job_id: None, check_broker=lambda: None)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")

@@ -110,7 +110,7 @@ MUTATIONS: tuple[Mutation, ...] = (
              "dropout after a resume differs from the uninterrupted run"),
     # The worker's own publish after a requeue is backed up by the sweep of unpublished jobs
     # (the requeue clears published_at), so the mutation that stops recovery is in the store.
-    Mutation("recovery-never-requeues", "service/store/recovery.py",
+    Mutation("recovery-never-requeues", "state/store/recovery.py",
              'values.update(phase="queued", published_at=None, waiting_reason=',
              'values.update(phase="running", published_at=None, waiting_reason=',
              ("tests/service/test_standalone.py::test_serve_demo_runs_jobs_and_recovers_after_a_crash",),
@@ -167,7 +167,7 @@ MUTATIONS: tuple[Mutation, ...] = (
              "",
              ("tests/astropt/test_train_guards.py::test_cancel_during_tokenisation",),
              "a cancelled job stays cancelling until its data set is tokenised"),
-    Mutation("attempt-limit-ignored", "service/store/recovery.py",
+    Mutation("attempt-limit-ignored", "state/store/recovery.py",
              "elif job.attempts >= max_attempts:",
              "elif False:",
              ("tests/service/test_store.py::test_a_job_whose_worker_keeps_dying_fails_after_its_last_attempt",),

@@ -19,8 +19,8 @@ from service.errors import ServiceError, SpecInvalid
 from service.jobs import Publisher
 from service.metrics import ServiceMetrics
 from service.routes import catalogues, health, inference, jobs, outputs
-from service.settings import Settings, get_settings
-from service.store import migrate, ping
+from state.settings import Settings, get_settings
+from state.store import migrate, ping
 from service.ui import install_ui
 
 log = logging.getLogger(__name__)

@@ -6,8 +6,8 @@ from sqlalchemy.orm import Session
 
 from service.errors import SpecInvalid
 from service.schemas import Resources
-from service.settings import Settings
-from service.store import workers
+from state.settings import Settings
+from state.store import workers
 
 # Workers advertise once per lease period; one missed beat is not yet "offline".
 LIVE_LEASES = 2.5

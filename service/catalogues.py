@@ -32,10 +32,10 @@ from service.catalogue_schemas import (
 )
 from service.embed_jobs import catalogue_dir
 from service.errors import Conflict, NotFound, SpecInvalid, TooManyJobs
-from service.settings import Settings
+from state.settings import Settings
 from service.spec_checks import inside, roots_text
-from service.store import repository
-from service.store.models import Job
+from state.store import repository
+from state.store.models import Job
 
 CACHE_SIZE = 4  # catalogues (with their indexes) kept loaded per API process
 OUTLIER_K = 10  # neighbours an outlier score averages over

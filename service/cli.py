@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 
-from service.settings import Settings, get_settings
+from state.settings import Settings, get_settings
 
 log = logging.getLogger("astropt.service")
 
@@ -58,7 +58,7 @@ def run_api(args: argparse.Namespace) -> int:
 
 
 def run_worker(args: argparse.Namespace) -> int:
-    from service.store import migrate
+    from state.store import migrate
 
     settings = get_settings()
     settings.ensure_dirs()
@@ -79,7 +79,7 @@ def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from service.app import create_app
-    from service.store import migrate
+    from state.store import migrate
 
     settings = get_settings()
     settings.ensure_dirs()
@@ -123,7 +123,7 @@ def _spawn_worker(settings: Settings) -> subprocess.Popen[bytes]:
 def _submit_demo(app: object, settings: Settings) -> None:
     from service import jobs
     from service.schemas import DEMO_JOB, JobSpec
-    from service.store import session_scope
+    from state.store import session_scope
 
     with session_scope(settings.resolved_database_url) as session:
         job = jobs.submit(session, settings, app.state.publish, JobSpec.model_validate(DEMO_JOB))  # type: ignore[attr-defined]

@@ -11,8 +11,8 @@ from fastapi.security import APIKeyHeader
 from sqlalchemy.orm import Session
 
 from service.jobs import Publisher
-from service.settings import Settings
-from service.store import session_scope
+from state.settings import Settings
+from state.store import session_scope
 
 api_key_header = APIKeyHeader(
     name="X-API-Key", auto_error=False,

@@ -14,7 +14,7 @@ from astropt.run_dir import RunDir
 from service.errors import SpecInvalid
 from service.init_checkpoint import check_init_path, init_directory
 from service.schemas import JobSpec
-from service.settings import Settings
+from state.settings import Settings
 
 
 def catalogue_dir(out_dir: str | Path) -> Path:

@@ -12,7 +12,7 @@ from astropt.finetune.labels import LabelError, available_labels, check_labels
 from service.errors import SpecInvalid
 from service.init_checkpoint import check_init_path, init_directory
 from service.schemas import FinetuneSection, JobSpec
-from service.settings import Settings
+from state.settings import Settings
 from service.spec_checks import inside, roots_text
 
 

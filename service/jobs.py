@@ -24,11 +24,11 @@ from service.schemas import (
     Links,
     Progress,
 )
-from service.settings import Settings
+from state.settings import Settings
 from service.spec_checks import check_spec
-from service.store import repository
-from service.store.curves import read_curve, thin
-from service.store.models import FINISHED_PHASES, Job
+from state.store import repository
+from state.store.curves import read_curve, thin
+from state.store.models import FINISHED_PHASES, Job
 
 Publisher = Callable[[str], None]
 CURVE_KINDS = ("train_loss", "val_loss", "lr", "tokens_per_s", "mfu", "effective_batch_size")

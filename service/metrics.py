@@ -12,8 +12,8 @@ from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import Response
 
-from service.store import PHASES, Job, session_scope
-from service.store.repository import count_by_phase
+from state.store import PHASES, Job, session_scope
+from state.store.repository import count_by_phase
 
 
 class JobsCollector(Collector):

@@ -16,7 +16,7 @@ from typing import Any
 from astropt.codec import CodecError, resolve
 from service.errors import SpecInvalid
 from service.schemas import JobSpec
-from service.settings import Settings
+from state.settings import Settings
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
 MAX_SEED = 2**32 - 1

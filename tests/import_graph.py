@@ -96,3 +96,67 @@ def find_cycle(edges: list[ImportEdge]) -> list[str] | None:
                 path.append(following)
                 stack.append(iter(sorted(graph.get(following, []))))
     return None
+
+
+def package_of(module: str, modules: set[str]) -> str:
+    """The package a module belongs to: itself when it is a package, else its parent."""
+    is_package = any(other.startswith(module + ".") for other in modules)
+    return module if is_package or "." not in module else module.rsplit(".", 1)[0]
+
+
+def package_edges(edges: list[ImportEdge]) -> list[ImportEdge]:
+    """The import graph between packages: ``a.b.x -> a.c.y`` becomes ``a.b -> a.c``.
+
+    A package's ``__init__`` counts as the package. An edge between a package and one of its
+    own sub-packages is dropped (a package re-exporting its parts is not a cycle).
+    """
+    modules = {e.source for e in edges} | {e.target for e in edges}
+    out: list[ImportEdge] = []
+    for edge in edges:
+        source, target = package_of(edge.source, modules), package_of(edge.target, modules)
+        nested = source.startswith(target + ".") or target.startswith(source + ".")
+        if source != target and not nested:
+            out.append(ImportEdge(source, target, edge.line))
+    return out
+
+
+def all_cycles(edges: list[ImportEdge]) -> list[list[str]]:
+    """Every strongly connected group of more than one node (Tarjan), each sorted."""
+    graph: dict[str, set[str]] = {}
+    for edge in edges:
+        graph.setdefault(edge.source, set()).add(edge.target)
+        graph.setdefault(edge.target, set())
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    groups: list[list[str]] = []
+    counter = 0
+
+    def strongconnect(node: str) -> None:
+        nonlocal counter
+        index[node] = low[node] = counter
+        counter += 1
+        stack.append(node)
+        on_stack.add(node)
+        for following in sorted(graph[node]):
+            if following not in index:
+                strongconnect(following)
+                low[node] = min(low[node], low[following])
+            elif following in on_stack:
+                low[node] = min(low[node], index[following])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                groups.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            strongconnect(node)
+    return sorted(groups)

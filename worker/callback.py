@@ -10,7 +10,7 @@ from typing import Any
 from astropt.run_dir import CheckpointKind, prune_step_checkpoints
 from astropt.training import TrainCallback
 from astropt.training.live_probe import PREFIX as PROBE_PREFIX
-from service.store import repository, session_scope
+from state.store import repository, session_scope
 from worker.store_writes import STORE_ERRORS, BufferedWrites
 
 LOGGED_CURVES = ("lr", "tokens_per_s", "mfu", "effective_batch_size")

@@ -8,7 +8,7 @@ Run one worker per GPU (see docs/operations.md)::
 from __future__ import annotations
 
 from broker import make_train_app
-from service.settings import get_settings
+from state.settings import get_settings
 
 _settings = get_settings()
 app = make_train_app(_settings.broker_config(), _settings.train_queue)

@@ -12,8 +12,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from service.settings import Settings
-from service.store import repository, session_scope
+from state.settings import Settings
+from state.store import repository, session_scope
 from worker.callback import StoreCallback
 
 log = logging.getLogger(__name__)

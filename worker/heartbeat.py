@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from service.store import repository, session_scope
+from state.store import repository, session_scope
 
 
 class Heartbeat:

@@ -17,7 +17,7 @@ import threading
 from typing import Any
 
 from broker import INFER_TASK, make_inference_app
-from service.settings import get_inference_settings, get_settings
+from state.settings import get_inference_settings, get_settings
 
 _settings = get_inference_settings()
 inference_app = make_inference_app(_settings.broker(get_settings()), _settings.queue, _settings.result_backend)

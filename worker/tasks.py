@@ -21,9 +21,9 @@ from celery.signals import worker_process_init, worker_ready
 from sqlalchemy.exc import OperationalError
 
 from broker import TRAIN_TASK, enqueue_training
-from service.settings import Settings, get_settings
-from service.store import repository, session_scope
-from service.store.recovery import reap_orphan
+from state.settings import Settings, get_settings
+from state.store import repository, session_scope
+from state.store.recovery import reap_orphan
 from worker.celery_app import app
 from worker.outcome import final_phase
 from worker.retry import RetryLater

@@ -33,7 +33,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from astropt.inference.errors import EngineBusy, error_kind
 from astropt.inference.runtime import InferenceRuntime
 from astropt.inference.wire import InferenceRequest, reply_from_wire
-from service.settings import InferenceSettings
+from state.settings import InferenceSettings
 
 log = logging.getLogger(__name__)
 BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64, 128, 256)
@@ -144,7 +144,7 @@ class InferenceEngine:
         from celery.exceptions import TimeoutError as CeleryTimeout
 
         from broker import make_inference_app, send_inference
-        from service.settings import get_settings
+        from state.settings import get_settings
 
         if self._celery is None:
             broker = self.settings.broker(get_settings())

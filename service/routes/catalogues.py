@@ -37,8 +37,8 @@ from service.routes.inference import (
     get_engine,
 )
 from service.schemas import ValidationErrorOut
-from service.settings import Settings
-from service.store import session_scope
+from state.settings import Settings
+from state.store import session_scope
 
 router = APIRouter(tags=["catalogues"], responses=STORE_DOWN)
 JobPath = Annotated[str, Field(pattern=JOB_ID)]

@@ -32,9 +32,9 @@ from service.deps import ApiKey
 from service.errors import ServiceError
 from service.inference.engine import BatchResult, InferenceEngine, Work
 from service.responses import UPLOAD
-from service.settings import InferenceSettings, Settings
-from service.store import repository as store
-from service.store import session_scope
+from state.settings import InferenceSettings, Settings
+from state.store import repository as store
+from state.store import session_scope
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["inference"])

@@ -20,8 +20,8 @@ from service.deps import SessionDep, SettingsDep
 from service.responses import STORE_DOWN
 from service.routes.jobs import NOT_FOUND
 from service.schemas import ArtifactFile, ArtifactList
-from service.settings import Settings
-from service.store import FINISHED_PHASES, session_scope
+from state.settings import Settings
+from state.store import FINISHED_PHASES, session_scope
 
 router = APIRouter(prefix="/jobs", tags=["job outputs"], responses=STORE_DOWN)
 KEEPALIVE_SECONDS = 15.0

@@ -18,7 +18,7 @@ from fastapi.templating import Jinja2Templates
 from service import artifacts, catalogues, jobs
 from service.deps import SessionDep, SettingsDep
 from service.schemas import JOB_SPEC_EXAMPLES
-from service.store import repository
+from state.store import repository
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")

@@ -11,8 +11,8 @@ import pytest
 import redis
 
 from service.app import create_app
-from service.settings import Settings
-from service.store import repository, session_scope
+from state.settings import Settings
+from state.store import repository, session_scope
 from tests.service.stack import API_KEY, ThreadedServer, redis_url, tiny_spec, unique_queue
 
 

@@ -14,7 +14,7 @@ from astropt.science import write_catalogue
 from service import catalogues
 from service.catalogue_schemas import ProbeRequest
 from service.errors import SpecInvalid
-from service.settings import Settings
+from state.settings import Settings
 
 
 def random_catalogue(tmp_path: Path, rng: np.random.Generator, n: int, d: int) -> tuple:

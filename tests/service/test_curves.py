@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import event
 
 from service.jobs import curves
-from service.store import get_engine, migrate, session_scope
-from service.store import repository as repo
+from state.store import get_engine, migrate, session_scope
+from state.store import repository as repo
 from tests.service.stack import postgres_schema, tiny_spec
 
 

@@ -11,8 +11,8 @@ from pydantic import ValidationError
 from service.embed_jobs import check_embed, prepare_body
 from service.errors import SpecInvalid
 from service.schemas import EMBED_JOB, JobSpec
-from service.settings import Settings
-from service.store import migrate, session_scope
+from state.settings import Settings
+from state.store import migrate, session_scope
 
 
 def spec(data: dict | None = None, **section) -> JobSpec:

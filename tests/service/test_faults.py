@@ -14,7 +14,7 @@ import httpx
 import pytest
 from sqlalchemy import update
 
-from service.store.models import Job
+from state.store.models import Job
 from tests.service.proxy import Proxy
 from tests.service.stack import (
     Stack,
@@ -129,8 +129,8 @@ def test_a_job_recorded_but_never_published_is_published_by_the_sweep(tmp_path: 
     from datetime import timedelta
 
     from service.schemas import JobSpec
-    from service.store import migrate, repository, session_scope
-    from service.store.models import utcnow
+    from state.store import migrate, repository, session_scope
+    from state.store.models import utcnow
 
     with postgres_schema() as database:
         stack = _stack(tmp_path, redis_url(), database)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from broker import BrokerConfig, enqueue_training, make_train_app
-from service.settings import Settings
+from state.settings import Settings
 
 
 def test_filesystem_queue_is_first_in_first_out(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from service.errors import SpecInvalid
 from service.finetune import check_finetune
 from service.schemas import FINETUNE_JOB, JobSpec
-from service.settings import Settings
+from state.settings import Settings
 
 
 def spec(**section) -> JobSpec:

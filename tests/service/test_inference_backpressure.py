@@ -14,7 +14,7 @@ import uvicorn
 
 from service.app import create_app
 from service.inference.engine import InferenceEngine
-from service.settings import InferenceSettings, Settings
+from state.settings import InferenceSettings, Settings
 from tests.service.test_inference_http import _add_job, _cube, _free_port, _npy
 
 pytestmark = pytest.mark.slow

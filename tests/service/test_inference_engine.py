@@ -18,7 +18,7 @@ from astropt.inference.uploads import Cube
 from astropt.model import GPT, GPTConfig
 from astropt.torch_policy import inference_dtype as choose_precision
 from service.inference.engine import EngineBusy, InferenceEngine, Work
-from service.settings import InferenceSettings
+from state.settings import InferenceSettings
 
 
 def _checkpoint(path, seed: int = 0):

@@ -26,10 +26,10 @@ from astropt.model import GPT, GPTConfig
 from service.app import create_app
 from service.inference.engine import InferenceEngine
 from service.routes.inference import SHIPPED_MODEL_WEIGHTS
-from service.settings import InferenceSettings, Settings
-from service.store import session_scope
-from service.store.models import utcnow
-from service.store.repository import create_job
+from state.settings import InferenceSettings, Settings
+from state.store import session_scope
+from state.store.models import utcnow
+from state.store.repository import create_job
 
 pytestmark = pytest.mark.slow
 UPLOAD_LIMIT_MB = 2.0

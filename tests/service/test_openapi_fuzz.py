@@ -19,7 +19,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from service.app import create_app
-from service.settings import Settings
+from state.settings import Settings
 from tests.service.stack import API_KEY, ThreadedServer
 
 pytestmark = pytest.mark.slow

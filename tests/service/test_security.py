@@ -15,8 +15,8 @@ import pytest
 
 from astropt.data.mock import MANIFEST_NAME, write_mock_dataset
 from service.app import create_app
-from service.settings import Settings
-from service.store import repository, session_scope
+from state.settings import Settings
+from state.store import repository, session_scope
 from tests.service.stack import API_KEY, ThreadedServer, redis_url, tiny_spec, unique_queue
 from tests.service.test_api import forget_queue
 

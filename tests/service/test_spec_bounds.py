@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from service.app import create_app
-from service.settings import Settings
+from state.settings import Settings
 from tests.service.stack import (
     API_KEY,
     ThreadedServer,

@@ -13,7 +13,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
 from service.jobs import downsample
-from service.store import (
+from state.store import (
     best_checkpoint_dir,
     get_engine,
     latest_completed_job,
@@ -21,10 +21,10 @@ from service.store import (
     session_scope,
     workers,
 )
-from service.store import repository as repo
-from service.store.db import alembic_config
-from service.store.models import utcnow
-from service.store.recovery import reap_orphan
+from state.store import repository as repo
+from state.store.db import alembic_config
+from state.store.models import utcnow
+from state.store.recovery import reap_orphan
 from tests.service.stack import postgres_schema
 
 

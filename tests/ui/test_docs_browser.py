@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from service.app import create_app
-from service.settings import Settings
+from state.settings import Settings
 from tests.service.stack import API_KEY, ThreadedServer, redis_url, unique_queue
 from tests.ui.browser import NetworkLog, artifact_dir, chromium_page
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from service.settings import Settings, get_settings
-from service.store import migrate, repository, session_scope
+from state.settings import Settings, get_settings
+from state.store import migrate, repository, session_scope
 from tests.service.stack import postgres_schema, tiny_spec
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from service.store import session_scope, workers
+from state.store import session_scope, workers
 from tests.service.stack import (
     Stack,
     redis_url,

@@ -20,7 +20,7 @@ from astropt.inference.pipeline import ReconstructOptions, embed, reconstruct
 from astropt.inference.uploads import Cube
 from astropt.model import GPT, GPTConfig
 from service.inference.engine import EngineBusy, InferenceEngine, Work
-from service.settings import InferenceSettings
+from state.settings import InferenceSettings
 
 pytestmark = pytest.mark.slow
 BROKER = "redis://127.0.0.1:6379/13"

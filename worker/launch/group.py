@@ -18,8 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from service.settings import Settings
-from service.store import repository, session_scope
+from state.settings import Settings
+from state.store import repository, session_scope
 from worker.launch.devices import DeviceLease
 from worker.launch.lifeline import die_with_parent
 from worker.launch.rank import RESULT_FILE

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 
-from service.settings import Settings
-from service.store import repository, session_scope, workers
+from state.settings import Settings
+from state.store import repository, session_scope, workers
 from worker.launch.devices import DeviceLease, DevicePool
 from worker.retry import RetryLater
 

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from astropt.training import TrainCallback
-from service.settings import Settings, get_settings
-from service.store import repository, session_scope
+from state.settings import Settings, get_settings
+from state.store import repository, session_scope
 from worker.launch.lifeline import die_with_parent
 
 RESULT_FILE = ".group_result.json"

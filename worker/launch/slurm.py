@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from service.settings import Settings
-from service.store import repository, session_scope
+from state.settings import Settings
+from state.store import repository, session_scope
 from worker.launch.rank import RESULT_FILE
 
 log = logging.getLogger(__name__)

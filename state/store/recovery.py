@@ -15,7 +15,7 @@ from typing import Literal
 from sqlalchemy import or_, update
 from sqlalchemy.orm import Session
 
-from service.store.models import Job, utcnow
+from state.store.models import Job, utcnow
 
 Reaped = Literal["requeued", "failed", "cancelled"]
 

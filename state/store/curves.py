@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import Select, func, literal, select, union_all
 from sqlalchemy.orm import Session
 
-from service.store.models import MetricPoint
+from state.store.models import MetricPoint
 
 Point = tuple[int, float]
 

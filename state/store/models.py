@@ -91,7 +91,7 @@ class Job(Base):
     waiting_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     mfu: Mapped[float | None] = mapped_column(Float, nullable=True)
     gpu_memory_peak_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    # Attempts whose worker died: [{"attempt", "worker", "reason", "at"}] (service/store/recovery.py).
+    # Attempts whose worker died: [{"attempt", "worker", "reason", "at"}] (state/store/recovery.py).
     interruptions: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     # Set once the job's message is on the broker; a queued job without it is swept and re-published.
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

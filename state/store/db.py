@@ -39,7 +39,7 @@ def make_engine(url: str, timeout_seconds: float | None = None) -> Engine:
 def _timeout(seconds: float | None) -> float:
     if seconds is not None:
         return seconds
-    from service.settings import get_settings
+    from state.settings import get_settings
 
     return get_settings().database_timeout_seconds
 

@@ -14,7 +14,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from astropt.run_dir import RunDir
-from service.store.models import (
+from state.store.models import (
     ACTIVE_PHASES,
     FINISHED_PHASES,
     Job,
@@ -65,7 +65,7 @@ def count_active(session: Session) -> int:
 
 def claim_job(session: Session, job_id: str, owner: str) -> bool:
     """Atomically take a queued job. A running job whose worker died is settled first
-    (:func:`service.store.recovery.reap_orphan`: queued again or failed, with the reason)."""
+    (:func:`state.store.recovery.reap_orphan`: queued again or failed, with the reason)."""
     now = utcnow()
     result = session.execute(
         update(Job)

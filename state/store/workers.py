@@ -8,7 +8,7 @@ from datetime import timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from service.store.models import WorkerNode, utcnow
+from state.store.models import WorkerNode, utcnow
 
 
 def advertise(session: Session, name: str, hostname: str, device_kind: str, devices: int,

@@ -1,11 +1,11 @@
-"""Alembic environment: runs on a connection handed over by service.store.db.migrate()."""
+"""Alembic environment: runs on a connection handed over by state.store.db.migrate()."""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
-from service.store.models import Base
+from state.store.models import Base
 
 config = context.config
 target_metadata = Base.metadata
