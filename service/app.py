@@ -19,9 +19,9 @@ from service.errors import ServiceError, SpecInvalid
 from service.jobs import Publisher
 from service.metrics import ServiceMetrics
 from service.routes import catalogues, health, inference, jobs, outputs
+from service.ui import install_ui
 from state.settings import Settings, get_settings
 from state.store import migrate, ping
-from service.ui import install_ui
 
 log = logging.getLogger(__name__)
 # the store failing under a request: connection refused or lost, statement or pool timeout

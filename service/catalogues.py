@@ -32,8 +32,8 @@ from service.catalogue_schemas import (
 )
 from service.embed_jobs import catalogue_dir
 from service.errors import Conflict, NotFound, SpecInvalid, TooManyJobs
-from state.settings import Settings
 from service.spec_checks import inside, roots_text
+from state.settings import Settings
 from state.store import repository
 from state.store.models import Job
 

@@ -12,8 +12,8 @@ from astropt.finetune.labels import LabelError, available_labels, check_labels
 from service.errors import SpecInvalid
 from service.init_checkpoint import check_init_path, init_directory
 from service.schemas import FinetuneSection, JobSpec
-from state.settings import Settings
 from service.spec_checks import inside, roots_text
+from state.settings import Settings
 
 
 def check_finetune(spec: JobSpec, settings: Settings) -> None:

@@ -13,8 +13,8 @@ from astropt.training.warm_start import InitMismatch, adopt_checkpoint
 from service import artifacts
 from service.errors import NotFound, SpecInvalid
 from service.schemas import CheckpointPath, JobCheckpoint, JobSpec
-from state.settings import Settings
 from service.spec_checks import inside, roots_text
+from state.settings import Settings
 from state.store import repository
 
 Init = str | JobCheckpoint | CheckpointPath

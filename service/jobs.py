@@ -24,8 +24,8 @@ from service.schemas import (
     Links,
     Progress,
 )
-from state.settings import Settings
 from service.spec_checks import check_spec
+from state.settings import Settings
 from state.store import repository
 from state.store.curves import read_curve, thin
 from state.store.models import FINISHED_PHASES, Job
