@@ -15,11 +15,11 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from astropt import __version__
 from service.body_guard import BodyGuard
 from service.deadline import Deadline, SingleFlightProbe
-from service.errors import ServiceError, SpecInvalid
 from service.jobs import Publisher
 from service.metrics import ServiceMetrics
 from service.routes import catalogues, health, inference, jobs, outputs
 from service.ui import install_ui
+from state.errors import ServiceError, SpecInvalid
 from state.settings import Settings, get_settings
 from state.store import migrate, ping
 

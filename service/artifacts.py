@@ -8,8 +8,9 @@ import zipfile
 from pathlib import Path
 from typing import Literal
 
-from astropt.run_dir import CHECKPOINT_NAME, CONFIG_FILE, RunDir, is_transient
-from service.errors import NotFound
+from astropt.run_dir import RunDir, is_transient
+from jobkinds.checkpoints import checkpoint_dir  # noqa: F401  (the routes' name for it)
+from state.errors import NotFound
 
 ArtifactKind = Literal["checkpoint", "val_image", "log", "other"]
 
@@ -49,16 +50,6 @@ def safe_file(out_dir: Path, relative: str) -> Path:
     if not candidate.is_relative_to(root) or not candidate.is_file():
         raise NotFound(f"no artifact {relative!r} in this job's run directory")
     return candidate
-
-
-def checkpoint_dir(out_dir: Path, name: str) -> Path:
-    if not CHECKPOINT_NAME.match(name):
-        raise NotFound(f"no checkpoint {name!r}: names are best, last or step_NNNNNN")
-    root = out_dir.resolve()
-    directory = RunDir(root).checkpoint(name).resolve()  # a symlinked checkpoint must stay inside
-    if not directory.is_relative_to(root) or not (directory / CONFIG_FILE).is_file():
-        raise NotFound(f"checkpoint {name!r} does not exist (yet) in this job's run directory")
-    return directory
 
 
 def zip_checkpoint(directory: Path) -> Path:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from service.errors import Conflict, SpecInvalid
+from state.errors import Conflict, SpecInvalid
 
 MAX_MODELS = 2  # catalogue models kept loaded per API process
 _models: OrderedDict[tuple[str, int | None], Any] = OrderedDict()

@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session
 
+from jobkinds.checks import inside, roots_text
+from jobkinds.kinds.embed import catalogue_dir
 from service.catalogue_schemas import (
     CatalogueLinks,
     CatalogueOut,
@@ -30,9 +32,7 @@ from service.catalogue_schemas import (
     ProbeRequest,
     SearchOut,
 )
-from service.embed_jobs import catalogue_dir
-from service.errors import Conflict, NotFound, SpecInvalid, TooManyJobs
-from service.spec_checks import inside, roots_text
+from state.errors import Conflict, NotFound, SpecInvalid, TooManyJobs
 from state.settings import Settings
 from state.store import repository
 from state.store.models import Job

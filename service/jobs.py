@@ -11,9 +11,9 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from astropt.run_dir import RunDir
-from service import artifacts, capacity, embed_jobs, finetune
-from service.errors import Conflict, NotFound, SpecInvalid, TooManyJobs, Unavailable
-from service.init_checkpoint import prepare_warm_start
+from jobkinds import capacity
+from jobkinds.base import checkpoint_resume_target
+from jobkinds.registry import kind_of
 from service.schemas import (
     CheckpointOut,
     Curve,
@@ -24,7 +24,7 @@ from service.schemas import (
     Links,
     Progress,
 )
-from service.spec_checks import check_spec
+from state.errors import Conflict, NotFound, TooManyJobs, Unavailable
 from state.settings import Settings
 from state.store import repository
 from state.store.curves import read_curve, thin
@@ -36,20 +36,16 @@ PROBE_PREFIX = "probe_r2/"  # + label: the live probe's curves (astropt.training
 
 
 def submit(session: Session, settings: Settings, publish: Publisher, spec: JobSpec) -> Job:
-    if spec.init_from is not None:  # first: the limits apply to the checkpoint's model shape
-        spec = prepare_warm_start(session, settings, spec)
-    else:  # only the service names the directory a worker loads
-        spec = spec.model_copy(update={"init_from_dir": None})
-    _check_limits(session, settings, spec)
+    kind = kind_of(spec.kind)
+    spec = kind.resolve(session, spec, settings)
+    kind.check(spec, settings)
+    _check_active(session, settings)
     waiting = capacity.check(session, settings, spec.resources)
     job_id = uuid.uuid4().hex
     out_dir = settings.runs_dir / job_id
     body = spec.model_dump(mode="json")
     body["out_dir"] = str(out_dir)
-    if spec.kind == "finetune":
-        finetune.prepare_body(session, spec, body)
-    elif spec.kind == "embed":
-        embed_jobs.prepare_body(session, spec, body, settings)
+    kind.prepare(session, spec, body, settings)
     job = repository.create_job(session, job_id, body, str(out_dir))
     res = spec.resources
     job.resources = {**res.model_dump(mode="json"), "world_size": res.world_size,
@@ -61,12 +57,7 @@ def submit(session: Session, settings: Settings, publish: Publisher, spec: JobSp
     return job
 
 
-def _check_limits(session: Session, settings: Settings, spec: JobSpec) -> None:
-    check_spec(spec, settings)
-    if spec.kind == "finetune":
-        finetune.check_finetune(spec, settings)
-    elif spec.kind == "embed":
-        embed_jobs.check_embed(spec, settings)
+def _check_active(session: Session, settings: Settings) -> None:
     active = repository.count_active(session)
     if active >= settings.max_active_jobs:
         raise TooManyJobs(f"{active} jobs are queued or running (limit {settings.max_active_jobs}); "
@@ -118,22 +109,12 @@ def resume(session: Session, settings: Settings, publish: Publisher, job_id: str
     job = get(session, job_id)
     if job.phase not in FINISHED_PHASES:
         raise Conflict(f"job {job_id} is {job.phase}; only completed, failed or cancelled jobs resume")
-    if job.kind == "embed":
-        return _resume_embed(session, publish, job)
-    step = artifacts.last_checkpoint_step(Path(job.out_dir))
-    if step is None:
-        raise Conflict(f"job {job_id} has no checkpoint to resume from; submit it again instead")
-    target = max_iters or job.max_iters
-    if target > settings.max_iters_limit:
-        raise SpecInvalid("max_iters", f"max_iters ({target}) exceeds this service's limit of "
-                          f"{settings.max_iters_limit}")
-    if target <= step:
-        raise Conflict(f"job {job_id} already reached iteration {step}; "
-                       f"give max_iters greater than {step} to train further")
-    spec = dict(job.spec)
-    spec["max_iters"] = target
-    if job.kind == "finetune":  # a fine-tune counts its steps in its section
-        spec["finetune"] = {**spec["finetune"], "steps": target}
+    kind = kind_of(job.kind)
+    target = None
+    if kind.resume_from == "checkpoint":
+        target = checkpoint_resume_target(Path(job.out_dir), max_iters, job.max_iters,
+                                          settings.max_iters_limit, job_id)
+    spec, target = kind.resume_body(dict(job.spec), target, job.phase)
     return _requeue(session, publish, job, spec, target)
 
 
@@ -157,13 +138,6 @@ def _requeue(session: Session, publish: Publisher, job: Job, spec: dict[str, Any
     repository.mark_published(session, job_id)
     session.commit()
     return job
-
-
-def _resume_embed(session: Session, publish: Publisher, job: Job) -> Job:
-    """Queue a cancelled or failed embed job again: it continues after its last complete shard."""
-    if job.phase == "completed":
-        raise Conflict(f"job {job.id} has completed its catalogue; submit a new embed job to embed again")
-    return _requeue(session, publish, job, dict(job.spec), job.max_iters)
 
 
 _RESUMED_FIELDS = ("phase", "spec", "max_iters", "finished_at", "failure_reason", "cancel_requested",

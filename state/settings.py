@@ -94,6 +94,8 @@ class Settings(BaseSettings):
                                          "embedded and probed at each probed evaluation).")
     max_json_body_bytes: int = Field(1 << 20, ge=1024, description="Largest JSON body (POST /jobs).")
     # Embedding jobs and catalogues (docs/science.md, "In the service")
+    max_tokenise_objects: int = Field(10_000_000, ge=8, description="Most galaxies one tokenise job may "
+                                      "write (tokenise.limit; an unbounded stream stops here).")
     max_embed_objects: int = Field(100_000, ge=8, description="Most galaxies one embed job may embed "
                                    "(data.n_mock, embed.limit; a local source is cut there).")
     max_embed_batch_size: int = Field(512, ge=1, description="Largest embed.batch_size.")

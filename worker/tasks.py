@@ -14,6 +14,7 @@ import threading
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from celery import Task
@@ -21,6 +22,8 @@ from celery.signals import worker_process_init, worker_ready
 from sqlalchemy.exc import OperationalError
 
 from broker import TRAIN_TASK, enqueue_training
+from jobkinds.registry import kind_of
+from jobkinds.spec import JobSpec
 from state.settings import Settings, get_settings
 from state.store import repository, session_scope
 from state.store.recovery import reap_orphan
@@ -76,36 +79,28 @@ def _run_claimed(settings: Settings, job_id: str, lease: Any) -> str:
 
     # The lease is kept fresh from the claim on, including the slow first import of torch.
     with Heartbeat(url, job_id, owner, interval=max(0.2, settings.worker_lease_seconds / 4)):
-        if spec.get("kind") == "embed":  # one process, in this pool process
+        try:
+            contract = JobSpec.model_validate(spec)
+            kind = kind_of(contract.kind)
+        except Exception as exc:  # a body that validated at submission but not here (e.g. code change)
+            return _fail(url, job_id, exc)
+        if kind.single_process or (lease is not None and len(lease.ids) == 1):
             if lease is not None:
-                os.environ.update(lease.env())
-            from worker.embed_job import run_embed_job
-
-            return run_embed_job(settings, job_id, owner, spec, out_dir)
-        if spec.get("kind") == "finetune":  # one process, in this pool process
-            if lease is not None:
-                os.environ.update(lease.env())
+                os.environ.update(lease.env())  # before CUDA starts in this (fresh) pool process
             try:
-                config = _finetune_config(spec, out_dir)
+                config = kind.library_config(contract, out_dir, settings)
             except Exception as exc:
                 return _fail(url, job_id, exc)
-            return _train(settings, job_id, owner, config, finetuning=True)
-        if lease is not None and len(lease.ids) == 1:
-            os.environ.update(lease.env())  # before CUDA starts in this (fresh) pool process
-            try:
-                config = _training_config(spec, out_dir, settings)
-            except Exception as exc:  # a spec that validated at submission but not here (e.g. code change)
-                return _fail(url, job_id, exc)
-            return _train(settings, job_id, owner, config)
+            return RUNNERS[kind.runner](settings, job_id, owner, config, out_dir)
         # Several processes: this process only launches and follows them.
-        return _run_distributed(settings, job_id, owner, spec, out_dir, lease)
+        return _run_distributed(settings, job_id, owner, contract, spec, out_dir, lease)
 
 
-def _run_distributed(settings: Settings, job_id: str, owner: str, spec: dict[str, Any], out_dir: str,
-                     lease: Any) -> str:
+def _run_distributed(settings: Settings, job_id: str, owner: str, contract: JobSpec, spec: dict[str, Any],
+                     out_dir: str, lease: Any) -> str:
     url = settings.resolved_database_url
     try:
-        _training_config(dict(spec), out_dir, settings)  # fail here, not in every rank
+        kind_of(contract.kind).library_config(contract, out_dir, settings)  # fail here, not in every rank
         if lease is None:
             from worker.launch.slurm import run_on_slurm
 
@@ -127,29 +122,31 @@ def _not_claimed(session: Any, job: Any, settings: Settings) -> str:
     return "skipped"
 
 
-def _training_config(spec: dict[str, Any], out_dir: str, settings: Settings) -> Any:
-    from astropt.config import TrainConfig
-
-    spec["out_dir"] = out_dir
-    for key in ("resources", "kind", "finetune", "embed"):  # the service's; see worker/launch
-        spec.pop(key, None)
-    spec["init_from"] = spec.pop("init_from_dir", None)  # the directory the service resolved
-    if not spec.get("checkpoint_interval"):
-        # A killed worker loses at most this many iterations.
-        spec["checkpoint_interval"] = settings.worker_checkpoint_interval
-    return TrainConfig.model_validate(spec)
+def _run_train(settings: Settings, job_id: str, owner: str, config: Any, out_dir: str) -> str:
+    return _train(settings, job_id, owner, config)
 
 
-def _finetune_config(spec: dict[str, Any], out_dir: str) -> Any:
-    """The library's run config of a fine-tune job: its section, the resolved init directory
-    and the top-level data, device, seed and threads."""
-    from astropt.finetune import FinetuneConfig
+def _run_finetune(settings: Settings, job_id: str, owner: str, config: Any, out_dir: str) -> str:
+    return _train(settings, job_id, owner, config, finetuning=True)
 
-    section = dict(spec["finetune"])
-    section.pop("init")
-    init = section.pop("init_dir")
-    top = {key: spec[key] for key in ("data", "device", "seed", "num_threads") if key in spec}
-    return FinetuneConfig.model_validate({**section, **top, "init": init, "out_dir": out_dir})
+
+def _run_embed(settings: Settings, job_id: str, owner: str, config: Any, out_dir: str) -> str:
+    from worker.embed_job import run_embed_job
+
+    return run_embed_job(settings, job_id, owner, config, out_dir)
+
+
+def _run_tokenise(settings: Settings, job_id: str, owner: str, config: Any, out_dir: str) -> str:
+    from worker.tokenise_job import run_tokenise_job
+
+    return run_tokenise_job(settings, job_id, owner, config, out_dir)
+
+
+Runner = Callable[[Settings, str, str, Any, str], str]
+# How each kind's library config is run here (jobkinds.base.JobKind.runner names one).
+RUNNERS: dict[str, Runner] = {
+    "train": _run_train, "finetune": _run_finetune, "embed": _run_embed, "tokenise": _run_tokenise,
+}
 
 
 def _train(settings: Settings, job_id: str, owner: str, config: Any, finetuning: bool = False) -> str:

@@ -29,9 +29,9 @@ from astropt.inference.uploads import Cube, InputError, UploadLimits, parse_uplo
 from astropt.pooling import DEFAULT_CENTRE, DEFAULT_POOL
 from service import artifacts
 from service.deps import ApiKey
-from service.errors import ServiceError
 from service.inference.engine import BatchResult, InferenceEngine, Work
 from service.responses import UPLOAD
+from state.errors import ServiceError
 from state.settings import InferenceSettings, Settings
 from state.store import repository as store
 from state.store import session_scope

@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from astropt.plotting import compare_figure
 from service import jobs
 from service.deps import SessionDep, SettingsDep
-from service.errors import ServiceError
+from state.errors import ServiceError
 
 MAX_RUNS = 12
 PATH = "/jobs/compare.png"

@@ -13,7 +13,7 @@ import pytest
 from astropt.science import write_catalogue
 from service import catalogues
 from service.catalogue_schemas import ProbeRequest
-from service.errors import SpecInvalid
+from state.errors import SpecInvalid
 from state.settings import Settings
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from service.embed_jobs import check_embed, prepare_body
-from service.errors import SpecInvalid
+from jobkinds.kinds.embed import check_embed, prepare_body
 from service.schemas import EMBED_JOB, JobSpec
+from state.errors import SpecInvalid
 from state.settings import Settings
 from state.store import migrate, session_scope
 

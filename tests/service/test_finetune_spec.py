@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from service.errors import SpecInvalid
-from service.finetune import check_finetune
+from jobkinds.kinds.finetune import check_finetune
 from service.schemas import FINETUNE_JOB, JobSpec
+from state.errors import SpecInvalid
 from state.settings import Settings
 
 

@@ -25,16 +25,11 @@ RESULT_FILE = ".group_result.json"
 
 
 def training_config(spec: dict[str, Any], out_dir: str, settings: Settings) -> Any:
-    """The TrainConfig of a stored job spec (the service's ``resources``, ``kind`` and
-    ``finetune`` removed)."""
-    from astropt.config import TrainConfig
+    """The TrainConfig of a stored job body: the job kind's own conversion."""
+    from jobkinds.kinds.train import train_config
+    from jobkinds.spec import JobSpec
 
-    spec = {k: v for k, v in spec.items() if k not in ("resources", "kind", "finetune", "embed")}
-    spec["out_dir"] = out_dir
-    spec["init_from"] = spec.pop("init_from_dir", None)  # the directory the service resolved
-    if not spec.get("checkpoint_interval"):
-        spec["checkpoint_interval"] = settings.worker_checkpoint_interval
-    return TrainConfig.model_validate(spec)
+    return train_config(JobSpec.model_validate(spec), out_dir, settings)
 
 
 class StopOnSignal(TrainCallback):

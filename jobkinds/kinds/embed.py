@@ -1,19 +1,20 @@
-"""Embedding jobs in the service layer: what a ``kind: embed`` spec may ask, the checkpoint its
-``model`` names (resolved at submission, so the worker reads a directory), and where the job
-writes its catalogue."""
+"""``kind: embed``: a model over every galaxy of a data set into a catalogue. What its spec may
+ask, the checkpoint its ``model`` names (resolved at submission, so the worker reads a
+directory), and where the job writes its catalogue."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy.orm import Session
 
 from astropt.checkpoints import read_meta
 from astropt.run_dir import RunDir
-from service.errors import SpecInvalid
-from service.init_checkpoint import check_init_path, init_directory
-from service.schemas import JobSpec
+from jobkinds.base import JobKind, ResumeFrom, Runner, require_one_process
+from jobkinds.checkpoints import check_init_path, init_directory
+from jobkinds.spec import JobSpec
+from state.errors import SpecInvalid
 from state.settings import Settings
 
 
@@ -26,8 +27,7 @@ def check_embed(spec: JobSpec, settings: Settings) -> None:
     """Bounds and paths of an embed spec (the database is not needed)."""
     section = spec.embed
     assert section is not None
-    if spec.resources.world_size != 1:
-        raise SpecInvalid("resources", "an embed job runs in one process: leave resources at 1 x 1")
+    require_one_process(spec, "an embed job")
     if section.columns is not None and spec.data.source != "hf":
         raise SpecInvalid("embed.columns", "embed.columns names the columns of an hf data set that ride along; "
                           "a mock or local source keeps all its scalar columns")
@@ -57,3 +57,20 @@ def prepare_body(session: Session, spec: JobSpec, body: dict[str, Any], settings
     body["embed"]["model_dir"] = str(directory)
     cap = min(section.limit or settings.max_embed_objects, settings.max_embed_objects)
     body["max_iters"] = min(spec.data.n_mock, cap) if spec.data.source == "mock" else cap  # hf: at most cap
+
+
+class EmbedKind(JobKind):
+    name = "embed"
+    runner: ClassVar[Runner] = "embed"
+    resume_from: ClassVar[ResumeFrom] = "shards"  # continues after its last complete shard
+
+    def check(self, spec: JobSpec, settings: Settings) -> None:
+        super().check(spec, settings)
+        check_embed(spec, settings)
+
+    def prepare(self, session: Session, spec: JobSpec, body: dict[str, Any], settings: Settings) -> None:
+        prepare_body(session, spec, body, settings)
+
+    def library_config(self, spec: JobSpec, out_dir: str, settings: Settings) -> Any:
+        """The stored body itself: worker/embed_job.py reads its embed and data sections."""
+        return spec.model_dump(mode="json")

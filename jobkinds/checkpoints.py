@@ -9,15 +9,25 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from astropt.checkpoints import CheckpointError, read_meta
+from astropt.run_dir import CHECKPOINT_NAME, CONFIG_FILE, RunDir
 from astropt.training.warm_start import InitMismatch, adopt_checkpoint
-from service import artifacts
-from service.errors import NotFound, SpecInvalid
-from service.schemas import CheckpointPath, JobCheckpoint, JobSpec
-from service.spec_checks import inside, roots_text
+from jobkinds.checks import inside, roots_text
+from jobkinds.spec import CheckpointPath, JobCheckpoint, JobSpec
+from state.errors import NotFound, SpecInvalid
 from state.settings import Settings
 from state.store import repository
 
 Init = str | JobCheckpoint | CheckpointPath
+
+
+def checkpoint_dir(out_dir: Path, name: str) -> Path:
+    if not CHECKPOINT_NAME.match(name):
+        raise NotFound(f"no checkpoint {name!r}: names are best, last or step_NNNNNN")
+    root = out_dir.resolve()
+    directory = RunDir(root).checkpoint(name).resolve()  # a symlinked checkpoint must stay inside
+    if not directory.is_relative_to(root) or not (directory / CONFIG_FILE).is_file():
+        raise NotFound(f"checkpoint {name!r} does not exist (yet) in this job's run directory")
+    return directory
 
 
 def check_init_path(init: Init, field: str, settings: Settings) -> None:
@@ -36,7 +46,7 @@ def init_directory(session: Session, init: Init, field: str) -> Path:
         if job is None:
             raise SpecInvalid(f"{field}.job", f"{field}.job: job {init.job} not found")
         try:
-            directory = artifacts.checkpoint_dir(Path(job.out_dir), init.checkpoint)
+            directory = checkpoint_dir(Path(job.out_dir), init.checkpoint)
         except NotFound as exc:
             raise SpecInvalid(f"{field}.checkpoint", f"job {init.job}: {exc.detail}") from exc
     elif isinstance(init, CheckpointPath):

@@ -1,18 +1,20 @@
-"""Fine-tune jobs in the service layer: what a ``kind: finetune`` spec may ask, and the
-checkpoint its ``init`` names (resolved at submission, so the worker reads a directory)."""
+"""``kind: finetune``: a task head (LoRA, full or head-only) on a checkpoint. What its spec may
+ask, the checkpoint its ``init`` names (resolved at submission, so the worker reads a
+directory), and its :class:`~astropt.finetune.FinetuneConfig`."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy.orm import Session
 
 from astropt.finetune.labels import LabelError, available_labels, check_labels
-from service.errors import SpecInvalid
-from service.init_checkpoint import check_init_path, init_directory
-from service.schemas import FinetuneSection, JobSpec
-from service.spec_checks import inside, roots_text
+from jobkinds.base import JobKind, Runner, require_one_process
+from jobkinds.checkpoints import check_init_path, init_directory
+from jobkinds.checks import inside, roots_text
+from jobkinds.spec import FinetuneSection, JobSpec
+from state.errors import SpecInvalid
 from state.settings import Settings
 
 
@@ -20,6 +22,7 @@ def check_finetune(spec: JobSpec, settings: Settings) -> None:
     """Bounds, paths and labels of a fine-tune spec (the database is not needed)."""
     ft = spec.finetune
     assert ft is not None
+    require_one_process(spec, "a fine-tune job")
     for field, value, limit, setting in (
         ("finetune.steps", ft.steps, settings.max_iters_limit, "max_iters_limit"),
         ("finetune.eval_interval", ft.eval_interval, settings.max_iters_limit, "max_iters_limit"),
@@ -29,8 +32,6 @@ def check_finetune(spec: JobSpec, settings: Settings) -> None:
         if value > limit:
             raise SpecInvalid(field, f"{field} ({value}) exceeds this service's limit of {limit} "
                               f"(setting ASTROPT_{setting.upper()})")
-    if spec.resources.world_size != 1:
-        raise SpecInvalid("resources", "a fine-tune job runs in one process: leave resources at 1 x 1")
     if spec.data.source == "hf":
         raise SpecInvalid("data.source", "a fine-tune reads a finite data set: data.source mock or local")
     if ft.label_table and not inside(Path(ft.label_table), settings.readable_roots):
@@ -54,3 +55,31 @@ def prepare_body(session: Session, spec: JobSpec, body: dict[str, Any]) -> None:
     assert spec.finetune is not None
     body["finetune"]["init_dir"] = str(init_dir(session, spec.finetune))
     body["max_iters"] = spec.finetune.steps
+
+
+class FinetuneKind(JobKind):
+    name = "finetune"
+    runner: ClassVar[Runner] = "finetune"
+
+    def check(self, spec: JobSpec, settings: Settings) -> None:
+        super().check(spec, settings)
+        check_finetune(spec, settings)
+
+    def prepare(self, session: Session, spec: JobSpec, body: dict[str, Any], settings: Settings) -> None:
+        prepare_body(session, spec, body)
+
+    def library_config(self, spec: JobSpec, out_dir: str, settings: Settings) -> Any:
+        """The run config: its section, the resolved init directory and the top-level data,
+        device, seed and threads."""
+        from astropt.finetune import FinetuneConfig
+
+        assert spec.finetune is not None
+        section = spec.finetune.model_dump(mode="json", exclude={"init", "init_dir"})
+        top = spec.model_dump(mode="json", include={"data", "device", "seed", "num_threads"})
+        return FinetuneConfig.model_validate({**section, **top, "init": spec.finetune.init_dir,
+                                              "out_dir": out_dir})
+
+    def resume_body(self, body: dict[str, Any], target: int | None, done: str | None) -> tuple[dict[str, Any], int]:
+        resumed, steps = super().resume_body(body, target, done)
+        resumed["finetune"] = {**resumed["finetune"], "steps": steps}  # its steps live in its section
+        return resumed, steps

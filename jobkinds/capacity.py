@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from service.errors import SpecInvalid
-from service.schemas import Resources
+from jobkinds.spec import Resources
+from state.errors import SpecInvalid
 from state.settings import Settings
 from state.store import workers
 

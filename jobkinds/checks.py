@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from astropt.codec import CodecError, resolve
-from service.errors import SpecInvalid
-from service.schemas import JobSpec
+from jobkinds.spec import JobSpec
+from state.errors import SpecInvalid
 from state.settings import Settings
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")

@@ -1,0 +1,69 @@
+"""``kind: tokenise``: a data set through the codec, once, into a token data set in the job's
+directory (``<out_dir>/tokens``) that later train, fine-tune and embed jobs read with
+``data.source: tokens``. A restart continues after the last complete shard."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+from sqlalchemy.orm import Session
+
+from jobkinds.base import JobKind, ResumeFrom, Runner, require_one_process
+from jobkinds.spec import JobSpec
+from state.errors import SpecInvalid
+from state.settings import Settings
+
+TOKENS_SUBDIR = "tokens"
+
+
+def tokens_dir(out_dir: str | Path) -> Path:
+    """Where a tokenise job writes its data set: inside its run directory, so deleting the job
+    deletes it."""
+    return Path(out_dir) / TOKENS_SUBDIR
+
+
+def expected_count(spec: JobSpec, settings: Settings) -> int:
+    """Galaxies the job will write at most (the progress bar's end; the disk budget's count)."""
+    assert spec.tokenise is not None
+    cap = min(spec.tokenise.limit or settings.max_tokenise_objects, settings.max_tokenise_objects)
+    return min(spec.data.n_mock, cap) if spec.data.source == "mock" else cap
+
+
+class TokeniseKind(JobKind):
+    name = "tokenise"
+    runner: ClassVar[Runner] = "tokenise"
+    resume_from: ClassVar[ResumeFrom] = "shards"
+
+    def check(self, spec: JobSpec, settings: Settings) -> None:
+        super().check(spec, settings)
+        section = spec.tokenise
+        assert section is not None
+        require_one_process(spec, "a tokenise job (split a source over ranks with astropt tokenise --rank)")
+        if spec.data.source == "tokens":
+            raise SpecInvalid("data.source", "a tokenise job reads images (mock, local or hf), not tokens")
+        if spec.model.tokeniser != "aion":
+            raise SpecInvalid("model.tokeniser", "a token data set holds AION codec tokens: leave "
+                              "model.tokeniser at 'aion'")
+        if (section.limit or 0) > settings.max_tokenise_objects:
+            raise SpecInvalid("tokenise.limit", f"tokenise.limit ({section.limit}) exceeds this service's "
+                              f"limit of {settings.max_tokenise_objects} (setting ASTROPT_MAX_TOKENISE_OBJECTS)")
+        if section.columns and spec.data.source != "hf":
+            raise SpecInvalid("tokenise.columns", "tokenise.columns names the columns of an hf data set "
+                              "that ride along; a mock or local source keeps all its scalar columns")
+
+    def prepare(self, session: Session, spec: JobSpec, body: dict[str, Any], settings: Settings) -> None:
+        body["max_iters"] = expected_count(spec, settings)
+
+    def library_config(self, spec: JobSpec, out_dir: str, settings: Settings) -> Any:
+        from astropt.tokens import TokeniseConfig
+
+        section = spec.tokenise
+        assert section is not None
+        limit = min(section.limit or settings.max_tokenise_objects, settings.max_tokenise_objects)
+        return TokeniseConfig(
+            data=spec.data, codec=spec.codec, out_dir=str(tokens_dir(out_dir)),
+            shard_size=section.shard_size, batch_size=section.batch_size,
+            num_workers=section.num_workers, device=spec.device, limit=limit,
+            columns=list(section.columns), job_id=Path(out_dir).name,
+        )
