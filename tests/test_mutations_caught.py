@@ -14,6 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
+@pytest.mark.mutation
 def test_every_mutation_of_the_ci_set_is_caught(tmp_path: Path) -> None:
     env = {**os.environ, "TMPDIR": str(tmp_path)}
     proc = subprocess.run([sys.executable, str(REPO / "scripts" / "mutation_test.py"), "--ci", "-j", "2"],
