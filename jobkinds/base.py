@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Literal
 from sqlalchemy.orm import Session
 
 from jobkinds.checks import check_spec
+from jobkinds.disk import check_budget, mock_bytes
 from jobkinds.spec import JobSpec
 from state.errors import Conflict, SpecInvalid
 from state.settings import Settings
@@ -38,6 +39,11 @@ class JobKind:
     def check(self, spec: JobSpec, settings: Settings) -> None:
         """Every rule the spec must meet that needs no database (422 naming the field)."""
         check_spec(spec, settings)
+        check_budget(f"this {self.name} job", self.output_bytes(spec, settings), settings)
+
+    def output_bytes(self, spec: JobSpec, settings: Settings) -> int:
+        """An upper estimate of what the job writes under the data directory (the disk budget)."""
+        return mock_bytes(spec)
 
     def prepare(self, session: Session, spec: JobSpec, body: dict[str, Any], settings: Settings) -> None:
         """Write what the service resolves at submission into the stored ``body``

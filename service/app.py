@@ -14,6 +14,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from astropt import __version__
 from service.body_guard import BodyGuard
+from service.datasets import routes as datasets_routes
 from service.deadline import Deadline, SingleFlightProbe
 from service.jobs import Publisher
 from service.metrics import ServiceMetrics
@@ -74,6 +75,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(inference.router)
     app.include_router(catalogues.router)
+    app.include_router(datasets_routes.router)
     install_ui(app, docs_enabled=settings.docs_enabled)
     return app
 

@@ -94,6 +94,13 @@ class Settings(BaseSettings):
                                          "embedded and probed at each probed evaluation).")
     max_json_body_bytes: int = Field(1 << 20, ge=1024, description="Largest JSON body (POST /jobs).")
     # Embedding jobs and catalogues (docs/science.md, "In the service")
+    disk_budget_gb: float | None = Field(
+        None, gt=0, description="Most disk the data directory may use (runs, token data sets and caches, "
+        "mock sets); a job whose estimated output would pass it is refused (422 naming this setting "
+        "and the estimate). Unset: no budget.")
+    max_checkpoints_per_job: int = Field(
+        10_000, ge=1, description="Most checkpoints one job may write over its run (max_iters / "
+        "checkpoint_interval); older step checkpoints are pruned, but each costs a full write.")
     max_tokenise_objects: int = Field(10_000_000, ge=8, description="Most galaxies one tokenise job may "
                                       "write (tokenise.limit; an unbounded stream stops here).")
     max_embed_objects: int = Field(100_000, ge=8, description="Most galaxies one embed job may embed "

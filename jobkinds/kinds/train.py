@@ -9,7 +9,9 @@ from sqlalchemy.orm import Session
 
 from jobkinds.base import JobKind, Runner
 from jobkinds.checkpoints import prepare_warm_start
+from jobkinds.disk import checkpoint_bytes, mock_bytes
 from jobkinds.spec import JobSpec
+from state.errors import SpecInvalid
 from state.settings import Settings
 
 
@@ -22,6 +24,20 @@ class TrainKind(JobKind):
         if spec.init_from is not None:  # first: the limits apply to the checkpoint's model shape
             return prepare_warm_start(session, settings, spec)
         return spec.model_copy(update={"init_from_dir": None})  # only the service names it
+
+    def check(self, spec: JobSpec, settings: Settings) -> None:
+        super().check(spec, settings)
+        interval = spec.checkpoint_interval or settings.worker_checkpoint_interval
+        writes = spec.max_iters // interval
+        if writes > settings.max_checkpoints_per_job:
+            least = -(-spec.max_iters // settings.max_checkpoints_per_job)
+            raise SpecInvalid("checkpoint_interval", f"max_iters {spec.max_iters} with checkpoint_interval "
+                              f"{interval} writes {writes:,} checkpoints; this service allows "
+                              f"{settings.max_checkpoints_per_job:,} a job (setting "
+                              f"ASTROPT_MAX_CHECKPOINTS_PER_JOB): use checkpoint_interval >= {least}")
+
+    def output_bytes(self, spec: JobSpec, settings: Settings) -> int:
+        return mock_bytes(spec) + checkpoint_bytes(spec, settings)
 
     def library_config(self, spec: JobSpec, out_dir: str, settings: Settings) -> Any:
         return train_config(spec, out_dir, settings)

@@ -228,3 +228,13 @@ def best_checkpoint_dir(session: Session, job_id: str) -> Path | None:
     if job is None or job.phase != "completed":
         return None
     return RunDir(Path(job.out_dir)).best_or_last()
+
+
+def jobs_of_kind(session: Session, kind: str, limit: int = 10_000) -> Sequence[Job]:
+    """Jobs of one kind, newest first (GET /datasets lists the tokenise jobs' data sets)."""
+    return session.scalars(select(Job).where(Job.kind == kind).order_by(Job.created_at.desc()).limit(limit)).all()
+
+
+def active_jobs(session: Session) -> Sequence[Job]:
+    """Queued, running and cancelling jobs."""
+    return session.scalars(select(Job).where(Job.phase.in_(ACTIVE_PHASES))).all()
