@@ -27,9 +27,10 @@ def _science_modules() -> tuple:
     from astropt.finetune import commands as finetune_commands
     from astropt.science import checkpoint_commands as probe_checkpoint_commands
     from astropt.science import commands as science_commands
+    from astropt.tokens import commands as token_commands
     from astropt.training import commands as training_commands
 
-    return (training_commands, finetune_commands, data_commands, checkpoint_commands,
+    return (training_commands, finetune_commands, data_commands, token_commands, checkpoint_commands,
             codec_commands, science_commands, probe_checkpoint_commands)
 
 
