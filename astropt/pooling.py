@@ -13,14 +13,16 @@ Imports only torch and :mod:`astropt.constants`.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 
 from astropt.constants import TOKEN_GRID
 
 Pool = Literal["mean", "last", "centre"]
-POOLS: tuple[str, ...] = ("mean", "last", "centre")
+POOLS: tuple[str, ...] = get_args(Pool)
+# What a fine-tune head pools (a fixed-length sequence reduction; no centre size to choose).
+HeadPool = Literal["mean", "last"]
 # The default everywhere (/embed, embed jobs, live probes, the CLI): the central 4x4 tokens
 # (16x16 pixels) of the last block. Of the 20 recipes docs/science.md probed, it alone beat
 # same-shape random-init models on every label by more than their seeds' spread.

@@ -13,8 +13,10 @@ from state.store import workers
 LIVE_LEASES = 2.5
 
 
-def check(session: Session, settings: Settings, resources: Resources) -> str | None:
-    """Raise :class:`SpecInvalid` if the job can never run here; else why it must wait (or None)."""
+def check(session: Session, settings: Settings, resources: Resources, device: str = "auto") -> str | None:
+    """Raise :class:`SpecInvalid` if the job can never run here; else why it must wait (or None).
+
+    ``device`` 'cuda' needs a worker that advertises CUDA devices."""
     procs, nodes = resources.procs_per_node, resources.nodes
     if settings.executor == "slurm":
         if nodes > settings.slurm_max_nodes:
@@ -31,7 +33,14 @@ def check(session: Session, settings: Settings, resources: Resources) -> str | N
     online = workers.live(session, LIVE_LEASES * settings.worker_lease_seconds)
     if not online:
         return f"waiting for a worker with {procs} device(s): no worker is online"
-    largest = online[0]
+    if device == "cuda" or device.startswith("cuda:"):
+        gpus = [w for w in online if w.device_kind == "cuda"]
+        if not gpus:
+            kinds = sorted({f"{w.devices} {w.device_kind}" for w in online})
+            raise SpecInvalid("device", f"device '{device}' asks for a GPU; no online worker has one "
+                              f"(they offer {', '.join(kinds)} device(s)): use device 'auto' or 'cpu'")
+        online = gpus
+    largest = max(online, key=lambda w: w.devices)
     if largest.devices < procs:
         raise SpecInvalid("resources.procs_per_node", f"{procs} processes asked; the largest online "
                           f"worker ({largest.name}) has {largest.devices} {largest.device_kind} "

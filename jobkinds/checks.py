@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from astropt.codec import CodecError, resolve
+from astropt.model_budget import estimate_params, estimate_train_bytes
 from jobkinds.spec import JobSpec
 from state.errors import SpecInvalid
 from state.settings import Settings
@@ -35,8 +36,6 @@ LIMITS: dict[str, str] = {
     # the live probe embeds n_galaxies at each of its evaluations
     "live_probe.n_galaxies": "max_live_probe_galaxies", "live_probe.every": "max_iters_limit",
 }
-FLOAT32, ADAMW_BYTES_PER_PARAM = 4, 16  # weights, gradients and AdamW's two moments, float32
-ACTIVATIONS_PER_TOKEN_LAYER = 16  # n_embd-wide float tensors a block keeps for its backward pass
 
 
 def check_spec(spec: JobSpec, settings: Settings) -> None:
@@ -83,42 +82,17 @@ def _check_numbers(spec: JobSpec, settings: Settings) -> None:
         raise SpecInvalid("batch_size", f"batch_size x grad_accum x 575 tokens ({tokens}) exceeds this "
                           f"service's limit of {settings.max_tokens_per_step} tokens per step "
                           "(setting ASTROPT_MAX_TOKENS_PER_STEP)")
-    params = estimate_params(spec)
+    params = estimate_params(spec.model)
     if params > settings.max_model_params:
         raise SpecInvalid("model", f"the model would have about {params:,} parameters; this service's "
                           f"limit is {settings.max_model_params:,} (setting ASTROPT_MAX_MODEL_PARAMS)")
 
 
-def estimate_params(spec: JobSpec) -> int:
-    """Weights of a GPT of this shape: 12 d^2 per block plus token and position embeddings."""
-    m = spec.model
-    return 12 * m.n_layer * m.n_embd**2 + 2 * m.vocab_size * m.n_embd + m.block_size * m.n_embd
-
-
-def estimate_train_bytes(spec: JobSpec) -> int:
-    """Peak memory of one training process, an upper estimate in float32.
-
-    Parameters with their gradients and AdamW moments, plus what one micro-batch keeps for the
-    backward pass: the blocks' activations, the attention matrices (materialised by the math
-    kernel CPUs use) and the logits (five copies: logits, log-softmax, their gradients and a cast;
-    measured on CPU within 10% of the peak). grad_accum adds nothing: micro-batches run one after
-    the other.
-    """
-    m, batch = spec.model, spec.batch_size
-    tokens = m.n_positions
-    outputs = m.vocab_size if m.tokeniser == "aion" else m.patch_size**2 * 4
-    state = estimate_params(spec) * ADAMW_BYTES_PER_PARAM
-    blocks = batch * tokens * m.n_layer * ACTIVATIONS_PER_TOKEN_LAYER * m.n_embd * FLOAT32
-    attention = 2 * batch * m.n_head * tokens**2 * m.n_layer * FLOAT32
-    logits = 5 * batch * tokens * outputs * FLOAT32
-    return state + blocks + attention + logits
-
-
 def _check_memory(spec: JobSpec, settings: Settings) -> None:
-    needed_mb = estimate_train_bytes(spec) / 2**20
+    needed_mb = estimate_train_bytes(spec.model, spec.batch_size) / 2**20
     if needed_mb > settings.max_train_memory_mb:
         raise SpecInvalid("batch_size", f"this job would need about {needed_mb / 1024:.1f} GiB per training "
-                          f"process (model {estimate_params(spec):,} parameters, batch_size {spec.batch_size} "
+                          f"process (model {estimate_params(spec.model):,} parameters, batch_size {spec.batch_size} "
                           f"x {spec.model.n_positions} tokens); this service's memory budget is "
                           f"{settings.max_train_memory_mb / 1024:.1f} GiB (setting ASTROPT_MAX_TRAIN_MEMORY_MB): "
                           "lower batch_size (use grad_accum for the same effective batch) or the model size")

@@ -13,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-from jobkinds.checks import estimate_params
+from astropt.model_budget import estimate_checkpoint_bytes
 from jobkinds.spec import JobSpec
 from state.errors import SpecInvalid
 from state.settings import Settings
@@ -21,8 +21,6 @@ from state.settings import Settings
 # Measured: a 4-band 152x152 float32 mock galaxy in Parquet with its truth columns
 # (100,000 galaxies wrote about 13.6 GB).
 MOCK_BYTES_PER_GALAXY = 136_000
-# A checkpoint: float32 weights plus the trainer state (AdamW's two moments), safetensors.
-CHECKPOINT_BYTES_PER_PARAM = 12
 USAGE_CACHE_SECONDS = 30.0
 
 _usage_lock = threading.Lock()
@@ -70,7 +68,7 @@ def mock_bytes(spec: JobSpec) -> int:
 def checkpoint_bytes(spec: JobSpec, settings: Settings) -> int:
     """best, last and the kept step checkpoints (all of them when none are pruned)."""
     kept = settings.keep_step_checkpoints or max(1, spec.max_iters // max(1, spec.checkpoint_interval or 1))
-    return (2 + kept) * estimate_params(spec) * CHECKPOINT_BYTES_PER_PARAM
+    return (2 + kept) * estimate_checkpoint_bytes(spec.model)
 
 
 def gib(n: int) -> str:

@@ -40,7 +40,7 @@ def submit(session: Session, settings: Settings, publish: Publisher, spec: JobSp
     spec = kind.resolve(session, spec, settings)
     kind.check(spec, settings)
     _check_active(session, settings)
-    waiting = capacity.check(session, settings, spec.resources)
+    waiting = capacity.check(session, settings, spec.resources, spec.device)
     job_id = uuid.uuid4().hex
     out_dir = settings.runs_dir / job_id
     body = spec.model_dump(mode="json")
@@ -121,10 +121,14 @@ def resume(session: Session, settings: Settings, publish: Publisher, job_id: str
 def _requeue(session: Session, publish: Publisher, job: Job, spec: dict[str, Any], target: int) -> Job:
     job_id = job.id
     before = {name: getattr(job, name) for name in _RESUMED_FIELDS}
-    repository.update_job(
-        session, job_id, phase="queued", spec=spec, max_iters=target, finished_at=None,
+    # Conditional on the phase this request read: of concurrent resumes exactly one queues the job.
+    if not repository.update_if_phase(
+        session, job_id, before["phase"], phase="queued", spec=spec, max_iters=target, finished_at=None,
         failure_reason=None, cancel_requested=False, eta_seconds=None, published_at=None,
-    )
+    ):
+        session.rollback()
+        raise Conflict(f"job {job_id} changed while it was being resumed (another resume?); "
+                       "GET it to see its phase")
     session.commit()  # the worker must see the row queued before it sees the message
     # Answer with the state this request wrote, as POST /jobs does: a fast worker may claim the
     # job before we could read it back, and the reply should not depend on that race.

@@ -46,12 +46,16 @@ def train_job(self: Task, job_id: str) -> str:
 
 def run_training_job(settings: Settings, job_id: str) -> str:
     """Claim ``job_id`` and train it to completion, cancellation or failure; returns the outcome."""
-    from worker.launch.placement import lease_devices
+    from worker.launch.placement import NotPlaceable, lease_devices
 
     if settings.executor == "slurm":  # Slurm places the ranks; this worker submits and follows
         return _run_claimed(settings, job_id, None)
-    with lease_devices(settings, job_id) as lease:  # RetryLater while too few devices are free
-        return _run_claimed(settings, job_id, lease)
+    try:
+        with lease_devices(settings, job_id) as lease:  # RetryLater while too few devices are free
+            return _run_claimed(settings, job_id, lease)
+    except NotPlaceable as exc:  # cancelled while it waited, or no worker could ever run it
+        log.info("%s; not retrying", exc)
+        return "skipped"
 
 
 def _run_claimed(settings: Settings, job_id: str, lease: Any) -> str:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import Any, get_args
 
 from astropt.config import apply_override
+from astropt.pooling import HeadPool
 from astropt.training import TrainCallback
 
 
@@ -72,7 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--head-hidden", type=int, default=64, help="MLP head width; 0: linear")
-    p.add_argument("--pooling", choices=["mean", "last"], default="mean")
+    p.add_argument("--pooling", choices=get_args(HeadPool), default="mean")
     p.add_argument("--data", help="local data directory (FITS/.npy/Parquet); default: the mock")
     p.add_argument("--n-mock", type=int, default=512)
     p.add_argument("--mock-seed", type=int, default=0)

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from astropt.config import DataSettings, _Strict
+from astropt.pooling import HeadPool
 
 Task = Literal["regression", "classification"]
 Mode = Literal["full", "lora", "head"]
@@ -40,8 +41,8 @@ class FinetuneSettings(_Strict):
                        "+ head; head: frozen backbone, train the head only.")
     lora: LoraSettings = Field(default_factory=LoraSettings)
     head_hidden: int = Field(64, ge=0, le=8192, description="Hidden width of the MLP head; 0: a linear head.")
-    pooling: Literal["mean", "last"] = Field("mean", description="How hidden states become one vector "
-                                             "(the same pooling as /embed).")
+    pooling: HeadPool = Field("mean", description="How the head reads the hidden states of the last "
+                              "block: their mean, or the last token's (not /embed's default, centre).")
     steps: int = Field(200, ge=1, description="Optimiser steps.")
     lr: float = Field(1e-3, gt=0, le=10.0, description="AdamW peak learning rate (warm-up, cosine to lr/10).")
     weight_decay: float = Field(0.01, ge=0, le=10.0)

@@ -100,6 +100,13 @@ def finish_job(session: Session, job_id: str, phase: str, reason: str | None = N
     )
 
 
+def update_if_phase(session: Session, job_id: str, expected: str, **values: Any) -> bool:
+    """Update a job only if it is still in phase ``expected`` (one of concurrent requests wins)."""
+    result = session.execute(update(Job).where(Job.id == job_id, Job.phase == expected)
+                             .values(updated_at=utcnow(), **values))
+    return result.rowcount == 1
+
+
 def cancel_if_queued(session: Session, job_id: str) -> bool:
     """Cancel a job no worker has claimed yet; False if it was claimed (or finished) meanwhile."""
     now = utcnow()

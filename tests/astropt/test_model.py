@@ -257,3 +257,29 @@ def test_training_step_reduces_loss():
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_the_poolings_are_one_literal_each() -> None:
+    from typing import get_args
+
+    from astropt.finetune.config import FinetuneSettings
+    from astropt.inference.pipeline import Pooling
+    from astropt.pooling import POOLS, HeadPool, Pool
+
+    assert POOLS == get_args(Pool) == ("mean", "last", "centre")
+    assert set(get_args(Pooling)) == {*POOLS, "both"}  # /reconstruct's: the pools, and both
+    assert FinetuneSettings.model_fields["pooling"].annotation is HeadPool
+    assert set(get_args(HeadPool)) < set(POOLS)
+
+
+def test_the_parameter_estimate_is_the_models_own_count() -> None:
+    from astropt.config import ModelSettings, TrainConfig
+    from astropt.model import GPT
+    from astropt.model_budget import estimate_params
+    from astropt.training.loop import gpt_config
+
+    for shape in ({"n_layer": 1, "n_head": 2, "n_embd": 32}, {"n_layer": 3, "n_head": 4, "n_embd": 64}):
+        config = TrainConfig(model=ModelSettings(**shape))
+        model = GPT(gpt_config(config))
+        counted = sum(p.numel() for p in model.parameters())
+        assert 0.97 < estimate_params(config.model) / counted < 1.03, (shape, counted)

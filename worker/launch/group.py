@@ -61,8 +61,11 @@ def train_group(settings: Settings, job_id: str, owner: str, out_dir: str, lease
                 stop_group(process)
         if returncode == 0 or _cancel_requested(url, job_id):
             break
-        log.warning("job %s: process group exited with %d; starting it again from its last checkpoint",
-                    job_id, returncode)
+        if restart == settings.distributed_max_restarts:
+            log.error("job %s: process group exited with %d after its last allowed start", job_id, returncode)
+        else:
+            log.warning("job %s: process group exited with %d; starting it again from its last checkpoint",
+                        job_id, returncode)
     return _finish(url, job_id, run, returncode)
 
 
@@ -87,9 +90,12 @@ def _finish(url: str, job_id: str, run: Path, returncode: int) -> str:
     result_path = run / RESULT_FILE
     with session_scope(url) as session:
         if returncode != 0 or not result_path.is_file():
-            tail = _tail(run / "torchrun.log")
-            reason = f"process group exited with code {returncode} after its restarts:\n{tail}"
-            repository.finish_job(session, job_id, "failed", reason[-4000:])
+            log_text = _tail(run / "torchrun.log", 200_000)
+            cause = first_cause(log_text)
+            head = f"{cause}\n" if cause else ""
+            reason = (f"{head}process group exited with code {returncode} after its restarts; "
+                      f"the end of torchrun.log:\n{log_text[-2500:]}")
+            repository.finish_job(session, job_id, "failed", reason[:4000])
             return "failed"
         result = json.loads(result_path.read_text())
         if result["lost_ownership"]:
@@ -98,6 +104,17 @@ def _finish(url: str, job_id: str, run: Path, returncode: int) -> str:
         repository.update_job(session, job_id, iteration=int(result["step"]))
         repository.finish_job(session, job_id, phase, result.get("reason"))
         return phase
+
+
+def first_cause(log_text: str) -> str | None:
+    """The first exception a rank raised (``Name: message``), so a failed job leads with it
+    rather than with pages of torchrun's own report."""
+    for line in log_text.splitlines():
+        text = line.split("]:", 1)[-1].strip()  # torchrun prefixes rank output with [rankN]:
+        name = text.split(":", 1)[0]
+        if ":" in text and name.endswith(("Error", "Exception")) and " " not in name and name != "ChildFailedError":
+            return text[:500]
+    return None
 
 
 def _tail(path: Path, chars: int = 2500) -> str:
