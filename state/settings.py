@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     )
     artifact_root: Path | None = Field(None, description="Run directories; default <data_dir>/runs.")
     api_key: SecretStr | None = Field(None, description="When set, mutating endpoints require it.")
+    public_reads: bool = Field(False, description="Once users exist, let anyone read (list and inspect "
+                               "jobs and catalogues) without a token; writes still need one.")
+    users_cache_seconds: float = Field(2.0, ge=0, le=60, description="How long the API trusts its "
+                                       "last look at whether users exist (a new user takes effect after it).")
     train_queue: str = Field("train", pattern=r"^[A-Za-z0-9_-]+$", description="Celery queue for training.")
     max_active_jobs: int = Field(100, ge=1, description="Queued + running jobs accepted at once.")
     max_iters_limit: int = Field(1_000_000, ge=1, description="Largest max_iters a job may ask for.")

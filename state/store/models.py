@@ -95,6 +95,8 @@ class Job(Base):
     interruptions: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     # Set once the job's message is on the broker; a queued job without it is swept and re-published.
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The user who submitted it (state/store/users.py); None: before users, or the shared API key.
+    submitted_by: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
 
     metrics: Mapped[list[MetricPoint]] = relationship(
         back_populates="job", cascade="all, delete-orphan", passive_deletes=True
@@ -130,3 +132,32 @@ class WorkerNode(Base):
     devices: Mapped[int] = mapped_column(Integer)  # processes one job may use on this worker
     free_devices: Mapped[int] = mapped_column(Integer)
     heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class User(Base):
+    """A person or a script with a token. Only the token's SHA-256 is kept."""
+
+    __tablename__ = "users"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scopes: Mapped[str] = mapped_column(String(64))  # comma-separated: read, submit, admin
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    max_active_jobs: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    disk_quota_gb: Mapped[float | None] = mapped_column(Float, nullable=True)
+    device_hours_quota: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class AuditEntry(Base):
+    """One mutating request: who, what, when, and how it was answered."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    user: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    method: Mapped[str] = mapped_column(String(8))
+    path: Mapped[str] = mapped_column(String(512))
+    status: Mapped[int] = mapped_column(Integer)
+    target: Mapped[str | None] = mapped_column(String(64), nullable=True)
