@@ -78,10 +78,12 @@ class DataSettings(_Strict):
     ``mock``: the embedded GalSim mock (generated on first use into ``path`` or the
     run's data cache). ``hf``: a Hugging Face dataset (streamed by default).
     ``local``: a directory of FITS/``.npy`` cubes or Parquet/Arrow files.
+    ``tokens``: a token data set made by ``astropt tokenise`` (``path``; AION models only):
+    training reads its tokens and loads no codec (except to draw validation images).
     """
 
-    source: Literal["mock", "hf", "local"] = Field("mock", description="mock, hf or local (see above).")
-    path: str | None = Field(None, description="Local directory/file (local) or mock cache dir.")
+    source: Literal["mock", "hf", "local", "tokens"] = Field("mock", description="mock, hf, local or tokens (see above).")
+    path: str | None = Field(None, description="Local directory/file (local), mock cache dir, or the token data set (tokens).")
     hf_dataset: str = Field("Smith42/legacysurvey_hsc_crossmatched", description="Hugging Face dataset id (source hf).")
     hf_split: str = Field("train", description="Dataset split to read (source hf).")
     image_column: str = Field(
@@ -99,8 +101,8 @@ class DataSettings(_Strict):
 
     @model_validator(mode="after")
     def _check_source(self) -> DataSettings:
-        if self.source == "local" and not self.path:
-            raise ValueError("data.path is required when data.source is 'local'")
+        if self.source in ("local", "tokens") and not self.path:
+            raise ValueError(f"data.path is required when data.source is {self.source!r}")
         if self.source == "local" and not Path(self.path).expanduser().exists():
             raise ValueError(f"data.path does not exist: {self.path}")
         if len(self.bands) != 4:
@@ -214,6 +216,11 @@ class TrainConfig(_Strict):
     def _check_iters(self) -> TrainConfig:
         if self.optim.lr_decay_iters is not None and self.optim.lr_decay_iters < self.optim.warmup_iters:
             raise ValueError("optim.lr_decay_iters must be >= optim.warmup_iters")
+        if self.data.source == "tokens" and self.model.tokeniser != "aion":
+            raise ValueError("data.source 'tokens' holds AION codec tokens: it trains model.tokeniser 'aion' only")
+        if self.data.source == "tokens" and Path(self.out_dir).expanduser().resolve() == Path(
+                self.data.path or "").expanduser().resolve():
+            raise ValueError("out_dir is the token data set (data.path): write the run elsewhere")
         if self.live_probe is not None:
             if self.data.source not in ("mock", "local"):
                 raise ValueError("live_probe reads labels from a finite table: use data.source 'mock' or 'local'")

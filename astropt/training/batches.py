@@ -16,9 +16,13 @@ from astropt.tokenise import MODALITY, TokenCollate
 
 
 class TokenBatches:
-    """A finite, pre-tokenised split: each epoch is a seeded permutation."""
+    """A finite, pre-tokenised split: each epoch is a seeded permutation.
 
-    def __init__(self, tokens: torch.Tensor, batch_size: int, seed: int, shuffle: bool = True):
+    ``tokens`` is a ``Long[N, T]`` tensor in memory, or anything indexed the same way by a list of
+    rows (:class:`astropt.tokens.splits.TokenRows`: a token data set read per batch from disk).
+    """
+
+    def __init__(self, tokens: torch.Tensor | Any, batch_size: int, seed: int, shuffle: bool = True):
         if len(tokens) == 0:
             raise ValueError("the data split is empty: add data or lower data.val_fraction")
         self.tokens = tokens

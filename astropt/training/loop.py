@@ -17,7 +17,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from astropt.checkpoints import load_checkpoint, load_trainer_state, save_checkpoint
-from astropt.codec import CodecHandle, check_same_codec, load_codec
+from astropt.codec import CodecHandle, CodecInfo, check_same_codec, load_codec
 from astropt.config import TrainConfig
 from astropt.data import open_split
 from astropt.model import GPT, GPTConfig
@@ -51,6 +51,15 @@ from astropt.training.runtime import (
 )
 from astropt.training.schedule import learning_rate, unigram_entropy
 from astropt.training.warm_start import load_init_weights, with_init_shape
+
+UNIGRAM_ROWS = 50_000  # training rows of a token data set the unigram entropy is estimated from
+
+
+class _InfoOnly:
+    """A codec's identity where no codec is loaded (training from tokens): what warm starts check."""
+
+    def __init__(self, info: CodecInfo | None):
+        self.info = info
 
 
 def gpt_config(config: TrainConfig) -> GPTConfig:
@@ -87,6 +96,8 @@ class _Trainer:
     def _data(self, codec: CodecHandle) -> dict[str, Any]:
         cfg, rt = self.cfg, self.rt
         stop = self.local_stop
+        if cfg.data.source == "tokens":
+            return self._token_data()
         train = open_split(cfg.data, "train", rank=rt.rank, world_size=rt.world_size, seed=cfg.seed, stop=stop)
         val = open_split(cfg.data, "val", seed=cfg.seed, stop=stop)
         collate = TokenCollate(codec, cfg.data.bands)
@@ -132,6 +143,36 @@ class _Trainer:
             "info": info,
         }
 
+    def _token_data(self) -> dict[str, Any]:
+        """A token data set: no codec, rows read per batch (memory flat in the data set size)."""
+        from astropt.tokens.splits import codec_info, open_for_training, split_rows
+
+        cfg, rt = self.cfg, self.rt
+        dataset = open_for_training(cfg.data.path, cfg.codec)
+        self.codec_info = codec_info(dataset)
+        train = split_rows(dataset, "train", cfg.data.val_fraction, rt.rank, rt.world_size)
+        val = split_rows(dataset, "val", cfg.data.val_fraction)
+        self._write_data_manifest(train)
+        b = cfg.batch_size
+        info = {"n_train": len(train), "n_val": len(val), "token_dataset": str(dataset.path),
+                "unigram_entropy": unigram_entropy(train.head(UNIGRAM_ROWS), cfg.model.vocab_size)}
+        return {
+            "train": TokenBatches(train, b, cfg.seed + 7919 * rt.rank),
+            "train_eval": TokenBatches(train, b, cfg.seed + 1, shuffle=True),
+            "val_eval": TokenBatches(val, b, cfg.seed, shuffle=False),
+            "info": info,
+        }
+
+    def _image_codec(self) -> CodecHandle:
+        """The codec that draws validation images: loaded on first use when training from tokens,
+        and then it must be the token data set's."""
+        if self.codec is None:
+            spec = self.cfg.codec if self.cfg.codec != "default" else self.codec_info.spec
+            codec = load_codec(spec, device=self.rt.device)
+            check_same_codec(self.codec_info, codec.info, f"token data set {self.cfg.data.path}")
+            self.codec = codec
+        return self.codec
+
     def _write_data_manifest(self, split: Any, streamed_ids: list[str] | None = None) -> None:
         if split is None:  # a stream: the ids this attempt trained on
             record = {"rank": self.rt.rank, "n": len(streamed_ids), "fingerprint": None,
@@ -143,13 +184,13 @@ class _Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         write_atomic(self.out / f"data_rank{self.rt.rank}.json", json.dumps(record).encode())
 
-    def _restore(self, model: GPT, codec: CodecHandle | None) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    def _restore(self, model: GPT, codec: CodecInfo | None) -> tuple[dict[str, Any] | None, dict[str, Any]]:
         last = self.run_dir.checkpoint("last")
         if not (last / CONFIG_FILE).is_file():
             return None, {}
         loaded, meta = load_checkpoint(last, device="cpu")
         if codec is not None:
-            check_same_codec(meta.get("codec", {}), codec.info, f"checkpoint {last}")
+            check_same_codec(meta.get("codec", {}), codec, f"checkpoint {last}")
         model.load_state_dict(loaded.state_dict())
         return load_trainer_state(last), meta
 
@@ -167,12 +208,18 @@ class _Trainer:
     def _run(self, resume: bool) -> TrainStatus:
         cfg, rt = self.cfg, self.rt
         torch.manual_seed(cfg.seed + rt.rank)
-        codec = load_codec(cfg.codec, device=rt.device) if cfg.model.tokeniser == "aion" else None
+        from_tokens = cfg.data.source == "tokens"  # no codec: the tokens are read (see _token_data)
+        codec = load_codec(cfg.codec, device=rt.device) if cfg.model.tokeniser == "aion" and not from_tokens else None
+        self.codec_info = codec.info if codec is not None else None
         data = self._data(codec)
+        # The weights must not depend on what ran before (loading a codec draws from the global
+        # generator unless it was cached in this process): the same seed, the same model.
+        torch.manual_seed(cfg.seed + rt.rank)
         model = GPT(gpt_config(cfg))
-        state, meta = self._restore(model, codec) if resume else (None, {})
+        state, meta = self._restore(model, self.codec_info) if resume else (None, {})
         if state is None and cfg.init_from:  # a warm start; a resumed run has its own weights
-            self.init_record = load_init_weights(model, cfg, codec)
+            identity = codec if codec is not None else _InfoOnly(self.codec_info) if self.codec_info else None
+            self.init_record = load_init_weights(model, cfg, identity)
         elif state is not None:
             self.init_record = meta.get("init_from")
         model.to(rt.device)
@@ -205,7 +252,8 @@ class _Trainer:
         if rt.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             write_atomic(self.run_dir.config_yaml, cfg.to_yaml().encode())
-            info = {**rt.describe(), **data["info"], "codec": codec.info.to_dict() if codec else None,
+            info = {**rt.describe(), **data["info"],
+                    "codec": self.codec_info.to_dict() if self.codec_info else None,
                     "n_params": model.get_num_params(), "start_iter": start,
                     "max_iters": cfg.max_iters, "out_dir": str(self.out), "resumed": state is not None,
                     "init_from": self.init_record,
@@ -354,8 +402,9 @@ class _Trainer:
 
     @torch.no_grad()
     def _val_images(self) -> None:
-        if self.codec is None:
+        if self.cfg.model.tokeniser == "patch":
             return self._val_patch_images()
+        codec = self._image_codec()
         tokens = torch.cat(list(self.eval_sets["val"]))[: self.cfg.n_val_images].to(self.rt.device)
         inputs, _ = shift_for_training(tokens)
         self.model.eval()
@@ -364,8 +413,8 @@ class _Trainer:
         self.model.train()
         predicted = restore_first_token(logits[MODALITY].argmax(-1), tokens[:, 0])
         bands = self.cfg.data.bands
-        target_flux = self.codec.decode(tokens.cpu(), bands).numpy()
-        pred_flux = self.codec.decode(predicted.cpu(), bands).numpy()
+        target_flux = codec.decode(tokens.cpu(), bands).numpy()
+        pred_flux = codec.decode(predicted.cpu(), bands).numpy()
         png = galaxy_grid(list(zip(target_flux, pred_flux, strict=True)), ["codec tokens", "model prediction"])
         path = self.run_dir.val_image(self.iter_num)
         write_atomic(path, png)
@@ -390,7 +439,7 @@ class _Trainer:
     def _save(self, name: str) -> None:
         check_weights(self.iter_num, self.model)  # a checkpoint is never written with nan/inf weights
         path = self.run_dir.checkpoint(name)
-        meta = {"codec": self.codec.info.to_dict() if self.codec else None,
+        meta = {"codec": self.codec_info.to_dict() if self.codec_info else None,
                 "tokeniser": self.cfg.model.tokeniser, "step": self.iter_num, "best_val_loss": self.best,
                 "train_config": self.cfg.model_dump(mode="json"), "runtime": self.rt.describe(),
                 "init_from": self.init_record}
