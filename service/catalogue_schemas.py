@@ -83,13 +83,15 @@ class SearchOut(BaseModel):
 class Outlier(BaseModel):
     rank: int
     object_id: str
-    outlier_score: float = Field(description="Mean cosine distance to the k nearest other objects.")
+    outlier_score: float = Field(description="The anomaly score of the method (larger: more unusual; "
+                                 "surprisal_knn: a rank in (0, 1]).")
     columns: dict[str, Any]
 
 
 class OutliersOut(BaseModel):
     job_id: str
     k: int
+    method: str = Field(description="The anomaly score ranked by (docs/science.md#anomaly-scores).")
     items: list[Outlier]
 
 

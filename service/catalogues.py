@@ -45,7 +45,7 @@ OUTLIER_K = 10  # neighbours an outlier score averages over
 class Loaded:
     catalogue: Any  # astropt.science.Catalogue
     index: Any  # astropt.science.SimilarityIndex
-    outliers: dict[int, np.ndarray]  # k -> scores, computed on first use
+    outliers: dict[tuple[str, int], np.ndarray]  # (method, k) -> scores, computed on first use
 
 
 _cache: OrderedDict[tuple[str, int], Loaded] = OrderedDict()
@@ -261,24 +261,51 @@ def search_by_image(settings: Settings, path: Path, job_id: str, cube: Any, file
     return SearchOut(job_id=job_id, query=query, k=k, neighbours=_neighbours(loaded, hits))
 
 
-def outlier_scores(loaded: Loaded, k: int) -> np.ndarray:
-    if k not in loaded.outliers:
-        loaded.outliers[k] = loaded.index.outlier_scores(k)
-    return loaded.outliers[k]
+def outlier_method(loaded: Loaded, method: str | None) -> str:
+    """The method asked for, or the catalogue's default (surprisal_knn where it has a surprisal)."""
+    from astropt.science.anomaly import NEEDS_SURPRISAL, default_method
+    from astropt.science.surprisal import SURPRISAL_COLUMN
+
+    has = SURPRISAL_COLUMN in loaded.catalogue.columns
+    if method is None:
+        return default_method(has)
+    if method in NEEDS_SURPRISAL and not has:
+        raise SpecInvalid("method", f"method {method!r} needs a surprisal column, which this catalogue lacks "
+                          "(embedded by a patch or masked-objective model, or before surprisals were stored); "
+                          f"use {default_method(False)!r}")
+    return method
 
 
-def outliers(settings: Settings, path: Path, job_id: str, n: int, k: int) -> OutliersOut:
+def outlier_scores(loaded: Loaded, k: int, method: str | None = None) -> np.ndarray:
+    """Anomaly scores of every row (larger: more unusual); cached per (method, k)."""
+    from astropt.science.anomaly import anomaly_scores
+    from astropt.science.surprisal import SURPRISAL_COLUMN
+
+    method = outlier_method(loaded, method)
+    if (method, k) not in loaded.outliers:
+        surprisal = loaded.catalogue.columns.get(SURPRISAL_COLUMN)
+        scores = anomaly_scores(method, loaded.catalogue.embeddings, surprisal, k,  # knn_cosine: the search
+                                knn=lambda: loaded.index.outlier_scores(k).astype(np.float64))  # index's (HNSW >20k)
+        loaded.outliers[(method, k)] = scores
+    return loaded.outliers[(method, k)]
+
+
+def outliers(settings: Settings, path: Path, job_id: str, n: int, k: int, method: str | None = None) -> OutliersOut:
     _bound("n", n, settings, "max_outliers")
     _bound("k", k, settings, "max_search_k")
     loaded = load(path)
-    scores = outlier_scores(loaded, k)
+    method = outlier_method(loaded, method)
+    scores = outlier_scores(loaded, k, method)
     order = np.argsort(-scores, kind="stable")[:n]
     items = [Outlier(rank=rank, object_id=str(loaded.index.object_ids[i]), outlier_score=float(scores[i]),
                      columns=row_columns(loaded, int(i))) for rank, i in enumerate(order)]
-    return OutliersOut(job_id=job_id, k=k, items=items)
+    return OutliersOut(job_id=job_id, k=k, method=method, items=items)
 
 
-def map_png(settings: Settings, path: Path, job_id: str, color: str | None, method: str = "pca") -> bytes:
+def map_png(settings: Settings, path: Path, job_id: str, color: str | None, method: str = "pca",
+            scale: str | None = None) -> bytes:
+    """The map PNG; ``scale`` of the colours: linear, log or rank (default: rank for outlier_score,
+    whose scores are skewed, linear otherwise)."""
     from astropt.science.figures import map_figure
     from astropt.science.search import MapUnavailable, embedding_map
 
@@ -303,7 +330,10 @@ def map_png(settings: Settings, path: Path, job_id: str, color: str | None, meth
         raise SpecInvalid("method", str(exc)) from exc
     manifest = loaded.catalogue.manifest
     title = f"job {job_id[:8]}: {manifest.get('pooling')} pool, layer {manifest.get('layer')}, {method.upper()}"
-    return map_figure(xy, values, color, title)
+    scale = scale or ("rank" if color == "outlier_score" else "linear")
+    if color == "outlier_score":
+        color = f"outlier_score ({outlier_method(loaded, None)})"
+    return map_figure(xy, values, color, title, scale)
 
 
 def _mock_images(manifest: dict[str, Any], object_ids: Sequence[str]) -> list[np.ndarray]:

@@ -10,6 +10,7 @@ import sys
 from tqdm.auto import tqdm
 
 from astropt.pooling import DEFAULT_CENTRE, DEFAULT_POOL, POOLS
+from astropt.science.anomaly import METHODS
 from astropt.science.shards import DEFAULT_SHARD_ROWS
 from astropt.torch_policy import set_threads
 
@@ -108,13 +109,20 @@ def run_probe(args: argparse.Namespace) -> int:
 
 
 def run_search(args: argparse.Namespace) -> int:
+    from astropt.science.catalogue import read_catalogue
     from astropt.science.search import SimilarityIndex
 
-    index = SimilarityIndex.from_catalogue(args.catalogue)
+    catalogue = read_catalogue(args.catalogue)
+    index = SimilarityIndex.from_catalogue(catalogue)
     if args.outliers:
-        scores = index.outlier_scores(args.k)
-        order = scores.argsort()[::-1][: args.k]
-        rows = [{"object_id": str(index.object_ids[i]), "outlier_score": float(scores[i])} for i in order]
+        import numpy as np
+
+        from astropt.science.anomaly import catalogue_anomaly_scores
+
+        method, scores = catalogue_anomaly_scores(catalogue, args.method, knn=lambda: index.outlier_scores(10))
+        order = np.argsort(-scores, kind="stable")[: args.k]
+        rows = [{"object_id": str(index.object_ids[i]), "outlier_score": float(scores[i]), "method": method}
+                for i in order]
     else:
         try:
             hits = index.query_id(args.object_id, args.k)
@@ -171,6 +179,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--object-id", help="find the objects most similar to this one")
     group.add_argument("--outliers", action="store_true", help="list the k most unusual objects")
+    p.add_argument("--method", choices=METHODS, default=None,
+                   help="anomaly score for --outliers (default: surprisal_knn; knn_cosine where the catalogue "
+                   "has no surprisal column)")
     p.add_argument("-k", type=int, default=10)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_search)

@@ -32,7 +32,7 @@ from astropt.science.embedding import (
     ShouldStop,
     cancelled_results,
     check_layers,
-    embed_inputs_many,
+    embed_and_surprisal,
     finish_catalogues,
     work_key,
 )
@@ -40,6 +40,7 @@ from astropt.science.photometry import aperture_features
 from astropt.science.shards import DEFAULT_SHARD_ROWS, ShardDir, work_dir_for
 from astropt.science.sources import SourceSpec, open_source
 from astropt.science.stream_embed import embed_stream
+from astropt.science.surprisal import SURPRISAL_COLUMN, has_surprisal, token_targets
 from astropt.science.token_cache import TokenShards
 
 DEFAULT_OPTIONS = EmbedOptions()  # frozen: safe as a default
@@ -103,15 +104,18 @@ def embed_catalogues(
         progress(resumed_from, total)
     token_store = None if model.codec is None else TokenShards.for_source(data_source, model.codec.info.fingerprint,
                                                                           bands)
+    surprising = has_surprisal(model.model, reader.tokeniser)
     for index in range(first, works[0].n_shards):
         span = works[0].span(index)
         parts: list[list[np.ndarray]] = [[] for _ in recipes]
         apertures: list[np.ndarray] = []
+        surprisals: list[np.ndarray] = []
         cached = token_store.load(span) if token_store else None
         encoded: list[np.ndarray] = []
         for batch, flux in opened.batches(batch_size, start=span.start, stop=span.stop):
             if should_stop and should_stop():
                 return cancelled_results(works, outputs, batch.start)
+            targets = None
             if model.codec is None:
                 inputs = reader.flux_inputs(flux, bands)
             else:  # codec tokens, from the token cache when an earlier catalogue of the source wrote them
@@ -121,8 +125,12 @@ def embed_catalogues(
                     tokens = model.codec.encode(np.ascontiguousarray(centre_crop(flux)), bands)
                     encoded.append(tokens.cpu().numpy())
                 inputs = reader.token_inputs(tokens)
-            for part, values in zip(parts, embed_inputs_many(model.model, inputs, recipes, reader), strict=True):
+                targets = token_targets(tokens) if surprising else None
+            pooled, surprisal = embed_and_surprisal(model.model, inputs, recipes, reader, targets)
+            for part, values in zip(parts, pooled, strict=True):
                 part.append(values)
+            if surprisal is not None:
+                surprisals.append(surprisal)
             apertures.append(aperture_features(flux))
             if progress:
                 progress(batch.stop, total)
@@ -130,6 +138,8 @@ def embed_catalogues(
             token_store.save(span, np.concatenate(encoded))
         ids = opened.object_ids[span.start:span.stop]
         columns = {k: v[span.start:span.stop] for k, v in opened.columns.items()}
+        if surprisals:
+            columns[SURPRISAL_COLUMN] = np.concatenate(surprisals)
         aperture = np.concatenate(apertures)
         for work, part in zip(works, parts, strict=True):
             work.write(index, ids, {"embedding": np.concatenate(part), "aperture_flux": aperture}, columns)

@@ -113,18 +113,32 @@ def embed_inputs_many(
 ) -> list[np.ndarray]:
     """Model inputs (:class:`ModelReader`) -> one float32 ``[B, C]`` per options, from one
     forward pass: block ``layer``'s hidden states pooled as each options says."""
+    return embed_and_surprisal(model, inputs, options, reader, None, dtype)[0]
+
+
+def embed_and_surprisal(
+    model: GPT, inputs: dict[str, torch.Tensor], options: Sequence[EmbedOptions], reader: ModelReader,
+    targets: torch.Tensor | None, dtype: torch.dtype | None = None,
+) -> tuple[list[np.ndarray], np.ndarray | None]:
+    """:func:`embed_inputs_many` and, given the next-token ``targets`` ``Long[B, T]`` of an
+    AION-token model, each galaxy's surprisal (:func:`astropt.science.surprisal.surprisal`)
+    from the same forward pass (all blocks run then, whatever layer is pooled)."""
+    from astropt.science.surprisal import surprisal_of_states
+
     device = next(model.parameters()).device
     n_layer = len(model.transformer.h)
     for o in options:
         if not -n_layer <= o.layer < n_layer:
             raise ValueError(f"layer must be in [{-n_layer}, {n_layer - 1}] for this model, got {o.layer}")
     inputs = {k: v.to(device) for k, v in inputs.items()}
+    upto = n_layer - 1 if targets is not None else max(o.layer % n_layer for o in options)
     with torch.inference_mode(), autocast(device, dtype):
-        states, _ = model.layer_states(inputs, upto=max(o.layer % n_layer for o in options))
+        states, _ = model.layer_states(inputs, upto=upto)
         length = states[0].shape[1]
         pooled = [pool_hidden(states[o.layer % n_layer], o.pool, o.centre,
                               reader.centre(o.centre, length) if o.pool == "centre" else None) for o in options]
-    return [p.float().cpu().numpy() for p in pooled]
+        surprisal = None if targets is None else surprisal_of_states(model, states[-1], targets.to(device))
+    return [p.float().cpu().numpy() for p in pooled], surprisal
 
 
 def embed_tokens(model: GPT, tokens: torch.Tensor, options: EmbedOptions, dtype: torch.dtype | None = None) -> np.ndarray:
@@ -164,6 +178,7 @@ def finish_catalogues(
             "embedding_dim": int(model.model.config.n_embd),
             "aperture_radii_px": list(APERTURE_RADII_PX),
             "columns": columns,
+            "surprisal_column": _surprisal_column(model),
             "seconds": seconds,
             "resumed_from": resumed_from,
             "shard_rows": shard_rows,
@@ -193,7 +208,14 @@ def work_key(model: EmbedModel, data_source: dict[str, Any], options: EmbedOptio
         "model": model.description, "weights": file_signature(checkpoint) if checkpoint else [],
         "inputs": model.reader.describe(), "data_source": data_source,
         "pool": options.pool, "layer": options.layer, "centre": options.centre if options.pool == "centre" else None,
+        "surprisal": _surprisal_column(model),
     }
+
+
+def _surprisal_column(model: EmbedModel) -> str | None:
+    from astropt.science.surprisal import SURPRISAL_COLUMN, has_surprisal
+
+    return SURPRISAL_COLUMN if model.codec is not None and has_surprisal(model.model, model.reader.tokeniser) else None
 
 
 def cancelled_results(works: list[ShardDir], outputs: Mapping[str | Path, EmbedOptions], count: int) -> list[EmbedResult]:

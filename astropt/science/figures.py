@@ -98,18 +98,60 @@ def probe_figure(cat: Catalogue, labels: Sequence[str], r2: dict[str, float], *,
     return _png(fig)
 
 
-def map_figure(xy: np.ndarray, color: np.ndarray | None, color_name: str | None, title: str) -> bytes:
-    """PNG: the PCA map of a catalogue, coloured by a column (numbers: a colour bar)."""
+MAP_SCALES = ("linear", "log", "rank")
+NO_VALUE_GREY = "#9a9a9a"
+
+
+def scaled_colours(values: np.ndarray, scale: str) -> tuple[np.ndarray, str]:
+    """Colour values on ``scale`` (NaN stays NaN) and the colour bar's label suffix: ``rank``
+    spreads a skewed score evenly (percentile rank in [0, 1]); ``log`` is log10 of the
+    positive values (others: no value)."""
+    values = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(values)
+    if scale == "rank":
+        out = np.full(len(values), np.nan)
+        order = np.argsort(values[finite], kind="stable")
+        ranks = np.empty(len(order))
+        ranks[order] = np.arange(len(order)) / max(len(order) - 1, 1)
+        out[finite] = ranks
+        return out, " (percentile rank)"
+    if scale == "log":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(finite & (values > 0), np.log10(np.where(values > 0, values, 1.0)), np.nan), " (log10)"
+    if scale != "linear":
+        raise ValueError(f"scale must be one of {', '.join(MAP_SCALES)}, got {scale!r}")
+    return values, ""
+
+
+def map_figure(xy: np.ndarray, color: np.ndarray | None, color_name: str | None, title: str,
+               scale: str = "linear") -> bytes:
+    """PNG: the 2-D map of a catalogue, coloured by a column (numbers: a colour bar on
+    ``scale``). Objects without a value are drawn grey, kept in the axis limits and counted in
+    the legend."""
+    return _png(map_axes(xy, color, color_name, title, scale))
+
+
+def map_axes(xy: np.ndarray, color: np.ndarray | None, color_name: str | None, title: str,
+             scale: str = "linear") -> plt.Figure:
+    """The figure of :func:`map_figure` (its first axes: the map), for a caller to inspect or save."""
     step = max(1, len(xy) // MAX_POINTS)
+    xy = xy[::step]
     fig, ax = plt.subplots(figsize=(6.5, 5.5))
     if color is None:
-        ax.scatter(xy[::step, 0], xy[::step, 1], s=4, alpha=0.6)
+        ax.scatter(xy[:, 0], xy[:, 1], s=4, alpha=0.6)
     else:
-        points = ax.scatter(xy[::step, 0], xy[::step, 1], c=color[::step], s=4, alpha=0.8, cmap="viridis")
-        fig.colorbar(points, ax=ax, label=color_name)
+        values, suffix = scaled_colours(np.asarray(color, dtype=np.float64)[::step], scale)
+        has = np.isfinite(values)
+        if (~has).any():
+            ax.scatter(xy[~has, 0], xy[~has, 1], s=4, alpha=0.6, color=NO_VALUE_GREY,
+                       label=f"no {color_name} value ({int((~has).sum() * step)})")
+            ax.legend(loc="best", fontsize=8, markerscale=3)
+        if has.any():
+            points = ax.scatter(xy[has, 0], xy[has, 1], c=values[has], s=4, alpha=0.8, cmap="viridis")
+            fig.colorbar(points, ax=ax, label=f"{color_name}{suffix}")
     ax.set(xlabel="PC 1", ylabel="PC 2", title=title)
     fig.tight_layout()
-    return _png(fig)
+    return fig
 
 
 MOSAIC_COLUMNS = 6

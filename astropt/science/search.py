@@ -8,9 +8,9 @@ Measured with ``benchmarks/bench_search.py`` (100k clustered 128-d vectors, one 
 2.3 ms per query, HNSW 0.16 ms after a 7.4 s build, recall@10 1.000 against exact. The
 threshold is set by the outlier scores, which query every object: exact, that is
 N x N work (~4 min at 100k), so catalogues above 20k objects use HNSW.
-Outliers are scored by the mean cosine distance to the
-``k`` nearest other objects (larger = more unusual); the map is the first two principal
-components of the standardised embeddings.
+``SimilarityIndex.outlier_scores`` is the mean cosine distance to the ``k`` nearest other
+objects (``knn_cosine`` of :mod:`astropt.science.anomaly`, which holds the default anomaly
+score); the map is the first two principal components of the standardised embeddings.
 """
 
 from __future__ import annotations
@@ -146,11 +146,14 @@ class MapPoint:
     outlier_score: float
 
 
-def catalogue_map(catalogue: str | Path | Catalogue, k: int = 10) -> list[dict[str, Any]]:
-    """One point per object for a catalogue page: PCA coordinates and the outlier score."""
+def catalogue_map(catalogue: str | Path | Catalogue, k: int = 10, method: str | None = None) -> list[dict[str, Any]]:
+    """One point per object for a catalogue page: PCA coordinates and the outlier score
+    (:func:`astropt.science.anomaly.catalogue_anomaly_scores`: the default method unless named)."""
+    from astropt.science.anomaly import catalogue_anomaly_scores
+
     cat = catalogue if isinstance(catalogue, Catalogue) else read_catalogue(catalogue)
     xy = pca_map(cat.embeddings)
-    outliers = SimilarityIndex(cat.object_ids, cat.embeddings).outlier_scores(k)
+    _, outliers = catalogue_anomaly_scores(cat, method, k)
     return [
         asdict(MapPoint(str(oid), float(p[0]), float(p[1]), float(o)))
         for oid, p, o in zip(cat.object_ids, xy, outliers, strict=True)

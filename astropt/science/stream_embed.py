@@ -32,13 +32,14 @@ from astropt.science.embedding import (
     ShouldStop,
     cancelled_results,
     check_layers,
-    embed_inputs_many,
+    embed_and_surprisal,
     finish_catalogues,
     work_key,
 )
 from astropt.science.photometry import aperture_features
 from astropt.science.shards import ShardDir, shard_name, work_dir_for
 from astropt.science.sources import IMAGE_COLUMNS, SourceSpec
+from astropt.science.surprisal import SURPRISAL_COLUMN, flux_inputs_and_targets
 
 SCALAR_TYPES = ("int", "uint", "float", "bool", "string", "large_string")
 
@@ -133,6 +134,7 @@ def embed_stream(
     apertures: list[np.ndarray] = []
     ids: list[str] = []
     columns: dict[str, list[Any]] = {c: [] for c in rows.columns}
+    surprisals: list[np.ndarray] = []
 
     sizes: set[tuple[int, ...]] = set()
 
@@ -142,9 +144,12 @@ def embed_stream(
             raise DataSourceError(f"{source.path}: images of different sizes {sorted(sizes)} by row {done}; "
                                   "an embedding catalogue needs one image size")
         flux = np.stack([p[1] for p in pending]).astype(np.float32)
-        inputs = reader.flux_inputs(flux, bands)
-        for part, values in zip(parts, embed_inputs_many(model.model, inputs, recipes, reader), strict=True):
+        inputs, targets = flux_inputs_and_targets(model, flux, bands)
+        pooled, surprisal = embed_and_surprisal(model.model, inputs, recipes, reader, targets)
+        for part, values in zip(parts, pooled, strict=True):
             part.append(values)
+        if surprisal is not None:
+            surprisals.append(surprisal)
         apertures.append(aperture_features(flux))
         for oid, _, values in pending:
             ids.append(oid)
@@ -153,13 +158,16 @@ def embed_stream(
         pending.clear()
 
     def write_shard() -> None:
-        nonlocal shard, parts, apertures, ids, columns
+        nonlocal shard, parts, apertures, ids, columns, surprisals
         arrays = {c: _column_array(v) for c, v in columns.items()}
+        if surprisals:
+            arrays[SURPRISAL_COLUMN] = np.concatenate(surprisals)
         for work, part in zip(works, parts, strict=True):
             work.write(shard, ids, {"embedding": np.concatenate(part), "aperture_flux": np.concatenate(apertures)},
                        arrays)
         shard += 1
         parts, apertures, ids, columns = [[] for _ in recipes], [], [], {c: [] for c in rows.columns}
+        surprisals = []
 
     for row in rows.rows(done):
         if done >= limit:

@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import Field, ValidationError
 
+from astropt.science.anomaly import METHODS
 from service import catalogues
 from service.body_guard import reject_non_finite
 from service.catalogue_schemas import (
@@ -52,6 +53,11 @@ COMPUTE: Responses = {**SERVED, 401: _error("Missing or wrong API key"),
                       429: _error("Too many catalogue computations at once; Retry-After")}
 Format = Annotated[Literal["json", "png"], Query(description="json, or png: a mosaic of the galaxies "
                                                  "(mock catalogues: their images are made again)")]
+
+
+OutlierMethod = Annotated[Literal[METHODS] | None, Query(  # type: ignore[valid-type]
+    description="The anomaly score (docs/science.md#anomaly-scores); default surprisal_knn, or knn_cosine "
+    "(the ranking before issue #26) where the catalogue has no surprisal column")]
 
 
 def _png(png: bytes) -> Response:
@@ -115,14 +121,14 @@ async def probe(job_id: str, body: ProbeRequest, request: Request,
 
 @router.get("/catalogues/{job_id}/outliers", response_model=OutliersOut, dependencies=[ApiKey],
             responses={200: {"content": {"image/png": {}}}, **COMPUTE},
-            summary="The most unusual galaxies (mean cosine distance to their k neighbours)")
+            summary="The most unusual galaxies (default: surprisal excess or cosine kNN distance, by rank)")
 async def outliers(job_id: str, request: Request,
                    n: Annotated[int, Query(ge=1, description="How many (ASTROPT_MAX_OUTLIERS)")] = 20,
                    k: Annotated[int, Query(ge=1, description="Neighbours averaged (ASTROPT_MAX_SEARCH_K)")] = 10,
-                   format: Format = "json") -> Any:
+                   method: OutlierMethod = None, format: Format = "json") -> Any:
     settings: Settings = request.app.state.settings
     path = await run_in_threadpool(_catalogue_path, settings, job_id)
-    result = await _compute(settings, catalogues.outliers, settings, path, job_id, n, k)
+    result = await _compute(settings, catalogues.outliers, settings, path, job_id, n, k, method)
     if format == "png":
         return _png(await _compute(settings, catalogues.outliers_mosaic, path, result))
     return result
@@ -136,10 +142,13 @@ async def map_png(job_id: str, request: Request,
                                                      "outlier_score")] = None,
                   method: Annotated[Literal["pca", "umap"], Query(description="pca (always), or umap (needs "
                                                                   "umap-learn; ASTROPT_MAX_UMAP_OBJECTS)")] = "pca",
+                  scale: Annotated[Literal["linear", "log", "rank"] | None, Query(
+                      description="Colour scale: default rank for outlier_score, linear otherwise; objects "
+                      "without a value are drawn grey")] = None,
                   ) -> Response:
     settings: Settings = request.app.state.settings
     path = await run_in_threadpool(_catalogue_path, settings, job_id)
-    return _png(await _compute(settings, catalogues.map_png, settings, path, job_id, color, method))
+    return _png(await _compute(settings, catalogues.map_png, settings, path, job_id, color, method, scale))
 
 
 class SearchForm(_Form):
