@@ -91,7 +91,7 @@ class TokeniseSection(BaseModel):
     limit: int | None = Field(None, ge=1, le=1_000_000_000, description="Stop after this many galaxies "
                               "(streams: else until the source is exhausted).")
     columns: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
-        default_factory=list, max_length=256, description="Scalar columns of the source that ride along.")
+        default_factory=list, max_length=256, description="Scalar columns of the source that ride along (e.g. mag_r, g_r).")
 
 class Resources(BaseModel):
     """What a job asks for. The world size is ``nodes * procs_per_node`` processes (ranks)."""

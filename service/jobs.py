@@ -24,6 +24,7 @@ from service.schemas import (
     Links,
     Progress,
 )
+from service.users.quotas import check_quotas
 from state.errors import Conflict, NotFound, TooManyJobs, Unavailable
 from state.settings import Settings
 from state.store import repository
@@ -35,11 +36,14 @@ CURVE_KINDS = ("train_loss", "val_loss", "lr", "tokens_per_s", "mfu", "effective
 PROBE_PREFIX = "probe_r2/"  # + label: the live probe's curves (astropt.training.live_probe)
 
 
-def submit(session: Session, settings: Settings, publish: Publisher, spec: JobSpec) -> Job:
+def submit(session: Session, settings: Settings, publish: Publisher, spec: JobSpec,
+           owner: str | None = None) -> Job:
+    """Check, record and queue a job; ``owner``: the user submitting it (their quotas apply)."""
     kind = kind_of(spec.kind)
     spec = kind.resolve(session, spec, settings)
     kind.check(spec, settings)
     _check_active(session, settings)
+    check_quotas(session, owner, kind.output_bytes(spec, settings))
     waiting = capacity.check(session, settings, spec.resources, spec.device)
     job_id = uuid.uuid4().hex
     out_dir = settings.runs_dir / job_id
@@ -47,6 +51,7 @@ def submit(session: Session, settings: Settings, publish: Publisher, spec: JobSp
     body["out_dir"] = str(out_dir)
     kind.prepare(session, spec, body, settings)
     job = repository.create_job(session, job_id, body, str(out_dir))
+    job.submitted_by = owner
     res = spec.resources
     job.resources = {**res.model_dump(mode="json"), "world_size": res.world_size,
                      "effective_batch_size": spec.batch_size * spec.grad_accum * res.world_size,
@@ -81,19 +86,21 @@ def _broker_down(exc: Exception) -> str:
     return f"could not queue the job: broker unavailable ({type(exc).__name__}: {exc})"[:1000]
 
 
-def get(session: Session, job_id: str) -> Job:
+def get(session: Session, job_id: str, owner: str | None = None) -> Job:
+    """The job; ``owner``: as seen by that user, for whom others' jobs do not exist (404)."""
     job = repository.get_job(session, job_id)
-    if job is None:
+    if job is None or (owner is not None and job.submitted_by != owner):
         raise NotFound(f"job {job_id} not found")
     return job
 
 
-def list_jobs(session: Session, phase: str | None, limit: int, offset: int) -> tuple[Sequence[Job], int]:
-    return repository.list_jobs(session, phase, limit, offset)
+def list_jobs(session: Session, phase: str | None, limit: int, offset: int,
+              owner: str | None = None) -> tuple[Sequence[Job], int]:
+    return repository.list_jobs(session, phase, limit, offset, owner=owner)
 
 
-def cancel(session: Session, job_id: str) -> Job:
-    job = get(session, job_id)
+def cancel(session: Session, job_id: str, owner: str | None = None) -> Job:
+    job = get(session, job_id, owner)
     if job.phase in FINISHED_PHASES:
         raise Conflict(f"job {job_id} is already {job.phase}")
     # Conditional updates: a worker may claim the job between our read and our write.
@@ -105,10 +112,11 @@ def cancel(session: Session, job_id: str) -> Job:
 
 
 def resume(session: Session, settings: Settings, publish: Publisher, job_id: str,
-           max_iters: int | None) -> Job:
-    job = get(session, job_id)
+           max_iters: int | None, owner: str | None = None) -> Job:
+    job = get(session, job_id, owner)
     if job.phase not in FINISHED_PHASES:
         raise Conflict(f"job {job_id} is {job.phase}; only completed, failed or cancelled jobs resume")
+    check_quotas(session, owner, 0)
     kind = kind_of(job.kind)
     target = None
     if kind.resume_from == "checkpoint":
@@ -148,8 +156,8 @@ _RESUMED_FIELDS = ("phase", "spec", "max_iters", "finished_at", "failure_reason"
                    "eta_seconds", "published_at")
 
 
-def delete(session: Session, settings: Settings, job_id: str) -> None:
-    job = get(session, job_id)
+def delete(session: Session, settings: Settings, job_id: str, owner: str | None = None) -> None:
+    job = get(session, job_id, owner)
     if job.phase not in FINISHED_PHASES:
         raise Conflict(f"job {job_id} is {job.phase}; cancel it and wait until it is cancelled")
     out_dir = Path(job.out_dir).resolve()

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy.orm import Session
 
+from astropt.tokens import estimate_bytes
 from jobkinds.base import JobKind, ResumeFrom, Runner, require_one_process
 from jobkinds.disk import mock_bytes
 from jobkinds.spec import JobSpec
@@ -22,13 +23,6 @@ def tokens_dir(out_dir: str | Path) -> Path:
     """Where a tokenise job writes its data set: inside its run directory, so deleting the job
     deletes it."""
     return Path(out_dir) / TOKENS_SUBDIR
-
-
-def token_bytes(n_galaxies: int, n_columns: int) -> int:
-    """On disk: int16 tokens, the object id and the scalar columns of each galaxy."""
-    from astropt.constants import TOKENS_PER_IMAGE
-
-    return n_galaxies * (2 * TOKENS_PER_IMAGE + 32 + 8 * max(n_columns, 8))
 
 
 def expected_count(spec: JobSpec, settings: Settings) -> int:
@@ -56,13 +50,10 @@ class TokeniseKind(JobKind):
         if (section.limit or 0) > settings.max_tokenise_objects:
             raise SpecInvalid("tokenise.limit", f"tokenise.limit ({section.limit}) exceeds this service's "
                               f"limit of {settings.max_tokenise_objects} (setting ASTROPT_MAX_TOKENISE_OBJECTS)")
-        if section.columns and spec.data.source != "hf":
-            raise SpecInvalid("tokenise.columns", "tokenise.columns names the columns of an hf data set "
-                              "that ride along; a mock or local source keeps all its scalar columns")
 
     def output_bytes(self, spec: JobSpec, settings: Settings) -> int:
         assert spec.tokenise is not None
-        return mock_bytes(spec) + token_bytes(expected_count(spec, settings), len(spec.tokenise.columns))
+        return mock_bytes(spec) + estimate_bytes(expected_count(spec, settings), len(spec.tokenise.columns))
 
     def prepare(self, session: Session, spec: JobSpec, body: dict[str, Any], settings: Settings) -> None:
         body["max_iters"] = expected_count(spec, settings)

@@ -40,10 +40,15 @@ def get_job(session: Session, job_id: str) -> Job | None:
 
 
 def list_jobs(
-    session: Session, phase: str | None = None, limit: int = 50, offset: int = 0, kind: str | None = None
+    session: Session, phase: str | None = None, limit: int = 50, offset: int = 0, kind: str | None = None,
+    owner: str | None = None,
 ) -> tuple[Sequence[Job], int]:
+    """Newest first; ``owner``: only the jobs that user submitted."""
     query = select(Job)
     counter = select(func.count()).select_from(Job)
+    if owner is not None:
+        query = query.where(Job.submitted_by == owner)
+        counter = counter.where(Job.submitted_by == owner)
     if phase:
         query = query.where(Job.phase == phase)
         counter = counter.where(Job.phase == phase)
@@ -59,8 +64,11 @@ def count_by_phase(session: Session) -> dict[str, int]:
     return {phase: int(count) for phase, count in rows}
 
 
-def count_active(session: Session) -> int:
-    return int(session.scalar(select(func.count()).select_from(Job).where(Job.phase.in_(ACTIVE_PHASES))) or 0)
+def count_active(session: Session, owner: str | None = None) -> int:
+    query = select(func.count()).select_from(Job).where(Job.phase.in_(ACTIVE_PHASES))
+    if owner is not None:
+        query = query.where(Job.submitted_by == owner)
+    return int(session.scalar(query) or 0)
 
 
 def claim_job(session: Session, job_id: str, owner: str) -> bool:
@@ -245,3 +253,7 @@ def jobs_of_kind(session: Session, kind: str, limit: int = 10_000) -> Sequence[J
 def active_jobs(session: Session) -> Sequence[Job]:
     """Queued, running and cancelling jobs."""
     return session.scalars(select(Job).where(Job.phase.in_(ACTIVE_PHASES))).all()
+
+
+def jobs_of_owner(session: Session, owner: str) -> Sequence[Job]:
+    return session.scalars(select(Job).where(Job.submitted_by == owner)).all()
