@@ -15,9 +15,13 @@ the project: the training loop, checkpoint writer, worker and service all read i
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import shutil
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -48,6 +52,27 @@ def staging_prefix(final: Path) -> str:
 def replaced_path(final: Path) -> Path:
     """Where the previous checkpoint of that name waits while the new one is swapped in."""
     return final.with_name(final.name + REPLACED_SUFFIX)
+
+
+@contextlib.contextmanager
+def staged_directory(final: Path) -> Iterator[Path]:
+    """Write a directory (a checkpoint) in a staging directory beside ``final``, then swap it in:
+    ``final`` is always either the previous complete one or the new complete one. On an error
+    the staging directory is removed and ``final`` is left as it was."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=staging_prefix(final), dir=final.parent))
+    try:
+        yield staging
+        previous = replaced_path(final)
+        if previous.exists():
+            shutil.rmtree(previous)
+        if final.exists():
+            os.replace(final, previous)
+        os.replace(staging, final)
+        shutil.rmtree(previous, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def is_transient(part: str) -> bool:

@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +19,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file, save_model
 
 from astropt.model import GPT, GPTConfig, ModelConfigError
-from astropt.run_dir import CONFIG_FILE, WEIGHTS_FILE, replaced_path, staging_prefix
+from astropt.run_dir import CONFIG_FILE, WEIGHTS_FILE, staged_directory
 
 FORMAT = "astropt-checkpoint"
 FORMAT_VERSION = 1
@@ -110,9 +108,7 @@ def save_checkpoint(
     path = Path(path)
     gpt = unwrap_model(model)
     config_text = _meta_json(gpt, meta)  # fail before touching the disk
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=staging_prefix(path), dir=path.parent))
-    try:
+    with staged_directory(path) as staging:
         weights = staging / WEIGHTS_FILE
         save_model(gpt, str(weights), metadata={"format": FORMAT})
         _fsync_file(weights)
@@ -130,21 +126,7 @@ def save_checkpoint(
             _save_trainer_state(trainer_state, staging / TRAINER_FILE)
         (staging / CONFIG_FILE).write_text(config_text)
         _fsync_file(staging / CONFIG_FILE)
-        _swap_into_place(staging, path)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return path
-
-
-def _swap_into_place(staging: Path, path: Path) -> None:
-    previous = replaced_path(path)
-    if previous.exists():
-        shutil.rmtree(previous)
-    if path.exists():
-        os.replace(path, previous)
-    os.replace(staging, path)
-    shutil.rmtree(previous, ignore_errors=True)
 
 
 def _save_trainer_state(trainer_state: dict[str, Any], trainer_file: Path) -> None:

@@ -14,7 +14,6 @@ import contextlib
 import copy
 import json
 import math
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -42,6 +41,7 @@ from astropt.codec_training.objective import (
     weighted_loss,
 )
 from astropt.constants import DEFAULT_BANDS
+from astropt.run_dir import RunDir, staged_directory
 from astropt.torch_policy import choose_device, prepare_device, set_threads
 
 TRAINING_CARD = "codecs/image/training.json"
@@ -205,21 +205,12 @@ def _save_checkpoint(
     """model.safetensors (+ ema.safetensors) + optimizer.pt (tensors only) + state.json."""
     from safetensors.torch import save_file, save_model
 
-    final = out / "checkpoints" / "last"
-    tmp = out / "checkpoints" / ".last.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_model(codec, str(tmp / "model.safetensors"))
-    if average is not None:
-        save_file({k: v.contiguous() for k, v in average.shadow.items()}, str(tmp / "ema.safetensors"))
-    torch.save(opt.state_dict(), tmp / "optimizer.pt")
-    (tmp / "state.json").write_text(json.dumps(state, indent=2))
-    old = out / "checkpoints" / ".last.old"
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        final.rename(old)
-    tmp.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
+    with staged_directory(RunDir(out).checkpoint("last")) as tmp:
+        save_model(codec, str(tmp / "model.safetensors"))
+        if average is not None:
+            save_file({k: v.contiguous() for k, v in average.shadow.items()}, str(tmp / "ema.safetensors"))
+        torch.save(opt.state_dict(), tmp / "optimizer.pt")
+        (tmp / "state.json").write_text(json.dumps(state, indent=2))
 
 
 def _load_checkpoint(
@@ -227,7 +218,7 @@ def _load_checkpoint(
 ) -> dict | None:
     from safetensors.torch import load_file, load_model
 
-    last = out / "checkpoints" / "last"
+    last = RunDir(out).checkpoint("last")
     if not (last / "state.json").is_file():
         return None
     load_model(codec, str(last / "model.safetensors"))
