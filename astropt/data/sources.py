@@ -24,6 +24,7 @@ from astropt.config import DataSettings
 from astropt.data.local import CubeFiles, check_table_files, discover
 from astropt.data.mock import read_manifest, write_mock_dataset
 from astropt.data.samples import DataSourceError, check_split, raw_sample_from_row, split_of
+from astropt.data.tables import FileRows
 from astropt.stopping import StopCheck
 
 SAMPLE_COLUMNS = ("image", "object_id", "truth", "noise_sigma")
@@ -97,7 +98,9 @@ class StreamSplit:
 
 
 class TableRows:
-    """Random access to a ``datasets.Dataset`` in the Hugging Face schema."""
+    """Random access to a ``datasets.Dataset`` in the Hugging Face schema (hf, not streamed)."""
+
+    is_table = True
 
     def __init__(
         self,
@@ -157,17 +160,14 @@ def _prepare_table(dataset: Any, image_column: str) -> Any:
     return dataset.select_columns([c for c in SAMPLE_COLUMNS if c in dataset.column_names])
 
 
-def _open_table_files(files: list[Path], cfg: DataSettings) -> TableRows:
-    from datasets import load_dataset
-
+def _open_table_files(files: list[Path], cfg: DataSettings) -> FileRows:
+    """Parquet / Arrow files read with pyarrow in order (:mod:`astropt.data.tables`): no
+    ``datasets`` conversion, so memory stays flat in the number of files and rows."""
     column, rows_per_file = check_table_files(files, cfg.image_column)
     builders = {"parquet" if f.name.lower().endswith(".parquet") else "arrow" for f in files}
     if len(builders) > 1:
         raise DataSourceError("mixed Parquet and Arrow files; convert them to one format")
-    dataset = load_dataset(builders.pop(), data_files=[str(f) for f in files], split="train")
-    rows = TableRows(
-        _prepare_table(dataset, column).with_format("numpy"), cfg.bands, files, rows_per_file
-    )
+    rows = FileRows(files, rows_per_file, column, cfg.bands)
     rows.check_each_file()
     return rows
 
@@ -181,7 +181,7 @@ def _file_signature(files: list[Path]) -> list[tuple[str, int, int]]:
 
 
 def _finite_split(
-    rows: TableRows | CubeFiles,
+    rows: TableRows | FileRows | CubeFiles,
     identity: Any,
     cfg: DataSettings,
     split: str,
@@ -347,7 +347,7 @@ def open_split(
     return _finite_split(rows, identity, cfg, split, rank, world_size)
 
 
-def open_rows(cfg: DataSettings, stop: StopCheck | None = None) -> tuple[TableRows | CubeFiles, list[Any]]:
+def open_rows(cfg: DataSettings, stop: StopCheck | None = None) -> tuple[FileRows | CubeFiles, list[Any]]:
     """Every sample of a finite ``mock`` or ``local`` source (no split), and its identity;
     ``stop`` is asked while a mock data set is generated (:class:`StopRequested`).
 
@@ -363,7 +363,7 @@ def open_rows(cfg: DataSettings, stop: StopCheck | None = None) -> tuple[TableRo
     else:
         kind, files = discover(cfg.path)
     if kind == "cube":
-        rows: TableRows | CubeFiles = CubeFiles(Path(cfg.path).expanduser(), files, cfg.bands)
+        rows: FileRows | CubeFiles = CubeFiles(Path(cfg.path).expanduser(), files, cfg.bands)
     else:
         rows = _open_table_files(files, cfg)
     return rows, [kind, _file_signature(files), cfg.image_column]

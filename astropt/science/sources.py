@@ -69,7 +69,7 @@ class OpenSource:
     """Rows ready to read: ``object_ids``, ``columns`` (scalar arrays) and ``batches``."""
 
     spec: SourceSpec
-    rows: Any  # TableRows | CubeFiles
+    rows: Any  # FileRows | CubeFiles
     object_ids: list[str]
     columns: dict[str, np.ndarray]
     identity: list[Any]
@@ -96,7 +96,7 @@ def open_source(spec: SourceSpec, progress: bool = False) -> OpenSource:
     if len(set(ids)) != len(ids):
         raise DataSourceError("object ids of the source are not unique")
     files = [Path(f) for f in getattr(rows, "files", [])]
-    columns = {} if not files or not hasattr(rows, "dataset") else scalar_columns(files)
+    columns = {} if not files or not getattr(rows, "is_table", False) else scalar_columns(files)
     columns = {k: v[:n] for k, v in columns.items()}
     columns.update(derived_columns(columns))
     return OpenSource(spec, rows, ids, columns, identity)

@@ -29,6 +29,7 @@ import torch
 from astropt.config import DataSettings
 from astropt.constants import CROP
 from astropt.data.samples import DataSourceError, raw_sample_from_row
+from astropt.data.tables import nested_numpy
 
 READ_BATCH = 64  # rows per Arrow record batch read from a file or stream
 IMAGE_FIELDS = frozenset({"image", "legacysurvey_image", "truth", "noise_sigma", "object_id"})
@@ -39,29 +40,6 @@ def centre_crop(flux: np.ndarray) -> np.ndarray:
     h, w = flux.shape[-2:]
     y, x = (h - CROP) // 2, (w - CROP) // 2
     return np.ascontiguousarray(flux[..., y:y + CROP, x:x + CROP], dtype=np.float32)
-
-
-def nested_numpy(array: Any) -> Any:
-    """A one-row Arrow value as numpy: nested lists become an n-d array, structs dicts."""
-    import pyarrow as pa
-
-    if isinstance(array.type, pa.ExtensionType):
-        array = array.storage
-    kind = array.type
-    if pa.types.is_struct(kind):
-        return {kind.field(i).name: nested_numpy(array.field(i)) for i in range(kind.num_fields)}
-    shape = []
-    while pa.types.is_list(array.type) or pa.types.is_large_list(array.type) or pa.types.is_fixed_size_list(array.type):
-        flat = array.flatten()
-        shape.append(len(flat) // max(1, len(array)) if len(array) else 0)
-        array = flat
-        if isinstance(array.type, pa.ExtensionType):
-            array = array.storage
-    if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
-        values = np.asarray(array.to_pylist(), dtype=object)
-    else:
-        values = array.to_numpy(zero_copy_only=False)
-    return values.reshape(shape) if shape else (values[0] if len(values) else None)
 
 
 def scalar_row(batch: Any, row: int, skip: frozenset[str]) -> dict[str, Any]:
