@@ -6,8 +6,11 @@ killed or re-delivered job continues after its last complete shard."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import multiprocessing
 import traceback
+from collections.abc import Iterator
 from typing import Any
 
 from state.settings import Settings
@@ -32,11 +35,27 @@ class TokeniseProgress(EmbedProgress):
         self.writes.write(lambda session: repository.update_job(session, self.job_id, tokens_per_s=rate))
 
 
-def run_tokenise_job(settings: Settings, job_id: str, owner: str, config: Any, out_dir: str) -> str:
-    from astropt.tokens import tokenise
+@contextlib.contextmanager
+def may_have_children() -> Iterator[None]:
+    """Let this Celery pool process start DataLoader worker processes.
 
+    Pool processes are daemonic, and Python refuses children to daemonic processes. The
+    DataLoader's workers watch their parent and exit with it, and the pool process dies with
+    the worker (worker/tasks.py), so none outlives the job.
+    """
+    process = multiprocessing.current_process()
+    was = process._config.get("daemon")  # type: ignore[attr-defined]
+    process._config["daemon"] = False  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        process._config["daemon"] = was  # type: ignore[attr-defined]
+
+
+def run_tokenise_job(settings: Settings, job_id: str, owner: str, config: Any, out_dir: str) -> str:
     from astropt.constants import TOKENS_PER_IMAGE
     from astropt.stopping import StopRequested
+    from astropt.tokens import tokenise
 
     url = settings.resolved_database_url
     try:
@@ -45,8 +64,9 @@ def run_tokenise_job(settings: Settings, job_id: str, owner: str, config: Any, o
                                     tokens_per_galaxy=TOKENS_PER_IMAGE)
         reporter.started(str(config.device), None, 0)
         try:
-            result = tokenise(config, progress_callback=reporter.report, stop=reporter.should_stop,
-                              progress=False)
+            with may_have_children():
+                result = tokenise(config, progress_callback=reporter.report, stop=reporter.should_stop,
+                                  progress=False)
             phase, count = "completed", result.n_galaxies
         except StopRequested:
             phase, count = "cancelled", None
