@@ -72,23 +72,24 @@ def table_png(results: dict[str, dict[str, Recall]], chance: float, path: Path, 
 
 def gallery_png(normal_flux: list[np.ndarray], anomaly_flux: list[np.ndarray], normal: Embedded,
                 anomalies: Embedded, seed: int, path: Path) -> None:
-    """The 24 most unusual objects of one trial (every kind planted once) by the default method."""
+    """The 32 most unusual objects of one trial (every kind planted once) by the default method,
+    as the service's gallery draws them."""
     from astropt.inference.limits import centre_crop
-    from astropt.science.figures import mosaic_figure
+    from astropt.science.cutouts import PIXELS, GalaxyImage
+    from astropt.science.cutouts import gallery_png as draw
 
     rng = np.random.default_rng(seed)
     pick = np.array([rng.choice(np.flatnonzero(anomalies.kinds == k)) for k in KINDS])
     x = np.concatenate([normal.embeddings, anomalies.embeddings[pick]])
     s = None if normal.surprisal is None else np.concatenate([normal.surprisal, anomalies.surprisal[pick]])
     scores = anomaly_scores(DEFAULT_METHOD, x, s)
-    order = np.argsort(-scores, kind="stable")[:24]
+    order = np.argsort(-scores, kind="stable")[:32]
     n = len(normal.kinds)
-    flux = [centre_crop(normal_flux[i] if i < n else anomaly_flux[pick[i - n]]) for i in order]
-    titles = [f"#{r} " + ("normal" if i < n else str(anomalies.kinds[pick[i - n]])) for r, i in enumerate(order)]
+    images = [GalaxyImage(centre_crop(normal_flux[i] if i < n else anomaly_flux[pick[i - n]]), PIXELS) for i in order]
+    captions = [f"#{r + 1} " + ("normal" if i < n else str(anomalies.kinds[pick[i - n]])) for r, i in enumerate(order)]
     found = int(top_k_hits(scores, np.arange(len(x)) >= n).sum())
-    png = mosaic_figure(flux, titles, f"most unusual by {DEFAULT_METHOD}: {n} normal + {len(pick)} planted "
-                        f"(one per kind), {found} in the top {2 * len(pick)}")
-    path.write_bytes(png)
+    path.write_bytes(draw(images, captions, f"most unusual by {DEFAULT_METHOD}: {n} normal + {len(pick)} planted "
+                          f"(one per kind), {found} in the top {2 * len(pick)}"))
 
 
 def main() -> None:

@@ -46,6 +46,7 @@ class Loaded:
     catalogue: Any  # astropt.science.Catalogue
     index: Any  # astropt.science.SimilarityIndex
     outliers: dict[tuple[str, int], np.ndarray]  # (method, k) -> scores, computed on first use
+    images: Any = None  # astropt.science.cutouts.RowImages, made on first use (service.galaxies)
 
 
 _cache: OrderedDict[tuple[str, int], Loaded] = OrderedDict()
@@ -336,22 +337,23 @@ def map_png(settings: Settings, path: Path, job_id: str, color: str | None, meth
     return map_figure(xy, values, color, title, scale)
 
 
-def _mock_images(manifest: dict[str, Any], object_ids: Sequence[str]) -> list[np.ndarray]:
-    """The cut-outs of mock catalogue objects, made again from the mock's seed and index."""
-    from astropt.data.mock import object_id, simulate_galaxy
-    from astropt.inference.limits import centre_crop
+def _row_images(loaded: Loaded, object_ids: Sequence[str]) -> list[np.ndarray]:
+    """The 96x96 crops of catalogue objects, read back from the catalogue's source
+    (:class:`astropt.science.cutouts.RowImages`: mock, local files, a data set, or the cached
+    codec tokens decoded)."""
+    from astropt.science.cutouts import ImageUnavailable, RowImages
 
-    source = manifest.get("data_source") or {}
-    if source.get("kind") != "mock":
-        raise Conflict("images are shown for catalogues of mock data only (they are made again from the "
-                       "mock's seed); ask for JSON")
-    seed = int(source["seed"])
+    if loaded.images is None:
+        loaded.images = RowImages(loaded.catalogue.manifest)
     images = []
     for oid in object_ids:
-        index = int(oid.rsplit("-", 1)[-1])
-        if object_id(seed, index) != oid:
-            raise Conflict(f"object {oid!r} is not a galaxy of mock seed {seed}")
-        images.append(centre_crop(simulate_galaxy(seed, index)["flux"]))
+        row = loaded.index.row_of(oid)
+        if row is None:
+            raise NotFound(f"object {oid!r} is not in the catalogue")
+        try:
+            images.append(loaded.images.image(int(row), oid).flux)
+        except ImageUnavailable as exc:
+            raise Conflict(f"the image of {oid!r} cannot be read back: {exc}; ask for JSON") from exc
     return images
 
 
@@ -371,7 +373,7 @@ def search_mosaic(path: Path, result: SearchOut, cube: Any = None) -> bytes:
     loaded = load(path)
     shown = [n for n in result.neighbours][: MOSAIC_PANELS - 1]
     query_ids = [] if cube is not None else [result.query["object_id"]]
-    images = _mock_images(loaded.catalogue.manifest, query_ids + [n.object_id for n in shown])
+    images = _row_images(loaded, query_ids + [n.object_id for n in shown])
     if cube is not None:
         images.insert(0, _four_bands(cube))
     titles = ["query"] + [f"#{n.rank} {n.score:.3f}" for n in shown]
@@ -382,6 +384,6 @@ def outliers_mosaic(path: Path, result: OutliersOut) -> bytes:
     from astropt.science.figures import MOSAIC_PANELS, mosaic_figure
 
     shown = result.items[:MOSAIC_PANELS]
-    images = _mock_images(load(path).catalogue.manifest, [o.object_id for o in shown])
+    images = _row_images(load(path), [o.object_id for o in shown])
     titles = [f"#{o.rank} {o.outlier_score:.3f}" for o in shown]
     return mosaic_figure(images, titles, f"job {result.job_id[:8]}: most unusual (k={result.k})")
