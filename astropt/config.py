@@ -84,6 +84,8 @@ class DataSettings(_Strict):
 
     source: Literal["mock", "hf", "local", "tokens"] = Field("mock", description="mock, hf, local or tokens (see above).")
     path: str | None = Field(None, description="Local directory/file (local), mock cache dir, or the token data set (tokens).")
+    job_id: str | None = Field(None, pattern=r"^[0-9a-f]{1,32}$", description="Source tokens, in a job "
+                               "of the service: the tokenise job whose data set to read (the service sets path).")
     hf_dataset: str = Field("Smith42/legacysurvey_hsc_crossmatched", description="Hugging Face dataset id (source hf).")
     hf_split: str = Field("train", description="Dataset split to read (source hf).")
     image_column: str = Field(
@@ -101,8 +103,13 @@ class DataSettings(_Strict):
 
     @model_validator(mode="after")
     def _check_source(self) -> DataSettings:
-        if self.source in ("local", "tokens") and not self.path:
-            raise ValueError(f"data.path is required when data.source is {self.source!r}")
+        if self.source == "local" and not self.path:
+            raise ValueError("data.path is required when data.source is 'local'")
+        if self.source == "tokens" and not (self.path or self.job_id):
+            raise ValueError("data.source 'tokens' needs data.path (a token data set) or, in a job of the "
+                             "service, data.job_id (the tokenise job that made it)")
+        if self.job_id is not None and self.source != "tokens":
+            raise ValueError("data.job_id names a tokenise job's data set: it needs data.source 'tokens'")
         if self.source == "local" and not Path(self.path).expanduser().exists():
             raise ValueError(f"data.path does not exist: {self.path}")
         if len(self.bands) != 4:

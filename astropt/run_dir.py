@@ -114,6 +114,11 @@ class RunDir:
         return self.root / "catalogue"
 
     @property
+    def tokens(self) -> Path:
+        """A tokenise job's token data set (astropt.tokens): deleting the job deletes it."""
+        return self.root / "tokens"
+
+    @property
     def finetune_figure(self) -> Path:
         """A fine-tune run's test-set figure (prediction vs truth per label)."""
         return self.root / "finetune_test.png"

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from jobkinds.checks import check_spec
 from jobkinds.disk import check_budget, mock_bytes
 from jobkinds.spec import JobSpec
+from jobkinds.tokens_source import check_tokens_source, resolve_tokens_source
 from state.errors import Conflict, SpecInvalid
 from state.settings import Settings
 
@@ -32,13 +33,14 @@ class JobKind:
     resume_from: ClassVar[ResumeFrom] = "checkpoint"  # what a resumed job continues from
 
     def resolve(self, session: Session, spec: JobSpec, settings: Settings) -> JobSpec:
-        """The spec as the rules should see it (e.g. a warm start's model shape filled in from
-        its checkpoint); runs before :meth:`check`."""
-        return spec
+        """The spec as the rules should see it (a token data set's job resolved to its path; a
+        warm start's model shape filled in from its checkpoint); runs before :meth:`check`."""
+        return resolve_tokens_source(session, spec)
 
     def check(self, spec: JobSpec, settings: Settings) -> None:
         """Every rule the spec must meet that needs no database (422 naming the field)."""
         check_spec(spec, settings)
+        check_tokens_source(spec)
         check_budget(f"this {self.name} job", self.output_bytes(spec, settings), settings)
 
     def output_bytes(self, spec: JobSpec, settings: Settings) -> int:

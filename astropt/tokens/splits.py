@@ -99,7 +99,10 @@ def _spec_target(spec: str) -> str:
     return f"{source}:{target}"
 
 
-def open_for_training(path: str, codec_spec: str) -> TokenDataset:
+def open_for_training(path: str | None, codec_spec: str) -> TokenDataset:
+    if path is None:  # data.job_id alone: only the service knows where that job wrote its tokens
+        raise DataSourceError("data.job_id names a tokenise job of the service, which resolves it to "
+                              "data.path; outside the service give data.path (the token data set)")
     dataset = open_token_dataset(path)
     check_run_codec(dataset, codec_spec)
     return dataset

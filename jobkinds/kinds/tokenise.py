@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy.orm import Session
 
+from astropt.run_dir import RunDir
 from astropt.tokens import estimate_bytes
 from jobkinds.base import JobKind, ResumeFrom, Runner, require_one_process
 from jobkinds.disk import mock_bytes
@@ -16,13 +17,10 @@ from jobkinds.spec import JobSpec
 from state.errors import SpecInvalid
 from state.settings import Settings
 
-TOKENS_SUBDIR = "tokens"
-
 
 def tokens_dir(out_dir: str | Path) -> Path:
-    """Where a tokenise job writes its data set: inside its run directory, so deleting the job
-    deletes it."""
-    return Path(out_dir) / TOKENS_SUBDIR
+    """Where a tokenise job writes its data set (the run directory's layout owns the name)."""
+    return RunDir(Path(out_dir)).tokens
 
 
 def expected_count(spec: JobSpec, settings: Settings) -> int:

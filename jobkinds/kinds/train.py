@@ -21,6 +21,7 @@ class TrainKind(JobKind):
     single_process = False
 
     def resolve(self, session: Session, spec: JobSpec, settings: Settings) -> JobSpec:
+        spec = super().resolve(session, spec, settings)
         if spec.init_from is not None:  # first: the limits apply to the checkpoint's model shape
             return prepare_warm_start(session, settings, spec)
         return spec.model_copy(update={"init_from_dir": None})  # only the service names it

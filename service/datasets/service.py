@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import shutil
@@ -14,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from jobkinds.disk import directory_bytes, used_bytes
 from jobkinds.kinds.tokenise import tokens_dir
+from jobkinds.tokens_source import LAST_USED
 from service.datasets.schemas import DatasetList, DatasetOut
 from state.errors import Conflict, NotFound
 from state.settings import Settings
@@ -21,7 +21,6 @@ from state.store import repository
 from state.store.models import ACTIVE_PHASES
 
 DATASET_ID = re.compile(r"^(tokens|cache|mock)-([A-Za-z0-9_.-]{1,128})$")
-LAST_USED = ".last_used"  # written in a token data set when a job names it
 
 
 def _when(path: Path) -> datetime:
@@ -38,12 +37,6 @@ def _manifest(directory: Path) -> dict[str, Any] | None:
 def _last_used(directory: Path) -> datetime | None:
     marker = directory / LAST_USED
     return _when(marker) if marker.is_file() else None
-
-
-def mark_used(directory: Path) -> None:
-    """Record that a job names this token data set (its ``last_used_at``)."""
-    with contextlib.suppress(OSError):  # a read-only data root: the listing just shows no last use
-        (directory / LAST_USED).touch()
 
 
 def _token_set(job_id: str, directory: Path) -> DatasetOut:

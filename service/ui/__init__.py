@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from service.ui.compare import install_compare
+from service.ui.datasets_page import router as datasets_router
 from service.ui.docs import install_docs
 from service.ui.pages import HERE
 from service.ui.pages import router as pages_router
@@ -18,3 +19,4 @@ def install_ui(app: FastAPI, docs_enabled: bool = True) -> None:
     install_compare(app)
     app.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="ui-static")
     app.include_router(pages_router)
+    app.include_router(datasets_router)

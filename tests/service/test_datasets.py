@@ -103,6 +103,10 @@ def test_datasets_lists_what_the_service_made_and_deletes_only_that(
     assert "mock-linked" not in by_id and not any(str(user) in item["path"] for item in listing["items"])
     assert listing["budget_bytes"] == int(0.15 * 2**30) and listing["used_bytes"] >= listing["total_bytes"]
 
+    page = client.get("/ui/datasets")
+    assert page.status_code == 200 and 'data-dataset-id="mock-n16_seed3"' in page.text
+    assert "mock-linked" not in page.text and str(user) not in page.text
+
     for bad in ("mock-linked", "mock-..", "mock-n16_seed3%2F..%2F..", "tokens-nothex", "cache-missing", "other-x"):
         assert client.delete(f"/datasets/{bad}").status_code == 404, bad
     assert (user_set / "manifest.json").is_file() and (data / "mock" / "linked").is_symlink()

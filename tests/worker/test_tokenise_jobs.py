@@ -115,3 +115,37 @@ def test_a_cancelled_tokenise_job_resumes_after_its_last_shard(stack: Stack) -> 
     wait_for_job(client, job_id, {"completed"}, timeout=300)
     _check_tokens_are_the_codecs(stack, tokens_dir(run_dir(stack, job_id)), n, [0, n - 1])
     assert client.post(f"/jobs/{job_id}/resume", json={}).status_code == 409  # nothing left to do
+
+
+def test_a_train_job_reads_a_tokenise_jobs_data_set_by_its_id(stack: Stack) -> None:
+    from astropt.codec import load_codec
+
+    client = stack.client()
+    source = client.post("/jobs", json=tokenise_spec(64)).json()["id"]
+    wait_for_job(client, source, {"completed"}, timeout=300)
+    train = {"codec": "shipped", "device": "cpu", "data": {"source": "tokens", "job_id": source, "val_fraction": 0.125},
+             "model": {"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 576}, "batch_size": 4,
+             "max_iters": 12, "eval_interval": 6, "eval_iters": 1, "log_interval": 2, "n_val_images": 0,
+             "optim": {"learning_rate": 3e-3, "warmup_iters": 2}}
+    created = client.post("/jobs", json=train)
+    assert created.status_code == 201, created.text
+    assert created.json()["spec"]["data"]["path"] == str(tokens_dir(run_dir(stack, source)))  # resolved
+    job = wait_for_job(client, created.json()["id"], {"completed"}, timeout=300)
+    assert job["best_val_loss"] is not None and job["best_val_loss"] < 9.3  # ln(10,000) = 9.21 untrained
+    listed = {i["id"]: i for i in client.get("/datasets").json()["items"]}[f"tokens-{source}"]
+    assert listed["last_used_at"] is not None
+
+    other = client.post("/jobs", json={**train, "codec": "random:0"})  # tokens of one codec, a model of another
+    assert other.status_code == 422, other.text
+    issue = other.json()["detail"][0]
+    assert issue["field"] == "codec" and load_codec("shipped").info.fingerprint in issue["msg"]
+    assert load_codec("random:0").info.fingerprint in issue["msg"]
+    missing = client.post("/jobs", json={**train, "data": {"source": "tokens", "job_id": "0" * 32}})
+    assert missing.status_code == 422 and missing.json()["detail"][0]["field"] == "data.job_id"
+    embed = {"kind": "embed", "device": "cpu", "data": {"source": "tokens", "job_id": source},
+             "embed": {"model": "shipped"}}
+    refused = client.post("/jobs", json=embed)
+    assert refused.status_code == 422 and refused.json()["detail"][0]["field"] == "data.source"
+    # A token data set in use cannot be deleted from under a job; once it is free, it can.
+    assert client.delete(f"/datasets/tokens-{source}").status_code == 204
+    assert not tokens_dir(run_dir(stack, source)).exists()
