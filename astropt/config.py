@@ -98,7 +98,9 @@ class DataSettings(_Strict):
     shuffle_buffer: int = Field(1000, ge=1, description="Shuffle buffer for streamed sources.")
     bands: tuple[str, ...] = Field(DEFAULT_BANDS, description="Band names of the 4 flux planes, as the codec knows them.")
     cache_tokens: bool = Field(
-        True, description="Tokenise finite data sets once per codec and reuse the tokens."
+        True, description="Tokenise once per codec and reuse the tokens: finite sources in the token "
+        "cache; streamed hf sources into a token data set before the first step, which every epoch "
+        "and later runs on the same source and codec read (false: stream and tokenise every epoch)."
     )
 
     @model_validator(mode="after")
@@ -225,8 +227,8 @@ class TrainConfig(_Strict):
             raise ValueError("optim.lr_decay_iters must be >= optim.warmup_iters")
         if self.data.source == "tokens" and self.model.tokeniser != "aion":
             raise ValueError("data.source 'tokens' holds AION codec tokens: it trains model.tokeniser 'aion' only")
-        if self.data.source == "tokens" and Path(self.out_dir).expanduser().resolve() == Path(
-                self.data.path or "").expanduser().resolve():
+        if self.data.source == "tokens" and self.data.path and Path(self.out_dir).expanduser().resolve() == Path(
+                self.data.path).expanduser().resolve():
             raise ValueError("out_dir is the token data set (data.path): write the run elsewhere")
         if self.live_probe is not None:
             if self.data.source not in ("mock", "local"):

@@ -31,6 +31,8 @@ def nested_numpy(array: Any) -> Any:
     import numpy as np
     import pyarrow as pa
 
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
     if isinstance(array.type, pa.ExtensionType):
         array = array.storage
     if pa.types.is_struct(array.type):

@@ -163,11 +163,12 @@ class StreamReader:
         stream = self.stream.skip(start) if start else self.stream
         position = start
         for table in stream.with_format("arrow").iter(batch_size=READ_BATCH):
-            for i in range(table.num_rows):
-                if self.limit is not None and position >= self.limit:
-                    return
-                yield table, i, position
-                position += 1
+            for batch in table.to_batches():  # record batches: plain (not chunked) columns
+                for i in range(batch.num_rows):
+                    if self.limit is not None and position >= self.limit:
+                        return
+                    yield batch, i, position
+                    position += 1
 
     def decode(self, handle: Any) -> Decoded:
         table, i, position = handle

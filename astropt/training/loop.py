@@ -97,7 +97,9 @@ class _Trainer:
         cfg, rt = self.cfg, self.rt
         stop = self.local_stop
         if cfg.data.source == "tokens":
-            return self._token_data()
+            return self._token_data(cfg.data.path)
+        if cfg.data.source == "hf" and cfg.data.streaming and cfg.data.cache_tokens and cfg.model.tokeniser == "aion":
+            return self._token_data(str(self._tokenise_stream(codec)))  # write-through: the codec runs once
         train = open_split(cfg.data, "train", rank=rt.rank, world_size=rt.world_size, seed=cfg.seed, stop=stop)
         val = open_split(cfg.data, "val", seed=cfg.seed, stop=stop)
         collate = TokenCollate(codec, cfg.data.bands)
@@ -143,12 +145,27 @@ class _Trainer:
             "info": info,
         }
 
-    def _token_data(self) -> dict[str, Any]:
+    def _tokenise_stream(self, codec: CodecHandle) -> Path:
+        """The token data set of a streamed source, made on first use (every rank its part)."""
+        from astropt.tokens import TokeniseConfig, tokenise
+        from astropt.tokens.cache import is_complete, stream_cache_dir
+
+        cfg, rt = self.cfg, self.rt
+        out = stream_cache_dir(cfg.data, codec.info.fingerprint)
+        if not is_complete(out):
+            tokenise(TokeniseConfig(data=cfg.data, codec=cfg.codec, out_dir=str(out), device=str(rt.device),
+                                    rank=rt.rank, world_size=rt.world_size),
+                     stop=self.local_stop, progress=rt.is_main)
+            if rt.ddp:  # the last rank to finish writes the manifest
+                torch.distributed.barrier()
+        return out
+
+    def _token_data(self, path: str) -> dict[str, Any]:
         """A token data set: no codec, rows read per batch (memory flat in the data set size)."""
         from astropt.tokens.splits import codec_info, open_for_training, split_rows
 
         cfg, rt = self.cfg, self.rt
-        dataset = open_for_training(cfg.data.path, cfg.codec)
+        dataset = open_for_training(path, cfg.codec)
         self.codec_info = codec_info(dataset)
         train = split_rows(dataset, "train", cfg.data.val_fraction, rt.rank, rt.world_size)
         val = split_rows(dataset, "val", cfg.data.val_fraction)
@@ -169,7 +186,7 @@ class _Trainer:
         if self.codec is None:
             spec = self.cfg.codec if self.cfg.codec != "default" else self.codec_info.spec
             codec = load_codec(spec, device=self.rt.device)
-            check_same_codec(self.codec_info, codec.info, f"token data set {self.cfg.data.path}")
+            check_same_codec(self.codec_info, codec.info, "the token data set")
             self.codec = codec
         return self.codec
 

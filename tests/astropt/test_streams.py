@@ -30,7 +30,9 @@ def stream_data(kind: str, directory: Path) -> dict:
     common = {"image_column": IMAGE_COLUMN, "val_fraction": VAL_FRACTION}
     if kind == "local-uncached":
         return {"source": "local", "path": str(directory), "cache_tokens": False, **common}
-    return {"source": "hf", "hf_dataset": str(directory), "streaming": True, "shuffle_buffer": 8, **common}
+    # cache_tokens false: the streamed path itself (on, a stream is tokenised once: test_token_datasets.py)
+    return {"source": "hf", "hf_dataset": str(directory), "streaming": True, "shuffle_buffer": 8,
+            "cache_tokens": False, **common}
 
 
 @pytest.mark.parametrize("kind", ["local-uncached", "hf-streaming"])

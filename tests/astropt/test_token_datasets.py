@@ -206,3 +206,32 @@ def test_a_token_source_needs_a_path_and_an_aion_model(made, tmp_path) -> None:
                    model={"tokeniser": "patch", "n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 576})
     with pytest.raises(ValueError, match="out_dir"):
         tiny_train(made, {"source": "tokens", "path": str(made)})
+
+
+@pytest.mark.slow
+def test_a_write_through_stream_calls_the_codec_once_per_galaxy_then_never(tmp_path, monkeypatch) -> None:
+    import datasets
+
+    from astropt.codec import CodecHandle
+    from astropt.tokens.cache import stream_cache_dir
+    from astropt.training import train
+    from tests.astropt.seed_schema import IMAGE_COLUMN, write_seed_parquet
+
+    monkeypatch.setattr(datasets.config, "SLEEP_TIME_ON_THREADS_SHUTDOWN", 0)
+    monkeypatch.setenv("ASTROPT_DATA_DIR", str(tmp_path / "cache"))
+    directory = tmp_path / "seed"
+    write_seed_parquet(directory / "train-00000.parquet", 16)
+    encoded: list[int] = []
+    real_encode = CodecHandle.encode
+    monkeypatch.setattr(CodecHandle, "encode", lambda self, flux, *a, **k: encoded.append(len(flux))
+                        or real_encode(self, flux, *a, **k))
+    data = {"source": "hf", "hf_dataset": str(directory), "streaming": True, "image_column": IMAGE_COLUMN,
+            "val_fraction": 0.25}
+    first = train(tiny_train(tmp_path / "a", data, max_iters=10, eval_interval=5))  # 12 train galaxies: 2 epochs
+    assert first.status == "completed" and sum(encoded) == 16  # each galaxy once, before the first step
+    cached = open_token_dataset(stream_cache_dir(DataSettings(**data), load_codec("shipped").info.fingerprint))
+    assert sorted(cached.object_ids()) == [f"mock-s0-{i:08d}" for i in range(16)]
+    encoded.clear()
+    second = train(tiny_train(tmp_path / "b", data, max_iters=10, eval_interval=5))  # another job, same source
+    assert second.status == "completed" and encoded == []
+    assert losses(tmp_path / "a") == losses(tmp_path / "b")
