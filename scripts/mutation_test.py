@@ -182,6 +182,12 @@ MUTATIONS: tuple[Mutation, ...] = (
              "    except ZeroDivisionError as exc:\n",
              ("tests/worker/test_claim_retry.py",),
              "a message that arrives while the store is busy is dropped and its job stays queued for ever"),
+    # -- users who own their jobs (issue #25) --------------------------------------------
+    Mutation("ownership-check-removed", "service/jobs.py",
+             "    if job is None or (owner is not None and job.submitted_by != owner):\n",
+             "    if job is None:\n",
+             ("tests/service/test_users.py::test_users_own_their_jobs",),
+             "any user reads, cancels and deletes anyone's job by its id"),
     # -- warm starts and fine-tune resume ----------------------------------------------
     Mutation("client-names-the-init-directory", "jobkinds/kinds/train.py",
              '        return spec.model_copy(update={"init_from_dir": None})  # only the service names it\n',
@@ -233,6 +239,7 @@ CI_SET = frozenset({
     "warm-start-ignores-a-shape-conflict",
     "claim-error-drops-the-message",
     "patch-centre-pool-ignores-the-patch-order",
+    "ownership-check-removed",
 })
 
 

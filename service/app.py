@@ -6,7 +6,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -20,6 +20,9 @@ from service.jobs import Publisher
 from service.metrics import ServiceMetrics
 from service.routes import catalogues, health, inference, jobs, outputs
 from service.ui import install_ui
+from service.users import routes as users_routes
+from service.users.audit import AuditLog
+from service.users.auth import require
 from state.errors import ServiceError, SpecInvalid
 from state.settings import Settings, get_settings
 from state.store import migrate, ping
@@ -65,17 +68,22 @@ def create_app(
     app.state.metrics = ServiceMetrics(settings.resolved_database_url)
     app.add_middleware(BodyGuard, timeout_seconds=settings.body_timeout_seconds,
                        json_limit=settings.max_json_body_bytes)
+    app.add_middleware(AuditLog, database_url=settings.resolved_database_url)
     app.middleware("http")(app.state.metrics.middleware)  # outermost: counts every answer
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     for error in STORE_UNAVAILABLE:
         app.add_exception_handler(error, _store_unavailable)
-    app.include_router(jobs.router)
-    app.include_router(outputs.router)
+    # Everything but /health and /metrics needs the read scope (open while no user exists);
+    # the principal it sets is the service layer's owner filter (service.users.context).
+    reads = [Depends(require("read"))]
+    app.include_router(jobs.router, dependencies=reads)
+    app.include_router(outputs.router, dependencies=reads)
     app.include_router(health.router)
-    app.include_router(inference.router)
-    app.include_router(catalogues.router)
-    app.include_router(datasets_routes.router)
+    app.include_router(inference.router, dependencies=reads)
+    app.include_router(catalogues.router, dependencies=reads)
+    app.include_router(datasets_routes.router, dependencies=reads)
+    app.include_router(users_routes.router)
     install_ui(app, docs_enabled=settings.docs_enabled)
     return app
 

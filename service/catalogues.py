@@ -14,7 +14,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,8 @@ from service.catalogue_schemas import (
     ProbeRequest,
     SearchOut,
 )
+from service.jobs import visible_job
+from service.users.context import owner_filter
 from state.errors import Conflict, NotFound, SpecInvalid, TooManyJobs
 from state.settings import Settings
 from state.store import repository
@@ -47,6 +49,7 @@ class Loaded:
     index: Any  # astropt.science.SimilarityIndex
     outliers: dict[tuple[str, int], np.ndarray]  # (method, k) -> scores, computed on first use
     images: Any = None  # astropt.science.cutouts.RowImages, made on first use (service.galaxies)
+    maps: dict[str, np.ndarray] = field(default_factory=dict)  # method -> 2-D map, made on first use
 
 
 _cache: OrderedDict[tuple[str, int], Loaded] = OrderedDict()
@@ -73,7 +76,7 @@ def compute_slot(settings: Settings) -> Iterator[None]:
 
 def embed_job(session: Session, job_id: str) -> Job:
     """A completed embed job; 404 / 422 / 409 with the reason otherwise."""
-    job = repository.get_job(session, job_id)
+    job = visible_job(session, job_id)  # as the request's user sees it (others': 404)
     if job is None:
         raise NotFound(f"job {job_id} not found")
     if job.kind != "embed":
@@ -115,7 +118,7 @@ def describe(job: Job) -> CatalogueOut:
 
 
 def list_catalogues(session: Session, limit: int, offset: int) -> tuple[list[CatalogueOut], int]:
-    jobs, total = repository.list_jobs(session, "completed", limit, offset, kind="embed")
+    jobs, total = repository.list_jobs(session, "completed", limit, offset, kind="embed", owner=owner_filter())
     items = []
     for job in jobs:
         try:
@@ -303,12 +306,26 @@ def outliers(settings: Settings, path: Path, job_id: str, n: int, k: int, method
     return OutliersOut(job_id=job_id, k=k, method=method, items=items)
 
 
+def map_xy(settings: Settings, loaded: Loaded, method: str) -> np.ndarray:
+    """The catalogue's 2-D map (``pca`` or ``umap``), made once per loaded catalogue."""
+    from astropt.science.search import MapUnavailable, embedding_map
+
+    if method == "umap" and len(loaded.catalogue) > settings.max_umap_objects:
+        raise SpecInvalid("method", f"the catalogue has {len(loaded.catalogue)} objects, more than this service "
+                          f"maps with UMAP ({settings.max_umap_objects}, ASTROPT_MAX_UMAP_OBJECTS); use method pca")
+    if method not in loaded.maps:
+        try:
+            loaded.maps[method] = embedding_map(loaded.catalogue.embeddings, method)  # type: ignore[arg-type]
+        except MapUnavailable as exc:
+            raise SpecInvalid("method", str(exc)) from exc
+    return loaded.maps[method]
+
+
 def map_png(settings: Settings, path: Path, job_id: str, color: str | None, method: str = "pca",
             scale: str | None = None) -> bytes:
     """The map PNG; ``scale`` of the colours: linear, log or rank (default: rank for outlier_score,
     whose scores are skewed, linear otherwise)."""
     from astropt.science.figures import map_figure
-    from astropt.science.search import MapUnavailable, embedding_map
 
     loaded = load(path)
     values = None
@@ -322,13 +339,7 @@ def map_png(settings: Settings, path: Path, job_id: str, color: str | None, meth
             raise SpecInvalid("color", f"no numeric column {color!r}; the catalogue has outlier_score, "
                               f"{', '.join(numeric)}")
         values = column.astype(np.float64)
-    if method == "umap" and len(loaded.catalogue) > settings.max_umap_objects:
-        raise SpecInvalid("method", f"the catalogue has {len(loaded.catalogue)} objects, more than this service "
-                          f"maps with UMAP ({settings.max_umap_objects}, ASTROPT_MAX_UMAP_OBJECTS); use method pca")
-    try:
-        xy = embedding_map(loaded.catalogue.embeddings, method)  # type: ignore[arg-type]
-    except MapUnavailable as exc:
-        raise SpecInvalid("method", str(exc)) from exc
+    xy = map_xy(settings, loaded, method)
     manifest = loaded.catalogue.manifest
     title = f"job {job_id[:8]}: {manifest.get('pooling')} pool, layer {manifest.get('layer')}, {method.upper()}"
     scale = scale or ("rank" if color == "outlier_score" else "linear")

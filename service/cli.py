@@ -24,8 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     _add_http_arguments(serve)
     serve.add_argument("--demo", action="store_true",
-                       help="submit a short CPU job that trains on from the shipped model at start-up, "
-                       "so real galaxies and a loss curve appear within minutes")
+                       help="submit a short CPU job at start-up: a small model trained from random weights "
+                       "on mock galaxies, its loss falling and its predictions sharpening within minutes")
     serve.set_defaults(func=run_serve)
 
     api = subparsers.add_parser("api", help="the HTTP API only (workers run separately)")
@@ -39,7 +39,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     worker.add_argument("--loglevel", default="info")
     worker.add_argument("--concurrency", type=int, default=1,
                         help="jobs at once; their devices never overlap (see docs/operations.md#scaling)")
+    # What `astropt serve` starts its embedded worker with: no Celery banner, no superuser banner
+    # (serve prints its own one-line note when it runs as root).
+    worker.add_argument("--standalone", action="store_true", help=argparse.SUPPRESS)
     worker.set_defaults(func=run_worker)
+
+    from service.users.cli import register as register_users
+
+    register_users(subparsers)
 
 
 def _add_http_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,8 +74,10 @@ def run_worker(args: argparse.Namespace) -> int:
     from worker.celery_app import app
 
     name = args.name or f"train-{os.getpid()}"
+    if getattr(args, "standalone", False):
+        _quiet_standalone_worker()
     app.worker_main([
-        "worker", "--queues", settings.train_queue, "--concurrency", str(max(1, args.concurrency)), "--prefetch-multiplier", "1",
+        *(["--quiet"] if getattr(args, "standalone", False) else []), "worker", "--queues", settings.train_queue, "--concurrency", str(max(1, args.concurrency)), "--prefetch-multiplier", "1",
         "--hostname", f"{name}@%h", "--loglevel", args.loglevel,
         "--without-gossip", "--without-mingle", "--without-heartbeat",
     ])
@@ -78,6 +87,7 @@ def run_worker(args: argparse.Namespace) -> int:
 def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from service import demo
     from service.app import create_app
     from state.store import migrate
 
@@ -89,16 +99,15 @@ def run_serve(args: argparse.Namespace) -> int:
 
         # Nothing else can run this data directory's jobs: anything "running" was interrupted.
         recover_orphaned_jobs(settings, lease_seconds=0)
+    app = create_app(settings)
+    demo_job = demo.submit(app, settings) if args.demo else None
+    # First on the screen: where to look and what the demo does; the worker's logs follow.
+    print(demo.start_up_text(args.host, args.port, settings.data_dir.resolve(), demo_job), flush=True)
     worker = _spawn_worker(settings)
     # uvicorn re-raises a SIGTERM it caught once it has shut down; with the default handler that
     # ends this process on the spot and the worker outlives it. As an exception, `finally` runs.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
-        app = create_app(settings)
-        if args.demo:
-            _submit_demo(app, settings)
-        print(f"AstroPT service: http://{args.host}:{args.port}/docs  (data in {settings.data_dir.resolve()})",
-              flush=True)
         uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     finally:
         _stop(worker)
@@ -116,19 +125,19 @@ def _spawn_worker(settings: Settings) -> subprocess.Popen[bytes]:
     from worker.launch.lifeline import die_with_parent
 
     env = dict(os.environ, ASTROPT_DATA_DIR=str(settings.data_dir.resolve()))
-    return subprocess.Popen([sys.executable, "-m", "service.cli", "worker", "--name", "standalone"], env=env,
+    return subprocess.Popen([sys.executable, "-m", "service.cli", "worker", "--name", "standalone", "--standalone"], env=env,
                             start_new_session=True, preexec_fn=die_with_parent)
 
 
-def _submit_demo(app: object, settings: Settings) -> None:
-    from service import jobs
-    from service.schemas import DEMO_JOB, JobSpec
-    from state.store import session_scope
+def _quiet_standalone_worker() -> None:
+    """Celery's multi-line "superuser privileges" SecurityWarning, only that one: the embedded
+    worker runs as the user who typed `astropt serve`, who has been told in one line already."""
+    import warnings
 
-    with session_scope(settings.resolved_database_url) as session:
-        job = jobs.submit(session, settings, app.state.publish, JobSpec.model_validate(DEMO_JOB))  # type: ignore[attr-defined]
-        print(f"demo job {job.id} queued (trains on from the shipped model): watch /jobs/{job.id}, "
-              f"/jobs/{job.id}/loss.png and /jobs/{job.id}/artifacts", flush=True)
+    from celery.exceptions import SecurityWarning
+
+    warnings.filterwarnings("ignore", message="You're running the worker with superuser privileges",
+                            category=SecurityWarning)
 
 
 def _stop(process: subprocess.Popen[bytes], grace_seconds: float = 10.0) -> None:

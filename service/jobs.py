@@ -24,6 +24,7 @@ from service.schemas import (
     Links,
     Progress,
 )
+from service.users.context import owner_filter, submitter
 from service.users.quotas import check_quotas
 from state.errors import Conflict, NotFound, TooManyJobs, Unavailable
 from state.settings import Settings
@@ -38,7 +39,9 @@ PROBE_PREFIX = "probe_r2/"  # + label: the live probe's curves (astropt.training
 
 def submit(session: Session, settings: Settings, publish: Publisher, spec: JobSpec,
            owner: str | None = None) -> Job:
-    """Check, record and queue a job; ``owner``: the user submitting it (their quotas apply)."""
+    """Check, record and queue a job; ``owner``: the user submitting it (their quotas apply;
+    default: the request's user, service.users.context)."""
+    owner = owner if owner is not None else submitter()
     kind = kind_of(spec.kind)
     spec = kind.resolve(session, spec, settings)
     kind.check(spec, settings)
@@ -87,15 +90,25 @@ def _broker_down(exc: Exception) -> str:
 
 
 def get(session: Session, job_id: str, owner: str | None = None) -> Job:
-    """The job; ``owner``: as seen by that user, for whom others' jobs do not exist (404)."""
+    """The job; ``owner``: as seen by that user, for whom others' jobs do not exist (404);
+    default: the request's user (service.users.context)."""
+    owner = owner if owner is not None else owner_filter()
     job = repository.get_job(session, job_id)
     if job is None or (owner is not None and job.submitted_by != owner):
         raise NotFound(f"job {job_id} not found")
     return job
 
 
+def visible_job(session: Session, job_id: str) -> Job | None:
+    """The job if the request's user may see it, else None (the caller answers 404)."""
+    job = repository.get_job(session, job_id)
+    owner = owner_filter()
+    return job if job is not None and (owner is None or job.submitted_by == owner) else None
+
+
 def list_jobs(session: Session, phase: str | None, limit: int, offset: int,
               owner: str | None = None) -> tuple[Sequence[Job], int]:
+    owner = owner if owner is not None else owner_filter()
     return repository.list_jobs(session, phase, limit, offset, owner=owner)
 
 
@@ -116,7 +129,7 @@ def resume(session: Session, settings: Settings, publish: Publisher, job_id: str
     job = get(session, job_id, owner)
     if job.phase not in FINISHED_PHASES:
         raise Conflict(f"job {job_id} is {job.phase}; only completed, failed or cancelled jobs resume")
-    check_quotas(session, owner, 0)
+    check_quotas(session, job.submitted_by, 0)  # a resumed job counts against its owner again
     kind = kind_of(job.kind)
     target = None
     if kind.resume_from == "checkpoint":
@@ -216,7 +229,7 @@ def summary(job: Job) -> JobSummary:
     return JobSummary(
         id=job.id, kind=job.kind, phase=job.phase, created_at=job.created_at, started_at=job.started_at,
         finished_at=job.finished_at, progress=progress(job), best_val_loss=job.best_val_loss,
-        failure_reason=job.failure_reason,
+        failure_reason=job.failure_reason, owner=job.submitted_by,
     )
 
 

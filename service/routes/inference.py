@@ -31,6 +31,7 @@ from service import artifacts
 from service.deps import ApiKey
 from service.inference.engine import BatchResult, InferenceEngine, Work
 from service.responses import UPLOAD
+from service.users.context import owner_filter
 from state.errors import ServiceError
 from state.settings import InferenceSettings, Settings
 from state.store import repository as store
@@ -186,8 +187,11 @@ def resolve_checkpoint(settings: Settings, job_id: str | None, name: str | None,
     """(job id, checkpoint name, directory) of the model a request asks for; without a job id,
     the latest completed job of ``kind`` (training jobs for /reconstruct and /embed, fine-tune
     jobs for /predict)."""
+    owner = owner_filter()  # a user's requests use their own jobs' models (others': 404)
     with session_scope(settings.resolved_database_url) as session:
-        job = store.get_job(session, job_id) if job_id else store.latest_completed_job(session, kind)
+        job = store.get_job(session, job_id) if job_id else store.latest_completed_job(session, kind, owner)
+        if job is not None and owner is not None and job.submitted_by != owner:
+            job = None
         if kind == "finetune":
             return _finetune_checkpoint(session, job, job_id, name)
         if job is None and not job_id and not name and SHIPPED_MODEL_WEIGHTS.is_file():

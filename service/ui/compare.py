@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Query
 from fastapi.responses import Response
@@ -47,9 +47,9 @@ def compare_png(
     return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
 
 
-def install_compare(app: FastAPI) -> None:
+def install_compare(app: FastAPI, dependencies: list[Any] | None = None) -> None:
     """Include the route ahead of ``GET /jobs/{job_id}``, which would otherwise take the path."""
-    app.include_router(router)
+    app.include_router(router, dependencies=dependencies or [])
     routes = app.router.routes
     # (FastAPI >= 0.16x wraps an included router in one entry that keeps ``original_router``)
     mine = [route for route in routes

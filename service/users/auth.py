@@ -6,10 +6,13 @@ import hmac
 import time
 from dataclasses import dataclass
 from typing import Annotated
+from urllib.parse import quote
 
+import anyio
 from fastapi import Depends, HTTPException, Request, Security, status
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from service.users.context import set_principal
 from state.settings import Settings
 from state.store import session_scope
 from state.store.users import any_users, user_for_token
@@ -19,6 +22,7 @@ api_key_header = APIKeyHeader(
     description="The service's shared key (ASTROPT_API_KEY): required on POST/DELETE endpoints when "
     "set; once users exist it acts as an admin token.",
 )
+TOKEN_COOKIE = "astropt_token"
 bearer = HTTPBearer(auto_error=False, description="A user's token (`astropt users add`).")
 
 
@@ -61,7 +65,13 @@ def _users_configured(request: Request, settings: Settings) -> bool:
     return bool(cache["value"])
 
 
-def principal(
+def _user_principal(settings: Settings, token: str) -> Principal | None:
+    with session_scope(settings.resolved_database_url) as session:
+        user = user_for_token(session, token)
+        return None if user is None else Principal(user.name, frozenset(user.scopes.split(",")), "token")
+
+
+async def principal(
     request: Request,
     key: Annotated[str | None, Security(api_key_header)] = None,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)] = None,
@@ -72,14 +82,17 @@ def principal(
         if hmac.compare_digest(key.encode(), expected.encode()):
             return Principal(None, ALL_SCOPES, "api_key")
         raise _unauthorised("missing or wrong API key: send it in the X-API-Key header")
-    if credentials is not None:
-        with session_scope(settings.resolved_database_url) as session:
-            user = user_for_token(session, credentials.credentials)
-            found = None if user is None else Principal(user.name, frozenset(user.scopes.split(",")), "token")
+    token = credentials.credentials if credentials is not None else None
+    if token is None and request.method in ("GET", "HEAD"):
+        # Dashboard pages are navigations (no Authorization header): the token the dashboard
+        # saved rides in a SameSite=Strict cookie, for reads only.
+        token = request.cookies.get(TOKEN_COOKIE)
+    if token is not None:
+        found = await anyio.to_thread.run_sync(_user_principal, settings, token)
         if found is None:
             raise _unauthorised("unknown or revoked token: ask an admin for one (astropt users add)")
         return found
-    if not _users_configured(request, settings):
+    if not await anyio.to_thread.run_sync(_users_configured, request, settings):
         # Today's behaviour: reads are open; writes need the key when one is set (see require).
         return Principal(None, ALL_SCOPES if not expected else frozenset({"read"}), "open")
     if settings.public_reads:
@@ -88,7 +101,7 @@ def principal(
 
 
 def require(scope: str):  # noqa: ANN201 (a FastAPI dependency factory)
-    def check(request: Request, who: Annotated[Principal, Depends(principal)]) -> Principal:
+    async def check(request: Request, who: Annotated[Principal, Depends(principal)]) -> Principal:
         if scope not in who.scopes:
             if who.how in ("open", "public"):
                 raise _unauthorised("missing or wrong API key: send it in the X-API-Key header"
@@ -97,6 +110,7 @@ def require(scope: str):  # noqa: ANN201 (a FastAPI dependency factory)
             raise HTTPException(status_code=status.HTTP_403_FORBIDDEN,
                                 detail=f"your token lacks the '{scope}' scope (it has {sorted(who.scopes)})")
         request.state.principal = who  # the audit log's "who" (service.users.audit)
+        set_principal(who)  # the service layer's owner filter (service.users.context)
         return who
 
     return check
@@ -105,3 +119,23 @@ def require(scope: str):  # noqa: ANN201 (a FastAPI dependency factory)
 Reader = Annotated[Principal, Depends(require("read"))]
 Submitter = Annotated[Principal, Depends(require("submit"))]
 Admin = Annotated[Principal, Depends(require("admin"))]
+
+
+async def ui_reader(
+    request: Request,
+    key: Annotated[str | None, Security(api_key_header)] = None,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)] = None,
+) -> Principal:
+    """The dashboard's pages: like the read scope, but a browser without a token is sent to
+    /ui/login (and comes back) instead of getting a JSON 401."""
+    try:
+        who = await principal(request, key, credentials)
+    except HTTPException as exc:
+        if exc.status_code != status.HTTP_401_UNAUTHORIZED:
+            raise
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        raise HTTPException(status_code=status.HTTP_303_SEE_OTHER, detail="sign in first",
+                            headers={"Location": f"/ui/login?next={quote(target, safe='')}"}) from exc
+    request.state.principal = who
+    set_principal(who)
+    return who

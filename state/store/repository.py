@@ -228,12 +228,14 @@ def delete_job(session: Session, job_id: str) -> None:
     session.execute(delete(Job).where(Job.id == job_id))
 
 
-def latest_completed_job(session: Session, kind: str | None = None) -> Job | None:
-    """The most recently finished completed job (of ``kind``: train | finetune, else any);
-    what inference uses by default."""
+def latest_completed_job(session: Session, kind: str | None = None, owner: str | None = None) -> Job | None:
+    """The most recently finished completed job (of ``kind``: train | finetune, else any; of
+    ``owner`` when given); what inference uses by default."""
     query = select(Job).where(Job.phase == "completed")
     if kind is not None:
         query = query.where(Job.kind == kind)
+    if owner is not None:
+        query = query.where(Job.submitted_by == owner)
     return session.scalars(query.order_by(Job.finished_at.desc()).limit(1)).first()
 
 
