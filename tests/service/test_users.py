@@ -17,7 +17,15 @@ from service.app import create_app
 from state.settings import Settings
 from state.store import migrate, session_scope
 from state.store.users import add_user
-from tests.service.stack import API_KEY, REPO, ThreadedServer, postgres_schema, redis_url, tiny_spec, unique_queue
+from tests.service.stack import (
+    API_KEY,
+    REPO,
+    ThreadedServer,
+    postgres_schema,
+    redis_url,
+    tiny_spec,
+    unique_queue,
+)
 from tests.service.test_api import forget_queue
 
 
