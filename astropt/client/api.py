@@ -61,16 +61,21 @@ def load_spec(spec: Mapping[str, Any] | str | Path) -> dict[str, Any]:
 
 
 class Client:
-    """Talks to one service. ``url`` and ``api_key`` default to ``$ASTROPT_URL`` and
-    ``$ASTROPT_API_KEY``; the key is sent on every request (only mutations need it)."""
+    """Talks to one service. ``url``, ``api_key`` and ``token`` default to ``$ASTROPT_URL``,
+    ``$ASTROPT_API_KEY`` and ``$ASTROPT_TOKEN``: the shared key goes as ``X-API-Key``, a user's
+    token (a service with users, docs/operations.md) as ``Authorization: Bearer``; whichever is
+    set is sent on every request."""
 
     def __init__(self, url: str | None = None, api_key: str | None = None, timeout: float = 30.0,
-                 transport: httpx.BaseTransport | None = None):
+                 transport: httpx.BaseTransport | None = None, token: str | None = None):
         import httpx
 
         self.url = (url or os.environ.get("ASTROPT_URL") or DEFAULT_URL).rstrip("/")
         key = api_key if api_key is not None else os.environ.get("ASTROPT_API_KEY", "")
+        bearer = token if token is not None else os.environ.get("ASTROPT_TOKEN", "")
         headers = {"X-API-Key": key} if key else {}
+        if bearer:
+            headers["Authorization"] = f"Bearer {bearer}"
         self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, transport=transport)
 
     def close(self) -> None:

@@ -1,6 +1,7 @@
 """``astropt jobs ...`` and ``astropt reconstruct``: the service from a terminal.
 
-URL and API key come from ``--url`` / ``--api-key`` or ``$ASTROPT_URL`` / ``$ASTROPT_API_KEY``.
+URL, API key and token come from ``--url`` / ``--api-key`` / ``--token`` or ``$ASTROPT_URL`` /
+``$ASTROPT_API_KEY`` / ``$ASTROPT_TOKEN``.
 """
 
 from __future__ import annotations
@@ -54,10 +55,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     for parser in (recon, *actions.choices.values()):
         parser.add_argument("--url", default=None, help="service URL (default $ASTROPT_URL or http://127.0.0.1:8000)")
         parser.add_argument("--api-key", default=None, help="API key (default $ASTROPT_API_KEY)")
+        parser.add_argument("--token", default=None, help="your user token (default $ASTROPT_TOKEN)")
 
 
 def _client(args: argparse.Namespace) -> Client:
-    return Client(args.url, args.api_key)
+    return Client(args.url, args.api_key, token=args.token)
 
 
 def _guard(run):  # service refusals become one clear line and exit status 1

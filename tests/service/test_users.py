@@ -138,3 +138,18 @@ def test_the_users_command_adds_lists_and_revokes(tmp_path: Path) -> None:
 
     with session_scope(url) as session:
         assert user_for_token(session, token) is None  # revoked: the token no longer opens anything
+
+
+def test_the_python_client_takes_the_token_from_the_environment(server: ThreadedServer, settings: Settings,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from astropt.client import Client
+
+    with session_scope(settings.resolved_database_url) as session:
+        token = add_user(session, "erin", ["submit"])
+    monkeypatch.setenv("ASTROPT_URL", server.base_url)
+    monkeypatch.setenv("ASTROPT_TOKEN", token)
+    monkeypatch.delenv("ASTROPT_API_KEY", raising=False)
+    with Client() as erin:
+        submitted = erin.submit(tiny_spec())
+        assert submitted["owner"] == "erin"
+        assert [job["id"] for job in erin.http.get("/jobs").json()["items"]] == [submitted["id"]]
