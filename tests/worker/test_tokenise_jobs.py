@@ -146,6 +146,6 @@ def test_a_train_job_reads_a_tokenise_jobs_data_set_by_its_id(stack: Stack) -> N
              "embed": {"model": "shipped"}}
     refused = client.post("/jobs", json=embed)
     assert refused.status_code == 422 and refused.json()["detail"][0]["field"] == "data.source"
-    # A token data set in use cannot be deleted from under a job; once it is free, it can.
+    # No queued or running job reads it any more: it can be deleted (its job record stays).
     assert client.delete(f"/datasets/tokens-{source}").status_code == 204
     assert not tokens_dir(run_dir(stack, source)).exists()
