@@ -9,17 +9,25 @@
   const cell = (html) => { const td = document.createElement("td"); td.innerHTML = html; return td; };
   const esc = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
+  // Tokenise jobs run the codec: 576 tokens a galaxy, so their rate reads better in galaxies/s.
+  const rate = (job) => {
+    const perS = job.progress.tokens_per_s;
+    if (!perS) return "–";
+    return job.kind === "tokenise" ? `${(perS / 576).toFixed(1)} gal/s` : perS.toFixed(0);
+  };
+
   function row(job) {
     const tr = document.createElement("tr");
     tr.dataset.jobId = job.id;
     const p = job.progress;
     tr.append(
       cell(`<input type="checkbox" class="pick" value="${esc(job.id)}" ${picked.has(job.id) ? "checked" : ""}>`),
-      cell(`<a href="/ui/jobs/${esc(job.id)}">${esc(job.id.slice(0, 8))}</a>`),
+      cell(`<a href="/ui/jobs/${esc(job.id)}">${esc(job.id.slice(0, 8))}</a> <span class="muted">${esc(job.kind)}</span>`),
+      cell(job.owner ? esc(job.owner) : "–"),
       cell(`<span class="phase phase-${esc(job.phase)}">${esc(job.phase)}</span>`),
       cell(`<progress max="1" value="${p.fraction}"></progress> ${p.iteration}/${p.max_iters}`),
       cell(AstroPT.fmt(job.best_val_loss)),
-      cell(p.tokens_per_s ? p.tokens_per_s.toFixed(0) : "–"),
+      cell(rate(job)),
       cell(esc(job.created_at.replace("T", " ").slice(0, 19))),
     );
     return tr;
