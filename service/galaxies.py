@@ -34,12 +34,12 @@ def _row(loaded: Loaded, job_id: str, object_id: str) -> int:
     return int(row)
 
 
-def _links(job_id: str, object_id: str) -> tuple[str, str]:
+def object_links(job_id: str, object_id: str) -> tuple[str, str]:
     page = f"/catalogues/{job_id}/objects/{quote(object_id, safe='')}"
     return f"{page}/cutout.png", page
 
 
-def _images(loaded: Loaded) -> object:
+def images_of(loaded: Loaded) -> object:
     from astropt.science.cutouts import RowImages
 
     if loaded.images is None:
@@ -57,7 +57,7 @@ def cutout(path: Path, job_id: str, object_id: str) -> tuple[bytes, str]:
     if cached is not None:
         return cached
     try:
-        image = _images(loaded).image(row, object_id)  # type: ignore[attr-defined]
+        image = images_of(loaded).image(row, object_id)  # type: ignore[attr-defined]
     except ImageUnavailable as exc:
         raise Conflict(f"the image of {object_id!r} cannot be read back: {exc}") from exc
     png = cutout_png(image)
@@ -80,12 +80,12 @@ def object_page(settings: Settings, path: Path, job_id: str, object_id: str,
     anomaly = {m: _rank(outlier_scores(loaded, 10, m), row) for m in dict.fromkeys(methods)}
     hits = search_by_id(settings, path, job_id, object_id, k + 1).neighbours
     neighbours = [NeighbourOut(rank=n.rank, object_id=n.object_id, score=n.score,
-                               cutout=_links(job_id, n.object_id)[0], page=_links(job_id, n.object_id)[1])
+                               cutout=object_links(job_id, n.object_id)[0], page=object_links(job_id, n.object_id)[1])
                   for n in hits if n.object_id != object_id][:k]
     source = (loaded.catalogue.manifest.get("data_source") or {}).get("kind", "unknown")
     return ObjectOut(job_id=job_id, object_id=object_id, row=row, columns=row_columns(loaded, row),
                      anomaly=anomaly, default_method=default, neighbours=neighbours,
-                     cutout=_links(job_id, object_id)[0], image_source=str(source))
+                     cutout=object_links(job_id, object_id)[0], image_source=str(source))
 
 
 def _worst(loaded: Loaded, label: str, n: int) -> tuple[list[int], list[float], list[str]]:
@@ -147,7 +147,7 @@ def gallery(settings: Settings, path: Path, job_id: str, kind: str, n: int, meth
     else:
         raise SpecInvalid("kind", f"kind must be outliers, neighbours or worst, got {kind!r}")
     items = [GalleryItem(rank=r, object_id=str(ids[row]), score=v, caption=c,
-                         cutout=_links(job_id, str(ids[row]))[0], page=_links(job_id, str(ids[row]))[1])
+                         cutout=object_links(job_id, str(ids[row]))[0], page=object_links(job_id, str(ids[row]))[1])
              for r, (row, v, c) in enumerate(zip(rows, values, captions, strict=True))]
     return GalleryOut(job_id=job_id, kind=kind, title=title, items=items)  # type: ignore[arg-type]
 
@@ -162,7 +162,7 @@ def gallery_png(path: Path, result: GalleryOut) -> bytes:
     images, captions = [], []
     for item in result.items[:GALLERY_MAX]:
         try:
-            images.append(_images(loaded).image(loaded.index.row_of(item.object_id), item.object_id))  # type: ignore[attr-defined]
+            images.append(images_of(loaded).image(loaded.index.row_of(item.object_id), item.object_id))  # type: ignore[attr-defined]
         except ImageUnavailable:
             images.append(None)
         captions.append(item.caption)

@@ -201,11 +201,16 @@ def read_cached(catalogue_dir: str | Path, object_id: str) -> tuple[bytes, str] 
 
 def write_cached(catalogue_dir: str | Path, object_id: str, png: bytes, origin: str) -> None:
     """Written whole under a temporary name and renamed; a read-only catalogue stays uncached."""
-    path = cutout_cache_path(catalogue_dir, object_id, origin)
+    write_bytes(cutout_cache_path(catalogue_dir, object_id, origin), png)
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """``data`` written whole under a temporary name and renamed to ``path`` (its directory made);
+    where that fails (a read-only catalogue) nothing is written."""
     try:
         path.parent.mkdir(exist_ok=True)
         partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-        partial.write_bytes(png)
+        partial.write_bytes(data)
         os.replace(partial, path)
     except OSError:
         pass

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
-from service import galaxies
+from service import galaxies, thumbnail_maps
 from service.deps import ApiKey
 from service.galaxy_schemas import GalleryKind, GalleryOut, ObjectOut
 from service.routes.catalogues import (
@@ -81,3 +81,28 @@ async def gallery_png(job_id: str, request: Request, kind: Annotated[GalleryKind
                       object_id: Annotated[str | None, Query(min_length=1, max_length=1024)] = None,
                       label: Annotated[str | None, Query(min_length=1, max_length=256)] = None) -> Response:
     return await gallery(job_id, request, kind, n, method, object_id, label, "png")
+
+
+MapMethod = Annotated[Literal["pca", "umap"], Query(description="pca (always), or umap (needs umap-learn)")]
+Grid = Annotated[int, Query(ge=1, le=32, description="Cells per side: at most grid x grid thumbnails")]
+Tile = Annotated[int, Query(ge=4, le=96, description="Pixels per thumbnail")]
+
+
+@router.get("/catalogues/{job_id}/thumbnails.png", response_class=Response, dependencies=[ApiKey],
+            responses={200: {"content": {"image/png": {}}, "description": "grid x grid thumbnails at their "
+                             "map positions (x right, y up; the extent of GET .../thumbnails)"}, **COMPUTE},
+            summary="Thumbnail map: the galaxy nearest each grid cell's centre, drawn at its 2-D map position")
+async def thumbnails_png(job_id: str, request: Request, method: MapMethod = "pca", grid: Grid = 16,
+                         tile: Tile = 48) -> Response:
+    settings: Settings = request.app.state.settings
+    path = await run_in_threadpool(_catalogue_path, settings, job_id)
+    return _png(await _compute(settings, thumbnail_maps.sheet, settings, path, method, grid, tile))
+
+
+@router.get("/catalogues/{job_id}/thumbnails", dependencies=[ApiKey], responses=COMPUTE,
+            summary="The thumbnail map's layout: extent, the object of each cell, every object's position")
+async def thumbnails(job_id: str, request: Request, method: MapMethod = "pca", grid: Grid = 16,
+                     tile: Tile = 48) -> dict[str, Any]:
+    settings: Settings = request.app.state.settings
+    path = await run_in_threadpool(_catalogue_path, settings, job_id)
+    return await _compute(settings, thumbnail_maps.layout, settings, path, job_id, method, grid, tile)

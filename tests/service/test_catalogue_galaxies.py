@@ -132,3 +132,22 @@ def test_unknown_ids_and_bad_input_are_4xx(served) -> None:
         assert answer.status_code == status, (url, answer.status_code, answer.text)
     assert stack.client(with_key=False).get(f"/catalogues/{job_id}/objects/g001.npy").status_code == 401
     assert stack.client(with_key=False).get(f"/catalogues/{job_id}/gallery").status_code == 401
+
+
+def test_the_thumbnail_map_and_its_layout(served) -> None:
+    stack, job_id, _ = served
+    client = stack.client()
+    layout = client.get(f"/catalogues/{job_id}/thumbnails", params={"grid": 6, "tile": 16})
+    assert layout.status_code == 200, layout.text
+    body = layout.json()
+    assert len(body["points"]["x"]) == NORMAL + len(KINDS) and 1 <= len(body["cells"]) <= 36
+    shown = {c["object_id"] for c in body["cells"]}
+    assert len(shown) == len(body["cells"]) and shown <= set(body["points"]["object_id"])
+    extent = body["extent"]
+    assert all(extent["xmin"] <= x <= extent["xmax"] for x in body["points"]["x"])
+    sheet = client.get(body["sheet"])
+    assert sheet.status_code == 200 and sheet.content.startswith(b"\x89PNG"), sheet.text
+    assert Image.open(io.BytesIO(sheet.content)).size == (96, 96)
+    assert client.get(f"/catalogues/{job_id}/thumbnails.png", params={"grid": 33}).status_code == 422
+    assert client.get(f"/catalogues/{job_id}/thumbnails", params={"method": "tsne"}).status_code == 422
+    assert stack.client(with_key=False).get(f"/catalogues/{job_id}/thumbnails.png").status_code == 401

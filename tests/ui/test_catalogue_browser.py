@@ -74,6 +74,21 @@ def test_galleries_open_a_galaxy_with_its_neighbours(stack: Stack, request: pyte
         page.locator("#galaxy-neighbours .tile").first.click()  # a neighbour's own page
         page.wait_for_function(f"document.querySelector('#galaxy-id').textContent === {neighbour!r}")
 
+        # the thumbnail map: hover names a galaxy, a click opens it
+        page.wait_for_function("document.querySelector('#thumbmap').dataset.ready === '1'")
+        page.locator("#thumbmap").scroll_into_view_if_needed()
+        page.screenshot(path=shots / "thumbmap.png")
+        box = page.locator("#thumbmap").bounding_box()
+        layout = client.get(f"/catalogues/{job_id}/thumbnails", params={"grid": 16, "tile": 48}).json()
+        e, p = layout["extent"], layout["points"]
+        x = box["x"] + (p["x"][0] - e["xmin"]) / (e["xmax"] - e["xmin"]) * box["width"]
+        y = box["y"] + (1 - (p["y"][0] - e["ymin"]) / (e["ymax"] - e["ymin"])) * box["height"]
+        page.mouse.move(x, y)
+        hovered = page.locator("#thumbmap").get_attribute("data-hover")
+        assert hovered in p["object_id"]
+        page.mouse.click(x, y)
+        page.wait_for_function(f"document.querySelector('#galaxy-id').textContent === {hovered!r}")
+
         page.select_option("#gallery-kind", "worst")
         page.wait_for_function("document.querySelector('#gallery-state').textContent.startsWith('worst-predicted')")
         page.wait_for_function(LOADED.format("#gallery", 24))
