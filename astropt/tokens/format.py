@@ -34,9 +34,10 @@ PROGRESS_DIR = "progress"
 TOKENS_COLUMN = "tokens"
 ID_COLUMN = "object_id"
 TOKEN_BYTES = TOKENS_PER_IMAGE * 2
-# Measured (benchmarks/bench_token_layouts.py): the Arrow IPC framing, an id string and its
-# offset add about 20 bytes a galaxy; a float64 column 8; the manifest and footers per shard.
-ROW_OVERHEAD_BYTES = 24
+# Beside its 1,152 token bytes a galaxy costs its id (the string and a 4-byte offset: 20 bytes
+# for the mock's 16-character ids, measured) and 8 bytes a float64 column; ids of up to about
+# 40 characters stay within the estimate. Footers and the manifest add about 4 KB a shard.
+ROW_OVERHEAD_BYTES = 48
 COLUMN_BYTES = 8
 SHARD_OVERHEAD_BYTES = 4096
 

@@ -203,7 +203,7 @@ class CubeReader:
 
 
 def pick_columns(values: dict[str, Any], wanted: list[str], where: str) -> dict[str, Any]:
-    from astropt.science.sources import derived_columns
+    from astropt.data.columns import derived_columns
 
     missing = [c for c in wanted if c not in values]
     if missing:

@@ -8,6 +8,7 @@ from its images gives. Only row numbers are held (8 bytes a galaxy); tokens are 
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,8 @@ import torch
 from astropt.codec import CodecError, CodecInfo, resolve
 from astropt.data.samples import DataSourceError, split_of
 from astropt.tokens.reader import TokenDataset, open_token_dataset
+
+MAX_LISTED_IDS = 200_000
 
 
 class TokenRows:
@@ -36,13 +39,15 @@ class TokenRows:
     @property
     def fingerprint(self) -> str:
         shas = "".join(s["sha256"][:8] for s in self.dataset.manifest["shards"])
-        import hashlib
-
         blob = f"{shas}|{self.split}|{self.rank}|{self.world_size}|{len(self.rows)}"
         return "tokens-" + hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     @property
-    def object_ids(self) -> list[str]:
+    def object_ids(self) -> list[str] | None:
+        """The rows' object ids (for the run's data record); None beyond ``MAX_LISTED_IDS`` rows,
+        which would hold every id of the data set in memory at once."""
+        if len(self.rows) > MAX_LISTED_IDS:
+            return None
         ids = self.dataset.object_ids()
         return [ids[i] for i in self.rows]
 
