@@ -92,6 +92,21 @@ def gallery_png(normal_flux: list[np.ndarray], anomaly_flux: list[np.ndarray], n
                           f"(one per kind), {found} in the top {2 * len(pick)}"))
 
 
+def thumbnails_png(normal_flux: list[np.ndarray], anomaly_flux: list[np.ndarray], normal: Embedded,
+                   anomalies: Embedded, path: Path, grid: int = 20) -> None:
+    """The thumbnail map (PCA, as the service draws it) of every galaxy embedded: the normal ones
+    and every planted anomaly."""
+    from astropt.inference.limits import centre_crop
+    from astropt.science.cutouts import cutout_rgb
+    from astropt.science.search import pca_map
+    from astropt.science.thumbnail_map import thumbnail_cells, thumbnail_sheet
+
+    flux = normal_flux + anomaly_flux
+    xy = pca_map(np.concatenate([normal.embeddings, anomalies.embeddings]))
+    cells = thumbnail_cells(xy, grid)
+    path.write_bytes(thumbnail_sheet(cells, grid, 48, lambda row: cutout_rgb(centre_crop(flux[row]))))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=str(SHIPPED))
@@ -104,6 +119,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--png", type=Path)
     parser.add_argument("--gallery", type=Path)
+    parser.add_argument("--thumbnails", type=Path, help="the thumbnail map of every galaxy embedded (PNG)")
     parser.add_argument("--cache", type=Path, help="an .npz of the embeddings: written, or read when it exists")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -152,6 +168,8 @@ def main() -> None:
         table_png(results, chance, args.png, title)
     if args.gallery:
         gallery_png(normal_flux, anomaly_flux, normal, anomalies, args.seed, args.gallery)
+    if args.thumbnails:
+        thumbnails_png(normal_flux, anomaly_flux, normal, anomalies, args.thumbnails)
 
 
 if __name__ == "__main__":

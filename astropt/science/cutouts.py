@@ -142,7 +142,7 @@ def cutout_rgb(flux: np.ndarray) -> np.ndarray:
 
 def _png(image: Any) -> bytes:
     buf = io.BytesIO()
-    image.save(buf, format="PNG", optimize=True)
+    image.save(buf, format="PNG")
     return buf.getvalue()
 
 

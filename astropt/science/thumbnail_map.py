@@ -69,5 +69,5 @@ def thumbnail_sheet(cells: list[Cell], grid: int, tile: int, rgb_of: Callable[[i
         thumb = Image.fromarray(rgb).resize((tile, tile), Image.Resampling.BILINEAR)
         sheet.paste(thumb, (cell.i * tile, (grid - 1 - cell.j) * tile))
     buf = io.BytesIO()
-    sheet.save(buf, format="PNG", optimize=True)
+    sheet.save(buf, format="PNG")
     return buf.getvalue()
