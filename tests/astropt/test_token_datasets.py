@@ -235,3 +235,30 @@ def test_a_write_through_stream_calls_the_codec_once_per_galaxy_then_never(tmp_p
     second = train(tiny_train(tmp_path / "b", data, max_iters=10, eval_interval=5))  # another job, same source
     assert second.status == "completed" and encoded == []
     assert losses(tmp_path / "a") == losses(tmp_path / "b")
+
+
+def test_ddp_ranks_read_disjoint_rows_of_the_raw_images_split(mock, made) -> None:
+    from astropt.data import open_split
+    from astropt.tokens.splits import split_rows
+
+    ds = open_token_dataset(made)
+    ids = ds.object_ids()
+    for split in ("train", "val"):
+        parts = [split_rows(ds, split, 0.2, rank, 2) for rank in (0, 1)]
+        assert not set(parts[0].rows) & set(parts[1].rows)
+        for rank, part in enumerate(parts):  # the very rows, in the order, raw images give that rank
+            assert [ids[i] for i in part.rows] == open_split(mock, split, rank=rank, world_size=2).object_ids
+        assert np.array_equal(parts[1][[0, 1]], ds.take_long(parts[1].rows[:2]))
+
+
+@pytest.mark.slow
+def test_training_from_tokens_resumes_exactly(made, tmp_path) -> None:
+    from astropt.training import train
+    from tests.astropt.test_train import StopAt
+
+    tokens = {"source": "tokens", "path": str(made), "val_fraction": 0.2}
+    straight = train(tiny_train(tmp_path / "a", tokens))
+    assert train(tiny_train(tmp_path / "b", tokens), [StopAt(2)]).step == 2
+    resumed = train(tiny_train(tmp_path / "b", tokens))
+    assert straight.step == resumed.step == 6
+    assert losses(tmp_path / "a")[3:] == losses(tmp_path / "b")[-4:]  # steps 3-6 after the restart
