@@ -10,7 +10,9 @@ to finish, or by a separate final step) merges the ranks' shard lists into ``man
 
 from __future__ import annotations
 
+import multiprocessing
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -81,6 +83,7 @@ class TokeniseResult:
     seconds: float
     galaxies_per_s: float  # galaxies encoded in this call per second (0 when all were done)
     complete: bool = False  # the manifest is written (every rank finished)
+    num_workers: int = 0  # DataLoader workers that decoded rows (0 in a daemonic process)
 
 
 def _key(config: TokeniseConfig, source: dict[str, Any], codec: dict[str, Any]) -> dict[str, Any]:
@@ -139,6 +142,11 @@ def tokenise(
         state["complete"] = True
     else:
         write_json_atomic(progress_file, state)
+    workers = config.num_workers
+    if workers and multiprocessing.current_process().daemon:  # e.g. a Celery prefork child
+        warnings.warn(f"tokenise: this process is daemonic and cannot start the {workers} DataLoader "
+                      "workers asked for; rows are decoded in this process (num_workers=0)", stacklevel=2)
+        workers = 0
     encoded, ids, tokens, cols = 0, [], [], {c: [] for c in config.columns}
     bar = tqdm(total=total, initial=done, desc="tokenising", unit="gal", disable=not progress, leave=False)
 
@@ -160,7 +168,7 @@ def tokenise(
         if not state["complete"]:
             loader = torch.utils.data.DataLoader(
                 Chunks(reader, done, config.batch_size, reader.count()), batch_size=None,
-                num_workers=config.num_workers, prefetch_factor=4 if config.num_workers else None)
+                num_workers=workers, prefetch_factor=4 if workers else None)
             t0 = time.perf_counter()
             for batch_ids, crops, scalars in loader:
                 raise_if_stopped(stop, "tokenising")
@@ -181,7 +189,8 @@ def tokenise(
     finished = finalize_manifest(out, job_id=config.job_id) is not None
     seconds = time.perf_counter() - started
     return TokeniseResult(str(out), sum(s["rows"] for s in state["shards"]), len(state["shards"]),
-                          sum(s["bytes"] for s in state["shards"]), seconds, encoded / max(seconds, 1e-9), finished)
+                          sum(s["bytes"] for s in state["shards"]), seconds, encoded / max(seconds, 1e-9), finished,
+                          workers)
 
 
 def finalize_manifest(out_dir: str | Path, *, job_id: str | None = None) -> dict[str, Any] | None:
