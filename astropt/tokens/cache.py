@@ -2,9 +2,9 @@
 
 ``data.cache_tokens`` (on by default) makes a training run on a streamed Hugging Face source
 tokenise the whole stream once, in order, with DataLoader workers decoding and the codec batched
-(:func:`astropt.tokens.tokenise`, resumable shard by shard), into
-``<token cache>/streams/<key>``, keyed by the source (data set, split, image column, bands, and
-the files' signature for a local directory) and the codec's fingerprint; every epoch, and every
+(:func:`astropt.tokens.tokenise`, resumable shard by shard), into ``<token cache>/streams/<key>``,
+keyed by the source (data set, split, image column, bands, and the files' signature for a local
+directory or the hub revision when online) and the codec's fingerprint; every epoch, and every
 later run on the same source and codec, then reads the tokens and calls the codec zero times.
 """
 
@@ -26,6 +26,10 @@ def stream_cache_dir(data: DataSettings, codec_fingerprint: str) -> Path:
     if local.exists():
         files = sorted(p for p in local.rglob("*") if p.is_file())
         source["files"] = [(p.as_posix(), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    else:  # the hub's revision when it can be asked (offline: the id and split alone)
+        from astropt.tokens.rows import _hub_revision
+
+        source["revision"] = _hub_revision(data.hf_dataset, local)
     blob = json.dumps({"source": source, "codec": codec_fingerprint}, sort_keys=True, default=str)
     return token_cache_dir() / "streams" / hashlib.sha256(blob.encode()).hexdigest()[:24]
 

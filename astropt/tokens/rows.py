@@ -326,6 +326,7 @@ def _open_stream(
 
 
 def _hub_revision(dataset_id: str, local: Path) -> str | None:
+    """The hub data set's commit sha, or None (a local directory, offline, or unreachable)."""
     from astropt.data.sources import _offline
 
     if local.exists() or _offline():
