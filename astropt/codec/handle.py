@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -10,11 +11,14 @@ import torch
 from astropt.codec.info import CodecInfo
 from astropt.constants import CROP, DEFAULT_BANDS, TOKENS_PER_IMAGE
 
+if TYPE_CHECKING:  # AION ships no type information: the name is Any to the checker
+    from aion.codecs import ImageCodec
+
 
 class CodecHandle:
     """A loaded codec plus its identity; thread-safe encode/decode of flux cubes."""
 
-    def __init__(self, codec: torch.nn.Module, info: CodecInfo, device: str | torch.device = "cpu"):
+    def __init__(self, codec: ImageCodec, info: CodecInfo, device: str | torch.device = "cpu"):
         self.codec = codec.to(device).eval()
         self.info = info
         self.device = torch.device(device)

@@ -107,5 +107,6 @@ def _load_local(directory: Path) -> torch.nn.Module:
 
 
 def _with_config(codec: torch.nn.Module, config: dict[str, Any]) -> torch.nn.Module:
-    codec._astropt_config = dict(config)  # type: ignore[attr-defined]
+    # torch types Module.__setattr__ as Tensor | Module only; any value is fine at run time
+    codec._astropt_config = dict(config)  # type: ignore[assignment]
     return codec

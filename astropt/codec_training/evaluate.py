@@ -125,7 +125,7 @@ def evaluate_codec(
         truths.append(centre_crop(truth))
         sigmas.append(sigma)
     stats = residual_stats(np.concatenate(recons), np.concatenate(truths), np.concatenate(sigmas))
-    bands = {}
+    bands: dict[str, dict[str, Any]] = {}
     for b, band in enumerate(DEFAULT_BANDS):
         bands[band] = {
             "rms_crop_sigma": float(stats["rms_crop"][b]),

@@ -17,12 +17,17 @@ restores the latents to within a small fraction of one FSQ level.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 
 from astropt.codec_training.objective import encoder_features
+
+if TYPE_CHECKING:  # AION ships no type information: these names are Any to the checker
+    from aion.codecs import ImageCodec
+    from aion.codecs.modules.magvit import ResidualUnit
 
 
 @dataclass
@@ -64,15 +69,16 @@ class ChannelMap:
 
 
 @torch.no_grad()
-def _copy_conv(old: nn.Module, new: nn.Module, inp: ChannelMap, out: ChannelMap) -> None:
+def _copy_conv(old: nn.Conv2d, new: nn.Conv2d, inp: ChannelMap, out: ChannelMap) -> None:
     w = old.weight[torch.as_tensor(out.source)][:, torch.as_tensor(inp.source)]
     share = torch.as_tensor(inp.share, dtype=w.dtype).view(1, -1, *([1] * (w.dim() - 2)))
     new.weight.copy_(w * share)
     if old.bias is not None:
+        assert new.bias is not None  # same architecture, only wider
         new.bias.copy_(old.bias[torch.as_tensor(out.source)])
 
 
-def _residual_unit(old: nn.Module, new: nn.Module, stream: ChannelMap, rng: np.random.Generator) -> None:
+def _residual_unit(old: ResidualUnit, new: ResidualUnit, stream: ChannelMap, rng: np.random.Generator) -> None:
     inner = ChannelMap.widen(old.net[0].conv.out_channels, new.net[0].conv.out_channels, rng)
     _copy_conv(old.net[0].conv, new.net[0].conv, stream.fresh(rng), inner)
     _copy_conv(old.net[2], new.net[2], inner.fresh(rng), stream)
@@ -83,14 +89,19 @@ def _residual_unit(old: nn.Module, new: nn.Module, stream: ChannelMap, rng: np.r
     _copy_conv(se_old.net[2], se_new.net[2], hidden.fresh(rng), stream)
 
 
-def _residual_stack(old: nn.Module, new: nn.Module, stream: ChannelMap, rng: np.random.Generator) -> None:
+def _residual_stack(
+    old: nn.Sequential | ResidualUnit,
+    new: nn.Sequential | ResidualUnit,
+    stream: ChannelMap,
+    rng: np.random.Generator,
+) -> None:
     units = zip(old, new, strict=True) if isinstance(old, nn.Sequential) else [(old, new)]
     for unit_old, unit_new in units:
         _residual_unit(unit_old, unit_new, stream, rng)
 
 
 @torch.no_grad()
-def widen_codec(old: nn.Module, new: nn.Module, seed: int = 0) -> ChannelMap:
+def widen_codec(old: ImageCodec, new: ImageCodec, seed: int = 0) -> ChannelMap:
     """Fill ``new`` (an ImageCodec with larger ``hidden_dims``) from the trained ``old``.
 
     Returns the channel map of the latent features (the input of ``pre_quant_proj``).
@@ -144,7 +155,7 @@ def widen_codec(old: nn.Module, new: nn.Module, seed: int = 0) -> ChannelMap:
 
 @torch.no_grad()
 def refit_pre_quant(
-    old: nn.Module, new: nn.Module, latent: ChannelMap, noisy: torch.Tensor, bands: list[str]
+    old: ImageCodec, new: ImageCodec, latent: ChannelMap, noisy: torch.Tensor, bands: list[str]
 ) -> dict[str, float]:
     """Least-squares refit of ``new.pre_quant_proj`` so its latents match ``old``'s on ``noisy``.
 

@@ -3,10 +3,15 @@ and the guards against codebook collapse (used by :mod:`astropt.codec_training.t
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
+if TYPE_CHECKING:  # AION ships no type information: the name is Any to the checker
+    from aion.codecs import ImageCodec
 
-def compress(codec: torch.nn.Module, flux: torch.Tensor, bands: list[str], clamp: bool) -> torch.Tensor:
+
+def compress(codec: ImageCodec, flux: torch.Tensor, bands: list[str], clamp: bool) -> torch.Tensor:
     """AION's encode preprocessing on a *copy* (AION writes in place)."""
     x = codec.center_crop(flux.clone())
     if clamp:
@@ -15,14 +20,14 @@ def compress(codec: torch.nn.Module, flux: torch.Tensor, bands: list[str], clamp
     return codec._range_compress(x)
 
 
-def compressed_slope(codec: torch.nn.Module, flux: torch.Tensor) -> torch.Tensor:
+def compressed_slope(codec: ImageCodec, flux: torch.Tensor) -> torch.Tensor:
     """d(range compression)/d(flux) at ``flux``: maps a flux sigma into compressed space."""
     c = codec.range_compression_factor
     return codec.mult_factor / torch.sqrt(1.0 + (flux / c) ** 2)
 
 
 def encoder_features(
-    codec: torch.nn.Module, noisy: torch.Tensor, bands: list[str]
+    codec: ImageCodec, noisy: torch.Tensor, bands: list[str]
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Noisy flux -> (encoder output [B, hidden, 24, 24], pre-quant latents [B, 5, 24, 24])."""
     x = compress(codec, noisy, bands, clamp=True)
@@ -32,7 +37,7 @@ def encoder_features(
 
 
 def forward_compressed(
-    codec: torch.nn.Module, noisy: torch.Tensor, bands: list[str]
+    codec: ImageCodec, noisy: torch.Tensor, bands: list[str]
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Noisy flux -> (reconstruction in compressed space [B, bands, 96, 96], pre-quant latents).
 
@@ -48,7 +53,7 @@ def forward_compressed(
 
 
 def weighted_loss(
-    codec: torch.nn.Module,
+    codec: ImageCodec,
     pred_c: torch.Tensor,
     truth: torch.Tensor,
     sigma: torch.Tensor,
@@ -76,7 +81,7 @@ def weighted_loss(
 
 
 def flux_loss(
-    codec: torch.nn.Module, pred_c: torch.Tensor, truth: torch.Tensor, sigma: torch.Tensor,
+    codec: ImageCodec, pred_c: torch.Tensor, truth: torch.Tensor, sigma: torch.Tensor,
     relative_floor: float,
 ) -> torch.Tensor:
     """Chi^2 of the flux summed over the crop, per band, scaled to the per-pixel loss.
@@ -100,7 +105,7 @@ def latent_range_penalty(z: torch.Tensor, bound: float = 2.5) -> torch.Tensor:
     return torch.relu(z.abs() - bound).pow(2).mean()
 
 
-def fsq_codes(codec: torch.nn.Module, z: torch.Tensor) -> torch.Tensor:
+def fsq_codes(codec: ImageCodec, z: torch.Tensor) -> torch.Tensor:
     return codec.quantizer.encode(z.reshape(z.shape[0], z.shape[1], -1))
 
 
@@ -108,7 +113,7 @@ def _latent_std(z: torch.Tensor) -> torch.Tensor:
     return z.detach().transpose(0, 1).reshape(z.shape[1], -1).std(dim=1)
 
 
-def respread_latents(codec: torch.nn.Module, z: torch.Tensor, min_std: float = 0.15) -> list[int]:
+def respread_latents(codec: ImageCodec, z: torch.Tensor, min_std: float = 0.15) -> list[int]:
     """Collapse remedy: re-widen pre-quant channels whose spread no longer crosses FSQ levels."""
     std = _latent_std(z)
     fixed = []
@@ -120,7 +125,7 @@ def respread_latents(codec: torch.nn.Module, z: torch.Tensor, min_std: float = 0
 
 
 @torch.no_grad()
-def spread_init(codec: torch.nn.Module, noisy: torch.Tensor, bands: list[str], target_std: float = 1.0) -> None:
+def spread_init(codec: ImageCodec, noisy: torch.Tensor, bands: list[str], target_std: float = 1.0) -> None:
     """Data-dependent init: pre-quant channels start with unit spread, i.e. across all FSQ levels.
 
     With PyTorch's default init they start at ~0.2, where nearly every token rounds to the

@@ -18,7 +18,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -43,6 +43,9 @@ from astropt.codec_training.objective import (
 from astropt.constants import DEFAULT_BANDS
 from astropt.run_dir import RunDir, staged_directory
 from astropt.torch_policy import choose_device, prepare_device, set_threads
+
+if TYPE_CHECKING:  # AION ships no type information: the name is Any to the checker
+    from aion.codecs import ImageCodec
 
 TRAINING_CARD = "codecs/image/training.json"
 
@@ -257,7 +260,7 @@ def validation_set(pool: np.ndarray, sigmas: np.ndarray, n_train: int, n_val: in
 
 
 @torch.no_grad()
-def validate(codec: torch.nn.Module, sets: dict[str, tuple], bands: list[str]) -> dict[str, Any]:
+def validate(codec: ImageCodec, sets: dict[str, tuple], bands: list[str]) -> dict[str, Any]:
     from astropt.codec_training.evaluate import residual_stats
 
     codec.eval()
