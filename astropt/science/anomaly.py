@@ -55,6 +55,21 @@ def _standardised(embeddings: np.ndarray) -> np.ndarray:
     return (x - x.mean(axis=0)) / np.where(std > 0, std, 1.0)
 
 
+def _index(dim: int, n: int, metric: int) -> Any:
+    """Exact up to the search's ``EXACT_UP_TO`` objects, HNSW above (as ``SimilarityIndex``:
+    every object is queried, and exact search is N x N work)."""
+    import faiss
+
+    from astropt.science.search import EXACT_UP_TO, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, HNSW_LINKS
+
+    if n <= EXACT_UP_TO:
+        return faiss.IndexFlat(dim, metric)
+    index = faiss.IndexHNSWFlat(dim, HNSW_LINKS, metric)
+    index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+    index.hnsw.efSearch = HNSW_EF_SEARCH
+    return index
+
+
 def _knn_mean(x: np.ndarray, k: int, metric: str) -> np.ndarray:
     """Mean distance to the ``k`` nearest other rows (cosine: ``1 - cos`` of unit rows)."""
     import faiss
@@ -66,9 +81,7 @@ def _knn_mean(x: np.ndarray, k: int, metric: str) -> np.ndarray:
     if metric == "cosine":
         norms = np.linalg.norm(v, axis=1, keepdims=True)
         v = np.ascontiguousarray(v / np.where(norms == 0, 1.0, norms), dtype=np.float32)
-        index = faiss.IndexFlatIP(v.shape[1])
-    else:
-        index = faiss.IndexFlatL2(v.shape[1])
+    index = _index(v.shape[1], len(v), faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2)
     index.add(v)
     found, _ = index.search(v, k + 1)
     found = found[:, 1:].astype(np.float64)  # column 0: the object itself
@@ -124,7 +137,7 @@ def surprisal_excess(embeddings: np.ndarray, surprisal: np.ndarray, k: int = DEF
     if k < 1:
         return np.zeros(len(s))
     z = np.ascontiguousarray(_standardised(embeddings), dtype=np.float32)
-    index = faiss.IndexFlatL2(z.shape[1])
+    index = _index(z.shape[1], len(z), faiss.METRIC_L2)
     index.add(z)
     _, rows = index.search(z, k + 1)
     return s - np.nanmedian(s[rows[:, 1:]], axis=1)
