@@ -11,12 +11,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from astropt import __version__
 from service.body_guard import BodyGuard
 from service.datasets import routes as datasets_routes
 from service.deadline import Deadline, SingleFlightProbe
 from service.jobs import Publisher
+from service.json_errors import undecodable_json
 from service.metrics import ServiceMetrics
 from service.routes import catalogues, health, inference, jobs, outputs
 from service.ui import install_ui
@@ -72,6 +74,7 @@ def create_app(
     app.middleware("http")(app.state.metrics.middleware)  # outermost: counts every answer
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, undecodable_json)
     for error in STORE_UNAVAILABLE:
         app.add_exception_handler(error, _store_unavailable)
     # Everything but /health and /metrics needs the read scope (open while no user exists);

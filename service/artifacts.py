@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 import zipfile
 from pathlib import Path
@@ -36,20 +37,37 @@ def list_files(out_dir: Path) -> list[tuple[str, int, ArtifactKind]]:
         relative = path.relative_to(root)
         if any(is_transient(part) for part in relative.parts):
             continue
-        if path.is_file() and not path.is_symlink():
+        if run_file(path, root):
             found.append((relative.as_posix(), path.stat().st_size, classify(relative)))
     return found
 
 
 def safe_file(out_dir: Path, relative: str) -> Path:
-    """Resolve ``relative`` inside the run directory; anything that escapes it is not found."""
+    """Resolve ``relative`` inside the run directory; anything that escapes it is not found, and
+    so is anything the run did not write itself (:func:`run_file`), or a path the file system
+    cannot even look up (a name too long)."""
     root = out_dir.resolve()
     if not relative or "\x00" in relative or Path(relative).is_absolute():
-        raise NotFound(f"no artifact {relative!r}")
-    candidate = (root / relative).resolve()
-    if not candidate.is_relative_to(root) or not candidate.is_file():
-        raise NotFound(f"no artifact {relative!r} in this job's run directory")
+        raise NotFound(f"no artifact {relative[:200]!r}")
+    try:
+        candidate = (root / relative).resolve()
+        found = candidate.is_relative_to(root) and run_file(candidate, root)
+    except (OSError, ValueError):
+        found = False
+    if not found:
+        raise NotFound(f"no artifact {relative[:200]!r} in this job's run directory")
     return candidate
+
+
+def run_file(path: Path, root: Path) -> bool:
+    """A regular file with one link, owned by the owner of the run directory: a hard link (to
+    /etc/passwd, say) planted in a run directory shares its inode with a file outside, so it is
+    never listed, served or archived."""
+    try:
+        info = path.stat(follow_symlinks=False)
+        return stat.S_ISREG(info.st_mode) and info.st_nlink == 1 and info.st_uid == root.stat().st_uid
+    except OSError:  # gone meanwhile (a rotated checkpoint), or a name too long to look up
+        return False
 
 
 def zip_checkpoint(directory: Path) -> Path:
@@ -66,7 +84,7 @@ def zip_checkpoint(directory: Path) -> Path:
             subdirs.sort()
             for file_name in sorted(files):
                 path = Path(folder) / file_name
-                if path.is_symlink() or not path.is_file() or not path.resolve().is_relative_to(root):
+                if not run_file(path, root) or not path.resolve().is_relative_to(root):
                     continue
                 archive.write(path, arcname=f"{directory.name}/{path.relative_to(root).as_posix()}")
     return Path(name)

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.paths import check_spec_paths
 from service.schemas import JobSpec
 
 JSON_PREFIXES = ("/jobs", "/catalogues")  # JSON bodies only (POST /search bounds its own)
@@ -93,9 +94,12 @@ async def strict_job_body(request: Request) -> None:
     if body.startswith(codecs.BOM_UTF8):
         raise _invalid("the body starts with a UTF-8 byte-order mark; send plain UTF-8 JSON")
     try:
-        json.loads(body, parse_constant=reject_non_finite)
+        raw = json.loads(body, parse_constant=reject_non_finite)
     except ValueError as exc:
         raise _invalid(str(exc)) from exc
+    # paths first: the schema's own checks look at the file system (an existence check would
+    # tell an outsider which paths exist outside the data roots)
+    check_spec_paths(raw, request.app.state.settings)
     try:
         JobSpec.model_validate_json(body, strict=True)
     except ValidationError as exc:

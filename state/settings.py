@@ -65,6 +65,10 @@ class Settings(BaseSettings):
         True, description="Serve /docs (Swagger UI), /redoc and /openapi.json; false hides them in production."
     )
     events_poll_seconds: float = Field(1.0, gt=0, description="How often /events looks for news.")
+    max_event_streams: int = Field(
+        64, ge=1, description="Live GET /jobs/{id}/events streams open at once per API process; "
+        "beyond, 503 with Retry-After (each polls the store every events_poll_seconds)."
+    )
 
     # -- hardening: what a job may touch and ask for (see docs/operations.md, "Security") --
     data_roots: list[Path] = Field(
@@ -263,6 +267,10 @@ class InferenceSettings(BaseSettings):
     )
     max_upload_mb: float = Field(32.0, gt=0, description="Largest upload accepted (413 beyond).")
     max_decompressed_mb: float = Field(256.0, gt=0, description="Largest inflated image data.")
+    max_inflating_mb: float = Field(
+        512.0, gt=0, description="Inflated gzip data held at once by all uploads of the process (a "
+        "bomb is counted, not held, and refused with 413); uploads beyond wait, then get 503."
+    )
     max_side: int = Field(4096, ge=96, description="Largest image side in pixels.")
     max_nonfinite_fraction: float = Field(0.5, ge=0.0, le=1.0)
 
@@ -272,6 +280,7 @@ class InferenceSettings(BaseSettings):
         return UploadLimits(
             max_upload_bytes=int(self.max_upload_mb * 2**20),
             max_decompressed_bytes=int(self.max_decompressed_mb * 2**20),
+            max_inflating_bytes=int(self.max_inflating_mb * 2**20),
             max_side=self.max_side,
             max_nonfinite_fraction=self.max_nonfinite_fraction,
         )

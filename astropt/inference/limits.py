@@ -37,6 +37,8 @@ class UploadLimits:
     max_side: int = 4096
     max_nonfinite_fraction: float = 0.5
     max_hdus: int = 64
+    max_inflating_bytes: int = 512 * 2**20  # gzip output held at once by all uploads of the process
+    inflate_wait_s: float = 30.0  # how long an upload waits for that budget before a 503
 
 
 def normalise_band(name: str) -> str:

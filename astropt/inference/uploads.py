@@ -20,9 +20,11 @@ Rules (also in ``docs/inference.md``):
 - Size: at least 96x96 (the codec's centre crop), at most ``max_side`` per side.
 - NaN/inf: set to 0 with a warning, unless more than ``max_nonfinite_fraction`` of the
   central 96x96 crop of any band is non-finite (then rejected).
-- Decompression bombs: gzip is inflated incrementally and stopped at
-  ``max_decompressed_bytes``; FITS (incl. tile-compressed) and ``.npy``/``.npz`` sizes are
-  checked from their headers before any data is read.
+- Decompression bombs: a gzip file's inflated size is counted first, without keeping the
+  output, and refused past ``max_decompressed_bytes``; one that fits is inflated only once it
+  has reserved its size in the process-wide budget ``max_inflating_bytes`` (see
+  ``inflate.py``). FITS (incl. tile-compressed) and ``.npy``/``.npz`` sizes are checked from
+  their headers before any data is read.
 
 Every problem raises :class:`InputError` with an HTTP status: 413 (too large),
 415 (not a supported format) or 422 (a supported format with unusable content).
@@ -40,6 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from astropt.constants import DEFAULT_BANDS
+from astropt.inference.inflate import gunzip_limited, inflated, process_budget
 from astropt.inference.limits import (
     MIN_SIDE,
     InputError,
@@ -55,7 +58,6 @@ NPY_MAGIC = b"\x93NUMPY"
 ZIP_MAGIC = b"PK\x03\x04"
 GZIP_MAGIC = b"\x1f\x8b"
 SUPPORTED_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fz", ".npy", ".npy.gz", ".npz")
-_CHUNK = 1 << 20
 __all__ = ["Cube", "InputError", "UploadLimits", "gunzip_limited", "normalise_band", "parse_bands", "parse_upload"]
 
 
@@ -90,11 +92,17 @@ def parse_upload(
         raise InputError(413, f"upload is {len(data)} bytes; the limit is {limits.max_upload_bytes}")
     if not data:
         raise InputError(422, f"the uploaded file {filename!r} is empty")
-    notes: list[str] = []
     if data.startswith(GZIP_MAGIC):
-        data = gunzip_limited(data, limits.max_decompressed_bytes)
-        if data.startswith(GZIP_MAGIC):
-            raise InputError(422, "nested gzip compression is not accepted")
+        budget = process_budget(limits.max_inflating_bytes)
+        with inflated(data, limits.max_decompressed_bytes, budget, limits.inflate_wait_s) as plain:
+            if plain.startswith(GZIP_MAGIC):
+                raise InputError(422, "nested gzip compression is not accepted")
+            return _parse_plain(plain, filename, requested, limits)
+    return _parse_plain(data, filename, requested, limits)
+
+
+def _parse_plain(data: bytes, filename: str, requested: tuple[str, ...] | None, limits: UploadLimits) -> Cube:
+    notes: list[str] = []
     if data.startswith(FITS_MAGIC):
         array, header_bands = read_fits(data, requested, limits, notes)
     elif data.startswith(NPY_MAGIC):
@@ -117,27 +125,6 @@ def _unrecognised(filename: str) -> InputError:
         415, f"unsupported file type {filename!r}: send FITS (.fits, .fits.gz, .fz) or "
         "NumPy (.npy, .npz) holding a flux cube in nanomaggies",
     )
-
-
-def gunzip_limited(data: bytes, limit: int) -> bytes:
-    """Inflate gzip data, stopping with a 413 as soon as the output passes ``limit`` bytes."""
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    out = bytearray()
-    pending = data
-    try:
-        while not inflater.eof:
-            chunk = inflater.decompress(pending, _CHUNK)
-            pending = inflater.unconsumed_tail
-            out += chunk
-            if len(out) > limit:
-                raise InputError(413, f"the file inflates to more than {limit} bytes (limit)")
-            if not chunk and not pending:
-                break
-    except zlib.error as exc:
-        raise InputError(422, f"corrupt gzip data: {exc}") from exc
-    if not inflater.eof:
-        raise InputError(422, "the gzip data is truncated")
-    return bytes(out)
 
 
 def _read_npy(stream: io.BytesIO | zipfile.ZipExtFile, limits: UploadLimits) -> np.ndarray:

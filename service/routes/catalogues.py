@@ -29,6 +29,7 @@ from service.catalogue_schemas import (
     UploadOrFieldError,
 )
 from service.deps import ApiKey, SessionDep
+from service.paths import checked_path
 from service.responses import STORE_DOWN, UPLOAD, Responses, _error
 from service.routes.inference import (
     InferenceError,
@@ -112,6 +113,8 @@ async def probe(job_id: str, body: ProbeRequest, request: Request,
     """Ridge probes (standardised features, k-fold, R² per label, optional bootstrap interval) of
     the embeddings, beside the shuffled-label control and the aperture-photometry baseline."""
     settings: Settings = request.app.state.settings
+    if body.label_table is not None:  # a NUL byte or an over-long name: a 422, never a lookup
+        checked_path("label_table", body.label_table, settings.readable_roots)
     path = await run_in_threadpool(_catalogue_path, settings, job_id)
     if format == "png":
         return _png(await _compute(settings, catalogues.probe_png, settings, path, body))
@@ -127,6 +130,8 @@ async def outliers(job_id: str, request: Request,
                    k: Annotated[int, Query(ge=1, description="Neighbours averaged (ASTROPT_MAX_SEARCH_K)")] = 10,
                    method: OutlierMethod = None, format: Format = "json") -> Any:
     settings: Settings = request.app.state.settings
+    _query_bound("n", n, settings.max_outliers, "ASTROPT_MAX_OUTLIERS")
+    _query_bound("k", k, settings.max_search_k, "ASTROPT_MAX_SEARCH_K")
     path = await run_in_threadpool(_catalogue_path, settings, job_id)
     result = await _compute(settings, catalogues.outliers, settings, path, job_id, n, k, method)
     if format == "png":
@@ -149,6 +154,14 @@ async def map_png(job_id: str, request: Request,
     settings: Settings = request.app.state.settings
     path = await run_in_threadpool(_catalogue_path, settings, job_id)
     return _png(await _compute(settings, catalogues.map_png, settings, path, job_id, color, method, scale))
+
+
+def _query_bound(name: str, value: int, limit: int, setting: str) -> None:
+    """A query parameter over its service limit: a 422 located in the query, as FastAPI's own."""
+    if value > limit:
+        raise RequestValidationError([{"loc": ("query", name), "type": "less_than_equal",
+                                       "msg": f"{name} ({value}) exceeds this service's limit of {limit} "
+                                       f"(setting {setting})"}])
 
 
 class SearchForm(_Form):

@@ -171,8 +171,8 @@ async def _parse(form: FormData, form_type: type[_Form], limits: Any) -> tuple[_
     data = await upload.read()
     try:
         cube = await run_in_threadpool(_parse_crop, data, upload.filename or "", params.bands, limits)
-    except InputError as exc:
-        raise InferenceError(http_status(exc), exc.message) from exc
+    except InputError as exc:  # 503 (the inflate budget is spent) says when to retry
+        raise InferenceError(http_status(exc), exc.message, getattr(exc, "retry_after_s", None)) from exc
     return params, cube
 
 

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
 
-from service import jobs
+from service import deletion, jobs
 from service.body_guard import strict_job_body
 from service.deps import ApiKey, PublisherDep, SessionDep, SettingsDep
 from service.responses import BODY_LIMITS, STORE_DOWN
@@ -111,5 +111,6 @@ def resume_job(
     responses={**AUTH, **NOT_FOUND, **CONFLICT}, summary="Delete a finished job and its artifacts",
 )
 def delete_job(job_id: str, session: SessionDep, settings: SettingsDep) -> Response:
-    jobs.delete(session, settings, job_id)
+    """Concurrent deletes of one job: one 204, the others 404."""
+    deletion.delete_finished_job(session, settings, job_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -19,7 +19,8 @@ from service import artifacts, jobs
 from service.deps import SessionDep, SettingsDep
 from service.responses import STORE_DOWN
 from service.routes.jobs import NOT_FOUND
-from service.schemas import ArtifactFile, ArtifactList
+from service.schemas import ArtifactFile, ArtifactList, ErrorOut
+from service.stream_slots import stream_slots
 from state.settings import Settings
 from state.store import FINISHED_PHASES, session_scope
 
@@ -48,12 +49,17 @@ def loss_png(job_id: str, session: SessionDep, settings: SettingsDep) -> Respons
     responses={200: {"content": {"text/event-stream": {}},
                      "description": "`progress` events (phase, progress, new curve points) and a "
                      "final `end` event when the job finishes."},
-               **NOT_FOUND},
+               **NOT_FOUND, 503: {"model": ErrorOut, "description": "Too many live event streams "
+                                  "(ASTROPT_MAX_EVENT_STREAMS), or the database unavailable; Retry-After"}},
 )
 def events(job_id: str, request: Request, session: SessionDep, settings: SettingsDep) -> StreamingResponse:
+    """At most `ASTROPT_MAX_EVENT_STREAMS` streams are open at once; past it a 503 with
+    Retry-After (poll `GET /jobs/{id}` instead)."""
     jobs.get(session, job_id)  # 404 before the stream starts
+    slots = stream_slots(request)
+    slots.take()
     return StreamingResponse(
-        _event_stream(request, settings, job_id), media_type="text/event-stream",
+        slots.guard(_event_stream(request, settings, job_id)), media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 

@@ -38,10 +38,16 @@ def render(request: Request, template: str, **context: Any) -> HTMLResponse:
     return response
 
 
+SCRIPT_SAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
+                            "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
 def as_json(model: Any) -> str:
-    """JSON for a <script type="application/json"> block (``</`` cannot close the tag)."""
+    """JSON for a <script type="application/json"> block: no ``<``, ``>`` or ``&`` appears raw, so
+    no user string (``</script>``, or ``<!--<script>``, which would make the parser swallow the
+    rest of the page) can end or change the block; ``JSON.parse`` reads the escapes back."""
     data = model.model_dump(mode="json") if hasattr(model, "model_dump") else model
-    return json.dumps(data).replace("</", "<\\/")
+    return json.dumps(data).translate(SCRIPT_SAFE)
 
 
 @router.get("")

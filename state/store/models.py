@@ -24,6 +24,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 PHASES = ("queued", "running", "completed", "failed", "cancelling", "cancelled")
 FINISHED_PHASES = ("completed", "failed", "cancelled")
 ACTIVE_PHASES = ("queued", "running", "cancelling")
+JOB_ID_LENGTH = 32  # uuid4().hex
 TOP_LEVEL = 62  # metric_points.level of step 0
 
 
@@ -62,7 +63,7 @@ class Base(DeclarativeBase):
 class Job(Base):
     __tablename__ = "jobs"
 
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    id: Mapped[str] = mapped_column(String(JOB_ID_LENGTH), primary_key=True)
     phase: Mapped[str] = mapped_column(String(16), index=True, default="queued")
     kind: Mapped[str] = mapped_column(String(16), index=True, default="train", server_default="train")
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)

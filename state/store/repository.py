@@ -17,6 +17,7 @@ from astropt.run_dir import RunDir
 from state.store.models import (
     ACTIVE_PHASES,
     FINISHED_PHASES,
+    JOB_ID_LENGTH,
     Job,
     MetricPoint,
     step_level,
@@ -35,7 +36,18 @@ def create_job(session: Session, job_id: str, spec: dict[str, Any], out_dir: str
     return job
 
 
+def storable_id(job_id: str) -> bool:
+    """Whether ``job_id`` could name a stored job: 1 to 32 printable characters (the column).
+
+    Every lookup by an id a client sent goes through here, so a NUL byte or a lone surrogate
+    (which PostgreSQL refuses with an error, SQLite simply does not find) is "not found" on
+    both backends, on every endpoint."""
+    return 0 < len(job_id) <= JOB_ID_LENGTH and job_id.isprintable()
+
+
 def get_job(session: Session, job_id: str) -> Job | None:
+    if not storable_id(job_id):
+        return None
     return session.get(Job, job_id)
 
 
@@ -223,6 +235,21 @@ def orphaned_jobs(session: Session, lease_seconds: float) -> Sequence[Job]:
     ).all()
 
 
+def delete_finished_job(session: Session, job_id: str) -> bool:
+    """Delete a finished job and its points; False when it is gone or no longer finished.
+
+    One statement decides: of concurrent deletes of one job exactly one removes the row (on
+    PostgreSQL the others wait on its row lock, then find nothing), so only that one may go on
+    to remove the run directory."""
+    if not storable_id(job_id):
+        return False
+    removed = session.execute(delete(Job).where(Job.id == job_id, Job.phase.in_(FINISHED_PHASES)))
+    if removed.rowcount != 1:
+        return False
+    session.execute(delete(MetricPoint).where(MetricPoint.job_id == job_id))  # SQLite without cascade
+    return True
+
+
 def delete_job(session: Session, job_id: str) -> None:
     session.execute(delete(MetricPoint).where(MetricPoint.job_id == job_id))
     session.execute(delete(Job).where(Job.id == job_id))
@@ -241,7 +268,7 @@ def latest_completed_job(session: Session, kind: str | None = None, owner: str |
 
 def best_checkpoint_dir(session: Session, job_id: str) -> Path | None:
     """The ``best`` checkpoint directory of a completed job, else its ``last``; None if neither."""
-    job = session.get(Job, job_id)
+    job = get_job(session, job_id)
     if job is None or job.phase != "completed":
         return None
     return RunDir(Path(job.out_dir)).best_or_last()

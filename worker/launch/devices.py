@@ -40,11 +40,16 @@ class DevicePool:
     lock_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / f"astropt-devices-{os.getuid()}")
 
     @classmethod
-    def detect(cls, configured: int = 0) -> DevicePool:
+    def detect(cls, configured: int = 0, lock_dir: Path | None = None) -> DevicePool:
+        """The devices this process sees; their locks in ``lock_dir`` (the workers of one service
+        share them: :func:`worker.launch.placement.device_pool` puts them in its data directory)."""
         gpus = visible_gpus()
-        if gpus:
-            return cls("cuda", gpus[:configured] if configured else gpus)
-        return cls("cpu", [str(i) for i in range(configured or os.cpu_count() or 1)])
+        ids = (gpus[:configured] if configured else gpus) if gpus else \
+            [str(i) for i in range(configured or os.cpu_count() or 1)]
+        pool = cls("cuda" if gpus else "cpu", ids)
+        if lock_dir is not None:
+            pool.lock_dir = lock_dir
+        return pool
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -7,6 +7,7 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
+from pathlib import Path
 
 from jobkinds.capacity import LIVE_LEASES
 from state.settings import Settings
@@ -15,10 +16,21 @@ from state.store.models import FINISHED_PHASES
 from worker.launch.devices import DeviceLease, DevicePool
 from worker.retry import RetryLater
 
+DEVICE_LOCKS = "devices"  # folder of the device lock files in the data directory
 
-@lru_cache(maxsize=1)
-def device_pool(configured: int) -> DevicePool:
-    return DevicePool.detect(configured)
+
+def device_pool(settings: Settings) -> DevicePool:
+    """This worker's devices, locked in ``<data_dir>/devices/<host>``: the workers of one service on
+    one host share the locks; two services with different data directories on one host never take
+    each other's devices, and hosts sharing a data directory (a network file system) lock their
+    own."""
+    lock_dir = settings.data_dir.expanduser().resolve() / DEVICE_LOCKS / socket.gethostname()
+    return _pool(settings.worker_devices, lock_dir)
+
+
+@lru_cache(maxsize=4)
+def _pool(configured: int, lock_dir: Path) -> DevicePool:
+    return DevicePool.detect(configured, lock_dir)
 
 
 def worker_name() -> str:
@@ -27,7 +39,7 @@ def worker_name() -> str:
 
 def advertise_capacity(settings: Settings) -> None:
     """Called with the worker's heartbeat (each lease period) from its main process."""
-    pool = device_pool(settings.worker_devices)
+    pool = device_pool(settings)
     with session_scope(settings.resolved_database_url) as session:
         workers.advertise(session, worker_name(), socket.gethostname(), pool.kind, len(pool), pool.free())
 
@@ -68,7 +80,7 @@ def lease_devices(settings: Settings, job_id: str) -> Iterator[DeviceLease]:
     when no online worker could ever run it (the job is failed, saying why): a job never waits
     for a worker that does not exist.
     """
-    pool = device_pool(settings.worker_devices)
+    pool = device_pool(settings)
     phase, procs, device = _needs(settings, job_id)
     if phase in FINISHED_PHASES or phase == "missing":
         raise NotPlaceable(f"job {job_id} is {phase}")

@@ -2,7 +2,8 @@
 "use strict";
 (() => {
   const table = document.querySelector("#jobs tbody");
-  const limit = document.getElementById("jobs-options").dataset.limit;
+  // Options live on the table itself, before any embedded data: nothing after them can hide them.
+  const limit = Number(document.getElementById("jobs").dataset.limit) || 100;
   const picked = new Set();
   const compare = document.getElementById("compare-link");
 
