@@ -65,7 +65,7 @@ def _summary(session: Session, job_id: str, kind: str, since: int | None,
     return rows[0][0], rows[1], rows[2], rows[3]
 
 
-def _tagged(part: int, query: Select[tuple[int, float]]) -> Select[tuple[int, int, float]]:
+def _tagged(part: int, query: Select[int, float]) -> Select[int, int, float]:
     inner = query.limit(1).subquery()
     return select(literal(part).label("part"), inner.c.step, inner.c.value)
 
@@ -95,7 +95,7 @@ def _sparse_level(span: int, max_points: int) -> int:
     return max(0, math.ceil(math.log2(span / max_points)))
 
 
-def _range(job_id: str, kind: str, since: int | None) -> Select[tuple[int, float]]:
+def _range(job_id: str, kind: str, since: int | None) -> Select[int, float]:
     query = select(MetricPoint.step, MetricPoint.value).where(MetricPoint.job_id == job_id,
                                                               MetricPoint.kind == kind)
     return query if since is None else query.where(MetricPoint.step > since)

@@ -11,8 +11,9 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -59,7 +60,7 @@ def _postgres_timeouts(options: str | tuple[str, ...] | None, seconds: float) ->
     }
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: object) -> None:
     # WAL lets the API read while a worker writes; foreign keys make deletes cascade.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -141,7 +142,7 @@ def migrate(url: str) -> None:
             _upgrade(url, connection)
 
 
-def _upgrade(url: str, connection) -> None:  # type: ignore[no-untyped-def]
+def _upgrade(url: str, connection: Connection) -> None:
     config = alembic_config(url)
     config.attributes["connection"] = connection
     command.upgrade(config, "head")

@@ -10,9 +10,9 @@ time is not retried for ever.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal, cast
 
-from sqlalchemy import or_, update
+from sqlalchemy import CursorResult, or_, update
 from sqlalchemy.orm import Session
 
 from state.store.models import Job, utcnow
@@ -55,4 +55,4 @@ def reap_orphan(session: Session, job_id: str, lease_seconds: float, max_attempt
         .where(or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < stale))
         .values(**values)
     )
-    return outcome if result.rowcount == 1 else None
+    return outcome if cast(CursorResult[Any], result).rowcount == 1 else None

@@ -6,9 +6,9 @@ import math
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import CursorResult, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -95,7 +95,7 @@ def claim_job(session: Session, job_id: str, owner: str) -> bool:
             started_at=func.coalesce(Job.started_at, now), failure_reason=None, updated_at=now,
         )
     )
-    return result.rowcount == 1
+    return cast(CursorResult[Any], result).rowcount == 1
 
 
 def heartbeat(session: Session, job_id: str, owner: str) -> None:
@@ -124,7 +124,7 @@ def update_if_phase(session: Session, job_id: str, expected: str, **values: Any)
     """Update a job only if it is still in phase ``expected`` (one of concurrent requests wins)."""
     result = session.execute(update(Job).where(Job.id == job_id, Job.phase == expected)
                              .values(updated_at=utcnow(), **values))
-    return result.rowcount == 1
+    return cast(CursorResult[Any], result).rowcount == 1
 
 
 def cancel_if_queued(session: Session, job_id: str) -> bool:
@@ -134,7 +134,7 @@ def cancel_if_queued(session: Session, job_id: str) -> bool:
         update(Job).where(Job.id == job_id, Job.phase == "queued")
         .values(phase="cancelled", finished_at=now, updated_at=now, eta_seconds=None)
     )
-    return result.rowcount == 1
+    return cast(CursorResult[Any], result).rowcount == 1
 
 
 def request_cancel_if_running(session: Session, job_id: str) -> bool:
@@ -142,7 +142,7 @@ def request_cancel_if_running(session: Session, job_id: str) -> bool:
         update(Job).where(Job.id == job_id, Job.phase == "running")
         .values(phase="cancelling", cancel_requested=True, updated_at=utcnow())
     )
-    return result.rowcount == 1
+    return cast(CursorResult[Any], result).rowcount == 1
 
 
 def upsert_points(session: Session, job_id: str, points: Iterable[tuple[str, int, float]]) -> None:
@@ -172,7 +172,7 @@ def delete_points_after(session: Session, job_id: str, step: int) -> int:
     result = session.execute(
         delete(MetricPoint).where(MetricPoint.job_id == job_id, MetricPoint.step > step)
     )
-    return int(result.rowcount or 0)
+    return int(cast(CursorResult[Any], result).rowcount or 0)
 
 
 def get_points(

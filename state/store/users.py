@@ -12,9 +12,9 @@ import hashlib
 import re
 import secrets
 from collections.abc import Sequence
-from typing import Literal, get_args
+from typing import Any, Literal, cast, get_args
 
-from sqlalchemy import func, select, update
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session
 
 from state.store.models import AuditEntry, User, utcnow
@@ -60,7 +60,7 @@ def add_user(session: Session, name: str, scopes: Sequence[str], *, max_active_j
 def revoke_user(session: Session, name: str) -> bool:
     result = session.execute(update(User).where(User.name == name, User.revoked_at.is_(None))
                              .values(revoked_at=utcnow()))
-    return result.rowcount == 1
+    return cast(CursorResult[Any], result).rowcount == 1
 
 
 def list_users(session: Session) -> Sequence[User]:
