@@ -17,6 +17,7 @@ from astropt import __version__
 from service.body_guard import BodyGuard
 from service.datasets import routes as datasets_routes
 from service.deadline import Deadline, SingleFlightProbe
+from service.inference.engine import ensure_engine
 from service.jobs import Publisher
 from service.json_errors import undecodable_json
 from service.metrics import ServiceMetrics
@@ -26,7 +27,7 @@ from service.users import routes as users_routes
 from service.users.audit import AuditLog
 from service.users.auth import require
 from state.errors import ServiceError, SpecInvalid
-from state.settings import Settings, get_settings
+from state.settings import InferenceSettings, Settings, get_inference_settings, get_settings
 from state.store import migrate, ping
 
 log = logging.getLogger(__name__)
@@ -45,8 +46,10 @@ def create_app(
     settings: Settings | None = None,
     publish: Publisher | None = None,
     check_broker: Callable[[], None] | None = None,
+    inference_settings: InferenceSettings | None = None,
 ) -> FastAPI:
-    """Build the app. ``publish``/``check_broker`` default to the Celery broker in ``settings``."""
+    """Build the app. ``publish``/``check_broker`` default to the Celery broker in ``settings``;
+    ``inference_settings`` to ``ASTROPT_INFERENCE_*``."""
     settings = settings or get_settings()
     if publish is None or check_broker is None:
         default_publish, default_check = _celery_hooks(settings)
@@ -54,15 +57,22 @@ def create_app(
         check_broker = check_broker or default_check
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.ensure_dirs()
         migrate(settings.resolved_database_url)
-        yield
+        ensure_engine(app)  # the one inference engine, from the app's inference settings
+        try:
+            yield
+        finally:
+            engine = getattr(app.state, "inference_engine", None)
+            if engine is not None:
+                engine.close()  # its compute thread stops; queued requests are cancelled
 
     app = FastAPI(title="AstroPT service", version=__version__, description=DESCRIPTION, lifespan=lifespan,
                   docs_url=None, redoc_url=None,  # served offline by service.ui
                   openapi_url="/openapi.json" if settings.docs_enabled else None)
     app.state.settings = settings
+    app.state.inference_settings = inference_settings or get_inference_settings()
     app.state.publish = publish
     app.state.check_broker = _probe(check_broker, settings.broker_timeout_seconds, "broker health check")
     app.state.check_database = _probe(lambda: ping(settings.resolved_database_url),

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from astropt.run_dir import RunDir
 from astropt.tokens import estimate_bytes
-from jobkinds.base import JobKind, ResumeFrom, Runner, require_one_process
+from jobkinds.base import JobKind, ResumeFrom, Runner
 from jobkinds.disk import mock_bytes
 from jobkinds.spec import JobSpec
 from state.errors import SpecInvalid
@@ -34,12 +34,12 @@ class TokeniseKind(JobKind):
     name = "tokenise"
     runner: ClassVar[Runner] = "tokenise"
     resume_from: ClassVar[ResumeFrom] = "shards"
+    single_process = False  # resources ranks (and Slurm nodes) take disjoint parts of the source
 
     def check(self, spec: JobSpec, settings: Settings) -> None:
         super().check(spec, settings)
         section = spec.tokenise
         assert section is not None
-        require_one_process(spec, "a tokenise job (split a source over ranks with astropt tokenise --rank)")
         if spec.data.source == "tokens":
             raise SpecInvalid("data.source", "a tokenise job reads images (mock, local or hf), not tokens")
         if spec.model.tokeniser != "aion":

@@ -179,7 +179,9 @@ class InferenceEngine:
                 self._thread = threading.Thread(target=self._loop, name="astropt-inference", daemon=True)
                 self._thread.start()
 
-    def close(self, timeout: float = 5.0) -> None:
+    def close(self, timeout: float = 120.0) -> None:
+        """Cancel what waits and let the batch being computed finish (up to ``timeout``): a
+        compute thread still inside torch when the interpreter exits aborts the process."""
         with self._cond:
             self._stop = True
             for work in self._pending:
@@ -255,3 +257,15 @@ class InferenceEngine:
         for work, result in zip(batch, results, strict=True):
             queued = start - work.submitted_at
             work.future.set_result(BatchResult(result.value, len(batch), result.codec_info, queued, result.compute_s))
+
+
+def ensure_engine(app: Any) -> InferenceEngine:
+    """The app's one engine, built from ``app.state.inference_settings`` on first need (the
+    lifespan builds it at start-up; a test may have put its own in ``app.state`` before)."""
+    state = app.state
+    engine = getattr(state, "inference_engine", None)
+    if engine is None:
+        settings = getattr(state, "inference_settings", None) or InferenceSettings()
+        engine = InferenceEngine(settings, getattr(getattr(state, "metrics", None), "registry", None))
+        state.inference_engine = engine
+    return engine

@@ -29,11 +29,11 @@ from astropt.inference.uploads import Cube, InputError, UploadLimits, parse_uplo
 from astropt.pooling import DEFAULT_CENTRE, DEFAULT_POOL
 from service import artifacts
 from service.deps import ApiKey
-from service.inference.engine import BatchResult, InferenceEngine, Work
+from service.inference.engine import BatchResult, InferenceEngine, Work, ensure_engine
 from service.responses import UPLOAD
 from service.users.context import owner_filter
 from state.errors import ServiceError
-from state.settings import InferenceSettings, Settings
+from state.settings import Settings
 from state.store import repository as store
 from state.store import session_scope
 
@@ -93,13 +93,8 @@ def _multipart_doc(form: type[BaseModel]) -> dict[str, Any]:
 
 
 def get_engine(request: Request) -> InferenceEngine:
-    state = request.app.state
-    engine = getattr(state, "inference_engine", None)
-    if engine is None:
-        metrics = getattr(state, "metrics", None)
-        engine = InferenceEngine(InferenceSettings(), getattr(metrics, "registry", None))
-        state.inference_engine = engine
-    return engine
+    """The app's engine (built in its lifespan from its inference settings, service.app)."""
+    return ensure_engine(request.app)
 
 
 async def _read_form(request: Request, limit: int) -> FormData:

@@ -76,8 +76,8 @@ def test_a_spec_cannot_ask_for_a_checkpoint_every_step_of_a_long_run(client: htt
 def test_tokenise_specs_are_checked_like_any_job(client: httpx.Client) -> None:
     base = {"kind": "tokenise", "codec": "random:0", "data": {"source": "mock", "n_mock": 32}, "device": "cpu"}
     assert "needs a tokenise section" in _refusal(client.post("/jobs", json=base))
-    assert "one process" in _refusal(client.post("/jobs", json={**base, "tokenise": {},
-                                                               "resources": {"procs_per_node": 2}}))
+    ranks = client.post("/jobs", json={**base, "tokenise": {}, "resources": {"procs_per_node": 2}})
+    assert ranks.status_code == 201 and "no worker is online" in ranks.json()["waiting_reason"]  # 2 ranks
     assert "shard_size" in _refusal(client.post("/jobs", json={**base, "tokenise": {"shard_size": 1}}))
     created = client.post("/jobs", json={**base, "tokenise": {"shard_size": 16}})
     assert created.status_code == 201, created.text

@@ -138,3 +138,22 @@ def test_a_killed_worker_leaves_no_rank_behind_and_the_job_resumes(stack: Stack)
     job = wait_for_job(client, job_id, {"completed"}, timeout=600)
     assert job["attempts"] == 2 and job["resources"]["resumed_from"] >= 5
     assert job["curves"]["train_loss"]["steps"] == list(range(1, 25))
+
+
+def test_a_two_rank_tokenise_job_writes_disjoint_shards_that_cover_the_source(stack: Stack) -> None:
+    from astropt.tokens import open_token_dataset
+    from tests.service.stack import run_dir
+
+    client = stack.client()
+    spec = {"kind": "tokenise", "codec": "shipped", "device": "cpu", "resources": {"procs_per_node": 2},
+            "data": {"source": "mock", "n_mock": 96, "mock_seed": 4},
+            "tokenise": {"shard_size": 16, "batch_size": 8, "num_workers": 0}}
+    created = client.post("/jobs", json=spec)
+    assert created.status_code == 201, created.text
+    job = wait_for_job(client, created.json()["id"], {"completed"}, timeout=400)
+    assert job["progress"]["iteration"] == 96 and job["resources"]["world_size"] == 2
+    dataset = open_token_dataset(run_dir(stack, job["id"]) / "tokens")
+    ranks = {shard["rank"] for shard in dataset.manifest["shards"]}
+    ids = dataset.object_ids()
+    assert ranks == {0, 1} and dataset.manifest["world_size"] == 2
+    assert len(ids) == len(set(ids)) == 96 and set(ids) == {f"mock-s4-{i:08d}" for i in range(96)}

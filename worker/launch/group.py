@@ -21,8 +21,8 @@ from pathlib import Path
 from state.settings import Settings
 from state.store import repository, session_scope
 from worker.launch.devices import DeviceLease
+from worker.launch.group_result import RESULT_FILE
 from worker.launch.lifeline import die_with_parent
-from worker.launch.rank import RESULT_FILE
 from worker.outcome import final_phase
 
 log = logging.getLogger(__name__)

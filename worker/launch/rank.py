@@ -8,20 +8,17 @@ through Slurm, a worker shutting down) stops all ranks at the same step, after a
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
 import sys
-from pathlib import Path
 from typing import Any
 
 from astropt.training import TrainCallback
 from state.settings import Settings, get_settings
 from state.store import repository, session_scope
+from worker.launch.group_result import write_result
 from worker.launch.lifeline import die_with_parent
-
-RESULT_FILE = ".group_result.json"
 
 
 def training_config(spec: dict[str, Any], out_dir: str, settings: Settings) -> Any:
@@ -61,8 +58,16 @@ def main(argv: list[str]) -> int:
             print(f"job {job_id} does not exist", file=sys.stderr)
             return 2
         spec, out_dir = dict(job.spec), job.out_dir
-    config = training_config(spec, out_dir, settings)
     stop = StopOnSignal()
+    from jobkinds.spec import JobSpec
+
+    contract = JobSpec.model_validate(spec)
+    if contract.kind == "tokenise":  # each rank its part of the source (worker/launch/tokenise_rank.py)
+        from worker.launch.tokenise_rank import run_tokenise_rank
+
+        return run_tokenise_rank(settings, job_id, owner, contract, out_dir, rank,
+                                 int(os.environ.get("WORLD_SIZE", 1)), stop.should_stop)
+    config = training_config(spec, out_dir, settings)
 
     from astropt.training import train
     from worker.callback import StoreCallback
@@ -75,9 +80,8 @@ def main(argv: list[str]) -> int:
         callbacks.insert(0, store)
     result = train(config, callbacks, resume=True)
     if rank == 0:
-        record = {"status": result.status, "step": result.step, "reason": result.reason,
-                  "lost_ownership": bool(store and store.lost_ownership), "signalled": stop.requested}
-        Path(out_dir, RESULT_FILE).write_text(json.dumps(record))
+        write_result(out_dir, result.status, result.step, reason=result.reason,
+                     lost_ownership=bool(store and store.lost_ownership), signalled=stop.requested)
     return 0
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from state.settings import Settings
 from state.store import repository, session_scope
-from worker.launch.rank import RESULT_FILE
+from worker.launch.group_result import RESULT_FILE
 
 log = logging.getLogger(__name__)
 PENDING = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING", "SUSPENDED"}
