@@ -74,10 +74,14 @@ def run_worker(args: argparse.Namespace) -> int:
     from worker.celery_app import app
 
     name = args.name or f"train-{os.getpid()}"
+    command = ["worker"]
     if getattr(args, "standalone", False):
         _quiet_standalone_worker()
+        # The terminal is the user's: progress bars stay bars, not a WARNING log line per refresh.
+        app.conf.worker_redirect_stdouts = False
+        command = ["--quiet", "worker"]  # no Celery banner: serve has printed what matters
     app.worker_main([
-        *(["--quiet"] if getattr(args, "standalone", False) else []), "worker", "--queues", settings.train_queue, "--concurrency", str(max(1, args.concurrency)), "--prefetch-multiplier", "1",
+        *command, "--queues", settings.train_queue, "--concurrency", str(max(1, args.concurrency)), "--prefetch-multiplier", "1",
         "--hostname", f"{name}@%h", "--loglevel", args.loglevel,
         "--without-gossip", "--without-mingle", "--without-heartbeat",
     ])

@@ -8,11 +8,12 @@ Every page is self-contained (CSP 'self'): nothing is loaded from another host.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from service import artifacts, catalogues, jobs
@@ -68,9 +69,17 @@ def jobs_page(request: Request, session: SessionDep,
 def job_page(job_id: str, request: Request, session: SessionDep, settings: SettingsDep) -> HTMLResponse:
     job = jobs.get(session, job_id)  # 404 for an unknown id
     detail = jobs.detail(job, jobs.curves(session, job_id, None, settings.curve_max_points), settings.max_attempts)
-    images = [path for path, _, kind in artifacts.list_files(Path(job.out_dir)) if kind == "val_image"]
-    return render(request, "job.html", job=detail, images=images,
+    images = [{"path": path, "step": val_image_step(path)}
+              for path, _, kind in artifacts.list_files(Path(job.out_dir)) if kind == "val_image"]
+    patch = (detail.spec.get("model") or {}).get("tokeniser") == "patch"
+    return render(request, "job.html", job=detail, images=images, patch=patch,
                   initial=as_json(detail), finished=job.phase in ("completed", "failed", "cancelled"))
+
+
+def val_image_step(path: str) -> int | None:
+    """The step of a validation picture (``val_images/step_000020.png`` -> 20)."""
+    match = re.search(r"step_(\d+)", path)
+    return int(match.group(1)) if match else None
 
 
 @router.get("/catalogues")
@@ -97,6 +106,25 @@ def reconstruct_page(request: Request, session: SessionDep,
     latest = repository.latest_completed_job(session)
     return render(request, "reconstruct.html", jobs=[jobs.summary(j) for j in completed],
                   selected=job_id or (latest.id if latest else None))
+
+
+@router.get("/sample-galaxy.fits")
+def sample_galaxy(index: Annotated[int, Query(ge=0, le=999)] = 0) -> Response:
+    """A mock galaxy no model was trained on (the held-out seed), as a g,r,i,z FITS cube in
+    nanomaggies: what the reconstruct page sends when the user has no file of their own."""
+    import io
+
+    import numpy as np
+    from astropy.io import fits
+
+    from astropt.checkpoints.shipped import HELD_OUT_SEED
+    from astropt.data.mock import simulate_galaxy
+
+    galaxy = simulate_galaxy(HELD_OUT_SEED, index)
+    buffer = io.BytesIO()
+    fits.PrimaryHDU(np.asarray(galaxy["flux"], dtype=np.float32)).writeto(buffer)
+    return Response(buffer.getvalue(), media_type="application/fits",
+                    headers={"Content-Disposition": f'attachment; filename="mock-galaxy-{index}.fits"'})
 
 
 @router.get("/submit")

@@ -37,6 +37,7 @@
     }
     const lr = curves.lr.values;
     $("lr-now").textContent = lr.length ? lr[lr.length - 1].toExponential(2) : "–";
+    captionImages();
   }
 
   function showState(state) {
@@ -55,6 +56,18 @@
     $("failure-reason").textContent = state.failure_reason || "";
     $("cancel").disabled = FINISHED.includes(state.phase) || state.phase === "cancelling";
     $("resume").disabled = !FINISHED.includes(state.phase);
+    $("ready").hidden = state.phase !== "completed";
+  }
+
+  function caption(step) {  // "step 20 · val loss 0.924" (the loss once the curve has the step)
+    const i = curves.val_loss.steps.indexOf(step);
+    return i < 0 ? `step ${step}` : `step ${step} · val loss ${curves.val_loss.values[i].toFixed(3)}`;
+  }
+
+  function captionImages() {
+    for (const figure of $("val-images").querySelectorAll("figure")) {
+      figure.querySelector("figcaption").textContent = caption(Number(figure.dataset.step));
+    }
   }
 
   async function refreshArtifacts(force) {
@@ -69,14 +82,17 @@
     for (const file of body.files.filter((f) => f.kind === "val_image" && !shown.has(f.path))) {
       const figure = document.createElement("figure");
       figure.dataset.path = file.path;
+      figure.dataset.step = String(Number((file.path.match(/step_(\d+)/) || [0, 0])[1]));
+      const link = document.createElement("a");
+      link.href = file.download_url;
       const img = document.createElement("img");
       img.src = file.download_url;
-      img.alt = file.path;
-      const caption = document.createElement("figcaption");
-      caption.textContent = file.path;
-      figure.append(img, caption);
-      gallery.prepend(figure);
+      img.alt = `validation galaxies at step ${figure.dataset.step}`;
+      link.append(img);
+      figure.append(link, document.createElement("figcaption"));
+      gallery.append(figure);  // oldest first: the strip reads as the model learning
     }
+    captionImages();
     const list = $("checkpoints");
     if (body.checkpoints.length) {
       list.replaceChildren(...body.checkpoints.map((c) => {

@@ -8,10 +8,32 @@
     ["X-Codec-MSE", "codec MSE (nanomaggies²)"], ["X-Warnings", "warnings"]];
   let objectUrl = null;
 
-  form.addEventListener("submit", async (event) => {
+  form.addEventListener("submit", (event) => {
     event.preventDefault();
+    const file = $("file").files[0];
+    if (!file) {
+      $("reconstruct-error").textContent = "Choose a FITS or NumPy file, or try the mock galaxy.";
+      $("reconstruct-error").hidden = false;
+      return;
+    }
+    run(file);
+  });
+
+  // A held-out mock galaxy from the server: the demo's model, one click away.
+  $("sample").addEventListener("click", async () => {
+    const response = await fetch("/ui/sample-galaxy.fits");
+    if (!response.ok) {
+      $("reconstruct-error").textContent = await AstroPT.errorText(response);
+      $("reconstruct-error").hidden = false;
+      return;
+    }
+    run(new File([await response.blob()], "mock-galaxy.fits", { type: "application/fits" }));
+  });
+
+  async function run(file) {
     const data = new FormData(form);
-    for (const [key, value] of [...data.entries()]) if (value === "") data.delete(key);
+    for (const [key, value] of [...data.entries()]) if (value === "" || key === "file") data.delete(key);
+    data.set("file", file);
     data.set("format", "png");
     $("reconstruct-state").textContent = "working…";
     $("reconstruct-error").hidden = true;
@@ -38,5 +60,5 @@
       return tr;
     }));
     $("metrics").hidden = false;
-  });
+  }
 })();
