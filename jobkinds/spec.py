@@ -117,7 +117,9 @@ class JobSpec(TrainConfig):
     ignored.
     """
 
-    init_from: Literal["shipped"] | JobCheckpoint | CheckpointPath | None = Field(
+    # Not TrainConfig's type (a directory): the service's form, which train_config() turns into
+    # the directory init_from_dir names; a JobSpec is never handed to the training loop as is.
+    init_from: Literal["shipped"] | JobCheckpoint | CheckpointPath | None = Field(  # type: ignore[assignment]
         None, description="Warm start (kind 'train'): 'shipped', {job, checkpoint} or {path}; the "
         "run starts from its weights with a fresh optimiser and schedule at step 0. model fields "
         "left unset (and codec) are taken from the checkpoint; set ones must match it (422). "

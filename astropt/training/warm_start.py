@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -27,6 +27,8 @@ from astropt.run_dir import CONFIG_FILE, WEIGHTS_FILE, RunDir
 SHAPE_FIELDS = ("tokeniser", "n_layer", "n_head", "n_embd", "block_size", "bias", "attn_type", "objective")
 AION_FIELDS = ("vocab_size",)
 PATCH_FIELDS = ("patch_size", "patch_encoder", "patch_order")
+
+ConfigT = TypeVar("ConfigT", bound=TrainConfig)
 
 
 class InitMismatch(ValueError):
@@ -66,7 +68,7 @@ def checkpoint_shape(meta: dict[str, Any]) -> dict[str, Any]:
     return shape
 
 
-def adopt_checkpoint(config: TrainConfig, meta: dict[str, Any], where: str) -> TrainConfig:
+def adopt_checkpoint(config: ConfigT, meta: dict[str, Any], where: str) -> ConfigT:
     """``config`` with the checkpoint's model shape (and codec) where it sets none.
 
     Raises :class:`InitMismatch` naming every field that is set and differs."""
