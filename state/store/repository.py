@@ -244,7 +244,7 @@ def delete_finished_job(session: Session, job_id: str) -> bool:
     if not storable_id(job_id):
         return False
     removed = session.execute(delete(Job).where(Job.id == job_id, Job.phase.in_(FINISHED_PHASES)))
-    if removed.rowcount != 1:
+    if cast(CursorResult[Any], removed).rowcount != 1:
         return False
     session.execute(delete(MetricPoint).where(MetricPoint.job_id == job_id))  # SQLite without cascade
     return True
