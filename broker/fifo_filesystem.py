@@ -41,7 +41,9 @@ def order_key(name: str) -> tuple[int, str]:
 
 
 class Channel(filesystem.Channel):
-    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:
+    # kombu's own classes disagree on the parameter's name (message / payload); both call it
+    # positionally
+    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:  # type: ignore[override]
         path = os.path.join(self.data_folder_out, message_name(queue))
         staging = os.path.join(self.data_folder_out, f".{os.path.basename(path)}.part")
         try:  # written under a hidden name, then renamed: a reader never sees half a message
@@ -51,7 +53,7 @@ class Channel(filesystem.Channel):
         except OSError as exc:
             raise filesystem.ChannelError(f"Cannot add file {path!r} to directory") from exc
 
-    def _get(self, queue: str) -> Any:
+    def _get(self, queue: str, timeout: float | None = None) -> Any:  # timeout: the base's; never waits
         wanted = f"{queue}.msg"
         names = sorted((n for n in os.listdir(self.data_folder_in) if n.partition(".")[2] == wanted),
                        key=order_key)
