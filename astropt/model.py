@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 import torch.nn as nn
@@ -235,6 +235,7 @@ class PositionEmbedder(nn.Module):
     def __init__(self, modality: ModalityConfig, config: GPTConfig):
         super().__init__()
         self.embed_pos = modality.embed_pos
+        self.wpe: nn.Embedding | nn.Linear
         if self.embed_pos:
             self.wpe = nn.Embedding(config.block_size, config.n_embd)
         else:
@@ -341,7 +342,7 @@ class GPT(nn.Module):
         block's output after ``ln_f`` (what the heads read); any other block's output is the
         raw residual stream, and the blocks above it are not run.
         """
-        n_layer = len(self.transformer.h)
+        n_layer = len(cast(nn.ModuleList, self.transformer.h))
         if not -n_layer <= layer < n_layer:
             raise ModelInputError(f"layer must be in [{-n_layer}, {n_layer - 1}], got {layer}")
         states, lengths = self.layer_states(inputs, upto=layer % n_layer, masks=masks)
@@ -355,7 +356,8 @@ class GPT(nn.Module):
     ) -> tuple[list[torch.Tensor], list[int]]:
         """The output of every block ``0..upto`` (default: all) from one pass; the last
         block's after ``ln_f``. Lengths and ``masks`` as in :meth:`hidden_states`."""
-        n_layer = len(self.transformer.h)
+        blocks = cast(nn.ModuleList, self.transformer.h)  # ModuleDict entries type as Tensor | Module
+        n_layer = len(blocks)
         upto = n_layer - 1 if upto is None else upto
         present = self._checked_modalities(inputs)
         masks = masks or {}
@@ -368,15 +370,16 @@ class GPT(nn.Module):
             if mask is not None:
                 if tuple(mask.shape) != tuple(encoded.shape[:2]):
                     raise ModelInputError(f"mask for {m.name!r} must have shape {tuple(encoded.shape[:2])}")
+                assert self.mask_token is not None  # masks without one were refused above
                 encoded = torch.where(mask.unsqueeze(-1), self.mask_token.to(encoded.dtype), encoded)
             pieces.append(encoded + self.embedders[m.name](inputs[f"{m.name}_positions"]))
-        x = self.transformer.drop(torch.cat(pieces, dim=1))
+        x = cast(nn.Dropout, self.transformer.drop)(torch.cat(pieces, dim=1))
         states = []
-        for block in self.transformer.h[: upto + 1]:
+        for block in blocks[: upto + 1]:
             x = block(x)
             states.append(x)
         if upto == n_layer - 1:
-            states[-1] = self.transformer.ln_f(x)
+            states[-1] = cast(nn.LayerNorm, self.transformer.ln_f)(x)
         return states, [p.shape[1] for p in pieces]
 
     def forward(
@@ -423,6 +426,7 @@ class GPT(nn.Module):
             else:
                 part = F.huber_loss(pred.float(), target.float())
             loss = m.loss_weight * part if loss is None else loss + m.loss_weight * part
+        assert loss is not None  # targets is not empty
         return loss
 
     def configure_optimizers(
