@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -18,10 +18,13 @@ from astropt.checkpoints import CheckpointError, load_checkpoint
 from astropt.codec import CodecHandle, check_same_codec, load_codec
 from astropt.run_dir import WEIGHTS_FILE
 
+if TYPE_CHECKING:
+    from astropt.model import GPT
+
 
 @dataclass
 class LoadedModel:
-    model: torch.nn.Module
+    model: GPT
     meta: dict[str, Any]
     codec: CodecHandle | None  # None: a patch-token model
     n_bytes: int

@@ -9,7 +9,7 @@ whichever side computed the request.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 from astropt.checkpoints import CheckpointError
 from astropt.codec import CodecError
@@ -75,7 +75,8 @@ class ErrorPayload:
         kind = data.get("kind")
         if kind not in get_args(ErrorKind):
             raise ValueError(f"unknown inference error kind {kind!r}")
-        return cls(kind, str(data.get("message", "inference failed")), int(data.get("status", 422)))
+        return cls(cast(ErrorKind, kind), str(data.get("message", "inference failed")),
+                   int(data.get("status", 422)))
 
     def exception(self) -> Exception:
         if self.kind == "input":

@@ -72,6 +72,7 @@ def inflated_size(data: bytes, limit: int) -> int:
     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
     view = memoryview(data)
     position, total = 0, 0
+    piece: bytes | memoryview
     try:
         while not inflater.eof:
             if inflater.unconsumed_tail:

@@ -10,7 +10,7 @@ and std, then reassembled into flux ``[4, 96, 96]``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -28,6 +28,9 @@ from astropt.inference.uploads import Cube
 from astropt.patches import PATCH_MODALITY, centre_token_patches, patches_to_image, random_mask
 from astropt.pooling import DEFAULT_CENTRE, DEFAULT_POOL
 from astropt.training.pairs import sequence
+
+if TYPE_CHECKING:
+    from astropt.model import GPT
 
 
 def patch_settings(meta: dict[str, Any]) -> ModelSettings:
@@ -52,7 +55,7 @@ def _full_crops(cubes: Sequence[Cube]) -> tuple[torch.Tensor, list[np.ndarray]]:
 
 @torch.no_grad()
 def reconstruct_patches(
-    cubes: Sequence[Cube], model: torch.nn.Module, meta: dict[str, Any], options: ReconstructOptions
+    cubes: Sequence[Cube], model: GPT, meta: dict[str, Any], options: ReconstructOptions
 ) -> list[Reconstruction]:
     m = patch_settings(meta)
     if options.mode not in ("predict", "masked"):
@@ -106,7 +109,7 @@ def patch_inputs(crops: torch.Tensor, m: ModelSettings) -> dict[str, torch.Tenso
 
 @torch.no_grad()
 def embed_patches(
-    cubes: Sequence[Cube], model: torch.nn.Module, meta: dict[str, Any], pooling: str = DEFAULT_POOL,
+    cubes: Sequence[Cube], model: GPT, meta: dict[str, Any], pooling: str = DEFAULT_POOL,
     centre: int = DEFAULT_CENTRE,
 ) -> list[dict[str, np.ndarray]]:
     """Per image ``{pooling: float32[C]}``; ``centre`` counts AION tokens (the same pixels as a

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -31,6 +31,9 @@ from astropt.inference.uploads import Cube
 from astropt.pooling import DEFAULT_CENTRE, DEFAULT_POOL, PoolingError, check_pool
 from astropt.tokenise import restore_first_token, shift_for_training
 from astropt.torch_policy import autocast
+
+if TYPE_CHECKING:
+    from astropt.model import GPT
 
 Mode = Literal["codec", "predict", "complete", "masked"]
 Pooling = Literal["mean", "last", "centre", "both"]  # astropt.pooling's, and both = mean + last
@@ -85,7 +88,9 @@ class Reconstruction:
     @property
     def output(self) -> np.ndarray:
         """The main decoded image: the model's, or the round trip in codec mode."""
-        return self.codec if self.model is None else self.model
+        output = self.codec if self.model is None else self.model
+        assert output is not None  # codec mode has the round trip, the other modes the model's
+        return output
 
     def metrics(self) -> dict[str, Any]:
         return {
@@ -117,7 +122,7 @@ def encode_cubes(cubes: Sequence[Cube], codec: CodecHandle) -> tuple[torch.Tenso
     return codec.encode(crops, bands), crops
 
 
-def predict_tokens(model: torch.nn.Module, tokens: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+def predict_tokens(model: GPT, tokens: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
     """Teacher-forced argmax: ``[B, 576]`` codec tokens -> predicted ``[B, 576]`` (first token kept)."""
     device = _model_device(model)
     inputs, _ = shift_for_training(tokens.to(device))
@@ -128,7 +133,7 @@ def predict_tokens(model: torch.nn.Module, tokens: torch.Tensor, dtype: torch.dt
 
 
 def complete_tokens(
-    model: torch.nn.Module, tokens: torch.Tensor, options: ReconstructOptions, dtype: torch.dtype | None = None
+    model: GPT, tokens: torch.Tensor, options: ReconstructOptions, dtype: torch.dtype | None = None
 ) -> torch.Tensor:
     """Keep ``options.n_kept`` leading tokens and sample the rest."""
     device = _model_device(model)
@@ -150,7 +155,7 @@ def complete_tokens(
 def reconstruct(
     cubes: Sequence[Cube],
     codec: CodecHandle,
-    model: torch.nn.Module | None,
+    model: GPT | None,
     options: ReconstructOptions = ReconstructOptions(),
     model_codec: dict[str, Any] | None = None,
     dtype: torch.dtype | None = None,
@@ -179,7 +184,7 @@ def reconstruct(
 def _reconstruct_group(
     cubes: list[Cube],
     codec: CodecHandle,
-    model: torch.nn.Module | None,
+    model: GPT | None,
     options: ReconstructOptions,
     dtype: torch.dtype | None,
 ) -> list[Reconstruction]:
@@ -189,6 +194,7 @@ def _reconstruct_group(
         model_tokens, scored_from = None, 0
         decoded = codec.decode(tokens, DEFAULT_BANDS).numpy()
     else:
+        assert model is not None  # reconstruct() refuses these modes without a model
         if options.mode == "predict":
             model_tokens, scored_from = predict_tokens(model, tokens, dtype), 1
         else:
@@ -246,7 +252,7 @@ def token_inputs(tokens: torch.Tensor) -> dict[str, torch.Tensor]:
 def embed(
     cubes: Sequence[Cube],
     codec: CodecHandle,
-    model: torch.nn.Module,
+    model: GPT,
     pooling: Pooling = DEFAULT_POOL,
     model_codec: dict[str, Any] | None = None,
     dtype: torch.dtype | None = None,

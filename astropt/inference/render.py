@@ -74,9 +74,14 @@ def render_png(recon: Reconstruction, panel: PanelKind = "all") -> bytes:
     """The panel strip (or one panel) as PNG bytes; see :func:`png_size` for its size."""
     original = original_full_bands(recon)
     scale = display_scale(original)
+
+    def codec_panel() -> np.ndarray:
+        assert recon.codec is not None  # panel_titles names the codec panel only when there is one
+        return lupton(recon.codec, scale)
+
     images = {
         "original": lambda: lupton(original, scale),
-        "codec": lambda: lupton(recon.codec, scale),
+        "codec": codec_panel,
         "model": lambda: lupton(recon.output, scale),
         "residual": lambda: residual_rgb(recon, scale),
     }

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -29,6 +29,10 @@ def pack_array(array: np.ndarray) -> dict[str, Any]:
     return {"dtype": array.dtype.str, "shape": list(array.shape), "data": base64.b64encode(array.tobytes()).decode()}
 
 
+@overload
+def unpack_array(packed: dict[str, Any]) -> np.ndarray: ...
+@overload
+def unpack_array(packed: None) -> None: ...
 def unpack_array(packed: dict[str, Any] | None) -> np.ndarray | None:
     if packed is None:
         return None
