@@ -323,8 +323,7 @@ def map_xy(settings: Settings, loaded: Loaded, method: str) -> np.ndarray:
 
 def map_png(settings: Settings, path: Path, job_id: str, color: str | None, method: str = "pca",
             scale: str | None = None) -> bytes:
-    """The map PNG; ``scale`` of the colours: linear, log or rank (default: rank for outlier_score,
-    whose scores are skewed, linear otherwise)."""
+    """The map PNG; colour ``scale`` linear, log or rank (default: rank for outlier_score, else linear)."""
     from astropt.science.figures import map_figure
 
     loaded = load(path)
