@@ -112,8 +112,10 @@ class DataSettings(_Strict):
                              "service, data.job_id (the tokenise job that made it)")
         if self.job_id is not None and self.source != "tokens":
             raise ValueError("data.job_id names a tokenise job's data set: it needs data.source 'tokens'")
-        if self.source == "local" and not Path(self.path).expanduser().exists():
-            raise ValueError(f"data.path does not exist: {self.path}")
+        if self.source == "local":
+            assert self.path  # required above
+            if not Path(self.path).expanduser().exists():
+                raise ValueError(f"data.path does not exist: {self.path}")
         if len(self.bands) != 4:
             raise ValueError(f"data.bands must name 4 bands (g, r, i, z), got {list(self.bands)}")
         return self

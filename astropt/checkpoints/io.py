@@ -112,7 +112,10 @@ def save_checkpoint(
         weights = staging / WEIGHTS_FILE
         save_model(gpt, str(weights), metadata={"format": FORMAT})
         _fsync_file(weights)
-        extras = {**(extra_modules or {}), **(extra_tensors or {})}
+        extras: dict[str, torch.nn.Module | dict[str, torch.Tensor]] = {
+            **(extra_modules or {}),
+            **(extra_tensors or {}),
+        }
         for name, content in extras.items():
             if Path(name).name != name or not name.endswith(".safetensors") or name == WEIGHTS_FILE:
                 raise CheckpointError(f"extra module file {name!r} must be a plain *.safetensors name")

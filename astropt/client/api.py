@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import io
 import json
 import os
@@ -175,7 +176,7 @@ class Client:
     def loss_png(self, job_id: str) -> bytes:
         return self._request("GET", f"/jobs/{job_id}/loss.png").content
 
-    def compare_png(self, job_ids: list[str]) -> bytes:
+    def compare_png(self, job_ids: builtins.list[str]) -> bytes:  # list: the method above
         """Validation curves of several jobs overlaid (``GET /jobs/compare.png``)."""
         return self._request("GET", "/jobs/compare.png", params={"ids": ",".join(job_ids)}).content
 
@@ -195,7 +196,7 @@ class Client:
         return response.content, {k: v for k, v in response.headers.items() if k.lower().startswith("x-")}
 
     def predict(self, image: str | Path | np.ndarray, job_id: str | None = None,
-                checkpoint: str | None = None, labels: list[str] | None = None,
+                checkpoint: str | None = None, labels: builtins.list[str] | None = None,
                 bands: str | None = None) -> dict[str, Any]:
         """A fine-tune job's label predictions (``predictions``, ``probabilities``, ...)."""
         fields = {"job_id": job_id, "checkpoint": checkpoint, "bands": bands,

@@ -101,6 +101,9 @@ class TaskHead(nn.Module):
     """Standardise the features (``shift``/``scale``: the frozen model's training-split mean and
     std), then Linear, or Linear -> GELU -> Linear with ``hidden`` units."""
 
+    shift: torch.Tensor  # buffers (register_buffer)
+    scale: torch.Tensor
+
     def __init__(self, n_in: int, n_out: int, hidden: int = 0):
         super().__init__()
         self.n_in, self.n_out, self.hidden = n_in, n_out, hidden

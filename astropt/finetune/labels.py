@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -119,7 +120,8 @@ def table_columns(path: str | Path, object_ids: list[str], labels: list[str]) ->
     out: dict[str, np.ndarray] = {}
     for name in labels:
         values = np.asarray(table.column(name).to_pylist(), dtype=object)
-        picked = np.where(rows >= 0, values[np.maximum(rows, 0)], None)
+        # numpy's stubs take None for no ArrayLike and pick the one-argument overload (a tuple)
+        picked = cast(np.ndarray, np.where(rows >= 0, values[np.maximum(rows, 0)], None))
         try:
             out[name] = np.array([np.nan if v is None else float(v) for v in picked])
         except (TypeError, ValueError):

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import copy
+from typing import Any, cast
 
 import torch
 import torch.nn as nn
@@ -60,7 +61,10 @@ class FinetuneModel(nn.Module):
     @property
     def gpt(self) -> GPT:
         """The GPT inside (with adapters injected in lora mode)."""
-        return self.backbone.base_model.model if self.mode == "lora" else self.backbone
+        if self.mode == "lora":  # a peft PeftModel: its tuner's ``model`` is the GPT
+            peft_model: Any = self.backbone
+            return peft_model.base_model.model
+        return cast(GPT, self.backbone)
 
     @property
     def trains_backbone(self) -> bool:
@@ -88,6 +92,7 @@ class FinetuneModel(nn.Module):
         """A plain GPT with the adapters merged into its weights (this model is left as it is)."""
         if self.mode != "lora":
             return copy.deepcopy(self.gpt)
-        merged = copy.deepcopy(self.backbone).merge_and_unload()
+        peft_model: Any = copy.deepcopy(self.backbone)  # PeftModel delegates this to its tuner
+        merged = peft_model.merge_and_unload()
         assert isinstance(merged, GPT)
         return merged
