@@ -68,7 +68,7 @@ def checked_path(field: str, value: str, roots: list[Path], setting: str = "ASTR
 def check_spec_paths(body: Any, settings: Settings) -> None:
     """Every file path of a raw ``POST /jobs`` body, before the spec is validated (the schema's
     own checks look at the file system): ``data.path``, a codec directory, ``init_from.path``,
-    ``finetune.init.path`` and ``embed.model.path``. Values of the wrong type are left to the
+    ``finetune.init.path``, ``finetune.label_table`` and ``embed.model.path``. Values of the wrong type are left to the
     schema."""
     if not isinstance(body, dict):
         return
@@ -90,6 +90,9 @@ def check_spec_paths(body: Any, settings: Settings) -> None:
         node = _dotted(body, field)
         if isinstance(node, dict) and isinstance(node.get("path"), str):
             checked_path(f"{field}.path", node["path"], settings.readable_roots)
+    table = _dotted(body, "finetune.label_table")
+    if isinstance(table, str) and table:
+        checked_path("finetune.label_table", table, settings.readable_roots)
 
 
 def _names_a_directory(codec: str) -> bool:

@@ -153,6 +153,9 @@ def test_nul_bytes_and_over_long_names_in_paths_are_422_naming_the_field(
         (tiny_spec(data={"source": "mock", "n_mock": 32, "path": f"{data}/mock\x00x"}), "data.path", "NUL"),
         (tiny_spec(init_from={"path": f"{readonly}/ck\x00pt"}), "init_from.path", "NUL"),
         (tiny_spec(**finetune), "finetune.init.path", "NUL"),
+        (tiny_spec(kind="finetune", finetune={"init": "shipped", "labels": ["mag_r"],
+                                              "label_table": f"{data}/{long_name}.csv"}),
+         "finetune.label_table", "at most 255"),
         (tiny_spec(data={"source": "local", "path": f"{readonly}/{long_name}"}), "data.path", "at most 255"),
         (tiny_spec(init_from={"path": f"{readonly}/{long_name}"}), "init_from.path", "at most 255"),
         (tiny_spec(codec=f"{readonly}/{long_name}"), "codec", "at most 255"),
@@ -180,6 +183,8 @@ def test_a_path_outside_the_roots_gets_one_answer_whether_it_exists_or_not(
         ("data.path", lambda p: tiny_spec(data={"source": "local", "path": str(p)})),
         ("codec", lambda p: tiny_spec(codec=str(p))),
         ("init_from.path", lambda p: tiny_spec(init_from={"path": str(p)})),
+        ("finetune.label_table", lambda p: tiny_spec(kind="finetune", finetune={
+            "init": "shipped", "labels": ["mag_r"], "label_table": str(p / "labels.csv")})),
         ("data.path", lambda p: tiny_spec(data={"source": "local", "path": "/nonexist"} if p == missing
                                           else {"source": "local", "path": "/etc"})),
     ]:
