@@ -68,8 +68,8 @@ def checked_path(field: str, value: str, roots: list[Path], setting: str = "ASTR
 def check_spec_paths(body: Any, settings: Settings) -> None:
     """Every file path of a raw ``POST /jobs`` body, before the spec is validated (the schema's
     own checks look at the file system): ``data.path``, a codec directory, ``init_from.path``,
-    ``finetune.init.path``, ``finetune.label_table`` and ``embed.model.path``. Values of the wrong type are left to the
-    schema."""
+    ``finetune.init.path``, ``finetune.label_table`` and ``embed.model.path``. Values of the
+    wrong type are left to the schema."""
     if not isinstance(body, dict):
         return
     data = body.get("data")
