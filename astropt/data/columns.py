@@ -18,6 +18,7 @@ def derived_columns(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
                 out[f"mag_{band}"] = np.where(flux > 0, nanomaggies_to_mag(np.maximum(flux, 1e-30)), np.nan)
     mags = {b: columns.get(f"mag_{b}", out.get(f"mag_{b}")) for b in "griz"}
     for a, b in zip("gri", "riz", strict=True):
-        if mags[a] is not None and mags[b] is not None and f"{a}_{b}" not in columns:
-            out[f"{a}_{b}"] = mags[a] - mags[b]
+        mag_a, mag_b = mags[a], mags[b]
+        if mag_a is not None and mag_b is not None and f"{a}_{b}" not in columns:
+            out[f"{a}_{b}"] = mag_a - mag_b
     return out

@@ -58,7 +58,7 @@ def nanomaggies_to_mag(flux: float | np.ndarray) -> float | np.ndarray:
     return ZERO_POINT - 2.5 * np.log10(flux)
 
 
-def band_fluxes(total_r: float, colours: np.ndarray) -> np.ndarray:
+def band_fluxes(total_r: float | np.ndarray, colours: np.ndarray) -> np.ndarray:
     """Fluxes in g, r, i, z from an r-band flux and (g-r, r-i, i-z) colours."""
     g_r, r_i, i_z = colours
     mags_rel = np.array([g_r, 0.0, -r_i, -r_i - i_z])  # m_band - m_r

@@ -156,8 +156,8 @@ def raw_sample_from_row(
         if bands is not None and bands != [b.upper() for b in wanted]:
             sigma = sigma[[bands.index(b.upper()) for b in wanted]]
         sample["noise_sigma"] = sigma
-    elif (sigma := sigma_from_ivar(image, bad)) is not None:
-        sample["noise_sigma"] = select_bands(sigma[:, None, None], bands, wanted, what)[:, 0, 0]
+    elif (from_ivar := sigma_from_ivar(image, bad)) is not None:
+        sample["noise_sigma"] = select_bands(from_ivar[:, None, None], bands, wanted, what)[:, 0, 0]
     object_id = row.get("object_id", key)
     if object_id is not None:
         sample["object_id"] = str(object_id)

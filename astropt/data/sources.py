@@ -340,7 +340,9 @@ def open_split(
         dataset = load_hf(cfg)
         if cfg.streaming:
             return _stream_split(dataset, cfg, split, rank, world_size, seed)
-        rows = TableRows(_prepare_table(dataset, cfg.image_column).with_format("numpy"), cfg.bands)
+        rows: TableRows | FileRows | CubeFiles = TableRows(
+            _prepare_table(dataset, cfg.image_column).with_format("numpy"), cfg.bands
+        )
         identity = ["hf", cfg.hf_dataset, cfg.hf_split, dataset._fingerprint]
         return _finite_split(rows, identity, cfg, split, rank, world_size)
     rows, identity = open_rows(cfg, stop=stop)
@@ -363,6 +365,7 @@ def open_rows(cfg: DataSettings, stop: StopCheck | None = None) -> tuple[FileRow
     else:
         kind, files = discover(cfg.path)
     if kind == "cube":
+        assert cfg.path  # only a local source is a folder of cubes
         rows: FileRows | CubeFiles = CubeFiles(Path(cfg.path).expanduser(), files, cfg.bands)
     else:
         rows = _open_table_files(files, cfg)

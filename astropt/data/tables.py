@@ -133,7 +133,8 @@ class FileRows:
         wanted = {self.image_column, "image", *ROW_COLUMNS}
         if file.name.lower().endswith(".parquet"):
             pf = pq.ParquetFile(file)
-            first, groups = 0, []
+            first = 0
+            groups: list[int] = []
             for g in range(pf.metadata.num_row_groups):
                 n = pf.metadata.row_group(g).num_rows
                 if not groups and first + n <= row:
