@@ -25,7 +25,7 @@ from service.routes import catalogues, health, inference, jobs, outputs
 from service.ui import install_ui
 from service.users import routes as users_routes
 from service.users.audit import AuditLog
-from service.users.auth import require
+from service.users.auth import TOKEN_ERRORS, require
 from state.errors import ServiceError, SpecInvalid
 from state.settings import InferenceSettings, Settings, get_inference_settings, get_settings
 from state.store import migrate, ping
@@ -90,12 +90,12 @@ def create_app(
     # Everything but /health and /metrics needs the read scope (open while no user exists);
     # the principal it sets is the service layer's owner filter (service.users.context).
     reads = [Depends(require("read"))]
-    app.include_router(jobs.router, dependencies=reads)
-    app.include_router(outputs.router, dependencies=reads)
+    app.include_router(jobs.router, dependencies=reads, responses=TOKEN_ERRORS)
+    app.include_router(outputs.router, dependencies=reads, responses=TOKEN_ERRORS)
     app.include_router(health.router)
-    app.include_router(inference.router, dependencies=reads)
-    app.include_router(catalogues.router, dependencies=reads)
-    app.include_router(datasets_routes.router, dependencies=reads)
+    app.include_router(inference.router, dependencies=reads, responses=TOKEN_ERRORS)
+    app.include_router(catalogues.router, dependencies=reads, responses=TOKEN_ERRORS)
+    app.include_router(datasets_routes.router, dependencies=reads, responses=TOKEN_ERRORS)
     app.include_router(users_routes.router)
     install_ui(app, docs_enabled=settings.docs_enabled)
     return app

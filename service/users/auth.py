@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 import time
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import quote
 
 import anyio
@@ -23,6 +23,12 @@ api_key_header = APIKeyHeader(
     "set; once users exist it acts as an admin token.",
 )
 TOKEN_COOKIE = "astropt_token"
+# Documented on every protected route (the app adds them to its routers).
+TOKEN_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "No token, or an unknown or revoked one (a service with users), or a wrong "
+          "API key: `{\"detail\": \"...\"}`"},
+    403: {"description": "The token lacks the scope this endpoint needs"},
+}
 bearer = HTTPBearer(auto_error=False, description="A user's token (`astropt users add`).")
 
 
@@ -82,17 +88,18 @@ async def principal(
         if hmac.compare_digest(key.encode(), expected.encode()):
             return Principal(None, ALL_SCOPES, "api_key")
         raise _unauthorised("missing or wrong API key: send it in the X-API-Key header")
+    users = await anyio.to_thread.run_sync(_users_configured, request, settings)
     token = credentials.credentials if credentials is not None else None
     if token is None and request.method in ("GET", "HEAD"):
         # Dashboard pages are navigations (no Authorization header): the token the dashboard
         # saved rides in a SameSite=Strict cookie, for reads only.
         token = request.cookies.get(TOKEN_COOKIE)
-    if token is not None:
+    if token is not None and users:  # without users no token can be valid: ignored, as before
         found = await anyio.to_thread.run_sync(_user_principal, settings, token)
         if found is None:
             raise _unauthorised("unknown or revoked token: ask an admin for one (astropt users add)")
         return found
-    if not await anyio.to_thread.run_sync(_users_configured, request, settings):
+    if not users:
         # Today's behaviour: reads are open; writes need the key when one is set (see require).
         return Principal(None, ALL_SCOPES if not expected else frozenset({"read"}), "open")
     if settings.public_reads:

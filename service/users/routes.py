@@ -10,10 +10,10 @@ from pydantic import BaseModel
 
 from service.deps import SessionDep
 from service.responses import STORE_DOWN
-from service.users.auth import Admin, Reader
+from service.users.auth import TOKEN_ERRORS, Admin, Reader
 from state.store.users import audit_entries
 
-router = APIRouter(tags=["users"], responses=STORE_DOWN)
+router = APIRouter(tags=["users"], responses={**STORE_DOWN, **TOKEN_ERRORS})
 
 
 class Me(BaseModel):
