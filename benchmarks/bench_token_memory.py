@@ -13,7 +13,10 @@ resident set size"); one CPU thread, the shipped codec, a 1-layer 32-wide model,
 - ``tokenise-raw``: ``astropt tokenise`` of raw local directories (e.g. 1,000 and 8,000 mock galaxies);
 - ``train-raw``: ``astropt train`` on the same directories through the finite token cache;
 - ``step-time``: the same training run from the token data set of a directory and from the
-  in-memory token cache of that directory (warm), median seconds per step of each.
+  in-memory token cache of that directory (warm), median seconds per step of each;
+- ``batch-read``: in one process, the time ``TokenBatches.batch`` takes to hand the training
+  loop a batch from a synthesised token data set (``--sizes``) and from the same tokens as an
+  in-memory tensor (what the token cache holds): the data part of a step, without the model.
 """
 
 from __future__ import annotations
@@ -87,6 +90,31 @@ def synthesise(out: Path, n: int, shard_size: int = 4096, seed: int = 0) -> None
     finalize_manifest(out)
 
 
+def batch_read(scratch: Path, args: argparse.Namespace) -> list[dict]:
+    from astropt.tokens import open_token_dataset
+    from astropt.tokens.splits import split_rows
+    from astropt.training.batches import TokenBatches
+
+    rows = []
+    for n in args.sizes:
+        synthesise(scratch / f"read-{n}", n)
+        ds = open_token_dataset(scratch / f"read-{n}")
+        on_disk = split_rows(ds, "train", 0.05)
+        in_memory = on_disk.head(len(on_disk))  # Long[N, 576], as the token cache holds it
+        for r in range(args.repeats):
+            for label, source in (("in-memory", in_memory), ("token data set", on_disk)):
+                batches = TokenBatches(source, args.batch, seed=r)
+                count = 2000
+                started = time.perf_counter()
+                for index in range(count):
+                    batches.batch(index)
+                micro = (time.perf_counter() - started) / count * 1e6
+                rows.append({"mode": "batch-read", "n": n, "source": label, "repeat": r,
+                             "us_per_batch": round(micro, 1), "batch": args.batch})
+                print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def step_seconds(run: Path) -> float:
     with (run / "loss.csv").open() as fh:
         rates = [float(r["tokens_per_s"]) for r in csv.DictReader(fh) if r["tokens_per_s"]]
@@ -96,7 +124,8 @@ def step_seconds(run: Path) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("mode", choices=["train-tokens", "tokenise-raw", "train-raw", "step-time"])
+    ap.add_argument("mode", choices=["train-tokens", "tokenise-raw", "train-raw", "step-time", "batch-read"])
+    ap.add_argument("--batch", type=int, default=8, help="batch-read: galaxies a batch")
     ap.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000], help="train-tokens: galaxies")
     ap.add_argument("--data", nargs="*", default=[], help="LABEL=DIR raw local directories (step-time: one DIR)")
     ap.add_argument("--repeats", type=int, default=1)
@@ -116,6 +145,8 @@ def main() -> None:
                                             "--set", "data.source=tokens", "--set", f"data.path={ds}"], env)
                     rows.append({"mode": args.mode, "n": n, "peak_rss_mb": round(peak), "wall_s": round(wall, 1)})
                     print(json.dumps(rows[-1]), flush=True)
+        elif args.mode == "batch-read":
+            rows = batch_read(scratch, args)
         elif args.mode in ("tokenise-raw", "train-raw"):
             for item in args.data:
                 label, _, directory = item.partition("=")
