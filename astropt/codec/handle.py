@@ -40,7 +40,7 @@ class CodecHandle:
             tokens = self.codec.encode(LegacySurveyImage(flux=x, bands=list(bands)))
         return tokens.long().cpu()
 
-    def decode(self, tokens: torch.Tensor, bands: tuple[str, ...] = DEFAULT_BANDS) -> torch.Tensor:
+    def decode(self, tokens: np.ndarray | torch.Tensor, bands: tuple[str, ...] = DEFAULT_BANDS) -> torch.Tensor:
         """Tokens ``Long[B, 576]`` -> flux ``Float[B, len(bands), 96, 96]`` on CPU."""
         tokens = torch.as_tensor(tokens)
         if tokens.ndim != 2 or tokens.shape[1] != TOKENS_PER_IMAGE:

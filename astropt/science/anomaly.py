@@ -160,6 +160,11 @@ def anomaly_scores(method: str, embeddings: np.ndarray, surprisal: np.ndarray | 
     if method in NEEDS_SURPRISAL and surprisal is None:
         raise AnomalyError(f"method {method!r} needs the catalogue's surprisal column, which only AION-token "
                            f"autoregressive models write; use {FALLBACK_METHOD!r}")
+
+    def excess() -> np.ndarray:
+        assert surprisal is not None  # NEEDS_SURPRISAL methods were refused above without it
+        return surprisal_excess(embeddings, surprisal, k)
+
     makers: dict[str, Callable[[], np.ndarray]] = {
         "knn_cosine": cosine,
         "centred_cosine": lambda: centred_cosine(embeddings, k),
@@ -167,9 +172,8 @@ def anomaly_scores(method: str, embeddings: np.ndarray, surprisal: np.ndarray | 
         "mahalanobis": lambda: mahalanobis(embeddings),
         "isolation_forest": lambda: isolation_forest(embeddings),
         "surprisal": lambda: np.asarray(surprisal, dtype=np.float64),
-        "surprisal_excess": lambda: surprisal_excess(embeddings, surprisal, k),
-        "surprisal_knn": lambda: np.maximum(ranks(surprisal_excess(embeddings, surprisal, k)),
-                                            ranks(cosine())),
+        "surprisal_excess": excess,
+        "surprisal_knn": lambda: np.maximum(ranks(excess()), ranks(cosine())),
     }
     if method not in makers:
         raise AnomalyError(f"unknown anomaly method {method!r}; methods: {', '.join(METHODS)}")

@@ -25,6 +25,7 @@ import torch
 
 from astropt.checkpoints import load_checkpoint
 from astropt.codec import check_same_codec
+from astropt.model import GPT
 from astropt.plotting import write_atomic
 from astropt.run_dir import CONFIG_FILE, STEP_NAME, WEIGHTS_FILE, RunDir
 from astropt.science.embedding import EmbedOptions, load_embed_model
@@ -116,7 +117,7 @@ def probe_checkpoints(
                               options.layer, folds, alpha)
     total = len(checkpoints) + (random_init is not None)
 
-    def score(model: torch.nn.Module) -> dict[str, LabelScore | None]:
+    def score(model: GPT) -> dict[str, LabelScore | None]:
         return probe_model(model, probe_set, options, folds=folds, alpha=alpha, seed=seed)
 
     for done, (name, step, path) in enumerate(checkpoints):

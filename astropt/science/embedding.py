@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -126,7 +126,7 @@ def embed_and_surprisal(
     from astropt.science.surprisal import surprisal_of_states
 
     device = next(model.parameters()).device
-    n_layer = len(model.transformer.h)
+    n_layer = len(cast(torch.nn.ModuleList, model.transformer.h))
     for o in options:
         if not -n_layer <= o.layer < n_layer:
             raise ValueError(f"layer must be in [{-n_layer}, {n_layer - 1}] for this model, got {o.layer}")
@@ -173,7 +173,7 @@ def finish_catalogues(
             "pooling": options.pool,
             "centre": options.centre if options.pool == "centre" else None,
             "layer": options.layer,
-            "n_layer": len(model.model.transformer.h),
+            "n_layer": len(cast(torch.nn.ModuleList, model.model.transformer.h)),
             "count": total,
             "embedding_dim": int(model.model.config.n_embd),
             "aperture_radii_px": list(APERTURE_RADII_PX),
@@ -195,7 +195,7 @@ def finish_catalogues(
 
 
 def check_layers(model: EmbedModel, recipes: Sequence[EmbedOptions]) -> None:
-    n_layer = len(model.model.transformer.h)
+    n_layer = len(cast(torch.nn.ModuleList, model.model.transformer.h))
     for o in recipes:
         if not -n_layer <= o.layer < n_layer:
             raise ValueError(f"layer must be in [{-n_layer}, {n_layer - 1}] for this model, got {o.layer}")

@@ -76,6 +76,7 @@ class ModelReader:
         """Sequence positions of the ``centre`` pooling of size ``k`` (AION token units)."""
         if self.tokeniser == "aion":
             return centre_positions(k, n_positions)
+        assert self.patch is not None  # a patch-token model's reader has its patch settings
         return centre_token_patches(k, self.patch.patch_size, self.patch.patch_order, n_positions)
 
     def describe(self) -> dict[str, Any]:

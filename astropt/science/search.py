@@ -56,12 +56,13 @@ class SimilarityIndex:
         dim = self.vectors.shape[1]
         if len(self.vectors) <= exact_up_to:
             self.kind = "exact"
-            self.index = faiss.IndexFlatIP(dim)
+            self.index: faiss.IndexFlatIP | faiss.IndexHNSWFlat = faiss.IndexFlatIP(dim)
         else:
             self.kind = "hnsw"
-            self.index = faiss.IndexHNSWFlat(dim, HNSW_LINKS, faiss.METRIC_INNER_PRODUCT)
-            self.index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-            self.index.hnsw.efSearch = HNSW_EF_SEARCH
+            hnsw = faiss.IndexHNSWFlat(dim, HNSW_LINKS, faiss.METRIC_INNER_PRODUCT)
+            hnsw.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+            hnsw.hnsw.efSearch = HNSW_EF_SEARCH
+            self.index = hnsw
         self.index.add(self.vectors)
 
     @classmethod

@@ -151,10 +151,10 @@ def embed_stream(
         if surprisal is not None:
             surprisals.append(surprisal)
         apertures.append(aperture_features(flux))
-        for oid, _, values in pending:
+        for oid, _, row_values in pending:
             ids.append(oid)
             for c in rows.columns:
-                columns[c].append(values[c])
+                columns[c].append(row_values[c])
         pending.clear()
 
     def write_shard() -> None:
