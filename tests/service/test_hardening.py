@@ -399,3 +399,24 @@ def test_concurrent_decompression_bombs_leave_the_api_memory_bounded(stack: Stac
     assert sorted({a.status_code for a in answers}) == [413], [a.text[:100] for a in answers]
     assert growth_mb <= 1536, f"the API grew by {growth_mb:.0f} MB"
     healthy(client)
+
+
+def test_the_inflate_budget_bounds_concurrent_uploads_and_answers_503_when_spent() -> None:
+    import gzip
+
+    from astropt.inference.inflate import InflateBudget, inflated
+    from astropt.inference.limits import InputError
+
+    payload = gzip.compress(bytes(3000))
+    budget = InflateBudget(capacity=4000)
+    with inflated(payload, 10_000, budget, wait_s=1.0) as plain:  # one upload larger than half
+        assert plain == bytes(3000) and budget.reserved == 3000
+        with pytest.raises(InputError) as refused, inflated(payload, 10_000, budget, wait_s=0.2):
+            pass  # a second one would pass the budget
+        assert refused.value.status == 503 and "ASTROPT_INFERENCE_MAX_INFLATING_MB" in refused.value.message
+    assert budget.reserved == 0
+    with inflated(gzip.compress(bytes(9000)), 10_000, budget, wait_s=0.2) as alone:  # over the budget, alone
+        assert len(alone) == 9000
+    with pytest.raises(InputError) as bomb, inflated(gzip.compress(bytes(20_000)), 10_000, budget, wait_s=0.2):
+        pass
+    assert bomb.value.status == 413 and budget.reserved == 0
