@@ -23,7 +23,6 @@ import numpy as np
 import pytest
 
 from jobkinds.kinds.embed import catalogue_dir
-from state.settings import Settings
 from state.store import repository, session_scope
 from tests.service.stack import (
     Stack,
@@ -273,26 +272,6 @@ def test_event_streams_are_capped_and_the_api_stays_responsive(
             stream.close()
 
 
-# 10. Device locks ---------------------------------------------------------------------------------
-
-def test_services_with_different_data_directories_do_not_share_device_locks(tmp_path: Path) -> None:
-    from worker.launch.placement import device_pool
-
-    first = Settings(data_dir=tmp_path / "one", worker_devices=1)
-    second = Settings(data_dir=tmp_path / "two", worker_devices=1)
-    same_as_first = Settings(data_dir=tmp_path / "one", worker_devices=1)
-    lease = device_pool(first).acquire(1)
-    assert lease is not None
-    try:
-        assert device_pool(first).lock_dir.is_relative_to((tmp_path / "one").resolve())
-        other = device_pool(second).acquire(1)
-        assert other is not None, "a service with another data directory could not lease its device"
-        other.release()
-        assert device_pool(same_as_first).acquire(1) is None  # one service: still exclusive
-    finally:
-        lease.release()
-
-
 # 11. Hard links -----------------------------------------------------------------------------------
 
 def test_hard_links_in_a_run_directory_are_never_served(
@@ -399,24 +378,3 @@ def test_concurrent_decompression_bombs_leave_the_api_memory_bounded(stack: Stac
     assert sorted({a.status_code for a in answers}) == [413], [a.text[:100] for a in answers]
     assert growth_mb <= 1536, f"the API grew by {growth_mb:.0f} MB"
     healthy(client)
-
-
-def test_the_inflate_budget_bounds_concurrent_uploads_and_answers_503_when_spent() -> None:
-    import gzip
-
-    from astropt.inference.inflate import InflateBudget, inflated
-    from astropt.inference.limits import InputError
-
-    payload = gzip.compress(bytes(3000))
-    budget = InflateBudget(capacity=4000)
-    with inflated(payload, 10_000, budget, wait_s=1.0) as plain:  # one upload larger than half
-        assert plain == bytes(3000) and budget.reserved == 3000
-        with pytest.raises(InputError) as refused, inflated(payload, 10_000, budget, wait_s=0.2):
-            pass  # a second one would pass the budget
-        assert refused.value.status == 503 and "ASTROPT_INFERENCE_MAX_INFLATING_MB" in refused.value.message
-    assert budget.reserved == 0
-    with inflated(gzip.compress(bytes(9000)), 10_000, budget, wait_s=0.2) as alone:  # over the budget, alone
-        assert len(alone) == 9000
-    with pytest.raises(InputError) as bomb, inflated(gzip.compress(bytes(20_000)), 10_000, budget, wait_s=0.2):
-        pass
-    assert bomb.value.status == 413 and budget.reserved == 0
