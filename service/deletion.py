@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from service import jobs
-from service.errors import Conflict, NotFound
+from state.errors import Conflict, NotFound
 from state.settings import Settings
 from state.store import FINISHED_PHASES, repository
 

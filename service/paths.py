@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from service.errors import SpecInvalid
+from state.errors import SpecInvalid
 from state.settings import Settings
 
 NAME_MAX = 255  # bytes in one path component (Linux, macOS)

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import Request
 
-from service.errors import Unavailable
+from state.errors import Unavailable
 
 RETRY_AFTER_S = 5
 _creating = threading.Lock()
