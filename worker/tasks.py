@@ -22,8 +22,6 @@ from celery.signals import worker_process_init, worker_ready
 from sqlalchemy.exc import OperationalError
 
 from broker import TRAIN_TASK, enqueue_training
-from jobkinds.registry import kind_of
-from jobkinds.spec import JobSpec
 from state.settings import Settings, get_settings
 from state.store import repository, session_scope
 from state.store.recovery import reap_orphan
@@ -84,6 +82,11 @@ def _run_claimed(settings: Settings, job_id: str, lease: Any) -> str:
     # The lease is kept fresh from the claim on, including the slow first import of torch.
     with Heartbeat(url, job_id, owner, interval=max(0.2, settings.worker_lease_seconds / 4)):
         try:
+            from jobkinds.registry import (
+                kind_of,  # the contract imports astropt (torch): pool process only
+            )
+            from jobkinds.spec import JobSpec
+
             contract = JobSpec.model_validate(spec)
             kind = kind_of(contract.kind)
         except Exception as exc:  # a body that validated at submission but not here (e.g. code change)
@@ -100,8 +103,10 @@ def _run_claimed(settings: Settings, job_id: str, lease: Any) -> str:
         return _run_distributed(settings, job_id, owner, contract, spec, out_dir, lease)
 
 
-def _run_distributed(settings: Settings, job_id: str, owner: str, contract: JobSpec, spec: dict[str, Any],
+def _run_distributed(settings: Settings, job_id: str, owner: str, contract: Any, spec: dict[str, Any],
                      out_dir: str, lease: Any) -> str:
+    from jobkinds.registry import kind_of
+
     url = settings.resolved_database_url
     try:
         kind_of(contract.kind).library_config(contract, out_dir, settings)  # fail here, not in every rank
