@@ -28,6 +28,8 @@ from astropt.science.sources import SourceSpec
 from astropt.training import TrainCallback, train
 from tests.astropt.test_train import read_train_losses, tiny_config
 
+pytestmark = pytest.mark.slow  # trains real models with probes (minutes on 2 cores)
+
 LABELS = ["mag_r", "g_r", "disk_hlr_arcsec"]
 PROBE = {"labels": LABELS, "n_galaxies": 16, "folds": 3}
 

@@ -186,6 +186,7 @@ def test_several_recipes_from_one_pass_equal_single_runs(model, source, centre_c
         embed_catalogues(model, source, {tmp_path / "c": EmbedOptions(layer=2)})
 
 
+@pytest.mark.slow
 def test_codec_tokens_come_from_the_token_cache_the_second_time(model, source, tmp_path, monkeypatch):
     """The first catalogue of a source writes its codec tokens per shard; later catalogues of
     that source and codec read them (shown by planting other tokens: the rows follow them);

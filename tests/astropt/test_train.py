@@ -95,6 +95,7 @@ def test_learning_rate_warmup_then_cosine_to_min_lr(tmp_path):
     assert lrs[100] == pytest.approx(1e-4)
 
 
+@pytest.mark.slow
 def test_run_writes_artefacts_and_reports_progress(tmp_path):
     cfg = tiny_config(tmp_path)
     rec = Recorder()
@@ -118,6 +119,7 @@ def test_run_writes_artefacts_and_reports_progress(tmp_path):
     assert rec.logs[-1][1]["train_loss"] < rec.logs[0][1]["train_loss"] - 1.0
 
 
+@pytest.mark.slow
 def test_resume_reproduces_uninterrupted_losses(tmp_path):
     straight = train(tiny_config(tmp_path / "a"))
     stopped = train(tiny_config(tmp_path / "b"), [StopAt(6)])
@@ -135,6 +137,7 @@ def test_resume_reproduces_uninterrupted_losses(tmp_path):
     assert (second["resumed_from"], second["first_step"], second["last_step"]) == (6, 7, 16)
 
 
+@pytest.mark.slow
 def test_best_val_loss_and_best_checkpoint_survive_resume(tmp_path):
     # Guards the resumed run's memory of its best: a resume that forgot best_val_loss would
     # call its first (worse) evaluation the best and overwrite the best checkpoint with it.
@@ -264,6 +267,7 @@ def test_ddp_two_processes_on_gloo_train_one_model(tmp_path):
     assert moved > 1e-3  # the parameters did train, so agreeing means something
 
 
+@pytest.mark.slow
 def test_periodic_checkpoints_are_reported_with_their_kind(tmp_path):
     cfg = tiny_config(tmp_path, max_iters=6, eval_interval=6, checkpoint_interval=3, n_val_images=0)
     rec = Recorder()

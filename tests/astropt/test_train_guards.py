@@ -58,6 +58,7 @@ def token_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "data" / "tokens"
 
 
+@pytest.mark.slow
 def test_a_diverging_run_stops_failed_and_keeps_its_last_finite_checkpoint(tmp_path: Path) -> None:
     cfg = tiny_config(tmp_path, max_iters=60, checkpoint_interval=2, eval_interval=3, **DIVERGING,
                       model__dropout=0.0)

@@ -11,6 +11,8 @@ from astropt.checkpoints import load_checkpoint
 from astropt.training import train
 from tests.astropt.test_train import StopAt, read_train_losses, tiny_config
 
+pytestmark = pytest.mark.slow  # trains real models (minutes on 2 cores)
+
 KINDS = {
     "patch-aim": {"tokeniser": "patch", "patch_encoder": "aim"},
     "patch-affine-spiral": {"tokeniser": "patch", "patch_encoder": "affine", "patch_order": "spiral"},

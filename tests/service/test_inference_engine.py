@@ -78,6 +78,7 @@ def test_failed_batch_does_not_kill_the_engine(checkpoints, cube, tmp_path):
         engine.close()
 
 
+@pytest.mark.slow
 def test_queue_limit_and_timeout_give_busy(checkpoints, cube):
     settings = InferenceSettings(max_wait_ms=0.0, max_queue=1, request_timeout_s=0.5, torch_threads=1)
     engine = InferenceEngine(settings)

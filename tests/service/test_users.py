@@ -117,6 +117,7 @@ def test_the_dashboard_sends_a_browser_without_a_token_to_sign_in(server: Thread
     assert httpx.post(f"{server.base_url}/jobs", json=tiny_spec(), cookies={"astropt_token": token}).status_code == 401
 
 
+@pytest.mark.slow
 def test_the_users_command_adds_lists_and_revokes(tmp_path: Path) -> None:
     env = {"ASTROPT_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
     run = [sys.executable, "-m", "astropt.cli", "users"]
