@@ -21,7 +21,7 @@ from service.inference.engine import ensure_engine
 from service.jobs import Publisher
 from service.json_errors import undecodable_json
 from service.metrics import ServiceMetrics
-from service.routes import catalogues, health, inference, jobs, outputs
+from service.routes import catalogues, galaxies, health, inference, jobs, outputs
 from service.ui import install_ui
 from service.users import routes as users_routes
 from service.users.audit import AuditLog
@@ -95,6 +95,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(inference.router, dependencies=reads, responses=TOKEN_ERRORS)
     app.include_router(catalogues.router, dependencies=reads, responses=TOKEN_ERRORS)
+    app.include_router(galaxies.router, dependencies=reads, responses=TOKEN_ERRORS)  # a catalogue's galaxies
     app.include_router(datasets_routes.router, dependencies=reads, responses=TOKEN_ERRORS)
     app.include_router(users_routes.router)
     install_ui(app, docs_enabled=settings.docs_enabled)

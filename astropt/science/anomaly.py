@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from astropt.science.neighbours import neighbour_index
+
 METHODS = ("surprisal_knn", "surprisal_excess", "surprisal", "knn_cosine", "centred_cosine", "knn_distance",
            "mahalanobis", "isolation_forest")
 DEFAULT_METHOD = "surprisal_knn"
@@ -56,18 +58,8 @@ def _standardised(embeddings: np.ndarray) -> np.ndarray:
 
 
 def _index(dim: int, n: int, metric: int) -> Any:
-    """Exact up to the search's ``EXACT_UP_TO`` objects, HNSW above (as ``SimilarityIndex``:
-    every object is queried, and exact search is N x N work)."""
-    import faiss
-
-    from astropt.science.search import EXACT_UP_TO, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, HNSW_LINKS
-
-    if n <= EXACT_UP_TO:
-        return faiss.IndexFlat(dim, metric)
-    index = faiss.IndexHNSWFlat(dim, HNSW_LINKS, metric)
-    index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-    index.hnsw.efSearch = HNSW_EF_SEARCH
-    return index
+    """Exact up to ``EXACT_UP_TO`` objects, HNSW above (as ``SimilarityIndex``)."""
+    return neighbour_index(dim, n, metric)
 
 
 def _knn_mean(x: np.ndarray, k: int, metric: str) -> np.ndarray:

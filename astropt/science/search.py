@@ -22,6 +22,7 @@ from typing import Any, Literal
 import numpy as np
 
 from astropt.science.catalogue import Catalogue, CatalogueError, read_catalogue
+from astropt.science.neighbours import EXACT_UP_TO, neighbour_index
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,6 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(v / np.where(norms == 0, 1.0, norms), dtype=np.float32)
 
 
-EXACT_UP_TO = 20_000  # catalogues larger than this get an approximate (HNSW) index
-HNSW_LINKS, HNSW_EF_SEARCH, HNSW_EF_CONSTRUCTION = 32, 128, 80
 
 
 class SimilarityIndex:
@@ -54,15 +53,8 @@ class SimilarityIndex:
         self.vectors = normalise(embeddings)
         self._row = {oid: i for i, oid in enumerate(self.object_ids)}
         dim = self.vectors.shape[1]
-        if len(self.vectors) <= exact_up_to:
-            self.kind = "exact"
-            self.index: faiss.IndexFlatIP | faiss.IndexHNSWFlat = faiss.IndexFlatIP(dim)
-        else:
-            self.kind = "hnsw"
-            hnsw = faiss.IndexHNSWFlat(dim, HNSW_LINKS, faiss.METRIC_INNER_PRODUCT)
-            hnsw.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-            hnsw.hnsw.efSearch = HNSW_EF_SEARCH
-            self.index = hnsw
+        self.kind = "exact" if len(self.vectors) <= exact_up_to else "hnsw"
+        self.index = neighbour_index(dim, len(self.vectors), faiss.METRIC_INNER_PRODUCT, exact_up_to)
         self.index.add(self.vectors)
 
     @classmethod

@@ -229,9 +229,3 @@ def _json_query(body: bytes) -> SearchRequest:
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from exc
     except ValueError as exc:
         raise RequestValidationError([{"loc": ("body",), "msg": str(exc), "type": "json_invalid"}]) from exc
-
-
-# the galaxies of a catalogue (cut-outs, object pages, galleries) share this router's prefix and errors
-from service.routes import galaxies as _galaxies  # noqa: E402  (it imports this module's helpers)
-
-router.include_router(_galaxies.router)
