@@ -99,7 +99,7 @@ MUTATIONS: tuple[Mutation, ...] = (
              "the embedding response is a plausible vector of the wrong numbers"),
     # -- the project's own set ---------------------------------------------------------
     Mutation("loop-ignores-its-checkpoint", "astropt/training/loop.py",
-             "state, meta = self._restore(model, codec) if resume else (None, {})",
+             "state, meta = self._restore(model, self.codec_info) if resume else (None, {})",
              "state, meta = (None, {})",
              (f"{T_TRAIN}::test_resume_reproduces_uninterrupted_losses",),
              "train() restarts from scratch in a run directory with a checkpoint"),
