@@ -134,8 +134,10 @@ def tokenise(
     progress_file = out / progress_name(config.rank)
     record = read_json(progress_file)
     shards = _resumed_shards(out, record, key)
-    state = {"rank": config.rank, "world_size": config.world_size, "key": key, "codec": codec.info.to_dict(),
-             "job_id": config.job_id, "shards": shards, "complete": False}
+    state: dict[str, Any] = {
+        "rank": config.rank, "world_size": config.world_size, "key": key, "codec": codec.info.to_dict(),
+        "job_id": config.job_id, "shards": shards, "complete": False,
+    }
     total = reader.count()
     done = sum(s["rows"] for s in shards)
     if record is not None and record.get("complete") and len(shards) == len(record.get("shards", [])):
@@ -147,7 +149,10 @@ def tokenise(
         warnings.warn(f"tokenise: this process is daemonic and cannot start the {workers} DataLoader "
                       "workers asked for; rows are decoded in this process (num_workers=0)", stacklevel=2)
         workers = 0
-    encoded, ids, tokens, cols = 0, [], [], {c: [] for c in config.columns}
+    encoded = 0
+    ids: list[str] = []
+    tokens: list[np.ndarray] = []
+    cols: dict[str, list[Any]] = {c: [] for c in config.columns}
     bar = tqdm(total=total, initial=done, desc="tokenising", unit="gal", disable=not progress, leave=False)
 
     def flush(final: bool) -> None:
@@ -201,8 +206,8 @@ def finalize_manifest(out_dir: str | Path, *, job_id: str | None = None) -> dict
     out = Path(out_dir).expanduser().resolve()
     with FileLock(str(out / ".manifest.lock")):
         existing = read_json(out / MANIFEST)
-        records = [read_json(p) for p in sorted((out / PROGRESS_DIR).glob("rank-*.json"))]
-        records = [r for r in records if r]
+        read = [read_json(p) for p in sorted((out / PROGRESS_DIR).glob("rank-*.json"))]
+        records = [r for r in read if r]
         if not records:
             return existing
         world = records[0]["world_size"]

@@ -276,6 +276,7 @@ def open_reader(
         source: dict[str, Any] = {"kind": "mock", "n": cfg.n_mock, "seed": cfg.mock_seed,
                                   "generator_version": GENERATOR_VERSION}
     elif cfg.source == "local":
+        assert cfg.path  # DataSettings requires it for a local source
         kind, files = discover(cfg.path)
         source = {"kind": "local", "path": str(Path(cfg.path).expanduser().resolve()), **_signature(files)}
     else:
@@ -284,6 +285,7 @@ def open_reader(
     if kind == "cube":
         if columns:
             raise DataSourceError("FITS / .npy cubes have no scalar columns to carry along; drop 'columns'")
+        assert cfg.path  # cubes come from a local source only
         rows = CubeFiles(Path(cfg.path).expanduser(), files, cfg.bands)
         n = len(rows) if limit is None else min(limit, len(rows))
         lo, hi = _block(n, rank, world_size)

@@ -73,7 +73,7 @@ class StreamBatches:
 
     def _raw_batch(self) -> list[dict[str, Any]]:
         assert self._iter is not None
-        samples = []
+        samples: list[dict[str, Any]] = []
         while len(samples) < self.batch_size:
             try:
                 samples.append(next(self._iter))

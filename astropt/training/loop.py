@@ -11,7 +11,7 @@ import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -19,7 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 from astropt.checkpoints import load_checkpoint, load_trainer_state, save_checkpoint
 from astropt.codec import CodecHandle, CodecInfo, check_same_codec, load_codec
 from astropt.config import TrainConfig
-from astropt.data import open_split
+from astropt.data import FiniteSplit, open_split
 from astropt.model import GPT, GPTConfig
 from astropt.plotting import galaxy_grid, write_atomic
 from astropt.run_dir import CONFIG_FILE, RunDir, checkpoint_kind, step_name
@@ -58,7 +58,7 @@ UNIGRAM_ROWS = 50_000  # training rows of a token data set the unigram entropy i
 class _InfoOnly:
     """A codec's identity where no codec is loaded (training from tokens): what warm starts check."""
 
-    def __init__(self, info: CodecInfo | None):
+    def __init__(self, info: CodecInfo):
         self.info = info
 
 
@@ -76,6 +76,15 @@ def train(config: TrainConfig, callbacks: Sequence[TrainCallback] = (), resume: 
 
 
 class _Trainer:
+    # set up by _run (codec_info by _token_data when training from tokens)
+    codec_info: CodecInfo | None
+    codec: CodecHandle | None
+    model: GPT
+    net: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    attempts: AttemptLog | None
+
     def __init__(self, config: TrainConfig, runtime: Runtime, callbacks: list[TrainCallback]):
         self.cfg, self.rt, self.callbacks = config, runtime, callbacks
         self.out = Path(config.out_dir)
@@ -93,22 +102,23 @@ class _Trainer:
         return any(cb.should_stop() for cb in self.callbacks)
 
     # -- setup ---------------------------------------------------------------
-    def _data(self, codec: CodecHandle) -> dict[str, Any]:
+    def _data(self, codec: CodecHandle | None) -> dict[str, Any]:
         cfg, rt = self.cfg, self.rt
         stop = self.local_stop
         if cfg.data.source == "tokens":
             return self._token_data(cfg.data.path)
         if cfg.data.source == "hf" and cfg.data.streaming and cfg.data.cache_tokens and cfg.model.tokeniser == "aion":
+            assert codec is not None  # an AION model not trained from tokens: _run loaded its codec
             return self._token_data(str(self._tokenise_stream(codec)))  # write-through: the codec runs once
         train = open_split(cfg.data, "train", rank=rt.rank, world_size=rt.world_size, seed=cfg.seed, stop=stop)
         val = open_split(cfg.data, "val", seed=cfg.seed, stop=stop)
-        collate = TokenCollate(codec, cfg.data.bands)
         info: dict[str, Any] = {}
         finite = hasattr(train, "__len__") and hasattr(train, "__getitem__")
         if cfg.model.tokeniser == "patch":
             if not finite:
                 raise ValueError("tokeniser 'patch' needs a finite data set (mock or local); "
                                  "streamed sources are AION-only for now")
+            assert isinstance(train, FiniteSplit) and isinstance(val, FiniteSplit)  # one source: both
             train_crops, val_crops = crop_dataset(train), crop_dataset(val)
             info.update(n_train=len(train), n_val=len(val))
             self._write_data_manifest(train)
@@ -121,8 +131,11 @@ class _Trainer:
                 "val_eval": TokenBatches(val_crops, b, cfg.seed, shuffle=False),
                 "info": info,
             }
+        assert codec is not None  # an AION model not trained from tokens: _run loaded its codec
+        collate = TokenCollate(codec, cfg.data.bands)
         if hasattr(train, "__len__") and hasattr(train, "__getitem__") and cfg.data.cache_tokens:
-            kw = {"bands": cfg.data.bands, "progress": rt.is_main, "stop": stop}
+            assert isinstance(train, FiniteSplit) and isinstance(val, FiniteSplit)  # one source: both
+            kw: dict[str, Any] = {"bands": cfg.data.bands, "progress": rt.is_main, "stop": stop}
             train_tokens = tokenise_dataset(train, codec, **kw)  # each rank its own shard
             with main_rank_first(rt):  # the shared split: rank 0 fills the cache, the others read it
                 val_tokens = tokenise_dataset(val, codec, **kw)
@@ -160,7 +173,7 @@ class _Trainer:
                 torch.distributed.barrier()
         return out
 
-    def _token_data(self, path: str) -> dict[str, Any]:
+    def _token_data(self, path: str | None) -> dict[str, Any]:
         """A token data set: no codec, rows read per batch (memory flat in the data set size)."""
         from astropt.tokens.splits import codec_info, open_for_training, split_rows
 
@@ -184,6 +197,7 @@ class _Trainer:
         """The codec that draws validation images: loaded on first use when training from tokens,
         and then it must be the token data set's."""
         if self.codec is None:
+            assert self.codec_info is not None  # training from tokens: _token_data recorded it
             spec = self.cfg.codec if self.cfg.codec != "default" else self.codec_info.spec
             codec = load_codec(spec, device=self.rt.device)
             check_same_codec(self.codec_info, codec.info, "the token data set")
@@ -192,6 +206,7 @@ class _Trainer:
 
     def _write_data_manifest(self, split: Any, streamed_ids: list[str] | None = None) -> None:
         if split is None:  # a stream: the ids this attempt trained on
+            assert streamed_ids is not None
             record = {"rank": self.rt.rank, "n": len(streamed_ids), "fingerprint": None,
                       "object_ids": streamed_ids, "streamed": True}
         else:
@@ -252,7 +267,8 @@ class _Trainer:
             start, best = int(state["iter_num"]), state.get("best_val_loss")
         self.model, self.codec, self.optimizer, self.scaler = model, codec, optimizer, scaler
         self.best = best
-        net: torch.nn.Module = torch.compile(model) if rt.compile else model
+        # torch.compile's stubs say Callable; given a module it returns one (OptimizedModule)
+        net = cast(torch.nn.Module, torch.compile(model)) if rt.compile else model
         if rt.ddp:
             net = DistributedDataParallel(net, device_ids=[rt.local_rank] if rt.device_type == "cuda" else None)
         self.net = net
@@ -288,6 +304,7 @@ class _Trainer:
         status: TrainStatus = "completed"
         try:
             if start == 0 and rt.is_main:
+                assert log is not None  # the main rank keeps the log
                 self._evaluate(log)  # the baseline: ~ln(vocab) untrained, the init's loss warm
             self.net.train()
             while self.iter_num < cfg.max_iters:
@@ -322,6 +339,7 @@ class _Trainer:
         dt = time.perf_counter() - t0
         if not rt.is_main:
             return
+        assert self.attempts is not None and log is not None  # the main rank keeps both
         self.attempts.stepped(self.iter_num)
         metrics = {"train_loss": train_loss, "lr": lr,
                    "tokens_per_s": tokens_per_step / max(dt, 1e-9), "iter_time_s": dt,
@@ -348,7 +366,7 @@ class _Trainer:
             tokens = batches.batch(index).to(rt.device, non_blocking=True)
             inputs, targets, masks = training_pair(tokens, cfg.model, index, cfg.seed)
             if rt.ddp:
-                self.net.require_backward_grad_sync = micro == self.accum - 1
+                cast(DistributedDataParallel, self.net).require_backward_grad_sync = micro == self.accum - 1
             with rt.autocast():
                 _, loss = self.net(inputs, targets, masks)
             loss_sum += loss.item()
@@ -465,6 +483,7 @@ class _Trainer:
                          "best_val_loss": self.best}
         save_checkpoint(path, self.model, meta=meta, trainer_state=trainer_state)
         if name == "last":
+            assert self.attempts is not None  # only the main rank saves
             self.attempts.checkpointed(self.iter_num)
         for cb in self.callbacks:
             cb.on_checkpoint(self.iter_num, str(path), checkpoint_kind(name))

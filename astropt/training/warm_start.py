@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import torch
 
 from astropt.checkpoints import CheckpointError, load_checkpoint, read_meta
-from astropt.codec import CodecHandle, check_same_codec
+from astropt.codec import CodecInfo, check_same_codec
 from astropt.config import ModelSettings, TrainConfig
 from astropt.run_dir import CONFIG_FILE, WEIGHTS_FILE, RunDir
 
@@ -29,6 +29,13 @@ AION_FIELDS = ("vocab_size",)
 PATCH_FIELDS = ("patch_size", "patch_encoder", "patch_order")
 
 ConfigT = TypeVar("ConfigT", bound=TrainConfig)
+
+
+class HasCodecInfo(Protocol):
+    """A loaded codec, or a codec's identity alone (training from tokens)."""
+
+    @property
+    def info(self) -> CodecInfo: ...
 
 
 class InitMismatch(ValueError):
@@ -98,7 +105,9 @@ def with_init_shape(config: TrainConfig, resume: bool) -> TrainConfig:
     return adopt_checkpoint(config, read_meta(source), f"checkpoint {source}")
 
 
-def load_init_weights(model: torch.nn.Module, config: TrainConfig, codec: CodecHandle | None) -> dict[str, Any]:
+def load_init_weights(
+    model: torch.nn.Module, config: TrainConfig, codec: HasCodecInfo | None
+) -> dict[str, Any]:
     """Copy the ``init_from`` checkpoint's weights into ``model``; the record of what was loaded."""
     directory = init_directory(config.init_from or "")
     loaded, meta = load_checkpoint(directory, device="cpu")
