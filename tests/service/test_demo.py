@@ -3,12 +3,15 @@ and its job page in Chromium shows the fall (a screenshot under test-artifacts/)
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from service.schemas import DEMO_JOB
 from tests.service.stack import Stack, service_env, unique_queue, wait_for_job
@@ -56,9 +59,21 @@ def test_the_demo_job_is_the_spec_and_its_validation_loss_falls(demo: Demo) -> N
     assert min(val["values"][1:]) < first
     best = next(c for c in demo.job["checkpoints"] if c["name"] == "best")
     assert best["step"] > 0 and demo.job["best_val_loss"] == pytest.approx(min(val["values"]), rel=1e-4)
-    images = [f["path"] for f in demo.stack.client().get(f"/jobs/{demo.job['id']}/artifacts").json()["files"]
+    client = demo.stack.client(with_key=False)
+    images = [f["path"] for f in client.get(f"/jobs/{demo.job['id']}/artifacts").json()["files"]
               if f["kind"] == "val_image"]
     assert len(images) == len(val["steps"])  # a picture at every evaluation
+    # ... and the model's column (right) comes much closer to the codec's (left) from the first to the last
+    first_gap, last_gap = (panel_gap(client.get(f"/jobs/{demo.job['id']}/artifacts/{path}").content)
+                           for path in (images[0], images[-1]))
+    assert last_gap < 0.5 * first_gap, (first_gap, last_gap)
+
+
+def panel_gap(png: bytes) -> float:
+    """Mean absolute pixel difference between the left (codec) and right (model) halves."""
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.float64)
+    half = pixels.shape[1] // 2
+    return float(np.abs(pixels[:, :half] - pixels[:, -half:]).mean())
 
 
 def test_the_start_up_output_leads_with_the_links_and_the_plan(demo: Demo) -> None:
@@ -102,7 +117,11 @@ def test_the_job_page_at_the_end_of_the_demo(demo: Demo, request: pytest.Fixture
         assert f"best (step {best['step']})" in page.locator("#checkpoints").inner_text()
         link = page.locator("#ready a#reconstruct-link")
         assert link.is_visible() and link.get_attribute("href") == f"/ui/reconstruct?job_id={job_id}"
-        page.screenshot(path=shots / "demo-job.png", full_page=True)
+        page.screenshot(path=shots / "demo-job-full.png", full_page=True)
+        # what docs/img/demo-job.png shows: the page down to the last validation picture
+        bottom = page.evaluate("document.querySelector('#val-images').getBoundingClientRect().bottom + window.scrollY")
+        page.screenshot(path=shots / "demo-job.png", full_page=True,
+                        clip={"x": 0, "y": 0, "width": 1280, "height": int(bottom) + 24})
 
         link.click()  # the link leads to a page that reconstructs with this model in one click
         page.wait_for_url(f"**/ui/reconstruct?job_id={job_id}")
