@@ -171,7 +171,7 @@ class Settings(BaseSettings):
 
     @property
     def resolved_broker_url(self) -> str:
-        return self.broker_url or "filesystem://"
+        return self.broker_url or "filesystem://localhost/"  # (a host name: kombu warns without one)
 
     @property
     def runs_dir(self) -> Path:
