@@ -9,17 +9,16 @@ that names the field and the limit (or the allowed roots).
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 from typing import Any
 
 from astropt.codec import CodecError, resolve
 from astropt.model_budget import estimate_params, estimate_train_bytes
+from jobkinds.paths import HUB_ID, path_problem, roots_text
 from jobkinds.spec import JobSpec
 from state.errors import SpecInvalid
 from state.settings import Settings
 
-HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
 MAX_SEED = 2**32 - 1
 # Each bounded field of a job spec and the setting that bounds it.
 LIMITS: dict[str, str] = {
@@ -98,11 +97,11 @@ def _check_memory(spec: JobSpec, settings: Settings) -> None:
                           "lower batch_size (use grad_accum for the same effective batch) or the model size")
 
 
-def roots_text(roots: list[Path]) -> str:
-    return ", ".join(str(root) for root in roots)
-
-
 def inside(path: Path, roots: list[Path]) -> bool:
+    """Whether ``path`` lies inside one of ``roots``; a path no file system could hold (a NUL
+    byte, an over-long name: jobkinds.paths) lies nowhere, rather than raising."""
+    if path_problem(str(path)) is not None:
+        return False
     resolved = path.expanduser().resolve()
     return any(resolved.is_relative_to(root) for root in roots)
 

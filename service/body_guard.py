@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.paths import check_spec_paths
+from jobkinds.paths import check_spec_paths
 from service.schemas import JobSpec
 
 JSON_PREFIXES = ("/jobs", "/catalogues")  # JSON bodies only (POST /search bounds its own)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -167,17 +166,6 @@ def _requeue(session: Session, publish: Publisher, job: Job, spec: dict[str, Any
 
 _RESUMED_FIELDS = ("phase", "spec", "max_iters", "finished_at", "failure_reason", "cancel_requested",
                    "eta_seconds", "published_at")
-
-
-def delete(session: Session, settings: Settings, job_id: str, owner: str | None = None) -> None:
-    job = get(session, job_id, owner)
-    if job.phase not in FINISHED_PHASES:
-        raise Conflict(f"job {job_id} is {job.phase}; cancel it and wait until it is cancelled")
-    out_dir = Path(job.out_dir).resolve()
-    if out_dir.is_relative_to(settings.runs_dir) and out_dir.exists():
-        shutil.rmtree(out_dir)
-    repository.delete_job(session, job_id)
-    session.commit()
 
 
 def probe_labels(job: Job) -> list[str]:

@@ -16,6 +16,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import Field, ValidationError
 
 from astropt.science.anomaly import METHODS
+from jobkinds.paths import checked_path
 from service import catalogues
 from service.body_guard import reject_non_finite
 from service.catalogue_schemas import (
@@ -29,7 +30,6 @@ from service.catalogue_schemas import (
     UploadOrFieldError,
 )
 from service.deps import ApiKey, SessionDep
-from service.paths import checked_path
 from service.responses import STORE_DOWN, UPLOAD, Responses, _error
 from service.routes.inference import (
     InferenceError,

@@ -10,6 +10,7 @@ from fastapi.responses import Response
 from astropt.plotting import compare_figure
 from service import jobs
 from service.deps import SessionDep, SettingsDep
+from service.users.auth import TOKEN_ERRORS
 from state.errors import ServiceError
 
 MAX_RUNS = 12
@@ -49,7 +50,7 @@ def compare_png(
 
 def install_compare(app: FastAPI, dependencies: list[Any] | None = None) -> None:
     """Include the route ahead of ``GET /jobs/{job_id}``, which would otherwise take the path."""
-    app.include_router(router, dependencies=dependencies or [])
+    app.include_router(router, dependencies=dependencies or [], responses=TOKEN_ERRORS)
     routes = app.router.routes
     # (FastAPI >= 0.16x wraps an included router in one entry that keeps ``original_router``)
     mine = [route for route in routes
