@@ -30,8 +30,16 @@ def _science_modules() -> tuple:
     from astropt.tokens import commands as token_commands
     from astropt.training import commands as training_commands
 
-    return (training_commands, finetune_commands, data_commands, token_commands, checkpoint_commands,
-            codec_commands, science_commands, probe_checkpoint_commands)
+    return (
+        training_commands,
+        finetune_commands,
+        data_commands,
+        token_commands,
+        checkpoint_commands,
+        codec_commands,
+        science_commands,
+        probe_checkpoint_commands,
+    )
 
 
 def build_parser(client_only: bool = False) -> argparse.ArgumentParser:

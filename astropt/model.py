@@ -356,7 +356,9 @@ class GPT(nn.Module):
     ) -> tuple[list[torch.Tensor], list[int]]:
         """The output of every block ``0..upto`` (default: all) from one pass; the last
         block's after ``ln_f``. Lengths and ``masks`` as in :meth:`hidden_states`."""
-        blocks = cast(nn.ModuleList, self.transformer.h)  # ModuleDict entries type as Tensor | Module
+        blocks = cast(
+            nn.ModuleList, self.transformer.h
+        )  # ModuleDict entries type as Tensor | Module
         n_layer = len(blocks)
         upto = n_layer - 1 if upto is None else upto
         present = self._checked_modalities(inputs)
@@ -369,9 +371,13 @@ class GPT(nn.Module):
             mask = masks.get(m.name)
             if mask is not None:
                 if tuple(mask.shape) != tuple(encoded.shape[:2]):
-                    raise ModelInputError(f"mask for {m.name!r} must have shape {tuple(encoded.shape[:2])}")
+                    raise ModelInputError(
+                        f"mask for {m.name!r} must have shape {tuple(encoded.shape[:2])}"
+                    )
                 assert self.mask_token is not None  # masks without one were refused above
-                encoded = torch.where(mask.unsqueeze(-1), self.mask_token.to(encoded.dtype), encoded)
+                encoded = torch.where(
+                    mask.unsqueeze(-1), self.mask_token.to(encoded.dtype), encoded
+                )
             pieces.append(encoded + self.embedders[m.name](inputs[f"{m.name}_positions"]))
         x = cast(nn.Dropout, self.transformer.drop)(torch.cat(pieces, dim=1))
         states = []
@@ -506,7 +512,9 @@ class GPT(nn.Module):
     ) -> torch.Tensor | dict[str, torch.Tensor]:
         """:meth:`embed` with gradients (fine-tuning trains through it): the one pooling."""
         if pooling != "both" and pooling not in POOLS:
-            raise ModelInputError(f"pooling must be one of {', '.join(POOLS)} or 'both', got {pooling!r}")
+            raise ModelInputError(
+                f"pooling must be one of {', '.join(POOLS)} or 'both', got {pooling!r}"
+            )
         hidden, _ = self.hidden_states(inputs, layer=layer)
         if pooling == "both":
             return {"mean": pool_hidden(hidden, "mean"), "last": pool_hidden(hidden, "last")}

@@ -35,7 +35,9 @@ def unpatchify(patches: torch.Tensor, patch_size: int, n_chan: int, side: int) -
     b, n, _ = patches.shape
     g = side // patch_size
     if g * g != n:
-        raise ValueError(f"{n} patches do not tile a {side}x{side} image with {patch_size}-pixel patches")
+        raise ValueError(
+            f"{n} patches do not tile a {side}x{side} image with {patch_size}-pixel patches"
+        )
     grid = patches.reshape(b, g, g, patch_size, patch_size, n_chan)
     return grid.permute(0, 5, 1, 3, 2, 4).reshape(b, n_chan, side, side)
 
@@ -47,7 +49,9 @@ def normalise_patches(patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     return (patches - mean) / std, mean, std
 
 
-def denormalise_patches(normalised: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+def denormalise_patches(
+    normalised: torch.Tensor, mean: torch.Tensor, std: torch.Tensor
+) -> torch.Tensor:
     return normalised * std + mean
 
 
@@ -74,8 +78,9 @@ def order_indices(n_patches: int, order: PatchOrder) -> torch.Tensor:
     raise ValueError(f"patch order must be 'raster' or 'spiral', got {order!r}")
 
 
-def centre_patch_positions(box_px: int, patch_size: int, order: PatchOrder, n_positions: int,
-                           side: int = 96) -> list[int]:
+def centre_patch_positions(
+    box_px: int, patch_size: int, order: PatchOrder, n_positions: int, side: int = 96
+) -> list[int]:
     """Sequence positions (``< n_positions``) of the patches that overlap the central
     ``box_px x box_px`` pixels of a ``side``-pixel crop: the ``centre`` pooling of a patch
     model, over the same pixels as the AION token grid's central block."""
@@ -86,14 +91,18 @@ def centre_patch_positions(box_px: int, patch_size: int, order: PatchOrder, n_po
     order_ = order_indices(grid * grid, order).tolist()
     positions = [p for p, raster in enumerate(order_) if raster in wanted and p < n_positions]
     if not positions:
-        raise ValueError(f"no patch of the central {box_px} px is among the {n_positions} the model reads")
+        raise ValueError(
+            f"no patch of the central {box_px} px is among the {n_positions} the model reads"
+        )
     return sorted(positions)
 
 
 def centre_token_patches(k: int, patch_size: int, order: PatchOrder, n_positions: int) -> list[int]:
     """The ``centre`` pooling of size ``k`` (counted in AION tokens, as for a token model) of a
     patch model: the patches over the same central ``4k x 4k`` pixels of the crop."""
-    return centre_patch_positions(k * (CROP // TOKEN_GRID), patch_size, order, n_positions, side=CROP)
+    return centre_patch_positions(
+        k * (CROP // TOKEN_GRID), patch_size, order, n_positions, side=CROP
+    )
 
 
 def image_to_patches(
@@ -106,8 +115,13 @@ def image_to_patches(
 
 
 def patches_to_image(
-    normalised: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, patch_size: int,
-    n_chan: int, side: int, order: PatchOrder = "raster",
+    normalised: torch.Tensor,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    patch_size: int,
+    n_chan: int,
+    side: int,
+    order: PatchOrder = "raster",
 ) -> torch.Tensor:
     """Inverse of :func:`image_to_patches` (display: predictions back to flux)."""
     patches = denormalise_patches(normalised, mean, std)
@@ -116,7 +130,9 @@ def patches_to_image(
     return unpatchify(restored, patch_size, n_chan, side)
 
 
-def random_mask(batch: int, length: int, ratio: float, generator: torch.Generator | None = None) -> torch.Tensor:
+def random_mask(
+    batch: int, length: int, ratio: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """``Bool[B, T]`` with exactly ``round(ratio * T)`` (at least one) masked positions per row."""
     n_masked = max(1, min(length, round(ratio * length)))
     scores = torch.rand(batch, length, generator=generator)

@@ -66,10 +66,14 @@ def display_scale(flux: np.ndarray, noise_sigma: Sequence[float] | None = None) 
     if noise_sigma is not None:
         sigmas = tuple(float(noise_sigma[i]) for i in RGB_BANDS)
     noise = float(np.sqrt(np.sum(np.square(sigmas)))) / len(RGB_BANDS)  # of the mean of 3 bands
-    intensity = np.nan_to_num(np.mean([flux[i] - sky for i, sky in zip(RGB_BANDS, skies, strict=True)], axis=0))
+    intensity = np.nan_to_num(
+        np.mean([flux[i] - sky for i, sky in zip(RGB_BANDS, skies, strict=True)], axis=0)
+    )
     bright = float(np.percentile(intensity, 99.9))
     softening = max(NOISE_SOFTENING * noise, bright / BRIGHT_TO_SOFTENING, MIN_SOFTENING)
-    return DisplayScale(minimum=tuple(skies), softening=softening, noise=noise, bright=max(bright, 0.0))
+    return DisplayScale(
+        minimum=tuple(skies), softening=softening, noise=noise, bright=max(bright, 0.0)
+    )
 
 
 def lupton_rgb(flux: np.ndarray, scale: DisplayScale | None = None) -> np.ndarray:
@@ -86,8 +90,14 @@ def lupton_rgb(flux: np.ndarray, scale: DisplayScale | None = None) -> np.ndarra
     red, green, blue = (flux[i] for i in RGB_BANDS)
     # astropy's asinh mapping: intensity ``softening`` (above the black point) is linear-ish.
     with np.errstate(invalid="ignore", divide="ignore"):  # astropy divides by 0 where it is black
-        return make_lupton_rgb(red, green, blue, minimum=list(scale.minimum),
-                               stretch=scale.softening * LUPTON_Q, Q=LUPTON_Q)
+        return make_lupton_rgb(
+            red,
+            green,
+            blue,
+            minimum=list(scale.minimum),
+            stretch=scale.softening * LUPTON_Q,
+            Q=LUPTON_Q,
+        )
 
 
 def loss_figure(
@@ -104,8 +114,9 @@ def loss_figure(
     """
     probes = {label: points for label, points in (probes or {}).items() if points}
     if probes:
-        fig, (ax, probe_ax) = plt.subplots(2, 1, figsize=(7, 6.5), dpi=100, sharex=True,
-                                           gridspec_kw={"height_ratios": [3, 2]})
+        fig, (ax, probe_ax) = plt.subplots(
+            2, 1, figsize=(7, 6.5), dpi=100, sharex=True, gridspec_kw={"height_ratios": [3, 2]}
+        )
     else:
         fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
     if train:
@@ -145,8 +156,10 @@ def _probe_panel(ax: plt.Axes, probes: Mapping[str, Sequence[tuple[int, float]]]
     ax.legend(loc="upper left", fontsize=7, ncol=min(3, len(probes)))
 
 
-def compare_figure(runs: Sequence[tuple[str, Sequence[tuple[int, float]], Sequence[tuple[int, float]]]],
-                   title: str = "") -> bytes:
+def compare_figure(
+    runs: Sequence[tuple[str, Sequence[tuple[int, float]], Sequence[tuple[int, float]]]],
+    title: str = "",
+) -> bytes:
     """PNG bytes of several runs' validation loss (solid) over their train loss (faint),
     one colour per run; ``runs`` = (label, train points, val points)."""
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)

@@ -39,9 +39,13 @@ def centre_positions(k: int, n_positions: int = TOKEN_GRID * TOKEN_GRID - 1) -> 
     if not 1 <= k < TOKEN_GRID:
         raise PoolingError(f"centre size must be in [1, {TOKEN_GRID - 1}], got {k}")
     start = (TOKEN_GRID - k) // 2
-    positions = [r * TOKEN_GRID + c for r in range(start, start + k) for c in range(start, start + k)]
+    positions = [
+        r * TOKEN_GRID + c for r in range(start, start + k) for c in range(start, start + k)
+    ]
     if positions[-1] >= n_positions:
-        raise PoolingError(f"a {k}x{k} centre needs {positions[-1] + 1} positions, the input has {n_positions}")
+        raise PoolingError(
+            f"a {k}x{k} centre needs {positions[-1] + 1} positions, the input has {n_positions}"
+        )
     return positions
 
 
@@ -53,7 +57,10 @@ def check_pool(pool: str, centre: int = DEFAULT_CENTRE) -> None:
 
 
 def pool_hidden(
-    hidden: torch.Tensor, pool: str, centre: int = DEFAULT_CENTRE, positions: list[int] | None = None
+    hidden: torch.Tensor,
+    pool: str,
+    centre: int = DEFAULT_CENTRE,
+    positions: list[int] | None = None,
 ) -> torch.Tensor:
     """``[B, T, C]`` -> ``[B, C]`` by one of :data:`POOLS`. ``positions``: the sequence
     positions ``centre`` averages, where they are not those of the AION token grid (a

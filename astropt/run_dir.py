@@ -147,7 +147,6 @@ class RunDir:
         return int(step) if isinstance(step, int | float) else 0
 
 
-
 def prune_step_checkpoints(checkpoints: Path, keep: int) -> list[str]:
     """Delete all but the newest ``keep`` step checkpoints in ``checkpoints/`` (0 keeps all);
     returns the names removed. A big model's checkpoint (weights + optimiser state) is
@@ -155,7 +154,8 @@ def prune_step_checkpoints(checkpoints: Path, keep: int) -> list[str]:
     if keep <= 0 or not checkpoints.is_dir():
         return []
     found = sorted(
-        (int(match.group(1)), entry) for entry in checkpoints.iterdir()
+        (int(match.group(1)), entry)
+        for entry in checkpoints.iterdir()
         if entry.is_dir() and (match := STEP_NAME.match(entry.name))
     )
     removed = []

@@ -51,7 +51,9 @@ def positions_like(tokens: torch.Tensor) -> torch.Tensor:
     return torch.arange(t, dtype=torch.long, device=tokens.device).expand(b, t)
 
 
-def shift_for_training(tokens: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+def shift_for_training(
+    tokens: torch.Tensor,
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Autoregressive inputs ``tokens[:, :-1]`` (positions 0..574) and targets ``tokens[:, 1:]``."""
     inputs = tokens[:, :-1]
     return {MODALITY: inputs, POSITIONS: positions_like(inputs)}, {MODALITY: tokens[:, 1:]}
@@ -71,7 +73,11 @@ def restore_first_token(shifted: torch.Tensor, first: int | torch.Tensor = 0) ->
 
 def token_cache_dir() -> Path:
     root = os.environ.get("ASTROPT_DATA_DIR")
-    base = Path(root) if root else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "astropt"
+    base = (
+        Path(root)
+        if root
+        else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "astropt"
+    )
     return base / "tokens"
 
 

@@ -49,13 +49,17 @@ def inference_dtype(requested: str, device: torch.device) -> torch.dtype:
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
     if device.type == "cpu":
-        native = (getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
-                  or getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+        native = (
+            getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+            or getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+        )
         return torch.bfloat16 if native else torch.float32
     return torch.float32
 
 
-def autocast(device: torch.device, dtype: torch.dtype | None = None) -> contextlib.AbstractContextManager:
+def autocast(
+    device: torch.device, dtype: torch.dtype | None = None
+) -> contextlib.AbstractContextManager:
     """Mixed precision at ``dtype`` (float32: none); ``None``: bf16 on CUDA with bf16, else none."""
     if dtype is None:
         cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
@@ -83,7 +87,11 @@ def set_threads(threads: int | None, *, leave_one_above: int | None = None) -> i
     if threads is None:
         if os.environ.get("OMP_NUM_THREADS"):
             return torch.get_num_threads()
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        cpus = (
+            len(os.sched_getaffinity(0))
+            if hasattr(os, "sched_getaffinity")
+            else os.cpu_count() or 1
+        )
         threads = cpus - 1 if leave_one_above is not None and cpus > leave_one_above else cpus
     torch.set_num_threads(max(1, threads))
     return torch.get_num_threads()

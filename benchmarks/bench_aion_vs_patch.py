@@ -54,14 +54,37 @@ TOKENISERS = {
 
 
 def train_run(name: str, args: argparse.Namespace, work: Path) -> tuple[Path, float]:
-    model = {"n_layer": args.layers, "n_head": 4, "n_embd": args.width, "block_size": 576, **TOKENISERS[name]}
-    config = TrainConfig.model_validate({
-        "out_dir": str(work / name), "codec": "shipped", "model": model,
-        "data": {"source": "mock", "n_mock": args.n_mock, "mock_seed": 0, "path": str(work / "mock")},
-        "batch_size": 8, "max_iters": args.steps, "eval_interval": max(1, args.steps // 4), "eval_iters": 2,
-        "log_interval": 10, "n_val_images": 0, "device": "cpu", "dtype": "float32", "compile": "off",
-        "seed": 0, "optim": {"learning_rate": 1e-3, "warmup_iters": 20},
-    })
+    model = {
+        "n_layer": args.layers,
+        "n_head": 4,
+        "n_embd": args.width,
+        "block_size": 576,
+        **TOKENISERS[name],
+    }
+    config = TrainConfig.model_validate(
+        {
+            "out_dir": str(work / name),
+            "codec": "shipped",
+            "model": model,
+            "data": {
+                "source": "mock",
+                "n_mock": args.n_mock,
+                "mock_seed": 0,
+                "path": str(work / "mock"),
+            },
+            "batch_size": 8,
+            "max_iters": args.steps,
+            "eval_interval": max(1, args.steps // 4),
+            "eval_iters": 2,
+            "log_interval": 10,
+            "n_val_images": 0,
+            "device": "cpu",
+            "dtype": "float32",
+            "compile": "off",
+            "seed": 0,
+            "optim": {"learning_rate": 1e-3, "warmup_iters": 20},
+        }
+    )
     started = time.perf_counter()
     result = train(config)
     if result.status != "completed":
@@ -73,7 +96,7 @@ def chi(pred: np.ndarray, ref: np.ndarray, sigma: np.ndarray, half: int | None =
     diff = (pred.astype(np.float64) - ref) / sigma[:, None, None]
     if half is not None:
         c = diff.shape[-1] // 2
-        diff = diff[:, c - half:c + half, c - half:c + half]
+        diff = diff[:, c - half : c + half, c - half : c + half]
     return float(np.sqrt(np.mean(diff**2)))
 
 
@@ -88,28 +111,47 @@ def labels_of(galaxies: list[dict[str, Any]]) -> dict[str, np.ndarray]:
     p = [g["params"] for g in galaxies]
     mag_g = nanomaggies_to_mag(np.array([q["flux_g"] for q in p]))
     mag_r = nanomaggies_to_mag(np.array([q["flux_r"] for q in p]))
-    return {"mag_r": np.array([q["mag_r"] for q in p]), "g_r": mag_g - mag_r,
-            "disk_hlr_arcsec": np.log10([q["disk_hlr_arcsec"] for q in p]),
-            "disk_q": np.array([q["disk_q"] for q in p]), "bulge_fraction": np.array([q["bulge_fraction"] for q in p])}
+    return {
+        "mag_r": np.array([q["mag_r"] for q in p]),
+        "g_r": mag_g - mag_r,
+        "disk_hlr_arcsec": np.log10([q["disk_hlr_arcsec"] for q in p]),
+        "disk_q": np.array([q["disk_q"] for q in p]),
+        "bulge_fraction": np.array([q["bulge_fraction"] for q in p]),
+    }
 
 
 def evaluate(checkpoint: Path, galaxies: list[dict[str, Any]], batch: int) -> dict[str, Any]:
     loaded = ModelCache(torch.device("cpu"), 1, 2**62).get(checkpoint)
     random_model = GPT(GPTConfig.from_dict(loaded.meta["model_args"])).eval()
     options = ReconstructOptions(mode="predict")
-    chis: dict[str, list[float]] = {k: [] for k in ("obs", "truth", "obs_centre", "truth_centre", "codec_obs", "codec_truth",
-                                  "stats_only_obs", "stats_only_truth")}
+    chis: dict[str, list[float]] = {
+        k: []
+        for k in (
+            "obs",
+            "truth",
+            "obs_centre",
+            "truth_centre",
+            "codec_obs",
+            "codec_truth",
+            "stats_only_obs",
+            "stats_only_truth",
+        )
+    }
     embeddings: dict[str, list[np.ndarray]] = {"trained": [], "random-init": []}
     for start in range(0, len(galaxies), batch):
-        group = galaxies[start:start + batch]
+        group = galaxies[start : start + batch]
         cubes = [Cube(g["flux"], DEFAULT_BANDS) for g in group]
         with torch.inference_mode():
             if loaded.codec is None:
                 recs = reconstruct_patches(cubes, loaded.model, loaded.meta, options)
                 for key, model in (("trained", loaded.model), ("random-init", random_model)):
-                    embeddings[key] += [e["mean"] for e in embed_patches(cubes, model, loaded.meta, "mean")]
+                    embeddings[key] += [
+                        e["mean"] for e in embed_patches(cubes, model, loaded.meta, "mean")
+                    ]
             else:
-                recs = reconstruct(cubes, loaded.codec, loaded.model, options, loaded.codec_info, torch.float32)
+                recs = reconstruct(
+                    cubes, loaded.codec, loaded.model, options, loaded.codec_info, torch.float32
+                )
                 tokens = torch.as_tensor(np.stack([r.tokens for r in recs]))
                 for key, model in (("trained", loaded.model), ("random-init", random_model)):
                     embeddings[key].append(embed_tokens(model, tokens, EmbedOptions(pool="mean")))
@@ -130,12 +172,19 @@ def evaluate(checkpoint: Path, galaxies: list[dict[str, Any]], batch: int) -> di
     probes = {}
     for key, parts in embeddings.items():
         x = np.concatenate([np.atleast_2d(p) for p in parts])
-        probes[key] = {label: round(ridge_cv(x, y, alpha=100.0).r2_mean, 3) for label, y in labels.items()}
-    return {"median_chi": {k: round(float(np.median(v)), 3) for k, v in chis.items() if v}, "probe_r2": probes}
+        probes[key] = {
+            label: round(ridge_cv(x, y, alpha=100.0).r2_mean, 3) for label, y in labels.items()
+        }
+    return {
+        "median_chi": {k: round(float(np.median(v)), 3) for k, v in chis.items() if v},
+        "probe_r2": probes,
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--width", type=int, default=64)

@@ -33,14 +33,20 @@ from tests.service.stack import PG_DSN, ThreadedServer, postgres_schema, tiny_sp
 
 def fill(database: str, job_id: str, n: int) -> None:
     with session_scope(database) as session:
-        repository.create_job(session, job_id, {**tiny_spec(max_iters=n), "out_dir": "/nowhere"}, "/nowhere")
+        repository.create_job(
+            session, job_id, {**tiny_spec(max_iters=n), "out_dir": "/nowhere"}, "/nowhere"
+        )
     schema = database.rsplit("%3D", 1)[1]
     with psycopg.connect(PG_DSN) as conn, conn.cursor() as cursor:  # COPY: fast bulk load
         cursor.execute(f'SET search_path TO "{schema}"')
-        with cursor.copy("COPY metric_points (job_id, kind, step, value, level, recorded_at) FROM STDIN") as copy:
+        with cursor.copy(
+            "COPY metric_points (job_id, kind, step, value, level, recorded_at) FROM STDIN"
+        ) as copy:
             for kind in CURVE_KINDS:
                 for step in range(1, n + 1):
-                    copy.write_row((job_id, kind, step, 5.0 - step / n, step_level(step), "2026-12-01"))
+                    copy.write_row(
+                        (job_id, kind, step, 5.0 - step / n, step_level(step), "2026-12-01")
+                    )
         conn.commit()
         cursor.execute("ANALYZE metric_points")
 
@@ -81,15 +87,21 @@ def main() -> None:
         for n in args.points:
             fill(database, f"bench{n}", n)
         settings = Settings(data_dir=Path(data), database_url=database)
-        with ThreadedServer(create_app(settings, publish=lambda _: None, check_broker=lambda: None)) as server:
+        with ThreadedServer(
+            create_app(settings, publish=lambda _: None, check_broker=lambda: None)
+        ) as server:
             for n in args.points:
                 results[n] = p50_get(server.base_url, f"bench{n}", args.requests)
-                print(f"GET /jobs/{{id}} with {n:>7} points x {len(CURVE_KINDS)} curves: p50 {results[n]:6.1f} ms",
-                      flush=True)
+                print(
+                    f"GET /jobs/{{id}} with {n:>7} points x {len(CURVE_KINDS)} curves: p50 {results[n]:6.1f} ms",
+                    flush=True,
+                )
     first, last = results[args.points[0]], results[args.points[-1]]
     print(f"ratio {args.points[-1]} / {args.points[0]} points: {last / first:.2f}x")
-    print(f"loss.csv at {args.csv_rows} rows: {loss_csv_step_ms(args.csv_rows):.3f} ms per log step "
-          "(train row appended + its evaluation merged)")
+    print(
+        f"loss.csv at {args.csv_rows} rows: {loss_csv_step_ms(args.csv_rows):.3f} ms per log step "
+        "(train row appended + its evaluation merged)"
+    )
 
 
 if __name__ == "__main__":

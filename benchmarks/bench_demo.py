@@ -29,22 +29,40 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "shipped-warm-start-40": {
         "init_from": "shipped",
         "data": {"source": "mock", "n_mock": 64, "val_fraction": 0.125},
-        "batch_size": 4, "max_iters": 40, "eval_interval": 20, "eval_iters": 2, "log_interval": 2,
-        "checkpoint_interval": 20, "n_val_images": 4,
-        "optim": {"learning_rate": 0.0003, "warmup_iters": 10}, "device": "cpu",
+        "batch_size": 4,
+        "max_iters": 40,
+        "eval_interval": 20,
+        "eval_iters": 2,
+        "log_interval": 2,
+        "checkpoint_interval": 20,
+        "n_val_images": 4,
+        "optim": {"learning_rate": 0.0003, "warmup_iters": 10},
+        "device": "cpu",
     },
 }
 
 
-def scratch(n_layer: int, n_embd: int, iters: int, lr: float, n_mock: int = 256, batch: int = 8,
-            eval_interval: int = 20) -> dict[str, Any]:
+def scratch(
+    n_layer: int,
+    n_embd: int,
+    iters: int,
+    lr: float,
+    n_mock: int = 256,
+    batch: int = 8,
+    eval_interval: int = 20,
+) -> dict[str, Any]:
     """A model of the shipped model's family trained from random weights on the shipped codec."""
     return {
         "codec": "shipped",
         "model": {"n_layer": n_layer, "n_head": 4, "n_embd": n_embd, "block_size": 576},
         "data": {"source": "mock", "n_mock": n_mock, "val_fraction": 0.125},
-        "batch_size": batch, "max_iters": iters, "eval_interval": eval_interval, "eval_iters": 2,
-        "log_interval": 5, "checkpoint_interval": eval_interval, "n_val_images": 4,
+        "batch_size": batch,
+        "max_iters": iters,
+        "eval_interval": eval_interval,
+        "eval_iters": 2,
+        "log_interval": 5,
+        "checkpoint_interval": eval_interval,
+        "n_val_images": 4,
         "optim": {"learning_rate": lr, "warmup_iters": 10, "weight_decay": 0.1, "grad_clip": 1.0},
         "device": "cpu",
     }
@@ -77,14 +95,19 @@ def run(name: str, spec: dict[str, Any], out_root: Path) -> dict[str, Any]:
 
         def on_eval(self, step: int, metrics: dict[str, float]) -> None:
             self.evals.append((step, metrics["val_loss"], time.perf_counter() - t0))
-            print(f"  {name}: step {step:4d}  t={self.evals[-1][2]:6.1f}s  val {metrics['val_loss']:.4f}", flush=True)
+            print(
+                f"  {name}: step {step:4d}  t={self.evals[-1][2]:6.1f}s  val {metrics['val_loss']:.4f}",
+                flush=True,
+            )
 
         def on_checkpoint(self, step: int, path: str, kind: str) -> None:
             if kind == "best":
                 self.best_step = step
 
     body = json.loads(json.dumps(spec))
-    if body.get("init_from") == "shipped":  # what the service resolves: the directory, its shape and codec
+    if (
+        body.get("init_from") == "shipped"
+    ):  # what the service resolves: the directory, its shape and codec
         body["init_from"] = str(SHIPPED_MODEL_DIR)
         body.setdefault("codec", "shipped")
         body.setdefault("model", {"n_layer": 2, "n_head": 4, "n_embd": 64, "block_size": 576})
@@ -96,12 +119,17 @@ def run(name: str, spec: dict[str, Any], out_root: Path) -> dict[str, Any]:
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     first, last = record.evals[0], record.evals[-1]
     return {
-        "name": name, "status": result.status, "steps": result.step, "wall_s": round(wall, 1),
+        "name": name,
+        "status": result.status,
+        "steps": result.step,
+        "wall_s": round(wall, 1),
         "cpu_s": round(cpu, 1),  # all threads: on a quiet machine wall ~ cpu / threads at best
         "first_eval_s": round(first[2], 1),
         "val_loss": [(step, round(value, 4)) for step, value, _ in record.evals],
-        "first_val_loss": round(first[1], 4), "last_val_loss": round(last[1], 4),
-        "best_val_loss": round(result.best_val_loss or float("nan"), 4), "best_step": record.best_step,
+        "first_val_loss": round(first[1], 4),
+        "last_val_loss": round(last[1], 4),
+        "best_val_loss": round(result.best_val_loss or float("nan"), 4),
+        "best_step": record.best_step,
         "load_average": [round(x, 2) for x in os.getloadavg()],
     }
 
@@ -116,13 +144,22 @@ def serve_demo(port: int) -> dict[str, Any]:
     import httpx
 
     data_dir = Path(tempfile.mkdtemp(prefix="bench-serve-demo-"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASTROPT_") and k != "OMP_NUM_THREADS"}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("ASTROPT_") and k != "OMP_NUM_THREADS"
+    }
     env.update(ASTROPT_DATA_DIR=str(data_dir / "data"), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
     log_path = data_dir / "serve.log"
     t0 = time.perf_counter()
     with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--demo", "--port", str(port)],
-                                   env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "serve", "--demo", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         job: dict[str, Any] = {}
@@ -142,10 +179,16 @@ def serve_demo(port: int) -> dict[str, Any]:
     val = job["curves"]["val_loss"]
     best = next((c["step"] for c in job["checkpoints"] if c["name"] == "best"), None)
     report = {
-        "name": "serve --demo", "phase": job["phase"], "wall_s": round(wall, 1),
-        "val_loss": [(step, round(value, 4)) for step, value in zip(val["steps"], val["values"], strict=True)],
-        "first_val_loss": round(val["values"][0], 4), "last_val_loss": round(val["values"][-1], 4),
-        "best_step": best, "load_average": [round(x, 2) for x in os.getloadavg()],
+        "name": "serve --demo",
+        "phase": job["phase"],
+        "wall_s": round(wall, 1),
+        "val_loss": [
+            (step, round(value, 4)) for step, value in zip(val["steps"], val["values"], strict=True)
+        ],
+        "first_val_loss": round(val["values"][0], 4),
+        "last_val_loss": round(val["values"][-1], 4),
+        "best_step": best,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "output_head": log_path.read_text(errors="replace").splitlines()[:14],
     }
     shutil.rmtree(data_dir, ignore_errors=True)
@@ -153,13 +196,25 @@ def serve_demo(port: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--candidate", action="append", choices=sorted(candidates()), default=None,
-                        help="default: all")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--candidate",
+        action="append",
+        choices=sorted(candidates()),
+        default=None,
+        help="default: all",
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-demo"))
-    parser.add_argument("--serve", type=int, metavar="PORT", default=None,
-                        help="instead: time `astropt serve --demo` end to end on PORT")
+    parser.add_argument(
+        "--serve",
+        type=int,
+        metavar="PORT",
+        default=None,
+        help="instead: time `astropt serve --demo` end to end on PORT",
+    )
     args = parser.parse_args()
     if args.serve is not None:
         print(json.dumps(serve_demo(args.serve), indent=2))

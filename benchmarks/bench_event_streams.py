@@ -61,13 +61,18 @@ async def timed(base_url: str, path: str, n: int) -> list[float]:
 async def measure(base_url: str, job_id: str, clients: int, requests: int) -> None:
     opened: list[int] = []
     stop = asyncio.Event()
-    holders = [asyncio.ensure_future(hold(base_url, f"/jobs/{job_id}/events", opened, stop)) for _ in range(clients)]
+    holders = [
+        asyncio.ensure_future(hold(base_url, f"/jobs/{job_id}/events", opened, stop))
+        for _ in range(clients)
+    ]
     deadline = time.monotonic() + 120
     while len(opened) < clients and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
     await asyncio.sleep(2.0)  # the open streams poll the store meanwhile
-    print(f"{clients} clients: {opened.count(200)} streams open, {opened.count(503)} refused (503), "
-          f"{len(opened) - opened.count(200) - opened.count(503)} other")
+    print(
+        f"{clients} clients: {opened.count(200)} streams open, {opened.count(503)} refused (503), "
+        f"{len(opened) - opened.count(200) - opened.count(503)} other"
+    )
     for path in ("/health", f"/jobs/{job_id}"):
         times = await timed(base_url, path, requests)
         label = "/health" if path == "/health" else "GET /jobs/{id}"
@@ -77,22 +82,32 @@ async def measure(base_url: str, job_id: str, clients: int, requests: int) -> No
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--clients", type=int, nargs="+", default=[100, 300])
     parser.add_argument("--max-streams", type=int, default=64, help="ASTROPT_MAX_EVENT_STREAMS")
     parser.add_argument("--requests", type=int, default=40)
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="bench-events-"))
     with postgres_schema() as database:
-        env = service_env(root / "data", database, redis_url(), unique_queue(),
-                          ASTROPT_MAX_EVENT_STREAMS=str(args.max_streams), ASTROPT_EVENTS_POLL_SECONDS="1.0")
+        env = service_env(
+            root / "data",
+            database,
+            redis_url(),
+            unique_queue(),
+            ASTROPT_MAX_EVENT_STREAMS=str(args.max_streams),
+            ASTROPT_EVENTS_POLL_SECONDS="1.0",
+        )
         (root / "logs").mkdir(parents=True)
         stack = Stack(env, root / "logs")
         try:
             stack.start_api()
             job_id = uuid.uuid4().hex
             with session_scope(database) as session:
-                repository.create_job(session, job_id, tiny_spec(), str(root / "data" / "runs" / job_id))
+                repository.create_job(
+                    session, job_id, tiny_spec(), str(root / "data" / "runs" / job_id)
+                )
             print(f"ASTROPT_MAX_EVENT_STREAMS={args.max_streams}, events poll 1 s, PostgreSQL")
             for clients in args.clients:
                 asyncio.run(measure(stack.base_url, job_id, clients, args.requests))

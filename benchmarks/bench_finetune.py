@@ -29,27 +29,49 @@ def pretrain(out: Path, iters: int) -> Path:
     from astropt.config import TrainConfig
     from astropt.training import train
 
-    config = TrainConfig.model_validate({
-        "codec": "shipped", "model": {"n_layer": 2, "n_head": 2, "n_embd": 64, "block_size": 576},
-        "data": {"source": "mock", "n_mock": 512, "mock_seed": 0, "path": str(out / "mock-s0")},
-        "batch_size": 8, "max_iters": iters, "eval_interval": max(50, iters // 4), "eval_iters": 4,
-        "log_interval": 25, "n_val_images": 0, "device": "cpu",
-        "optim": {"learning_rate": 3e-3, "warmup_iters": 20}, "out_dir": str(out / "pretrain"),
-    })
+    config = TrainConfig.model_validate(
+        {
+            "codec": "shipped",
+            "model": {"n_layer": 2, "n_head": 2, "n_embd": 64, "block_size": 576},
+            "data": {"source": "mock", "n_mock": 512, "mock_seed": 0, "path": str(out / "mock-s0")},
+            "batch_size": 8,
+            "max_iters": iters,
+            "eval_interval": max(50, iters // 4),
+            "eval_iters": 4,
+            "log_interval": 25,
+            "n_val_images": 0,
+            "device": "cpu",
+            "optim": {"learning_rate": 3e-3, "warmup_iters": 20},
+            "out_dir": str(out / "pretrain"),
+        }
+    )
     result = train(config, resume=True)
     print(f"pretrained {iters} iterations: best val loss {result.best_val_loss:.3f}")
     return out / "pretrain" / "checkpoints" / "best"
 
 
-def finetune_run(init: Path, out: Path, task: str, labels: list[str], mode: str, steps: int) -> dict[str, Any]:
+def finetune_run(
+    init: Path, out: Path, task: str, labels: list[str], mode: str, steps: int
+) -> dict[str, Any]:
     from astropt.finetune import FinetuneConfig, finetune
 
-    config = FinetuneConfig.model_validate({
-        "init": str(init), "labels": labels, "task": task, "mode": mode, "steps": steps,
-        "lr": 3e-3, "batch_size": 16, "eval_interval": 25, "device": "cpu", "seed": 0,
-        "lora": {"r": 8, "alpha": 16}, "out_dir": str(out / f"{task}-{mode}"),
-        "data": {"source": "mock", "n_mock": 400, "mock_seed": 1, "path": str(out / "mock-s1")},
-    })
+    config = FinetuneConfig.model_validate(
+        {
+            "init": str(init),
+            "labels": labels,
+            "task": task,
+            "mode": mode,
+            "steps": steps,
+            "lr": 3e-3,
+            "batch_size": 16,
+            "eval_interval": 25,
+            "device": "cpu",
+            "seed": 0,
+            "lora": {"r": 8, "alpha": 16},
+            "out_dir": str(out / f"{task}-{mode}"),
+            "data": {"source": "mock", "n_mock": 400, "mock_seed": 1, "path": str(out / "mock-s1")},
+        }
+    )
     started = time.perf_counter()
     metrics = finetune(config).metrics
     assert metrics is not None
@@ -63,8 +85,12 @@ def cell(score: dict[str, float]) -> str:
 
 def table(results: dict[str, dict[str, Any]]) -> str:
     first = next(iter(results.values()))
-    header = ["label (test: R², accuracy for classes)", *[f"fine-tune {m}" for m in MODES],
-              "ridge probe", "constant"]
+    header = [
+        "label (test: R², accuracy for classes)",
+        *[f"fine-tune {m}" for m in MODES],
+        "ridge probe",
+        "constant",
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for task, labels in (("regression", REGRESSION), ("classification", CLASSIFICATION)):
         for label in labels:
@@ -73,9 +99,11 @@ def table(results: dict[str, dict[str, Any]]) -> str:
             row += [cell(base["probe"]["test"][label]), cell(base["constant"]["test"][label])]
             lines.append("| " + " | ".join(row) + " |")
     n = first["n"]
-    lines.append(f"\n{n['train']} train / {n['val']} val / {n['test']} test galaxies (mock seed 1, never "
-                 "seen in pretraining); trainable parameters: " + ", ".join(
-                     f"{m} {results[f'regression-{m}']['trainable_params']:,}" for m in MODES))
+    lines.append(
+        f"\n{n['train']} train / {n['val']} val / {n['test']} test galaxies (mock seed 1, never "
+        "seen in pretraining); trainable parameters: "
+        + ", ".join(f"{m} {results[f'regression-{m}']['trainable_params']:,}" for m in MODES)
+    )
     return "\n".join(lines)
 
 

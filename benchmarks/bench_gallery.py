@@ -35,7 +35,9 @@ def p50(fn, repeats: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--objects", type=int, default=10_000)
     parser.add_argument("--grid", type=int, default=32)
     parser.add_argument("--tile", type=int, default=48)
@@ -49,13 +51,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         rng = np.random.default_rng(0)
         ids = [object_id(seed, i) for i in range(args.objects)]
-        path = write_catalogue(Path(tmp) / "cat", ids, rng.normal(size=(args.objects, 64)).astype(np.float32), {},
-                               {"data_source": {"kind": "mock", "seed": seed, "n": args.objects}})
+        path = write_catalogue(
+            Path(tmp) / "cat",
+            ids,
+            rng.normal(size=(args.objects, 64)).astype(np.float32),
+            {},
+            {"data_source": {"kind": "mock", "seed": seed, "n": args.objects}},
+        )
         settings = Settings(data_dir=Path(tmp))
         load(path)
         result = galaxies.gallery(settings, path, "bench", "outliers", 64, "knn_cosine")
         gallery = p50(lambda: galaxies.gallery_png(path, result), args.repeats)
-        drawn = p50(lambda: galaxies.cutout(path, "bench", ids[int(rng.integers(args.objects))]), args.repeats * 4)
+        drawn = p50(
+            lambda: galaxies.cutout(path, "bench", ids[int(rng.integers(args.objects))]),
+            args.repeats * 4,
+        )
         galaxies.cutout(path, "bench", ids[0])
         cached = p50(lambda: galaxies.cutout(path, "bench", ids[0]), args.repeats * 4)
         started = time.perf_counter()
@@ -64,13 +74,19 @@ def main() -> None:
         started = time.perf_counter()
         thumbnail_maps.sheet(settings, path, "pca", args.grid, args.tile)
         cold = time.perf_counter() - started
-        warm = p50(lambda: thumbnail_maps.sheet(settings, path, "pca", args.grid, args.tile), args.repeats)
+        warm = p50(
+            lambda: thumbnail_maps.sheet(settings, path, "pca", args.grid, args.tile), args.repeats
+        )
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"gallery of 64 cut-outs (read + drawn): p50 {gallery:.2f} s; one cut-out drawn: p50 {drawn * 1000:.0f} ms, "
-          f"from the disk cache: p50 {cached * 1000:.1f} ms")
-    print(f"thumbnail map of {args.objects} objects, {args.grid}x{args.grid} cells ({len(layout['cells'])} shown, "
-          f"{args.tile} px): layout {laid:.2f} s, sheet cold {cold:.1f} s, warm p50 {warm * 1000:.1f} ms; "
-          f"peak RSS {peak_mb:.0f} MB")
+    print(
+        f"gallery of 64 cut-outs (read + drawn): p50 {gallery:.2f} s; one cut-out drawn: p50 {drawn * 1000:.0f} ms, "
+        f"from the disk cache: p50 {cached * 1000:.1f} ms"
+    )
+    print(
+        f"thumbnail map of {args.objects} objects, {args.grid}x{args.grid} cells ({len(layout['cells'])} shown, "
+        f"{args.tile} px): layout {laid:.2f} s, sheet cold {cold:.1f} s, warm p50 {warm * 1000:.1f} ms; "
+        f"peak RSS {peak_mb:.0f} MB"
+    )
 
 
 if __name__ == "__main__":

@@ -35,8 +35,11 @@ class Clock(TrainCallback):
     def on_eval(self, step, metrics):
         if "probe_time_s" in metrics:
             self.probe_s.append(metrics["probe_time_s"])
-            self.r2[step] = {k.removeprefix("probe_r2/"): round(v, 3) for k, v in metrics.items()
-                             if k.startswith("probe_r2/")}
+            self.r2[step] = {
+                k.removeprefix("probe_r2/"): round(v, 3)
+                for k, v in metrics.items()
+                if k.startswith("probe_r2/")
+            }
 
 
 def run(config: TrainConfig) -> tuple[float, Clock]:
@@ -51,7 +54,9 @@ def main() -> None:
     ap.add_argument("--codec", default="shipped")
     ap.add_argument("--out", default="runs/bench-live-probe")
     ap.add_argument("--set", action="append", default=[], help="config override (repeatable)")
-    ap.add_argument("--probe", action="append", default=[], help="live_probe override, e.g. n_galaxies=64")
+    ap.add_argument(
+        "--probe", action="append", default=[], help="live_probe override, e.g. n_galaxies=64"
+    )
     ap.add_argument("--compare", action="store_true", help="also train without the probe")
     args = ap.parse_args()
     base = [f"codec={args.codec}", f"max_iters={args.steps}", "n_val_images=0", *args.set]
@@ -61,14 +66,21 @@ def main() -> None:
     probe_s = sum(clock.probe_s)
     settings = config.live_probe
     report = {
-        "model": f"{config.model.n_layer}x{config.model.n_embd}", "steps": args.steps,
-        "eval_interval": config.eval_interval, "eval_iters": config.eval_iters, "batch_size": config.batch_size,
+        "model": f"{config.model.n_layer}x{config.model.n_embd}",
+        "steps": args.steps,
+        "eval_interval": config.eval_interval,
+        "eval_iters": config.eval_iters,
+        "batch_size": config.batch_size,
         "live_probe": settings.model_dump() if settings else None,
         "galaxies_probed": min(settings.n_galaxies, clock.info.get("n_val", 0)) if settings else 0,
-        "probes": len(clock.probe_s), "wall_s": round(wall, 1), "probe_s": round(probe_s, 2),
+        "probes": len(clock.probe_s),
+        "wall_s": round(wall, 1),
+        "probe_s": round(probe_s, 2),
         "probe_s_each": [round(t, 3) for t in clock.probe_s],
         "overhead": round(probe_s / max(wall - probe_s, 1e-9), 4),
-        "r2_first_last": {str(s): clock.r2[s] for s in (min(clock.r2), max(clock.r2))} if clock.r2 else {},
+        "r2_first_last": {str(s): clock.r2[s] for s in (min(clock.r2), max(clock.r2))}
+        if clock.r2
+        else {},
     }
     if args.compare:
         plain_wall, _ = run(TrainConfig.from_yaml(CONFIG, [*base, f"out_dir={args.out}/plain"]))

@@ -30,7 +30,9 @@ AION_BASE_SHAPE = {"hidden_dims": 512, "num_consecutive": 4}  # as benchmarks/be
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--n", type=int, default=64)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=1)
@@ -50,31 +52,61 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-p1-") as tmp:
         root = Path(tmp)
         write_seed_parquet(root / "data" / "train-00000.parquet", args.n)
-        codec_dir = save_codec(random_codec(0, **(AION_BASE_SHAPE if args.codec == "aion-base" else {})), root / "codec")
+        codec_dir = save_codec(
+            random_codec(0, **(AION_BASE_SHAPE if args.codec == "aion-base" else {})),
+            root / "codec",
+        )
         n_train = sum(split_of(f"mock-s0-{i:08d}", 0.05) == "train" for i in range(args.n))
         steps = math.ceil(args.epochs * n_train / 8)
         results = []
         for r in range(args.repeats):
             for label, cache in (("write-through", True), ("per-batch", False)):
-                os.environ["ASTROPT_DATA_DIR"] = str(root / f"cache-{label}-{r}")  # a cold token cache
-                config = TrainConfig.model_validate({
-                    "out_dir": str(root / f"run-{label}-{r}"), "codec": str(codec_dir),
-                    "model": {"n_layer": 4, "n_head": 4, "n_embd": 128},
-                    "data": {"source": "hf", "hf_dataset": str(root / "data"), "streaming": True,
-                             "image_column": IMAGE_COLUMN, "val_fraction": 0.05, "shuffle_buffer": 64,
-                             "cache_tokens": cache},
-                    "batch_size": 8, "max_iters": steps, "eval_interval": steps, "eval_iters": 1,
-                    "log_interval": 1, "n_val_images": 0, "num_threads": 0, "seed": 1})
+                os.environ["ASTROPT_DATA_DIR"] = str(
+                    root / f"cache-{label}-{r}"
+                )  # a cold token cache
+                config = TrainConfig.model_validate(
+                    {
+                        "out_dir": str(root / f"run-{label}-{r}"),
+                        "codec": str(codec_dir),
+                        "model": {"n_layer": 4, "n_head": 4, "n_embd": 128},
+                        "data": {
+                            "source": "hf",
+                            "hf_dataset": str(root / "data"),
+                            "streaming": True,
+                            "image_column": IMAGE_COLUMN,
+                            "val_fraction": 0.05,
+                            "shuffle_buffer": 64,
+                            "cache_tokens": cache,
+                        },
+                        "batch_size": 8,
+                        "max_iters": steps,
+                        "eval_interval": steps,
+                        "eval_iters": 1,
+                        "log_interval": 1,
+                        "n_val_images": 0,
+                        "num_threads": 0,
+                        "seed": 1,
+                    }
+                )
                 started = time.perf_counter()
                 result = train(config)
                 seconds = time.perf_counter() - started
-                row = {"mode": label, "repeat": r, "steps": result.step, "seconds": round(seconds, 1),
-                       "tokens_per_s": round(steps * 8 * 575 / seconds, 1), "codec": args.codec, "n": args.n}
+                row = {
+                    "mode": label,
+                    "repeat": r,
+                    "steps": result.step,
+                    "seconds": round(seconds, 1),
+                    "tokens_per_s": round(steps * 8 * 575 / seconds, 1),
+                    "codec": args.codec,
+                    "n": args.n,
+                }
                 print(json.dumps(row), flush=True)
                 results.append(row)
         for r in range(args.repeats):
             pair = {x["mode"]: x["tokens_per_s"] for x in results if x["repeat"] == r}
-            print(f"repeat {r}: write-through / per-batch = {pair['write-through'] / pair['per-batch']:.2f}x")
+            print(
+                f"repeat {r}: write-through / per-batch = {pair['write-through'] / pair['per-batch']:.2f}x"
+            )
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ def parse_recipe(text: str) -> EmbedOptions:
     pool, _, layer = text.partition("@")
     centre = DEFAULT_CENTRE
     if pool.startswith("centre") and pool != "centre":
-        pool, centre = "centre", int(pool[len("centre"):])
+        pool, centre = "centre", int(pool[len("centre") :])
     return EmbedOptions(pool=pool, layer=int(layer or -1), centre=centre)
 
 
@@ -55,8 +55,10 @@ def train_first(config_path: str, overrides: list[str], run: str) -> Path:
     config = TrainConfig.from_yaml(config_path, [*overrides, f"out_dir={run}"])
     started = time.perf_counter()
     result = train(config)
-    print(f"training: {result.status} at step {result.step}, best val {result.best_val_loss} "
-          f"({time.perf_counter() - started:.0f} s)")
+    print(
+        f"training: {result.status} at step {result.step}, best val {result.best_val_loss} "
+        f"({time.perf_counter() - started:.0f} s)"
+    )
     return Path(run) / "checkpoints"
 
 
@@ -71,7 +73,9 @@ def main() -> None:
     parser.add_argument("--run", default="runs/mock-small", help="run directory")
     parser.add_argument("--kind", default="best", choices=("best", "last"))
     parser.add_argument("--train-config", help="train this config into --run first")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="training override")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="training override"
+    )
     parser.add_argument("--n", type=int, default=600)
     parser.add_argument("--seed", type=int, default=777)
     parser.add_argument("--recipes", nargs="+", default=["mean@-1", "centre8@-1"])
@@ -94,27 +98,53 @@ def main() -> None:
         model = load_embed_model(checkpoint, random_init=init)
         started = time.perf_counter()
         embed_catalogues(model, source, {work / kind / recipe_name(o): o for o in recipes})
-        print(f"embedded {args.n} galaxies with the {kind} model ({time.perf_counter() - started:.0f} s)")
+        print(
+            f"embedded {args.n} galaxies with the {kind} model ({time.perf_counter() - started:.0f} s)"
+        )
     rows = []
     print(f"\n{'recipe':<14}{'label':<18}{'trained':>9}{'random':>9}{'aperture':>10}")
     for o in recipes:
         name = recipe_name(o)
-        report = probe_catalogue(work / "trained" / name, args.labels,
-                                 baselines={"random": work / "random" / name}, seed=args.probe_seed)
-        scores = {f: {label: report.r2(f, label) for label in args.labels} for f in ("embedding", "random", "aperture_flux")}
+        report = probe_catalogue(
+            work / "trained" / name,
+            args.labels,
+            baselines={"random": work / "random" / name},
+            seed=args.probe_seed,
+        )
+        scores = {
+            f: {label: report.r2(f, label) for label in args.labels}
+            for f in ("embedding", "random", "aperture_flux")
+        }
         for label in args.labels:
-            print(f"{name:<14}{label:<18}{scores['embedding'][label]:>9.3f}{scores['random'][label]:>9.3f}"
-                  f"{scores['aperture_flux'][label]:>10.3f}")
+            print(
+                f"{name:<14}{label:<18}{scores['embedding'][label]:>9.3f}{scores['random'][label]:>9.3f}"
+                f"{scores['aperture_flux'][label]:>10.3f}"
+            )
         verdict = wins(scores["embedding"], scores["random"])
-        print(f"{name:<14}{'-> beats random on every label >= 0.1' if verdict else '-> does not beat random'}")
-        rows.append({"recipe": name, "checkpoint": str(checkpoint), "wins": verdict, "scores": scores,
-                     "report": report.to_dict()})
-    print("\nbest recipe per label (a stricter test: the trained model's best against random init's best)")
+        print(
+            f"{name:<14}{'-> beats random on every label >= 0.1' if verdict else '-> does not beat random'}"
+        )
+        rows.append(
+            {
+                "recipe": name,
+                "checkpoint": str(checkpoint),
+                "wins": verdict,
+                "scores": scores,
+                "report": report.to_dict(),
+            }
+        )
+    print(
+        "\nbest recipe per label (a stricter test: the trained model's best against random init's best)"
+    )
     for label in args.labels:
-        best = {f: max(rows, key=lambda r, f=f: r["scores"][f][label]) for f in ("embedding", "random")}
-        print(f"  {label:<18} trained {best['embedding']['scores']['embedding'][label]:.3f} "
-              f"({best['embedding']['recipe']})  random {best['random']['scores']['random'][label]:.3f} "
-              f"({best['random']['recipe']})")
+        best = {
+            f: max(rows, key=lambda r, f=f: r["scores"][f][label]) for f in ("embedding", "random")
+        }
+        print(
+            f"  {label:<18} trained {best['embedding']['scores']['embedding'][label]:.3f} "
+            f"({best['embedding']['recipe']})  random {best['random']['scores']['random'][label]:.3f} "
+            f"({best['random']['recipe']})"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
 

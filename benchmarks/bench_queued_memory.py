@@ -27,8 +27,11 @@ def main() -> None:
     buffer = io.BytesIO()
     np.save(buffer, flux)
     data = buffer.getvalue()
-    limits = UploadLimits(max_upload_bytes=len(data) + 1, max_decompressed_bytes=len(data) * 2,
-                          max_side=max(args.side, 96))
+    limits = UploadLimits(
+        max_upload_bytes=len(data) + 1,
+        max_decompressed_bytes=len(data) * 2,
+        max_side=max(args.side, 96),
+    )
     tracemalloc.start()
     cube = parse_upload(data, "g.npy", None, limits)
     _, peak = tracemalloc.get_traced_memory()
@@ -36,9 +39,13 @@ def main() -> None:
     crop = cube.central_crop()
     mib = 2**20
     print(f"upload {len(data) / mib:.1f} MiB, parse peak {peak / mib:.1f} MiB")
-    print(f"per queued request: full {cube.flux.nbytes / mib:.2f} MiB, crop {crop.flux.nbytes / mib:.3f} MiB")
-    print(f"{args.requests} queued: full {args.requests * cube.flux.nbytes / mib:.1f} MiB, "
-          f"crop {args.requests * crop.flux.nbytes / mib:.1f} MiB")
+    print(
+        f"per queued request: full {cube.flux.nbytes / mib:.2f} MiB, crop {crop.flux.nbytes / mib:.3f} MiB"
+    )
+    print(
+        f"{args.requests} queued: full {args.requests * cube.flux.nbytes / mib:.1f} MiB, "
+        f"crop {args.requests * crop.flux.nbytes / mib:.1f} MiB"
+    )
 
 
 if __name__ == "__main__":

@@ -56,7 +56,11 @@ def prepare(data_dir: Path, layers: int, width: int, codec_spec: str) -> str:
     torch.manual_seed(0)
     model = GPT(GPTConfig(n_layer=layers, n_head=4, n_embd=width, block_size=1024))
     run_dir = settings.runs_dir / "bench"
-    save_checkpoint(run_dir / "checkpoints" / "best", model, meta={"codec": load_codec(codec_spec).info.to_dict()})
+    save_checkpoint(
+        run_dir / "checkpoints" / "best",
+        model,
+        meta={"codec": load_codec(codec_spec).info.to_dict()},
+    )
     job_id = uuid.uuid4().hex
     with session_scope(settings.resolved_database_url) as session:
         job = create_job(session, job_id, {"max_iters": 1}, str(run_dir))
@@ -70,7 +74,9 @@ def serve(data_dir: Path, port: int) -> None:
     from service.app import create_app
     from state.settings import Settings
 
-    app = create_app(Settings(data_dir=data_dir), publish=lambda job_id: None, check_broker=lambda: None)
+    app = create_app(
+        Settings(data_dir=data_dir), publish=lambda job_id: None, check_broker=lambda: None
+    )
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 
@@ -106,8 +112,11 @@ def _stage_medians() -> dict[str, float]:
 
 def _percentiles(latencies: list[float]) -> dict[str, float]:
     ms = np.array(latencies) * 1000
-    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
-            "mean_ms": float(ms.mean())}
+    return {
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "mean_ms": float(ms.mean()),
+    }
 
 
 def run_sequential(base: str, payload: bytes, n: int) -> dict[str, float]:
@@ -117,7 +126,11 @@ def run_sequential(base: str, payload: bytes, n: int) -> dict[str, float]:
         start = time.perf_counter()
         latencies = [_post(client, payload) for _ in range(n)]
         wall = time.perf_counter() - start
-    return {**_percentiles(latencies), "throughput_rps": n / wall, "server_ms_median": _stage_medians()}
+    return {
+        **_percentiles(latencies),
+        "throughput_rps": n / wall,
+        "server_ms_median": _stage_medians(),
+    }
 
 
 def run_concurrent(base: str, payload: bytes, n: int, clients: int) -> dict[str, float]:
@@ -141,12 +154,17 @@ def run_concurrent(base: str, payload: bytes, n: int, clients: int) -> dict[str,
     for t in threads:
         t.join()
     wall = time.perf_counter() - start
-    return {**_percentiles(latencies), "throughput_rps": len(latencies) / wall,
-            "server_ms_median": _stage_medians()}
+    return {
+        **_percentiles(latencies),
+        "throughput_rps": len(latencies) / wall,
+        "server_ms_median": _stage_medians(),
+    }
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--requests", type=int, default=40, help="requests per phase")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--layers", type=int, default=4)
@@ -167,7 +185,9 @@ def main() -> int:
             port = s.getsockname()[1]
         env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
         env["HF_HUB_OFFLINE"] = "1"
-        server = subprocess.Popen([sys.executable, __file__, "--serve", str(data_dir), str(port)], env=env)
+        server = subprocess.Popen(
+            [sys.executable, __file__, "--serve", str(data_dir), str(port)], env=env
+        )
         base = f"http://127.0.0.1:{port}"
         try:
             for _ in range(300):
@@ -186,9 +206,13 @@ def main() -> int:
             server.terminate()
             server.wait(10)
     report = {
-        "codec": codec_spec, "model": f"{args.layers} layers x {args.width} wide", "cube": "4x160x160",
-        "cpus": len(os.sched_getaffinity(0)), "engine": stats,
-        "sequential": sequential, f"concurrent_{args.clients}_clients": concurrent,
+        "codec": codec_spec,
+        "model": f"{args.layers} layers x {args.width} wide",
+        "cube": "4x160x160",
+        "cpus": len(os.sched_getaffinity(0)),
+        "engine": stats,
+        "sequential": sequential,
+        f"concurrent_{args.clients}_clients": concurrent,
         "checks": {
             "p50_le_150ms": sequential["p50_ms"] <= 150.0,
             "throughput_ratio": concurrent["throughput_rps"] / sequential["throughput_rps"],

@@ -32,7 +32,9 @@ def rate(rows: Iterable, n: int) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--n", type=int, default=40, help="galaxies written and streamed")
     args = ap.parse_args()
 
@@ -50,16 +52,34 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp) / "data"
         write_seed_parquet(directory / "train-00000.parquet", args.n)
-        cfg = DataSettings(source="hf", hf_dataset=str(directory), streaming=True, image_column=IMAGE_COLUMN,
-                           val_fraction=0.05, shuffle_buffer=1)
+        cfg = DataSettings(
+            source="hf",
+            hf_dataset=str(directory),
+            streaming=True,
+            image_column=IMAGE_COLUMN,
+            val_fraction=0.05,
+            shuffle_buffer=1,
+        )
         n_train = round(args.n * 0.9)  # about 5 % of the ids fall in the validation split
         training = rate(open_split(cfg, "train"), n_train)
-        embedding = rate((r for r in StreamedRows(SourceSpec("hf", path=str(directory), image_column=IMAGE_COLUMN,
-                                                             limit=args.n)).rows(0)), args.n)
+        embedding = rate(
+            (
+                r
+                for r in StreamedRows(
+                    SourceSpec("hf", path=str(directory), image_column=IMAGE_COLUMN, limit=args.n)
+                ).rows(0)
+            ),
+            args.n,
+        )
         stream = load_dataset(str(directory), split="train", streaming=True)
-        renamed = stream.select_columns([IMAGE_COLUMN, "object_id"]).rename_column(IMAGE_COLUMN, "image")
+        renamed = stream.select_columns([IMAGE_COLUMN, "object_id"]).rename_column(
+            IMAGE_COLUMN, "image"
+        )
         bands = cfg.bands
-        old = rate((raw_sample_from_row(r, bands, "bench") for r in renamed.with_format("numpy")), min(args.n, 10))
+        old = rate(
+            (raw_sample_from_row(r, bands, "bench") for r in renamed.with_format("numpy")),
+            min(args.n, 10),
+        )
     print(f"{'path':<16}{'rows/s':>10}{'s/row':>10}")
     for name, value in (("training", training), ("embedding", embedding), ("rename_column", old)):
         print(f"{name:<16}{value:>10.2f}{1 / value:>10.3f}")

@@ -59,18 +59,27 @@ def _table(tokens: np.ndarray, ids: list[str]) -> Any:
     import pyarrow as pa
 
     flat = pa.array(tokens.reshape(-1), type=pa.int16())
-    return pa.table({"object_id": pa.array(ids, pa.string()),
-                     "tokens": pa.FixedSizeListArray.from_arrays(flat, T)})
+    return pa.table(
+        {
+            "object_id": pa.array(ids, pa.string()),
+            "tokens": pa.FixedSizeListArray.from_arrays(flat, T),
+        }
+    )
 
 
 # -- writers -----------------------------------------------------------------------------
 
 
-def write_arrow(path: Path, tokens: np.ndarray, ids: list[str], compression: str | None = None) -> None:
+def write_arrow(
+    path: Path, tokens: np.ndarray, ids: list[str], compression: str | None = None
+) -> None:
     import pyarrow as pa
 
     options = pa.ipc.IpcWriteOptions(compression=compression)
-    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, _table(tokens, ids).schema, options=options) as w:
+    with (
+        pa.OSFile(str(path), "wb") as sink,
+        pa.ipc.new_file(sink, _table(tokens, ids).schema, options=options) as w,
+    ):
         w.write_table(_table(tokens, ids))
 
 
@@ -92,7 +101,9 @@ def read_arrow(path: Path) -> np.ndarray:
     import pyarrow as pa
 
     table = pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all()
-    column = table.column("tokens")  # one record batch a shard: chunk(0), never combine_chunks (a copy)
+    column = table.column(
+        "tokens"
+    )  # one record batch a shard: chunk(0), never combine_chunks (a copy)
     values = column.chunk(0).flatten().to_numpy(zero_copy_only=not _compressed(path))
     return values.reshape(-1, T)
 
@@ -104,7 +115,11 @@ def _compressed(path: Path) -> bool:
 def read_parquet(path: Path) -> np.ndarray:
     import pyarrow.parquet as pq
 
-    column = pq.read_table(str(path), columns=["tokens"], memory_map=True).column("tokens").combine_chunks()
+    column = (
+        pq.read_table(str(path), columns=["tokens"], memory_map=True)
+        .column("tokens")
+        .combine_chunks()
+    )
     return column.values.to_numpy(zero_copy_only=False).reshape(-1, T)
 
 
@@ -130,7 +145,9 @@ def anon_mb() -> float:
 
 
 def _open_all(name: str, files: list[Path]) -> float:
-    warm_up = LAYOUTS[name][2](files[-1])  # the one-time set-up of the reader is not the layout's cost
+    warm_up = LAYOUTS[name][2](
+        files[-1]
+    )  # the one-time set-up of the reader is not the layout's cost
     del warm_up
     before = anon_mb()
     held = [LAYOUTS[name][2](f) for f in files]  # opened, every row addressable, not yet touched
@@ -164,12 +181,14 @@ def full_pass(files: list[Path], read: Callable[[Path], np.ndarray]) -> tuple[fl
     total, n = 0, 0
     for array in arrays:
         for lo in range(0, len(array), 4096):
-            total += int(array[lo:lo + 4096].sum(dtype=np.int64))
+            total += int(array[lo : lo + 4096].sum(dtype=np.int64))
         n += len(array)
     return opened, n / (time.perf_counter() - started), total
 
 
-def random_batches(files: list[Path], read: Callable[[Path], np.ndarray], batch: int, n_batches: int) -> float:
+def random_batches(
+    files: list[Path], read: Callable[[Path], np.ndarray], batch: int, n_batches: int
+) -> float:
     arrays = [read(f) for f in files]
     offsets = np.cumsum([0] + [len(a) for a in arrays])
     rng = np.random.default_rng(1)
@@ -185,13 +204,19 @@ def random_batches(files: list[Path], read: Callable[[Path], np.ndarray], batch:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--n", type=int, default=65536, help="galaxies in the data set")
     ap.add_argument("--shard", type=int, default=8192, help="galaxies per shard file")
     ap.add_argument("--batch", type=int, default=32, help="galaxies per random batch")
     ap.add_argument("--batches", type=int, default=2000, help="random batches timed")
-    ap.add_argument("--repeats", type=int, default=3, help="repeats of each measurement (median and range)")
-    ap.add_argument("--unigram-images", type=int, default=64, help="mock galaxies for the token distribution")
+    ap.add_argument(
+        "--repeats", type=int, default=3, help="repeats of each measurement (median and range)"
+    )
+    ap.add_argument(
+        "--unigram-images", type=int, default=64, help="mock galaxies for the token distribution"
+    )
     ap.add_argument("--dir", default=None, help="scratch directory (default: a temporary one)")
     args = ap.parse_args()
 
@@ -200,7 +225,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         root = Path(tmp)
         shards = [(lo, min(lo + args.shard, args.n)) for lo in range(0, args.n, args.shard)]
-        data = [(fake_tokens(hi - lo, probs, seed=lo), [f"gal-{i:09d}" for i in range(lo, hi)]) for lo, hi in shards]
+        data = [
+            (fake_tokens(hi - lo, probs, seed=lo), [f"gal-{i:09d}" for i in range(lo, hi)])
+            for lo, hi in shards
+        ]
         for name, (suffix, write, read) in LAYOUTS.items():
             files = []
             for k, (tokens, ids) in enumerate(data):
@@ -208,8 +236,11 @@ def main() -> None:
                 write(path, tokens, ids)
                 files.append(path)
             assert np.array_equal(read(files[0]), data[0][0]), name
-            size = sum(f.stat().st_size + (f.with_suffix(".ids.json").stat().st_size
-                                           if f.suffix == ".npy" else 0) for f in files)
+            size = sum(
+                f.stat().st_size
+                + (f.with_suffix(".ids.json").stat().st_size if f.suffix == ".npy" else 0)
+                for f in files
+            )
             cold, warm, opens, rand = [], [], [], []
             for _ in range(args.repeats):
                 drop_cache(files)
@@ -219,22 +250,43 @@ def main() -> None:
                 warm.append(full_pass(files, read)[1])
                 rand.append(random_batches(files, read, args.batch, args.batches))
             grown = open_cost_mb(name, files)
-            row = {"layout": name, "n": args.n, "shard": args.shard, "bytes_per_galaxy": round(size / args.n, 1),
-                   "anon_mb_on_open": round(grown, 1),
-                   "data_mb": round(args.n * T * 2 / 2**20, 1),
-                   "open_s": [round(min(opens), 4), round(max(opens), 4)],
-                   "seq_cold_gal_s": [round(min(cold)), round(statistics.median(cold)), round(max(cold))],
-                   "seq_warm_gal_s": [round(min(warm)), round(statistics.median(warm)), round(max(warm))],
-                   "rand_batch_s": [round(min(rand)), round(statistics.median(rand)), round(max(rand))]}
+            row = {
+                "layout": name,
+                "n": args.n,
+                "shard": args.shard,
+                "bytes_per_galaxy": round(size / args.n, 1),
+                "anon_mb_on_open": round(grown, 1),
+                "data_mb": round(args.n * T * 2 / 2**20, 1),
+                "open_s": [round(min(opens), 4), round(max(opens), 4)],
+                "seq_cold_gal_s": [
+                    round(min(cold)),
+                    round(statistics.median(cold)),
+                    round(max(cold)),
+                ],
+                "seq_warm_gal_s": [
+                    round(min(warm)),
+                    round(statistics.median(warm)),
+                    round(max(warm)),
+                ],
+                "rand_batch_s": [
+                    round(min(rand)),
+                    round(statistics.median(rand)),
+                    round(max(rand)),
+                ],
+            }
             print(json.dumps(row), flush=True)
             results.append(row)
             for f in files:
                 f.unlink()
-    print(f"\n{'layout':<15}{'B/gal':>8}{'anon MB':>8}{'open s':>10}{'seq cold gal/s':>18}{'seq warm gal/s':>18}"
-          f"{'rand batch/s':>15}")
+    print(
+        f"\n{'layout':<15}{'B/gal':>8}{'anon MB':>8}{'open s':>10}{'seq cold gal/s':>18}{'seq warm gal/s':>18}"
+        f"{'rand batch/s':>15}"
+    )
     for r in results:
-        print(f"{r['layout']:<15}{r['bytes_per_galaxy']:>8}{r['anon_mb_on_open']:>8}{r['open_s'][1]:>10}"
-              f"{r['seq_cold_gal_s'][1]:>18,}{r['seq_warm_gal_s'][1]:>18,}{r['rand_batch_s'][1]:>15,}")
+        print(
+            f"{r['layout']:<15}{r['bytes_per_galaxy']:>8}{r['anon_mb_on_open']:>8}{r['open_s'][1]:>10}"
+            f"{r['seq_cold_gal_s'][1]:>18,}{r['seq_warm_gal_s'][1]:>18,}{r['rand_batch_s'][1]:>15,}"
+        )
     print("(medians of --repeats; the JSON lines give min, median, max)")
 
 

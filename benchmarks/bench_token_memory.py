@@ -36,10 +36,30 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-TRAIN_FLAGS = ["--set", "codec=shipped", "--set", "max_iters=5", "--set", "eval_interval=5", "--set", "eval_iters=1",
-               "--set", "n_val_images=0", "--set", "batch_size=4", "--set", "model.n_layer=1",
-               "--set", "model.n_embd=32", "--set", "model.n_head=2", "--set", "num_threads=1",
-               "--set", "log_interval=1"]
+TRAIN_FLAGS = [
+    "--set",
+    "codec=shipped",
+    "--set",
+    "max_iters=5",
+    "--set",
+    "eval_interval=5",
+    "--set",
+    "eval_iters=1",
+    "--set",
+    "n_val_images=0",
+    "--set",
+    "batch_size=4",
+    "--set",
+    "model.n_layer=1",
+    "--set",
+    "model.n_embd=32",
+    "--set",
+    "model.n_head=2",
+    "--set",
+    "num_threads=1",
+    "--set",
+    "log_interval=1",
+]
 
 
 def run_timed(args: list[str], env: dict[str, str]) -> tuple[float, float]:
@@ -55,9 +75,15 @@ def run_timed(args: list[str], env: dict[str, str]) -> tuple[float, float]:
 
 
 def environment(scratch: Path) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-            "OMP_NUM_THREADS": "1", "ASTROPT_DATA_DIR": str(scratch / "data"),
-            "HF_DATASETS_CACHE": str(scratch / "hf")}
+    return {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "ASTROPT_DATA_DIR": str(scratch / "data"),
+        "HF_DATASETS_CACHE": str(scratch / "hf"),
+    }
 
 
 def synthesise(out: Path, n: int, shard_size: int = 4096, seed: int = 0) -> None:
@@ -81,12 +107,35 @@ def synthesise(out: Path, n: int, shard_size: int = 4096, seed: int = 0) -> None
         tokens = rng.integers(0, 10_000, size=(rows, 576), dtype=np.int16)
         ids = [f"syn-{i:09d}" for i in range(lo, lo + rows)]
         meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "rank": 0, "index": index}
-        shards.append({**write_shard(out, shard_name(0, index), ids, tokens, {}, meta), "rank": 0, "index": index})
-    key = {"source": {"kind": "synthetic", "n": n, "seed": seed}, "codec_fingerprint": info["fingerprint"],
-           "shard_size": shard_size, "world_size": 1, "columns": [], "limit": None,
-           "bands": ["DES-G", "DES-R", "DES-I", "DES-Z"], "val_independent": True}
-    write_json_atomic(out / progress_name(0), {"rank": 0, "world_size": 1, "key": key, "codec": info, "job_id": None,
-                                               "shards": shards, "complete": True})
+        shards.append(
+            {
+                **write_shard(out, shard_name(0, index), ids, tokens, {}, meta),
+                "rank": 0,
+                "index": index,
+            }
+        )
+    key = {
+        "source": {"kind": "synthetic", "n": n, "seed": seed},
+        "codec_fingerprint": info["fingerprint"],
+        "shard_size": shard_size,
+        "world_size": 1,
+        "columns": [],
+        "limit": None,
+        "bands": ["DES-G", "DES-R", "DES-I", "DES-Z"],
+        "val_independent": True,
+    }
+    write_json_atomic(
+        out / progress_name(0),
+        {
+            "rank": 0,
+            "world_size": 1,
+            "key": key,
+            "codec": info,
+            "job_id": None,
+            "shards": shards,
+            "complete": True,
+        },
+    )
     finalize_manifest(out)
 
 
@@ -109,8 +158,16 @@ def batch_read(scratch: Path, args: argparse.Namespace) -> list[dict]:
                 for index in range(count):
                     batches.batch(index)
                 micro = (time.perf_counter() - started) / count * 1e6
-                rows.append({"mode": "batch-read", "n": n, "source": label, "repeat": r,
-                             "us_per_batch": round(micro, 1), "batch": args.batch})
+                rows.append(
+                    {
+                        "mode": "batch-read",
+                        "n": n,
+                        "source": label,
+                        "repeat": r,
+                        "us_per_batch": round(micro, 1),
+                        "batch": args.batch,
+                    }
+                )
                 print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -123,11 +180,19 @@ def step_seconds(run: Path) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("mode", choices=["train-tokens", "tokenise-raw", "train-raw", "step-time", "batch-read"])
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "mode", choices=["train-tokens", "tokenise-raw", "train-raw", "step-time", "batch-read"]
+    )
     ap.add_argument("--batch", type=int, default=8, help="batch-read: galaxies a batch")
-    ap.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000], help="train-tokens: galaxies")
-    ap.add_argument("--data", nargs="*", default=[], help="LABEL=DIR raw local directories (step-time: one DIR)")
+    ap.add_argument(
+        "--sizes", type=int, nargs="*", default=[10_000, 100_000], help="train-tokens: galaxies"
+    )
+    ap.add_argument(
+        "--data", nargs="*", default=[], help="LABEL=DIR raw local directories (step-time: one DIR)"
+    )
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--steps", type=int, default=30, help="step-time: training steps per run")
     args = ap.parse_args()
@@ -141,9 +206,28 @@ def main() -> None:
                 ds = scratch / f"tokens-{n}"
                 synthesise(ds, n)
                 for r in range(args.repeats):
-                    peak, wall = run_timed(["train", "--fresh", "--out", str(scratch / f"run-{n}-{r}"), *TRAIN_FLAGS,
-                                            "--set", "data.source=tokens", "--set", f"data.path={ds}"], env)
-                    rows.append({"mode": args.mode, "n": n, "peak_rss_mb": round(peak), "wall_s": round(wall, 1)})
+                    peak, wall = run_timed(
+                        [
+                            "train",
+                            "--fresh",
+                            "--out",
+                            str(scratch / f"run-{n}-{r}"),
+                            *TRAIN_FLAGS,
+                            "--set",
+                            "data.source=tokens",
+                            "--set",
+                            f"data.path={ds}",
+                        ],
+                        env,
+                    )
+                    rows.append(
+                        {
+                            "mode": args.mode,
+                            "n": n,
+                            "peak_rss_mb": round(peak),
+                            "wall_s": round(wall, 1),
+                        }
+                    )
                     print(json.dumps(rows[-1]), flush=True)
         elif args.mode == "batch-read":
             rows = batch_read(scratch, args)
@@ -153,33 +237,96 @@ def main() -> None:
                 for r in range(args.repeats):
                     out = scratch / f"{args.mode}-{label}-{r}"
                     if args.mode == "tokenise-raw":
-                        command = ["tokenise", "--source", "local", "--path", directory, "--out", str(out),
-                                   "--no-progress", "--set", "num_workers=2"]
+                        command = [
+                            "tokenise",
+                            "--source",
+                            "local",
+                            "--path",
+                            directory,
+                            "--out",
+                            str(out),
+                            "--no-progress",
+                            "--set",
+                            "num_workers=2",
+                        ]
                     else:
-                        command = ["train", "--fresh", "--out", str(out), *TRAIN_FLAGS, "--set", "data.source=local",
-                                   "--set", f"data.path={directory}"]
+                        command = [
+                            "train",
+                            "--fresh",
+                            "--out",
+                            str(out),
+                            *TRAIN_FLAGS,
+                            "--set",
+                            "data.source=local",
+                            "--set",
+                            f"data.path={directory}",
+                        ]
                         env = {**env, "ASTROPT_DATA_DIR": str(scratch / f"data-{label}-{r}")}
                     peak, wall = run_timed(command, env)
-                    rows.append({"mode": args.mode, "data": label, "peak_rss_mb": round(peak), "wall_s": round(wall, 1)})
+                    rows.append(
+                        {
+                            "mode": args.mode,
+                            "data": label,
+                            "peak_rss_mb": round(peak),
+                            "wall_s": round(wall, 1),
+                        }
+                    )
                     print(json.dumps(rows[-1]), flush=True)
         else:
             directory = args.data[0].partition("=")[2] or args.data[0]
             ds = scratch / "tokens"
-            run_timed(["tokenise", "--source", "local", "--path", directory, "--out", str(ds), "--no-progress"], env)
+            run_timed(
+                [
+                    "tokenise",
+                    "--source",
+                    "local",
+                    "--path",
+                    directory,
+                    "--out",
+                    str(ds),
+                    "--no-progress",
+                ],
+                env,
+            )
             steps = ["--set", f"max_iters={args.steps}", "--set", f"eval_interval={args.steps}"]
-            run_timed(["train", "--fresh", "--out", str(scratch / "warm"), *TRAIN_FLAGS, *steps,  # fills the cache
-                       "--set", "data.source=local", "--set", f"data.path={directory}"], env)
+            run_timed(
+                [
+                    "train",
+                    "--fresh",
+                    "--out",
+                    str(scratch / "warm"),
+                    *TRAIN_FLAGS,
+                    *steps,  # fills the cache
+                    "--set",
+                    "data.source=local",
+                    "--set",
+                    f"data.path={directory}",
+                ],
+                env,
+            )
             for r in range(args.repeats):
-                for label, data in (("cache", ["--set", "data.source=local", "--set", f"data.path={directory}"]),
-                                    ("tokens", ["--set", "data.source=tokens", "--set", f"data.path={ds}"])):
+                for label, data in (
+                    ("cache", ["--set", "data.source=local", "--set", f"data.path={directory}"]),
+                    ("tokens", ["--set", "data.source=tokens", "--set", f"data.path={ds}"]),
+                ):
                     run = scratch / f"{label}-{r}"
-                    run_timed(["train", "--fresh", "--out", str(run), *TRAIN_FLAGS, *steps, *data], env)
-                    rows.append({"mode": "step-time", "source": label, "repeat": r,
-                                 "step_s": round(step_seconds(run), 5)})
+                    run_timed(
+                        ["train", "--fresh", "--out", str(run), *TRAIN_FLAGS, *steps, *data], env
+                    )
+                    rows.append(
+                        {
+                            "mode": "step-time",
+                            "source": label,
+                            "repeat": r,
+                            "step_s": round(step_seconds(run), 5),
+                        }
+                    )
                     print(json.dumps(rows[-1]), flush=True)
             for r in range(args.repeats):
                 pair = {x["source"]: x["step_s"] for x in rows if x["repeat"] == r}
-                print(f"repeat {r}: tokens / cache step time = {pair['tokens'] / pair['cache']:.3f}")
+                print(
+                    f"repeat {r}: tokens / cache step time = {pair['tokens'] / pair['cache']:.3f}"
+                )
 
 
 if __name__ == "__main__":

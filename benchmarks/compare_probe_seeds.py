@@ -19,11 +19,17 @@ from bench_probe_recipes import wins
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", help="bench_probe_recipes.py JSON files, one per random seed")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "runs", nargs="+", help="bench_probe_recipes.py JSON files, one per random seed"
+    )
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
     args = parser.parse_args()
-    runs = [{row["recipe"]: row["scores"] for row in json.loads(Path(p).read_text())} for p in args.runs]
+    runs = [
+        {row["recipe"]: row["scores"] for row in json.loads(Path(p).read_text())} for p in args.runs
+    ]
     recipes = [r for r in runs[0] if all(r in run for run in runs)]
     labels = list(runs[0][recipes[0]]["embedding"])
     if args.markdown:
@@ -37,7 +43,11 @@ def main() -> None:
         if args.markdown:
             print(f"| `{recipe}` | " + " | ".join(cells) + f" | {verdicts} |")
         else:
-            print(f"{recipe:<13} " + "  ".join(f"{k}={c}" for k, c in zip(labels, cells, strict=True)) + f"  -> {verdicts}")
+            print(
+                f"{recipe:<13} "
+                + "  ".join(f"{k}={c}" for k, c in zip(labels, cells, strict=True))
+                + f"  -> {verdicts}"
+            )
 
 
 if __name__ == "__main__":

@@ -33,7 +33,10 @@ class Budget(TrainCallback):
 
     def on_eval(self, step, metrics):
         self.evals.append((step, metrics["val_loss"], time.perf_counter() - self.t0))
-        print(f"step {step:4d}  t={self.evals[-1][2]:6.0f}s  val {metrics['val_loss']:.4f}", flush=True)
+        print(
+            f"step {step:4d}  t={self.evals[-1][2]:6.0f}s  val {metrics['val_loss']:.4f}",
+            flush=True,
+        )
 
     def should_stop(self):
         return self.t0 is not None and time.perf_counter() - self.t0 > self.seconds

@@ -11,6 +11,13 @@ from broker.apps import (
 from broker.names import DEFAULT_INFERENCE_QUEUE, DEFAULT_TRAIN_QUEUE, INFER_TASK, TRAIN_TASK
 
 __all__ = [
-    "DEFAULT_INFERENCE_QUEUE", "DEFAULT_TRAIN_QUEUE", "INFER_TASK", "TRAIN_TASK", "BrokerConfig",
-    "enqueue_training", "make_inference_app", "make_train_app", "send_inference",
+    "DEFAULT_INFERENCE_QUEUE",
+    "DEFAULT_TRAIN_QUEUE",
+    "INFER_TASK",
+    "TRAIN_TASK",
+    "BrokerConfig",
+    "enqueue_training",
+    "make_inference_app",
+    "make_train_app",
+    "send_inference",
 ]

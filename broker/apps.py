@@ -41,8 +41,12 @@ class BrokerConfig:
             "broker_transport_options": options,
             "broker_connection_timeout": self.timeout_seconds,
             # one retry of a publish, each bounded by the socket timeouts above
-            "task_publish_retry_policy": {"max_retries": 1, "interval_start": 0, "interval_step": 0.2,
-                                          "interval_max": 0.2},
+            "task_publish_retry_policy": {
+                "max_retries": 1,
+                "interval_start": 0,
+                "interval_step": 0.2,
+                "interval_max": 0.2,
+            },
         }
 
 

@@ -53,10 +53,14 @@ class Channel(filesystem.Channel):
         except OSError as exc:
             raise filesystem.ChannelError(f"Cannot add file {path!r} to directory") from exc
 
-    def _get(self, queue: str, timeout: float | None = None) -> Any:  # timeout: the base's; never waits
+    def _get(
+        self, queue: str, timeout: float | None = None
+    ) -> Any:  # timeout: the base's; never waits
         wanted = f"{queue}.msg"
-        names = sorted((n for n in os.listdir(self.data_folder_in) if n.partition(".")[2] == wanted),
-                       key=order_key)
+        names = sorted(
+            (n for n in os.listdir(self.data_folder_in) if n.partition(".")[2] == wanted),
+            key=order_key,
+        )
         for name in names:
             taken = self._take(name)
             if taken is not None:

@@ -47,7 +47,9 @@ class JobKind:
         """An upper estimate of what the job writes under the data directory (the disk budget)."""
         return mock_bytes(spec)
 
-    def prepare(self, session: Session, spec: JobSpec, body: dict[str, Any], settings: Settings) -> None:
+    def prepare(
+        self, session: Session, spec: JobSpec, body: dict[str, Any], settings: Settings
+    ) -> None:
         """Write what the service resolves at submission into the stored ``body``
         (checkpoint directories, the job's step count as ``max_iters``)."""
 
@@ -55,12 +57,16 @@ class JobKind:
         """The config the worker hands the library (``astropt``) for this job."""
         raise NotImplementedError
 
-    def resume_body(self, body: dict[str, Any], target: int | None, done: str | None) -> tuple[dict[str, Any], int]:
+    def resume_body(
+        self, body: dict[str, Any], target: int | None, done: str | None
+    ) -> tuple[dict[str, Any], int]:
         """The stored body and ``max_iters`` of a resumed job; ``done`` is the job's phase
         (a completed shard-based job has nothing left to do)."""
         if self.resume_from == "shards":
             if done == "completed":
-                raise Conflict(f"this {self.name} job has completed; submit a new one to run it again")
+                raise Conflict(
+                    f"this {self.name} job has completed; submit a new one to run it again"
+                )
             return dict(body), int(body.get("max_iters") or 0)
         assert target is not None
         return {**body, "max_iters": target}, target
@@ -72,7 +78,9 @@ def require_one_process(spec: JobSpec, what: str) -> None:
         raise SpecInvalid("resources", f"{what} runs in one process: leave resources at 1 x 1")
 
 
-def checkpoint_resume_target(out_dir: Path, requested: int | None, current: int, limit: int, job_id: str) -> int:
+def checkpoint_resume_target(
+    out_dir: Path, requested: int | None, current: int, limit: int, job_id: str
+) -> int:
     """The ``max_iters`` a checkpoint-based resume trains to (409/422 when it cannot)."""
     from astropt.run_dir import RunDir
 
@@ -81,8 +89,12 @@ def checkpoint_resume_target(out_dir: Path, requested: int | None, current: int,
         raise Conflict(f"job {job_id} has no checkpoint to resume from; submit it again instead")
     target = requested or current
     if target > limit:
-        raise SpecInvalid("max_iters", f"max_iters ({target}) exceeds this service's limit of {limit}")
+        raise SpecInvalid(
+            "max_iters", f"max_iters ({target}) exceeds this service's limit of {limit}"
+        )
     if target <= step:
-        raise Conflict(f"job {job_id} already reached iteration {step}; "
-                       f"give max_iters greater than {step} to train further")
+        raise Conflict(
+            f"job {job_id} already reached iteration {step}; "
+            f"give max_iters greater than {step} to train further"
+        )
     return target

@@ -33,8 +33,11 @@ def checkpoint_dir(out_dir: Path, name: str) -> Path:
 def check_init_path(init: Init, field: str, settings: Settings) -> None:
     """A ``{path}`` init must lie inside the readable data roots."""
     if isinstance(init, CheckpointPath) and not inside(Path(init.path), settings.readable_roots):
-        raise SpecInvalid(f"{field}.path", f"{field}.path ({init.path}) is outside the allowed data "
-                          f"roots: {roots_text(settings.readable_roots)}")
+        raise SpecInvalid(
+            f"{field}.path",
+            f"{field}.path ({init.path}) is outside the allowed data "
+            f"roots: {roots_text(settings.readable_roots)}",
+        )
 
 
 def init_directory(session: Session, init: Init, field: str) -> Path:
@@ -71,5 +74,7 @@ def prepare_warm_start(session: Session, settings: Settings, spec: JobSpec) -> J
     except InitMismatch as exc:
         raise SpecInvalid(next(iter(exc.conflicts)), str(exc)) from exc
     except (ValueError, TypeError, AttributeError) as exc:  # a checkpoint's odd model_args
-        raise SpecInvalid("init_from", f"init_from: the checkpoint's model cannot be used: {exc}") from exc
+        raise SpecInvalid(
+            "init_from", f"init_from: the checkpoint's model cannot be used: {exc}"
+        ) from exc
     return adopted.model_copy(update={"init_from_dir": str(directory)})

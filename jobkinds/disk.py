@@ -67,7 +67,9 @@ def mock_bytes(spec: JobSpec) -> int:
 
 def checkpoint_bytes(spec: JobSpec, settings: Settings) -> int:
     """best, last and the kept step checkpoints (all of them when none are pruned)."""
-    kept = settings.keep_step_checkpoints or max(1, spec.max_iters // max(1, spec.checkpoint_interval or 1))
+    kept = settings.keep_step_checkpoints or max(
+        1, spec.max_iters // max(1, spec.checkpoint_interval or 1)
+    )
     return (2 + kept) * estimate_checkpoint_bytes(spec.model)
 
 
@@ -82,6 +84,9 @@ def check_budget(what: str, estimate: int, settings: Settings) -> None:
     budget = int(settings.disk_budget_gb * 2**30)
     used = used_bytes(settings.data_dir)
     if used + estimate > budget:
-        raise SpecInvalid("data", f"{what} would write about {gib(estimate)}; the data directory holds "
-                          f"{gib(used)} of its {gib(budget)} budget (setting ASTROPT_DISK_BUDGET_GB): "
-                          "delete data sets or runs (GET /datasets, DELETE /jobs/{id}) or ask for less")
+        raise SpecInvalid(
+            "data",
+            f"{what} would write about {gib(estimate)}; the data directory holds "
+            f"{gib(used)} of its {gib(budget)} budget (setting ASTROPT_DISK_BUDGET_GB): "
+            "delete data sets or runs (GET /datasets, DELETE /jobs/{id}) or ask for less",
+        )

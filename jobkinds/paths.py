@@ -48,20 +48,28 @@ def roots_text(roots: list[Path]) -> str:
     return ", ".join(str(root) for root in roots)
 
 
-def checked_path(field: str, value: str, roots: list[Path], setting: str = "ASTROPT_DATA_ROOTS") -> Path:
+def checked_path(
+    field: str, value: str, roots: list[Path], setting: str = "ASTROPT_DATA_ROOTS"
+) -> Path:
     """``value`` resolved, if it is a well-formed path inside one of ``roots``; else a 422 naming
     ``field``. Existing or not, a path outside the roots gets the same message."""
     problem = path_problem(value)
     if problem is not None:
-        raise SpecInvalid(field, f"{field} ({shown(value)}) {problem}; give a path inside the allowed "
-                          f"data roots: {roots_text(roots)}")
+        raise SpecInvalid(
+            field,
+            f"{field} ({shown(value)}) {problem}; give a path inside the allowed "
+            f"data roots: {roots_text(roots)}",
+        )
     try:
         resolved = Path(value).expanduser().resolve()
     except (OSError, RuntimeError, ValueError) as exc:  # ~nobody, a symlink loop
         raise SpecInvalid(field, f"{field} ({shown(value)}) cannot be resolved: {exc}") from exc
     if not any(resolved.is_relative_to(root.resolve()) for root in roots):
-        raise SpecInvalid(field, f"{field} ({shown(value)}) is outside the allowed data roots: "
-                          f"{roots_text(roots)} (setting {setting})")
+        raise SpecInvalid(
+            field,
+            f"{field} ({shown(value)}) is outside the allowed data roots: "
+            f"{roots_text(roots)} (setting {setting})",
+        )
     return resolved
 
 
@@ -83,9 +91,12 @@ def check_spec_paths(body: Any, settings: Settings) -> None:
         try:
             checked_path("codec", codec.strip(), settings.readable_roots)
         except SpecInvalid as exc:
-            raise SpecInvalid("codec", f"{exc.detail}; a codec is 'default', 'shipped', a hub id like "
-                              "'polymathic-ai/aion-base', 'random:SEED' or a directory inside those "
-                              "roots") from exc
+            raise SpecInvalid(
+                "codec",
+                f"{exc.detail}; a codec is 'default', 'shipped', a hub id like "
+                "'polymathic-ai/aion-base', 'random:SEED' or a directory inside those "
+                "roots",
+            ) from exc
     for field in ("init_from", "finetune.init", "embed.model"):
         node = _dotted(body, field)
         if isinstance(node, dict) and isinstance(node.get("path"), str):

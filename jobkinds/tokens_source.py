@@ -33,16 +33,22 @@ def resolve_tokens_source(session: Session, spec: JobSpec) -> JobSpec:
     if data.source != "tokens":
         return spec
     if spec.kind not in READS_TOKENS:
-        raise SpecInvalid("data.source", f"a {spec.kind} job cannot read a token data set yet "
-                          f"(kinds that can: {', '.join(READS_TOKENS)}); give it the images")
+        raise SpecInvalid(
+            "data.source",
+            f"a {spec.kind} job cannot read a token data set yet "
+            f"(kinds that can: {', '.join(READS_TOKENS)}); give it the images",
+        )
     if data.job_id is None:
         return spec
     job = repository.get_job(session, data.job_id)
     if job is None or job.kind != "tokenise":
         raise SpecInvalid("data.job_id", f"data.job_id: no tokenise job {data.job_id}")
     if job.phase != "completed":
-        raise SpecInvalid("data.job_id", f"data.job_id: tokenise job {data.job_id} is {job.phase}; its "
-                          "data set is ready once it has completed")
+        raise SpecInvalid(
+            "data.job_id",
+            f"data.job_id: tokenise job {data.job_id} is {job.phase}; its "
+            "data set is ready once it has completed",
+        )
     path = str(RunDir(Path(job.out_dir)).tokens)
     return spec.model_copy(update={"data": data.model_copy(update={"path": path})})
 

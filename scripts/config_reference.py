@@ -92,7 +92,9 @@ def _rows(model: type[BaseModel], prefix: str = "") -> list[str]:
             continue
         kind = str(annotation).replace("typing.", "").replace("<class '", "").replace("'>", "")
         desc = (field.description or "").replace("|", "\\|")
-        rows.append(f"| `{prefix}{name}` | {kind.replace('|', 'or')} | {_default(field)} | {desc} |")
+        rows.append(
+            f"| `{prefix}{name}` | {kind.replace('|', 'or')} | {_default(field)} | {desc} |"
+        )
     return rows
 
 

@@ -34,7 +34,9 @@ from astropt.checkpoints.shipped import (
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("run_dir", type=Path)
-    parser.add_argument("--minutes", type=float, default=None, help="training wall time, for the card")
+    parser.add_argument(
+        "--minutes", type=float, default=None, help="training wall time, for the card"
+    )
     parser.add_argument("--n-eval", type=int, default=64)
     args = parser.parse_args()
     source = args.run_dir / "checkpoints" / "best"
@@ -57,18 +59,25 @@ def main() -> None:
     accuracy = teacher_forced_accuracy(model, tokens)
     targets = tokens[:, 1:]
     baselines = {  # what predicting without looking at the galaxy already scores
-        "most_frequent_token": round(float((targets == torch.mode(targets.flatten()).values).float().mean()), 4),
+        "most_frequent_token": round(
+            float((targets == torch.mode(targets.flatten()).values).float().mean()), 4
+        ),
         "copy_previous_token": round(float((targets == tokens[:, :-1]).float().mean()), 4),
     }
     with open(args.run_dir / "loss.csv") as handle:
         rows = list(csv.DictReader(handle))
-    val = [(int(r["step"]), float(r["val_loss"])) for r in rows if r.get("val_loss") not in (None, "")]
+    val = [
+        (int(r["step"]), float(r["val_loss"])) for r in rows if r.get("val_loss") not in (None, "")
+    ]
     evaluation = {
         "token_accuracy_teacher_forced": round(accuracy, 4),
         "baselines": baselines,
         "held_out": {"source": "mock", "seed": HELD_OUT_SEED, "n_galaxies": args.n_eval},
-        "trained_on": {"source": "mock", "mock_seed": meta.get("train_config", {}).get("data", {}).get("mock_seed", 0),
-                       "n_mock": meta.get("train_config", {}).get("data", {}).get("n_mock")},
+        "trained_on": {
+            "source": "mock",
+            "mock_seed": meta.get("train_config", {}).get("data", {}).get("mock_seed", 0),
+            "n_mock": meta.get("train_config", {}).get("data", {}).get("n_mock"),
+        },
         "codec": meta.get("codec"),
         "step": meta.get("step"),
         "best_val_loss": meta.get("best_val_loss"),

@@ -27,10 +27,16 @@ def main(out: Path) -> None:
     for galaxy in (pool[0], pool[10], pool[25], pool[-1]):
         crop = np.nan_to_num(np.asarray(galaxy["flux"], dtype=np.float64))[:, 32:128, 32:128]
         tiles = [percentile_stretch(crop), lupton_rgb(crop)]
-        rows.append(np.concatenate([np.pad(t[::-1], ((2, 2), (2, 2), (0, 0)), constant_values=255)
-                                    for t in tiles], axis=1))
+        rows.append(
+            np.concatenate(
+                [np.pad(t[::-1], ((2, 2), (2, 2), (0, 0)), constant_values=255) for t in tiles],
+                axis=1,
+            )
+        )
     grid = np.concatenate(rows, axis=0)
-    image = Image.fromarray(grid).resize((grid.shape[1] * 2, grid.shape[0] * 2), Image.Resampling.NEAREST)
+    image = Image.fromarray(grid).resize(
+        (grid.shape[1] * 2, grid.shape[0] * 2), Image.Resampling.NEAREST
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     image.save(out)
     print(out)

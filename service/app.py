@@ -68,18 +68,32 @@ def create_app(
             if engine is not None:
                 engine.close()  # its compute thread stops; queued requests are cancelled
 
-    app = FastAPI(title="AstroPT service", version=__version__, description=DESCRIPTION, lifespan=lifespan,
-                  docs_url=None, redoc_url=None,  # served offline by service.ui
-                  openapi_url="/openapi.json" if settings.docs_enabled else None)
+    app = FastAPI(
+        title="AstroPT service",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,  # served offline by service.ui
+        openapi_url="/openapi.json" if settings.docs_enabled else None,
+    )
     app.state.settings = settings
     app.state.inference_settings = inference_settings or get_inference_settings()
     app.state.publish = publish
-    app.state.check_broker = _probe(check_broker, settings.broker_timeout_seconds, "broker health check")
-    app.state.check_database = _probe(lambda: ping(settings.resolved_database_url),
-                                      settings.database_timeout_seconds, "database health check")
+    app.state.check_broker = _probe(
+        check_broker, settings.broker_timeout_seconds, "broker health check"
+    )
+    app.state.check_database = _probe(
+        lambda: ping(settings.resolved_database_url),
+        settings.database_timeout_seconds,
+        "database health check",
+    )
     app.state.metrics = ServiceMetrics(settings.resolved_database_url)
-    app.add_middleware(BodyGuard, timeout_seconds=settings.body_timeout_seconds,
-                       json_limit=settings.max_json_body_bytes)
+    app.add_middleware(
+        BodyGuard,
+        timeout_seconds=settings.body_timeout_seconds,
+        json_limit=settings.max_json_body_bytes,
+    )
     app.add_middleware(AuditLog, database_url=settings.resolved_database_url)
     app.middleware("http")(app.state.metrics.middleware)  # outermost: counts every answer
     app.add_exception_handler(ServiceError, _service_error)
@@ -95,7 +109,9 @@ def create_app(
     app.include_router(health.router)
     app.include_router(inference.router, dependencies=reads, responses=TOKEN_ERRORS)
     app.include_router(catalogues.router, dependencies=reads, responses=TOKEN_ERRORS)
-    app.include_router(galaxies.router, dependencies=reads, responses=TOKEN_ERRORS)  # a catalogue's galaxies
+    app.include_router(
+        galaxies.router, dependencies=reads, responses=TOKEN_ERRORS
+    )  # a catalogue's galaxies
     app.include_router(datasets_routes.router, dependencies=reads, responses=TOKEN_ERRORS)
     app.include_router(users_routes.router)
     install_ui(app, docs_enabled=settings.docs_enabled)
@@ -110,7 +126,10 @@ def _celery_hooks(settings: Settings) -> tuple[Publisher, Callable[[], None]]:
     deadline = Deadline(2 * settings.broker_timeout_seconds + 1.0)
 
     def publish(job_id: str) -> None:
-        deadline.call(lambda: enqueue_training(celery, job_id, settings.train_queue), "publishing to the broker")
+        deadline.call(
+            lambda: enqueue_training(celery, job_id, settings.train_queue),
+            "publishing to the broker",
+        )
 
     def ping_broker() -> None:
         if settings.uses_filesystem_broker:
@@ -136,15 +155,23 @@ def _probe(check: Callable[[], None], timeout_seconds: float, what: str) -> Sing
 async def _service_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
     if isinstance(exc, SpecInvalid):
-        issue = {"loc": ["body", *exc.field.split(".")], "field": exc.field, "msg": exc.detail,
-                 "type": "value_error"}
+        issue = {
+            "loc": ["body", *exc.field.split(".")],
+            "field": exc.field,
+            "msg": exc.detail,
+            "type": "value_error",
+        }
         return JSONResponse({"detail": [issue]}, status_code=422)
     return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
 
 async def _store_unavailable(_: Request, exc: Exception) -> JSONResponse:
     """The database refused, dropped or timed out a call: 503 JSON (counted in the request metrics)."""
-    log.warning("database unavailable: %s: %s", type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+    log.warning(
+        "database unavailable: %s: %s",
+        type(exc).__name__,
+        str(exc).splitlines()[0] if str(exc) else "",
+    )
     detail = f"database unavailable ({type(exc).__name__}); try again shortly"
     return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "5"})
 
@@ -156,5 +183,7 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
         loc = [part for part in error.get("loc", ()) if isinstance(part, str | int)]
         field = ".".join(str(part) for part in loc[1:] if part != "body") or ".".join(map(str, loc))
         message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
-        issues.append({"loc": loc, "field": field, "msg": message, "type": error.get("type", "value_error")})
+        issues.append(
+            {"loc": loc, "field": field, "msg": message, "type": error.get("type", "value_error")}
+        )
     return JSONResponse({"detail": issues}, status_code=422)

@@ -65,7 +65,9 @@ def run_file(path: Path, root: Path) -> bool:
     never listed, served or archived."""
     try:
         info = path.stat(follow_symlinks=False)
-        return stat.S_ISREG(info.st_mode) and info.st_nlink == 1 and info.st_uid == root.stat().st_uid
+        return (
+            stat.S_ISREG(info.st_mode) and info.st_nlink == 1 and info.st_uid == root.stat().st_uid
+        )
     except OSError:  # gone meanwhile (a rotated checkpoint), or a name too long to look up
         return False
 

@@ -35,8 +35,12 @@ class BodyGuard:
         limit = self.json_limit if scope["path"].startswith(JSON_PREFIXES) else None
         declared = dict(scope.get("headers") or []).get(b"content-length", b"")
         if limit is not None and declared.isdigit() and int(declared) > limit:
-            await _reply(send, 413, f"request body too large: the limit is {limit} bytes "
-                         "(setting ASTROPT_MAX_JSON_BODY_BYTES)")
+            await _reply(
+                send,
+                413,
+                f"request body too large: the limit is {limit} bytes "
+                "(setting ASTROPT_MAX_JSON_BODY_BYTES)",
+            )
             return
         await self.app(scope, self._guarded(receive, limit), send)
 
@@ -53,14 +57,20 @@ class BodyGuard:
             try:
                 message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
             except TimeoutError as exc:
-                raise HTTPException(408, f"request body not received within {self.timeout:g} s "
-                                    "(setting ASTROPT_BODY_TIMEOUT_SECONDS)") from exc
+                raise HTTPException(
+                    408,
+                    f"request body not received within {self.timeout:g} s "
+                    "(setting ASTROPT_BODY_TIMEOUT_SECONDS)",
+                ) from exc
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 done = not message.get("more_body", False)
                 if limit is not None and received > limit:
-                    raise HTTPException(413, f"request body too large: the limit is {limit} bytes "
-                                        "(setting ASTROPT_MAX_JSON_BODY_BYTES)")
+                    raise HTTPException(
+                        413,
+                        f"request body too large: the limit is {limit} bytes "
+                        "(setting ASTROPT_MAX_JSON_BODY_BYTES)",
+                    )
             else:
                 done = True
             return message
@@ -70,9 +80,11 @@ class BodyGuard:
 
 async def _reply(send: Send, status: int, detail: str) -> None:
     body = json.dumps({"detail": detail}).encode()
-    headers: list[tuple[bytes, bytes]] = [(b"content-type", b"application/json"),
-                                          (b"content-length", str(len(body)).encode()),
-                                          (b"connection", b"close")]
+    headers: list[tuple[bytes, bytes]] = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+    ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

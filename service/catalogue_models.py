@@ -25,8 +25,10 @@ def _model(manifest: dict[str, Any]) -> Any:
     random_init = described.get("seed") if described.get("kind") == "random-init" else None
     checkpoint = manifest.get("checkpoint")
     if not checkpoint or not Path(checkpoint).is_dir():
-        raise Conflict(f"the catalogue's model ({checkpoint}) is no longer on this machine; search it by "
-                       "object_id instead")
+        raise Conflict(
+            f"the catalogue's model ({checkpoint}) is no longer on this machine; search it by "
+            "object_id instead"
+        )
     key = (str(checkpoint), random_init)
     with _lock:
         if key in _models:
@@ -48,12 +50,21 @@ def embed_cube(manifest: dict[str, Any], cube: Any) -> np.ndarray:
 
     model = _model(manifest)
     reader = model.reader
-    recorded = manifest.get("inputs") or {"tokeniser": "aion", "codec": (manifest.get("codec") or {}).get("fingerprint")}
+    recorded = manifest.get("inputs") or {
+        "tokeniser": "aion",
+        "codec": (manifest.get("codec") or {}).get("fingerprint"),
+    }
     if reader.describe() != recorded:
-        raise Conflict("the catalogue's checkpoint now reads its images otherwise (another codec or patch "
-                       "layout) than when the catalogue was made")
-    options = EmbedOptions(pool=manifest["pooling"], layer=int(manifest["layer"]),
-                           centre=int(manifest.get("centre") or DEFAULT_CENTRE), batch_size=1)
+        raise Conflict(
+            "the catalogue's checkpoint now reads its images otherwise (another codec or patch "
+            "layout) than when the catalogue was made"
+        )
+    options = EmbedOptions(
+        pool=manifest["pooling"],
+        layer=int(manifest["layer"]),
+        centre=int(manifest.get("centre") or DEFAULT_CENTRE),
+        batch_size=1,
+    )
     try:
         inputs = reader.flux_inputs(np.asarray(cube.flux)[None], cube.bands)
     except ValueError as exc:

@@ -49,7 +49,9 @@ class Loaded:
     index: Any  # astropt.science.SimilarityIndex
     outliers: dict[tuple[str, int], np.ndarray]  # (method, k) -> scores, computed on first use
     images: Any = None  # astropt.science.cutouts.RowImages, made on first use (service.galaxies)
-    maps: dict[str, np.ndarray] = field(default_factory=dict)  # method -> 2-D map, made on first use
+    maps: dict[str, np.ndarray] = field(
+        default_factory=dict
+    )  # method -> 2-D map, made on first use
 
 
 _cache: OrderedDict[tuple[str, int], Loaded] = OrderedDict()
@@ -61,11 +63,15 @@ _slots: dict[int, threading.BoundedSemaphore] = {}
 def compute_slot(settings: Settings) -> Iterator[None]:
     """One of the process's ``max_concurrent_science`` slots, or 429 at once."""
     with _cache_lock:
-        slots = _slots.setdefault(settings.max_concurrent_science,
-                                  threading.BoundedSemaphore(settings.max_concurrent_science))
+        slots = _slots.setdefault(
+            settings.max_concurrent_science,
+            threading.BoundedSemaphore(settings.max_concurrent_science),
+        )
     if not slots.acquire(blocking=False):
-        error = TooManyJobs(f"{settings.max_concurrent_science} catalogue computations are running; retry "
-                            "shortly (setting ASTROPT_MAX_CONCURRENT_SCIENCE)")
+        error = TooManyJobs(
+            f"{settings.max_concurrent_science} catalogue computations are running; retry "
+            "shortly (setting ASTROPT_MAX_CONCURRENT_SCIENCE)"
+        )
         error.headers = {"Retry-After": "2"}
         raise error
     try:
@@ -80,10 +86,15 @@ def embed_job(session: Session, job_id: str) -> Job:
     if job is None:
         raise NotFound(f"job {job_id} not found")
     if job.kind != "embed":
-        raise SpecInvalid("job_id", f"job {job_id} is a {job.kind} job; catalogues come from embed jobs "
-                          "(POST /jobs with kind 'embed')")
+        raise SpecInvalid(
+            "job_id",
+            f"job {job_id} is a {job.kind} job; catalogues come from embed jobs "
+            "(POST /jobs with kind 'embed')",
+        )
     if job.phase != "completed":
-        raise Conflict(f"job {job_id} is {job.phase}: its catalogue is served once the job has completed")
+        raise Conflict(
+            f"job {job_id} is {job.phase}: its catalogue is served once the job has completed"
+        )
     return job
 
 
@@ -92,7 +103,9 @@ def directory(job: Job) -> Path:
 
     path = catalogue_dir(job.out_dir)
     if read_manifest(path) is None:
-        raise Conflict(f"job {job.id} completed but its catalogue is missing (was it removed by hand?)")
+        raise Conflict(
+            f"job {job.id} completed but its catalogue is missing (was it removed by hand?)"
+        )
     return path
 
 
@@ -109,16 +122,27 @@ def describe(job: Job) -> CatalogueOut:
     manifest = read_manifest(path) or {}
     base = f"/catalogues/{job.id}"
     return CatalogueOut(
-        job_id=job.id, count=int(manifest.get("count", 0)), embedding_dim=int(manifest.get("embedding_dim", 0)),
-        created_at=job.created_at, finished_at=job.finished_at, size_bytes=(path / CATALOGUE_FILE).stat().st_size,
+        job_id=job.id,
+        count=int(manifest.get("count", 0)),
+        embedding_dim=int(manifest.get("embedding_dim", 0)),
+        created_at=job.created_at,
+        finished_at=job.finished_at,
+        size_bytes=(path / CATALOGUE_FILE).stat().st_size,
         manifest=manifest,
-        links=CatalogueLinks(self=base, parquet=f"{base}/catalogue.parquet", probe=f"{base}/probe",
-                             outliers=f"{base}/outliers", map_png=f"{base}/map.png"),
+        links=CatalogueLinks(
+            self=base,
+            parquet=f"{base}/catalogue.parquet",
+            probe=f"{base}/probe",
+            outliers=f"{base}/outliers",
+            map_png=f"{base}/map.png",
+        ),
     )
 
 
 def list_catalogues(session: Session, limit: int, offset: int) -> tuple[list[CatalogueOut], int]:
-    jobs, total = repository.list_jobs(session, "completed", limit, offset, kind="embed", owner=owner_filter())
+    jobs, total = repository.list_jobs(
+        session, "completed", limit, offset, kind="embed", owner=owner_filter()
+    )
     items = []
     for job in jobs:
         try:
@@ -149,8 +173,11 @@ def load(path: Path) -> Loaded:
 def _bound(field: str, value: int, settings: Settings, setting: str) -> None:
     limit = getattr(settings, setting)
     if value > limit:
-        raise SpecInvalid(field, f"{field} ({value}) exceeds this service's limit of {limit} "
-                          f"(setting ASTROPT_{setting.upper()})")
+        raise SpecInvalid(
+            field,
+            f"{field} ({value}) exceeds this service's limit of {limit} "
+            f"(setting ASTROPT_{setting.upper()})",
+        )
 
 
 def _clean(value: Any) -> Any:
@@ -167,7 +194,11 @@ def _clean(value: Any) -> Any:
 
 
 def row_columns(loaded: Loaded, row: int) -> dict[str, Any]:
-    return {name: _clean(values[row]) for name, values in loaded.catalogue.columns.items() if values.ndim == 1}
+    return {
+        name: _clean(values[row])
+        for name, values in loaded.catalogue.columns.items()
+        if values.ndim == 1
+    }
 
 
 def _check_labels(catalogue: Any, labels: Sequence[str], categorical: Sequence[str] = ()) -> None:
@@ -175,7 +206,9 @@ def _check_labels(catalogue: Any, labels: Sequence[str], categorical: Sequence[s
 
     stray = sorted(set(categorical) - set(labels))
     if stray:
-        raise SpecInvalid("categorical", f"categorical names {stray}, which are not among the labels")
+        raise SpecInvalid(
+            "categorical", f"categorical names {stray}, which are not among the labels"
+        )
     for label in labels:
         try:
             if label in categorical or catalogue.is_categorical(label):
@@ -183,7 +216,9 @@ def _check_labels(catalogue: Any, labels: Sequence[str], categorical: Sequence[s
             else:
                 catalogue.label(label)
         except CatalogueError as exc:
-            raise SpecInvalid("categorical" if label in categorical else "labels", f"label {label!r}: {exc}") from exc
+            raise SpecInvalid(
+                "categorical" if label in categorical else "labels", f"label {label!r}: {exc}"
+            ) from exc
 
 
 def _with_label_table(settings: Settings, catalogue: Any, table: str | None) -> Any:
@@ -194,10 +229,15 @@ def _with_label_table(settings: Settings, catalogue: Any, table: str | None) -> 
     if table is None:
         return catalogue
     if not inside(Path(table), settings.readable_roots):
-        raise SpecInvalid("label_table", f"label_table ({table}) is outside the allowed data roots: "
-                          f"{roots_text(settings.readable_roots)}")
+        raise SpecInvalid(
+            "label_table",
+            f"label_table ({table}) is outside the allowed data roots: "
+            f"{roots_text(settings.readable_roots)}",
+        )
     try:
-        return join_labels(catalogue, read_label_table(Path(table).expanduser().resolve()), f"label table {table}")
+        return join_labels(
+            catalogue, read_label_table(Path(table).expanduser().resolve()), f"label table {table}"
+        )
     except CatalogueError as exc:
         raise SpecInvalid("label_table", str(exc)) from exc
 
@@ -212,13 +252,23 @@ def probe(settings: Settings, path: Path, request: ProbeRequest) -> tuple[dict[s
     catalogue = _with_label_table(settings, load(path).catalogue, request.label_table)
     _check_labels(catalogue, request.labels, request.categorical)
     if len(catalogue) < 2 * request.folds:
-        raise SpecInvalid("folds", f"the catalogue has {len(catalogue)} rows: too few for "
-                          f"{request.folds}-fold cross-validation")
+        raise SpecInvalid(
+            "folds",
+            f"the catalogue has {len(catalogue)} rows: too few for "
+            f"{request.folds}-fold cross-validation",
+        )
     try:
-        report = probe_catalogue(catalogue, list(request.labels), aperture=request.aperture,
-                                 folds=request.folds, alpha=request.alpha, seed=request.seed,
-                                 bootstrap=request.bootstrap, shuffled=request.shuffled,
-                                 categorical=list(request.categorical))
+        report = probe_catalogue(
+            catalogue,
+            list(request.labels),
+            aperture=request.aperture,
+            folds=request.folds,
+            alpha=request.alpha,
+            seed=request.seed,
+            bootstrap=request.bootstrap,
+            shuffled=request.shuffled,
+            categorical=list(request.categorical),
+        )
     except ValueError as exc:  # e.g. a label with too few finite values
         raise SpecInvalid("labels", str(exc)) from exc
     body = _clean(report.to_dict())
@@ -229,18 +279,37 @@ def probe(settings: Settings, path: Path, request: ProbeRequest) -> tuple[dict[s
 def probe_png(settings: Settings, path: Path, request: ProbeRequest) -> bytes:
     from astropt.science.figures import probe_figure
 
-    body, catalogue = probe(settings, path, request.model_copy(update={"bootstrap": 0, "shuffled": False,
-                                                                         "aperture": False}))
+    body, catalogue = probe(
+        settings,
+        path,
+        request.model_copy(update={"bootstrap": 0, "shuffled": False, "aperture": False}),
+    )
     scores = body["features"][0]["scores"]
-    r2 = {label: scores[label]["r2_mean"] if scores[label]["r2_mean"] is not None else math.nan
-          for label in request.labels}
-    return probe_figure(catalogue, request.labels, r2, folds=request.folds, alpha=request.alpha,
-                        seed=request.seed, categorical=request.categorical)
+    r2 = {
+        label: scores[label]["r2_mean"] if scores[label]["r2_mean"] is not None else math.nan
+        for label in request.labels
+    }
+    return probe_figure(
+        catalogue,
+        request.labels,
+        r2,
+        folds=request.folds,
+        alpha=request.alpha,
+        seed=request.seed,
+        categorical=request.categorical,
+    )
 
 
 def _neighbours(loaded: Loaded, hits: Sequence[Any]) -> list[Neighbour]:
-    return [Neighbour(rank=h.rank, object_id=h.object_id, score=float(h.score),
-                      columns=row_columns(loaded, int(loaded.index.row_of(h.object_id)))) for h in hits]
+    return [
+        Neighbour(
+            rank=h.rank,
+            object_id=h.object_id,
+            score=float(h.score),
+            columns=row_columns(loaded, int(loaded.index.row_of(h.object_id))),
+        )
+        for h in hits
+    ]
 
 
 def search_by_id(settings: Settings, path: Path, job_id: str, object_id: str, k: int) -> SearchOut:
@@ -250,10 +319,14 @@ def search_by_id(settings: Settings, path: Path, job_id: str, object_id: str, k:
         hits = loaded.index.query_id(object_id, k)
     except KeyError as exc:
         raise NotFound(f"object {object_id!r} is not in the catalogue of job {job_id}") from exc
-    return SearchOut(job_id=job_id, query={"object_id": object_id}, k=k, neighbours=_neighbours(loaded, hits))
+    return SearchOut(
+        job_id=job_id, query={"object_id": object_id}, k=k, neighbours=_neighbours(loaded, hits)
+    )
 
 
-def search_by_image(settings: Settings, path: Path, job_id: str, cube: Any, filename: str, k: int) -> SearchOut:
+def search_by_image(
+    settings: Settings, path: Path, job_id: str, cube: Any, filename: str, k: int
+) -> SearchOut:
     """The upload embedded exactly as the catalogue's rows were (its model, pooling, layer)."""
     from service.catalogue_models import embed_cube
 
@@ -274,9 +347,12 @@ def outlier_method(loaded: Loaded, method: str | None) -> str:
     if method is None:
         return default_method(has)
     if method in NEEDS_SURPRISAL and not has:
-        raise SpecInvalid("method", f"method {method!r} needs a surprisal column, which this catalogue lacks "
-                          "(embedded by a patch or masked-objective model, or before surprisals were stored); "
-                          f"use {default_method(False)!r}")
+        raise SpecInvalid(
+            "method",
+            f"method {method!r} needs a surprisal column, which this catalogue lacks "
+            "(embedded by a patch or masked-objective model, or before surprisals were stored); "
+            f"use {default_method(False)!r}",
+        )
     return method
 
 
@@ -288,21 +364,35 @@ def outlier_scores(loaded: Loaded, k: int, method: str | None = None) -> np.ndar
     method = outlier_method(loaded, method)
     if (method, k) not in loaded.outliers:
         surprisal = loaded.catalogue.columns.get(SURPRISAL_COLUMN)
-        scores = anomaly_scores(method, loaded.catalogue.embeddings, surprisal, k,  # knn_cosine: the search
-                                knn=lambda: loaded.index.outlier_scores(k).astype(np.float64))  # index's (HNSW >20k)
+        scores = anomaly_scores(
+            method,
+            loaded.catalogue.embeddings,
+            surprisal,
+            k,  # knn_cosine: the search
+            knn=lambda: loaded.index.outlier_scores(k).astype(np.float64),
+        )  # index's (HNSW >20k)
         loaded.outliers[(method, k)] = scores
     return loaded.outliers[(method, k)]
 
 
-def outliers(settings: Settings, path: Path, job_id: str, n: int, k: int, method: str | None = None) -> OutliersOut:
+def outliers(
+    settings: Settings, path: Path, job_id: str, n: int, k: int, method: str | None = None
+) -> OutliersOut:
     _bound("n", n, settings, "max_outliers")
     _bound("k", k, settings, "max_search_k")
     loaded = load(path)
     method = outlier_method(loaded, method)
     scores = outlier_scores(loaded, k, method)
     order = np.argsort(-scores, kind="stable")[:n]
-    items = [Outlier(rank=rank, object_id=str(loaded.index.object_ids[i]), outlier_score=float(scores[i]),
-                     columns=row_columns(loaded, int(i))) for rank, i in enumerate(order)]
+    items = [
+        Outlier(
+            rank=rank,
+            object_id=str(loaded.index.object_ids[i]),
+            outlier_score=float(scores[i]),
+            columns=row_columns(loaded, int(i)),
+        )
+        for rank, i in enumerate(order)
+    ]
     return OutliersOut(job_id=job_id, k=k, method=method, items=items)
 
 
@@ -311,8 +401,11 @@ def map_xy(settings: Settings, loaded: Loaded, method: str) -> np.ndarray:
     from astropt.science.search import MapUnavailable, embedding_map
 
     if method == "umap" and len(loaded.catalogue) > settings.max_umap_objects:
-        raise SpecInvalid("method", f"the catalogue has {len(loaded.catalogue)} objects, more than this service "
-                          f"maps with UMAP ({settings.max_umap_objects}, ASTROPT_MAX_UMAP_OBJECTS); use method pca")
+        raise SpecInvalid(
+            "method",
+            f"the catalogue has {len(loaded.catalogue)} objects, more than this service "
+            f"maps with UMAP ({settings.max_umap_objects}, ASTROPT_MAX_UMAP_OBJECTS); use method pca",
+        )
     if method not in loaded.maps:
         try:
             loaded.maps[method] = embedding_map(loaded.catalogue.embeddings, method)  # type: ignore[arg-type]
@@ -321,8 +414,14 @@ def map_xy(settings: Settings, loaded: Loaded, method: str) -> np.ndarray:
     return loaded.maps[method]
 
 
-def map_png(settings: Settings, path: Path, job_id: str, color: str | None, method: str = "pca",
-            scale: str | None = None) -> bytes:
+def map_png(
+    settings: Settings,
+    path: Path,
+    job_id: str,
+    color: str | None,
+    method: str = "pca",
+    scale: str | None = None,
+) -> bytes:
     """The map PNG; colour ``scale`` linear, log or rank (default: rank for outlier_score, else linear)."""
     from astropt.science.figures import map_figure
 
@@ -334,9 +433,14 @@ def map_png(settings: Settings, path: Path, job_id: str, color: str | None, meth
         columns = loaded.catalogue.columns
         column = columns.get(color)
         if column is None or column.ndim != 1 or column.dtype.kind not in "iufb":
-            numeric = sorted(k for k, v in columns.items() if v.ndim == 1 and v.dtype.kind in "iufb")
-            raise SpecInvalid("color", f"no numeric column {color!r}; the catalogue has outlier_score, "
-                              f"{', '.join(numeric)}")
+            numeric = sorted(
+                k for k, v in columns.items() if v.ndim == 1 and v.dtype.kind in "iufb"
+            )
+            raise SpecInvalid(
+                "color",
+                f"no numeric column {color!r}; the catalogue has outlier_score, "
+                f"{', '.join(numeric)}",
+            )
         values = column.astype(np.float64)
     xy = map_xy(settings, loaded, method)
     manifest = loaded.catalogue.manifest
@@ -363,7 +467,9 @@ def _row_images(loaded: Loaded, object_ids: Sequence[str]) -> list[np.ndarray]:
         try:
             images.append(loaded.images.image(int(row), oid).flux)
         except ImageUnavailable as exc:
-            raise Conflict(f"the image of {oid!r} cannot be read back: {exc}; ask for JSON") from exc
+            raise Conflict(
+                f"the image of {oid!r} cannot be read back: {exc}; ask for JSON"
+            ) from exc
     return images
 
 
@@ -387,7 +493,9 @@ def search_mosaic(path: Path, result: SearchOut, cube: Any = None) -> bytes:
     if cube is not None:
         images.insert(0, _four_bands(cube))
     titles = ["query"] + [f"#{n.rank} {n.score:.3f}" for n in shown]
-    return mosaic_figure(images, titles, f"job {result.job_id[:8]}: {len(shown)} nearest of k={result.k}")
+    return mosaic_figure(
+        images, titles, f"job {result.job_id[:8]}: {len(shown)} nearest of k={result.k}"
+    )
 
 
 def outliers_mosaic(path: Path, result: OutliersOut) -> bytes:

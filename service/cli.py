@@ -18,14 +18,18 @@ log = logging.getLogger("astropt.service")
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     serve = subparsers.add_parser(
-        "serve", help="standalone: API + worker + embedded broker + SQLite in one command",
+        "serve",
+        help="standalone: API + worker + embedded broker + SQLite in one command",
         description="Run the API, one training worker and a filesystem broker (no Redis) with a "
         "SQLite store under ASTROPT_DATA_DIR (default ./astropt-data). Open /docs in a browser.",
     )
     _add_http_arguments(serve)
-    serve.add_argument("--demo", action="store_true",
-                       help="submit a short CPU job at start-up: a small model trained from random weights "
-                       "on mock galaxies, its loss falling and its predictions sharpening within minutes")
+    serve.add_argument(
+        "--demo",
+        action="store_true",
+        help="submit a short CPU job at start-up: a small model trained from random weights "
+        "on mock galaxies, its loss falling and its predictions sharpening within minutes",
+    )
     serve.set_defaults(func=run_serve)
 
     api = subparsers.add_parser("api", help="the HTTP API only (workers run separately)")
@@ -37,8 +41,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     worker.add_argument("--name", default=None, help="worker node name (default: train-<pid>)")
     worker.add_argument("--loglevel", default="info")
-    worker.add_argument("--concurrency", type=int, default=1,
-                        help="jobs at once; their devices never overlap (see docs/operations.md#scaling)")
+    worker.add_argument(
+        "--concurrency",
+        type=int,
+        default=1,
+        help="jobs at once; their devices never overlap (see docs/operations.md#scaling)",
+    )
     # What `astropt serve` starts its embedded worker with: no Celery banner, no superuser banner
     # (serve prints its own one-line note when it runs as root).
     worker.add_argument("--standalone", action="store_true", help=argparse.SUPPRESS)
@@ -60,7 +68,9 @@ def run_api(args: argparse.Namespace) -> int:
 
     from service.app import create_app
 
-    uvicorn.run(create_app(get_settings()), host=args.host, port=args.port, log_level=args.log_level)
+    uvicorn.run(
+        create_app(get_settings()), host=args.host, port=args.port, log_level=args.log_level
+    )
     return 0
 
 
@@ -80,11 +90,24 @@ def run_worker(args: argparse.Namespace) -> int:
         # The terminal is the user's: progress bars stay bars, not a WARNING log line per refresh.
         app.conf.worker_redirect_stdouts = False
         command = ["--quiet", "worker"]  # no Celery banner: serve has printed what matters
-    app.worker_main([
-        *command, "--queues", settings.train_queue, "--concurrency", str(max(1, args.concurrency)), "--prefetch-multiplier", "1",
-        "--hostname", f"{name}@%h", "--loglevel", args.loglevel,
-        "--without-gossip", "--without-mingle", "--without-heartbeat",
-    ])
+    app.worker_main(
+        [
+            *command,
+            "--queues",
+            settings.train_queue,
+            "--concurrency",
+            str(max(1, args.concurrency)),
+            "--prefetch-multiplier",
+            "1",
+            "--hostname",
+            f"{name}@%h",
+            "--loglevel",
+            args.loglevel,
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ]
+    )
     return 0
 
 
@@ -106,7 +129,9 @@ def run_serve(args: argparse.Namespace) -> int:
     app = create_app(settings)
     demo_job = demo.submit(app, settings) if args.demo else None
     # First on the screen: where to look and what the demo does; the worker's logs follow.
-    print(demo.start_up_text(args.host, args.port, settings.data_dir.resolve(), demo_job), flush=True)
+    print(
+        demo.start_up_text(args.host, args.port, settings.data_dir.resolve(), demo_job), flush=True
+    )
     worker = _spawn_worker(settings)
     # uvicorn re-raises a SIGTERM it caught once it has shut down; with the default handler that
     # ends this process on the spot and the worker outlives it. As an exception, `finally` runs.
@@ -129,8 +154,12 @@ def _spawn_worker(settings: Settings) -> subprocess.Popen[bytes]:
     from worker.launch.lifeline import die_with_parent
 
     env = dict(os.environ, ASTROPT_DATA_DIR=str(settings.data_dir.resolve()))
-    return subprocess.Popen([sys.executable, "-m", "service.cli", "worker", "--name", "standalone", "--standalone"], env=env,
-                            start_new_session=True, preexec_fn=die_with_parent)
+    return subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "worker", "--name", "standalone", "--standalone"],
+        env=env,
+        start_new_session=True,
+        preexec_fn=die_with_parent,
+    )
 
 
 def _quiet_standalone_worker() -> None:
@@ -140,8 +169,11 @@ def _quiet_standalone_worker() -> None:
 
     from celery.exceptions import SecurityWarning
 
-    warnings.filterwarnings("ignore", message="You're running the worker with superuser privileges",
-                            category=SecurityWarning)
+    warnings.filterwarnings(
+        "ignore",
+        message="You're running the worker with superuser privileges",
+        category=SecurityWarning,
+    )
 
 
 def _stop(process: subprocess.Popen[bytes], grace_seconds: float = 10.0) -> None:

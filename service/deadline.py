@@ -56,8 +56,15 @@ class SingleFlightProbe:
     for ``fresh_seconds``.
     """
 
-    def __init__(self, probe: Callable[[], None], deadline: Deadline, what: str, fresh_seconds: float = 1.0):
-        self.probe, self.deadline, self.what, self.fresh_seconds = probe, deadline, what, fresh_seconds
+    def __init__(
+        self, probe: Callable[[], None], deadline: Deadline, what: str, fresh_seconds: float = 1.0
+    ):
+        self.probe, self.deadline, self.what, self.fresh_seconds = (
+            probe,
+            deadline,
+            what,
+            fresh_seconds,
+        )
         self._lock = threading.Lock()
         self._future: Future[None] | None = None
         self._done_at = 0.0
@@ -71,13 +78,18 @@ class SingleFlightProbe:
         try:
             await asyncio.wait_for(asyncio.shield(future), timeout=self.deadline.seconds)
         except TimeoutError:
-            raise DeadlineExceeded(f"{self.what}: no answer within {self.deadline.seconds:g} s") from None
+            raise DeadlineExceeded(
+                f"{self.what}: no answer within {self.deadline.seconds:g} s"
+            ) from None
 
     def _current(self) -> Future[None]:
         with self._lock:
             future = self._future
-            if future is None or future.cancelled() or (
-                    future.done() and time.monotonic() - self._done_at > self.fresh_seconds):
+            if (
+                future is None
+                or future.cancelled()
+                or (future.done() and time.monotonic() - self._done_at > self.fresh_seconds)
+            ):
                 future = self._future = self.deadline.submit(self._run)
             return future
 

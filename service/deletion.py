@@ -34,6 +34,7 @@ def delete_finished_job(session: Session, settings: Settings, job_id: str) -> No
 
 def remove_tree(directory: Path) -> None:
     """``shutil.rmtree`` that accepts what is already gone (a file removed under it meanwhile)."""
+
     def gone_is_fine(_: Any, path: str, exc_info: Any) -> None:
         if not isinstance(exc_info[1], FileNotFoundError):
             raise exc_info[1]

@@ -25,13 +25,21 @@ def link_host(host: str) -> str:
 def describe(spec: dict[str, Any]) -> str:
     """One sentence on a training job spec: model, start, steps and data."""
     model = spec.get("model") or {}
-    shape = f"{model.get('n_layer', '?')}-layer, {model.get('n_embd', '?')}-wide" if model else "shipped-shape"
-    start = "from random weights" if not spec.get("init_from") else f"from {spec['init_from']} weights"
+    shape = (
+        f"{model.get('n_layer', '?')}-layer, {model.get('n_embd', '?')}-wide"
+        if model
+        else "shipped-shape"
+    )
+    start = (
+        "from random weights" if not spec.get("init_from") else f"from {spec['init_from']} weights"
+    )
     data = spec.get("data") or {}
     batch = spec.get("batch_size", "?")
-    return (f"a {shape} AstroPT trained {start} for {spec.get('max_iters', '?')} steps of {batch} galaxies, "
-            f"on {data.get('n_mock', '?')} GalSim mock galaxies tokenised by the {spec.get('codec', 'shipped')} codec "
-            f"({100 * data.get('val_fraction', 0.05):g} % held out for validation)")
+    return (
+        f"a {shape} AstroPT trained {start} for {spec.get('max_iters', '?')} steps of {batch} galaxies, "
+        f"on {data.get('n_mock', '?')} GalSim mock galaxies tokenised by the {spec.get('codec', 'shipped')} codec "
+        f"({100 * data.get('val_fraction', 0.05):g} % held out for validation)"
+    )
 
 
 def submit(app: Any, settings: Settings) -> str:
@@ -57,10 +65,12 @@ def start_up_text(host: str, port: int, data_dir: Path, demo_job_id: str | None)
         from service.schemas import DEMO_JOB
 
         what = describe(DEMO_JOB)
-        plan = (f"{what[:1].upper()}{what[1:]}. Its validation loss falls from ln(10000) = 9.2 nats to about 0.8 (the "
-                f"shipped model, trained 8 times longer: 0.63); every {DEMO_JOB.get('eval_interval')} steps the job "
-                "page adds a picture of validation galaxies, the codec's version beside the model's prediction. "
-                f"Expected time: {EXPECTED_TIME}.")
+        plan = (
+            f"{what[:1].upper()}{what[1:]}. Its validation loss falls from ln(10000) = 9.2 nats to about 0.8 (the "
+            f"shipped model, trained 8 times longer: 0.63); every {DEMO_JOB.get('eval_interval')} steps the job "
+            "page adds a picture of validation galaxies, the codec's version beside the model's prediction. "
+            f"Expected time: {EXPECTED_TIME}."
+        )
         lines += [
             "",
             f"Demo job {demo_job_id}:",
@@ -69,6 +79,9 @@ def start_up_text(host: str, port: int, data_dir: Path, demo_job_id: str | None)
             f"  then use it     {base}/ui/reconstruct?job_id={demo_job_id}  (or POST /reconstruct with job_id)",
         ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
-        lines += ["", "Note: running as root, and so is the worker; on a shared machine run as an ordinary user."]
+        lines += [
+            "",
+            "Note: running as root, and so is the worker; on a shared machine run as an ordinary user.",
+        ]
     lines.append("")
     return "\n".join(lines)

@@ -66,26 +66,49 @@ def cutout(path: Path, job_id: str, object_id: str) -> tuple[bytes, str]:
 
 
 def _rank(scores: np.ndarray, row: int) -> AnomalyRank:
-    above = int((np.nan_to_num(scores, nan=-np.inf) > np.nan_to_num(scores[row], nan=-np.inf)).sum())
+    above = int(
+        (np.nan_to_num(scores, nan=-np.inf) > np.nan_to_num(scores[row], nan=-np.inf)).sum()
+    )
     value = float(scores[row])
     return AnomalyRank(score=value if np.isfinite(value) else None, rank=above + 1, of=len(scores))
 
 
-def object_page(settings: Settings, path: Path, job_id: str, object_id: str,
-                k: int = OBJECT_NEIGHBOURS) -> ObjectOut:
+def object_page(
+    settings: Settings, path: Path, job_id: str, object_id: str, k: int = OBJECT_NEIGHBOURS
+) -> ObjectOut:
     loaded = load(path)
     row = _row(loaded, job_id, object_id)
     default = outlier_method(loaded, None)
-    methods = [default, *(["surprisal"] if "surprisal" in loaded.catalogue.columns else []), "knn_cosine"]
+    methods = [
+        default,
+        *(["surprisal"] if "surprisal" in loaded.catalogue.columns else []),
+        "knn_cosine",
+    ]
     anomaly = {m: _rank(outlier_scores(loaded, 10, m), row) for m in dict.fromkeys(methods)}
     hits = search_by_id(settings, path, job_id, object_id, k + 1).neighbours
-    neighbours = [NeighbourOut(rank=n.rank, object_id=n.object_id, score=n.score,
-                               cutout=object_links(job_id, n.object_id)[0], page=object_links(job_id, n.object_id)[1])
-                  for n in hits if n.object_id != object_id][:k]
+    neighbours = [
+        NeighbourOut(
+            rank=n.rank,
+            object_id=n.object_id,
+            score=n.score,
+            cutout=object_links(job_id, n.object_id)[0],
+            page=object_links(job_id, n.object_id)[1],
+        )
+        for n in hits
+        if n.object_id != object_id
+    ][:k]
     source = (loaded.catalogue.manifest.get("data_source") or {}).get("kind", "unknown")
-    return ObjectOut(job_id=job_id, object_id=object_id, row=row, columns=row_columns(loaded, row),
-                     anomaly=anomaly, default_method=default, neighbours=neighbours,
-                     cutout=object_links(job_id, object_id)[0], image_source=str(source))
+    return ObjectOut(
+        job_id=job_id,
+        object_id=object_id,
+        row=row,
+        columns=row_columns(loaded, row),
+        anomaly=anomaly,
+        default_method=default,
+        neighbours=neighbours,
+        cutout=object_links(job_id, object_id)[0],
+        image_source=str(source),
+    )
 
 
 def _worst(loaded: Loaded, label: str, n: int) -> tuple[list[int], list[float], list[str]]:
@@ -105,23 +128,38 @@ def _worst(loaded: Loaded, label: str, n: int) -> tuple[list[int], list[float], 
     x = np.asarray(loaded.catalogue.embeddings, dtype=np.float64)
     keep = np.flatnonzero(np.isfinite(y) & np.isfinite(x).all(axis=1))
     if len(keep) < 2 * DEFAULT_FOLDS:
-        raise SpecInvalid("label", f"{label!r} has {len(keep)} finite values: too few for a "
-                          f"{DEFAULT_FOLDS}-fold probe")
+        raise SpecInvalid(
+            "label",
+            f"{label!r} has {len(keep)} finite values: too few for a {DEFAULT_FOLDS}-fold probe",
+        )
     model = make_pipeline(StandardScaler(), Ridge(alpha=DEFAULT_ALPHA))
-    pred = cross_val_predict(model, x[keep], y[keep], cv=KFold(DEFAULT_FOLDS, shuffle=True, random_state=0))
+    pred = cross_val_predict(
+        model, x[keep], y[keep], cv=KFold(DEFAULT_FOLDS, shuffle=True, random_state=0)
+    )
     error = np.abs(pred - y[keep])
     order = np.argsort(-error, kind="stable")[:n]
     captions = [f"{y[keep][i]:.2f} -> {pred[i]:.2f}" for i in order]
     return [int(keep[i]) for i in order], [float(error[i]) for i in order], captions
 
 
-def gallery(settings: Settings, path: Path, job_id: str, kind: str, n: int, method: str | None = None,
-            object_id: str | None = None, label: str | None = None) -> GalleryOut:
+def gallery(
+    settings: Settings,
+    path: Path,
+    job_id: str,
+    kind: str,
+    n: int,
+    method: str | None = None,
+    object_id: str | None = None,
+    label: str | None = None,
+) -> GalleryOut:
     """The objects of a gallery: ``outliers`` (by ``method``), ``neighbours`` of ``object_id``,
     or the ``worst``-predicted by a ridge probe of ``label``."""
     if n > settings.max_outliers:
-        raise SpecInvalid("n", f"n ({n}) exceeds this service's limit of {settings.max_outliers} "
-                          "(setting ASTROPT_MAX_OUTLIERS)")
+        raise SpecInvalid(
+            "n",
+            f"n ({n}) exceeds this service's limit of {settings.max_outliers} "
+            "(setting ASTROPT_MAX_OUTLIERS)",
+        )
     loaded = load(path)
     ids = loaded.index.object_ids
     if kind == "outliers":
@@ -134,10 +172,14 @@ def gallery(settings: Settings, path: Path, job_id: str, kind: str, n: int, meth
     elif kind == "neighbours":
         if not object_id:
             raise SpecInvalid("object_id", "a neighbours gallery needs the object_id of the query")
-        hits = search_by_id(settings, path, job_id, object_id, min(n, settings.max_search_k)).neighbours
+        hits = search_by_id(
+            settings, path, job_id, object_id, min(n, settings.max_search_k)
+        ).neighbours
         rows = [_row(loaded, job_id, h.object_id) for h in hits]
         values = [h.score for h in hits]
-        captions = ["query" if h.object_id == object_id else f"#{h.rank} {h.score:.3f}" for h in hits]
+        captions = [
+            "query" if h.object_id == object_id else f"#{h.rank} {h.score:.3f}" for h in hits
+        ]
         title = f"nearest to {object_id}"
     elif kind == "worst":
         if not label:
@@ -146,9 +188,17 @@ def gallery(settings: Settings, path: Path, job_id: str, kind: str, n: int, meth
         title = f"worst-predicted {label} (truth -> out-of-fold ridge prediction)"
     else:
         raise SpecInvalid("kind", f"kind must be outliers, neighbours or worst, got {kind!r}")
-    items = [GalleryItem(rank=r, object_id=str(ids[row]), score=v, caption=c,
-                         cutout=object_links(job_id, str(ids[row]))[0], page=object_links(job_id, str(ids[row]))[1])
-             for r, (row, v, c) in enumerate(zip(rows, values, captions, strict=True))]
+    items = [
+        GalleryItem(
+            rank=r,
+            object_id=str(ids[row]),
+            score=v,
+            caption=c,
+            cutout=object_links(job_id, str(ids[row]))[0],
+            page=object_links(job_id, str(ids[row]))[1],
+        )
+        for r, (row, v, c) in enumerate(zip(rows, values, captions, strict=True))
+    ]
     return GalleryOut(job_id=job_id, kind=kind, title=title, items=items)  # type: ignore[arg-type]
 
 
@@ -162,7 +212,9 @@ def gallery_png(path: Path, result: GalleryOut) -> bytes:
     images, captions = [], []
     for item in result.items[:GALLERY_MAX]:
         try:
-            images.append(images_of(loaded).image(loaded.index.row_of(item.object_id), item.object_id))  # type: ignore[attr-defined]
+            images.append(
+                images_of(loaded).image(loaded.index.row_of(item.object_id), item.object_id)
+            )  # type: ignore[attr-defined]
         except ImageUnavailable:
             images.append(None)
         captions.append(item.caption)

@@ -36,8 +36,13 @@ CURVE_KINDS = ("train_loss", "val_loss", "lr", "tokens_per_s", "mfu", "effective
 PROBE_PREFIX = "probe_r2/"  # + label: the live probe's curves (astropt.training.live_probe)
 
 
-def submit(session: Session, settings: Settings, publish: Publisher, spec: JobSpec,
-           owner: str | None = None) -> Job:
+def submit(
+    session: Session,
+    settings: Settings,
+    publish: Publisher,
+    spec: JobSpec,
+    owner: str | None = None,
+) -> Job:
     """Check, record and queue a job; ``owner``: the user submitting it (their quotas apply;
     default: the request's user, service.users.context)."""
     owner = owner if owner is not None else submitter()
@@ -55,9 +60,12 @@ def submit(session: Session, settings: Settings, publish: Publisher, spec: JobSp
     job = repository.create_job(session, job_id, body, str(out_dir))
     job.submitted_by = owner
     res = spec.resources
-    job.resources = {**res.model_dump(mode="json"), "world_size": res.world_size,
-                     "effective_batch_size": spec.batch_size * spec.grad_accum * res.world_size,
-                     "executor": settings.executor}
+    job.resources = {
+        **res.model_dump(mode="json"),
+        "world_size": res.world_size,
+        "effective_batch_size": spec.batch_size * spec.grad_accum * res.world_size,
+        "executor": settings.executor,
+    }
     job.waiting_reason = waiting
     session.commit()  # the worker must see the row before it sees the message
     _publish(session, publish, job)
@@ -67,8 +75,10 @@ def submit(session: Session, settings: Settings, publish: Publisher, spec: JobSp
 def _check_active(session: Session, settings: Settings) -> None:
     active = repository.count_active(session)
     if active >= settings.max_active_jobs:
-        raise TooManyJobs(f"{active} jobs are queued or running (limit {settings.max_active_jobs}); "
-                          "wait for some to finish or cancel one")
+        raise TooManyJobs(
+            f"{active} jobs are queued or running (limit {settings.max_active_jobs}); "
+            "wait for some to finish or cancel one"
+        )
 
 
 def _publish(session: Session, publish: Publisher, job: Job) -> None:
@@ -105,8 +115,9 @@ def visible_job(session: Session, job_id: str) -> Job | None:
     return job if job is not None and (owner is None or job.submitted_by == owner) else None
 
 
-def list_jobs(session: Session, phase: str | None, limit: int, offset: int,
-              owner: str | None = None) -> tuple[Sequence[Job], int]:
+def list_jobs(
+    session: Session, phase: str | None, limit: int, offset: int, owner: str | None = None
+) -> tuple[Sequence[Job], int]:
     owner = owner if owner is not None else owner_filter()
     return repository.list_jobs(session, phase, limit, offset, owner=owner)
 
@@ -123,32 +134,54 @@ def cancel(session: Session, job_id: str, owner: str | None = None) -> Job:
     return job
 
 
-def resume(session: Session, settings: Settings, publish: Publisher, job_id: str,
-           max_iters: int | None, owner: str | None = None) -> Job:
+def resume(
+    session: Session,
+    settings: Settings,
+    publish: Publisher,
+    job_id: str,
+    max_iters: int | None,
+    owner: str | None = None,
+) -> Job:
     job = get(session, job_id, owner)
     if job.phase not in FINISHED_PHASES:
-        raise Conflict(f"job {job_id} is {job.phase}; only completed, failed or cancelled jobs resume")
+        raise Conflict(
+            f"job {job_id} is {job.phase}; only completed, failed or cancelled jobs resume"
+        )
     check_quotas(session, job.submitted_by, 0)  # a resumed job counts against its owner again
     kind = kind_of(job.kind)
     target = None
     if kind.resume_from == "checkpoint":
-        target = checkpoint_resume_target(Path(job.out_dir), max_iters, job.max_iters,
-                                          settings.max_iters_limit, job_id)
+        target = checkpoint_resume_target(
+            Path(job.out_dir), max_iters, job.max_iters, settings.max_iters_limit, job_id
+        )
     spec, target = kind.resume_body(dict(job.spec), target, job.phase)
     return _requeue(session, publish, job, spec, target)
 
 
-def _requeue(session: Session, publish: Publisher, job: Job, spec: dict[str, Any], target: int) -> Job:
+def _requeue(
+    session: Session, publish: Publisher, job: Job, spec: dict[str, Any], target: int
+) -> Job:
     job_id = job.id
     before = {name: getattr(job, name) for name in _RESUMED_FIELDS}
     # Conditional on the phase this request read: of concurrent resumes exactly one queues the job.
     if not repository.update_if_phase(
-        session, job_id, before["phase"], phase="queued", spec=spec, max_iters=target, finished_at=None,
-        failure_reason=None, cancel_requested=False, eta_seconds=None, published_at=None,
+        session,
+        job_id,
+        before["phase"],
+        phase="queued",
+        spec=spec,
+        max_iters=target,
+        finished_at=None,
+        failure_reason=None,
+        cancel_requested=False,
+        eta_seconds=None,
+        published_at=None,
     ):
         session.rollback()
-        raise Conflict(f"job {job_id} changed while it was being resumed (another resume?); "
-                       "GET it to see its phase")
+        raise Conflict(
+            f"job {job_id} changed while it was being resumed (another resume?); "
+            "GET it to see its phase"
+        )
     session.commit()  # the worker must see the row queued before it sees the message
     # Answer with the state this request wrote, as POST /jobs does: a fast worker may claim the
     # job before we could read it back, and the reply should not depend on that race.
@@ -164,8 +197,16 @@ def _requeue(session: Session, publish: Publisher, job: Job, spec: dict[str, Any
     return job
 
 
-_RESUMED_FIELDS = ("phase", "spec", "max_iters", "finished_at", "failure_reason", "cancel_requested",
-                   "eta_seconds", "published_at")
+_RESUMED_FIELDS = (
+    "phase",
+    "spec",
+    "max_iters",
+    "finished_at",
+    "failure_reason",
+    "cancel_requested",
+    "eta_seconds",
+    "published_at",
+)
 
 
 def probe_labels(job: Job) -> list[str]:
@@ -174,8 +215,9 @@ def probe_labels(job: Job) -> list[str]:
     return [str(label) for label in section.get("labels", [])] if isinstance(section, dict) else []
 
 
-def curves(session: Session, job_id: str, since: int | None, max_points: int,
-           probes: Sequence[str] = ()) -> Curves:
+def curves(
+    session: Session, job_id: str, since: int | None, max_points: int, probes: Sequence[str] = ()
+) -> Curves:
     """Every curve thinned to ``max_points`` in the database: the cost does not grow with the run.
 
     ``probes``: the live-probe labels whose R^2 curves to read (see :func:`probe_labels`)."""
@@ -206,26 +248,41 @@ def downsample(points: list[tuple[int, float]], max_points: int) -> list[tuple[i
 def progress(job: Job) -> Progress:
     max_iters = max(1, job.max_iters)
     return Progress(
-        iteration=job.iteration, max_iters=job.max_iters, fraction=min(1.0, job.iteration / max_iters),
-        tokens_per_s=job.tokens_per_s, eta_seconds=job.eta_seconds if job.phase == "running" else None,
-        mfu=job.mfu, world_size=int((job.resources or {}).get("world_size", 1)),
+        iteration=job.iteration,
+        max_iters=job.max_iters,
+        fraction=min(1.0, job.iteration / max_iters),
+        tokens_per_s=job.tokens_per_s,
+        eta_seconds=job.eta_seconds if job.phase == "running" else None,
+        mfu=job.mfu,
+        world_size=int((job.resources or {}).get("world_size", 1)),
         effective_batch_size=(job.resources or {}).get("effective_batch_size"),
     )
 
 
 def summary(job: Job) -> JobSummary:
     return JobSummary(
-        id=job.id, kind=job.kind, phase=job.phase, created_at=job.created_at, started_at=job.started_at,
-        finished_at=job.finished_at, progress=progress(job), best_val_loss=job.best_val_loss,
-        failure_reason=job.failure_reason, owner=job.submitted_by,
+        id=job.id,
+        kind=job.kind,
+        phase=job.phase,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        progress=progress(job),
+        best_val_loss=job.best_val_loss,
+        failure_reason=job.failure_reason,
+        owner=job.submitted_by,
     )
 
 
 def checkpoints(job: Job) -> list[CheckpointOut]:
     items = [
-        CheckpointOut(name=name, kind=info.get("kind", name), step=int(info.get("step", 0)),
-                      created_at=info.get("created_at"),
-                      download_url=f"/jobs/{job.id}/checkpoints/{name}.zip")
+        CheckpointOut(
+            name=name,
+            kind=info.get("kind", name),
+            step=int(info.get("step", 0)),
+            created_at=info.get("created_at"),
+            download_url=f"/jobs/{job.id}/checkpoints/{name}.zip",
+        )
         for name, info in (job.checkpoints or {}).items()
         if RunDir(Path(job.out_dir)).checkpoint(name).is_dir()
     ]
@@ -235,12 +292,25 @@ def checkpoints(job: Job) -> list[CheckpointOut]:
 def detail(job: Job, job_curves: Curves, max_attempts: int) -> JobOut:
     base = f"/jobs/{job.id}"
     return JobOut(
-        **summary(job).model_dump(), updated_at=job.updated_at, spec=job.spec, device=job.device,
-        codec=job.codec, n_params=job.n_params, attempts=job.attempts, best_val_step=job.best_val_step,
-        max_attempts=max_attempts, interruptions=job.interruptions or [],
-        curves=job_curves, checkpoints=checkpoints(job), resources=job.resources,
+        **summary(job).model_dump(),
+        updated_at=job.updated_at,
+        spec=job.spec,
+        device=job.device,
+        codec=job.codec,
+        n_params=job.n_params,
+        attempts=job.attempts,
+        best_val_step=job.best_val_step,
+        max_attempts=max_attempts,
+        interruptions=job.interruptions or [],
+        curves=job_curves,
+        checkpoints=checkpoints(job),
+        resources=job.resources,
         waiting_reason=job.waiting_reason if job.phase in ("queued", "running") else None,
         gpu_memory_peak_bytes=job.gpu_memory_peak_bytes,
-        links=Links(self=base, loss_png=f"{base}/loss.png", events=f"{base}/events",
-                    artifacts=f"{base}/artifacts"),
+        links=Links(
+            self=base,
+            loss_png=f"{base}/loss.png",
+            events=f"{base}/events",
+            artifacts=f"{base}/artifacts",
+        ),
     )

@@ -22,7 +22,9 @@ class JobsCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         gauge = GaugeMetricFamily("astropt_jobs", "Jobs in the store by phase", labels=["phase"])
-        up = GaugeMetricFamily("astropt_store_up", "1 when the job store answered this scrape, else 0")
+        up = GaugeMetricFamily(
+            "astropt_store_up", "1 when the job store answered this scrape, else 0"
+        )
         try:
             with session_scope(self.url) as session:
                 counts: dict[str, int] | None = count_by_phase(session)
@@ -44,21 +46,36 @@ class RunningJobsCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         families = {
-            "tokens_per_s": GaugeMetricFamily("astropt_job_tokens_per_second", "Training tokens/s (all ranks)",
-                                              labels=["job_id"]),
-            "mfu": GaugeMetricFamily("astropt_job_mfu", "Model FLOPs utilisation (0-1; absent when the "
-                                     "device's peak is unknown)", labels=["job_id"]),
-            "world_size": GaugeMetricFamily("astropt_job_world_size", "Processes training the job",
-                                            labels=["job_id"]),
-            "gpu_memory_peak_bytes": GaugeMetricFamily("astropt_job_gpu_memory_peak_bytes",
-                                                       "Peak GPU memory of rank 0", labels=["job_id"]),
+            "tokens_per_s": GaugeMetricFamily(
+                "astropt_job_tokens_per_second", "Training tokens/s (all ranks)", labels=["job_id"]
+            ),
+            "mfu": GaugeMetricFamily(
+                "astropt_job_mfu",
+                "Model FLOPs utilisation (0-1; absent when the device's peak is unknown)",
+                labels=["job_id"],
+            ),
+            "world_size": GaugeMetricFamily(
+                "astropt_job_world_size", "Processes training the job", labels=["job_id"]
+            ),
+            "gpu_memory_peak_bytes": GaugeMetricFamily(
+                "astropt_job_gpu_memory_peak_bytes", "Peak GPU memory of rank 0", labels=["job_id"]
+            ),
         }
         try:
             with session_scope(self.url) as session:
                 jobs = session.scalars(select(Job).where(Job.phase == "running").limit(1000)).all()
-                rows = [(job.id, {"tokens_per_s": job.tokens_per_s, "mfu": job.mfu,
-                                  "world_size": (job.resources or {}).get("world_size", 1),
-                                  "gpu_memory_peak_bytes": job.gpu_memory_peak_bytes}) for job in jobs]
+                rows = [
+                    (
+                        job.id,
+                        {
+                            "tokens_per_s": job.tokens_per_s,
+                            "mfu": job.mfu,
+                            "world_size": (job.resources or {}).get("world_size", 1),
+                            "gpu_memory_peak_bytes": job.gpu_memory_peak_bytes,
+                        },
+                    )
+                    for job in jobs
+                ]
         except Exception:
             rows = []
         for job_id, values in rows:
@@ -74,10 +91,16 @@ class ServiceMetrics:
     def __init__(self, database_url: str):
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "astropt_http_requests", "HTTP requests", ["method", "route", "status"], registry=self.registry
+            "astropt_http_requests",
+            "HTTP requests",
+            ["method", "route", "status"],
+            registry=self.registry,
         )
         self.latency = Histogram(
-            "astropt_http_request_seconds", "HTTP request latency", ["method", "route"], registry=self.registry
+            "astropt_http_request_seconds",
+            "HTTP request latency",
+            ["method", "route"],
+            registry=self.registry,
         )
         self.submitted = Counter("astropt_jobs_submitted", "Jobs submitted", registry=self.registry)
         self.registry.register(JobsCollector(database_url))

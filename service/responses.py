@@ -14,8 +14,12 @@ def _error(description: str) -> dict[str, Any]:
     return {"model": ErrorOut, "description": description}
 
 
-STORE_DOWN: Responses = {503: _error("Database unavailable (or, where a job is queued, the broker); "
-                                     "Retry-After says when to try again")}
+STORE_DOWN: Responses = {
+    503: _error(
+        "Database unavailable (or, where a job is queued, the broker); "
+        "Retry-After says when to try again"
+    )
+}
 BODY_LIMITS: Responses = {
     408: _error("The request body was not received within ASTROPT_BODY_TIMEOUT_SECONDS"),
     413: _error("The request body is larger than its limit"),

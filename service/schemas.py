@@ -91,8 +91,12 @@ FINETUNE_JOB: dict[str, Any] = {
     "device": "cpu",
     "finetune": {
         "init": "shipped",
-        "labels": ["mag_r", "g_r"], "task": "regression", "mode": "lora",
-        "lora": {"r": 8, "alpha": 16, "dropout": 0.0}, "steps": 200, "lr": 0.003,
+        "labels": ["mag_r", "g_r"],
+        "task": "regression",
+        "mode": "lora",
+        "lora": {"r": 8, "alpha": 16, "dropout": 0.0},
+        "steps": 200,
+        "lr": 0.003,
     },
 }
 
@@ -112,8 +116,11 @@ class JobSpec(ContractSpec):
     ignored.
     """
 
-    model_config = ConfigDict(json_schema_extra={"examples": [TINY_CPU_JOB, GPU_JOB, FINETUNE_JOB, WARM_START_JOB,
-                                                              EMBED_JOB]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [TINY_CPU_JOB, GPU_JOB, FINETUNE_JOB, WARM_START_JOB, EMBED_JOB]
+        }
+    )
 
 
 JOB_SPEC_EXAMPLES: dict[str, dict[str, Any]] = {
@@ -129,21 +136,21 @@ JOB_SPEC_EXAMPLES: dict[str, dict[str, Any]] = {
     },
     "finetune-lora": {
         "summary": "Fine-tune a checkpoint with LoRA to predict mock r magnitude and g-r",
-        "description": "init: 'shipped' (the packaged model), {\"job\": ID, \"checkpoint\": \"best\"} "
-        "of a training job, or {\"path\": DIR} of an imported checkpoint; /predict then answers "
+        "description": 'init: \'shipped\' (the packaged model), {"job": ID, "checkpoint": "best"} '
+        'of a training job, or {"path": DIR} of an imported checkpoint; /predict then answers '
         "with this job's predictions.",
         "value": FINETUNE_JOB,
     },
     "shipped-warm-start": {
         "summary": "Train on from the shipped model (about a minute on CPU)",
-        "description": "init_from: 'shipped' (or {\"job\": ID, \"checkpoint\": \"best\"}, or "
-        "{\"path\": DIR}): the model shape and codec are the checkpoint's, the optimiser and schedule "
+        "description": 'init_from: \'shipped\' (or {"job": ID, "checkpoint": "best"}, or '
+        '{"path": DIR}): the model shape and codec are the checkpoint\'s, the optimiser and schedule '
         "start afresh; the step-0 validation loss is already the shipped model's (~0.65, not ln 10000).",
         "value": WARM_START_JOB,
     },
     "embed-mock": {
         "summary": "Embed 600 mock galaxies with the shipped model into a catalogue",
-        "description": "model: 'shipped', {\"job\": ID, \"checkpoint\": \"best\"} or {\"path\": DIR}; "
+        "description": 'model: \'shipped\', {"job": ID, "checkpoint": "best"} or {"path": DIR}; '
         "then GET /catalogues/{id}, POST /catalogues/{id}/probe, POST /search.",
         "value": EMBED_JOB,
     },
@@ -153,7 +160,11 @@ JOB_SPEC_EXAMPLES: dict[str, dict[str, Any]] = {
 class ResumeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     max_iters: int | None = Field(
-        None, ge=1, le=2**62, strict=True, description="New total iteration count (must exceed the checkpoint's step).",
+        None,
+        ge=1,
+        le=2**62,
+        strict=True,
+        description="New total iteration count (must exceed the checkpoint's step).",
         examples=[200],
     )
 
@@ -164,10 +175,15 @@ class Progress(BaseModel):
     fraction: float = Field(description="iteration / max_iters")
     tokens_per_s: float | None = None
     eta_seconds: float | None = Field(None, description="Estimated seconds until max_iters.")
-    mfu: float | None = Field(None, description="Model FLOPs utilisation (0-1); null when the "
-                              "device's peak is unknown (CPUs, GPUs outside the table).")
+    mfu: float | None = Field(
+        None,
+        description="Model FLOPs utilisation (0-1); null when the "
+        "device's peak is unknown (CPUs, GPUs outside the table).",
+    )
     world_size: int = Field(1, description="Processes training the job.")
-    effective_batch_size: int | None = Field(None, description="batch_size x grad_accum x world_size.")
+    effective_batch_size: int | None = Field(
+        None, description="batch_size x grad_accum x world_size."
+    )
 
 
 class Curve(BaseModel):
@@ -176,14 +192,25 @@ class Curve(BaseModel):
 
 
 class Curves(BaseModel):
-    train_loss: Curve = Field(default_factory=Curve, description="Training loss at logged iterations.")
+    train_loss: Curve = Field(
+        default_factory=Curve, description="Training loss at logged iterations."
+    )
     val_loss: Curve = Field(default_factory=Curve, description="Validation loss at evaluations.")
     lr: Curve = Field(default_factory=Curve, description="Learning rate at logged iterations.")
-    tokens_per_s: Curve = Field(default_factory=Curve, description="Training throughput (all ranks).")
-    mfu: Curve = Field(default_factory=Curve, description="Model FLOPs utilisation (known GPUs only).")
-    effective_batch_size: Curve = Field(default_factory=Curve, description="Images per optimiser step.")
-    probe_r2: dict[str, Curve] = Field(default_factory=dict, description="Live probe (spec `live_probe`): "
-                                       "cross-validated ridge R² per label at evaluations; empty without one.")
+    tokens_per_s: Curve = Field(
+        default_factory=Curve, description="Training throughput (all ranks)."
+    )
+    mfu: Curve = Field(
+        default_factory=Curve, description="Model FLOPs utilisation (known GPUs only)."
+    )
+    effective_batch_size: Curve = Field(
+        default_factory=Curve, description="Images per optimiser step."
+    )
+    probe_r2: dict[str, Curve] = Field(
+        default_factory=dict,
+        description="Live probe (spec `live_probe`): "
+        "cross-validated ridge R² per label at evaluations; empty without one.",
+    )
     since: int | None = Field(None, description="Only points with step > since are included.")
     downsampled: bool = Field(False, description="True when a long curve was thinned.")
 
@@ -213,8 +240,10 @@ class JobSummary(BaseModel):
     progress: Progress
     best_val_loss: float | None = None
     failure_reason: str | None = None
-    owner: str | None = Field(None, description="The user who submitted it (none: the shared key, or "
-                              "a service without users).")
+    owner: str | None = Field(
+        None,
+        description="The user who submitted it (none: the shared key, or a service without users).",
+    )
 
 
 class Interruption(BaseModel):
@@ -231,14 +260,20 @@ class JobOut(JobSummary):
     codec: dict[str, Any] | None = Field(None, description="Codec spec, source and fingerprint.")
     n_params: int | None = None
     attempts: int = Field(description="Times a worker started (or resumed) this job.")
-    max_attempts: int = Field(description="Attempts a job gets before a job whose worker keeps dying "
-                              "is failed (ASTROPT_MAX_ATTEMPTS).")
+    max_attempts: int = Field(
+        description="Attempts a job gets before a job whose worker keeps dying "
+        "is failed (ASTROPT_MAX_ATTEMPTS)."
+    )
     interruptions: list[Interruption] = Field(
-        default_factory=list, description="Attempts whose worker died (killed, out of memory, lost node).")
+        default_factory=list,
+        description="Attempts whose worker died (killed, out of memory, lost node).",
+    )
     best_val_step: int | None = None
     resources: dict[str, Any] | None = Field(
-        None, description="nodes, procs_per_node, world_size, effective_batch_size, executor, "
-        "slurm_job_id / slurm_state (Slurm), group_restarts.")
+        None,
+        description="nodes, procs_per_node, world_size, effective_batch_size, executor, "
+        "slurm_job_id / slurm_state (Slurm), group_restarts.",
+    )
     waiting_reason: str | None = Field(None, description="Why a queued job has not started yet.")
     gpu_memory_peak_bytes: int | None = Field(None, description="Peak GPU memory of rank 0.")
     curves: Curves
@@ -254,7 +289,9 @@ class JobList(BaseModel):
 
 
 class ArtifactFile(BaseModel):
-    path: str = Field(description="Relative to the run directory.", examples=["val_images/step_000020.png"])
+    path: str = Field(
+        description="Relative to the run directory.", examples=["val_images/step_000020.png"]
+    )
     size: int
     kind: Literal["checkpoint", "val_image", "log", "other"]
     download_url: str

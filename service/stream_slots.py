@@ -30,9 +30,11 @@ class StreamSlots:
         """One slot for a new stream, or :class:`Unavailable` (503) when all are taken."""
         with self._lock:
             if self.open >= self.capacity:
-                error = Unavailable(f"{self.open} live event streams are open, this service's limit "
-                                    f"(setting ASTROPT_MAX_EVENT_STREAMS); retry in {RETRY_AFTER_S} s "
-                                    "or poll GET /jobs/{id} instead")
+                error = Unavailable(
+                    f"{self.open} live event streams are open, this service's limit "
+                    f"(setting ASTROPT_MAX_EVENT_STREAMS); retry in {RETRY_AFTER_S} s "
+                    "or poll GET /jobs/{id} instead"
+                )
                 error.headers = {"Retry-After": str(RETRY_AFTER_S)}
                 raise error
             self.open += 1

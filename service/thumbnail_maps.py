@@ -17,7 +17,9 @@ from service.galaxies import images_of, object_links
 from state.settings import Settings
 
 
-def _cells(settings: Settings, loaded: Loaded, method: str, grid: int) -> tuple[np.ndarray, tuple, list]:
+def _cells(
+    settings: Settings, loaded: Loaded, method: str, grid: int
+) -> tuple[np.ndarray, tuple, list]:
     from astropt.science.thumbnail_map import extent, thumbnail_cells
 
     xy = map_xy(settings, loaded, method)
@@ -25,20 +27,35 @@ def _cells(settings: Settings, loaded: Loaded, method: str, grid: int) -> tuple[
     return xy, box, thumbnail_cells(xy, grid, box)
 
 
-def layout(settings: Settings, path: Path, job_id: str, method: str, grid: int, tile: int) -> dict[str, Any]:
+def layout(
+    settings: Settings, path: Path, job_id: str, method: str, grid: int, tile: int
+) -> dict[str, Any]:
     """JSON: the extent, the cells (``i``, ``j``, object id) and every object's position."""
     loaded = load(path)
     xy, box, cells = _cells(settings, loaded, method, grid)
     ids = loaded.index.object_ids
     query = f"method={method}&grid={grid}&tile={tile}"
     return {
-        "job_id": job_id, "method": method, "grid": grid, "tile": tile,
+        "job_id": job_id,
+        "method": method,
+        "grid": grid,
+        "tile": tile,
         "extent": {"xmin": box[0], "xmax": box[1], "ymin": box[2], "ymax": box[3]},
         "sheet": f"/catalogues/{job_id}/thumbnails.png?{query}",
-        "cells": [{"i": c.i, "j": c.j, "object_id": str(ids[c.row]), "cutout": object_links(job_id, str(ids[c.row]))[0]}
-                  for c in cells],
-        "points": {"object_id": [str(o) for o in ids], "x": np.round(xy[:, 0], 5).tolist(),
-                   "y": np.round(xy[:, 1], 5).tolist()},
+        "cells": [
+            {
+                "i": c.i,
+                "j": c.j,
+                "object_id": str(ids[c.row]),
+                "cutout": object_links(job_id, str(ids[c.row]))[0],
+            }
+            for c in cells
+        ],
+        "points": {
+            "object_id": [str(o) for o in ids],
+            "x": np.round(xy[:, 0], 5).tolist(),
+            "y": np.round(xy[:, 1], 5).tolist(),
+        },
     }
 
 

@@ -33,7 +33,8 @@ def module_names(root: Path, packages: list[str]) -> dict[str, Path]:
 def _is_type_checking(node: ast.If) -> bool:
     test = node.test
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _imports(tree: ast.AST) -> list[tuple[str, list[str], int]]:
@@ -90,7 +91,7 @@ def find_cycle(edges: list[ImportEdge]) -> list[str] | None:
                 state[path.pop()] = 2
                 stack.pop()
             elif state.get(following) == 1:
-                return path[path.index(following):] + [following]
+                return path[path.index(following) :] + [following]
             elif not state.get(following):
                 state[following] = 1
                 path.append(following)

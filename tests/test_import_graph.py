@@ -37,7 +37,9 @@ def test_the_checker_finds_a_cycle_added_to_a_package(tmp_path):
     (package / "__init__.py").write_text("")
     (package / "a.py").write_text("from pkg import b\n")
     (package / "b.py").write_text("import os\n\ndef later():\n    from pkg.c import thing\n")
-    (package / "c.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import pkg.a\n")
+    (package / "c.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import pkg.a\n"
+    )
     assert find_cycle(import_edges(tmp_path, ["pkg"])) is None  # type-checking imports do not count
     (package / "c.py").write_text("import pkg.a\nthing = 1\n")
     assert find_cycle(import_edges(tmp_path, ["pkg"])) == ["pkg.a", "pkg.b", "pkg.c", "pkg.a"]
@@ -51,8 +53,11 @@ def test_the_graph_sees_the_real_imports(edges):
 
 
 def test_astropt_imports_neither_the_service_nor_the_workers(edges):
-    wrong = [e for e in edges if _top(e.source) in ("astropt", "broker")
-             and _top(e.target) in ("service", "worker")]
+    wrong = [
+        e
+        for e in edges
+        if _top(e.source) in ("astropt", "broker") and _top(e.target) in ("service", "worker")
+    ]
     assert not wrong, wrong
 
 
@@ -62,8 +67,11 @@ def test_the_broker_imports_nothing_of_the_project_but_itself(edges):
 
 
 def test_service_imports_the_worker_only_to_start_one_from_its_cli(edges):
-    wrong = [e for e in edges if _top(e.source) == "service" and _top(e.target) == "worker"
-             and e.source != "service.cli"]
+    wrong = [
+        e
+        for e in edges
+        if _top(e.source) == "service" and _top(e.target) == "worker" and e.source != "service.cli"
+    ]
     assert not wrong, wrong
 
 
@@ -73,15 +81,25 @@ def test_the_worker_imports_nothing_of_the_service(edges):
 
 
 def test_the_shared_packages_import_neither_the_service_nor_the_workers(edges):
-    wrong = [e for e in edges if _top(e.source) in ("state", "jobkinds")
-             and _top(e.target) in ("service", "worker")]
+    wrong = [
+        e
+        for e in edges
+        if _top(e.source) in ("state", "jobkinds") and _top(e.target) in ("service", "worker")
+    ]
     assert not wrong, wrong
 
 
 def test_no_package_level_cycle_beyond_the_known_one(edges):
     cycles = all_cycles(package_edges(edges))
-    top_level = all_cycles(package_edges([ImportEdge(_top(e.source), _top(e.target), e.line)
-                                          for e in edges if _top(e.source) != _top(e.target)]))
+    top_level = all_cycles(
+        package_edges(
+            [
+                ImportEdge(_top(e.source), _top(e.target), e.line)
+                for e in edges
+                if _top(e.source) != _top(e.target)
+            ]
+        )
+    )
     assert top_level == [], top_level  # service <-> worker, or anything through state
     assert cycles == KNOWN_PACKAGE_CYCLES, cycles
 

@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("mutation_test", REPO / "scripts" / "mutation_test.py")
+spec = importlib.util.spec_from_file_location(
+    "mutation_test", REPO / "scripts" / "mutation_test.py"
+)
 mutation_test = importlib.util.module_from_spec(spec)
 sys.modules["mutation_test"] = mutation_test  # dataclasses look their module up
 spec.loader.exec_module(mutation_test)
@@ -19,7 +21,9 @@ spec.loader.exec_module(mutation_test)
 @pytest.mark.parametrize("mutation", mutation_test.MUTATIONS, ids=lambda m: m.name)
 def test_mutation_applies_once_and_names_real_tests(mutation) -> None:
     source = (REPO / mutation.file).read_text()
-    assert source.count(mutation.old) == 1, f"{mutation.name}: update the snippet in scripts/mutation_test.py"
+    assert source.count(mutation.old) == 1, (
+        f"{mutation.name}: update the snippet in scripts/mutation_test.py"
+    )
     assert mutation.old != mutation.new
     for test in mutation.tests:
         path, _, name = test.partition("::")

@@ -19,8 +19,16 @@ LOGGED_CURVES = ("lr", "tokens_per_s", "mfu", "effective_batch_size")
 class StoreCallback(TrainCallback):
     """Writes metric points (upserts, so re-run steps never duplicate) and polls for cancellation."""
 
-    def __init__(self, database_url: str, job_id: str, owner: str, max_iters: int, poll_seconds: float,
-                 keep_steps: int = 0, max_outage_seconds: float = 300.0):
+    def __init__(
+        self,
+        database_url: str,
+        job_id: str,
+        owner: str,
+        max_iters: int,
+        poll_seconds: float,
+        keep_steps: int = 0,
+        max_outage_seconds: float = 300.0,
+    ):
         self.url, self.job_id, self.owner = database_url, job_id, owner
         # a database outage shorter than this costs the run nothing (docs/operations.md)
         self.writes = BufferedWrites(database_url, max_outage_seconds)
@@ -39,8 +47,13 @@ class StoreCallback(TrainCallback):
             # Points after the checkpoint we resume from are re-created by the re-run steps.
             repository.delete_points_after(session, self.job_id, start)
             repository.update_job(
-                session, self.job_id, device=str(info.get("device")), codec=info.get("codec"),
-                n_params=info.get("n_params"), iteration=start, max_iters=self.max_iters,
+                session,
+                self.job_id,
+                device=str(info.get("device")),
+                codec=info.get("codec"),
+                n_params=info.get("n_params"),
+                iteration=start,
+                max_iters=self.max_iters,
             )
             self._record_resources(session, info)
             self._refresh_best(session)
@@ -52,15 +65,25 @@ class StoreCallback(TrainCallback):
         if iter_time is not None:
             previous = self._iter_seconds
             self._iter_seconds = iter_time if previous is None else 0.8 * previous + 0.2 * iter_time
-        eta = None if self._iter_seconds is None else max(0, self.max_iters - step) * self._iter_seconds
+        eta = (
+            None
+            if self._iter_seconds is None
+            else max(0, self.max_iters - step) * self._iter_seconds
+        )
         points = [("train_loss", step, metrics["train_loss"])]
-        points += [(kind, step, metrics[kind]) for kind in LOGGED_CURVES if metrics.get(kind) is not None]
+        points += [
+            (kind, step, metrics[kind]) for kind in LOGGED_CURVES if metrics.get(kind) is not None
+        ]
 
         def write(session: Any) -> None:
             repository.upsert_points(session, self.job_id, points)
             repository.update_job(
-                session, self.job_id, iteration=step, tokens_per_s=metrics.get("tokens_per_s"),
-                eta_seconds=eta, mfu=metrics.get("mfu"),
+                session,
+                self.job_id,
+                iteration=step,
+                tokens_per_s=metrics.get("tokens_per_s"),
+                eta_seconds=eta,
+                mfu=metrics.get("mfu"),
             )
             memory = metrics.get("gpu_memory_peak_bytes")
             if memory is not None:
@@ -75,7 +98,9 @@ class StoreCallback(TrainCallback):
         if "train_loss" in metrics:
             points.append(("eval_train_loss", step, metrics["train_loss"]))
         # the live probe's R^2 per label (astropt.training.live_probe), one curve each
-        points += [(kind, step, value) for kind, value in metrics.items() if kind.startswith(PROBE_PREFIX)]
+        points += [
+            (kind, step, value) for kind, value in metrics.items() if kind.startswith(PROBE_PREFIX)
+        ]
 
         def write(session: Any) -> None:
             repository.upsert_points(session, self.job_id, points)
@@ -86,8 +111,14 @@ class StoreCallback(TrainCallback):
 
     def on_checkpoint(self, step: int, path: str, kind: CheckpointKind) -> None:
         name = Path(path).name
-        removed = prune_step_checkpoints(Path(path).parent, self.keep_steps) if kind == "step" else []
-        self.writes.write(lambda session: repository.record_checkpoint(session, self.job_id, name, kind, step, removed))
+        removed = (
+            prune_step_checkpoints(Path(path).parent, self.keep_steps) if kind == "step" else []
+        )
+        self.writes.write(
+            lambda session: repository.record_checkpoint(
+                session, self.job_id, name, kind, step, removed
+            )
+        )
 
     def should_stop(self) -> bool:
         now = time.monotonic()
@@ -119,13 +150,17 @@ class StoreCallback(TrainCallback):
         if job is None:
             return
         resources = dict(job.resources or {})
-        resources.update(world_size=int(info.get("world_size", 1)), peak=info.get("peak"),
-                         flops_per_token=info.get("flops_per_token"))
+        resources.update(
+            world_size=int(info.get("world_size", 1)),
+            peak=info.get("peak"),
+            flops_per_token=info.get("flops_per_token"),
+        )
         if info.get("effective_batch_size") is not None:
             resources["effective_batch_size"] = int(info["effective_batch_size"])
         # a fresh group started by the worker, or torchrun's own restart (Slurm)
         restarts = int(os.environ.get("ASTROPT_GROUP_RESTARTS", 0)) + int(
-            os.environ.get("TORCHELASTIC_RESTART_COUNT", 0))
+            os.environ.get("TORCHELASTIC_RESTART_COUNT", 0)
+        )
         if restarts:
             resources["group_restarts"] = restarts
         if info.get("resumed"):

@@ -18,7 +18,9 @@ from worker.callback import StoreCallback
 
 log = logging.getLogger(__name__)
 MAX_REASON_CHARS = 4000
-PROGRESS_SECONDS = 0.5  # at most this often a progress write (small models run many batches a second)
+PROGRESS_SECONDS = (
+    0.5  # at most this often a progress write (small models run many batches a second)
+)
 
 
 class EmbedProgress(StoreCallback):
@@ -31,7 +33,9 @@ class EmbedProgress(StoreCallback):
 
     def started(self, device: str, codec: dict[str, Any] | None, n_params: int) -> None:
         def write(session: Any) -> None:
-            repository.update_job(session, self.job_id, device=device, codec=codec, n_params=n_params)
+            repository.update_job(
+                session, self.job_id, device=device, codec=codec, n_params=n_params
+            )
             job = repository.get_job(session, self.job_id)
             if job is not None:
                 job.waiting_reason = None
@@ -47,10 +51,15 @@ class EmbedProgress(StoreCallback):
             return
         self._last_write = now
         first_done, first_at = self._first
-        rate = (done - first_done) / (now - first_at) if done > first_done and now > first_at else None
+        rate = (
+            (done - first_done) / (now - first_at) if done > first_done and now > first_at else None
+        )
         eta = None if rate is None else (total - done) / rate
-        self.writes.write(lambda session: repository.update_job(
-            session, self.job_id, iteration=done, max_iters=total, eta_seconds=eta))
+        self.writes.write(
+            lambda session: repository.update_job(
+                session, self.job_id, iteration=done, max_iters=total, eta_seconds=eta
+            )
+        )
 
     def _resumed(self, done: int) -> None:
         def write(session: Any) -> None:
@@ -61,17 +70,27 @@ class EmbedProgress(StoreCallback):
         self.writes.write(write)
 
 
-def run_embed_job(settings: Settings, job_id: str, owner: str, spec: dict[str, Any], out_dir: str) -> str:
+def run_embed_job(
+    settings: Settings, job_id: str, owner: str, spec: dict[str, Any], out_dir: str
+) -> str:
     url = settings.resolved_database_url
     try:
-        reporter = EmbedProgress(url, job_id, owner, int(spec.get("max_iters", 1)), settings.cancel_poll_seconds,
-                                 max_outage_seconds=settings.worker_store_outage_seconds)
+        reporter = EmbedProgress(
+            url,
+            job_id,
+            owner,
+            int(spec.get("max_iters", 1)),
+            settings.cancel_poll_seconds,
+            max_outage_seconds=settings.worker_store_outage_seconds,
+        )
         result = _embed(settings, spec, out_dir, reporter)
         reporter.drain()
     except Exception as exc:
         log.error("job %s failed:\n%s", job_id, traceback.format_exc())
         with session_scope(url) as session:
-            repository.finish_job(session, job_id, "failed", f"{type(exc).__name__}: {exc}"[:MAX_REASON_CHARS])
+            repository.finish_job(
+                session, job_id, "failed", f"{type(exc).__name__}: {exc}"[:MAX_REASON_CHARS]
+            )
         return "failed"
     if reporter.lost_ownership:
         log.warning("job %s was taken over by another worker; leaving its record alone", job_id)
@@ -101,19 +120,45 @@ def _embed(settings: Settings, spec: dict[str, Any], out_dir: str, reporter: Emb
     device = choose_device(spec.get("device", "auto"))
     cap = min(section.get("limit") or settings.max_embed_objects, settings.max_embed_objects)
     if data["source"] == "mock":
-        source = SourceSpec("mock", n=data["n_mock"], seed=data["mock_seed"], path=data.get("path"), limit=cap)
+        source = SourceSpec(
+            "mock", n=data["n_mock"], seed=data["mock_seed"], path=data.get("path"), limit=cap
+        )
     elif data["source"] == "hf":
         columns = section.get("columns")
-        source = SourceSpec("hf", path=data["hf_dataset"], hf_split=data.get("hf_split", "train"),
-                            streaming=data.get("streaming", True),
-                            image_column=data.get("image_column", "legacysurvey_image"), limit=cap,
-                            columns=None if columns is None else tuple(columns))
+        source = SourceSpec(
+            "hf",
+            path=data["hf_dataset"],
+            hf_split=data.get("hf_split", "train"),
+            streaming=data.get("streaming", True),
+            image_column=data.get("image_column", "legacysurvey_image"),
+            limit=cap,
+            columns=None if columns is None else tuple(columns),
+        )
     else:
-        source = SourceSpec("local", path=data["path"], image_column=data.get("image_column", "legacysurvey_image"),
-                            limit=cap)
-    options = EmbedOptions(pool=section["pool"], layer=section["layer"], centre=section["centre"],
-                           batch_size=section["batch_size"])
-    model = load_embed_model(section["model_dir"], device=device, random_init=section.get("random_init"))
-    reporter.started(str(device), model.codec_info(), sum(p.numel() for p in model.model.parameters()))
-    return embed_catalogue(model, source, RunDir(Path(out_dir)).catalogue, options, progress=reporter.progress,
-                           should_stop=reporter.should_stop, shard_rows=settings.embed_shard_rows)
+        source = SourceSpec(
+            "local",
+            path=data["path"],
+            image_column=data.get("image_column", "legacysurvey_image"),
+            limit=cap,
+        )
+    options = EmbedOptions(
+        pool=section["pool"],
+        layer=section["layer"],
+        centre=section["centre"],
+        batch_size=section["batch_size"],
+    )
+    model = load_embed_model(
+        section["model_dir"], device=device, random_init=section.get("random_init")
+    )
+    reporter.started(
+        str(device), model.codec_info(), sum(p.numel() for p in model.model.parameters())
+    )
+    return embed_catalogue(
+        model,
+        source,
+        RunDir(Path(out_dir)).catalogue,
+        options,
+        progress=reporter.progress,
+        should_stop=reporter.should_stop,
+        shard_rows=settings.embed_shard_rows,
+    )

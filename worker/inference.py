@@ -20,7 +20,9 @@ from broker import INFER_TASK, make_inference_app
 from state.settings import get_inference_settings, get_settings
 
 _settings = get_inference_settings()
-inference_app = make_inference_app(_settings.broker(get_settings()), _settings.queue, _settings.result_backend)
+inference_app = make_inference_app(
+    _settings.broker(get_settings()), _settings.queue, _settings.result_backend
+)
 _runtime: Any = None
 _LOCK = threading.Lock()
 

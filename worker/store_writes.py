@@ -29,8 +29,13 @@ class StoreOutage(RuntimeError):
 
 
 class BufferedWrites:
-    def __init__(self, database_url: str, max_outage_seconds: float, max_pending: int = 100_000,
-                 retry_seconds: float = 1.0):
+    def __init__(
+        self,
+        database_url: str,
+        max_outage_seconds: float,
+        max_pending: int = 100_000,
+        retry_seconds: float = 1.0,
+    ):
         self.url, self.max_outage, self.max_pending = database_url, max_outage_seconds, max_pending
         self.retry_seconds = retry_seconds
         self.pending: list[Write] = []
@@ -56,8 +61,11 @@ class BufferedWrites:
                     fn(session)
         except STORE_ERRORS as exc:
             if self.failing_since is None:
-                log.warning("database unavailable (%s); keeping %d write(s) until it is back",
-                            type(exc).__name__, len(self.pending))
+                log.warning(
+                    "database unavailable (%s); keeping %d write(s) until it is back",
+                    type(exc).__name__,
+                    len(self.pending),
+                )
                 self.failing_since = now
             return self._check(now, exc)
         if self.failing_since is not None:
@@ -74,6 +82,8 @@ class BufferedWrites:
     def _check(self, now: float, exc: Exception | None) -> bool:
         assert self.failing_since is not None
         if now - self.failing_since > self.max_outage or len(self.pending) > self.max_pending:
-            raise StoreOutage(f"database unreachable for {now - self.failing_since:.0f} s with "
-                              f"{len(self.pending)} write(s) waiting") from exc
+            raise StoreOutage(
+                f"database unreachable for {now - self.failing_since:.0f} s with "
+                f"{len(self.pending)} write(s) waiting"
+            ) from exc
         return False

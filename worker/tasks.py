@@ -76,7 +76,9 @@ def _run_claimed(settings: Settings, job_id: str, lease: Any) -> str:
         # The store is busy (SQLite's lock, a statement timeout) or away: nothing was claimed,
         # and the job's message was taken off the queue, so the message must come back.
         # Dropping it would leave the job queued for ever (it counts as published).
-        raise RetryLater(f"could not claim job {job_id}: the store did not answer ({type(exc.orig).__name__})") from exc
+        raise RetryLater(
+            f"could not claim job {job_id}: the store did not answer ({type(exc.orig).__name__})"
+        ) from exc
     from worker.heartbeat import Heartbeat
 
     # The lease is kept fresh from the claim on, including the slow first import of torch.
@@ -89,7 +91,9 @@ def _run_claimed(settings: Settings, job_id: str, lease: Any) -> str:
 
             contract = JobSpec.model_validate(spec)
             kind = kind_of(contract.kind)
-        except Exception as exc:  # a body that validated at submission but not here (e.g. code change)
+        except (
+            Exception
+        ) as exc:  # a body that validated at submission but not here (e.g. code change)
             return _fail(url, job_id, exc)
         if kind.single_process or (lease is not None and len(lease.ids) == 1):
             if lease is not None:
@@ -103,13 +107,22 @@ def _run_claimed(settings: Settings, job_id: str, lease: Any) -> str:
         return _run_distributed(settings, job_id, owner, contract, spec, out_dir, lease)
 
 
-def _run_distributed(settings: Settings, job_id: str, owner: str, contract: Any, spec: dict[str, Any],
-                     out_dir: str, lease: Any) -> str:
+def _run_distributed(
+    settings: Settings,
+    job_id: str,
+    owner: str,
+    contract: Any,
+    spec: dict[str, Any],
+    out_dir: str,
+    lease: Any,
+) -> str:
     from jobkinds.registry import kind_of
 
     url = settings.resolved_database_url
     try:
-        kind_of(contract.kind).library_config(contract, out_dir, settings)  # fail here, not in every rank
+        kind_of(contract.kind).library_config(
+            contract, out_dir, settings
+        )  # fail here, not in every rank
         if lease is None:
             from worker.launch.slurm import run_on_slurm
 
@@ -154,11 +167,16 @@ def _run_tokenise(settings: Settings, job_id: str, owner: str, config: Any, out_
 Runner = Callable[[Settings, str, str, Any, str], str]
 # How each kind's library config is run here (jobkinds.base.JobKind.runner names one).
 RUNNERS: dict[str, Runner] = {
-    "train": _run_train, "finetune": _run_finetune, "embed": _run_embed, "tokenise": _run_tokenise,
+    "train": _run_train,
+    "finetune": _run_finetune,
+    "embed": _run_embed,
+    "tokenise": _run_tokenise,
 }
 
 
-def _train(settings: Settings, job_id: str, owner: str, config: Any, finetuning: bool = False) -> str:
+def _train(
+    settings: Settings, job_id: str, owner: str, config: Any, finetuning: bool = False
+) -> str:
     from worker.heartbeat import Heartbeat
 
     url = settings.resolved_database_url
@@ -168,9 +186,15 @@ def _train(settings: Settings, job_id: str, owner: str, config: Any, finetuning:
             from worker.callback import StoreCallback
 
             steps = config.steps if finetuning else config.max_iters
-            callback = StoreCallback(url, job_id, owner, steps, settings.cancel_poll_seconds,
-                                     keep_steps=settings.keep_step_checkpoints,
-                                     max_outage_seconds=settings.worker_store_outage_seconds)
+            callback = StoreCallback(
+                url,
+                job_id,
+                owner,
+                steps,
+                settings.cancel_poll_seconds,
+                keep_steps=settings.keep_step_checkpoints,
+                max_outage_seconds=settings.worker_store_outage_seconds,
+            )
             if finetuning:
                 from astropt.finetune import finetune
 
@@ -223,7 +247,9 @@ def recover_orphaned_jobs(settings: Settings, lease_seconds: float | None = None
             elif outcome == "failed":
                 log.error("job %s: %s", job.id, repository.get_job(session, job.id).failure_reason)
     for job_id in requeued:
-        log.warning("job %s lost its worker; queued again to resume from its last checkpoint", job_id)
+        log.warning(
+            "job %s lost its worker; queued again to resume from its last checkpoint", job_id
+        )
         _publish(settings, job_id)
     return requeued
 
@@ -268,7 +294,9 @@ def _recover_on_start(**_: Any) -> None:
     the job's heartbeat stops, and the next worker to look puts it back on the queue.
     """
     settings = get_settings()
-    threading.Thread(target=_recovery_loop, args=(settings,), name="job-recovery", daemon=True).start()
+    threading.Thread(
+        target=_recovery_loop, args=(settings,), name="job-recovery", daemon=True
+    ).start()
 
 
 def _recovery_loop(settings: Settings) -> None:

@@ -32,7 +32,9 @@ class TokeniseProgress(EmbedProgress):
         total = total if total is not None else self.total or done
         self.progress(done, max(total, done))
         rate = galaxies_per_s * self.tokens_per_galaxy
-        self.writes.write(lambda session: repository.update_job(session, self.job_id, tokens_per_s=rate))
+        self.writes.write(
+            lambda session: repository.update_job(session, self.job_id, tokens_per_s=rate)
+        )
 
 
 @contextlib.contextmanager
@@ -59,14 +61,24 @@ def run_tokenise_job(settings: Settings, job_id: str, owner: str, config: Any, o
 
     url = settings.resolved_database_url
     try:
-        reporter = TokeniseProgress(url, job_id, owner, int(config.limit or 1), settings.cancel_poll_seconds,
-                                    max_outage_seconds=settings.worker_store_outage_seconds,
-                                    tokens_per_galaxy=TOKENS_PER_IMAGE)
+        reporter = TokeniseProgress(
+            url,
+            job_id,
+            owner,
+            int(config.limit or 1),
+            settings.cancel_poll_seconds,
+            max_outage_seconds=settings.worker_store_outage_seconds,
+            tokens_per_galaxy=TOKENS_PER_IMAGE,
+        )
         reporter.started(str(config.device), None, 0)
         try:
             with may_have_children():
-                result = tokenise(config, progress_callback=reporter.report, stop=reporter.should_stop,
-                                  progress=False)
+                result = tokenise(
+                    config,
+                    progress_callback=reporter.report,
+                    stop=reporter.should_stop,
+                    progress=False,
+                )
             phase, count = "completed", result.n_galaxies
         except StopRequested:
             phase, count = "cancelled", None
@@ -74,7 +86,9 @@ def run_tokenise_job(settings: Settings, job_id: str, owner: str, config: Any, o
     except Exception as exc:
         log.error("job %s failed:\n%s", job_id, traceback.format_exc())
         with session_scope(url) as session:
-            repository.finish_job(session, job_id, "failed", f"{type(exc).__name__}: {exc}"[:MAX_REASON_CHARS])
+            repository.finish_job(
+                session, job_id, "failed", f"{type(exc).__name__}: {exc}"[:MAX_REASON_CHARS]
+            )
         return "failed"
     if reporter.lost_ownership:
         log.warning("job %s was taken over by another worker; leaving its record alone", job_id)

@@ -18,7 +18,18 @@ from astropt.checkpoints.io import (
 from astropt.checkpoints.upstream import import_upstream
 
 __all__ = [
-    "CONFIG_FILE", "FORMAT", "TRAINER_FILE", "WEIGHTS_FILE", "CheckpointError",
-    "import_upstream", "json_safe", "load_checkpoint", "load_model", "load_trainer_state",
-    "read_meta", "save_checkpoint", "strip_wrapper_prefixes", "unwrap_model",
+    "CONFIG_FILE",
+    "FORMAT",
+    "TRAINER_FILE",
+    "WEIGHTS_FILE",
+    "CheckpointError",
+    "import_upstream",
+    "json_safe",
+    "load_checkpoint",
+    "load_model",
+    "load_trainer_state",
+    "read_meta",
+    "save_checkpoint",
+    "strip_wrapper_prefixes",
+    "unwrap_model",
 ]

@@ -17,9 +17,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "convert files from a source you trust."
         ),
     )
-    parser.add_argument("ckpt", help="upstream checkpoint file (ckpt.pt), or with --hub its path in the repo")
-    parser.add_argument("--hub", metavar="REPO_ID", help="take ckpt from this Hugging Face repo "
-                        "(e.g. Smith42/astroPT_v2.0; honours HF_TOKEN, the cache and HF_HUB_OFFLINE)")
+    parser.add_argument(
+        "ckpt", help="upstream checkpoint file (ckpt.pt), or with --hub its path in the repo"
+    )
+    parser.add_argument(
+        "--hub",
+        metavar="REPO_ID",
+        help="take ckpt from this Hugging Face repo "
+        "(e.g. Smith42/astroPT_v2.0; honours HF_TOKEN, the cache and HF_HUB_OFFLINE)",
+    )
     parser.add_argument("--revision", help="hub revision (branch, tag or commit)")
     parser.add_argument("out_dir", help="checkpoint directory to write")
     parser.set_defaults(func=run_import_upstream)

@@ -16,16 +16,21 @@ from astropt.checkpoints.io import CheckpointError
 ETAG_TIMEOUT_S = 10.0
 
 
-def download_upstream(repo_id: str, filename: str, *, revision: str | None = None,
-                      cache_dir: str | Path | None = None) -> Path:
+def download_upstream(
+    repo_id: str, filename: str, *, revision: str | None = None, cache_dir: str | Path | None = None
+) -> Path:
     """Local path of ``filename`` (a path inside the repo, e.g. ``astropt/095M/ckpt.pt``)."""
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
     try:
         path = hf_hub_download(
-            repo_id, filename.strip("/"), revision=revision, cache_dir=cache_dir,
-            token=os.environ.get("HF_TOKEN") or None, etag_timeout=ETAG_TIMEOUT_S,
+            repo_id,
+            filename.strip("/"),
+            revision=revision,
+            cache_dir=cache_dir,
+            token=os.environ.get("HF_TOKEN") or None,
+            etag_timeout=ETAG_TIMEOUT_S,
         )
     except LocalEntryNotFoundError as exc:
         offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")

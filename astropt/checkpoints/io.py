@@ -118,7 +118,9 @@ def save_checkpoint(
         }
         for name, content in extras.items():
             if Path(name).name != name or not name.endswith(".safetensors") or name == WEIGHTS_FILE:
-                raise CheckpointError(f"extra module file {name!r} must be a plain *.safetensors name")
+                raise CheckpointError(
+                    f"extra module file {name!r} must be a plain *.safetensors name"
+                )
             if isinstance(content, torch.nn.Module):
                 save_model(content, str(staging / name), metadata={"format": FORMAT})
             else:

@@ -36,22 +36,28 @@ def shipped_model_info(directory: Path = SHIPPED_MODEL_DIR) -> dict[str, Any]:
     return json.loads((directory / EVALUATION_FILE).read_text())
 
 
-def load_shipped_model(device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
+def load_shipped_model(
+    device: str | torch.device = "cpu",
+) -> tuple[torch.nn.Module, dict[str, Any]]:
     """The shipped model (eval mode) and its checkpoint meta; no network access."""
     if not SHIPPED_MODEL_DIR.is_dir():
-        raise CheckpointError(f"the shipped model is missing from this installation ({SHIPPED_MODEL_DIR})")
+        raise CheckpointError(
+            f"the shipped model is missing from this installation ({SHIPPED_MODEL_DIR})"
+        )
     return load_checkpoint(SHIPPED_MODEL_DIR, device)
 
 
 @torch.no_grad()
-def teacher_forced_accuracy(model: torch.nn.Module, tokens: torch.Tensor, batch_size: int = 8) -> float:
+def teacher_forced_accuracy(
+    model: torch.nn.Module, tokens: torch.Tensor, batch_size: int = 8
+) -> float:
     """Fraction of next tokens the model predicts exactly (argmax) given the true prefix."""
     from astropt.tokenise import MODALITY, shift_for_training
 
     device = next(model.parameters()).device
     correct = total = 0
     for start in range(0, len(tokens), batch_size):
-        inputs, targets = shift_for_training(tokens[start:start + batch_size].to(device))
+        inputs, targets = shift_for_training(tokens[start : start + batch_size].to(device))
         logits, _ = model(inputs)
         predicted = logits[MODALITY].argmax(-1)
         correct += int((predicted == targets[MODALITY]).sum())
@@ -59,7 +65,9 @@ def teacher_forced_accuracy(model: torch.nn.Module, tokens: torch.Tensor, batch_
     return correct / max(total, 1)
 
 
-def held_out_tokens(codec_spec: str = "shipped", n: int = 32, seed: int = HELD_OUT_SEED) -> torch.Tensor:
+def held_out_tokens(
+    codec_spec: str = "shipped", n: int = 32, seed: int = HELD_OUT_SEED
+) -> torch.Tensor:
     """Tokens of ``n`` mock galaxies from a seed the shipped model never trained on."""
     from astropt.codec import load_codec
     from astropt.data.mock import simulate

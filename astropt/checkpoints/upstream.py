@@ -121,7 +121,9 @@ def upstream_config(model_args: dict[str, Any], state: dict[str, torch.Tensor]) 
     return config
 
 
-def merge_lora(state: dict[str, torch.Tensor], model_args: dict[str, Any]) -> dict[str, torch.Tensor]:
+def merge_lora(
+    state: dict[str, torch.Tensor], model_args: dict[str, Any]
+) -> dict[str, torch.Tensor]:
     """Fold unmerged loralib adapters into their base weights: ``W + (B @ A) * alpha / r``."""
     state = dict(state)
     for key in [k for k in state if k.endswith(".lora_A")]:

@@ -37,8 +37,11 @@ def _detail(response: httpx.Response) -> str:
         return response.text[:500] or response.reason_phrase
     detail = body.get("detail", body) if isinstance(body, dict) else body
     if isinstance(detail, list):  # 422: [{field, msg}, ...]
-        return "; ".join(f"{d.get('field') or '.'.join(map(str, d.get('loc', [])))}: {d.get('msg')}"
-                         for d in detail if isinstance(d, dict))
+        return "; ".join(
+            f"{d.get('field') or '.'.join(map(str, d.get('loc', [])))}: {d.get('msg')}"
+            for d in detail
+            if isinstance(d, dict)
+        )
     return str(detail)
 
 
@@ -67,8 +70,14 @@ class Client:
     token (a service with users, docs/operations.md) as ``Authorization: Bearer``; whichever is
     set is sent on every request."""
 
-    def __init__(self, url: str | None = None, api_key: str | None = None, timeout: float = 30.0,
-                 transport: httpx.BaseTransport | None = None, token: str | None = None):
+    def __init__(
+        self,
+        url: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+        token: str | None = None,
+    ):
         import httpx
 
         self.url = (url or os.environ.get("ASTROPT_URL") or DEFAULT_URL).rstrip("/")
@@ -77,7 +86,9 @@ class Client:
         headers = {"X-API-Key": key} if key else {}
         if bearer:
             headers["Authorization"] = f"Bearer {bearer}"
-        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, transport=transport)
+        self.http = httpx.Client(
+            base_url=self.url, headers=headers, timeout=timeout, transport=transport
+        )
 
     def close(self) -> None:
         self.http.close()
@@ -94,8 +105,9 @@ class Client:
         try:
             response = self.http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            raise ClientError(0, f"cannot reach the service at {self.url}: {exc} "
-                              "(set ASTROPT_URL or --url)") from exc
+            raise ClientError(
+                0, f"cannot reach the service at {self.url}: {exc} (set ASTROPT_URL or --url)"
+            ) from exc
         if response.status_code >= 400:
             raise ClientError(response.status_code, _detail(response))
         return response
@@ -105,7 +117,9 @@ class Client:
         """Queue a training job; ``spec`` is a dict or a YAML/JSON config file."""
         return self._request("POST", "/jobs", json=load_spec(spec)).json()
 
-    def list(self, phase: str | None = None, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
+    def list(
+        self, phase: str | None = None, limit: int = 50, offset: int = 0
+    ) -> list[dict[str, Any]]:
         params: dict[str, Any] = {"limit": limit, "offset": offset}
         if phase:
             params["phase"] = phase
@@ -128,8 +142,11 @@ class Client:
         """The job's Server-Sent Events as ``(event, data)``, until the ``end`` event."""
         import httpx
 
-        with self.http.stream("GET", f"/jobs/{job_id}/events",
-                              timeout=httpx.Timeout(self.http.timeout.connect, read=None)) as response:
+        with self.http.stream(
+            "GET",
+            f"/jobs/{job_id}/events",
+            timeout=httpx.Timeout(self.http.timeout.connect, read=None),
+        ) as response:
             if response.status_code >= 400:
                 response.read()
                 raise ClientError(response.status_code, _detail(response))
@@ -167,8 +184,10 @@ class Client:
         import pandas as pd
 
         curves = self.get(job_id)["curves"]
-        frames = [pd.Series(curves[name]["values"], index=curves[name]["steps"], name=name, dtype=float)
-                  for name in ("train_loss", "val_loss", "lr")]
+        frames = [
+            pd.Series(curves[name]["values"], index=curves[name]["steps"], name=name, dtype=float)
+            for name in ("train_loss", "val_loss", "lr")
+        ]
         frame = pd.concat(frames, axis=1).sort_index()
         frame.index.name = "step"
         return frame.reset_index()
@@ -181,36 +200,74 @@ class Client:
         return self._request("GET", "/jobs/compare.png", params={"ids": ",".join(job_ids)}).content
 
     # --- inference --------------------------------------------------------------------
-    def reconstruct(self, image: str | Path | np.ndarray, job_id: str | None = None,
-                    checkpoint: str | None = None, mode: Mode = "predict", bands: str | None = None,
-                    **options: Any) -> np.ndarray:
+    def reconstruct(
+        self,
+        image: str | Path | np.ndarray,
+        job_id: str | None = None,
+        checkpoint: str | None = None,
+        mode: Mode = "predict",
+        bands: str | None = None,
+        **options: Any,
+    ) -> np.ndarray:
         """The reconstruction as ``float32[4, 96, 96]`` (DES g, r, i, z; nanomaggies)."""
         response = self._reconstruct(image, "npy", job_id, checkpoint, mode, bands, options)
         return np.load(io.BytesIO(response.content), allow_pickle=False)
 
-    def reconstruct_png(self, image: str | Path | np.ndarray, job_id: str | None = None,
-                        checkpoint: str | None = None, mode: Mode = "predict", bands: str | None = None,
-                        **options: Any) -> tuple[bytes, dict[str, str]]:
+    def reconstruct_png(
+        self,
+        image: str | Path | np.ndarray,
+        job_id: str | None = None,
+        checkpoint: str | None = None,
+        mode: Mode = "predict",
+        bands: str | None = None,
+        **options: Any,
+    ) -> tuple[bytes, dict[str, str]]:
         """The PNG panel and the metrics (``X-Token-Accuracy``, ``X-MSE``, ... headers)."""
         response = self._reconstruct(image, "png", job_id, checkpoint, mode, bands, options)
-        return response.content, {k: v for k, v in response.headers.items() if k.lower().startswith("x-")}
+        return response.content, {
+            k: v for k, v in response.headers.items() if k.lower().startswith("x-")
+        }
 
-    def predict(self, image: str | Path | np.ndarray, job_id: str | None = None,
-                checkpoint: str | None = None, labels: builtins.list[str] | None = None,
-                bands: str | None = None) -> dict[str, Any]:
+    def predict(
+        self,
+        image: str | Path | np.ndarray,
+        job_id: str | None = None,
+        checkpoint: str | None = None,
+        labels: builtins.list[str] | None = None,
+        bands: str | None = None,
+    ) -> dict[str, Any]:
         """A fine-tune job's label predictions (``predictions``, ``probabilities``, ...)."""
-        fields = {"job_id": job_id, "checkpoint": checkpoint, "bands": bands,
-                  "labels": ",".join(labels) if labels else None}
+        fields = {
+            "job_id": job_id,
+            "checkpoint": checkpoint,
+            "bands": bands,
+            "labels": ",".join(labels) if labels else None,
+        }
         return self._upload("/predict", image, fields).json()
 
-    def _reconstruct(self, image: str | Path | np.ndarray, fmt: str, job_id: str | None,
-                     checkpoint: str | None, mode: Mode, bands: str | None,
-                     options: dict[str, Any]) -> httpx.Response:
-        fields = {"job_id": job_id, "checkpoint": checkpoint, "mode": mode, "bands": bands,
-                  "format": fmt, **options}
+    def _reconstruct(
+        self,
+        image: str | Path | np.ndarray,
+        fmt: str,
+        job_id: str | None,
+        checkpoint: str | None,
+        mode: Mode,
+        bands: str | None,
+        options: dict[str, Any],
+    ) -> httpx.Response:
+        fields = {
+            "job_id": job_id,
+            "checkpoint": checkpoint,
+            "mode": mode,
+            "bands": bands,
+            "format": fmt,
+            **options,
+        }
         return self._upload("/reconstruct", image, fields)
 
-    def _upload(self, route: str, image: str | Path | np.ndarray, fields: dict[str, Any]) -> httpx.Response:
+    def _upload(
+        self, route: str, image: str | Path | np.ndarray, fields: dict[str, Any]
+    ) -> httpx.Response:
         if isinstance(image, np.ndarray):
             buffer = io.BytesIO()
             np.save(buffer, np.asarray(image, dtype=np.float32), allow_pickle=False)

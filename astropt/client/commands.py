@@ -18,7 +18,9 @@ SPARK = "▁▂▃▄▅▆▇█"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    jobs = subparsers.add_parser("jobs", help="submit, list, watch and manage training jobs on a service")
+    jobs = subparsers.add_parser(
+        "jobs", help="submit, list, watch and manage training jobs on a service"
+    )
     actions = jobs.add_subparsers(dest="jobs_command", metavar="ACTION", required=True)
 
     submit = actions.add_parser("submit", help="queue a training job from a YAML/JSON config")
@@ -31,21 +33,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     listing.add_argument("--limit", type=int, default=50)
     listing.set_defaults(func=run_list)
 
-    for name, text, func in (("show", "one job: phase, progress, losses, checkpoints", run_show),
-                             ("cancel", "cancel a queued or running job", run_cancel),
-                             ("resume", "resume a finished job from its last checkpoint", run_resume),
-                             ("delete", "delete a finished job and its files", run_delete),
-                             ("watch", "a live loss curve until the job finishes", run_watch)):
+    for name, text, func in (
+        ("show", "one job: phase, progress, losses, checkpoints", run_show),
+        ("cancel", "cancel a queued or running job", run_cancel),
+        ("resume", "resume a finished job from its last checkpoint", run_resume),
+        ("delete", "delete a finished job and its files", run_delete),
+        ("watch", "a live loss curve until the job finishes", run_watch),
+    ):
         action = actions.add_parser(name, help=text)
         action.add_argument("job_id")
         if name == "resume":
             action.add_argument("--max-iters", type=int, default=None, help="new total iterations")
         action.set_defaults(func=func)
 
-    recon = subparsers.add_parser("reconstruct", help="reconstruct a FITS/NumPy cube with a service's model")
+    recon = subparsers.add_parser(
+        "reconstruct", help="reconstruct a FITS/NumPy cube with a service's model"
+    )
     recon.add_argument("file", help="FITS or .npy cube (g, r, i, z in nanomaggies)")
-    recon.add_argument("-o", "--output", required=True,
-                       help="output: .png (panel), .fits or .npy (the reconstructed cube)")
+    recon.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="output: .png (panel), .fits or .npy (the reconstructed cube)",
+    )
     recon.add_argument("--job", default=None, help="job id (default: the latest completed job)")
     recon.add_argument("--checkpoint", default=None, help="best | last | step_NNNNNN")
     recon.add_argument("--mode", choices=("predict", "complete", "codec"), default="predict")
@@ -53,9 +63,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     recon.set_defaults(func=run_reconstruct)
 
     for parser in (recon, *actions.choices.values()):
-        parser.add_argument("--url", default=None, help="service URL (default $ASTROPT_URL or http://127.0.0.1:8000)")
+        parser.add_argument(
+            "--url",
+            default=None,
+            help="service URL (default $ASTROPT_URL or http://127.0.0.1:8000)",
+        )
         parser.add_argument("--api-key", default=None, help="API key (default $ASTROPT_API_KEY)")
-        parser.add_argument("--token", default=None, help="your user token (default $ASTROPT_TOKEN)")
+        parser.add_argument(
+            "--token", default=None, help="your user token (default $ASTROPT_TOKEN)"
+        )
 
 
 def _client(args: argparse.Namespace) -> Client:
@@ -69,6 +85,7 @@ def _guard(run):  # service refusals become one clear line and exit status 1
         except ClientError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
+
     wrapped.__name__ = run.__name__
     return wrapped
 
@@ -97,8 +114,13 @@ def run_list(args: argparse.Namespace) -> int:
     table = Table("id", "phase", "progress", "best val loss", "created")
     for job in items:
         p = job["progress"]
-        table.add_row(job["id"], job["phase"], f"{p['iteration']}/{p['max_iters']}",
-                      _loss(job["best_val_loss"]), job["created_at"][:19].replace("T", " "))
+        table.add_row(
+            job["id"],
+            job["phase"],
+            f"{p['iteration']}/{p['max_iters']}",
+            _loss(job["best_val_loss"]),
+            job["created_at"][:19].replace("T", " "),
+        )
     Console(width=120).print(table)
     return 0
 
@@ -108,9 +130,12 @@ def run_show(args: argparse.Namespace) -> int:
     with _client(args) as client:
         job = client.get(args.job_id)
     p = job["progress"]
-    lines = [f"job {job['id']}: {job['phase']}", f"progress: {p['iteration']}/{p['max_iters']}",
-             f"best val loss: {_loss(job['best_val_loss'])} (step {job['best_val_step']})",
-             f"device: {job['device'] or '-'}  parameters: {job['n_params'] or '-'}  attempts: {job['attempts']}"]
+    lines = [
+        f"job {job['id']}: {job['phase']}",
+        f"progress: {p['iteration']}/{p['max_iters']}",
+        f"best val loss: {_loss(job['best_val_loss'])} (step {job['best_val_step']})",
+        f"device: {job['device'] or '-'}  parameters: {job['n_params'] or '-'}  attempts: {job['attempts']}",
+    ]
     if job["failure_reason"]:
         lines.append(f"failure: {job['failure_reason']}")
     for ckpt in job["checkpoints"]:
@@ -163,10 +188,14 @@ def _render(job_id: str, state: dict[str, Any], train: list[float], val: list[fl
 
     p = state.get("progress") or {}
     text = Text()
-    text.append(f"{state.get('phase', '?')}  iteration {p.get('iteration', 0)}/{p.get('max_iters', '?')}")
+    text.append(
+        f"{state.get('phase', '?')}  iteration {p.get('iteration', 0)}/{p.get('max_iters', '?')}"
+    )
     if p.get("tokens_per_s"):
         text.append(f"  {p['tokens_per_s']:.0f} tokens/s")
-    text.append(f"\ntrain loss {_loss(train[-1] if train else None)}  {sparkline(train)}\n", style="cyan")
+    text.append(
+        f"\ntrain loss {_loss(train[-1] if train else None)}  {sparkline(train)}\n", style="cyan"
+    )
     text.append(f"val loss   {_loss(val[-1] if val else None)}  {sparkline(val)}", style="yellow")
     if state.get("failure_reason"):
         text.append(f"\nfailed: {state['failure_reason']}", style="red")
@@ -180,8 +209,10 @@ def _watch(client: Client, job_id: str) -> int:
     job = client.get(job_id)
     train = list(job["curves"]["train_loss"]["values"])
     val = list(job["curves"]["val_loss"]["values"])
-    last = {"train_loss": max(job["curves"]["train_loss"]["steps"], default=-1),
-            "val_loss": max(job["curves"]["val_loss"]["steps"], default=-1)}
+    last = {
+        "train_loss": max(job["curves"]["train_loss"]["steps"], default=-1),
+        "val_loss": max(job["curves"]["val_loss"]["steps"], default=-1),
+    }
     state: dict[str, Any] = job
     console = Console()
     with Live(_render(job_id, state, train, val), console=console, auto_refresh=False) as live:
@@ -191,8 +222,9 @@ def _watch(client: Client, job_id: str) -> int:
                     continue
                 state = data
                 for name, series in (("train_loss", train), ("val_loss", val)):
-                    for step, value in zip(data["curves"][name]["steps"], data["curves"][name]["values"],
-                                           strict=True):
+                    for step, value in zip(
+                        data["curves"][name]["steps"], data["curves"][name]["values"], strict=True
+                    ):
                         if step > last[name]:
                             series.append(value)
                             last[name] = step
@@ -208,16 +240,22 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     out = Path(args.output)
     with _client(args) as client:
         if out.suffix == ".png":
-            png, metrics = client.reconstruct_png(args.file, args.job, args.checkpoint, args.mode, args.bands)
+            png, metrics = client.reconstruct_png(
+                args.file, args.job, args.checkpoint, args.mode, args.bands
+            )
             out.write_bytes(png)
         elif out.suffix in (".fits", ".npy"):
-            response = client._reconstruct(args.file, out.suffix[1:], args.job, args.checkpoint,
-                                           args.mode, args.bands, {})
+            response = client._reconstruct(
+                args.file, out.suffix[1:], args.job, args.checkpoint, args.mode, args.bands, {}
+            )
             out.write_bytes(response.content)
             metrics = {k: v for k, v in response.headers.items() if k.lower().startswith("x-")}
         else:
             raise ValueError(f"output {out} must end in .png, .fits or .npy")
     shown = {k.lower(): v for k, v in metrics.items()}
-    summary = {name: shown.get(f"x-{name}") for name in ("job-id", "checkpoint", "mode", "token-accuracy", "mse")}
+    summary = {
+        name: shown.get(f"x-{name}")
+        for name in ("job-id", "checkpoint", "mode", "token-accuracy", "mse")
+    }
     print(f"wrote {out}: " + json.dumps(summary))
     return 0

@@ -38,8 +38,24 @@ from astropt.codec.layout import (
 from astropt.codec.spec import HUB_DEFAULT, ResolvedSpec, resolve
 
 __all__ = [
-    "AION_RANGE_COMPRESSION", "CONFIG_NAME", "HUB_DEFAULT", "SHIPPED_DIR", "WEIGHTS_NAME",
-    "CodecError", "CodecHandle", "CodecInfo", "CodecSource", "ResolvedSpec", "build_codec",
-    "check_flux_shape", "check_same_codec", "codec_config", "evict_codec", "fingerprint",
-    "load_codec", "random_codec", "resolve", "save_codec",
+    "AION_RANGE_COMPRESSION",
+    "CONFIG_NAME",
+    "HUB_DEFAULT",
+    "SHIPPED_DIR",
+    "WEIGHTS_NAME",
+    "CodecError",
+    "CodecHandle",
+    "CodecInfo",
+    "CodecSource",
+    "ResolvedSpec",
+    "build_codec",
+    "check_flux_shape",
+    "check_same_codec",
+    "codec_config",
+    "evict_codec",
+    "fingerprint",
+    "load_codec",
+    "random_codec",
+    "resolve",
+    "save_codec",
 ]

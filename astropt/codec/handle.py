@@ -24,14 +24,18 @@ class CodecHandle:
         self.device = torch.device(device)
         self._lock = threading.Lock()
 
-    def encode(self, flux: np.ndarray | torch.Tensor, bands: tuple[str, ...] = DEFAULT_BANDS) -> torch.Tensor:
+    def encode(
+        self, flux: np.ndarray | torch.Tensor, bands: tuple[str, ...] = DEFAULT_BANDS
+    ) -> torch.Tensor:
         """Flux ``[B, 4, H, W]`` (nanomaggies, H, W >= 96) -> tokens ``Long[B, 576]`` on CPU.
 
         The caller's array is never modified (AION preprocesses in place).
         """
         from aion.modalities import LegacySurveyImage
 
-        x = torch.as_tensor(np.asarray(flux, dtype=np.float32) if isinstance(flux, np.ndarray) else flux)
+        x = torch.as_tensor(
+            np.asarray(flux, dtype=np.float32) if isinstance(flux, np.ndarray) else flux
+        )
         check_flux_shape(tuple(x.shape), bands)
         x = x.to(self.device, torch.float32, copy=True)
         if not torch.isfinite(x).all():
@@ -40,11 +44,15 @@ class CodecHandle:
             tokens = self.codec.encode(LegacySurveyImage(flux=x, bands=list(bands)))
         return tokens.long().cpu()
 
-    def decode(self, tokens: np.ndarray | torch.Tensor, bands: tuple[str, ...] = DEFAULT_BANDS) -> torch.Tensor:
+    def decode(
+        self, tokens: np.ndarray | torch.Tensor, bands: tuple[str, ...] = DEFAULT_BANDS
+    ) -> torch.Tensor:
         """Tokens ``Long[B, 576]`` -> flux ``Float[B, len(bands), 96, 96]`` on CPU."""
         tokens = torch.as_tensor(tokens)
         if tokens.ndim != 2 or tokens.shape[1] != TOKENS_PER_IMAGE:
-            raise ValueError(f"expected tokens of shape [B, {TOKENS_PER_IMAGE}], got {list(tokens.shape)}")
+            raise ValueError(
+                f"expected tokens of shape [B, {TOKENS_PER_IMAGE}], got {list(tokens.shape)}"
+            )
         with self._lock, torch.inference_mode():
             image = self.codec.decode(tokens.to(self.device, torch.long), bands=list(bands))
         return image.flux.float().cpu()

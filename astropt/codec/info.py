@@ -25,7 +25,9 @@ class CodecInfo:
 
 def check_same_codec(expected: dict[str, Any] | CodecInfo, actual: CodecInfo, what: str) -> None:
     """Refuse to mix tokens of two codecs (fingerprints differ)."""
-    exp_fp = expected.fingerprint if isinstance(expected, CodecInfo) else expected.get("fingerprint")
+    exp_fp = (
+        expected.fingerprint if isinstance(expected, CodecInfo) else expected.get("fingerprint")
+    )
     exp_spec = expected.spec if isinstance(expected, CodecInfo) else expected.get("spec")
     if exp_fp != actual.fingerprint:
         raise CodecError(

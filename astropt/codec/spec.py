@@ -53,7 +53,8 @@ def _hub_snapshot(repo_id: str) -> Path:
     token = os.environ.get("HF_TOKEN") or None
     try:
         in_cache = all(
-            isinstance(try_to_load_from_cache(repo_id, name), str) for name in (CONFIG_NAME, WEIGHTS_NAME)
+            isinstance(try_to_load_from_cache(repo_id, name), str)
+            for name in (CONFIG_NAME, WEIGHTS_NAME)
         )
         local_only = in_cache or _hub_offline()
         if not local_only:

@@ -56,12 +56,20 @@ def _add_train(sub: Any) -> None:
     defaults = CodecTrainConfig(out="")
     for f in fields(CodecTrainConfig):
         if f.name in _TRAIN_HELP:
-            kind = {"max_minutes": float, "init_from": str}.get(f.name, type(getattr(defaults, f.name)))
+            kind = {"max_minutes": float, "init_from": str}.get(
+                f.name, type(getattr(defaults, f.name))
+            )
             p.add_argument(
-                f"--{f.name.replace('_', '-')}", type=kind, default=getattr(defaults, f.name),
+                f"--{f.name.replace('_', '-')}",
+                type=kind,
+                default=getattr(defaults, f.name),
                 help=f"{_TRAIN_HELP[f.name]} (default: %(default)s)",
             )
-    p.add_argument("--ship", action="store_true", help="also write the result into the package (astropt/shipped_codec)")
+    p.add_argument(
+        "--ship",
+        action="store_true",
+        help="also write the result into the package (astropt/shipped_codec)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_train)
 
@@ -69,7 +77,9 @@ def _add_train(sub: Any) -> None:
 def _run_train(args: argparse.Namespace) -> int:
     from astropt.codec_training.trainer import CodecTrainConfig, train_codec
 
-    values = {f.name: getattr(args, f.name) for f in fields(CodecTrainConfig) if hasattr(args, f.name)}
+    values = {
+        f.name: getattr(args, f.name) for f in fields(CodecTrainConfig) if hasattr(args, f.name)
+    }
     try:
         cfg = CodecTrainConfig(**values)
         _check_train_config(cfg)
@@ -82,13 +92,25 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _check_train_config(cfg: Any) -> None:
-    positive = ("steps", "batch_size", "pool_size", "val_size", "log_every", "eval_every",
-                "checkpoint_every", "threads", "hidden_dims", "num_consecutive")
+    positive = (
+        "steps",
+        "batch_size",
+        "pool_size",
+        "val_size",
+        "log_every",
+        "eval_every",
+        "checkpoint_every",
+        "threads",
+        "hidden_dims",
+        "num_consecutive",
+    )
     for name in positive:
         if getattr(cfg, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
     if cfg.hidden_dims % 4:
-        raise ValueError(f"--hidden-dims must be divisible by 4 (two 2x compressions), got {cfg.hidden_dims}")
+        raise ValueError(
+            f"--hidden-dims must be divisible by 4 (two 2x compressions), got {cfg.hidden_dims}"
+        )
     for name in ("lr", "range_compression"):
         if not getattr(cfg, name) > 0:
             raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {getattr(cfg, name)}")
@@ -105,13 +127,17 @@ def _add_evaluate(sub: Any) -> None:
     p.add_argument("--n", type=int, default=200, help="galaxies (default: %(default)s)")
     p.add_argument("--seed", type=int, default=EVAL_SEED, help="mock seed (default: %(default)s)")
     p.add_argument(
-        "--generator", choices=GENERATORS, default="mock",
+        "--generator",
+        choices=GENERATORS,
+        default="mock",
         help="mock: the project's mock galaxies; crosscheck: an independent generator (Spergel "
         "profiles, Gaussian/Moffat-2 PSFs) the codec never trained on (default: %(default)s)",
     )
     p.add_argument("--json", dest="json_path", help="also write the figures to this JSON file")
     p.add_argument("--png", help="write a grid of input / reconstruction / truth / residual")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")
+    p.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)"
+    )
     p.set_defaults(func=_run_evaluate)
 
 
@@ -123,8 +149,14 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         print(f"error: --n must be >= 1, got {args.n}", file=sys.stderr)
         return 2
     try:
-        report = evaluate_codec(args.codec, n=args.n, seed=args.seed, threads=args.threads,
-                                json_path=args.json_path, generator=args.generator)
+        report = evaluate_codec(
+            args.codec,
+            n=args.n,
+            seed=args.seed,
+            threads=args.threads,
+            json_path=args.json_path,
+            generator=args.generator,
+        )
     except CodecError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

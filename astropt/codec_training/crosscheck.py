@@ -34,7 +34,9 @@ def _psf(gaussian: bool, fwhm: float) -> galsim.GSObject:
     return galsim.Moffat(beta=2.0, fwhm=fwhm, trunc=6 * fwhm, gsparams=_GSPARAMS)
 
 
-def draw_crosscheck_truth(seed: int, index: int, size: int = IMAGE_SIZE) -> tuple[np.ndarray, np.ndarray]:
+def draw_crosscheck_truth(
+    seed: int, index: int, size: int = IMAGE_SIZE
+) -> tuple[np.ndarray, np.ndarray]:
     """Noise-free ``float32[4, size, size]`` (nanomaggies) and per-band sky sigma ``float32[4]``."""
     rng = np.random.default_rng([seed & 0xFFFFFFFF, index, 0x5BE6])
     slope, lo, hi = 0.35, 17.0, 22.0

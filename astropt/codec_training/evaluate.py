@@ -33,7 +33,9 @@ BAR = {"rms_crop": 1.0, "rms_galaxy": 1.0, "flux_error": 0.02}
 EVAL_SEED = 2026  # held out: the trainer validates on mock seed 777 and trains on its own mix
 
 
-def residual_stats(recon: np.ndarray, truth: np.ndarray, sigma: np.ndarray) -> dict[str, np.ndarray]:
+def residual_stats(
+    recon: np.ndarray, truth: np.ndarray, sigma: np.ndarray
+) -> dict[str, np.ndarray]:
     """Per-band error figures; ``recon``/``truth`` are ``[N, bands, 96, 96]``, ``sigma`` ``[N, bands]``."""
     recon, truth = np.asarray(recon, np.float64), np.asarray(truth, np.float64)
     sig = np.asarray(sigma, np.float64)[:, :, None, None]
@@ -50,15 +52,19 @@ def residual_stats(recon: np.ndarray, truth: np.ndarray, sigma: np.ndarray) -> d
     for i, (lo, hi) in enumerate(BRIGHTNESS_BINS):
         in_bin = (level > lo) & (level <= hi)
         count = in_bin.sum(axis=(0, 2, 3))
-        by_brightness[i] = np.sqrt(np.where(in_bin, sq, 0).sum(axis=(0, 2, 3)) / np.maximum(count, 1))
+        by_brightness[i] = np.sqrt(
+            np.where(in_bin, sq, 0).sum(axis=(0, 2, 3)) / np.maximum(count, 1)
+        )
         by_brightness[i, count == 0] = np.nan
 
     flux_true, flux_rec = truth.sum(axis=(2, 3)), recon.sum(axis=(2, 3))
     snr = flux_true / (sig[:, :, 0, 0] * truth.shape[-1])  # sqrt(96*96) = 96 pixels of noise
     rel = np.abs(flux_rec - flux_true) / np.maximum(np.abs(flux_true), 1e-12)
     flux_error = np.array(
-        [np.median(rel[snr[:, b] > BRIGHT_SNR, b]) if (snr[:, b] > BRIGHT_SNR).any() else np.nan
-         for b in range(truth.shape[1])]
+        [
+            np.median(rel[snr[:, b] > BRIGHT_SNR, b]) if (snr[:, b] > BRIGHT_SNR).any() else np.nan
+            for b in range(truth.shape[1])
+        ]
     )
     return {
         "rms_crop": rms_crop,
@@ -105,8 +111,12 @@ def reconstruct(handle: Any, flux: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def evaluate_codec(
-    spec: str = "shipped", n: int = 200, seed: int = EVAL_SEED, threads: int = 1,
-    json_path: str | Path | None = None, generator: str = "mock",
+    spec: str = "shipped",
+    n: int = 200,
+    seed: int = EVAL_SEED,
+    threads: int = 1,
+    json_path: str | Path | None = None,
+    generator: str = "mock",
 ) -> dict[str, Any]:
     """Figures of one codec on ``n`` held-out galaxies of ``generator`` (see the module docstring)."""
     import time
@@ -130,7 +140,9 @@ def evaluate_codec(
         bands[band] = {
             "rms_crop_sigma": float(stats["rms_crop"][b]),
             "rms_galaxy_sigma": float(stats["rms_galaxy"][b]),
-            "median_rms_galaxy_sigma_per_object": float(np.median(stats["rms_galaxy_per_object"][:, b])),
+            "median_rms_galaxy_sigma_per_object": float(
+                np.median(stats["rms_galaxy_per_object"][:, b])
+            ),
             "flux_error_bright": float(stats["flux_error"][b]),
             "n_bright": int(stats["n_bright"][b]),
             "rms_by_brightness_sigma": {
@@ -202,7 +214,11 @@ def _fmt(value: float | None) -> str:
 
 
 def write_grid(
-    spec: str, png: str | Path, seed: int = EVAL_SEED, rows: int = 6, pool: int = 60,
+    spec: str,
+    png: str | Path,
+    seed: int = EVAL_SEED,
+    rows: int = 6,
+    pool: int = 60,
     generator: str = "mock",
 ) -> Path:
     """Rows of galaxies spanning the brightness range: input | reconstruction | truth | residual."""
@@ -215,19 +231,31 @@ def write_grid(
     from astropt.plotting import display_scale, lupton_rgb
 
     handle = load_codec(spec)
-    flux, truth, sigma = (np.concatenate(a) for a in zip(*_mock_batches(pool, seed, generator=generator), strict=True))
+    flux, truth, sigma = (
+        np.concatenate(a) for a in zip(*_mock_batches(pool, seed, generator=generator), strict=True)
+    )
     order = np.argsort(truth[:, 1].sum(axis=(1, 2)))
     picks = order[np.linspace(0, len(order) - 1, rows).round().astype(int)][::-1]
     _, recon = reconstruct(handle, flux[picks])
     fig, axes = plt.subplots(rows, 4, figsize=(7.6, 1.9 * rows + 0.5), squeeze=False)
-    fig.subplots_adjust(left=0.01, right=0.88, top=1 - 0.5 / (1.9 * rows + 0.5), bottom=0.01,
-                        wspace=0.04, hspace=0.04)
+    fig.subplots_adjust(
+        left=0.01,
+        right=0.88,
+        top=1 - 0.5 / (1.9 * rows + 0.5),
+        bottom=0.01,
+        wspace=0.04,
+        hspace=0.04,
+    )
     titles = ("input (noisy)", "reconstruction", "truth", "residual r [sigma]")
     for row, idx in enumerate(picks):
         s_r = float(sigma[idx, 1])
         crop_in, crop_truth = centre_crop(flux[idx]), centre_crop(truth[idx])
         scale = display_scale(crop_in, noise_sigma=sigma[idx])  # astropt.plotting's one renderer
-        panels = (lupton_rgb(crop_in, scale), lupton_rgb(recon[row], scale), lupton_rgb(crop_truth, scale))
+        panels = (
+            lupton_rgb(crop_in, scale),
+            lupton_rgb(recon[row], scale),
+            lupton_rgb(crop_truth, scale),
+        )
         for col, img in enumerate(panels):
             axes[row, col].imshow(img, origin="lower")
         resid = (recon[row, 1] - crop_truth[1]) / s_r
@@ -237,9 +265,12 @@ def write_grid(
             axes[row, col].set_yticks([])
             if row == 0:
                 axes[row, col].set_title(titles[col], fontsize=9)
-    fig.colorbar(im, cax=fig.add_axes((0.9, 0.25, 0.02, 0.5)), label="(recon - truth) / sigma, r band")
+    fig.colorbar(
+        im, cax=fig.add_axes((0.9, 0.25, 0.02, 0.5)), label="(recon - truth) / sigma, r band"
+    )
     fig.suptitle(
-        f"codec {handle.info.spec} ({handle.info.fingerprint}) on held-out {generator} galaxies", fontsize=9
+        f"codec {handle.info.spec} ({handle.info.fingerprint}) on held-out {generator} galaxies",
+        fontsize=9,
     )
     Path(png).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, dpi=110)

@@ -60,7 +60,9 @@ class ChannelMap:
         counts = np.bincount(self.source)
         raw = rng.uniform(0.5, 1.5, size=len(self.source))
         totals = np.bincount(self.source, weights=raw)
-        return ChannelMap(self.source, np.where(counts[self.source] > 1, raw / totals[self.source], 1.0))
+        return ChannelMap(
+            self.source, np.where(counts[self.source] > 1, raw / totals[self.source], 1.0)
+        )
 
     def expand(self, factor: int) -> ChannelMap:
         """The map of a ``(c p)`` channel axis, as in the pixel-shuffle upsampler."""
@@ -78,7 +80,9 @@ def _copy_conv(old: nn.Conv2d, new: nn.Conv2d, inp: ChannelMap, out: ChannelMap)
         new.bias.copy_(old.bias[torch.as_tensor(out.source)])
 
 
-def _residual_unit(old: ResidualUnit, new: ResidualUnit, stream: ChannelMap, rng: np.random.Generator) -> None:
+def _residual_unit(
+    old: ResidualUnit, new: ResidualUnit, stream: ChannelMap, rng: np.random.Generator
+) -> None:
     inner = ChannelMap.widen(old.net[0].conv.out_channels, new.net[0].conv.out_channels, rng)
     _copy_conv(old.net[0].conv, new.net[0].conv, stream.fresh(rng), inner)
     _copy_conv(old.net[2], new.net[2], inner.fresh(rng), stream)
@@ -126,7 +130,8 @@ def widen_codec(old: ImageCodec, new: ImageCodec, seed: int = 0) -> ChannelMap:
             lb[1].bias.copy_(la[1].bias[torch.as_tensor(stream.source)])
         elif isinstance(conv_a, nn.Conv2d):  # down-sampling or the final 7x7 convolution
             wider = (
-                stream if conv_a.out_channels == conv_a.in_channels
+                stream
+                if conv_a.out_channels == conv_a.in_channels
                 else ChannelMap.widen(conv_a.out_channels, lb.conv.out_channels, rng)
             )
             _copy_conv(conv_a, lb.conv, stream.fresh(rng), wider)
@@ -140,7 +145,9 @@ def widen_codec(old: ImageCodec, new: ImageCodec, seed: int = 0) -> ChannelMap:
 
     stream = latent
     for la, lb in zip(dec_a, dec_b, strict=True):
-        if hasattr(la, "net") and isinstance(la.net[0], nn.Conv2d) and len(la.net) == 3:  # upsampler
+        if (
+            hasattr(la, "net") and isinstance(la.net[0], nn.Conv2d) and len(la.net) == 3
+        ):  # upsampler
             conv_a, conv_b = la.net[0], lb.net[0]
             wider = ChannelMap.widen(conv_a.out_channels // 4, conv_b.out_channels // 4, rng)
             _copy_conv(conv_a, conv_b, stream.fresh(rng), wider.expand(4))

@@ -47,7 +47,9 @@ def forward_compressed(
     _, z = encoder_features(codec, noisy, bands)
     q = codec.quantizer.quantize(z)
     out = codec.decoder(codec.post_quant_proj(q))
-    full = torch.ones((out.shape[0], codec.image_padder.nbands), dtype=torch.bool, device=out.device)
+    full = torch.ones(
+        (out.shape[0], codec.image_padder.nbands), dtype=torch.bool, device=out.device
+    )
     out = codec.subsample_out(out, full)
     return codec.image_padder.backward(out, bands), z
 
@@ -76,12 +78,17 @@ def weighted_loss(
     floor_c = codec.mult_factor * codec.range_compression_factor * relative_floor
     resid = (pred_c - target_c) / torch.sqrt(sigma_c**2 + floor_c**2)
     if huber_delta > 0:
-        return 2.0 * torch.nn.functional.huber_loss(resid, torch.zeros_like(resid), delta=huber_delta)
+        return 2.0 * torch.nn.functional.huber_loss(
+            resid, torch.zeros_like(resid), delta=huber_delta
+        )
     return resid.pow(2).mean()
 
 
 def flux_loss(
-    codec: ImageCodec, pred_c: torch.Tensor, truth: torch.Tensor, sigma: torch.Tensor,
+    codec: ImageCodec,
+    pred_c: torch.Tensor,
+    truth: torch.Tensor,
+    sigma: torch.Tensor,
     relative_floor: float,
 ) -> torch.Tensor:
     """Chi^2 of the flux summed over the crop, per band, scaled to the per-pixel loss.
@@ -125,7 +132,9 @@ def respread_latents(codec: ImageCodec, z: torch.Tensor, min_std: float = 0.15) 
 
 
 @torch.no_grad()
-def spread_init(codec: ImageCodec, noisy: torch.Tensor, bands: list[str], target_std: float = 1.0) -> None:
+def spread_init(
+    codec: ImageCodec, noisy: torch.Tensor, bands: list[str], target_std: float = 1.0
+) -> None:
     """Data-dependent init: pre-quant channels start with unit spread, i.e. across all FSQ levels.
 
     With PyTorch's default init they start at ~0.2, where nearly every token rounds to the

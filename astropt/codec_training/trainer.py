@@ -84,8 +84,11 @@ class CodecTrainConfig:
     def codec_args(self) -> dict[str, Any]:
         # Written to config.json only when it differs from AION's default, so a codec trained
         # with the default keeps exactly AION's config keys.
-        scale = {} if self.range_compression == AION_RANGE_COMPRESSION else {
-            "range_compression_factor": self.range_compression}
+        scale = (
+            {}
+            if self.range_compression == AION_RANGE_COMPRESSION
+            else {"range_compression_factor": self.range_compression}
+        )
         return {
             "quantizer_levels": [8, 5, 5, 5, 5],
             "hidden_dims": self.hidden_dims,
@@ -120,8 +123,12 @@ def warm_start(
     grown = None
     if theirs == ours:
         codec.load_state_dict(handle.codec.state_dict())
-    elif {**theirs, "hidden_dims": ours["hidden_dims"]} == ours and ours["hidden_dims"] > theirs["hidden_dims"]:
-        parent = copy.deepcopy(handle.codec).to(noisy.device)  # the loaded handle is cached: leave it be
+    elif {**theirs, "hidden_dims": ours["hidden_dims"]} == ours and ours["hidden_dims"] > theirs[
+        "hidden_dims"
+    ]:
+        parent = copy.deepcopy(handle.codec).to(
+            noisy.device
+        )  # the loaded handle is cached: leave it be
         latent = widen_codec(parent, codec)
         fit = refit_pre_quant(parent, codec, latent, noisy, bands)
         grown = {"from_hidden_dims": theirs["hidden_dims"], **fit}
@@ -133,8 +140,13 @@ def warm_start(
     card_path = (SHIPPED_DIR if source == "shipped" else Path(target)) / TRAINING_CARD
     before = json.loads(card_path.read_text()) if card_path.is_file() else {}
     seconds = before.get("total_train_seconds", before.get("train_seconds", 0.0))
-    card = {"spec": spec, "fingerprint": handle.info.fingerprint, "total_train_seconds": seconds,
-            "steps_done": before.get("steps_done"), "config": before.get("config")}
+    card = {
+        "spec": spec,
+        "fingerprint": handle.info.fingerprint,
+        "total_train_seconds": seconds,
+        "steps_done": before.get("steps_done"),
+        "config": before.get("config"),
+    }
     return {**card, "grown": grown} if grown else card
 
 
@@ -153,7 +165,9 @@ def training_batch(
     rng = np.random.default_rng([cfg.seed, step + 1, 0xBA7C])
     idx = rng.integers(0, n_train, size=cfg.batch_size)
     rots, flips = rng.integers(0, 4, size=cfg.batch_size), rng.integers(0, 2, size=cfg.batch_size)
-    truth = np.stack([_dihedral(pool[i], k, bool(f)) for i, k, f in zip(idx, rots, flips, strict=True)])
+    truth = np.stack(
+        [_dihedral(pool[i], k, bool(f)) for i, k, f in zip(idx, rots, flips, strict=True)]
+    )
     truth_t = torch.from_numpy(np.ascontiguousarray(truth, dtype=np.float32))
     sigma_t = torch.from_numpy(sigmas[idx].astype(np.float32))
     gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step + 1)
@@ -179,7 +193,9 @@ class WeightAverage:
 
     def __init__(self, module: torch.nn.Module, decay: float):
         self.decay = decay
-        self.shadow = {k: v.detach().clone() for k, v in module.state_dict().items() if v.is_floating_point()}
+        self.shadow = {
+            k: v.detach().clone() for k, v in module.state_dict().items() if v.is_floating_point()
+        }
 
     @torch.no_grad()
     def update(self, module: torch.nn.Module) -> None:
@@ -202,7 +218,10 @@ class WeightAverage:
 
 
 def _save_checkpoint(
-    codec: torch.nn.Module, opt: torch.optim.Optimizer, out: Path, state: dict,
+    codec: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    out: Path,
+    state: dict,
     average: WeightAverage | None = None,
 ) -> None:
     """model.safetensors (+ ema.safetensors) + optimizer.pt (tensors only) + state.json."""
@@ -211,13 +230,18 @@ def _save_checkpoint(
     with staged_directory(RunDir(out).checkpoint("last")) as tmp:
         save_model(codec, str(tmp / "model.safetensors"))
         if average is not None:
-            save_file({k: v.contiguous() for k, v in average.shadow.items()}, str(tmp / "ema.safetensors"))
+            save_file(
+                {k: v.contiguous() for k, v in average.shadow.items()}, str(tmp / "ema.safetensors")
+            )
         torch.save(opt.state_dict(), tmp / "optimizer.pt")
         (tmp / "state.json").write_text(json.dumps(state, indent=2))
 
 
 def _load_checkpoint(
-    codec: torch.nn.Module, opt: torch.optim.Optimizer, out: Path, average: WeightAverage | None = None,
+    codec: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    out: Path,
+    average: WeightAverage | None = None,
 ) -> dict | None:
     from safetensors.torch import load_file, load_model
 
@@ -228,7 +252,9 @@ def _load_checkpoint(
     if average is not None:
         ema_path = last / "ema.safetensors"
         stored = load_file(str(ema_path)) if ema_path.is_file() else codec.state_dict()
-        average.shadow = {k: stored[k].detach().clone().to(v.device) for k, v in average.shadow.items()}
+        average.shadow = {
+            k: stored[k].detach().clone().to(v.device) for k, v in average.shadow.items()
+        }
     opt.load_state_dict(torch.load(last / "optimizer.pt", weights_only=True, map_location="cpu"))
     return json.loads((last / "state.json").read_text())
 
@@ -244,7 +270,9 @@ def export_codec(codec: torch.nn.Module, target: Path, card: dict[str, Any]) -> 
 # -- validation ----------------------------------------------------------------------
 
 
-def validation_set(pool: np.ndarray, sigmas: np.ndarray, n_train: int, n_val: int) -> dict[str, tuple]:
+def validation_set(
+    pool: np.ndarray, sigmas: np.ndarray, n_train: int, n_val: int
+) -> dict[str, tuple]:
     """Held-out pool galaxies and project-mock galaxies, each with one fixed noise draw."""
     from astropt.data.mock import simulate_galaxy
 
@@ -303,12 +331,16 @@ def train_codec(cfg: CodecTrainConfig, progress: bool = True) -> Path:
     state = _load_checkpoint(codec, opt, out, average) or {"step": 0, "seconds": 0.0}
     init_card = state.get("init")
     if state["step"]:
-        print(f"resuming from step {state['step']} ({out / 'checkpoints' / 'last'})", file=sys.stderr)
+        print(
+            f"resuming from step {state['step']} ({out / 'checkpoints' / 'last'})", file=sys.stderr
+        )
     elif cfg.init_from:
         refit_batch = training_batch(pool, sigmas, cfg.pool_size, cfg, -1)[0].to(device)
         init_card = warm_start(codec, cfg.init_from, refit_batch, bands)
     else:
-        spread_init(codec, training_batch(pool, sigmas, cfg.pool_size, cfg, -1)[0].to(device), bands)
+        spread_init(
+            codec, training_batch(pool, sigmas, cfg.pool_size, cfg, -1)[0].to(device), bands
+        )
     if average is not None and not state["step"]:
         average = WeightAverage(codec, cfg.ema_decay)  # starts from the initial weights
     exported = average.applied if average is not None else contextlib.nullcontext
@@ -317,7 +349,9 @@ def train_codec(cfg: CodecTrainConfig, progress: bool = True) -> Path:
 
     codec.train()
     started, base_seconds = time.perf_counter(), float(state["seconds"])
-    bar = tqdm(total=cfg.steps, initial=state["step"], desc="codec", unit="step", disable=not progress)
+    bar = tqdm(
+        total=cfg.steps, initial=state["step"], desc="codec", unit="step", disable=not progress
+    )
     step = state["step"]
     while step < cfg.steps:
         for group in opt.param_groups:
@@ -348,8 +382,13 @@ def train_codec(cfg: CodecTrainConfig, progress: bool = True) -> Path:
 
         if step % cfg.log_every == 0 or step == cfg.steps:
             codes = int(torch.unique(fsq_codes(codec, z.detach())).numel())
-            record = {"step": step, "loss": round(recon_loss.item(), 4), "lr": lr_at(cfg, step - 1),
-                      "batch_codes": codes, "seconds": round(elapsed, 1)}
+            record = {
+                "step": step,
+                "loss": round(recon_loss.item(), 4),
+                "lr": lr_at(cfg, step - 1),
+                "batch_codes": codes,
+                "seconds": round(elapsed, 1),
+            }
             if step % cfg.eval_every == 0 or step == cfg.steps:
                 with exported(codec):
                     record.update(validate(codec, val_sets, bands))
@@ -360,10 +399,17 @@ def train_codec(cfg: CodecTrainConfig, progress: bool = True) -> Path:
                 fh.write(json.dumps(record) + "\n")
         timed_out = cfg.max_minutes is not None and elapsed > cfg.max_minutes * 60
         if step % cfg.checkpoint_every == 0 or step == cfg.steps or timed_out:
-            _save_checkpoint(codec, opt, out, {"step": step, "seconds": elapsed, "config": asdict(cfg),
-                                               "init": init_card}, average)
+            _save_checkpoint(
+                codec,
+                opt,
+                out,
+                {"step": step, "seconds": elapsed, "config": asdict(cfg), "init": init_card},
+                average,
+            )
         if timed_out:
-            print(f"stopping at step {step}: --max-minutes {cfg.max_minutes} reached", file=sys.stderr)
+            print(
+                f"stopping at step {step}: --max-minutes {cfg.max_minutes} reached", file=sys.stderr
+            )
             break
     bar.close()
 
@@ -379,7 +425,9 @@ def train_codec(cfg: CodecTrainConfig, progress: bool = True) -> Path:
     }
     if init_card:
         card["initialised_from"] = init_card
-        card["total_train_seconds"] = round(card["train_seconds"] + init_card["total_train_seconds"], 1)
+        card["total_train_seconds"] = round(
+            card["train_seconds"] + init_card["total_train_seconds"], 1
+        )
     codec = codec.cpu().eval()
     target = export_codec(codec, out / "codec", card)
     if cfg.ship:

@@ -32,8 +32,18 @@ from astropt.data.mock import (
     simulate_galaxy,
 )
 
-KINDS = ("star_spikes", "lensed_arc", "merger", "satellite_trail", "bleed_column", "bad_column",
-         "cosmic_rays", "chip_gap", "missing_band", "pure_noise")
+KINDS = (
+    "star_spikes",
+    "lensed_arc",
+    "merger",
+    "satellite_trail",
+    "bleed_column",
+    "bad_column",
+    "cosmic_rays",
+    "chip_gap",
+    "missing_band",
+    "pure_noise",
+)
 CROP = 96  # the centre crop a model reads
 _HALF = CROP // 2 - 6  # how far from the centre a planted feature may sit and still be read
 _KIND_SALT = {kind: 1000 + i for i, kind in enumerate(KINDS)}
@@ -69,15 +79,19 @@ def _offset(rng: np.random.Generator, lo: float, hi: float) -> tuple[float, floa
 def _star_spikes(rng: np.random.Generator, g: dict[str, Any]) -> np.ndarray:
     cx, cy = _offset(rng, 8, _HALF - 10)
     total_r = float(mag_to_nanomaggies(rng.uniform(14.5, 16.5)))
-    fluxes = _colour_fluxes(total_r, rng.uniform(0.3, 1.4), rng.uniform(0.1, 0.6), rng.uniform(0.0, 0.3))
+    fluxes = _colour_fluxes(
+        total_r, rng.uniform(0.3, 1.4), rng.uniform(0.1, 0.6), rng.uniform(0.0, 0.3)
+    )
     star = _point(g["params"], cx, cy)
     x, y = _grid()
     theta = rng.uniform(0, np.pi / 2)
     u = (x - cx) * np.cos(theta) + (y - cy) * np.sin(theta)
     v = -(x - cx) * np.sin(theta) + (y - cy) * np.cos(theta)
     width = max(0.7, _psf_sigma_px(g["params"]) * 0.5)
-    spikes = (np.exp(-0.5 * (v / width) ** 2) / (1 + np.abs(u) / 3.0) ** 1.5
-              + np.exp(-0.5 * (u / width) ** 2) / (1 + np.abs(v) / 3.0) ** 1.5)
+    spikes = (
+        np.exp(-0.5 * (v / width) ** 2) / (1 + np.abs(u) / 3.0) ** 1.5
+        + np.exp(-0.5 * (u / width) ** 2) / (1 + np.abs(v) / 3.0) ** 1.5
+    )
     spikes = (spikes / spikes.sum()).astype(np.float32)
     return g["flux"] + fluxes[:, None, None] * (0.85 * star + 0.15 * spikes)[None]
 
@@ -91,11 +105,15 @@ def _lensed_arc(rng: np.random.Generator, g: dict[str, Any]) -> np.ndarray:
     span = rng.uniform(np.pi / 2, 2 * np.pi)  # arc length; 2 pi: a full ring
     centre = rng.uniform(-np.pi, np.pi)
     along = np.angle(np.exp(1j * (phi - centre)))
-    arc = np.exp(-0.5 * ((r - r_e) / 0.8) ** 2) * np.exp(-0.5 * (along / (span / 2.5)) ** 2 if span < 6 else 0.0)
+    arc = np.exp(-0.5 * ((r - r_e) / 0.8) ** 2) * np.exp(
+        -0.5 * (along / (span / 2.5)) ** 2 if span < 6 else 0.0
+    )
     arc = gaussian_filter(arc, _psf_sigma_px(g["params"]))
     arc = (arc / arc.sum()).astype(np.float32)
     total_r = float(mag_to_nanomaggies(rng.uniform(18.5, 20.0)))
-    fluxes = _colour_fluxes(total_r, rng.uniform(-0.1, 0.3), rng.uniform(-0.1, 0.2), rng.uniform(-0.1, 0.2))
+    fluxes = _colour_fluxes(
+        total_r, rng.uniform(-0.1, 0.3), rng.uniform(-0.1, 0.2), rng.uniform(-0.1, 0.2)
+    )
     return g["flux"] + fluxes[:, None, None] * arc[None]
 
 
@@ -135,7 +153,9 @@ def _satellite_trail(rng: np.random.Generator, g: dict[str, Any]) -> np.ndarray:
 def _bleed_column(rng: np.random.Generator, g: dict[str, Any]) -> np.ndarray:
     cx, cy = _offset(rng, 10, _HALF - 10)
     total_r = float(mag_to_nanomaggies(rng.uniform(11.5, 13.0)))
-    fluxes = _colour_fluxes(total_r, rng.uniform(0.3, 1.2), rng.uniform(0.1, 0.5), rng.uniform(0.0, 0.3))
+    fluxes = _colour_fluxes(
+        total_r, rng.uniform(0.3, 1.2), rng.uniform(0.1, 0.5), rng.uniform(0.0, 0.3)
+    )
     flux = g["flux"] + fluxes[:, None, None] * _point(g["params"], cx, cy)[None]
     col = int(round(IMAGE_SIZE / 2 + cx))
     row = int(round(IMAGE_SIZE / 2 + cy))
@@ -144,7 +164,9 @@ def _bleed_column(rng: np.random.Generator, g: dict[str, Any]) -> np.ndarray:
     for band in range(4):
         level = 300 * NOISE_SIGMA[band] * rng.uniform(0.8, 1.2)
         flux[band] = np.minimum(flux[band], level)  # the saturated core is flat
-        flux[band, max(0, row - length):row + length, col - width // 2:col - width // 2 + width] = level
+        flux[
+            band, max(0, row - length) : row + length, col - width // 2 : col - width // 2 + width
+        ] = level
     return flux
 
 
@@ -156,7 +178,7 @@ def _bad_column(rng: np.random.Generator, g: dict[str, Any]) -> np.ndarray:
     hot = rng.uniform() < 0.6
     value = rng.uniform(15, 80) * g["noise_sigma"][band] if hot else 0.0
     start = int(rng.integers(0, IMAGE_SIZE // 3))
-    flux[band, start:, col:col + width] = value
+    flux[band, start:, col : col + width] = value
     return flux
 
 
@@ -179,9 +201,9 @@ def _chip_gap(rng: np.random.Generator, g: dict[str, Any]) -> np.ndarray:
     width = int(rng.integers(8, 20))
     start = IMAGE_SIZE // 2 + int(rng.integers(-_HALF + 8, _HALF - 8 - width))
     if rng.uniform() < 0.5:
-        flux[:, :, start:start + width] = 0.0
+        flux[:, :, start : start + width] = 0.0
     else:
-        flux[:, start:start + width, :] = 0.0
+        flux[:, start : start + width, :] = 0.0
     return flux
 
 
@@ -199,9 +221,15 @@ def _pure_noise(rng: np.random.Generator, g: dict[str, Any]) -> np.ndarray:
 
 
 _MAKERS: dict[str, Callable[[np.random.Generator, dict[str, Any]], np.ndarray]] = {
-    "star_spikes": _star_spikes, "lensed_arc": _lensed_arc, "satellite_trail": _satellite_trail,
-    "bleed_column": _bleed_column, "bad_column": _bad_column, "cosmic_rays": _cosmic_rays,
-    "chip_gap": _chip_gap, "missing_band": _missing_band, "pure_noise": _pure_noise,
+    "star_spikes": _star_spikes,
+    "lensed_arc": _lensed_arc,
+    "satellite_trail": _satellite_trail,
+    "bleed_column": _bleed_column,
+    "bad_column": _bad_column,
+    "cosmic_rays": _cosmic_rays,
+    "chip_gap": _chip_gap,
+    "missing_band": _missing_band,
+    "pure_noise": _pure_noise,
 }
 
 
@@ -218,5 +246,10 @@ def planted(kind: str, seed: int, index: int) -> dict[str, Any]:
     g = simulate_galaxy(base_seed, index)
     rng = np.random.default_rng([seed & 0xFFFFFFFF, index, _KIND_SALT[kind]])
     flux = _merger(rng, g, base_seed, index) if kind == "merger" else _MAKERS[kind](rng, g)
-    return {"flux": np.asarray(flux, dtype=np.float32), "kind": kind, "object_id": anomaly_id(kind, seed, index),
-            "params": g["params"], "noise_sigma": g["noise_sigma"]}
+    return {
+        "flux": np.asarray(flux, dtype=np.float32),
+        "kind": kind,
+        "object_id": anomaly_id(kind, seed, index),
+        "params": g["params"],
+        "noise_sigma": g["noise_sigma"],
+    }

@@ -15,7 +15,9 @@ def derived_columns(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         flux = columns.get(f"flux_{band}")
         if flux is not None and f"mag_{band}" not in columns:
             with np.errstate(divide="ignore", invalid="ignore"):
-                out[f"mag_{band}"] = np.where(flux > 0, nanomaggies_to_mag(np.maximum(flux, 1e-30)), np.nan)
+                out[f"mag_{band}"] = np.where(
+                    flux > 0, nanomaggies_to_mag(np.maximum(flux, 1e-30)), np.nan
+                )
     mags = {b: columns.get(f"mag_{b}", out.get(f"mag_{b}")) for b in "griz"}
     for a, b in zip("gri", "riz", strict=True):
         mag_a, mag_b = mags[a], mags[b]

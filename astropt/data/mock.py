@@ -241,7 +241,12 @@ def is_complete(directory: str | Path, n: int, seed: int) -> bool:
 
 
 def write_mock_dataset(
-    out_dir: str | Path, n: int, seed: int = 0, *, shard_size: int = 256, progress: bool = True,
+    out_dir: str | Path,
+    n: int,
+    seed: int = 0,
+    *,
+    shard_size: int = 256,
+    progress: bool = True,
     stop: StopCheck | None = None,
 ) -> Path:
     """Write ``n`` mock galaxies as Parquet shards + ``manifest.json`` into ``out_dir``.
@@ -259,7 +264,11 @@ def write_mock_dataset(
         raise ValueError(f"n and shard_size must be >= 1 (got n={n}, shard_size={shard_size})")
     if is_complete(out_dir, n, seed):
         return out_dir
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not (out_dir / MARKER_NAME).is_file():
+    if (
+        out_dir.exists()
+        and (not out_dir.is_dir() or any(out_dir.iterdir()))
+        and not (out_dir / MARKER_NAME).is_file()
+    ):
         raise FileExistsError(
             f"{out_dir} exists and is not a mock data set created by astropt (no {MARKER_NAME}); "
             "it is left alone: choose an empty or new directory"

@@ -98,7 +98,9 @@ def flagged_pixels(image: Mapping[str, Any], cube: np.ndarray, what: str) -> np.
             continue
         plane = np.asarray(image[name])
         if plane.shape != cube.shape:
-            raise DataSourceError(f"{what}: '{name}' has shape {plane.shape}, flux has {cube.shape}")
+            raise DataSourceError(
+                f"{what}: '{name}' has shape {plane.shape}, flux has {cube.shape}"
+            )
         bad |= flags(plane)
     return bad
 
@@ -131,8 +133,10 @@ def sigma_from_ivar(image: Mapping[str, Any], bad: np.ndarray) -> np.ndarray | N
     if image.get("ivar") is None:
         return None
     ivar = np.asarray(image["ivar"], dtype=np.float64)
-    sigma = [1.0 / np.sqrt(np.median(ivar[b][~bad[b]])) if (~bad[b]).any() else np.nan
-             for b in range(len(ivar))]
+    sigma = [
+        1.0 / np.sqrt(np.median(ivar[b][~bad[b]])) if (~bad[b]).any() else np.nan
+        for b in range(len(ivar))
+    ]
     return np.asarray(sigma, dtype=np.float32)
 
 

@@ -75,7 +75,9 @@ class FiniteSplit:
 class StreamSplit:
     """Raw samples from a ``datasets.IterableDataset`` (already split, sharded, shuffled)."""
 
-    def __init__(self, stream: Any, bands: tuple[str, ...], what: str, image_column: str = "image") -> None:
+    def __init__(
+        self, stream: Any, bands: tuple[str, ...], what: str, image_column: str = "image"
+    ) -> None:
         self.stream = stream
         self._bands = bands
         self._what = what
@@ -215,7 +217,9 @@ def mock_dir(cfg: DataSettings) -> Path:
     return (root / f"n{cfg.n_mock}_seed{cfg.mock_seed}").resolve()
 
 
-def ensure_mock(cfg: DataSettings, *, progress: bool = True, stop: StopCheck | None = None) -> list[Path]:
+def ensure_mock(
+    cfg: DataSettings, *, progress: bool = True, stop: StopCheck | None = None
+) -> list[Path]:
     """Generate the mock data set once (safe when several DDP ranks race); its shard files."""
     from filelock import FileLock
 
@@ -323,7 +327,12 @@ def _stream_split(
 
 
 def open_split(
-    cfg: DataSettings, split: str, *, rank: int = 0, world_size: int = 1, seed: int = 0,
+    cfg: DataSettings,
+    split: str,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+    seed: int = 0,
     stop: StopCheck | None = None,
 ) -> FiniteSplit | StreamSplit:
     """Raw samples ``{"flux": float32[4,H,W], "bands": [...], ...}`` of one split and rank.
@@ -349,7 +358,9 @@ def open_split(
     return _finite_split(rows, identity, cfg, split, rank, world_size)
 
 
-def open_rows(cfg: DataSettings, stop: StopCheck | None = None) -> tuple[FileRows | CubeFiles, list[Any]]:
+def open_rows(
+    cfg: DataSettings, stop: StopCheck | None = None
+) -> tuple[FileRows | CubeFiles, list[Any]]:
     """Every sample of a finite ``mock`` or ``local`` source (no split), and its identity;
     ``stop`` is asked while a mock data set is generated (:class:`StopRequested`).
 

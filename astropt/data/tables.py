@@ -39,7 +39,11 @@ def nested_numpy(array: Any) -> Any:
         kind = array.type
         return {kind.field(i).name: nested_numpy(array.field(i)) for i in range(kind.num_fields)}
     shape = []
-    while pa.types.is_list(array.type) or pa.types.is_large_list(array.type) or pa.types.is_fixed_size_list(array.type):
+    while (
+        pa.types.is_list(array.type)
+        or pa.types.is_large_list(array.type)
+        or pa.types.is_fixed_size_list(array.type)
+    ):
         flat = array.flatten()
         shape.append(len(flat) // max(1, len(array)) if len(array) else 0)
         array = flat.storage if isinstance(flat.type, pa.ExtensionType) else flat
@@ -58,7 +62,9 @@ class FileRows:
 
     is_table = True
 
-    def __init__(self, files: list[Path], rows_per_file: list[int], image_column: str, bands: tuple[str, ...]):
+    def __init__(
+        self, files: list[Path], rows_per_file: list[int], image_column: str, bands: tuple[str, ...]
+    ):
         self.files = list(files)
         self.rows_per_file = list(rows_per_file)
         self.image_column = image_column
@@ -77,8 +83,11 @@ class FileRows:
         for file, n in zip(self.files, self.rows_per_file, strict=True):
             column = _read_column(file, "object_id")
             start = len(keys)
-            keys.extend([str(k) for k in column] if column is not None else
-                        [f"row-{i}" for i in range(start, start + n)])
+            keys.extend(
+                [str(k) for k in column]
+                if column is not None
+                else [f"row-{i}" for i in range(start, start + n)]
+            )
         return keys
 
     def where(self, index: int) -> str:
@@ -96,7 +105,11 @@ class FileRows:
             for name in ROW_COLUMNS:
                 if name in batch.schema.names:
                     column = batch.column(name)
-                    record[name] = column[row].as_py() if name == "object_id" else _nested(column.slice(row, 1))
+                    record[name] = (
+                        column[row].as_py()
+                        if name == "object_id"
+                        else _nested(column.slice(row, 1))
+                    )
         return raw_sample_from_row(record, self.bands, self.where(index), f"row-{index}")
 
     def check_each_file(self) -> None:
@@ -111,10 +124,20 @@ class FileRows:
 
     def _seek(self, file: int, row: int) -> tuple[Any, int]:
         cursor = self._cursor
-        if cursor is None or cursor["pid"] != os.getpid() or cursor["file"] != file or row < cursor["start"]:
+        if (
+            cursor is None
+            or cursor["pid"] != os.getpid()
+            or cursor["file"] != file
+            or row < cursor["start"]
+        ):
             first, batches = self._batches(self.files[file], row)
-            cursor = self._cursor = {"pid": os.getpid(), "file": file, "start": first, "batch": None,
-                                     "batches": batches}
+            cursor = self._cursor = {
+                "pid": os.getpid(),
+                "file": file,
+                "start": first,
+                "batch": None,
+                "batches": batches,
+            }
         while cursor["batch"] is None or row >= cursor["start"] + cursor["batch"].num_rows:
             if cursor["batch"] is not None:
                 cursor["start"] += cursor["batch"].num_rows
@@ -122,7 +145,9 @@ class FileRows:
                 cursor["batch"] = next(cursor["batches"])
             except StopIteration:
                 self._cursor = None
-                raise DataSourceError(f"{self.files[file]}: row {row} is past the end of the file") from None
+                raise DataSourceError(
+                    f"{self.files[file]}: row {row} is past the end of the file"
+                ) from None
         return cursor["batch"], row - cursor["start"]
 
     def _batches(self, file: Path, row: int) -> tuple[int, Iterator[Any]]:

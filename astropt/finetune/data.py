@@ -87,19 +87,27 @@ def load_labelled(config: FinetuneConfig, meta: dict[str, Any], codec: Any) -> L
     if config.max_objects is not None:
         picked = picked[: config.max_objects]
     if len(picked) < 8:
-        raise LabelError(f"only {len(picked)} objects have every label {config.labels}; need at least 8")
+        raise LabelError(
+            f"only {len(picked)} objects have every label {config.labels}; need at least 8"
+        )
     object_ids = [ids[i] for i in picked]
-    splits = np.array([split_of_object(o, config.val_fraction, config.test_fraction) for o in object_ids])
+    splits = np.array(
+        [split_of_object(o, config.val_fraction, config.test_fraction) for o in object_ids]
+    )
     for split in SPLITS:
         if not (splits == split).any():
-            raise LabelError(f"the {split} split is empty ({len(picked)} objects); use more data "
-                             "or larger fractions")
+            raise LabelError(
+                f"the {split} split is empty ({len(picked)} objects); use more data "
+                "or larger fractions"
+            )
     labels = {name: columns[name][picked] for name in config.labels}
     samples = [rows.sample(int(i)) for i in picked]
     return LabelledData(object_ids, labels, splits, model_inputs(samples, meta, codec))
 
 
-def model_inputs(samples: list[dict[str, Any]], meta: dict[str, Any], codec: Any) -> dict[str, torch.Tensor]:
+def model_inputs(
+    samples: list[dict[str, Any]], meta: dict[str, Any], codec: Any
+) -> dict[str, torch.Tensor]:
     """Inputs ``[N, ...]`` of raw samples for the checkpoint's model, as ``/embed`` makes them."""
     from astropt.inference.limits import centre_crop
     from astropt.inference.pipeline import encode_cubes, token_inputs
@@ -108,12 +116,16 @@ def model_inputs(samples: list[dict[str, Any]], meta: dict[str, Any], codec: Any
     if codec is None:
         from astropt.inference.patch_pipeline import patch_inputs, patch_settings
 
-        crops = torch.from_numpy(np.stack([centre_crop(np.asarray(s["flux"], np.float32)) for s in samples]))
+        crops = torch.from_numpy(
+            np.stack([centre_crop(np.asarray(s["flux"], np.float32)) for s in samples])
+        )
         return patch_inputs(crops.float(), patch_settings(meta))
     tokens = []
     for start in range(0, len(samples), ENCODE_BATCH):
-        cubes = [Cube(np.asarray(s["flux"], np.float32), tuple(s["bands"]))
-                 for s in samples[start:start + ENCODE_BATCH]]
+        cubes = [
+            Cube(np.asarray(s["flux"], np.float32), tuple(s["bands"]))
+            for s in samples[start : start + ENCODE_BATCH]
+        ]
         tokens.append(encode_cubes(cubes, codec)[0])
     inputs = token_inputs(torch.cat(tokens))
     return {k: v.contiguous() for k, v in inputs.items()}

@@ -21,8 +21,12 @@ from astropt.finetune.head import LabelSpec, _class_name
 from astropt.science.probe import r2_score, ridge_holdout
 
 
-def scores(specs: list[LabelSpec], truth: dict[str, np.ndarray], pred: dict[str, np.ndarray],
-           rows: np.ndarray) -> dict[str, dict[str, float]]:
+def scores(
+    specs: list[LabelSpec],
+    truth: dict[str, np.ndarray],
+    pred: dict[str, np.ndarray],
+    rows: np.ndarray,
+) -> dict[str, dict[str, float]]:
     """Per label: ``{"r2", "rmse"}`` or ``{"accuracy"}`` over ``rows``."""
     out = {}
     for spec in specs:
@@ -37,8 +41,9 @@ def scores(specs: list[LabelSpec], truth: dict[str, np.ndarray], pred: dict[str,
     return out
 
 
-def constant_predictions(specs: list[LabelSpec], truth: dict[str, np.ndarray], train: np.ndarray,
-                         n: int) -> dict[str, np.ndarray]:
+def constant_predictions(
+    specs: list[LabelSpec], truth: dict[str, np.ndarray], train: np.ndarray, n: int
+) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     for spec in specs:
         if spec.kind == "regression":
@@ -51,8 +56,13 @@ def constant_predictions(specs: list[LabelSpec], truth: dict[str, np.ndarray], t
     return out
 
 
-def ridge_probe(features: np.ndarray, targets: np.ndarray, specs: list[LabelSpec], train: np.ndarray,
-                val: np.ndarray) -> tuple[dict[str, np.ndarray], float]:
+def ridge_probe(
+    features: np.ndarray,
+    targets: np.ndarray,
+    specs: list[LabelSpec],
+    train: np.ndarray,
+    val: np.ndarray,
+) -> tuple[dict[str, np.ndarray], float]:
     """Predictions for every row of a ridge probe and the alpha chosen on ``val``.
 
     ``targets``: the encoded targets (z-scores / class indices, as the head is trained on).
@@ -60,11 +70,13 @@ def ridge_probe(features: np.ndarray, targets: np.ndarray, specs: list[LabelSpec
     columns = []
     for j, spec in enumerate(specs):
         t = targets[:, j]
-        columns.append(t[:, None] if spec.kind == "regression" else np.eye(spec.width)[t.astype(int)])
+        columns.append(
+            t[:, None] if spec.kind == "regression" else np.eye(spec.width)[t.astype(int)]
+        )
     raw, alpha = ridge_holdout(features, np.concatenate(columns, axis=1), train, val)
     out, start = {}, 0
     for spec in specs:
-        part = raw[:, start:start + spec.width]
+        part = raw[:, start : start + spec.width]
         if spec.kind == "regression":
             out[spec.name] = part[:, 0] * spec.std + spec.mean
         else:  # scores, not probabilities: only their argmax is scored
@@ -73,9 +85,13 @@ def ridge_probe(features: np.ndarray, targets: np.ndarray, specs: list[LabelSpec
     return out, alpha
 
 
-def test_figure(specs: list[LabelSpec], truth: dict[str, np.ndarray],
-                methods: dict[str, dict[str, np.ndarray]], test: np.ndarray,
-                metrics: dict[str, Any]) -> bytes:
+def test_figure(
+    specs: list[LabelSpec],
+    truth: dict[str, np.ndarray],
+    methods: dict[str, dict[str, np.ndarray]],
+    test: np.ndarray,
+    metrics: dict[str, Any],
+) -> bytes:
     """PNG: prediction vs truth on the test split per regression label (one colour per method),
     test accuracy per method for classification labels."""
     import matplotlib
@@ -91,8 +107,14 @@ def test_figure(specs: list[LabelSpec], truth: dict[str, np.ndarray],
             y = truth[spec.name][test].astype(np.float64)
             for method, pred in methods.items():
                 r2 = metrics[method]["test"][spec.name]["r2"]
-                ax.scatter(y, pred[spec.name][test], s=10, alpha=0.7, color=colours.get(method),
-                           label=f"{method} R²={r2:.2f}")
+                ax.scatter(
+                    y,
+                    pred[spec.name][test],
+                    s=10,
+                    alpha=0.7,
+                    color=colours.get(method),
+                    label=f"{method} R²={r2:.2f}",
+                )
             lo, hi = float(y.min()), float(y.max())
             ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
             ax.set_xlabel(f"true {spec.name}")

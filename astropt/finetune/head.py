@@ -45,9 +45,13 @@ def label_specs(task: str, labels: dict[str, np.ndarray], train: np.ndarray) -> 
         else:
             classes = sorted({_class_name(v) for v in values})
             if len(classes) < 2:
-                raise ValueError(f"label {name!r} has a single value ({classes}); nothing to classify")
+                raise ValueError(
+                    f"label {name!r} has a single value ({classes}); nothing to classify"
+                )
             if len(classes) > 1000:
-                raise ValueError(f"label {name!r} has {len(classes)} distinct values; use task 'regression'")
+                raise ValueError(
+                    f"label {name!r} has {len(classes)} distinct values; use task 'regression'"
+                )
             specs.append(LabelSpec(name, "classification", classes=classes))
     return specs
 
@@ -75,7 +79,7 @@ def head_loss(outputs: torch.Tensor, targets: torch.Tensor, specs: list[LabelSpe
     """Mean over labels of MSE (z-scores) or cross-entropy."""
     losses, start = [], 0
     for j, spec in enumerate(specs):
-        part = outputs[:, start:start + spec.width].float()
+        part = outputs[:, start : start + spec.width].float()
         if spec.kind == "regression":
             losses.append(F.mse_loss(part[:, 0], targets[:, j]))
         else:
@@ -88,7 +92,7 @@ def decode(outputs: torch.Tensor, specs: list[LabelSpec]) -> dict[str, np.ndarra
     """Per label: de-standardised values ``[N]``, or class probabilities ``[N, n_classes]``."""
     out, start = {}, 0
     for spec in specs:
-        part = outputs[:, start:start + spec.width].float()
+        part = outputs[:, start : start + spec.width].float()
         if spec.kind == "regression":
             out[spec.name] = (part[:, 0] * spec.std + spec.mean).double().cpu().numpy()
         else:
@@ -110,7 +114,9 @@ class TaskHead(nn.Module):
         self.register_buffer("shift", torch.zeros(n_in))
         self.register_buffer("scale", torch.ones(n_in))
         if hidden:
-            self.net: nn.Module = nn.Sequential(nn.Linear(n_in, hidden), nn.GELU(), nn.Linear(hidden, n_out))
+            self.net: nn.Module = nn.Sequential(
+                nn.Linear(n_in, hidden), nn.GELU(), nn.Linear(hidden, n_out)
+            )
         else:
             self.net = nn.Linear(n_in, n_out)
 
@@ -146,7 +152,9 @@ class LoadedHead:
     task: str
 
 
-def load_head(checkpoint: Path, meta: dict[str, Any], device: torch.device | str = "cpu") -> LoadedHead:
+def load_head(
+    checkpoint: Path, meta: dict[str, Any], device: torch.device | str = "cpu"
+) -> LoadedHead:
     """The task head of a fine-tuned checkpoint (``meta`` is its ``config.json``)."""
     from safetensors.torch import load_model
 
@@ -154,12 +162,18 @@ def load_head(checkpoint: Path, meta: dict[str, Any], device: torch.device | str
 
     info = meta.get("finetune")
     if not isinstance(info, dict):
-        raise CheckpointError(f"checkpoint {checkpoint.name} is not a fine-tuned model (no task head)")
+        raise CheckpointError(
+            f"checkpoint {checkpoint.name} is not a fine-tuned model (no task head)"
+        )
     shape = info["head"]
     head = TaskHead(int(shape["n_in"]), int(shape["n_out"]), int(shape["hidden"]))
     weights = checkpoint / HEAD_FILE
     try:
         load_model(head, str(weights), strict=True)
     except Exception as exc:
-        raise CheckpointError(f"{weights} is missing or does not match finetune.head: {exc}") from exc
-    return LoadedHead(head.to(device).eval(), specs_from_meta(info["labels"]), info["pooling"], info["task"])
+        raise CheckpointError(
+            f"{weights} is missing or does not match finetune.head: {exc}"
+        ) from exc
+    return LoadedHead(
+        head.to(device).eval(), specs_from_meta(info["labels"]), info["pooling"], info["task"]
+    )

@@ -74,7 +74,9 @@ def table_label_names(path: str | Path) -> tuple[str, ...]:
 def check_labels(labels: list[str], available: tuple[str, ...], where: str) -> None:
     unknown = [name for name in labels if name not in available]
     if unknown:
-        raise LabelError(f"unknown label(s) {unknown} for {where}; valid labels: {', '.join(available)}")
+        raise LabelError(
+            f"unknown label(s) {unknown} for {where}; valid labels: {', '.join(available)}"
+        )
 
 
 def available_labels(label_table: str | None, source: str) -> tuple[tuple[str, ...], str]:
@@ -82,8 +84,10 @@ def available_labels(label_table: str | None, source: str) -> tuple[tuple[str, .
     if label_table:
         return table_label_names(label_table), f"label table {label_table}"
     if source != "mock":
-        raise LabelError("data that is not the mock has no truth parameters: give a label_table "
-                         f"(CSV or Parquet with an {ID_COLUMN!r} column)")
+        raise LabelError(
+            "data that is not the mock has no truth parameters: give a label_table "
+            f"(CSV or Parquet with an {ID_COLUMN!r} column)"
+        )
     return mock_label_names(), "the mock's truth parameters"
 
 
@@ -100,12 +104,16 @@ def mock_columns(files: list[Path]) -> tuple[list[str], dict[str, np.ndarray]]:
         params = table.column("params").combine_chunks()
         assert isinstance(params.type, pa.StructType)
         for i in range(params.type.num_fields):
-            parts.setdefault(params.type.field(i).name, []).append(params.field(i).to_numpy(zero_copy_only=False))
+            parts.setdefault(params.type.field(i).name, []).append(
+                params.field(i).to_numpy(zero_copy_only=False)
+            )
     columns = {k: np.concatenate(v).astype(np.float64) for k, v in parts.items()}
     return ids, {**columns, **derived(columns)}
 
 
-def table_columns(path: str | Path, object_ids: list[str], labels: list[str]) -> dict[str, np.ndarray]:
+def table_columns(
+    path: str | Path, object_ids: list[str], labels: list[str]
+) -> dict[str, np.ndarray]:
     """The ``labels`` of a table for ``object_ids`` (missing objects: NaN / None)."""
     table = _read_table(Path(path))
     names = table.schema.names

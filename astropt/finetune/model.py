@@ -32,8 +32,10 @@ def _peft():  # -> the peft module
     try:
         import peft
     except ImportError as exc:
-        raise RuntimeError("mode 'lora' needs peft: pip install 'astropt-service[finetune]' "
-                           "(modes 'full' and 'head' do not)") from exc
+        raise RuntimeError(
+            "mode 'lora' needs peft: pip install 'astropt-service[finetune]' "
+            "(modes 'full' and 'head' do not)"
+        ) from exc
     return peft
 
 
@@ -42,17 +44,30 @@ def lora_config(settings: LoraSettings):  # -> peft.LoraConfig
 
     # A full-match regex: the blocks' layers only, never the encoders' or decoders' c_fc/c_proj.
     pattern = rf"transformer\.h\.\d+\.({LORA_TARGETS[settings.targets]})"
-    return LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
-                      target_modules=pattern, bias="none")
+    return LoraConfig(
+        r=settings.r,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=pattern,
+        bias="none",
+    )
 
 
 class FinetuneModel(nn.Module):
-    def __init__(self, backbone: GPT, head: TaskHead, mode: Mode, pooling: str = "mean",
-                 lora: LoraSettings | None = None):
+    def __init__(
+        self,
+        backbone: GPT,
+        head: TaskHead,
+        mode: Mode,
+        pooling: str = "mean",
+        lora: LoraSettings | None = None,
+    ):
         super().__init__()
         self.mode, self.pooling = mode, pooling
         if mode == "lora":
-            self.backbone: nn.Module = _peft().get_peft_model(backbone, lora_config(lora or LoraSettings()))
+            self.backbone: nn.Module = _peft().get_peft_model(
+                backbone, lora_config(lora or LoraSettings())
+            )
         else:
             self.backbone = backbone
             backbone.requires_grad_(mode == "full")

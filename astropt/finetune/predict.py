@@ -32,7 +32,9 @@ class Prediction:
 
 
 @torch.no_grad()
-def predict(cubes: Sequence[Any], loaded: Any, dtype: torch.dtype | None = None) -> list[Prediction]:
+def predict(
+    cubes: Sequence[Any], loaded: Any, dtype: torch.dtype | None = None
+) -> list[Prediction]:
     """``loaded``: an :class:`astropt.inference.cache.LoadedModel` with a task head."""
     from astropt.checkpoints import CheckpointError
     from astropt.inference.patch_pipeline import embed_patches
@@ -40,8 +42,10 @@ def predict(cubes: Sequence[Any], loaded: Any, dtype: torch.dtype | None = None)
 
     found = loaded.head
     if found is None:
-        raise CheckpointError("this checkpoint has no task head: /predict needs a fine-tune job's "
-                              "checkpoint (POST /jobs with kind 'finetune')")
+        raise CheckpointError(
+            "this checkpoint has no task head: /predict needs a fine-tune job's "
+            "checkpoint (POST /jobs with kind 'finetune')"
+        )
     if loaded.codec is None:
         vectors = embed_patches(cubes, loaded.model, loaded.meta, found.pooling)
     else:
@@ -59,6 +63,8 @@ def predict(cubes: Sequence[Any], loaded: Any, dtype: torch.dtype | None = None)
             else:
                 probs = decoded[spec.name][row]
                 values[spec.name] = spec.classes[int(np.argmax(probs))]
-                probabilities[spec.name] = {c: float(p) for c, p in zip(spec.classes, probs, strict=True)}
+                probabilities[spec.name] = {
+                    c: float(p) for c, p in zip(spec.classes, probs, strict=True)
+                }
         out.append(Prediction(found.task, values, probabilities))
     return out

@@ -40,19 +40,28 @@ class Position:
     best_state: dict[str, torch.Tensor]
 
 
-def trainer_state(position: Position, optimizer: torch.optim.Optimizer, rng: np.random.Generator) -> dict[str, Any]:
-    return {"optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
-            "numpy_rng": json.dumps(rng.bit_generator.state), "iter_num": position.step,
-            "best_val_loss": position.best if math.isfinite(position.best) else None,
-            "best_step": position.best_step}
+def trainer_state(
+    position: Position, optimizer: torch.optim.Optimizer, rng: np.random.Generator
+) -> dict[str, Any]:
+    return {
+        "optimizer": optimizer.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "numpy_rng": json.dumps(rng.bit_generator.state),
+        "iter_num": position.step,
+        "best_val_loss": position.best if math.isfinite(position.best) else None,
+        "best_step": position.best_step,
+    }
 
 
-def extra_tensors(current: dict[str, torch.Tensor], position: Position) -> dict[str, dict[str, torch.Tensor]]:
+def extra_tensors(
+    current: dict[str, torch.Tensor], position: Position
+) -> dict[str, dict[str, torch.Tensor]]:
     return {TRAINABLE_FILE: current, BEST_TRAINABLE_FILE: position.best_state}
 
 
-def read_position(last: Path, config: FinetuneConfig, optimizer: torch.optim.Optimizer,
-                  rng: np.random.Generator) -> tuple[Position, dict[str, torch.Tensor]] | None:
+def read_position(
+    last: Path, config: FinetuneConfig, optimizer: torch.optim.Optimizer, rng: np.random.Generator
+) -> tuple[Position, dict[str, torch.Tensor]] | None:
     """Restore ``optimizer``, torch's and ``rng``'s state from ``last``; the position and the
     trainable tensors to load. None when there is no resumable checkpoint there."""
     if not (last / CONFIG_FILE).is_file() or not (last / TRAINABLE_FILE).is_file():
@@ -64,14 +73,20 @@ def read_position(last: Path, config: FinetuneConfig, optimizer: torch.optim.Opt
     now = config.model_dump(mode="json")
     changed = sorted(k for k in now if k not in FREE_ON_RESUME and saved.get(k) != now[k])
     if changed:
-        raise CheckpointError(f"{last} was written by a fine-tune with other settings ({', '.join(changed)} "
-                              "differ); resume it with its own config or use a new out_dir")
+        raise CheckpointError(
+            f"{last} was written by a fine-tune with other settings ({', '.join(changed)} "
+            "differ); resume it with its own config or use a new out_dir"
+        )
     current = load_file(str(last / TRAINABLE_FILE))
     best_state = load_file(str(last / BEST_TRAINABLE_FILE))
     optimizer.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["torch_rng"])
     rng.bit_generator.state = json.loads(state["numpy_rng"])
     best = state["best_val_loss"]
-    position = Position(int(state["iter_num"]), math.inf if best is None else float(best),
-                        int(state["best_step"]), best_state)
+    position = Position(
+        int(state["iter_num"]),
+        math.inf if best is None else float(best),
+        int(state["best_step"]),
+        best_state,
+    )
     return position, current

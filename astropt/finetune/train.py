@@ -92,12 +92,14 @@ def learning_rate(step: int, config: FinetuneConfig) -> float:
 
 
 @torch.no_grad()
-def pooled_features(model: Any, data: LabelledData, pooling: str, device: torch.device) -> torch.Tensor:
+def pooled_features(
+    model: Any, data: LabelledData, pooling: str, device: torch.device
+) -> torch.Tensor:
     """Pooled hidden states of every object ``[N, C]`` (eval mode, no gradients)."""
     rows = np.arange(len(data))
     parts = []
     for start in range(0, len(rows), EVAL_BATCH):
-        batch = {k: v.to(device) for k, v in data.batch(rows[start:start + EVAL_BATCH]).items()}
+        batch = {k: v.to(device) for k, v in data.batch(rows[start : start + EVAL_BATCH]).items()}
         parts.append(model.pooled(batch, pooling=pooling).float().cpu())
     return torch.cat(parts)
 
@@ -119,7 +121,9 @@ class FinetuneRun:
         self.frozen = pooled_features(backbone, self.data, config.pooling, self.device)
         head = head_for(self.frozen.shape[1], self.specs, config.head_hidden)
         head.standardise_with(self.frozen[torch.as_tensor(self.train_rows)])
-        self.model = FinetuneModel(backbone, head, config.mode, config.pooling, config.lora).to(self.device)
+        self.model = FinetuneModel(backbone, head, config.mode, config.pooling, config.lora).to(
+            self.device
+        )
         params = [p for _, p in self.model.trainable()]
         self.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
         self.rng = np.random.default_rng(config.seed)
@@ -131,7 +135,7 @@ class FinetuneRun:
         with torch.set_grad_enabled(grad):
             parts = []
             for start in range(0, len(rows), len(rows) if grad else EVAL_BATCH):
-                batch = self.data.batch(rows[start:start + (len(rows) if grad else EVAL_BATCH)])
+                batch = self.data.batch(rows[start : start + (len(rows) if grad else EVAL_BATCH)])
                 parts.append(self.model({k: v.to(self.device) for k, v in batch.items()}))
             return torch.cat(parts)
 
@@ -152,8 +156,11 @@ class FinetuneRun:
 
     def start(self, resume: bool) -> Position:
         """Step 0, or where ``checkpoints/last`` left off (optimiser, RNGs and weights restored)."""
-        restored = read_position(self.run_dir.checkpoint("last"), self.cfg, self.optimizer, self.rng) \
-            if resume else None
+        restored = (
+            read_position(self.run_dir.checkpoint("last"), self.cfg, self.optimizer, self.rng)
+            if resume
+            else None
+        )
         if restored is None:
             return Position(0, math.inf, 0, self.snapshot())
         position, current = restored
@@ -164,10 +171,20 @@ class FinetuneRun:
         cfg = self.cfg
         at = self.start(resume)
         n_trainable = sum(p.numel() for _, p in self.model.trainable())
-        info = {"device": str(self.device), "dtype": "float32", "codec": self.init_meta.get("codec"),
-                "n_params": sum(p.numel() for p in self.model.parameters()), "n_trainable": n_trainable,
-                "start_iter": at.step, "max_iters": cfg.steps, "out_dir": cfg.out_dir, "resumed": at.step > 0,
-                "n_train": len(self.train_rows), "n_val": len(self.val_rows), "n_test": len(self.test_rows)}
+        info = {
+            "device": str(self.device),
+            "dtype": "float32",
+            "codec": self.init_meta.get("codec"),
+            "n_params": sum(p.numel() for p in self.model.parameters()),
+            "n_trainable": n_trainable,
+            "start_iter": at.step,
+            "max_iters": cfg.steps,
+            "out_dir": cfg.out_dir,
+            "resumed": at.step > 0,
+            "n_train": len(self.train_rows),
+            "n_val": len(self.val_rows),
+            "n_test": len(self.test_rows),
+        }
         for cb in self.callbacks:
             cb.on_start(info)
         self.model.train()
@@ -177,14 +194,22 @@ class FinetuneRun:
             lr = learning_rate(step, cfg)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            rows = self.rng.choice(self.train_rows, size=min(cfg.batch_size, len(self.train_rows)), replace=False)
-            loss = head_loss(self.outputs(rows, grad=True), self.targets[rows].to(self.device), self.specs)
+            rows = self.rng.choice(
+                self.train_rows, size=min(cfg.batch_size, len(self.train_rows)), replace=False
+            )
+            loss = head_loss(
+                self.outputs(rows, grad=True), self.targets[rows].to(self.device), self.specs
+            )
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_([p for _, p in self.model.trainable()], 1.0)
             self.optimizer.step()
             if step % log_every == 0 or step == cfg.steps:
-                metrics = {"train_loss": float(loss.detach()), "lr": lr, "iter_time_s": time.perf_counter() - started}
+                metrics = {
+                    "train_loss": float(loss.detach()),
+                    "lr": lr,
+                    "iter_time_s": time.perf_counter() - started,
+                }
                 for cb in self.callbacks:
                     cb.on_log(step, metrics)
             if step % cfg.eval_interval == 0 or step == cfg.steps:
@@ -203,11 +228,15 @@ class FinetuneRun:
             if saved != step:
                 at.step = step
                 self.save("last", step, at)
-            return FinetuneResult("stopped", step, best, cfg.out_dir, None, self.model, self.data, self.specs)
+            return FinetuneResult(
+                "stopped", step, best, cfg.out_dir, None, self.model, self.data, self.specs
+            )
         self.restore(at.best_state)
         metrics = self.evaluate(at.best_step, at.best, n_trainable)
         self.save("best", at.best_step, at)
-        return FinetuneResult("completed", step, best, cfg.out_dir, metrics, self.model, self.data, self.specs)
+        return FinetuneResult(
+            "completed", step, best, cfg.out_dir, metrics, self.model, self.data, self.specs
+        )
 
     @torch.no_grad()
     def evaluate(self, best_step: int, best: float, n_trainable: int) -> dict[str, Any]:
@@ -217,20 +246,39 @@ class FinetuneRun:
         self.model.eval()
         rows = np.arange(len(self.data))
         methods = {"finetune": decode(self.outputs(rows), self.specs)}
-        methods["probe"], alpha = ridge_probe(self.frozen.numpy(), self.targets.numpy(), self.specs,
-                                              self.train_rows, self.val_rows)
-        methods["constant"] = constant_predictions(self.specs, self.data.labels, self.train_rows, len(rows))
-        split_rows = dict(zip(SPLITS, (self.train_rows, self.val_rows, self.test_rows), strict=True))
-        scored = {m: {s: scores(self.specs, self.data.labels, pred, r) for s, r in split_rows.items()}
-                  for m, pred in methods.items()}
+        methods["probe"], alpha = ridge_probe(
+            self.frozen.numpy(), self.targets.numpy(), self.specs, self.train_rows, self.val_rows
+        )
+        methods["constant"] = constant_predictions(
+            self.specs, self.data.labels, self.train_rows, len(rows)
+        )
+        split_rows = dict(
+            zip(SPLITS, (self.train_rows, self.val_rows, self.test_rows), strict=True)
+        )
+        scored = {
+            m: {s: scores(self.specs, self.data.labels, pred, r) for s, r in split_rows.items()}
+            for m, pred in methods.items()
+        }
         cfg = self.cfg
         metrics = {
-            "task": cfg.task, "mode": cfg.mode, "labels": cfg.labels, "init": str(resolve_init(cfg.init)),
-            "pooling": cfg.pooling, "steps": cfg.steps, "best_step": best_step, "best_val_loss": best,
-            "n": {s: int(len(r)) for s, r in split_rows.items()}, "trainable_params": n_trainable,
-            "probe_alpha": alpha, "figure": self.run_dir.finetune_figure.name, **scored,
+            "task": cfg.task,
+            "mode": cfg.mode,
+            "labels": cfg.labels,
+            "init": str(resolve_init(cfg.init)),
+            "pooling": cfg.pooling,
+            "steps": cfg.steps,
+            "best_step": best_step,
+            "best_val_loss": best,
+            "n": {s: int(len(r)) for s, r in split_rows.items()},
+            "trainable_params": n_trainable,
+            "probe_alpha": alpha,
+            "figure": self.run_dir.finetune_figure.name,
+            **scored,
         }
-        write_atomic(self.run_dir.finetune_metrics, (json.dumps(json_safe(metrics), indent=2) + "\n").encode())
+        write_atomic(
+            self.run_dir.finetune_metrics,
+            (json.dumps(json_safe(metrics), indent=2) + "\n").encode(),
+        )
         png = test_figure(self.specs, self.data.labels, methods, self.test_rows, scored)
         write_atomic(self.run_dir.finetune_figure, png)
         return metrics
@@ -239,23 +287,38 @@ class FinetuneRun:
         """``best``: the servable model; ``last``: that and what a resume needs."""
         cfg, best = self.cfg, at.best if at.best < math.inf else None
         inherited = {k: self.init_meta.get(k) for k in ("codec", "tokeniser", "train_config")}
-        meta = {**inherited, "step": step, "best_val_loss": best, "finetune": {
-            "task": cfg.task, "mode": cfg.mode, "pooling": cfg.pooling, "init": str(resolve_init(cfg.init)),
-            "labels": specs_to_meta(self.specs), "head": self.model.head.describe(),
-            "lora": cfg.lora.model_dump() if cfg.mode == "lora" else None,
-            "config": cfg.model_dump(mode="json"),
-        }}
+        meta = {
+            **inherited,
+            "step": step,
+            "best_val_loss": best,
+            "finetune": {
+                "task": cfg.task,
+                "mode": cfg.mode,
+                "pooling": cfg.pooling,
+                "init": str(resolve_init(cfg.init)),
+                "labels": specs_to_meta(self.specs),
+                "head": self.model.head.describe(),
+                "lora": cfg.lora.model_dump() if cfg.mode == "lora" else None,
+                "config": cfg.model_dump(mode="json"),
+            },
+        }
         path = self.run_dir.checkpoint(name)
         resumable = name == "last"
-        save_checkpoint(path, self.model.merged_backbone(), meta=meta,
-                        extra_modules={HEAD_FILE: self.model.head},
-                        trainer_state=trainer_state(at, self.optimizer, self.rng) if resumable else None,
-                        extra_tensors=extra_tensors(dict(self.model.trainable()), at) if resumable else None)
+        save_checkpoint(
+            path,
+            self.model.merged_backbone(),
+            meta=meta,
+            extra_modules={HEAD_FILE: self.model.head},
+            trainer_state=trainer_state(at, self.optimizer, self.rng) if resumable else None,
+            extra_tensors=extra_tensors(dict(self.model.trainable()), at) if resumable else None,
+        )
         for cb in self.callbacks:
             cb.on_checkpoint(step, str(path), "best" if name == "best" else "last")
 
 
-def finetune(config: FinetuneConfig, callbacks: Sequence[TrainCallback] = (), resume: bool = True) -> FinetuneResult:
+def finetune(
+    config: FinetuneConfig, callbacks: Sequence[TrainCallback] = (), resume: bool = True
+) -> FinetuneResult:
     """Fine-tune ``config.init`` on ``config.labels``, continuing from ``checkpoints/last`` when
     there is one (``resume``); see the module doc."""
     return FinetuneRun(config, callbacks).run(resume)

@@ -61,7 +61,9 @@ class ModelCache:
 
     @property
     def n_bytes(self) -> int:
-        codecs = {id(e.codec): module_bytes(e.codec.codec) for e in self._entries.values() if e.codec}
+        codecs = {
+            id(e.codec): module_bytes(e.codec.codec) for e in self._entries.values() if e.codec
+        }
         return sum(e.n_bytes for e in self._entries.values()) + sum(codecs.values())
 
     def get(self, checkpoint: Path) -> LoadedModel:
@@ -110,6 +112,7 @@ class ModelCache:
         ):
             _, old = self._entries.popitem(last=False)
             self.evictions += 1
-            if old.codec is not None and all(e.codec is not old.codec for e in self._entries.values()):
+            if old.codec is not None and all(
+                e.codec is not old.codec for e in self._entries.values()
+            ):
                 codec_module.evict_codec(old.codec)
-

@@ -28,7 +28,10 @@ class EngineBusy(RuntimeError):
 
 
 _CLASSES: dict[ErrorKind, type[Exception]] = {
-    "codec": CodecError, "checkpoint": CheckpointError, "input": InputError, "options": OptionsError,
+    "codec": CodecError,
+    "checkpoint": CheckpointError,
+    "input": InputError,
+    "options": OptionsError,
     "busy": EngineBusy,
 }
 REQUEST_ERRORS: tuple[type[Exception], ...] = tuple(_CLASSES.values())
@@ -75,8 +78,11 @@ class ErrorPayload:
         kind = data.get("kind")
         if kind not in get_args(ErrorKind):
             raise ValueError(f"unknown inference error kind {kind!r}")
-        return cls(cast(ErrorKind, kind), str(data.get("message", "inference failed")),
-                   int(data.get("status", 422)))
+        return cls(
+            cast(ErrorKind, kind),
+            str(data.get("message", "inference failed")),
+            int(data.get("status", 422)),
+        )
 
     def exception(self) -> Exception:
         if self.kind == "input":

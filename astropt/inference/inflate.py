@@ -19,7 +19,9 @@ from contextlib import contextmanager
 from astropt.inference.limits import InputError
 
 _OUT_CHUNK = 1 << 20  # inflated bytes per step of the counting pass
-_IN_CHUNK = 1 << 16  # compressed bytes fed per step: the unconsumed tail never copies the whole file
+_IN_CHUNK = (
+    1 << 16
+)  # compressed bytes fed per step: the unconsumed tail never copies the whole file
 _budgets: dict[int, InflateBudget] = {}
 _budgets_lock = threading.Lock()
 
@@ -54,8 +56,11 @@ class InflateBudget:
 
 
 def busy(capacity: int, reserved: int) -> InputError:
-    error = InputError(503, f"the service is inflating {reserved} bytes of compressed uploads, its limit of "
-                       f"{capacity} at once (setting ASTROPT_INFERENCE_MAX_INFLATING_MB); retry shortly")
+    error = InputError(
+        503,
+        f"the service is inflating {reserved} bytes of compressed uploads, its limit of "
+        f"{capacity} at once (setting ASTROPT_INFERENCE_MAX_INFLATING_MB); retry shortly",
+    )
     error.retry_after_s = 2.0  # type: ignore[attr-defined]
     return error
 
@@ -78,7 +83,7 @@ def inflated_size(data: bytes, limit: int) -> int:
             if inflater.unconsumed_tail:
                 piece = inflater.unconsumed_tail
             elif position < len(view):
-                piece, position = view[position:position + _IN_CHUNK], position + _IN_CHUNK
+                piece, position = view[position : position + _IN_CHUNK], position + _IN_CHUNK
             else:
                 break
             total += len(inflater.decompress(piece, _OUT_CHUNK))

@@ -59,7 +59,9 @@ def reconstruct_patches(
 ) -> list[Reconstruction]:
     m = patch_settings(meta)
     if options.mode not in ("predict", "masked"):
-        raise OptionsError(f"a patch-token model supports modes 'predict' and 'masked'; got {options.mode!r}")
+        raise OptionsError(
+            f"a patch-token model supports modes 'predict' and 'masked'; got {options.mode!r}"
+        )
     if options.mode == "masked" and m.objective != "mae":
         raise OptionsError("mode 'masked' needs a masked-autoencoder model (objective 'mae')")
     device = next(model.parameters()).device
@@ -69,7 +71,9 @@ def reconstruct_patches(
     masks = None
     if options.mode == "masked":
         gen = torch.Generator().manual_seed(options.seed or 0)
-        masks = {PATCH_MODALITY: random_mask(seq.shape[0], seq.shape[1], 1 - options.keep_fraction, gen)}
+        masks = {
+            PATCH_MODALITY: random_mask(seq.shape[0], seq.shape[1], 1 - options.keep_fraction, gen)
+        }
     if m.objective == "ar":
         inputs = {PATCH_MODALITY: seq[:, :-1], f"{PATCH_MODALITY}_positions": positions[:, :-1]}
     else:
@@ -84,16 +88,27 @@ def reconstruct_patches(
     if masks is not None:  # the visible patches are shown as they were
         keep = ~masks[PATCH_MODALITY].cpu()
         pred[keep] = seq[keep]
-    images = patches_to_image(pred, stats["mean"], stats["std"], m.patch_size, 4, CROP, m.patch_order).numpy()
+    images = patches_to_image(
+        pred, stats["mean"], stats["std"], m.patch_size, 4, CROP, m.patch_order
+    ).numpy()
     results = []
     for i, cube in enumerate(cubes):
         index = [DEFAULT_BANDS.index(b) for b in cube.bands]
-        results.append(Reconstruction(
-            mode=options.mode, bands=cube.bands, original=own[i], codec=None, model=images[i],
-            tokens=np.zeros(0, np.int64), model_tokens=None, token_accuracy=None,
-            mse=float(np.mean((images[i][index].astype(np.float64) - own[i]) ** 2)),
-            codec_mse=float("nan"), warnings=list(cube.warnings),
-        ))
+        results.append(
+            Reconstruction(
+                mode=options.mode,
+                bands=cube.bands,
+                original=own[i],
+                codec=None,
+                model=images[i],
+                tokens=np.zeros(0, np.int64),
+                model_tokens=None,
+                token_accuracy=None,
+                mse=float(np.mean((images[i][index].astype(np.float64) - own[i]) ** 2)),
+                codec_mse=float("nan"),
+                warnings=list(cube.warnings),
+            )
+        )
     return results
 
 
@@ -109,7 +124,10 @@ def patch_inputs(crops: torch.Tensor, m: ModelSettings) -> dict[str, torch.Tenso
 
 @torch.no_grad()
 def embed_patches(
-    cubes: Sequence[Cube], model: GPT, meta: dict[str, Any], pooling: str = DEFAULT_POOL,
+    cubes: Sequence[Cube],
+    model: GPT,
+    meta: dict[str, Any],
+    pooling: str = DEFAULT_POOL,
     centre: int = DEFAULT_CENTRE,
 ) -> list[dict[str, np.ndarray]]:
     """Per image ``{pooling: float32[C]}``; ``centre`` counts AION tokens (the same pixels as a
@@ -122,11 +140,19 @@ def embed_patches(
     positions = None
     if pooling == "centre":
         try:
-            positions = centre_token_patches(centre, m.patch_size, m.patch_order, inputs[PATCH_MODALITY].shape[1])
+            positions = centre_token_patches(
+                centre, m.patch_size, m.patch_order, inputs[PATCH_MODALITY].shape[1]
+            )
         except ValueError as exc:
             raise OptionsError(str(exc)) from exc
-    pooled = model.embed({k: v.to(device) for k, v in inputs.items()}, pooling=pooling, centre=centre,
-                         positions=positions)
+    pooled = model.embed(
+        {k: v.to(device) for k, v in inputs.items()},
+        pooling=pooling,
+        centre=centre,
+        positions=positions,
+    )
     if not isinstance(pooled, dict):
         pooled = {pooling: pooled}
-    return [{k: v[row].float().cpu().numpy() for k, v in pooled.items()} for row in range(len(cubes))]
+    return [
+        {k: v[row].float().cpu().numpy() for k, v in pooled.items()} for row in range(len(cubes))
+    ]

@@ -58,7 +58,9 @@ class ReconstructOptions:
         if not 0.0 < self.keep_fraction <= 1.0:
             raise OptionsError(f"keep_fraction must be in (0, 1]; got {self.keep_fraction}")
         if not 0.0 <= self.temperature <= 100.0:
-            raise OptionsError(f"temperature must be in [0, 100] (0 = greedy); got {self.temperature}")
+            raise OptionsError(
+                f"temperature must be in [0, 100] (0 = greedy); got {self.temperature}"
+            )
         if self.top_k is not None and self.top_k < 1:
             raise OptionsError(f"top_k must be >= 1; got {self.top_k}")
         if self.seed is not None and not 0 <= self.seed < 2**63:
@@ -122,7 +124,9 @@ def encode_cubes(cubes: Sequence[Cube], codec: CodecHandle) -> tuple[torch.Tenso
     return codec.encode(crops, bands), crops
 
 
-def predict_tokens(model: GPT, tokens: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+def predict_tokens(
+    model: GPT, tokens: torch.Tensor, dtype: torch.dtype | None = None
+) -> torch.Tensor:
     """Teacher-forced argmax: ``[B, 576]`` codec tokens -> predicted ``[B, 576]`` (first token kept)."""
     device = _model_device(model)
     inputs, _ = shift_for_training(tokens.to(device))
@@ -176,7 +180,9 @@ def reconstruct(
         groups.setdefault(cube.bands, []).append(index)
     for indices in groups.values():
         group = [cubes[i] for i in indices]
-        for i, result in zip(indices, _reconstruct_group(group, codec, model, options, dtype), strict=True):
+        for i, result in zip(
+            indices, _reconstruct_group(group, codec, model, options, dtype), strict=True
+        ):
             results[i] = result
     return [r for r in results if r is not None]
 
@@ -198,7 +204,10 @@ def _reconstruct_group(
         if options.mode == "predict":
             model_tokens, scored_from = predict_tokens(model, tokens, dtype), 1
         else:
-            model_tokens, scored_from = complete_tokens(model, tokens, options, dtype), options.n_kept
+            model_tokens, scored_from = (
+                complete_tokens(model, tokens, options, dtype),
+                options.n_kept,
+            )
         decoded = codec.decode(torch.cat([tokens, model_tokens]), DEFAULT_BANDS).numpy()
     band_index = [DEFAULT_BANDS.index(b) for b in cubes[0].bands]
     results = []

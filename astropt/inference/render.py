@@ -124,8 +124,16 @@ def to_fits(recon: Reconstruction, metrics: dict | None = None) -> bytes:
             primary.header[f"HIERARCH ASTROPT {key.upper()}"] = value
     hdus = [primary]
     if recon.codec is not None:
-        hdus.append(fits.ImageHDU(recon.codec.astype(np.float32), header=_band_header(DEFAULT_BANDS), name="CODEC"))
-    hdus.append(fits.ImageHDU(recon.original.astype(np.float32), header=_band_header(recon.bands), name="ORIGINAL"))
+        hdus.append(
+            fits.ImageHDU(
+                recon.codec.astype(np.float32), header=_band_header(DEFAULT_BANDS), name="CODEC"
+            )
+        )
+    hdus.append(
+        fits.ImageHDU(
+            recon.original.astype(np.float32), header=_band_header(recon.bands), name="ORIGINAL"
+        )
+    )
     out = io.BytesIO()
     fits.HDUList(hdus).writeto(out)
     return out.getvalue()

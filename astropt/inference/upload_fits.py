@@ -58,7 +58,8 @@ def _check_declared_size(shapes: list[tuple[int, ...]], limits: UploadLimits) ->
     total = sum(math.prod(s) for s in shapes) * 8  # decoded as up to 64-bit values
     if total > limits.max_decompressed_bytes:
         raise InputError(
-            413, f"the image data would take {total} bytes in memory; the limit is "
+            413,
+            f"the image data would take {total} bytes in memory; the limit is "
             f"{limits.max_decompressed_bytes}",
         )
 
@@ -75,7 +76,8 @@ def _fits_layout(images, requested, limits: UploadLimits, notes: list[str]):
         return array, requested or _cube_header_bands(hdu.header, shape)
     if len(planes) == 1:
         raise InputError(
-            422, "the FITS file holds a single 2-D image (one band); send a cube "
+            422,
+            "the FITS file holds a single 2-D image (one band); send a cube "
             "(bands, H, W) or one image HDU per band, with at least 3 of g, r, i, z",
         )
     if not planes:
@@ -117,7 +119,8 @@ def _plane_header_bands(planes) -> tuple[str, ...] | None:
     unnamed = [i for (i, _, _), n in zip(planes, names, strict=True) if n is None]
     if unnamed:
         raise InputError(
-            422, f"image HDU(s) {unnamed} have no BAND/FILTER/EXTNAME naming their band; "
+            422,
+            f"image HDU(s) {unnamed} have no BAND/FILTER/EXTNAME naming their band; "
             "name every band in the file or pass bands=... with the request",
         )
     return tuple(_header_band(str(n)) for n in names)

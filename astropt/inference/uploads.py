@@ -57,8 +57,26 @@ FITS_MAGIC = b"SIMPLE  ="
 NPY_MAGIC = b"\x93NUMPY"
 ZIP_MAGIC = b"PK\x03\x04"
 GZIP_MAGIC = b"\x1f\x8b"
-SUPPORTED_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fz", ".npy", ".npy.gz", ".npz")
-__all__ = ["Cube", "InputError", "UploadLimits", "gunzip_limited", "normalise_band", "parse_bands", "parse_upload"]
+SUPPORTED_SUFFIXES = (
+    ".fits",
+    ".fit",
+    ".fts",
+    ".fits.gz",
+    ".fit.gz",
+    ".fz",
+    ".npy",
+    ".npy.gz",
+    ".npz",
+)
+__all__ = [
+    "Cube",
+    "InputError",
+    "UploadLimits",
+    "gunzip_limited",
+    "normalise_band",
+    "parse_bands",
+    "parse_upload",
+]
 
 
 @dataclass
@@ -72,7 +90,9 @@ class Cube:
     def central_crop(self) -> Cube:
         """Only what inference reads (the codec's 96x96 centre crop), in its own small array,
         so a large upload's full image can be freed as soon as it is parsed."""
-        return Cube(np.ascontiguousarray(centre_crop(self.flux)).copy(), self.bands, list(self.warnings))
+        return Cube(
+            np.ascontiguousarray(centre_crop(self.flux)).copy(), self.bands, list(self.warnings)
+        )
 
     @property
     def missing_bands(self) -> tuple[str, ...]:
@@ -89,7 +109,9 @@ def parse_upload(
     limits = limits or UploadLimits()
     requested = parse_bands(bands)
     if len(data) > limits.max_upload_bytes:
-        raise InputError(413, f"upload is {len(data)} bytes; the limit is {limits.max_upload_bytes}")
+        raise InputError(
+            413, f"upload is {len(data)} bytes; the limit is {limits.max_upload_bytes}"
+        )
     if not data:
         raise InputError(422, f"the uploaded file {filename!r} is empty")
     if data.startswith(GZIP_MAGIC):
@@ -101,7 +123,9 @@ def parse_upload(
     return _parse_plain(data, filename, requested, limits)
 
 
-def _parse_plain(data: bytes, filename: str, requested: tuple[str, ...] | None, limits: UploadLimits) -> Cube:
+def _parse_plain(
+    data: bytes, filename: str, requested: tuple[str, ...] | None, limits: UploadLimits
+) -> Cube:
     notes: list[str] = []
     if data.startswith(FITS_MAGIC):
         array, header_bands = read_fits(data, requested, limits, notes)
@@ -118,11 +142,13 @@ def _unrecognised(filename: str) -> InputError:
     name = filename.lower()
     if name.endswith(SUPPORTED_SUFFIXES):
         return InputError(
-            422, f"{filename!r} is named like a supported file but its content is not valid "
+            422,
+            f"{filename!r} is named like a supported file but its content is not valid "
             "FITS, NumPy .npy/.npz or gzip: the file is corrupt or truncated",
         )
     return InputError(
-        415, f"unsupported file type {filename!r}: send FITS (.fits, .fits.gz, .fz) or "
+        415,
+        f"unsupported file type {filename!r}: send FITS (.fits, .fits.gz, .fz) or "
         "NumPy (.npy, .npz) holding a flux cube in nanomaggies",
     )
 
@@ -180,13 +206,18 @@ def _finalise(
     if array.ndim == 4 and array.shape[0] == 1:
         array = array[0]
     if array.ndim == 2:
-        raise InputError(422, "a 2-D array is one band; send (bands, H, W) or (H, W, bands) with 3-4 bands")
+        raise InputError(
+            422, "a 2-D array is one band; send (bands, H, W) or (H, W, bands) with 3-4 bands"
+        )
     if array.ndim != 3:
-        raise InputError(422, f"expected a 3-D flux cube (bands, H, W) or (H, W, bands), got shape {array.shape}")
+        raise InputError(
+            422, f"expected a 3-D flux cube (bands, H, W) or (H, W, bands), got shape {array.shape}"
+        )
     array = _bands_first(array)
     if not 3 <= array.shape[0] <= 4:
         raise InputError(
-            422, f"the cube has {array.shape[0]} bands; send 3 or 4 of g, r, i, z (shape {array.shape})"
+            422,
+            f"the cube has {array.shape[0]} bands; send 3 or 4 of g, r, i, z (shape {array.shape})",
         )
     bands = _check_bands(bands, array.shape[0])
     _check_size(array.shape[1:], limits)
@@ -211,11 +242,13 @@ def _bands_first(array: np.ndarray) -> np.ndarray:
         return np.moveaxis(array, -1, 0)
     if first < MIN_SIDE and last < MIN_SIDE:
         raise InputError(
-            422, f"images must be at least {MIN_SIDE}x{MIN_SIDE} pixels (the codec's centre crop); "
+            422,
+            f"images must be at least {MIN_SIDE}x{MIN_SIDE} pixels (the codec's centre crop); "
             f"got shape {array.shape}",
         )
     raise InputError(
-        422, f"cannot tell which axis holds the bands in shape {array.shape}: expected "
+        422,
+        f"cannot tell which axis holds the bands in shape {array.shape}: expected "
         "(bands, H, W) or (H, W, bands) with 3 or 4 bands",
     )
 
@@ -225,11 +258,14 @@ def _check_bands(bands: tuple[str, ...] | None, n: int) -> tuple[str, ...]:
         if n == len(DEFAULT_BANDS):
             return DEFAULT_BANDS
         raise InputError(
-            422, f"the cube has {n} bands but none are named; pass bands=... (e.g. 'g,r,z') or "
+            422,
+            f"the cube has {n} bands but none are named; pass bands=... (e.g. 'g,r,z') or "
             "name them in the FITS header (BAND1..BANDn)",
         )
     if len(bands) != n:
-        raise InputError(422, f"{len(bands)} band names ({', '.join(bands)}) for a cube of {n} bands")
+        raise InputError(
+            422, f"{len(bands)} band names ({', '.join(bands)}) for a cube of {n} bands"
+        )
     if len(set(bands)) != n:
         raise InputError(422, f"band names repeat: {', '.join(bands)}")
     return bands
@@ -239,14 +275,19 @@ def _check_size(hw: tuple[int, ...], limits: UploadLimits) -> None:
     h, w = hw
     if h < MIN_SIDE or w < MIN_SIDE:
         raise InputError(
-            422, f"images must be at least {MIN_SIDE}x{MIN_SIDE} pixels (the codec's centre "
+            422,
+            f"images must be at least {MIN_SIDE}x{MIN_SIDE} pixels (the codec's centre "
             f"crop); got {h}x{w}",
         )
     if h > limits.max_side or w > limits.max_side:
-        raise InputError(413, f"images may be at most {limits.max_side} pixels per side; got {h}x{w}")
+        raise InputError(
+            413, f"images may be at most {limits.max_side} pixels per side; got {h}x{w}"
+        )
 
 
-def _mask_nonfinite(flux: np.ndarray, bands: tuple[str, ...], limits: UploadLimits, notes: list[str]) -> None:
+def _mask_nonfinite(
+    flux: np.ndarray, bands: tuple[str, ...], limits: UploadLimits, notes: list[str]
+) -> None:
     bad = ~np.isfinite(flux)
     n_bad = int(bad.sum())
     if not n_bad:
@@ -257,7 +298,8 @@ def _mask_nonfinite(flux: np.ndarray, bands: tuple[str, ...], limits: UploadLimi
     worst = int(np.argmax(centre))
     if centre[worst] > limits.max_nonfinite_fraction:
         raise InputError(
-            422, f"{centre[worst]:.0%} of the central {MIN_SIDE}x{MIN_SIDE} pixels of band "
+            422,
+            f"{centre[worst]:.0%} of the central {MIN_SIDE}x{MIN_SIDE} pixels of band "
             f"{bands[worst]} are NaN/inf (limit {limits.max_nonfinite_fraction:.0%})",
         )
     flux[bad] = 0.0

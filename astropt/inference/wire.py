@@ -26,7 +26,11 @@ RECONSTRUCTION_ARRAYS = ("original", "codec", "model", "tokens", "model_tokens")
 
 def pack_array(array: np.ndarray) -> dict[str, Any]:
     array = np.ascontiguousarray(array)
-    return {"dtype": array.dtype.str, "shape": list(array.shape), "data": base64.b64encode(array.tobytes()).decode()}
+    return {
+        "dtype": array.dtype.str,
+        "shape": list(array.shape),
+        "data": base64.b64encode(array.tobytes()).decode(),
+    }
 
 
 @overload
@@ -39,7 +43,9 @@ def unpack_array(packed: dict[str, Any] | None) -> np.ndarray | None:
     dtype = np.dtype(packed["dtype"])
     if dtype.kind not in "iuf":
         raise ValueError(f"refusing array dtype {dtype}")
-    return np.frombuffer(base64.b64decode(packed["data"]), dtype=dtype).reshape(packed["shape"]).copy()
+    return (
+        np.frombuffer(base64.b64decode(packed["data"]), dtype=dtype).reshape(packed["shape"]).copy()
+    )
 
 
 @dataclass
@@ -62,10 +68,16 @@ class InferenceRequest:
         return f"centre{self.centre}" if self.pooling == "centre" else self.pooling
 
     def to_wire(self) -> dict[str, Any]:
-        return {"kind": self.kind, "checkpoint": str(self.checkpoint), "flux": pack_array(self.cube.flux),
-                "bands": list(self.cube.bands), "warnings": list(self.cube.warnings),
-                "options": asdict(self.options) if self.options else None, "pooling": self.pooling,
-                "centre": self.centre}
+        return {
+            "kind": self.kind,
+            "checkpoint": str(self.checkpoint),
+            "flux": pack_array(self.cube.flux),
+            "bands": list(self.cube.bands),
+            "warnings": list(self.cube.warnings),
+            "options": asdict(self.options) if self.options else None,
+            "pooling": self.pooling,
+            "centre": self.centre,
+        }
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> InferenceRequest:
@@ -74,8 +86,14 @@ class InferenceRequest:
             raise ValueError("an inference request needs an image")
         cube = Cube(flux.astype(np.float32), tuple(data["bands"]), list(data.get("warnings", [])))
         options = ReconstructOptions(**data["options"]) if data.get("options") else None
-        return cls(data["kind"], Path(data["checkpoint"]), cube, options, data.get("pooling", DEFAULT_POOL),
-                   int(data.get("centre", DEFAULT_CENTRE)))
+        return cls(
+            data["kind"],
+            Path(data["checkpoint"]),
+            cube,
+            options,
+            data.get("pooling", DEFAULT_POOL),
+            int(data.get("centre", DEFAULT_CENTRE)),
+        )
 
 
 @dataclass
@@ -91,10 +109,16 @@ class InferenceResult:
         if isinstance(self.value, Reconstruction):
             recon = self.value
             value: dict[str, Any] = {
-                **{name: None if getattr(recon, name) is None else pack_array(getattr(recon, name))
-                   for name in RECONSTRUCTION_ARRAYS},
-                "mode": recon.mode, "bands": list(recon.bands), "token_accuracy": recon.token_accuracy,
-                "mse": recon.mse, "codec_mse": recon.codec_mse, "warnings": list(recon.warnings),
+                **{
+                    name: None if getattr(recon, name) is None else pack_array(getattr(recon, name))
+                    for name in RECONSTRUCTION_ARRAYS
+                },
+                "mode": recon.mode,
+                "bands": list(recon.bands),
+                "token_accuracy": recon.token_accuracy,
+                "mse": recon.mse,
+                "codec_mse": recon.codec_mse,
+                "warnings": list(recon.warnings),
             }
         elif isinstance(self.value, Prediction):
             value = self.value.to_dict()
@@ -109,11 +133,17 @@ class InferenceResult:
         if kind == "predict":
             value = Prediction.from_dict(packed)
         elif kind == "embed":
-            value = {name: unpack_array(vector).astype(np.float32) for name, vector in packed.items()}
+            value = {
+                name: unpack_array(vector).astype(np.float32) for name, vector in packed.items()
+            }
         else:
             value = Reconstruction(
-                mode=packed["mode"], bands=tuple(packed["bands"]), token_accuracy=packed["token_accuracy"],
-                mse=packed["mse"], codec_mse=packed["codec_mse"], warnings=list(packed["warnings"]),
+                mode=packed["mode"],
+                bands=tuple(packed["bands"]),
+                token_accuracy=packed["token_accuracy"],
+                mse=packed["mse"],
+                codec_mse=packed["codec_mse"],
+                warnings=list(packed["warnings"]),
                 **{name: unpack_array(packed[name]) for name in RECONSTRUCTION_ARRAYS},
             )
         return cls(value, dict(data["codec_info"]), float(data["compute_s"]))

@@ -33,10 +33,20 @@ import numpy as np
 
 from astropt.science.neighbours import neighbour_index
 
-METHODS = ("surprisal_knn", "surprisal_excess", "surprisal", "knn_cosine", "centred_cosine", "knn_distance",
-           "mahalanobis", "isolation_forest")
+METHODS = (
+    "surprisal_knn",
+    "surprisal_excess",
+    "surprisal",
+    "knn_cosine",
+    "centred_cosine",
+    "knn_distance",
+    "mahalanobis",
+    "isolation_forest",
+)
 DEFAULT_METHOD = "surprisal_knn"
-FALLBACK_METHOD = "knn_cosine"  # the default where a catalogue has no surprisal (patch or MAE models)
+FALLBACK_METHOD = (
+    "knn_cosine"  # the default where a catalogue has no surprisal (patch or MAE models)
+)
 NEEDS_SURPRISAL = ("surprisal", "surprisal_excess", "surprisal_knn")
 DEFAULT_K = 10
 VARIANCE_KEPT = 0.99
@@ -73,11 +83,17 @@ def _knn_mean(x: np.ndarray, k: int, metric: str) -> np.ndarray:
     if metric == "cosine":
         norms = np.linalg.norm(v, axis=1, keepdims=True)
         v = np.ascontiguousarray(v / np.where(norms == 0, 1.0, norms), dtype=np.float32)
-    index = _index(v.shape[1], len(v), faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2)
+    index = _index(
+        v.shape[1], len(v), faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
+    )
     index.add(v)
     found, _ = index.search(v, k + 1)
     found = found[:, 1:].astype(np.float64)  # column 0: the object itself
-    return (1.0 - found).mean(axis=1) if metric == "cosine" else np.sqrt(np.clip(found, 0, None)).mean(axis=1)
+    return (
+        (1.0 - found).mean(axis=1)
+        if metric == "cosine"
+        else np.sqrt(np.clip(found, 0, None)).mean(axis=1)
+    )
 
 
 def knn_cosine(embeddings: np.ndarray, k: int = DEFAULT_K) -> np.ndarray:
@@ -93,8 +109,9 @@ def knn_distance(embeddings: np.ndarray, k: int = DEFAULT_K) -> np.ndarray:
     return _knn_mean(_standardised(embeddings), k, "l2")
 
 
-def mahalanobis(embeddings: np.ndarray, variance: float = VARIANCE_KEPT,
-                max_components: int = MAX_COMPONENTS) -> np.ndarray:
+def mahalanobis(
+    embeddings: np.ndarray, variance: float = VARIANCE_KEPT, max_components: int = MAX_COMPONENTS
+) -> np.ndarray:
     """Squared Mahalanobis distance from the mean in the leading principal components
     (whitened: each divided by its standard deviation) that hold ``variance`` of the total."""
     x = _float(embeddings)
@@ -119,7 +136,9 @@ def isolation_forest(embeddings: np.ndarray, seed: int = 0) -> np.ndarray:
     return -forest.score_samples(x)
 
 
-def surprisal_excess(embeddings: np.ndarray, surprisal: np.ndarray, k: int = DEFAULT_K) -> np.ndarray:
+def surprisal_excess(
+    embeddings: np.ndarray, surprisal: np.ndarray, k: int = DEFAULT_K
+) -> np.ndarray:
     """Surprisal minus the median surprisal of the ``k`` nearest other objects (Euclidean,
     standardised embeddings)."""
     import faiss
@@ -144,14 +163,21 @@ def ranks(scores: np.ndarray) -> np.ndarray:
     return out
 
 
-def anomaly_scores(method: str, embeddings: np.ndarray, surprisal: np.ndarray | None = None,
-                   k: int = DEFAULT_K, knn: Callable[[], np.ndarray] | None = None) -> np.ndarray:
+def anomaly_scores(
+    method: str,
+    embeddings: np.ndarray,
+    surprisal: np.ndarray | None = None,
+    k: int = DEFAULT_K,
+    knn: Callable[[], np.ndarray] | None = None,
+) -> np.ndarray:
     """float64 ``[N]`` scores of ``method`` (larger: more unusual). ``knn``: where the caller
     has a search index, its ``knn_cosine`` scores (e.g. ``SimilarityIndex.outlier_scores``)."""
     cosine = knn or (lambda: knn_cosine(embeddings, k))
     if method in NEEDS_SURPRISAL and surprisal is None:
-        raise AnomalyError(f"method {method!r} needs the catalogue's surprisal column, which only AION-token "
-                           f"autoregressive models write; use {FALLBACK_METHOD!r}")
+        raise AnomalyError(
+            f"method {method!r} needs the catalogue's surprisal column, which only AION-token "
+            f"autoregressive models write; use {FALLBACK_METHOD!r}"
+        )
 
     def excess() -> np.ndarray:
         assert surprisal is not None  # NEEDS_SURPRISAL methods were refused above without it
@@ -176,8 +202,12 @@ def default_method(has_surprisal: bool) -> str:
     return DEFAULT_METHOD if has_surprisal else FALLBACK_METHOD
 
 
-def catalogue_anomaly_scores(catalogue: Any, method: str | None = None, k: int = DEFAULT_K,
-                             knn: Callable[[], np.ndarray] | None = None) -> tuple[str, np.ndarray]:
+def catalogue_anomaly_scores(
+    catalogue: Any,
+    method: str | None = None,
+    k: int = DEFAULT_K,
+    knn: Callable[[], np.ndarray] | None = None,
+) -> tuple[str, np.ndarray]:
     """(method, scores) of a :class:`~astropt.science.catalogue.Catalogue`: ``method``, or the
     default for it (``surprisal_knn`` where it has a ``surprisal`` column, else ``knn_cosine``)."""
     surprisal = catalogue.columns.get("surprisal")

@@ -31,19 +31,29 @@ class Embedded:
 DEFAULT_OPTIONS = EmbedOptions()  # frozen: safe as a default
 
 
-def embed_fluxes(model: EmbedModel, fluxes: Sequence[np.ndarray], kinds: Sequence[str],
-                 options: EmbedOptions = DEFAULT_OPTIONS, bands: tuple[str, ...] = DEFAULT_BANDS) -> Embedded:
+def embed_fluxes(
+    model: EmbedModel,
+    fluxes: Sequence[np.ndarray],
+    kinds: Sequence[str],
+    options: EmbedOptions = DEFAULT_OPTIONS,
+    bands: tuple[str, ...] = DEFAULT_BANDS,
+) -> Embedded:
     """Embeddings and surprisals of flux cubes ``[4, H, W]`` exactly as an embed job makes them."""
     parts, surprisals = [], []
     for start in range(0, len(fluxes), options.batch_size):
-        flux = np.stack(fluxes[start:start + options.batch_size]).astype(np.float32)
+        flux = np.stack(fluxes[start : start + options.batch_size]).astype(np.float32)
         inputs, targets = flux_inputs_and_targets(model, flux, bands)
-        pooled, surprisal = embed_and_surprisal(model.model, inputs, [options], model.reader, targets)
+        pooled, surprisal = embed_and_surprisal(
+            model.model, inputs, [options], model.reader, targets
+        )
         parts.append(pooled[0])
         if surprisal is not None:
             surprisals.append(surprisal)
-    return Embedded(np.concatenate(parts), np.concatenate(surprisals) if surprisals else None,
-                    np.asarray(kinds, dtype=str))
+    return Embedded(
+        np.concatenate(parts),
+        np.concatenate(surprisals) if surprisals else None,
+        np.asarray(kinds, dtype=str),
+    )
 
 
 @dataclass
@@ -72,14 +82,25 @@ def top_k_hits(scores: np.ndarray, is_anomaly: np.ndarray) -> np.ndarray:
     return hit & is_anomaly
 
 
-def run_trials(normal: Embedded, anomalies: Embedded, methods: Sequence[str], kinds: Sequence[str], *,
-               per_trial: int, trials: int, seed: int = 0, k: int = 10) -> dict[str, Recall]:
+def run_trials(
+    normal: Embedded,
+    anomalies: Embedded,
+    methods: Sequence[str],
+    kinds: Sequence[str],
+    *,
+    per_trial: int,
+    trials: int,
+    seed: int = 0,
+    k: int = 10,
+) -> dict[str, Recall]:
     """``trials`` draws of ``per_trial`` anomalies of ``kinds`` (without replacement within a
     draw) planted among all of ``normal``; recall in the top ``2 x per_trial`` per method."""
     rng = np.random.default_rng(seed)
     pool = np.flatnonzero(np.isin(anomalies.kinds, list(kinds)))
     if len(pool) < per_trial:
-        raise ValueError(f"{len(pool)} anomalies of kinds {list(kinds)}, fewer than {per_trial} per trial")
+        raise ValueError(
+            f"{len(pool)} anomalies of kinds {list(kinds)}, fewer than {per_trial} per trial"
+        )
     results = {m: Recall() for m in methods}
     n_normal = len(normal.kinds)
     for _ in range(trials):

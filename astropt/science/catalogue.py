@@ -54,8 +54,12 @@ class Catalogue:
     def label(self, name: str) -> np.ndarray:
         values = self.columns.get(name)
         if values is None or values.ndim != 1 or values.dtype.kind not in "iufb":
-            numeric = sorted(k for k, v in self.columns.items() if v.ndim == 1 and v.dtype.kind in "iufb")
-            raise CatalogueError(f"no numeric column {name!r}; the catalogue has {', '.join(numeric)}")
+            numeric = sorted(
+                k for k, v in self.columns.items() if v.ndim == 1 and v.dtype.kind in "iufb"
+            )
+            raise CatalogueError(
+                f"no numeric column {name!r}; the catalogue has {', '.join(numeric)}"
+            )
         return values.astype(np.float64)
 
     def is_categorical(self, name: str) -> bool:
@@ -73,8 +77,12 @@ class Catalogue:
         if values.dtype.kind == "f":
             whole = np.isfinite(values) & (values == np.round(values))
             if not whole[np.isfinite(values)].all():
-                raise CatalogueError(f"column {name!r} has non-integer values: it cannot name classes")
-            return np.where(np.isfinite(values), np.nan_to_num(values).astype(np.int64).astype(str), "")
+                raise CatalogueError(
+                    f"column {name!r} has non-integer values: it cannot name classes"
+                )
+            return np.where(
+                np.isfinite(values), np.nan_to_num(values).astype(np.int64).astype(str), ""
+            )
         return np.array(["" if v is None else str(v) for v in values.tolist()], dtype=str)
 
 
@@ -85,7 +93,12 @@ def _vector_array(values: np.ndarray) -> Any:
     return pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), values.shape[1])
 
 
-def write_parquet(path: Path, object_ids: list[str], vectors: dict[str, np.ndarray], columns: dict[str, np.ndarray]) -> None:
+def write_parquet(
+    path: Path,
+    object_ids: list[str],
+    vectors: dict[str, np.ndarray],
+    columns: dict[str, np.ndarray],
+) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -115,10 +128,14 @@ def read_catalogue(directory: str | Path) -> Catalogue:
     if manifest is None:
         raise CatalogueError(f"{directory} is not a complete catalogue (no valid {MANIFEST_FILE})")
     if manifest.get("format_version", 0) > FORMAT_VERSION:
-        raise CatalogueError(f"{directory}: catalogue format {manifest['format_version']} is newer than this astropt")
+        raise CatalogueError(
+            f"{directory}: catalogue format {manifest['format_version']} is newer than this astropt"
+        )
     table = pq.read_table(directory / CATALOGUE_FILE)
     if table.num_rows != manifest.get("count"):
-        raise CatalogueError(f"{directory}: {table.num_rows} rows but the manifest says {manifest.get('count')}")
+        raise CatalogueError(
+            f"{directory}: {table.num_rows} rows but the manifest says {manifest.get('count')}"
+        )
     columns: dict[str, np.ndarray] = {}
     for name in table.column_names:
         column = table.column(name).combine_chunks()
@@ -136,8 +153,12 @@ def check_target(target: str | Path) -> Path:
     """``target`` resolved; refuses a non-empty ``target`` that is not a catalogue, so nothing
     else is overwritten."""
     target = Path(target).expanduser().resolve()
-    if target.exists() and (not target.is_dir() or (any(target.iterdir()) and read_manifest(target) is None)):
-        raise CatalogueError(f"{target} exists and is not a catalogue; choose a new or empty directory")
+    if target.exists() and (
+        not target.is_dir() or (any(target.iterdir()) and read_manifest(target) is None)
+    ):
+        raise CatalogueError(
+            f"{target} exists and is not a catalogue; choose a new or empty directory"
+        )
     return target
 
 
@@ -186,7 +207,9 @@ def write_catalogue(
     """
     embeddings = np.asarray(embeddings, dtype=np.float32)
     if embeddings.ndim != 2 or len(embeddings) != len(object_ids):
-        raise CatalogueError(f"embeddings must be [N, D] with N = {len(object_ids)} object ids, got {embeddings.shape}")
+        raise CatalogueError(
+            f"embeddings must be [N, D] with N = {len(object_ids)} object ids, got {embeddings.shape}"
+        )
     if len(set(object_ids)) != len(object_ids):
         raise CatalogueError("object ids must be unique")
     vectors = {"embedding": embeddings}
@@ -195,7 +218,9 @@ def write_catalogue(
     columns = dict(columns or {})
     for name, values in [*vectors.items(), *columns.items()]:
         if len(values) != len(object_ids):
-            raise CatalogueError(f"column {name!r} has {len(values)} rows, expected {len(object_ids)}")
+            raise CatalogueError(
+                f"column {name!r} has {len(values)} rows, expected {len(object_ids)}"
+            )
     full = {**(manifest or {}), "count": len(object_ids), "embedding_dim": int(embeddings.shape[1])}
     with staged_directory(out_dir) as staging:
         write_parquet(staging / CATALOGUE_FILE, list(object_ids), vectors, columns)

@@ -82,7 +82,9 @@ def run_checkpoints(run_dir: str | Path) -> list[tuple[str, int, Path]]:
         step = int(json.loads((last / CONFIG_FILE).read_text()).get("step", 0))
         found.setdefault(step, ("last", step, last))
     if not found:
-        raise FileNotFoundError(f"{run_dir} has no checkpoints (checkpoints/step_*/ or checkpoints/last/)")
+        raise FileNotFoundError(
+            f"{run_dir} has no checkpoints (checkpoints/step_*/ or checkpoints/last/)"
+        )
     return [found[step] for step in sorted(found)]
 
 
@@ -113,8 +115,15 @@ def probe_checkpoints(
     parts = [reader.flux_inputs(flux, bands) for _, flux in opened.batches(options.batch_size)]
     inputs = {k: torch.cat([p[k] for p in parts]).cpu() for k in parts[0]}
     probe_set = ProbeSet(list(opened.object_ids), inputs, target, reader)
-    report = CheckpointProbes(str(Path(run_dir).resolve()), source.describe(), list(labels), options.pool,
-                              options.layer, folds, alpha)
+    report = CheckpointProbes(
+        str(Path(run_dir).resolve()),
+        source.describe(),
+        list(labels),
+        options.pool,
+        options.layer,
+        folds,
+        alpha,
+    )
     total = len(checkpoints) + (random_init is not None)
 
     def score(model: GPT) -> dict[str, LabelScore | None]:
@@ -160,8 +169,10 @@ def figure(report: CheckpointProbes) -> bytes:
     ax.set_xlabel("training step of the checkpoint")
     ax.set_ylabel(f"ridge probe R² ({report.folds}-fold)")
     n = report.source.get("n") or "?"
-    ax.set_title(f"probe vs checkpoint: {n} galaxies, {report.pool} pool"
-                 + (" (dashed: random init)" if report.random_init else ""))
+    ax.set_title(
+        f"probe vs checkpoint: {n} galaxies, {report.pool} pool"
+        + (" (dashed: random init)" if report.random_init else "")
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
@@ -175,7 +186,9 @@ def write_report(report: CheckpointProbes, out_dir: str | Path) -> tuple[Path, P
     """``probe_checkpoints.json`` and ``.png`` in ``out_dir`` (each written whole, then renamed)."""
     out = Path(out_dir)
     json_path, png_path = out / JSON_NAME, out / PNG_NAME
-    write_atomic(json_path, (json.dumps(_clean(report.to_dict()), indent=2, allow_nan=False) + "\n").encode())
+    write_atomic(
+        json_path, (json.dumps(_clean(report.to_dict()), indent=2, allow_nan=False) + "\n").encode()
+    )
     write_atomic(png_path, figure(report))
     return json_path, png_path
 

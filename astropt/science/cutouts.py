@@ -82,10 +82,18 @@ class RowImages:
 
         identity = self.source.get("identity") or []
         if self.source.get("kind") == "local":
-            column = identity[2] if len(identity) > 2 and isinstance(identity[2], str) else "legacysurvey_image"
+            column = (
+                identity[2]
+                if len(identity) > 2 and isinstance(identity[2], str)
+                else "legacysurvey_image"
+            )
             return SourceSpec("local", path=self.source.get("path"), image_column=column)
-        return SourceSpec("hf", path=self.source.get("dataset"), hf_split=self.source.get("split", "train"),
-                          streaming=bool(self.source.get("streaming", True)))
+        return SourceSpec(
+            "hf",
+            path=self.source.get("dataset"),
+            hf_split=self.source.get("split", "train"),
+            streaming=bool(self.source.get("streaming", True)),
+        )
 
     def _local(self, row: int, object_id: str) -> np.ndarray:
         from astropt.data.sources import open_rows
@@ -95,7 +103,9 @@ class RowImages:
                 self._rows = open_rows(self._spec().settings())[0]
             keys = self._rows.keys()
             if row >= len(keys) or str(keys[row]) != object_id:
-                raise ImageUnavailable(f"the local source no longer has object {object_id!r} at row {row}")
+                raise ImageUnavailable(
+                    f"the local source no longer has object {object_id!r} at row {row}"
+                )
             return centre_crop(np.asarray(self._rows.sample(row)["flux"], dtype=np.float32))
         except (OSError, ValueError) as exc:
             raise ImageUnavailable(f"the local source cannot be read: {exc}") from exc
@@ -106,7 +116,9 @@ class RowImages:
         try:
             for oid, flux, _ in StreamedRows(self._spec()).rows(row):
                 if str(oid) != object_id:
-                    raise ImageUnavailable(f"row {row} of the data set is {oid!r}, not {object_id!r}")
+                    raise ImageUnavailable(
+                        f"row {row} of the data set is {oid!r}, not {object_id!r}"
+                    )
                 return centre_crop(np.asarray(flux, dtype=np.float32))
         except (OSError, ValueError, ConnectionError) as exc:
             raise ImageUnavailable(f"the data set cannot be streamed here: {exc}") from exc
@@ -120,16 +132,22 @@ class RowImages:
 
         codec = self.manifest.get("codec") or {}
         shard_rows = int(self.manifest.get("shard_rows") or 0)
-        if not codec.get("spec") or shard_rows < 1 or self.source.get("kind") not in ("mock", "local"):
+        if (
+            not codec.get("spec")
+            or shard_rows < 1
+            or self.source.get("kind") not in ("mock", "local")
+        ):
             return None
         start = row - row % shard_rows
         span = range(start, min(start + shard_rows, int(self.manifest.get("count", 0))))
         data_source = dict(self.source)  # the embed job's key of the token cache (default bands)
-        tokens = TokenShards.for_source(data_source, codec.get("fingerprint", ""), DEFAULT_BANDS).load(span)
+        tokens = TokenShards.for_source(
+            data_source, codec.get("fingerprint", ""), DEFAULT_BANDS
+        ).load(span)
         if tokens is None:
             return None
         handle = load_codec(codec["spec"])
-        flux = handle.decode(tokens[row - start:row - start + 1].astype(np.int64), DEFAULT_BANDS)
+        flux = handle.decode(tokens[row - start : row - start + 1].astype(np.int64), DEFAULT_BANDS)
         return flux[0].numpy().astype(np.float32)
 
 
@@ -150,15 +168,21 @@ def cutout_png(image: GalaxyImage, zoom: int = CUTOUT_ZOOM) -> bytes:
     """A small PNG of the galaxy; a codec-decoded one says so in its corner."""
     from PIL import Image, ImageDraw
 
-    rgb = Image.fromarray(cutout_rgb(image.flux)).resize((image.flux.shape[2] * zoom, image.flux.shape[1] * zoom),
-                                                         Image.Resampling.NEAREST)
+    rgb = Image.fromarray(cutout_rgb(image.flux)).resize(
+        (image.flux.shape[2] * zoom, image.flux.shape[1] * zoom), Image.Resampling.NEAREST
+    )
     if image.origin == DECODED:
         ImageDraw.Draw(rgb).text((4, rgb.height - 14), "codec-decoded", fill=(255, 200, 0))
     return _png(rgb)
 
 
-def gallery_png(images: Sequence[GalaxyImage | None], captions: Sequence[str], title: str,
-                columns: int = 8, tile: int = 128) -> bytes:
+def gallery_png(
+    images: Sequence[GalaxyImage | None],
+    captions: Sequence[str],
+    title: str,
+    columns: int = 8,
+    tile: int = 128,
+) -> bytes:
     """PNG: the cut-outs in a grid (``columns`` wide, ``tile`` px each) with a caption under
     each; a missing image (None) is a grey tile; decoded ones are marked ``decoded``."""
     from PIL import Image, ImageDraw
@@ -174,11 +198,15 @@ def gallery_png(images: Sequence[GalaxyImage | None], captions: Sequence[str], t
         if image is None:
             draw.rectangle((x + 1, y + 1, x + tile - 2, y + tile - 2), fill=(160, 160, 160))
         else:
-            sheet.paste(Image.fromarray(cutout_rgb(image.flux)).resize((tile - 2, tile - 2), Image.Resampling.NEAREST),
-                        (x + 1, y + 1))
+            sheet.paste(
+                Image.fromarray(cutout_rgb(image.flux)).resize(
+                    (tile - 2, tile - 2), Image.Resampling.NEAREST
+                ),
+                (x + 1, y + 1),
+            )
             if image.origin == DECODED:
                 draw.text((x + 4, y + 2), "decoded", fill=(255, 200, 0))
-        draw.text((x + 2, y + tile), caption[:tile // 6], fill=(0, 0, 0))
+        draw.text((x + 2, y + tile), caption[: tile // 6], fill=(0, 0, 0))
     return _png(sheet)
 
 
@@ -186,7 +214,11 @@ def cutout_cache_path(catalogue_dir: str | Path, object_id: str, origin: str = P
     """Where a row's cut-out is kept: ``cutouts/<sha256 of the object id>[.decoded].png`` in
     the catalogue directory (a new catalogue in its place starts without them)."""
     stem = hashlib.sha256(object_id.encode()).hexdigest()[:32]
-    return Path(catalogue_dir) / CUTOUT_DIR / (f"{stem}.decoded.png" if origin == DECODED else f"{stem}.png")
+    return (
+        Path(catalogue_dir)
+        / CUTOUT_DIR
+        / (f"{stem}.decoded.png" if origin == DECODED else f"{stem}.png")
+    )
 
 
 def read_cached(catalogue_dir: str | Path, object_id: str) -> tuple[bytes, str] | None:

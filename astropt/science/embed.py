@@ -57,8 +57,14 @@ def embed_catalogue(
     shard_rows: int = DEFAULT_SHARD_ROWS,
 ) -> EmbedResult:
     """Embed every galaxy of ``source`` and write the catalogue directory ``out_dir``."""
-    return embed_catalogues(model, source, {out_dir: options}, progress=progress, should_stop=should_stop,
-                            shard_rows=shard_rows)[0]
+    return embed_catalogues(
+        model,
+        source,
+        {out_dir: options},
+        progress=progress,
+        should_stop=should_stop,
+        shard_rows=shard_rows,
+    )[0]
 
 
 def embed_catalogues(
@@ -83,7 +89,14 @@ def embed_catalogues(
     if shard_rows < 1:
         raise ValueError(f"shard_rows must be >= 1, got {shard_rows}")
     if source.kind == "hf":
-        return embed_stream(model, source, outputs, progress=progress, should_stop=should_stop, shard_rows=shard_rows)
+        return embed_stream(
+            model,
+            source,
+            outputs,
+            progress=progress,
+            should_stop=should_stop,
+            shard_rows=shard_rows,
+        )
     recipes = list(outputs.values())
     batch_size = min(o.batch_size for o in recipes)
     started = time.perf_counter()
@@ -95,15 +108,21 @@ def embed_catalogues(
     check_layers(model, recipes)
     reader = model.reader
     data_source = {**source.describe(), "identity": opened.identity}
-    works = [ShardDir(work_dir_for(out), work_key(model, data_source, o), total, shard_rows) for out, o in outputs.items()]
+    works = [
+        ShardDir(work_dir_for(out), work_key(model, data_source, o), total, shard_rows)
+        for out, o in outputs.items()
+    ]
     for out in outputs:
         check_target(out)
     first = min(work.open() for work in works)
     resumed_from = works[0].span(first).start if first < works[0].n_shards else total
     if progress:
         progress(resumed_from, total)
-    token_store = None if model.codec is None else TokenShards.for_source(data_source, model.codec.info.fingerprint,
-                                                                          bands)
+    token_store = (
+        None
+        if model.codec is None
+        else TokenShards.for_source(data_source, model.codec.info.fingerprint, bands)
+    )
     surprising = has_surprisal(model.model, reader.tokeniser)
     for index in range(first, works[0].n_shards):
         span = works[0].span(index)
@@ -120,7 +139,9 @@ def embed_catalogues(
                 inputs = reader.flux_inputs(flux, bands)
             else:  # codec tokens, from the token cache when an earlier catalogue of the source wrote them
                 if cached is not None:
-                    tokens = torch.from_numpy(cached[batch.start - span.start:batch.stop - span.start].astype(np.int64))
+                    tokens = torch.from_numpy(
+                        cached[batch.start - span.start : batch.stop - span.start].astype(np.int64)
+                    )
                 else:
                     tokens = model.codec.encode(np.ascontiguousarray(centre_crop(flux)), bands)
                     encoded.append(tokens.cpu().numpy())
@@ -136,14 +157,25 @@ def embed_catalogues(
                 progress(batch.stop, total)
         if token_store and cached is None:
             token_store.save(span, np.concatenate(encoded))
-        ids = opened.object_ids[span.start:span.stop]
-        columns = {k: v[span.start:span.stop] for k, v in opened.columns.items()}
+        ids = opened.object_ids[span.start : span.stop]
+        columns = {k: v[span.start : span.stop] for k, v in opened.columns.items()}
         if surprisals:
             columns[SURPRISAL_COLUMN] = np.concatenate(surprisals)
         aperture = np.concatenate(apertures)
         for work, part in zip(works, parts, strict=True):
-            work.write(index, ids, {"embedding": np.concatenate(part), "aperture_flux": aperture}, columns)
+            work.write(
+                index, ids, {"embedding": np.concatenate(part), "aperture_flux": aperture}, columns
+            )
     if should_stop and should_stop():
         return cancelled_results(works, outputs, total)
-    return finish_catalogues(model, works, outputs, data_source, total, sorted(opened.columns),
-                             started=started, resumed_from=resumed_from, shard_rows=shard_rows)
+    return finish_catalogues(
+        model,
+        works,
+        outputs,
+        data_source,
+        total,
+        sorted(opened.columns),
+        started=started,
+        resumed_from=resumed_from,
+        shard_rows=shard_rows,
+    )

@@ -102,13 +102,20 @@ def load_embed_model(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(random_init)
             model = GPT(GPTConfig.from_dict(loaded.meta["model_args"])).to(device).eval()
-        description = {"kind": "random-init", "like": str(checkpoint.resolve()), "seed": random_init}
+        description = {
+            "kind": "random-init",
+            "like": str(checkpoint.resolve()),
+            "seed": random_init,
+        }
     description["model_args"] = loaded.meta["model_args"]
     return EmbedModel(model, loaded.codec, loaded.meta, description)
 
 
 def embed_inputs_many(
-    model: GPT, inputs: dict[str, torch.Tensor], options: Sequence[EmbedOptions], reader: ModelReader,
+    model: GPT,
+    inputs: dict[str, torch.Tensor],
+    options: Sequence[EmbedOptions],
+    reader: ModelReader,
     dtype: torch.dtype | None = None,
 ) -> list[np.ndarray]:
     """Model inputs (:class:`ModelReader`) -> one float32 ``[B, C]`` per options, from one
@@ -117,8 +124,12 @@ def embed_inputs_many(
 
 
 def embed_and_surprisal(
-    model: GPT, inputs: dict[str, torch.Tensor], options: Sequence[EmbedOptions], reader: ModelReader,
-    targets: torch.Tensor | None, dtype: torch.dtype | None = None,
+    model: GPT,
+    inputs: dict[str, torch.Tensor],
+    options: Sequence[EmbedOptions],
+    reader: ModelReader,
+    targets: torch.Tensor | None,
+    dtype: torch.dtype | None = None,
 ) -> tuple[list[np.ndarray], np.ndarray | None]:
     """:func:`embed_inputs_many` and, given the next-token ``targets`` ``Long[B, T]`` of an
     AION-token model, each galaxy's surprisal (:func:`astropt.science.surprisal.surprisal`)
@@ -129,34 +140,56 @@ def embed_and_surprisal(
     n_layer = len(cast(torch.nn.ModuleList, model.transformer.h))
     for o in options:
         if not -n_layer <= o.layer < n_layer:
-            raise ValueError(f"layer must be in [{-n_layer}, {n_layer - 1}] for this model, got {o.layer}")
+            raise ValueError(
+                f"layer must be in [{-n_layer}, {n_layer - 1}] for this model, got {o.layer}"
+            )
     inputs = {k: v.to(device) for k, v in inputs.items()}
     upto = n_layer - 1 if targets is not None else max(o.layer % n_layer for o in options)
     with torch.inference_mode(), autocast(device, dtype):
         states, _ = model.layer_states(inputs, upto=upto)
         length = states[0].shape[1]
-        pooled = [pool_hidden(states[o.layer % n_layer], o.pool, o.centre,
-                              reader.centre(o.centre, length) if o.pool == "centre" else None) for o in options]
-        surprisal = None if targets is None else surprisal_of_states(model, states[-1], targets.to(device))
+        pooled = [
+            pool_hidden(
+                states[o.layer % n_layer],
+                o.pool,
+                o.centre,
+                reader.centre(o.centre, length) if o.pool == "centre" else None,
+            )
+            for o in options
+        ]
+        surprisal = (
+            None if targets is None else surprisal_of_states(model, states[-1], targets.to(device))
+        )
     return [p.float().cpu().numpy() for p in pooled], surprisal
 
 
-def embed_tokens(model: GPT, tokens: torch.Tensor, options: EmbedOptions, dtype: torch.dtype | None = None) -> np.ndarray:
+def embed_tokens(
+    model: GPT, tokens: torch.Tensor, options: EmbedOptions, dtype: torch.dtype | None = None
+) -> np.ndarray:
     """Codec tokens ``Long[B, 576]`` of an AION-token model -> float32 ``[B, C]``: the model
     reads positions 0..574 exactly as in training."""
     reader = ModelReader("aion")
     return embed_inputs_many(model, reader.token_inputs(tokens), [options], reader, dtype)[0]
 
 
-def embed_flux(em: EmbedModel, flux: np.ndarray, options: EmbedOptions, bands: tuple[str, ...] = DEFAULT_BANDS) -> np.ndarray:
+def embed_flux(
+    em: EmbedModel, flux: np.ndarray, options: EmbedOptions, bands: tuple[str, ...] = DEFAULT_BANDS
+) -> np.ndarray:
     """Flux ``[B, 4, H, W]`` (nanomaggies) -> embeddings float32 ``[B, C]``."""
     reader = em.reader
     return embed_inputs_many(em.model, reader.flux_inputs(flux, bands), [options], reader)[0]
 
 
 def finish_catalogues(
-    model: EmbedModel, works: list[ShardDir], outputs: Mapping[str | Path, EmbedOptions],
-    data_source: dict[str, Any], total: int, columns: list[str], *, started: float, resumed_from: int,
+    model: EmbedModel,
+    works: list[ShardDir],
+    outputs: Mapping[str | Path, EmbedOptions],
+    data_source: dict[str, Any],
+    total: int,
+    columns: list[str],
+    *,
+    started: float,
+    resumed_from: int,
     shard_rows: int,
 ) -> list[EmbedResult]:
     """Every shard is written: assemble each catalogue (manifest last), remove its work dir."""
@@ -189,8 +222,15 @@ def finish_catalogues(
                 raise CatalogueError(f"the shards of {out_dir} hold {rows} rows, expected {total}")
             write_manifest(staging, manifest)
         work.remove()
-        results.append(EmbedResult("completed", str(Path(out_dir).expanduser().resolve()), total, manifest,
-                                   resumed_from))
+        results.append(
+            EmbedResult(
+                "completed",
+                str(Path(out_dir).expanduser().resolve()),
+                total,
+                manifest,
+                resumed_from,
+            )
+        )
     return results
 
 
@@ -198,16 +238,24 @@ def check_layers(model: EmbedModel, recipes: Sequence[EmbedOptions]) -> None:
     n_layer = len(cast(torch.nn.ModuleList, model.model.transformer.h))
     for o in recipes:
         if not -n_layer <= o.layer < n_layer:
-            raise ValueError(f"layer must be in [{-n_layer}, {n_layer - 1}] for this model, got {o.layer}")
+            raise ValueError(
+                f"layer must be in [{-n_layer}, {n_layer - 1}] for this model, got {o.layer}"
+            )
 
 
-def work_key(model: EmbedModel, data_source: dict[str, Any], options: EmbedOptions) -> dict[str, Any]:
+def work_key(
+    model: EmbedModel, data_source: dict[str, Any], options: EmbedOptions
+) -> dict[str, Any]:
     """Everything a row of a shard depends on (``batch_size`` only changes the batching)."""
     checkpoint = model.description.get("checkpoint") or model.description.get("like")
     return {
-        "model": model.description, "weights": file_signature(checkpoint) if checkpoint else [],
-        "inputs": model.reader.describe(), "data_source": data_source,
-        "pool": options.pool, "layer": options.layer, "centre": options.centre if options.pool == "centre" else None,
+        "model": model.description,
+        "weights": file_signature(checkpoint) if checkpoint else [],
+        "inputs": model.reader.describe(),
+        "data_source": data_source,
+        "pool": options.pool,
+        "layer": options.layer,
+        "centre": options.centre if options.pool == "centre" else None,
         "surprisal": _surprisal_column(model),
     }
 
@@ -215,10 +263,16 @@ def work_key(model: EmbedModel, data_source: dict[str, Any], options: EmbedOptio
 def _surprisal_column(model: EmbedModel) -> str | None:
     from astropt.science.surprisal import SURPRISAL_COLUMN, has_surprisal
 
-    return SURPRISAL_COLUMN if model.codec is not None and has_surprisal(model.model, model.reader.tokeniser) else None
+    return (
+        SURPRISAL_COLUMN
+        if model.codec is not None and has_surprisal(model.model, model.reader.tokeniser)
+        else None
+    )
 
 
-def cancelled_results(works: list[ShardDir], outputs: Mapping[str | Path, EmbedOptions], count: int) -> list[EmbedResult]:
+def cancelled_results(
+    works: list[ShardDir], outputs: Mapping[str | Path, EmbedOptions], count: int
+) -> list[EmbedResult]:
     """Stopped: no catalogue is written; complete shards stay for a rerun (none: nothing stays)."""
     results = []
     for work in works:

@@ -24,8 +24,14 @@ def _png(fig: plt.Figure) -> bytes:
     return buf.getvalue()
 
 
-def out_of_fold_predictions(x: np.ndarray, y: np.ndarray, *, folds: int = DEFAULT_FOLDS,
-                            alpha: float = DEFAULT_ALPHA, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def out_of_fold_predictions(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    folds: int = DEFAULT_FOLDS,
+    alpha: float = DEFAULT_ALPHA,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
     """(truth, prediction) of the rows with a finite label, each predicted by the ridge probe
     fitted on the other folds: the folds of :func:`astropt.science.probe.ridge_cv`."""
     from sklearn.linear_model import Ridge
@@ -36,12 +42,20 @@ def out_of_fold_predictions(x: np.ndarray, y: np.ndarray, *, folds: int = DEFAUL
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     keep = np.isfinite(y) & np.isfinite(x).all(axis=1)
     model = make_pipeline(StandardScaler(), Ridge(alpha=alpha))
-    pred = cross_val_predict(model, x[keep], y[keep], cv=KFold(folds, shuffle=True, random_state=seed))
+    pred = cross_val_predict(
+        model, x[keep], y[keep], cv=KFold(folds, shuffle=True, random_state=seed)
+    )
     return y[keep], pred
 
 
-def out_of_fold_classes(x: np.ndarray, y: np.ndarray, *, folds: int = DEFAULT_FOLDS,
-                        alpha: float = DEFAULT_ALPHA, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def out_of_fold_classes(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    folds: int = DEFAULT_FOLDS,
+    alpha: float = DEFAULT_ALPHA,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
     """(truth, prediction) of the labelled rows by the logistic probe's folds
     (:func:`astropt.science.probe.logistic_cv`)."""
     from astropt.science.probe import _standardised_logistic, class_folds
@@ -69,13 +83,28 @@ def _confusion(ax: plt.Axes, truth: np.ndarray, pred: np.ndarray, label: str, sc
     ax.set_yticks(ticks, names, fontsize=7)
     if len(names) <= 8:
         for (i, j), share in np.ndenumerate(shares):
-            ax.text(j, i, f"{share:.2f}", ha="center", va="center", fontsize=7,
-                    color="white" if share > 0.5 else "black")
+            ax.text(
+                j,
+                i,
+                f"{share:.2f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if share > 0.5 else "black",
+            )
     ax.set(xlabel="predicted", ylabel=f"true {label}", title=f"{label}: accuracy {score:.3f}")
 
 
-def probe_figure(cat: Catalogue, labels: Sequence[str], r2: dict[str, float], *, folds: int = DEFAULT_FOLDS,
-                 alpha: float = DEFAULT_ALPHA, seed: int = 0, categorical: Sequence[str] = ()) -> bytes:
+def probe_figure(
+    cat: Catalogue,
+    labels: Sequence[str],
+    r2: dict[str, float],
+    *,
+    folds: int = DEFAULT_FOLDS,
+    alpha: float = DEFAULT_ALPHA,
+    seed: int = 0,
+    categorical: Sequence[str] = (),
+) -> bytes:
     """PNG: one panel per label, out-of-fold prediction against the truth, R^2 in the title
     (classes: the confusion matrix, accuracy in the title)."""
     cols = min(3, len(labels))
@@ -83,16 +112,24 @@ def probe_figure(cat: Catalogue, labels: Sequence[str], r2: dict[str, float], *,
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.8 * rows), squeeze=False)
     for ax, label in zip(axes.flat, labels, strict=False):
         if label in categorical or cat.is_categorical(label):
-            truth, pred = out_of_fold_classes(cat.embeddings, cat.classes(label), folds=folds, alpha=alpha, seed=seed)
+            truth, pred = out_of_fold_classes(
+                cat.embeddings, cat.classes(label), folds=folds, alpha=alpha, seed=seed
+            )
             _confusion(ax, truth, pred, label, r2.get(label, float("nan")))
             continue
-        truth, pred = out_of_fold_predictions(cat.embeddings, cat.label(label), folds=folds, alpha=alpha, seed=seed)
+        truth, pred = out_of_fold_predictions(
+            cat.embeddings, cat.label(label), folds=folds, alpha=alpha, seed=seed
+        )
         step = max(1, len(truth) // MAX_POINTS)
         ax.scatter(truth[::step], pred[::step], s=4, alpha=0.5)
         lo, hi = np.nanmin(truth), np.nanmax(truth)
         ax.plot([lo, hi], [lo, hi], "k--", lw=1)
-        ax.set(xlabel=f"true {label}", ylabel="predicted", title=f"{label}: R² {r2.get(label, float('nan')):.3f}")
-    for ax in list(axes.flat)[len(labels):]:
+        ax.set(
+            xlabel=f"true {label}",
+            ylabel="predicted",
+            title=f"{label}: R² {r2.get(label, float('nan')):.3f}",
+        )
+    for ax in list(axes.flat)[len(labels) :]:
         ax.axis("off")
     fig.tight_layout()
     return _png(fig)
@@ -117,22 +154,34 @@ def scaled_colours(values: np.ndarray, scale: str) -> tuple[np.ndarray, str]:
         return out, " (percentile rank)"
     if scale == "log":
         with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(finite & (values > 0), np.log10(np.where(values > 0, values, 1.0)), np.nan), " (log10)"
+            return np.where(
+                finite & (values > 0), np.log10(np.where(values > 0, values, 1.0)), np.nan
+            ), " (log10)"
     if scale != "linear":
         raise ValueError(f"scale must be one of {', '.join(MAP_SCALES)}, got {scale!r}")
     return values, ""
 
 
-def map_figure(xy: np.ndarray, color: np.ndarray | None, color_name: str | None, title: str,
-               scale: str = "linear") -> bytes:
+def map_figure(
+    xy: np.ndarray,
+    color: np.ndarray | None,
+    color_name: str | None,
+    title: str,
+    scale: str = "linear",
+) -> bytes:
     """PNG: the 2-D map of a catalogue, coloured by a column (numbers: a colour bar on
     ``scale``). Objects without a value are drawn grey, kept in the axis limits and counted in
     the legend."""
     return _png(map_axes(xy, color, color_name, title, scale))
 
 
-def map_axes(xy: np.ndarray, color: np.ndarray | None, color_name: str | None, title: str,
-             scale: str = "linear") -> plt.Figure:
+def map_axes(
+    xy: np.ndarray,
+    color: np.ndarray | None,
+    color_name: str | None,
+    title: str,
+    scale: str = "linear",
+) -> plt.Figure:
     """The figure of :func:`map_figure` (its first axes: the map), for a caller to inspect or save."""
     step = max(1, len(xy) // MAX_POINTS)
     xy = xy[::step]
@@ -143,11 +192,19 @@ def map_axes(xy: np.ndarray, color: np.ndarray | None, color_name: str | None, t
         values, suffix = scaled_colours(np.asarray(color, dtype=np.float64)[::step], scale)
         has = np.isfinite(values)
         if (~has).any():
-            ax.scatter(xy[~has, 0], xy[~has, 1], s=4, alpha=0.6, color=NO_VALUE_GREY,
-                       label=f"no {color_name} value ({int((~has).sum() * step)})")
+            ax.scatter(
+                xy[~has, 0],
+                xy[~has, 1],
+                s=4,
+                alpha=0.6,
+                color=NO_VALUE_GREY,
+                label=f"no {color_name} value ({int((~has).sum() * step)})",
+            )
             ax.legend(loc="best", fontsize=8, markerscale=3)
         if has.any():
-            points = ax.scatter(xy[has, 0], xy[has, 1], c=values[has], s=4, alpha=0.8, cmap="viridis")
+            points = ax.scatter(
+                xy[has, 0], xy[has, 1], c=values[has], s=4, alpha=0.8, cmap="viridis"
+            )
             fig.colorbar(points, ax=ax, label=f"{color_name}{suffix}")
     ax.set(xlabel="PC 1", ylabel="PC 2", title=title)
     fig.tight_layout()

@@ -29,7 +29,9 @@ def read_label_table(path: str | Path) -> dict[str, np.ndarray]:
         if path.suffix.lower() == ".csv":
             from pyarrow import csv
 
-            table = csv.read_csv(path, convert_options=csv.ConvertOptions(column_types={KEY: pa.string()}))
+            table = csv.read_csv(
+                path, convert_options=csv.ConvertOptions(column_types={KEY: pa.string()})
+            )
         elif path.suffix.lower() in (".parquet", ".pq"):
             import pyarrow.parquet as pq
 
@@ -39,7 +41,9 @@ def read_label_table(path: str | Path) -> dict[str, np.ndarray]:
     except pa.ArrowInvalid as exc:
         raise CatalogueError(f"label table {path.name} could not be read: {exc}") from exc
     if KEY not in table.column_names:
-        raise CatalogueError(f"label table {path.name} has no {KEY!r} column (it has {', '.join(table.column_names)})")
+        raise CatalogueError(
+            f"label table {path.name} has no {KEY!r} column (it has {', '.join(table.column_names)})"
+        )
     out = {KEY: np.asarray(table.column(KEY).to_pylist(), dtype=str)}
     for name in table.column_names:
         column = table.column(name)
@@ -47,15 +51,23 @@ def read_label_table(path: str | Path) -> dict[str, np.ndarray]:
             continue
         if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
             out[name] = np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
-        elif (pa.types.is_boolean(column.type) or pa.types.is_string(column.type)
-              or pa.types.is_large_string(column.type) or pa.types.is_dictionary(column.type)):
-            out[name] = np.array(["" if v is None else str(v) for v in column.to_pylist()], dtype=str)
+        elif (
+            pa.types.is_boolean(column.type)
+            or pa.types.is_string(column.type)
+            or pa.types.is_large_string(column.type)
+            or pa.types.is_dictionary(column.type)
+        ):
+            out[name] = np.array(
+                ["" if v is None else str(v) for v in column.to_pylist()], dtype=str
+            )
     if len(out) == 1:
         raise CatalogueError(f"label table {path.name} has no label column besides {KEY!r}")
     return out
 
 
-def join_labels(catalogue: Catalogue, table: dict[str, np.ndarray], where: str = "the label table") -> Catalogue:
+def join_labels(
+    catalogue: Catalogue, table: dict[str, np.ndarray], where: str = "the label table"
+) -> Catalogue:
     """``catalogue`` with the table's columns added (NaN or ``""`` where an object is missing)."""
     ids = table[KEY]
     unique, counts = np.unique(ids, return_counts=True)
@@ -63,12 +75,16 @@ def join_labels(catalogue: Catalogue, table: dict[str, np.ndarray], where: str =
         raise CatalogueError(f"{where} lists object {unique[counts > 1][0]!r} more than once")
     clash = sorted(set(table) - {KEY} & set(catalogue.columns))
     if clash:
-        raise CatalogueError(f"{where} has columns the catalogue already has ({', '.join(clash)}); rename them")
+        raise CatalogueError(
+            f"{where} has columns the catalogue already has ({', '.join(clash)}); rename them"
+        )
     row = {oid: i for i, oid in enumerate(ids)}
     rows = np.array([row.get(oid, -1) for oid in catalogue.object_ids])
     if (rows < 0).all():
-        raise CatalogueError(f"no object of the catalogue is in {where} (match on {KEY!r}, e.g. "
-                             f"{catalogue.object_ids[0]!r})")
+        raise CatalogueError(
+            f"no object of the catalogue is in {where} (match on {KEY!r}, e.g. "
+            f"{catalogue.object_ids[0]!r})"
+        )
     columns = dict(catalogue.columns)
     for name, values in table.items():
         if name != KEY:

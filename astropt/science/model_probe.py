@@ -41,7 +41,9 @@ class ProbeSet:
 
     def __post_init__(self) -> None:
         n = len(self.object_ids)
-        if any(v.shape[0] != n for v in self.inputs.values()) or any(len(v) != n for v in self.labels.values()):
+        if any(v.shape[0] != n for v in self.inputs.values()) or any(
+            len(v) != n for v in self.labels.values()
+        ):
             raise ValueError("a probe set's ids, inputs and labels must have one row per galaxy")
 
     def rows(self, lo: int, hi: int) -> dict[str, torch.Tensor]:
@@ -62,9 +64,13 @@ def table_files(settings: DataSettings) -> list[Path]:
         kind, files = discover(settings.path)
         if kind == "table":
             return files
-        raise DataSourceError(f"{settings.path}: FITS/.npy cubes carry no label columns; "
-                              "probes need a Parquet/Arrow table")
-    raise DataSourceError(f"probes read labels from mock or local tables, not data.source {settings.source!r}")
+        raise DataSourceError(
+            f"{settings.path}: FITS/.npy cubes carry no label columns; "
+            "probes need a Parquet/Arrow table"
+        )
+    raise DataSourceError(
+        f"probes read labels from mock or local tables, not data.source {settings.source!r}"
+    )
 
 
 def source_columns(settings: DataSettings) -> dict[str, np.ndarray]:
@@ -74,12 +80,16 @@ def source_columns(settings: DataSettings) -> dict[str, np.ndarray]:
     return columns
 
 
-def select_labels(columns: dict[str, np.ndarray], labels: Sequence[str], rows: Sequence[int]) -> dict[str, np.ndarray]:
+def select_labels(
+    columns: dict[str, np.ndarray], labels: Sequence[str], rows: Sequence[int]
+) -> dict[str, np.ndarray]:
     """``labels`` at ``rows`` as float64; a missing or non-numeric label fails naming the choices."""
     missing = [name for name in labels if name not in columns]
     if missing:
         numeric = sorted(k for k, v in columns.items() if v.dtype.kind == "f")
-        raise DataSourceError(f"label(s) {missing} are not columns of the data source; it has {numeric}")
+        raise DataSourceError(
+            f"label(s) {missing} are not columns of the data source; it has {numeric}"
+        )
     text = [name for name in labels if columns[name].dtype.kind != "f"]
     if text:
         raise DataSourceError(f"label(s) {text} are not numeric columns")
@@ -87,8 +97,14 @@ def select_labels(columns: dict[str, np.ndarray], labels: Sequence[str], rows: S
     return {name: columns[name][index].astype(np.float64) for name in labels}
 
 
-def embed_set(model: GPT, probe_set: ProbeSet, options: EmbedOptions, *, dtype: torch.dtype | None = None,
-              stop: ShouldStop | None = None) -> np.ndarray:
+def embed_set(
+    model: GPT,
+    probe_set: ProbeSet,
+    options: EmbedOptions,
+    *,
+    dtype: torch.dtype | None = None,
+    stop: ShouldStop | None = None,
+) -> np.ndarray:
     """Embeddings ``float32[N, C]`` of the probe set, ``options.batch_size`` galaxies a forward."""
     parts = []
     for lo in range(0, len(probe_set), options.batch_size):
@@ -98,8 +114,14 @@ def embed_set(model: GPT, probe_set: ProbeSet, options: EmbedOptions, *, dtype: 
     return np.concatenate(parts)
 
 
-def score_embeddings(x: np.ndarray, labels: dict[str, np.ndarray], *, folds: int = DEFAULT_FOLDS,
-                     alpha: float = DEFAULT_ALPHA, seed: int = 0) -> dict[str, LabelScore | None]:
+def score_embeddings(
+    x: np.ndarray,
+    labels: dict[str, np.ndarray],
+    *,
+    folds: int = DEFAULT_FOLDS,
+    alpha: float = DEFAULT_ALPHA,
+    seed: int = 0,
+) -> dict[str, LabelScore | None]:
     """Cross-validated ridge R^2 per label (None where too few rows have a finite label)."""
     out: dict[str, LabelScore | None] = {}
     for name, y in labels.items():
@@ -110,9 +132,17 @@ def score_embeddings(x: np.ndarray, labels: dict[str, np.ndarray], *, folds: int
     return out
 
 
-def probe_model(model: GPT, probe_set: ProbeSet, options: EmbedOptions, *, folds: int = DEFAULT_FOLDS,
-                alpha: float = DEFAULT_ALPHA, seed: int = 0, dtype: torch.dtype | None = None,
-                stop: ShouldStop | None = None) -> dict[str, LabelScore | None]:
+def probe_model(
+    model: GPT,
+    probe_set: ProbeSet,
+    options: EmbedOptions,
+    *,
+    folds: int = DEFAULT_FOLDS,
+    alpha: float = DEFAULT_ALPHA,
+    seed: int = 0,
+    dtype: torch.dtype | None = None,
+    stop: ShouldStop | None = None,
+) -> dict[str, LabelScore | None]:
     """Embed the probe set with ``model`` (in eval mode; its mode is restored) and score each label."""
     was_training = model.training
     model.eval()

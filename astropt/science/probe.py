@@ -28,7 +28,7 @@ from astropt.science.catalogue import Catalogue, CatalogueError, read_catalogue
 DEFAULT_FOLDS = 5
 DEFAULT_ALPHA = 100.0
 APERTURE = "aperture_flux"
-HOLDOUT_ALPHAS = tuple(10.0 ** k for k in range(-2, 5))  # ridge_holdout's grid
+HOLDOUT_ALPHAS = tuple(10.0**k for k in range(-2, 5))  # ridge_holdout's grid
 SHUFFLED = "shuffled_labels"  # the embeddings against permuted labels: R^2 must be ~0
 Metric = Literal["r2", "accuracy"]
 
@@ -78,7 +78,12 @@ class ProbeReport:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ProbeReport:
         features = [
-            FeatureScores(f["name"], f["dim"], f["source"], {k: LabelScore(**v) for k, v in f["scores"].items()})
+            FeatureScores(
+                f["name"],
+                f["dim"],
+                f["source"],
+                {k: LabelScore(**v) for k, v in f["scores"].items()},
+            )
             for f in data["features"]
         ]
         return cls(**{**data, "features": features})
@@ -120,7 +125,10 @@ def _standardised_ridge(alpha: float) -> Any:
 
 
 def ridge_holdout(
-    x: np.ndarray, y: np.ndarray, train: np.ndarray, val: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    train: np.ndarray,
+    val: np.ndarray,
     alphas: tuple[float, ...] = HOLDOUT_ALPHAS,
 ) -> tuple[np.ndarray, float]:
     """Predictions for every row of a standardised ridge regression fitted on the ``train``
@@ -169,9 +177,13 @@ def ridge_cv(
     low = high = None
     if bootstrap > 0:
         rng = np.random.default_rng(seed)
-        draws = [_r2(y[i], pred[i]) for i in (rng.integers(0, len(y), len(y)) for _ in range(bootstrap))]
+        draws = [
+            _r2(y[i], pred[i]) for i in (rng.integers(0, len(y), len(y)) for _ in range(bootstrap))
+        ]
         low, high = (float(v) for v in np.nanpercentile(draws, [2.5, 97.5]))
-    return LabelScore(float(np.mean(scores)), float(np.std(scores)), [float(s) for s in scores], len(y), low, high)
+    return LabelScore(
+        float(np.mean(scores)), float(np.std(scores)), [float(s) for s in scores], len(y), low, high
+    )
 
 
 def _standardised_logistic(alpha: float) -> Any:
@@ -190,10 +202,16 @@ def class_folds(y: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, 
 
     names, counts = np.unique(y, return_counts=True)
     if len(names) < 2:
-        raise ValueError(f"one class ({str(names[0])!r}) only: nothing to classify" if len(names) else "no labelled rows")
+        raise ValueError(
+            f"one class ({str(names[0])!r}) only: nothing to classify"
+            if len(names)
+            else "no labelled rows"
+        )
     if counts.min() < folds:
-        raise ValueError(f"class {str(names[counts.argmin()])!r} has {counts.min()} objects, fewer than the "
-                         f"{folds} folds; merge rare classes or use fewer folds")
+        raise ValueError(
+            f"class {str(names[counts.argmin()])!r} has {counts.min()} objects, fewer than the "
+            f"{folds} folds; merge rare classes or use fewer folds"
+        )
     return list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
 
 
@@ -225,8 +243,17 @@ def logistic_cv(
         hits = pred == y
         draws = [float(hits[rng.integers(0, len(y), len(y))].mean()) for _ in range(bootstrap)]
         low, high = (float(v) for v in np.percentile(draws, [2.5, 97.5]))
-    return LabelScore(float(np.mean(scores)), float(np.std(scores)), scores, len(y), low, high,
-                      metric="accuracy", chance=float(np.mean(chance)), n_classes=len(np.unique(y)))
+    return LabelScore(
+        float(np.mean(scores)),
+        float(np.std(scores)),
+        scores,
+        len(y),
+        low,
+        high,
+        metric="accuracy",
+        chance=float(np.mean(chance)),
+        n_classes=len(np.unique(y)),
+    )
 
 
 def _aligned(base: Catalogue, other: Catalogue, what: str) -> np.ndarray:
@@ -234,7 +261,9 @@ def _aligned(base: Catalogue, other: Catalogue, what: str) -> np.ndarray:
     where = {oid: i for i, oid in enumerate(other.object_ids)}
     missing = [oid for oid in base.object_ids if oid not in where]
     if missing or len(other) != len(base):
-        raise CatalogueError(f"{what} does not hold the same objects as the catalogue ({len(missing)} missing)")
+        raise CatalogueError(
+            f"{what} does not hold the same objects as the catalogue ({len(missing)} missing)"
+        )
     return np.array([where[oid] for oid in base.object_ids])
 
 
@@ -265,8 +294,12 @@ def probe_catalogue(
     stray = sorted(set(categorical) - set(labels))
     if stray:
         raise ValueError(f"categorical names {stray}, which are not among the labels probed")
-    targets = {name: base.classes(name) if name in categorical or base.is_categorical(name) else base.label(name)
-               for name in labels}
+    targets = {
+        name: base.classes(name)
+        if name in categorical or base.is_categorical(name)
+        else base.label(name)
+        for name in labels
+    }
     sets: list[tuple[str, np.ndarray, str]] = [("embedding", base.embeddings, where)]
     for name, other in (baselines or {}).items():
         cat = other if isinstance(other, Catalogue) else read_catalogue(other)
@@ -282,8 +315,17 @@ def probe_catalogue(
         results.append(FeatureScores(name, int(x.shape[1]), source, scores))
     if shuffled:
         rng = np.random.default_rng(seed)
-        scores = {label: score_label(base.embeddings, rng.permutation(y), folds=folds, alpha=alpha, seed=seed,
-                                     bootstrap=bootstrap) for label, y in targets.items()}
+        scores = {
+            label: score_label(
+                base.embeddings,
+                rng.permutation(y),
+                folds=folds,
+                alpha=alpha,
+                seed=seed,
+                bootstrap=bootstrap,
+            )
+            for label, y in targets.items()
+        }
         results.append(FeatureScores(SHUFFLED, int(base.embeddings.shape[1]), where, scores))
     return ProbeReport(where, len(base), folds, alpha, seed, bootstrap, list(labels), results)
 

@@ -84,6 +84,10 @@ class ModelReader:
         if self.codec is not None:
             return {"tokeniser": "aion", "codec": self.codec.info.fingerprint}
         assert self.patch is not None
-        return {"tokeniser": "patch", "patch_size": self.patch.patch_size, "patch_order": self.patch.patch_order,
-                "patch_encoder": self.patch.patch_encoder, "objective": self.patch.objective}
-
+        return {
+            "tokeniser": "patch",
+            "patch_size": self.patch.patch_size,
+            "patch_order": self.patch.patch_order,
+            "patch_encoder": self.patch.patch_encoder,
+            "objective": self.patch.objective,
+        }

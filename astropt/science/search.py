@@ -39,12 +39,12 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(v / np.where(norms == 0, 1.0, norms), dtype=np.float32)
 
 
-
-
 class SimilarityIndex:
     """A cosine-similarity index over one catalogue's embeddings (``kind``: exact or hnsw)."""
 
-    def __init__(self, object_ids: np.ndarray, embeddings: np.ndarray, exact_up_to: int = EXACT_UP_TO):
+    def __init__(
+        self, object_ids: np.ndarray, embeddings: np.ndarray, exact_up_to: int = EXACT_UP_TO
+    ):
         import faiss
 
         if len(object_ids) != len(embeddings) or len(object_ids) == 0:
@@ -54,7 +54,9 @@ class SimilarityIndex:
         self._row = {oid: i for i, oid in enumerate(self.object_ids)}
         dim = self.vectors.shape[1]
         self.kind = "exact" if len(self.vectors) <= exact_up_to else "hnsw"
-        self.index = neighbour_index(dim, len(self.vectors), faiss.METRIC_INNER_PRODUCT, exact_up_to)
+        self.index = neighbour_index(
+            dim, len(self.vectors), faiss.METRIC_INNER_PRODUCT, exact_up_to
+        )
         self.index.add(self.vectors)
 
     @classmethod
@@ -73,9 +75,15 @@ class SimilarityIndex:
         """The ``k`` most similar objects to ``vector`` (``[D]``), best first."""
         v = np.asarray(vector, dtype=np.float32).reshape(1, -1)
         if v.shape[1] != self.vectors.shape[1]:
-            raise ValueError(f"query has {v.shape[1]} dimensions, the index {self.vectors.shape[1]}")
+            raise ValueError(
+                f"query has {v.shape[1]} dimensions, the index {self.vectors.shape[1]}"
+            )
         scores, rows = self.index.search(normalise(v), min(max(1, k), len(self)))
-        return [Hit(str(self.object_ids[r]), float(s), i) for i, (s, r) in enumerate(zip(scores[0], rows[0], strict=True)) if r >= 0]
+        return [
+            Hit(str(self.object_ids[r]), float(s), i)
+            for i, (s, r) in enumerate(zip(scores[0], rows[0], strict=True))
+            if r >= 0
+        ]
 
     def query_id(self, object_id: str, k: int = 10) -> list[Hit]:
         """The ``k`` most similar objects to a catalogue object (itself first, score ~1)."""
@@ -115,8 +123,10 @@ def umap_map(embeddings: np.ndarray, seed: int = 0, n_neighbors: int = 15) -> np
     try:
         import umap
     except ImportError as exc:
-        raise MapUnavailable("a UMAP map needs the umap-learn package (pip install 'astropt-service[umap]'); "
-                             "method 'pca' works without it") from exc
+        raise MapUnavailable(
+            "a UMAP map needs the umap-learn package (pip install 'astropt-service[umap]'); "
+            "method 'pca' works without it"
+        ) from exc
     x = normalise(np.asarray(embeddings, dtype=np.float32))
     reducer = umap.UMAP(n_components=2, n_neighbors=min(n_neighbors, len(x) - 1), random_state=seed)
     return np.asarray(reducer.fit_transform(x), dtype=np.float32)
@@ -139,7 +149,9 @@ class MapPoint:
     outlier_score: float
 
 
-def catalogue_map(catalogue: str | Path | Catalogue, k: int = 10, method: str | None = None) -> list[dict[str, Any]]:
+def catalogue_map(
+    catalogue: str | Path | Catalogue, k: int = 10, method: str | None = None
+) -> list[dict[str, Any]]:
     """One point per object for a catalogue page: PCA coordinates and the outlier score
     (:func:`astropt.science.anomaly.catalogue_anomaly_scores`: the default method unless named)."""
     from astropt.science.anomaly import catalogue_anomaly_scores

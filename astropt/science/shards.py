@@ -65,7 +65,9 @@ class ShardDir:
         if not same:
             shutil.rmtree(self.path, ignore_errors=True)
             self.path.mkdir(parents=True)
-            _write_atomic(work_file, json.dumps(record, indent=2, sort_keys=True, default=str).encode())
+            _write_atomic(
+                work_file, json.dumps(record, indent=2, sort_keys=True, default=str).encode()
+            )
             return 0
         return self.complete_shards()
 
@@ -84,8 +86,13 @@ class ShardDir:
             done += 1
         return done
 
-    def write(self, index: int, object_ids: list[str], vectors: dict[str, np.ndarray],
-              columns: dict[str, np.ndarray]) -> None:
+    def write(
+        self,
+        index: int,
+        object_ids: list[str],
+        vectors: dict[str, np.ndarray],
+        columns: dict[str, np.ndarray],
+    ) -> None:
         path = self.path / shard_name(index)
         partial = path.with_name(f"{path.name}.partial-{os.getpid()}")
         write_parquet(partial, object_ids, vectors, columns)
@@ -101,7 +108,9 @@ class ShardDir:
             for index in range(self.n_shards):
                 table = pq.read_table(self.path / shard_name(index))
                 if writer is None:
-                    writer = pq.ParquetWriter(str(staging / CATALOGUE_FILE), table.schema, compression="zstd")
+                    writer = pq.ParquetWriter(
+                        str(staging / CATALOGUE_FILE), table.schema, compression="zstd"
+                    )
                 writer.write_table(table)
                 rows += table.num_rows
         finally:
@@ -124,4 +133,8 @@ def file_signature(directory: str | Path) -> list[tuple[str, int, int]]:
     directory = Path(directory)
     if not directory.is_dir():
         return []
-    return [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(directory.iterdir()) if p.is_file()]
+    return [
+        (p.name, p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(directory.iterdir())
+        if p.is_file()
+    ]

@@ -43,14 +43,26 @@ class SourceSpec:
 
     def settings(self) -> DataSettings:
         if self.kind == "mock":
-            return DataSettings(source="mock", n_mock=self.n, mock_seed=self.seed, path=self.path, **self.extra)
+            return DataSettings(
+                source="mock", n_mock=self.n, mock_seed=self.seed, path=self.path, **self.extra
+            )
         if self.kind == "local":
-            return DataSettings(source="local", path=self.path, image_column=self.image_column, **self.extra)
+            return DataSettings(
+                source="local", path=self.path, image_column=self.image_column, **self.extra
+            )
         if self.kind == "hf":
             if not self.path:
-                raise DataSourceError("an hf source needs the data set: a hub id or a local directory")
-            return DataSettings(source="hf", hf_dataset=self.path, hf_split=self.hf_split, streaming=self.streaming,
-                                image_column=self.image_column, **self.extra)
+                raise DataSourceError(
+                    "an hf source needs the data set: a hub id or a local directory"
+                )
+            return DataSettings(
+                source="hf",
+                hf_dataset=self.path,
+                hf_split=self.hf_split,
+                streaming=self.streaming,
+                image_column=self.image_column,
+                **self.extra,
+            )
         raise DataSourceError(f"source kind must be 'mock', 'local' or 'hf', got {self.kind!r}")
 
     def describe(self) -> dict[str, Any]:
@@ -58,9 +70,14 @@ class SourceSpec:
             return {"kind": "mock", "n": self.n, "seed": self.seed, "limit": self.limit}
         if self.kind == "hf":
             local = Path(self.path or "").expanduser()
-            return {"kind": "hf", "dataset": str(local.resolve()) if local.exists() else self.path,
-                    "split": self.hf_split, "streaming": self.streaming, "limit": self.limit,
-                    "columns": None if self.columns is None else list(self.columns)}
+            return {
+                "kind": "hf",
+                "dataset": str(local.resolve()) if local.exists() else self.path,
+                "split": self.hf_split,
+                "streaming": self.streaming,
+                "limit": self.limit,
+                "columns": None if self.columns is None else list(self.columns),
+            }
         return {"kind": "local", "path": str(Path(self.path or "").resolve()), "limit": self.limit}
 
 
@@ -77,7 +94,9 @@ class OpenSource:
     def __len__(self) -> int:
         return len(self.object_ids)
 
-    def batches(self, batch_size: int, start: int = 0, stop: int | None = None) -> Iterator[tuple[range, np.ndarray]]:
+    def batches(
+        self, batch_size: int, start: int = 0, stop: int | None = None
+    ) -> Iterator[tuple[range, np.ndarray]]:
         """``(row range, flux float32[B, 4, H, W])`` of rows ``start..stop``; all images of one
         source share a size."""
         end = len(self) if stop is None else min(stop, len(self))
@@ -88,8 +107,10 @@ class OpenSource:
 
 def open_source(spec: SourceSpec, progress: bool = False) -> OpenSource:
     if spec.kind == "hf":
-        raise DataSourceError("an hf source is read in order as a stream (astropt.science.stream_embed), "
-                              "not opened for random access")
+        raise DataSourceError(
+            "an hf source is read in order as a stream (astropt.science.stream_embed), "
+            "not opened for random access"
+        )
     rows, identity = open_rows(spec.settings())
     n = len(rows) if spec.limit is None else min(spec.limit, len(rows))
     ids = [str(k) for k in rows.keys()[:n]]
@@ -124,7 +145,12 @@ def _scalar_fields(table: Any) -> dict[str, Any]:
     import pyarrow as pa
 
     def is_scalar(t: Any) -> bool:
-        return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_string(t)
+        return (
+            pa.types.is_integer(t)
+            or pa.types.is_floating(t)
+            or pa.types.is_boolean(t)
+            or pa.types.is_string(t)
+        )
 
     out: dict[str, Any] = {}
     for name, column in zip(table.schema.names, table.columns, strict=True):

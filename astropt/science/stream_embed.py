@@ -47,8 +47,13 @@ SCALAR_TYPES = ("int", "uint", "float", "bool", "string", "large_string")
 def _scalar_features(features: Any) -> list[str]:
     from datasets import Value
 
-    return [name for name, feature in (features or {}).items()
-            if isinstance(feature, Value) and feature.dtype.startswith(SCALAR_TYPES) and name not in IMAGE_COLUMNS]
+    return [
+        name
+        for name, feature in (features or {}).items()
+        if isinstance(feature, Value)
+        and feature.dtype.startswith(SCALAR_TYPES)
+        and name not in IMAGE_COLUMNS
+    ]
 
 
 class StreamedRows:
@@ -59,17 +64,23 @@ class StreamedRows:
         self.settings = spec.settings()
         self.dataset = load_hf(self.settings)
         names = list(self.dataset.column_names or [])
-        self.image_column = self.settings.image_column if self.settings.image_column in names else "image"
+        self.image_column = (
+            self.settings.image_column if self.settings.image_column in names else "image"
+        )
         if self.image_column not in names:
-            raise DataSourceError(f"{spec.path}: no image column {self.settings.image_column!r} (columns: {names}); "
-                                  "set data.image_column")
+            raise DataSourceError(
+                f"{spec.path}: no image column {self.settings.image_column!r} (columns: {names}); "
+                "set data.image_column"
+            )
         available = _scalar_features(self.dataset.features)
         if spec.columns is None:
             self.columns = [c for c in available if c != "object_id"]
         else:
             missing = sorted(set(spec.columns) - set(available))
             if missing:
-                raise DataSourceError(f"column(s) {missing} are not scalar columns of {spec.path}; it has {available}")
+                raise DataSourceError(
+                    f"column(s) {missing} are not scalar columns of {spec.path}; it has {available}"
+                )
             self.columns = list(spec.columns)
 
     def identity(self) -> list[Any]:
@@ -77,20 +88,32 @@ class StreamedRows:
         local = Path(self.spec.path or "").expanduser()
         if not local.is_dir():
             return [self.spec.path, self.spec.hf_split]
-        return [(str(p.relative_to(local)), p.stat().st_size, p.stat().st_mtime_ns)
-                for p in sorted(local.rglob("*")) if p.is_file()]
+        return [
+            (str(p.relative_to(local)), p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(local.rglob("*"))
+            if p.is_file()
+        ]
 
     def rows(self, start: int) -> Iterator[tuple[str, np.ndarray, dict[str, Any]]]:
-        keep = [self.image_column, *(["object_id"] if "object_id" in self.dataset.column_names else []),
-                *self.columns]
+        keep = [
+            self.image_column,
+            *(["object_id"] if "object_id" in self.dataset.column_names else []),
+            *self.columns,
+        ]
         # The image column is renamed per row, not with IterableDataset.rename_column: that
         # re-encodes every row through Python lists (measured: 3 s a row of 4x152x152 floats).
         stream = self.dataset.select_columns(keep).skip(start).with_format("numpy")
         what = f"{self.spec.path}"
         for index, row in enumerate(stream, start):
             row["image"] = row.pop(self.image_column)
-            sample = raw_sample_from_row(row, self.settings.bands, f"{what} row {index}", key=f"row-{index}")
-            yield sample["object_id"], sample["flux"], {c: _scalar(row.get(c)) for c in self.columns}
+            sample = raw_sample_from_row(
+                row, self.settings.bands, f"{what} row {index}", key=f"row-{index}"
+            )
+            yield (
+                sample["object_id"],
+                sample["flux"],
+                {c: _scalar(row.get(c)) for c in self.columns},
+            )
 
 
 def _scalar(value: Any) -> Any:
@@ -121,7 +144,10 @@ def embed_stream(
     reader, bands = model.reader, tuple(rows.settings.bands)
     data_source = {**source.describe(), "identity": rows.identity()}
     limit = source.limit
-    works = [ShardDir(work_dir_for(out), work_key(model, data_source, o), limit, shard_rows) for out, o in outputs.items()]
+    works = [
+        ShardDir(work_dir_for(out), work_key(model, data_source, o), limit, shard_rows)
+        for out, o in outputs.items()
+    ]
     for out in outputs:
         check_target(out)
     first = min(work.open() for work in works)
@@ -141,8 +167,10 @@ def embed_stream(
     def embed_pending() -> None:
         sizes.update(p[1].shape for p in pending)
         if len(sizes) > 1:  # the aperture photometry and the batch need one size
-            raise DataSourceError(f"{source.path}: images of different sizes {sorted(sizes)} by row {done}; "
-                                  "an embedding catalogue needs one image size")
+            raise DataSourceError(
+                f"{source.path}: images of different sizes {sorted(sizes)} by row {done}; "
+                "an embedding catalogue needs one image size"
+            )
         flux = np.stack([p[1] for p in pending]).astype(np.float32)
         inputs, targets = flux_inputs_and_targets(model, flux, bands)
         pooled, surprisal = embed_and_surprisal(model.model, inputs, recipes, reader, targets)
@@ -163,10 +191,19 @@ def embed_stream(
         if surprisals:
             arrays[SURPRISAL_COLUMN] = np.concatenate(surprisals)
         for work, part in zip(works, parts, strict=True):
-            work.write(shard, ids, {"embedding": np.concatenate(part), "aperture_flux": np.concatenate(apertures)},
-                       arrays)
+            work.write(
+                shard,
+                ids,
+                {"embedding": np.concatenate(part), "aperture_flux": np.concatenate(apertures)},
+                arrays,
+            )
         shard += 1
-        parts, apertures, ids, columns = [[] for _ in recipes], [], [], {c: [] for c in rows.columns}
+        parts, apertures, ids, columns = (
+            [[] for _ in recipes],
+            [],
+            [],
+            {c: [] for c in rows.columns},
+        )
         surprisals = []
 
     for row in rows.rows(done):
@@ -195,8 +232,17 @@ def embed_stream(
         _check_unique_ids(work)
     if progress:
         progress(done, done)
-    return finish_catalogues(model, works, outputs, data_source, done, sorted(rows.columns),
-                             started=started, resumed_from=resumed_from, shard_rows=shard_rows)
+    return finish_catalogues(
+        model,
+        works,
+        outputs,
+        data_source,
+        done,
+        sorted(rows.columns),
+        started=started,
+        resumed_from=resumed_from,
+        shard_rows=shard_rows,
+    )
 
 
 def _column_array(values: list[Any]) -> np.ndarray:
@@ -211,8 +257,14 @@ def _check_unique_ids(work: ShardDir) -> None:
 
     seen: set[str] = set()
     for index in range(work.n_shards):
-        for oid in pq.read_table(work.path / shard_name(index), columns=["object_id"]).column(0).to_pylist():
+        for oid in (
+            pq.read_table(work.path / shard_name(index), columns=["object_id"])
+            .column(0)
+            .to_pylist()
+        ):
             if oid in seen:
-                raise CatalogueError(f"object id {oid!r} occurs twice in the data source: a catalogue needs "
-                                     "unique object ids")
+                raise CatalogueError(
+                    f"object id {oid!r} occurs twice in the data source: a catalogue needs "
+                    "unique object ids"
+                )
             seen.add(oid)

@@ -24,7 +24,9 @@ from astropt.model import GPT
 from astropt.tokenise import MODALITY
 
 SURPRISAL_COLUMN = "surprisal"
-ROWS_PER_CHUNK = 4  # galaxies whose [T, vocab] logits are held at once (4 x 575 x 10k floats: 92 MB)
+ROWS_PER_CHUNK = (
+    4  # galaxies whose [T, vocab] logits are held at once (4 x 575 x 10k floats: 92 MB)
+)
 
 
 def has_surprisal(model: GPT, tokeniser: str) -> bool:
@@ -42,18 +44,24 @@ def surprisal_of_states(model: GPT, hidden: torch.Tensor, targets: torch.Tensor)
     """float32 ``[B]``: mean next-token NLL of ``targets`` ``Long[B, T]`` given the last block's
     hidden states ``[B, T, C]`` (after ``ln_f``), in chunks of :data:`ROWS_PER_CHUNK` rows."""
     if hidden.shape[:2] != targets.shape:
-        raise ValueError(f"hidden states {tuple(hidden.shape[:2])} and targets {tuple(targets.shape)} differ")
+        raise ValueError(
+            f"hidden states {tuple(hidden.shape[:2])} and targets {tuple(targets.shape)} differ"
+        )
     head = model.decoders[MODALITY]
     out = []
     for start in range(0, len(hidden), ROWS_PER_CHUNK):
-        logits = head(hidden[start:start + ROWS_PER_CHUNK]).float()
-        nll = F.cross_entropy(logits.transpose(1, 2), targets[start:start + ROWS_PER_CHUNK].long(), reduction="none")
+        logits = head(hidden[start : start + ROWS_PER_CHUNK]).float()
+        nll = F.cross_entropy(
+            logits.transpose(1, 2), targets[start : start + ROWS_PER_CHUNK].long(), reduction="none"
+        )
         out.append(nll.mean(dim=1))
     return torch.cat(out).cpu().numpy().astype(np.float32)
 
 
 def flux_inputs_and_targets(
-    model: Any, flux: np.ndarray, bands: tuple[str, ...],
+    model: Any,
+    flux: np.ndarray,
+    bands: tuple[str, ...],
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
     """An :class:`~astropt.science.embedding.EmbedModel`'s inputs of flux ``[B, len(bands), H, W]``
     and, where the model has a surprisal, the next-token targets of the same codec tokens."""

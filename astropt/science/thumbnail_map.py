@@ -36,7 +36,9 @@ def extent(xy: np.ndarray, pad: float = 0.02) -> tuple[float, float, float, floa
     return float(lo[0]), float(hi[0]), float(lo[1]), float(hi[1])
 
 
-def thumbnail_cells(xy: np.ndarray, grid: int, box: tuple[float, float, float, float] | None = None) -> list[Cell]:
+def thumbnail_cells(
+    xy: np.ndarray, grid: int, box: tuple[float, float, float, float] | None = None
+) -> list[Cell]:
     """For every non-empty cell of a ``grid x grid`` cut of ``box`` (default: :func:`extent`),
     the object nearest the cell's centre."""
     if not 1 <= grid <= MAX_GRID:
@@ -48,13 +50,17 @@ def thumbnail_cells(xy: np.ndarray, grid: int, box: tuple[float, float, float, f
     i, j = np.clip(u.astype(int), 0, grid - 1), np.clip(v.astype(int), 0, grid - 1)
     distance = (u - (i + 0.5)) ** 2 + (v - (j + 0.5)) ** 2
     best: dict[tuple[int, int], tuple[float, int]] = {}
-    for ci, cj, d, row in zip(i.tolist(), j.tolist(), distance.tolist(), finite.tolist(), strict=True):
+    for ci, cj, d, row in zip(
+        i.tolist(), j.tolist(), distance.tolist(), finite.tolist(), strict=True
+    ):
         if (ci, cj) not in best or d < best[(ci, cj)][0]:
             best[(ci, cj)] = (d, row)
     return [Cell(ci, cj, row) for (ci, cj), (_, row) in sorted(best.items())]
 
 
-def thumbnail_sheet(cells: list[Cell], grid: int, tile: int, rgb_of: Callable[[int], np.ndarray | None]) -> bytes:
+def thumbnail_sheet(
+    cells: list[Cell], grid: int, tile: int, rgb_of: Callable[[int], np.ndarray | None]
+) -> bytes:
     """PNG of ``grid * tile`` px square: each cell's galaxy (``rgb_of(row)``: ``uint8 [H, W, 3]``,
     None: left dark) resized to ``tile`` px; empty cells dark."""
     from PIL import Image

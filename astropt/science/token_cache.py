@@ -32,10 +32,17 @@ class TokenShards:
     root: Path
 
     @classmethod
-    def for_source(cls, data_source: dict[str, Any], codec_fingerprint: str, bands: tuple[str, ...]) -> TokenShards:
-        record = json.dumps({"source": data_source, "codec": codec_fingerprint, "bands": list(bands)},
-                            sort_keys=True, default=str)
-        return cls(token_cache_dir() / "catalogues" / hashlib.sha256(record.encode()).hexdigest()[:24])
+    def for_source(
+        cls, data_source: dict[str, Any], codec_fingerprint: str, bands: tuple[str, ...]
+    ) -> TokenShards:
+        record = json.dumps(
+            {"source": data_source, "codec": codec_fingerprint, "bands": list(bands)},
+            sort_keys=True,
+            default=str,
+        )
+        return cls(
+            token_cache_dir() / "catalogues" / hashlib.sha256(record.encode()).hexdigest()[:24]
+        )
 
     def path(self, span: range) -> Path:
         return self.root / f"rows_{span.start:09d}_{span.stop:09d}.npy"

@@ -8,6 +8,12 @@ from astropt.tokens.make import TokeniseConfig, TokeniseResult, finalize_manifes
 from astropt.tokens.reader import TokenDataset, open_token_dataset
 
 __all__ = [
-    "TokenDataset", "TokenDatasetError", "TokeniseConfig", "TokeniseResult", "estimate_bytes",
-    "finalize_manifest", "open_token_dataset", "tokenise",
+    "TokenDataset",
+    "TokenDatasetError",
+    "TokeniseConfig",
+    "TokeniseResult",
+    "estimate_bytes",
+    "finalize_manifest",
+    "open_token_dataset",
+    "tokenise",
 ]

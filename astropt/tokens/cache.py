@@ -21,8 +21,12 @@ from astropt.tokens.format import MANIFEST
 
 def stream_cache_dir(data: DataSettings, codec_fingerprint: str) -> Path:
     local = Path(data.hf_dataset).expanduser()
-    source: dict[str, object] = {"dataset": str(local.resolve()) if local.exists() else data.hf_dataset,
-                                 "split": data.hf_split, "image_column": data.image_column, "bands": list(data.bands)}
+    source: dict[str, object] = {
+        "dataset": str(local.resolve()) if local.exists() else data.hf_dataset,
+        "split": data.hf_split,
+        "image_column": data.image_column,
+        "bands": list(data.bands),
+    }
     if local.exists():
         files = sorted(p for p in local.rglob("*") if p.is_file())
         source["files"] = [(p.as_posix(), p.stat().st_size, p.stat().st_mtime_ns) for p in files]

@@ -48,8 +48,15 @@ class TokenDatasetError(ValueError):
 
 def layout() -> dict[str, Any]:
     """How the 576 tokens of a galaxy are laid out (the codec's own order)."""
-    return {"tokens_per_image": TOKENS_PER_IMAGE, "grid": [TOKEN_GRID, TOKEN_GRID], "order": "row-major",
-            "dtype": "int16", "vocab_size": AION_VOCAB_SIZE, "crop_px": CROP, "column": TOKENS_COLUMN}
+    return {
+        "tokens_per_image": TOKENS_PER_IMAGE,
+        "grid": [TOKEN_GRID, TOKEN_GRID],
+        "order": "row-major",
+        "dtype": "int16",
+        "vocab_size": AION_VOCAB_SIZE,
+        "crop_px": CROP,
+        "column": TOKENS_COLUMN,
+    }
 
 
 def estimate_bytes(n_galaxies: int, n_columns: int) -> int:
@@ -58,7 +65,9 @@ def estimate_bytes(n_galaxies: int, n_columns: int) -> int:
     if n_galaxies < 0 or n_columns < 0:
         raise ValueError("n_galaxies and n_columns must be >= 0")
     per_row = TOKEN_BYTES + ROW_OVERHEAD_BYTES + COLUMN_BYTES * n_columns
-    n_shards = max(1, -(-n_galaxies // 1024))  # at least one shard per 1,024 (shard_size >= 16 is rare)
+    n_shards = max(
+        1, -(-n_galaxies // 1024)
+    )  # at least one shard per 1,024 (shard_size >= 16 is rare)
     return n_galaxies * per_row + n_shards * SHARD_OVERHEAD_BYTES + 64 * 1024
 
 
@@ -93,7 +102,11 @@ def read_json(path: Path) -> dict[str, Any] | None:
 
 
 def write_shard(
-    out_dir: Path, name: str, object_ids: list[str], tokens: np.ndarray, columns: dict[str, np.ndarray],
+    out_dir: Path,
+    name: str,
+    object_ids: list[str],
+    tokens: np.ndarray,
+    columns: dict[str, np.ndarray],
     meta: dict[str, Any],
 ) -> dict[str, Any]:
     """Write one shard atomically (temporary name, fsync, rename); its manifest record."""
@@ -102,11 +115,17 @@ def write_shard(
     tokens = np.ascontiguousarray(tokens, dtype=np.int16)
     if tokens.ndim != 2 or tokens.shape[1] != TOKENS_PER_IMAGE or len(tokens) != len(object_ids):
         raise ValueError(f"shard {name}: tokens {tokens.shape} for {len(object_ids)} object ids")
-    arrays = {ID_COLUMN: pa.array(object_ids, pa.string()),
-              TOKENS_COLUMN: pa.FixedSizeListArray.from_arrays(pa.array(tokens.reshape(-1)), TOKENS_PER_IMAGE)}
+    arrays = {
+        ID_COLUMN: pa.array(object_ids, pa.string()),
+        TOKENS_COLUMN: pa.FixedSizeListArray.from_arrays(
+            pa.array(tokens.reshape(-1)), TOKENS_PER_IMAGE
+        ),
+    }
     for key, values in columns.items():
         values = np.asarray(values)
-        arrays[key] = pa.array(values.astype(str) if values.dtype.kind in "USO" else values.astype(np.float64))
+        arrays[key] = pa.array(
+            values.astype(str) if values.dtype.kind in "USO" else values.astype(np.float64)
+        )
     table = pa.table(arrays).replace_schema_metadata({"astropt_tokens": json.dumps(meta)})
     target = out_dir / name
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -116,8 +135,13 @@ def write_shard(
     with tmp.open("rb+") as fh:
         os.fsync(fh.fileno())
     os.replace(tmp, target)
-    return {"file": name, "rows": len(object_ids), "bytes": target.stat().st_size, "sha256": sha256_file(target),
-            "first_object_id": object_ids[0] if object_ids else None}
+    return {
+        "file": name,
+        "rows": len(object_ids),
+        "bytes": target.stat().st_size,
+        "sha256": sha256_file(target),
+        "first_object_id": object_ids[0] if object_ids else None,
+    }
 
 
 def shard_arrays(path: Path) -> tuple[Any, np.ndarray]:

@@ -47,17 +47,29 @@ class TokeniseConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
-    data: DataSettings = Field(default_factory=DataSettings, description="The source: mock, local or hf "
-                               "(hf is read as a stream, in order, whatever data.streaming says).")
+    data: DataSettings = Field(
+        default_factory=DataSettings,
+        description="The source: mock, local or hf "
+        "(hf is read as a stream, in order, whatever data.streaming says).",
+    )
     codec: str = Field("shipped", description="Codec spec, as TrainConfig.codec.")
     out_dir: str = Field(..., min_length=1, description="The token data set directory.")
     shard_size: int = Field(4096, ge=16, le=1_048_576, description="Galaxies per shard file.")
     batch_size: int = Field(32, ge=1, le=4096, description="Galaxies per codec call.")
-    num_workers: int = Field(2, ge=0, le=16, description="DataLoader processes decoding and cropping rows (0: this one).")
-    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d{1,2})?|mps)$", description="Codec device.")
-    limit: int | None = Field(None, ge=1, description="Stop after this many galaxies (default: the whole source).")
-    columns: list[str] = Field(default_factory=list, max_length=256,
-                               description="Scalar columns of the source carried along (e.g. mag_r, g_r).")
+    num_workers: int = Field(
+        2, ge=0, le=16, description="DataLoader processes decoding and cropping rows (0: this one)."
+    )
+    device: str = Field(
+        "auto", pattern=r"^(auto|cpu|cuda(:\d{1,2})?|mps)$", description="Codec device."
+    )
+    limit: int | None = Field(
+        None, ge=1, description="Stop after this many galaxies (default: the whole source)."
+    )
+    columns: list[str] = Field(
+        default_factory=list,
+        max_length=256,
+        description="Scalar columns of the source carried along (e.g. mag_r, g_r).",
+    )
     rank: int = Field(0, ge=0, description="This process's part (0-based).")
     world_size: int = Field(1, ge=1, le=4096, description="Parts the source is split into.")
     job_id: str | None = Field(None, max_length=200, description="The job that made it (recorded).")
@@ -88,18 +100,28 @@ class TokeniseResult:
 
 def _key(config: TokeniseConfig, source: dict[str, Any], codec: dict[str, Any]) -> dict[str, Any]:
     """What the shards depend on: a restart with another key must not mix in."""
-    return {"source": source, "codec_fingerprint": codec["fingerprint"], "shard_size": config.shard_size,
-            "world_size": config.world_size, "columns": list(config.columns), "limit": config.limit,
-            "bands": list(config.data.bands), "val_independent": True}
+    return {
+        "source": source,
+        "codec_fingerprint": codec["fingerprint"],
+        "shard_size": config.shard_size,
+        "world_size": config.world_size,
+        "columns": list(config.columns),
+        "limit": config.limit,
+        "bands": list(config.data.bands),
+        "val_independent": True,
+    }
 
 
-def _resumed_shards(out: Path, progress: dict[str, Any] | None, key: dict[str, Any]) -> list[dict[str, Any]]:
+def _resumed_shards(
+    out: Path, progress: dict[str, Any] | None, key: dict[str, Any]
+) -> list[dict[str, Any]]:
     if progress is None:
         return []
     if progress.get("key") != key:
         raise TokenDatasetError(
             f"{out} holds a token data set made with other settings ({_diff(progress.get('key') or {}, key)}); "
-            "use the same settings to resume it, or another out_dir")
+            "use the same settings to resume it, or another out_dir"
+        )
     done = []
     for record in progress.get("shards", []):
         file = out / record["file"]
@@ -115,7 +137,10 @@ def _diff(old: dict[str, Any], new: dict[str, Any]) -> str:
 
 
 def tokenise(
-    config: TokeniseConfig, *, progress_callback: ProgressCallback | None = None, stop: StopCheck | None = None,
+    config: TokeniseConfig,
+    *,
+    progress_callback: ProgressCallback | None = None,
+    stop: StopCheck | None = None,
     progress: bool = True,
 ) -> TokeniseResult:
     """Tokenise this rank's part of ``config.data`` into ``config.out_dir`` (resuming it)."""
@@ -127,43 +152,73 @@ def tokenise(
 
     started = time.perf_counter()
     out = Path(config.out_dir).expanduser().resolve()
-    reader, source = open_reader(config.data, rank=config.rank, world_size=config.world_size,
-                                 limit=config.limit, columns=config.columns)
+    reader, source = open_reader(
+        config.data,
+        rank=config.rank,
+        world_size=config.world_size,
+        limit=config.limit,
+        columns=config.columns,
+    )
     codec = load_codec(config.codec, device=choose_device(config.device))
     key = _key(config, source, codec.info.to_dict())
     progress_file = out / progress_name(config.rank)
     record = read_json(progress_file)
     shards = _resumed_shards(out, record, key)
     state: dict[str, Any] = {
-        "rank": config.rank, "world_size": config.world_size, "key": key, "codec": codec.info.to_dict(),
-        "job_id": config.job_id, "shards": shards, "complete": False,
+        "rank": config.rank,
+        "world_size": config.world_size,
+        "key": key,
+        "codec": codec.info.to_dict(),
+        "job_id": config.job_id,
+        "shards": shards,
+        "complete": False,
     }
     total = reader.count()
     done = sum(s["rows"] for s in shards)
-    if record is not None and record.get("complete") and len(shards) == len(record.get("shards", [])):
+    if (
+        record is not None
+        and record.get("complete")
+        and len(shards) == len(record.get("shards", []))
+    ):
         state["complete"] = True
     else:
         write_json_atomic(progress_file, state)
     workers = config.num_workers
     if workers and multiprocessing.current_process().daemon:  # e.g. a Celery prefork child
-        warnings.warn(f"tokenise: this process is daemonic and cannot start the {workers} DataLoader "
-                      "workers asked for; rows are decoded in this process (num_workers=0)", stacklevel=2)
+        warnings.warn(
+            f"tokenise: this process is daemonic and cannot start the {workers} DataLoader "
+            "workers asked for; rows are decoded in this process (num_workers=0)",
+            stacklevel=2,
+        )
         workers = 0
     encoded = 0
     ids: list[str] = []
     tokens: list[np.ndarray] = []
     cols: dict[str, list[Any]] = {c: [] for c in config.columns}
-    bar = tqdm(total=total, initial=done, desc="tokenising", unit="gal", disable=not progress, leave=False)
+    bar = tqdm(
+        total=total, initial=done, desc="tokenising", unit="gal", disable=not progress, leave=False
+    )
 
     def flush(final: bool) -> None:
         nonlocal ids, tokens, cols
         while len(ids) >= config.shard_size or (final and ids):
             n = min(len(ids), config.shard_size)
             block = np.concatenate(tokens)
-            meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "rank": config.rank,
-                    "index": len(state["shards"]), "codec_fingerprint": codec.info.fingerprint}
-            shard = write_shard(out, shard_name(config.rank, len(state["shards"])), ids[:n], block[:n],
-                                {c: np.asarray(v[:n]) for c, v in cols.items()}, meta)
+            meta = {
+                "format": FORMAT,
+                "format_version": FORMAT_VERSION,
+                "rank": config.rank,
+                "index": len(state["shards"]),
+                "codec_fingerprint": codec.info.fingerprint,
+            }
+            shard = write_shard(
+                out,
+                shard_name(config.rank, len(state["shards"])),
+                ids[:n],
+                block[:n],
+                {c: np.asarray(v[:n]) for c, v in cols.items()},
+                meta,
+            )
             state["shards"].append({**shard, "rank": config.rank, "index": meta["index"]})
             write_json_atomic(progress_file, state)
             ids, tokens = ids[n:], [block[n:]] if n < len(block) else []
@@ -172,8 +227,11 @@ def tokenise(
     try:
         if not state["complete"]:
             loader = torch.utils.data.DataLoader(
-                Chunks(reader, done, config.batch_size, reader.count()), batch_size=None,
-                num_workers=workers, prefetch_factor=4 if workers else None)
+                Chunks(reader, done, config.batch_size, reader.count()),
+                batch_size=None,
+                num_workers=workers,
+                prefetch_factor=4 if workers else None,
+            )
             t0 = time.perf_counter()
             for batch_ids, crops, scalars in loader:
                 raise_if_stopped(stop, "tokenising")
@@ -185,7 +243,9 @@ def tokenise(
                 flush(final=False)
                 bar.update(len(batch_ids))
                 if progress_callback is not None:
-                    progress_callback(done + encoded, total, encoded / max(time.perf_counter() - t0, 1e-9))
+                    progress_callback(
+                        done + encoded, total, encoded / max(time.perf_counter() - t0, 1e-9)
+                    )
             flush(final=True)
             state["complete"] = True
             write_json_atomic(progress_file, state)
@@ -193,9 +253,16 @@ def tokenise(
         bar.close()
     finished = finalize_manifest(out, job_id=config.job_id) is not None
     seconds = time.perf_counter() - started
-    return TokeniseResult(str(out), sum(s["rows"] for s in state["shards"]), len(state["shards"]),
-                          sum(s["bytes"] for s in state["shards"]), seconds, encoded / max(seconds, 1e-9), finished,
-                          workers)
+    return TokeniseResult(
+        str(out),
+        sum(s["rows"] for s in state["shards"]),
+        len(state["shards"]),
+        sum(s["bytes"] for s in state["shards"]),
+        seconds,
+        encoded / max(seconds, 1e-9),
+        finished,
+        workers,
+    )
 
 
 def finalize_manifest(out_dir: str | Path, *, job_id: str | None = None) -> dict[str, Any] | None:
@@ -212,26 +279,40 @@ def finalize_manifest(out_dir: str | Path, *, job_id: str | None = None) -> dict
             return existing
         world = records[0]["world_size"]
         by_rank = {r["rank"]: r for r in records if r.get("world_size") == world}
-        if sorted(by_rank) != list(range(world)) or not all(r["complete"] for r in by_rank.values()):
+        if sorted(by_rank) != list(range(world)) or not all(
+            r["complete"] for r in by_rank.values()
+        ):
             return None
         keys = {repr(r["key"]) for r in by_rank.values()}
         if len(keys) != 1:
             raise TokenDatasetError(f"{out}: the ranks' progress files disagree on the settings")
         first = by_rank[0]
         shards = [s for r in range(world) for s in by_rank[r]["shards"]]
-        if existing and [s["sha256"] for s in existing.get("shards", [])] == [s["sha256"] for s in shards]:
+        if existing and [s["sha256"] for s in existing.get("shards", [])] == [
+            s["sha256"] for s in shards
+        ]:
             return existing
         key = first["key"]
         manifest = {
-            "format": FORMAT, "format_version": FORMAT_VERSION,
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "job_id": job_id if job_id is not None else first.get("job_id"),
-            "codec": first["codec"], "source": key["source"], "layout": layout(),
-            "columns": list(key["columns"]), "bands": key["bands"], "limit": key["limit"],
-            "shard_size": key["shard_size"], "world_size": world,
-            "n_galaxies": sum(s["rows"] for s in shards), "n_shards": len(shards),
+            "codec": first["codec"],
+            "source": key["source"],
+            "layout": layout(),
+            "columns": list(key["columns"]),
+            "bands": key["bands"],
+            "limit": key["limit"],
+            "shard_size": key["shard_size"],
+            "world_size": world,
+            "n_galaxies": sum(s["rows"] for s in shards),
+            "n_shards": len(shards),
             "bytes": sum(s["bytes"] for s in shards),
-            "shards": [{k: s[k] for k in ("file", "rows", "bytes", "sha256", "rank", "index")} for s in shards],
+            "shards": [
+                {k: s[k] for k in ("file", "rows", "bytes", "sha256", "rank", "index")}
+                for s in shards
+            ],
         }
         write_json_atomic(out / MANIFEST, manifest)
         return manifest

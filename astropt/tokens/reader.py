@@ -90,15 +90,22 @@ class TokenDataset:
     def shard_tokens(self, index: int) -> np.ndarray:
         """Shard ``index``'s tokens, int16 ``[rows, 576]``, memory-mapped read-only (no copy)."""
         shard = self._located(index)
-        return np.memmap(shard.path, dtype=np.int16, mode="r", offset=shard.offset,
-                         shape=(shard.rows, TOKENS_PER_IMAGE))
+        return np.memmap(
+            shard.path,
+            dtype=np.int16,
+            mode="r",
+            offset=shard.offset,
+            shape=(shard.rows, TOKENS_PER_IMAGE),
+        )
 
     def _located(self, index: int) -> _Shard:
         shard = self.shards[index]
         if shard.offset < 0:
             shard.offset, rows = tokens_offset(shard.path)
             if rows != shard.rows:
-                raise TokenDatasetError(f"{shard.path}: {rows} rows, the manifest says {shard.rows}")
+                raise TokenDatasetError(
+                    f"{shard.path}: {rows} rows, the manifest says {shard.rows}"
+                )
         if shard.fd < 0:
             shard.fd = os.open(shard.path, os.O_RDONLY)
         return shard
@@ -118,12 +125,18 @@ class TokenDataset:
         i = 0
         while i < len(sorted_rows):
             j = i + 1
-            while j < len(sorted_rows) and shard_of[j] == shard_of[i] and sorted_rows[j] - sorted_rows[j - 1] <= 1:
+            while (
+                j < len(sorted_rows)
+                and shard_of[j] == shard_of[i]
+                and sorted_rows[j] - sorted_rows[j - 1] <= 1
+            ):
                 j += 1
             shard = self._located(int(shard_of[i]))
             first = int(sorted_rows[i] - self.starts[shard_of[i]])
             last = int(sorted_rows[j - 1] - self.starts[shard_of[i]])
-            data = os.pread(shard.fd, (last - first + 1) * TOKEN_BYTES, shard.offset + first * TOKEN_BYTES)
+            data = os.pread(
+                shard.fd, (last - first + 1) * TOKEN_BYTES, shard.offset + first * TOKEN_BYTES
+            )
             block = np.frombuffer(data, dtype=np.int16).reshape(-1, TOKENS_PER_IMAGE)
             out[order[i:j]] = block[sorted_rows[i:j] - sorted_rows[i]]
             i = j
@@ -141,7 +154,10 @@ class TokenDataset:
 
 
 def open_token_dataset(
-    path: str | Path, *, expect_codec_fingerprint: str | None = None, verify: bool = True,
+    path: str | Path,
+    *,
+    expect_codec_fingerprint: str | None = None,
+    verify: bool = True,
 ) -> TokenDataset:
     """Open and verify a token data set; ``verify=False`` checks sizes only (not sha256)."""
     root = Path(path).expanduser().resolve()
@@ -151,18 +167,26 @@ def open_token_dataset(
     if manifest is None:
         partial = (root / "progress").is_dir()
         raise TokenDatasetError(
-            f"{root} has no readable {MANIFEST}: " + ("it is still being made, or a rank has not finished "
-                                                      "(run the remaining ranks, then finalize_manifest)"
-                                                      if partial else "not a token data set"))
+            f"{root} has no readable {MANIFEST}: "
+            + (
+                "it is still being made, or a rank has not finished "
+                "(run the remaining ranks, then finalize_manifest)"
+                if partial
+                else "not a token data set"
+            )
+        )
     if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
-        raise TokenDatasetError(f"{root / MANIFEST}: format {manifest.get('format')!r} version "
-                                f"{manifest.get('format_version')!r}; this astropt reads {FORMAT!r} {FORMAT_VERSION}")
+        raise TokenDatasetError(
+            f"{root / MANIFEST}: format {manifest.get('format')!r} version "
+            f"{manifest.get('format_version')!r}; this astropt reads {FORMAT!r} {FORMAT_VERSION}"
+        )
     fingerprint = manifest["codec"]["fingerprint"]
     if expect_codec_fingerprint is not None and expect_codec_fingerprint != fingerprint:
         raise TokenDatasetError(
             f"codec mismatch: {root} was tokenised with codec {manifest['codec'].get('spec')!r} (fingerprint "
             f"{fingerprint}) but the model uses codec fingerprint {expect_codec_fingerprint}; tokens of two "
-            "codecs cannot be mixed: tokenise the data again with the model's codec, or use a model of this codec")
+            "codecs cannot be mixed: tokenise the data again with the model's codec, or use a model of this codec"
+        )
     shards = []
     for record in manifest["shards"]:
         file = root / record["file"]
@@ -170,13 +194,21 @@ def open_token_dataset(
             raise TokenDatasetError(f"shard {file} is missing (listed in {root / MANIFEST})")
         size = file.stat().st_size
         if size != record["bytes"]:
-            raise TokenDatasetError(f"shard {file} is truncated or changed: {size} bytes, the manifest "
-                                    f"says {record['bytes']}")
+            raise TokenDatasetError(
+                f"shard {file} is truncated or changed: {size} bytes, the manifest "
+                f"says {record['bytes']}"
+            )
         if verify and sha256_file(file) != record["sha256"]:
-            raise TokenDatasetError(f"shard {file} is corrupted: its sha256 differs from the manifest's")
+            raise TokenDatasetError(
+                f"shard {file} is corrupted: its sha256 differs from the manifest's"
+            )
         shards.append(_Shard(file, int(record["rows"])))
-    starts = np.concatenate([[0], np.cumsum([s.rows for s in shards], dtype=np.int64)]).astype(np.int64)
+    starts = np.concatenate([[0], np.cumsum([s.rows for s in shards], dtype=np.int64)]).astype(
+        np.int64
+    )
     if int(starts[-1]) != manifest["n_galaxies"]:
-        raise TokenDatasetError(f"{root / MANIFEST}: shards hold {int(starts[-1])} rows, n_galaxies says "
-                                f"{manifest['n_galaxies']}")
+        raise TokenDatasetError(
+            f"{root / MANIFEST}: shards hold {int(starts[-1])} rows, n_galaxies says "
+            f"{manifest['n_galaxies']}"
+        )
     return TokenDataset(root, manifest, shards, starts)

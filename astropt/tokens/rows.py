@@ -39,7 +39,7 @@ def centre_crop(flux: np.ndarray) -> np.ndarray:
     """The codec's own centre crop (``aion``'s ``CenterCrop``: start ``(size - 96) // 2``)."""
     h, w = flux.shape[-2:]
     y, x = (h - CROP) // 2, (w - CROP) // 2
-    return np.ascontiguousarray(flux[..., y:y + CROP, x:x + CROP], dtype=np.float32)
+    return np.ascontiguousarray(flux[..., y : y + CROP, x : x + CROP], dtype=np.float32)
 
 
 def scalar_row(batch: Any, row: int, skip: frozenset[str]) -> dict[str, Any]:
@@ -48,7 +48,12 @@ def scalar_row(batch: Any, row: int, skip: frozenset[str]) -> dict[str, Any]:
     import pyarrow as pa
 
     def scalar(t: Any) -> bool:
-        return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_string(t)
+        return (
+            pa.types.is_integer(t)
+            or pa.types.is_floating(t)
+            or pa.types.is_boolean(t)
+            or pa.types.is_string(t)
+        )
 
     out: dict[str, Any] = {}
     for name, column in zip(batch.schema.names, batch.columns, strict=True):
@@ -60,7 +65,9 @@ def scalar_row(batch: Any, row: int, skip: frozenset[str]) -> dict[str, Any]:
             for i in range(column.type.num_fields):
                 child = column.type.field(i)
                 if scalar(child.type):
-                    out[child.name if child.name not in out else f"{name}.{child.name}"] = column.field(i)[row].as_py()
+                    out[child.name if child.name not in out else f"{name}.{child.name}"] = (
+                        column.field(i)[row].as_py()
+                    )
     return out
 
 
@@ -100,10 +107,18 @@ class TableReader:
                     continue
                 groups.append(g)
             names = pf.schema_arrow.names
-            wanted = [n for n in names if n == self.image_column or n == "object_id"
-                      or (self.columns and n not in IMAGE_FIELDS)]  # not truth, noise, other images
-            batches = (pf.iter_batches(batch_size=READ_BATCH, row_groups=groups, columns=wanted)
-                       if groups else iter(()))
+            wanted = [
+                n
+                for n in names
+                if n == self.image_column
+                or n == "object_id"
+                or (self.columns and n not in IMAGE_FIELDS)
+            ]  # not truth, noise, other images
+            batches = (
+                pf.iter_batches(batch_size=READ_BATCH, row_groups=groups, columns=wanted)
+                if groups
+                else iter(())
+            )
         else:
             source = pa.OSFile(str(file))
             try:
@@ -141,7 +156,11 @@ class TableReader:
         if "object_id" in names:
             row["object_id"] = batch.column("object_id")[i].as_py()
         sample = raw_sample_from_row(row, self.bands, f"{where} (row {i})", key=f"row-{i}")
-        scalars = pick_columns(scalar_row(batch, i, IMAGE_FIELDS), self.columns, where) if self.columns else {}
+        scalars = (
+            pick_columns(scalar_row(batch, i, IMAGE_FIELDS), self.columns, where)
+            if self.columns
+            else {}
+        )
         return Decoded(str(sample["object_id"]), centre_crop(sample["flux"]), scalars)
 
 
@@ -179,7 +198,11 @@ class StreamReader:
             row["object_id"] = table.column("object_id")[i].as_py()
         what = f"{self.what} (row {position} of this part)"
         sample = raw_sample_from_row(row, self.bands, what, key=f"row-{position}")
-        scalars = pick_columns(scalar_row(table, i, IMAGE_FIELDS), self.columns, self.what) if self.columns else {}
+        scalars = (
+            pick_columns(scalar_row(table, i, IMAGE_FIELDS), self.columns, self.what)
+            if self.columns
+            else {}
+        )
         return Decoded(str(sample["object_id"]), centre_crop(sample["flux"]), scalars)
 
 
@@ -207,13 +230,17 @@ def pick_columns(values: dict[str, Any], wanted: list[str], where: str) -> dict[
 
     missing = [c for c in wanted if c not in values]
     if missing:
-        arrays = {k: np.asarray([v], dtype=np.float64) for k, v in values.items()
-                  if isinstance(v, int | float) and not isinstance(v, bool)}
+        arrays = {
+            k: np.asarray([v], dtype=np.float64)
+            for k, v in values.items()
+            if isinstance(v, int | float) and not isinstance(v, bool)
+        }
         values = {**values, **{k: float(v[0]) for k, v in derived_columns(arrays).items()}}
         missing = [c for c in wanted if c not in values]
     if missing:
-        raise DataSourceError(f"{where}: no column(s) {missing} to carry along; the rows have "
-                              f"{sorted(values)}")
+        raise DataSourceError(
+            f"{where}: no column(s) {missing} to carry along; the rows have {sorted(values)}"
+        )
     return {c: values[c] for c in wanted}
 
 
@@ -258,11 +285,19 @@ def _block(n: int, rank: int, world_size: int) -> tuple[int, int]:
 
 def _signature(files: list[Path]) -> dict[str, Any]:
     entries = [(f.resolve().as_posix(), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
-    return {"n_files": len(files), "files_sha256": hashlib.sha256(json.dumps(entries).encode()).hexdigest()[:32]}
+    return {
+        "n_files": len(files),
+        "files_sha256": hashlib.sha256(json.dumps(entries).encode()).hexdigest()[:32],
+    }
 
 
 def open_reader(
-    cfg: DataSettings, *, rank: int, world_size: int, limit: int | None, columns: list[str],
+    cfg: DataSettings,
+    *,
+    rank: int,
+    world_size: int,
+    limit: int | None,
+    columns: list[str],
 ) -> tuple[Any, dict[str, Any]]:
     """``(reader of this rank's part, description of the source for the manifest)``."""
     from astropt.data.local import CubeFiles, check_table_files, discover
@@ -273,18 +308,28 @@ def open_reader(
         return _open_stream(cfg, rank=rank, world_size=world_size, limit=limit, columns=columns)
     if cfg.source == "mock":
         kind, files = "table", ensure_mock(cfg, progress=False)
-        source: dict[str, Any] = {"kind": "mock", "n": cfg.n_mock, "seed": cfg.mock_seed,
-                                  "generator_version": GENERATOR_VERSION}
+        source: dict[str, Any] = {
+            "kind": "mock",
+            "n": cfg.n_mock,
+            "seed": cfg.mock_seed,
+            "generator_version": GENERATOR_VERSION,
+        }
     elif cfg.source == "local":
         assert cfg.path  # DataSettings requires it for a local source
         kind, files = discover(cfg.path)
-        source = {"kind": "local", "path": str(Path(cfg.path).expanduser().resolve()), **_signature(files)}
+        source = {
+            "kind": "local",
+            "path": str(Path(cfg.path).expanduser().resolve()),
+            **_signature(files),
+        }
     else:
         raise DataSourceError(f"cannot tokenise data.source {cfg.source!r}: use mock, local or hf")
     source.update(image_column=cfg.image_column, bands=list(cfg.bands))
     if kind == "cube":
         if columns:
-            raise DataSourceError("FITS / .npy cubes have no scalar columns to carry along; drop 'columns'")
+            raise DataSourceError(
+                "FITS / .npy cubes have no scalar columns to carry along; drop 'columns'"
+            )
         assert cfg.path  # cubes come from a local source only
         rows = CubeFiles(Path(cfg.path).expanduser(), files, cfg.bands)
         n = len(rows) if limit is None else min(limit, len(rows))
@@ -297,7 +342,12 @@ def open_reader(
 
 
 def _open_stream(
-    cfg: DataSettings, *, rank: int, world_size: int, limit: int | None, columns: list[str],
+    cfg: DataSettings,
+    *,
+    rank: int,
+    world_size: int,
+    limit: int | None,
+    columns: list[str],
 ) -> tuple[StreamReader, dict[str, Any]]:
     from datasets.distributed import split_dataset_by_node
 
@@ -308,23 +358,41 @@ def _open_stream(
     image_column = cfg.image_column if names is None or cfg.image_column in names else "image"
     if names is not None:
         if image_column not in names:
-            raise DataSourceError(f"{cfg.hf_dataset}: no image column {cfg.image_column!r} (columns: {names}); "
-                                  "set data.image_column")
+            raise DataSourceError(
+                f"{cfg.hf_dataset}: no image column {cfg.image_column!r} (columns: {names}); "
+                "set data.image_column"
+            )
         wanted = [image_column, "object_id", *[c for c in columns if c in names]]
         features = stream.features or {}
-        holders = [c for c in names if c not in IMAGE_FIELDS and c not in wanted and isinstance(features.get(c), dict)
-                   and any(k in columns for k in features[c])]  # struct columns holding a wanted child
+        holders = [
+            c
+            for c in names
+            if c not in IMAGE_FIELDS
+            and c not in wanted
+            and isinstance(features.get(c), dict)
+            and any(k in columns for k in features[c])
+        ]  # struct columns holding a wanted child
         stream = stream.select_columns([c for c in [*wanted, *holders] if c in names])
     if world_size > 1:
         stream = split_dataset_by_node(stream, rank=rank, world_size=world_size)
-    part_limit = None if limit is None else limit // world_size + (1 if rank < limit % world_size else 0)
+    part_limit = (
+        None if limit is None else limit // world_size + (1 if rank < limit % world_size else 0)
+    )
     local = Path(cfg.hf_dataset).expanduser()
-    source: dict[str, Any] = {"kind": "hf", "dataset": str(local.resolve()) if local.exists() else cfg.hf_dataset,
-                              "split": cfg.hf_split, "revision": _hub_revision(cfg.hf_dataset, local),
-                              "image_column": cfg.image_column, "bands": list(cfg.bands), "limit": limit}
+    source: dict[str, Any] = {
+        "kind": "hf",
+        "dataset": str(local.resolve()) if local.exists() else cfg.hf_dataset,
+        "split": cfg.hf_split,
+        "revision": _hub_revision(cfg.hf_dataset, local),
+        "image_column": cfg.image_column,
+        "bands": list(cfg.bands),
+        "limit": limit,
+    }
     if local.exists():
         source.update(_signature(sorted(p for p in local.rglob("*") if p.is_file())))
-    return StreamReader(stream, image_column, cfg.bands, list(columns), part_limit, cfg.hf_dataset), source
+    return StreamReader(
+        stream, image_column, cfg.bands, list(columns), part_limit, cfg.hf_dataset
+    ), source
 
 
 def _hub_revision(dataset_id: str, local: Path) -> str | None:

@@ -24,7 +24,9 @@ MAX_LISTED_IDS = 200_000
 class TokenRows:
     """Rows of a token data set, indexable like a ``Long[N, 576]`` tensor (``rows[[i, j]]``)."""
 
-    def __init__(self, dataset: TokenDataset, rows: np.ndarray, split: str, rank: int, world_size: int):
+    def __init__(
+        self, dataset: TokenDataset, rows: np.ndarray, split: str, rank: int, world_size: int
+    ):
         self.dataset = dataset
         self.rows = rows
         self.split, self.rank, self.world_size = split, rank, world_size
@@ -56,25 +58,35 @@ class TokenRows:
         return self.dataset.take_long(self.rows[:n])
 
 
-def split_rows(dataset: TokenDataset, split: str, val_fraction: float, rank: int = 0, world_size: int = 1) -> TokenRows:
+def split_rows(
+    dataset: TokenDataset, split: str, val_fraction: float, rank: int = 0, world_size: int = 1
+) -> TokenRows:
     """The rows of ``split`` (object-id hash, as for raw images), this rank's every ``w``-th."""
     picked: list[np.ndarray] = []
     start = 0
     for ids in dataset.iter_object_ids():
-        mask = np.fromiter((split_of(k, val_fraction) == split for k in ids), dtype=bool, count=len(ids))
+        mask = np.fromiter(
+            (split_of(k, val_fraction) == split for k in ids), dtype=bool, count=len(ids)
+        )
         picked.append(np.flatnonzero(mask) + start)
         start += len(ids)
     rows = np.concatenate(picked) if picked else np.empty(0, dtype=np.int64)
     if len(rows) == 0:
-        raise DataSourceError(f"the {split} split of {dataset.path} is empty ({len(dataset)} galaxies, "
-                              f"val_fraction={val_fraction}); use more data or change data.val_fraction")
+        raise DataSourceError(
+            f"the {split} split of {dataset.path} is empty ({len(dataset)} galaxies, "
+            f"val_fraction={val_fraction}); use more data or change data.val_fraction"
+        )
     return TokenRows(dataset, rows[rank::world_size].astype(np.int64), split, rank, world_size)
 
 
 def codec_info(dataset: TokenDataset) -> CodecInfo:
     record = dataset.codec
-    return CodecInfo(spec=record["spec"], source=record["source"], fingerprint=record["fingerprint"],
-                     trained=bool(record.get("trained", True)))
+    return CodecInfo(
+        spec=record["spec"],
+        source=record["source"],
+        fingerprint=record["fingerprint"],
+        trained=bool(record.get("trained", True)),
+    )
 
 
 def check_run_codec(dataset: TokenDataset, spec: str) -> None:
@@ -96,7 +108,8 @@ def check_run_codec(dataset: TokenDataset, spec: str) -> None:
         raise CodecError(
             f"codec mismatch: {dataset.path} was tokenised with codec {info.spec!r} (fingerprint "
             f"{info.fingerprint}) but the run asks for codec {spec!r} (fingerprint {loaded.fingerprint}); "
-            "set codec to the data set's (or 'default'), or tokenise the data again with this codec")
+            "set codec to the data set's (or 'default'), or tokenise the data again with this codec"
+        )
 
 
 def _spec_target(spec: str) -> str:
@@ -106,8 +119,10 @@ def _spec_target(spec: str) -> str:
 
 def open_for_training(path: str | None, codec_spec: str) -> TokenDataset:
     if path is None:  # data.job_id alone: only the service knows where that job wrote its tokens
-        raise DataSourceError("data.job_id names a tokenise job of the service, which resolves it to "
-                              "data.path; outside the service give data.path (the token data set)")
+        raise DataSourceError(
+            "data.job_id names a tokenise job of the service, which resolves it to "
+            "data.path; outside the service give data.path (the token data set)"
+        )
     dataset = open_token_dataset(path)
     check_run_codec(dataset, codec_spec)
     return dataset

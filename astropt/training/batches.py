@@ -22,7 +22,9 @@ class TokenBatches:
     rows (:class:`astropt.tokens.splits.TokenRows`: a token data set read per batch from disk).
     """
 
-    def __init__(self, tokens: torch.Tensor | Any, batch_size: int, seed: int, shuffle: bool = True):
+    def __init__(
+        self, tokens: torch.Tensor | Any, batch_size: int, seed: int, shuffle: bool = True
+    ):
         if len(tokens) == 0:
             raise ValueError("the data split is empty: add data or lower data.val_fraction")
         self.tokens = tokens
@@ -64,7 +66,9 @@ class StreamBatches:
         self._iter: Iterator[dict[str, Any]] | None = None
         self._next_index = 0
         self._pass_empty = True
-        self.seen_ids: set[str] = set()  # object ids this process trained on (the stream has no index)
+        self.seen_ids: set[str] = (
+            set()
+        )  # object ids this process trained on (the stream has no index)
 
     def _restart(self) -> None:
         self._iter = iter(self.make_iterable())
@@ -80,8 +84,10 @@ class StreamBatches:
                 self._pass_empty = False
             except StopIteration:
                 if self._pass_empty:  # a whole pass without a sample: it would loop for ever
-                    raise ValueError("the data stream yielded no samples (an empty split? "
-                                     "check data.val_fraction and the data)") from None
+                    raise ValueError(
+                        "the data stream yielded no samples (an empty split? "
+                        "check data.val_fraction and the data)"
+                    ) from None
                 self._iter = iter(self.make_iterable())  # next pass over the stream
                 self._pass_empty = True
         return samples

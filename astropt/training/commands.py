@@ -32,7 +32,9 @@ class ProgressBar(TrainCallback):
             )
         if info["resumed"]:
             tqdm.write(f"resuming from step {info['start_iter']}")
-        self.bar = tqdm(total=info["max_iters"], initial=info["start_iter"], unit="it", dynamic_ncols=True)
+        self.bar = tqdm(
+            total=info["max_iters"], initial=info["start_iter"], unit="it", dynamic_ncols=True
+        )
 
     def on_log(self, step: int, metrics: dict[str, float]) -> None:
         assert self.bar is not None
@@ -58,7 +60,9 @@ def run(args: argparse.Namespace) -> int:
     if bar.bar is not None:
         bar.bar.close()
     best = f"{result.best_val_loss:.4f}" if result.best_val_loss is not None else "n/a"
-    print(f"{result.status} at step {result.step}; best val loss {best}; outputs in {result.out_dir}")
+    print(
+        f"{result.status} at step {result.step}; best val loss {best}; outputs in {result.out_dir}"
+    )
     if result.reason:
         print(result.reason)
     return 1 if result.status == "diverged" else 0
@@ -72,8 +76,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "train a small model on the embedded mock data.",
     )
     p.add_argument("--config", "-c", help="YAML file with a TrainConfig")
-    p.add_argument("--set", "-s", action="append", metavar="KEY=VALUE",
-                   help="override a field, e.g. --set optim.learning_rate=1e-3 (repeatable)")
+    p.add_argument(
+        "--set",
+        "-s",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a field, e.g. --set optim.learning_rate=1e-3 (repeatable)",
+    )
     p.add_argument("--out", help="run directory (same as --set out_dir=...)")
-    p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint in the run directory")
+    p.add_argument(
+        "--fresh", action="store_true", help="ignore an existing checkpoint in the run directory"
+    )
     p.set_defaults(func=run)

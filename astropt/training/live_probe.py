@@ -48,7 +48,9 @@ class LiveProbe:
     seed: int
 
     @classmethod
-    def prepare(cls, cfg: TrainConfig, val: object, held: torch.Tensor, reader: ModelReader) -> LiveProbe:
+    def prepare(
+        cls, cfg: TrainConfig, val: object, held: torch.Tensor, reader: ModelReader
+    ) -> LiveProbe:
         """The probe set from the validation split (a FiniteSplit) and what the loop holds of
         it (codec tokens, or centre crops for a patch model: :meth:`ModelReader.held_inputs`)."""
         settings = cfg.live_probe
@@ -62,7 +64,8 @@ class LiveProbe:
                 raise DataSourceError(
                     f"live_probe: {usable} validation galaxies have a finite {name!r}, too few for "
                     f"{settings.folds}-fold cross-validation; use more data, a larger data.val_fraction "
-                    "or fewer live_probe.folds")
+                    "or fewer live_probe.folds"
+                )
         inputs = {k: v.clone() for k, v in reader.held_inputs(held[:n]).items()}
         probe_set = ProbeSet(ids, inputs, labels, reader)
         return cls(settings, probe_set, cfg.eval_interval, cfg.max_iters, cfg.seed)
@@ -71,16 +74,34 @@ class LiveProbe:
         """At evaluations whose step is a multiple of ``every`` x eval_interval, and the last."""
         return step % (self.settings.every * self.eval_interval) == 0 or step == self.max_iters
 
-    def run(self, model: GPT, dtype: torch.dtype | None, stop: Callable[[], bool] | None) -> dict[str, float]:
+    def run(
+        self, model: GPT, dtype: torch.dtype | None, stop: Callable[[], bool] | None
+    ) -> dict[str, float]:
         """``probe_r2/<label>`` per label (a label whose probe could not be fitted is left out)
         and ``probe_time_s``."""
         started = time.perf_counter()
         device = next(model.parameters()).device
-        options = EmbedOptions(pool=self.settings.pool, layer=self.settings.layer, centre=self.settings.centre,
-                               batch_size=BATCH_SIZE)
+        options = EmbedOptions(
+            pool=self.settings.pool,
+            layer=self.settings.layer,
+            centre=self.settings.centre,
+            batch_size=BATCH_SIZE,
+        )
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            scores = probe_model(model, self.probe_set, options, folds=self.settings.folds,
-                                 alpha=self.settings.alpha, seed=self.seed, dtype=dtype, stop=stop)
-        out = {metric_name(k): s.r2_mean for k, s in scores.items() if s is not None and np.isfinite(s.r2_mean)}
+            scores = probe_model(
+                model,
+                self.probe_set,
+                options,
+                folds=self.settings.folds,
+                alpha=self.settings.alpha,
+                seed=self.seed,
+                dtype=dtype,
+                stop=stop,
+            )
+        out = {
+            metric_name(k): s.r2_mean
+            for k, s in scores.items()
+            if s is not None and np.isfinite(s.r2_mean)
+        }
         out[TIME_KEY] = time.perf_counter() - started
         return out

@@ -66,7 +66,9 @@ def gpt_config(config: TrainConfig) -> GPTConfig:
     return _gpt_config(config)
 
 
-def train(config: TrainConfig, callbacks: Sequence[TrainCallback] = (), resume: bool = True) -> TrainResult:
+def train(
+    config: TrainConfig, callbacks: Sequence[TrainCallback] = (), resume: bool = True
+) -> TrainResult:
     config = with_init_shape(config, resume)  # init_from: the checkpoint's model shape
     runtime = setup_runtime(config)
     try:
@@ -92,7 +94,9 @@ class _Trainer:
         self.accum = config.grad_accum
         self.best: float | None = None
         self.iter_num = 0
-        self.init_record: dict[str, Any] | None = None  # what init_from loaded (the run's, on resume)
+        self.init_record: dict[str, Any] | None = (
+            None  # what init_from loaded (the run's, on resume)
+        )
         self.live_probe: LiveProbe | None = None
         # Data preparation and evaluation run on the main rank alone, so only a one-process run
         # may leave them early; DDP ranks agree on stopping between (micro-)steps instead.
@@ -107,23 +111,38 @@ class _Trainer:
         stop = self.local_stop
         if cfg.data.source == "tokens":
             return self._token_data(cfg.data.path)
-        if cfg.data.source == "hf" and cfg.data.streaming and cfg.data.cache_tokens and cfg.model.tokeniser == "aion":
+        if (
+            cfg.data.source == "hf"
+            and cfg.data.streaming
+            and cfg.data.cache_tokens
+            and cfg.model.tokeniser == "aion"
+        ):
             assert codec is not None  # an AION model not trained from tokens: _run loaded its codec
-            return self._token_data(str(self._tokenise_stream(codec)))  # write-through: the codec runs once
-        train = open_split(cfg.data, "train", rank=rt.rank, world_size=rt.world_size, seed=cfg.seed, stop=stop)
+            return self._token_data(
+                str(self._tokenise_stream(codec))
+            )  # write-through: the codec runs once
+        train = open_split(
+            cfg.data, "train", rank=rt.rank, world_size=rt.world_size, seed=cfg.seed, stop=stop
+        )
         val = open_split(cfg.data, "val", seed=cfg.seed, stop=stop)
         info: dict[str, Any] = {}
         finite = hasattr(train, "__len__") and hasattr(train, "__getitem__")
         if cfg.model.tokeniser == "patch":
             if not finite:
-                raise ValueError("tokeniser 'patch' needs a finite data set (mock or local); "
-                                 "streamed sources are AION-only for now")
-            assert isinstance(train, FiniteSplit) and isinstance(val, FiniteSplit)  # one source: both
+                raise ValueError(
+                    "tokeniser 'patch' needs a finite data set (mock or local); "
+                    "streamed sources are AION-only for now"
+                )
+            assert isinstance(train, FiniteSplit) and isinstance(
+                val, FiniteSplit
+            )  # one source: both
             train_crops, val_crops = crop_dataset(train), crop_dataset(val)
             info.update(n_train=len(train), n_val=len(val))
             self._write_data_manifest(train)
             if cfg.live_probe is not None and rt.is_main:
-                self.live_probe = LiveProbe.prepare(cfg, val, val_crops, ModelReader("patch", patch=cfg.model))
+                self.live_probe = LiveProbe.prepare(
+                    cfg, val, val_crops, ModelReader("patch", patch=cfg.model)
+                )
             b = cfg.batch_size
             return {
                 "train": TokenBatches(train_crops, b, cfg.seed + 7919 * rt.rank),
@@ -134,16 +153,25 @@ class _Trainer:
         assert codec is not None  # an AION model not trained from tokens: _run loaded its codec
         collate = TokenCollate(codec, cfg.data.bands)
         if hasattr(train, "__len__") and hasattr(train, "__getitem__") and cfg.data.cache_tokens:
-            assert isinstance(train, FiniteSplit) and isinstance(val, FiniteSplit)  # one source: both
+            assert isinstance(train, FiniteSplit) and isinstance(
+                val, FiniteSplit
+            )  # one source: both
             kw: dict[str, Any] = {"bands": cfg.data.bands, "progress": rt.is_main, "stop": stop}
             train_tokens = tokenise_dataset(train, codec, **kw)  # each rank its own shard
-            with main_rank_first(rt):  # the shared split: rank 0 fills the cache, the others read it
+            with main_rank_first(
+                rt
+            ):  # the shared split: rank 0 fills the cache, the others read it
                 val_tokens = tokenise_dataset(val, codec, **kw)
-            info.update(n_train=len(train), n_val=len(val),
-                        unigram_entropy=unigram_entropy(train_tokens, cfg.model.vocab_size))
+            info.update(
+                n_train=len(train),
+                n_val=len(val),
+                unigram_entropy=unigram_entropy(train_tokens, cfg.model.vocab_size),
+            )
             self._write_data_manifest(train)
             if cfg.live_probe is not None and rt.is_main:
-                self.live_probe = LiveProbe.prepare(cfg, val, val_tokens, ModelReader("aion", codec=codec))
+                self.live_probe = LiveProbe.prepare(
+                    cfg, val, val_tokens, ModelReader("aion", codec=codec)
+                )
             b = cfg.batch_size
             return {
                 "train": TokenBatches(train_tokens, b, cfg.seed + 7919 * rt.rank),
@@ -166,9 +194,18 @@ class _Trainer:
         cfg, rt = self.cfg, self.rt
         out = stream_cache_dir(cfg.data, codec.info.fingerprint)
         if not is_complete(out):
-            tokenise(TokeniseConfig(data=cfg.data, codec=cfg.codec, out_dir=str(out), device=str(rt.device),
-                                    rank=rt.rank, world_size=rt.world_size),
-                     stop=self.local_stop, progress=rt.is_main)
+            tokenise(
+                TokeniseConfig(
+                    data=cfg.data,
+                    codec=cfg.codec,
+                    out_dir=str(out),
+                    device=str(rt.device),
+                    rank=rt.rank,
+                    world_size=rt.world_size,
+                ),
+                stop=self.local_stop,
+                progress=rt.is_main,
+            )
             if rt.ddp:  # the last rank to finish writes the manifest
                 torch.distributed.barrier()
         return out
@@ -184,8 +221,12 @@ class _Trainer:
         val = split_rows(dataset, "val", cfg.data.val_fraction)
         self._write_data_manifest(train)
         b = cfg.batch_size
-        info = {"n_train": len(train), "n_val": len(val), "token_dataset": str(dataset.path),
-                "unigram_entropy": unigram_entropy(train.head(UNIGRAM_ROWS), cfg.model.vocab_size)}
+        info = {
+            "n_train": len(train),
+            "n_val": len(val),
+            "token_dataset": str(dataset.path),
+            "unigram_entropy": unigram_entropy(train.head(UNIGRAM_ROWS), cfg.model.vocab_size),
+        }
         return {
             "train": TokenBatches(train, b, cfg.seed + 7919 * rt.rank),
             "train_eval": TokenBatches(train, b, cfg.seed + 1, shuffle=True),
@@ -207,16 +248,27 @@ class _Trainer:
     def _write_data_manifest(self, split: Any, streamed_ids: list[str] | None = None) -> None:
         if split is None:  # a stream: the ids this attempt trained on
             assert streamed_ids is not None
-            record = {"rank": self.rt.rank, "n": len(streamed_ids), "fingerprint": None,
-                      "object_ids": streamed_ids, "streamed": True}
+            record = {
+                "rank": self.rt.rank,
+                "n": len(streamed_ids),
+                "fingerprint": None,
+                "object_ids": streamed_ids,
+                "streamed": True,
+            }
         else:
             ids = getattr(split, "object_ids", None)
-            record = {"rank": self.rt.rank, "n": len(split), "fingerprint": getattr(split, "fingerprint", None),
-                      "object_ids": list(ids) if ids is not None else None}
+            record = {
+                "rank": self.rt.rank,
+                "n": len(split),
+                "fingerprint": getattr(split, "fingerprint", None),
+                "object_ids": list(ids) if ids is not None else None,
+            }
         self.out.mkdir(parents=True, exist_ok=True)
         write_atomic(self.out / f"data_rank{self.rt.rank}.json", json.dumps(record).encode())
 
-    def _restore(self, model: GPT, codec: CodecInfo | None) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    def _restore(
+        self, model: GPT, codec: CodecInfo | None
+    ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
         last = self.run_dir.checkpoint("last")
         if not (last / CONFIG_FILE).is_file():
             return None, {}
@@ -228,7 +280,9 @@ class _Trainer:
 
     # -- the loop ------------------------------------------------------------
     def run(self, resume: bool) -> TrainResult:
-        self.iter_num = (self.run_dir.last_step() or 0) if resume else 0  # until a checkpoint says more
+        self.iter_num = (
+            (self.run_dir.last_step() or 0) if resume else 0
+        )  # until a checkpoint says more
         try:
             status = self._run(resume)
         except StopRequested:  # during data preparation: nothing trained, nothing to save
@@ -241,7 +295,11 @@ class _Trainer:
         cfg, rt = self.cfg, self.rt
         torch.manual_seed(cfg.seed + rt.rank)
         from_tokens = cfg.data.source == "tokens"  # no codec: the tokens are read (see _token_data)
-        codec = load_codec(cfg.codec, device=rt.device) if cfg.model.tokeniser == "aion" and not from_tokens else None
+        codec = (
+            load_codec(cfg.codec, device=rt.device)
+            if cfg.model.tokeniser == "aion" and not from_tokens
+            else None
+        )
         self.codec_info = codec.info if codec is not None else None
         data = self._data(codec)
         # The weights must not depend on what ran before (loading a codec draws from the global
@@ -250,13 +308,22 @@ class _Trainer:
         model = GPT(gpt_config(cfg))
         state, meta = self._restore(model, self.codec_info) if resume else (None, {})
         if state is None and cfg.init_from:  # a warm start; a resumed run has its own weights
-            identity = codec if codec is not None else _InfoOnly(self.codec_info) if self.codec_info else None
+            identity = (
+                codec
+                if codec is not None
+                else _InfoOnly(self.codec_info)
+                if self.codec_info
+                else None
+            )
             self.init_record = load_init_weights(model, cfg, identity)
         elif state is not None:
             self.init_record = meta.get("init_from")
         model.to(rt.device)
         optimizer = model.configure_optimizers(
-            cfg.optim.weight_decay, cfg.optim.learning_rate, (cfg.optim.beta1, cfg.optim.beta2), rt.device_type
+            cfg.optim.weight_decay,
+            cfg.optim.learning_rate,
+            (cfg.optim.beta1, cfg.optim.beta2),
+            rt.device_type,
         )
         scaler = torch.amp.GradScaler(rt.device_type, enabled=rt.needs_scaler)
         start, best = 0, None
@@ -270,7 +337,9 @@ class _Trainer:
         # torch.compile's stubs say Callable; given a module it returns one (OptimizedModule)
         net = cast(torch.nn.Module, torch.compile(model)) if rt.compile else model
         if rt.ddp:
-            net = DistributedDataParallel(net, device_ids=[rt.local_rank] if rt.device_type == "cuda" else None)
+            net = DistributedDataParallel(
+                net, device_ids=[rt.local_rank] if rt.device_type == "cuda" else None
+            )
         self.net = net
         self.eval_sets = {
             "train": FixedBatches(data["train_eval"], cfg.eval_iters),
@@ -279,24 +348,35 @@ class _Trainer:
         log = RunLog(self.out, start, metric_names(cfg.live_probe)) if rt.is_main else None
         self.attempts = AttemptLog(self.out, start, state is not None) if rt.is_main else None
         self.flops_per_token = efficiency.flops_per_token(
-            model.get_num_params(), cfg.model.n_layer, cfg.model.n_embd, cfg.model.n_positions)
+            model.get_num_params(), cfg.model.n_layer, cfg.model.n_embd, cfg.model.n_positions
+        )
         self.peak = efficiency.device_peak(rt.device, rt.dtype)
         self.effective_batch = cfg.batch_size * self.accum * rt.world_size
         if rt.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             write_atomic(self.run_dir.config_yaml, cfg.to_yaml().encode())
-            info = {**rt.describe(), **data["info"],
-                    "codec": self.codec_info.to_dict() if self.codec_info else None,
-                    "n_params": model.get_num_params(), "start_iter": start,
-                    "max_iters": cfg.max_iters, "out_dir": str(self.out), "resumed": state is not None,
-                    "init_from": self.init_record,
-                    "effective_batch_size": self.effective_batch, "flops_per_token": self.flops_per_token,
-                    "peak": self.peak.describe(), "peak_flops": self.peak.flops}
+            info = {
+                **rt.describe(),
+                **data["info"],
+                "codec": self.codec_info.to_dict() if self.codec_info else None,
+                "n_params": model.get_num_params(),
+                "start_iter": start,
+                "max_iters": cfg.max_iters,
+                "out_dir": str(self.out),
+                "resumed": state is not None,
+                "init_from": self.init_record,
+                "effective_batch_size": self.effective_batch,
+                "flops_per_token": self.flops_per_token,
+                "peak": self.peak.describe(),
+                "peak_flops": self.peak.flops,
+            }
             for cb in self.callbacks:
                 cb.on_start(info)
         return self._loop(data["train"], start, log)
 
-    def _loop(self, batches: TokenBatches | StreamBatches, start: int, log: RunLog | None) -> TrainStatus:
+    def _loop(
+        self, batches: TokenBatches | StreamBatches, start: int, log: RunLog | None
+    ) -> TrainStatus:
         cfg, rt = self.cfg, self.rt
         self.iter_num = start
         seen = cfg.model.n_positions - (1 if cfg.model.objective == "ar" else 0)
@@ -321,7 +401,9 @@ class _Trainer:
             self._write_data_manifest(None, sorted(batches.seen_ids))
         return status
 
-    def _step(self, batches: TokenBatches | StreamBatches, tokens_per_step: int, log: RunLog | None) -> None:
+    def _step(
+        self, batches: TokenBatches | StreamBatches, tokens_per_step: int, log: RunLog | None
+    ) -> None:
         cfg, rt = self.cfg, self.rt
         t0 = time.perf_counter()
         lr = learning_rate(self.iter_num, cfg)
@@ -341,12 +423,25 @@ class _Trainer:
             return
         assert self.attempts is not None and log is not None  # the main rank keeps both
         self.attempts.stepped(self.iter_num)
-        metrics = {"train_loss": train_loss, "lr": lr,
-                   "tokens_per_s": tokens_per_step / max(dt, 1e-9), "iter_time_s": dt,
-                   **self._efficiency(tokens_per_step / max(dt, 1e-9))}
+        metrics = {
+            "train_loss": train_loss,
+            "lr": lr,
+            "tokens_per_s": tokens_per_step / max(dt, 1e-9),
+            "iter_time_s": dt,
+            **self._efficiency(tokens_per_step / max(dt, 1e-9)),
+        }
         if self.iter_num % cfg.log_interval == 0 or self.iter_num == 1:
-            log.add(self.iter_num, train_loss=metrics["train_loss"], lr=lr, tokens_per_s=metrics["tokens_per_s"],
-                    **{k: metrics[k] for k in ("mfu", "effective_batch_size") if metrics.get(k) is not None})
+            log.add(
+                self.iter_num,
+                train_loss=metrics["train_loss"],
+                lr=lr,
+                tokens_per_s=metrics["tokens_per_s"],
+                **{
+                    k: metrics[k]
+                    for k in ("mfu", "effective_batch_size")
+                    if metrics.get(k) is not None
+                },
+            )
             for cb in self.callbacks:
                 cb.on_log(self.iter_num, metrics)
         if self.iter_num % cfg.eval_interval == 0 or self.iter_num == cfg.max_iters:
@@ -366,7 +461,9 @@ class _Trainer:
             tokens = batches.batch(index).to(rt.device, non_blocking=True)
             inputs, targets, masks = training_pair(tokens, cfg.model, index, cfg.seed)
             if rt.ddp:
-                cast(DistributedDataParallel, self.net).require_backward_grad_sync = micro == self.accum - 1
+                cast(DistributedDataParallel, self.net).require_backward_grad_sync = (
+                    micro == self.accum - 1
+                )
             with rt.autocast():
                 _, loss = self.net(inputs, targets, masks)
             loss_sum += loss.item()
@@ -384,8 +481,10 @@ class _Trainer:
             raise Diverged(self.iter_num + 1, "loss", loss if not math.isfinite(loss) else math.nan)
 
     def _efficiency(self, tokens_per_s: float) -> dict[str, float]:
-        out = {"model_flops_per_s": tokens_per_s * self.flops_per_token,
-               "effective_batch_size": float(self.effective_batch)}
+        out = {
+            "model_flops_per_s": tokens_per_s * self.flops_per_token,
+            "effective_batch_size": float(self.effective_batch),
+        }
         mfu = efficiency.mfu(tokens_per_s, self.flops_per_token, self.peak, self.rt.world_size)
         if mfu is not None:
             out["mfu"] = mfu
@@ -410,7 +509,9 @@ class _Trainer:
             losses = []
             for i, tokens in enumerate(fixed):
                 raise_if_stopped(self.local_stop, "evaluating")
-                inputs, targets, masks = training_pair(tokens.to(self.rt.device), self.cfg.model, i, -1)
+                inputs, targets, masks = training_pair(
+                    tokens.to(self.rt.device), self.cfg.model, i, -1
+                )
                 with self.rt.autocast():
                     _, loss = self.model(inputs, targets, masks)
                 losses.append(loss.item())
@@ -425,7 +526,12 @@ class _Trainer:
         if self.live_probe is not None and self.live_probe.due(self.iter_num):
             metrics.update(self.live_probe.run(self.model, self.rt.dtype, self.local_stop))
         probes = {k: v for k, v in metrics.items() if k.startswith(PREFIX)}
-        log.add(self.iter_num, val_loss=metrics["val_loss"], eval_train_loss=metrics["train_loss"], **probes)
+        log.add(
+            self.iter_num,
+            val_loss=metrics["val_loss"],
+            eval_train_loss=metrics["train_loss"],
+            **probes,
+        )
         log.write_plot()
         for cb in self.callbacks:
             cb.on_eval(self.iter_num, metrics)
@@ -450,7 +556,9 @@ class _Trainer:
         bands = self.cfg.data.bands
         target_flux = codec.decode(tokens.cpu(), bands).numpy()
         pred_flux = codec.decode(predicted.cpu(), bands).numpy()
-        png = galaxy_grid(list(zip(target_flux, pred_flux, strict=True)), ["codec tokens", "model prediction"])
+        png = galaxy_grid(
+            list(zip(target_flux, pred_flux, strict=True)), ["codec tokens", "model prediction"]
+        )
         path = self.run_dir.val_image(self.iter_num)
         write_atomic(path, png)
         for cb in self.callbacks:
@@ -472,15 +580,26 @@ class _Trainer:
             cb.on_val_images(self.iter_num, str(path))
 
     def _save(self, name: str) -> None:
-        check_weights(self.iter_num, self.model)  # a checkpoint is never written with nan/inf weights
+        check_weights(
+            self.iter_num, self.model
+        )  # a checkpoint is never written with nan/inf weights
         path = self.run_dir.checkpoint(name)
-        meta = {"codec": self.codec_info.to_dict() if self.codec_info else None,
-                "tokeniser": self.cfg.model.tokeniser, "step": self.iter_num, "best_val_loss": self.best,
-                "train_config": self.cfg.model_dump(mode="json"), "runtime": self.rt.describe(),
-                "init_from": self.init_record}
-        trainer_state = {"optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
-                         "rng": rng_state(self.rt.device), "iter_num": self.iter_num,
-                         "best_val_loss": self.best}
+        meta = {
+            "codec": self.codec_info.to_dict() if self.codec_info else None,
+            "tokeniser": self.cfg.model.tokeniser,
+            "step": self.iter_num,
+            "best_val_loss": self.best,
+            "train_config": self.cfg.model_dump(mode="json"),
+            "runtime": self.rt.describe(),
+            "init_from": self.init_record,
+        }
+        trainer_state = {
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": rng_state(self.rt.device),
+            "iter_num": self.iter_num,
+            "best_val_loss": self.best,
+        }
         save_checkpoint(path, self.model, meta=meta, trainer_state=trainer_state)
         if name == "last":
             assert self.attempts is not None  # only the main rank saves

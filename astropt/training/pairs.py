@@ -34,9 +34,18 @@ def gpt_config(config: TrainConfig) -> GPTConfig:
         size = m.patch_size * m.patch_size * 4
         modality = ModalityConfig(PATCH_MODALITY, input_size=size, patch_size=m.patch_size)
     return GPTConfig(
-        block_size=m.block_size, n_layer=m.n_layer, n_head=m.n_head, n_embd=m.n_embd, n_chan=4,
-        dropout=m.dropout, bias=m.bias, attn_type=m.attn_type, modalities=[modality],
-        tokeniser=m.patch_encoder, objective=m.objective, mae_mask_ratio=m.mae_mask_ratio,
+        block_size=m.block_size,
+        n_layer=m.n_layer,
+        n_head=m.n_head,
+        n_embd=m.n_embd,
+        n_chan=4,
+        dropout=m.dropout,
+        bias=m.bias,
+        attn_type=m.attn_type,
+        modalities=[modality],
+        tokeniser=m.patch_encoder,
+        objective=m.objective,
+        mae_mask_ratio=m.mae_mask_ratio,
     )
 
 
@@ -54,8 +63,16 @@ def training_pair(batch: torch.Tensor, m: ModelSettings, index: int, seed: int) 
     seq, _ = sequence(batch, m)
     if m.objective == "ar":
         inputs = seq[:, :-1]
-        return {name: inputs, f"{name}_positions": positions_like(inputs[..., 0] if inputs.dim() == 3 else inputs)}, \
-            {name: seq[:, 1:]}, None
+        return (
+            {
+                name: inputs,
+                f"{name}_positions": positions_like(
+                    inputs[..., 0] if inputs.dim() == 3 else inputs
+                ),
+            },
+            {name: seq[:, 1:]},
+            None,
+        )
     gen = torch.Generator().manual_seed(seed * 1_000_003 + index)
     mask = random_mask(seq.shape[0], seq.shape[1], m.mae_mask_ratio, gen).to(seq.device)
     positions = positions_like(seq[..., 0] if seq.dim() == 3 else seq)
@@ -91,5 +108,7 @@ def predicted_images(model: torch.nn.Module, crops: torch.Tensor, m: ModelSettin
     pred = outputs[PATCH_MODALITY].float()
     if m.objective == "ar":
         pred = torch.cat([seq[:, :1], pred], dim=1)
-    image = patches_to_image(pred, stats["mean"], stats["std"], m.patch_size, 4, CROP, m.patch_order)
+    image = patches_to_image(
+        pred, stats["mean"], stats["std"], m.patch_size, 4, CROP, m.patch_order
+    )
     return image.cpu()

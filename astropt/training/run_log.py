@@ -21,7 +21,16 @@ from pathlib import Path
 from astropt.plotting import loss_figure, write_atomic
 from astropt.run_dir import RunDir
 
-COLUMNS = ("step", "train_loss", "val_loss", "eval_train_loss", "lr", "tokens_per_s", "mfu", "effective_batch_size")
+COLUMNS = (
+    "step",
+    "train_loss",
+    "val_loss",
+    "eval_train_loss",
+    "lr",
+    "tokens_per_s",
+    "mfu",
+    "effective_batch_size",
+)
 PLOTTED = ("train_loss", "val_loss")
 
 
@@ -58,8 +67,12 @@ class RunLog:
 
     def write_plot(self) -> None:
         probes = {key.split("/", 1)[-1]: self.series(key) for key in self.probe_columns}
-        png = loss_figure(self.series("train_loss"), self.series("val_loss"), title="AstroPT on AION tokens",
-                          probes=probes)
+        png = loss_figure(
+            self.series("train_loss"),
+            self.series("val_loss"),
+            title="AstroPT on AION tokens",
+            probes=probes,
+        )
         write_atomic(self.png_path, png)
 
     def _remember(self, key: str, step: int, value: float) -> None:
@@ -104,7 +117,9 @@ def _read_rows(path: Path, up_to: int) -> list[tuple[int, dict[str, float]]]:
         for row in csv.DictReader(fh):
             step = int(row["step"])
             if step <= up_to:
-                rows.setdefault(step, {}).update({k: float(v) for k, v in row.items() if k != "step" and v})
+                rows.setdefault(step, {}).update(
+                    {k: float(v) for k, v in row.items() if k != "step" and v}
+                )
     return sorted(rows.items())
 
 

@@ -24,7 +24,16 @@ from astropt.run_dir import CONFIG_FILE, WEIGHTS_FILE, RunDir
 
 # What decides the weights and what they mean; dropout and mae_mask_ratio are training
 # settings a warm start may change.
-SHAPE_FIELDS = ("tokeniser", "n_layer", "n_head", "n_embd", "block_size", "bias", "attn_type", "objective")
+SHAPE_FIELDS = (
+    "tokeniser",
+    "n_layer",
+    "n_head",
+    "n_embd",
+    "block_size",
+    "bias",
+    "attn_type",
+    "objective",
+)
 AION_FIELDS = ("vocab_size",)
 PATCH_FIELDS = ("patch_size", "patch_encoder", "patch_order")
 
@@ -43,10 +52,14 @@ class InitMismatch(ValueError):
 
     def __init__(self, conflicts: dict[str, tuple[Any, Any]], where: str):
         self.conflicts = conflicts
-        listed = "; ".join(f"{name} is {mine!r} here but {theirs!r} in the checkpoint"
-                           for name, (mine, theirs) in conflicts.items())
-        super().__init__(f"init_from {where}: {listed}. Leave these fields unset to take the "
-                         "checkpoint's values, or train from scratch (no init_from)")
+        listed = "; ".join(
+            f"{name} is {mine!r} here but {theirs!r} in the checkpoint"
+            for name, (mine, theirs) in conflicts.items()
+        )
+        super().__init__(
+            f"init_from {where}: {listed}. Leave these fields unset to take the "
+            "checkpoint's values, or train from scratch (no init_from)"
+        )
 
 
 def init_directory(init_from: str) -> Path:
@@ -68,7 +81,9 @@ def checkpoint_shape(meta: dict[str, Any]) -> dict[str, Any]:
     if tokeniser == "aion":
         shape["vocab_size"] = modality.get("vocab_size")
     else:
-        shape.update(patch_size=modality.get("patch_size"), patch_encoder=args.get("tokeniser", "aim"))
+        shape.update(
+            patch_size=modality.get("patch_size"), patch_encoder=args.get("tokeniser", "aim")
+        )
         order = ((meta.get("train_config") or {}).get("model") or {}).get("patch_order")
         if order:
             shape["patch_order"] = order
@@ -81,8 +96,11 @@ def adopt_checkpoint(config: ConfigT, meta: dict[str, Any], where: str) -> Confi
     Raises :class:`InitMismatch` naming every field that is set and differs."""
     shape = checkpoint_shape(meta)
     model, given = config.model, config.model.model_fields_set
-    conflicts = {f"model.{k}": (getattr(model, k), v) for k, v in shape.items()
-                 if k in given and getattr(model, k) != v}
+    conflicts = {
+        f"model.{k}": (getattr(model, k), v)
+        for k, v in shape.items()
+        if k in given and getattr(model, k) != v
+    }
     codec = (meta.get("codec") or {}).get("spec")
     if codec and "codec" in config.model_fields_set and config.codec != codec:
         conflicts["codec"] = (config.codec, codec)
@@ -116,10 +134,17 @@ def load_init_weights(
     try:
         model.load_state_dict(loaded.state_dict(), strict=True)
     except RuntimeError as exc:
-        raise CheckpointError(f"init_from {directory}: its weights do not fit this model: {exc}") from exc
-    return {"init_from": config.init_from, "path": str(directory.resolve()), "step": meta.get("step"),
-            "best_val_loss": meta.get("best_val_loss"), "weights_sha256": _sha256(directory / WEIGHTS_FILE),
-            "codec": meta.get("codec")}
+        raise CheckpointError(
+            f"init_from {directory}: its weights do not fit this model: {exc}"
+        ) from exc
+    return {
+        "init_from": config.init_from,
+        "path": str(directory.resolve()),
+        "step": meta.get("step"),
+        "best_val_loss": meta.get("best_val_loss"),
+        "weights_sha256": _sha256(directory / WEIGHTS_FILE),
+        "codec": meta.get("codec"),
+    }
 
 
 def _sha256(path: Path) -> str:

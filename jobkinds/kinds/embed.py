@@ -29,8 +29,11 @@ def check_embed(spec: JobSpec, settings: Settings) -> None:
     assert section is not None
     require_one_process(spec, "an embed job")
     if section.columns is not None and spec.data.source != "hf":
-        raise SpecInvalid("embed.columns", "embed.columns names the columns of an hf data set that ride along; "
-                          "a mock or local source keeps all its scalar columns")
+        raise SpecInvalid(
+            "embed.columns",
+            "embed.columns names the columns of an hf data set that ride along; "
+            "a mock or local source keeps all its scalar columns",
+        )
     for field, value, setting in (
         ("embed.batch_size", section.batch_size, "max_embed_batch_size"),
         ("embed.limit", section.limit or 0, "max_embed_objects"),
@@ -38,8 +41,11 @@ def check_embed(spec: JobSpec, settings: Settings) -> None:
     ):
         limit = getattr(settings, setting)
         if value > limit:
-            raise SpecInvalid(field, f"{field} ({value}) exceeds this service's limit of {limit} for embed "
-                              f"jobs (setting ASTROPT_{setting.upper()})")
+            raise SpecInvalid(
+                field,
+                f"{field} ({value}) exceeds this service's limit of {limit} for embed "
+                f"jobs (setting ASTROPT_{setting.upper()})",
+            )
     check_init_path(section.model, "embed.model", settings)
 
 
@@ -52,11 +58,16 @@ def prepare_body(session: Session, spec: JobSpec, body: dict[str, Any], settings
     meta = read_meta(directory)
     n_layer = int(meta["model_args"]["n_layer"])
     if not -n_layer <= section.layer < n_layer:
-        raise SpecInvalid("embed.layer", f"embed.layer ({section.layer}) must be in [{-n_layer}, {n_layer - 1}]: "
-                          f"the model has {n_layer} blocks")
+        raise SpecInvalid(
+            "embed.layer",
+            f"embed.layer ({section.layer}) must be in [{-n_layer}, {n_layer - 1}]: "
+            f"the model has {n_layer} blocks",
+        )
     body["embed"]["model_dir"] = str(directory)
     cap = min(section.limit or settings.max_embed_objects, settings.max_embed_objects)
-    body["max_iters"] = min(spec.data.n_mock, cap) if spec.data.source == "mock" else cap  # hf: at most cap
+    body["max_iters"] = (
+        min(spec.data.n_mock, cap) if spec.data.source == "mock" else cap
+    )  # hf: at most cap
 
 
 class EmbedKind(JobKind):
@@ -68,7 +79,9 @@ class EmbedKind(JobKind):
         super().check(spec, settings)
         check_embed(spec, settings)
 
-    def prepare(self, session: Session, spec: JobSpec, body: dict[str, Any], settings: Settings) -> None:
+    def prepare(
+        self, session: Session, spec: JobSpec, body: dict[str, Any], settings: Settings
+    ) -> None:
         prepare_body(session, spec, body, settings)
 
     def library_config(self, spec: JobSpec, out_dir: str, settings: Settings) -> Any:

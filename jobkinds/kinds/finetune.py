@@ -30,13 +30,21 @@ def check_finetune(spec: JobSpec, settings: Settings) -> None:
         ("finetune.max_objects", ft.max_objects or 0, settings.max_n_mock, "max_n_mock"),
     ):
         if value > limit:
-            raise SpecInvalid(field, f"{field} ({value}) exceeds this service's limit of {limit} "
-                              f"(setting ASTROPT_{setting.upper()})")
+            raise SpecInvalid(
+                field,
+                f"{field} ({value}) exceeds this service's limit of {limit} "
+                f"(setting ASTROPT_{setting.upper()})",
+            )
     if spec.data.source == "hf":
-        raise SpecInvalid("data.source", "a fine-tune reads a finite data set: data.source mock or local")
+        raise SpecInvalid(
+            "data.source", "a fine-tune reads a finite data set: data.source mock or local"
+        )
     if ft.label_table and not inside(Path(ft.label_table), settings.readable_roots):
-        raise SpecInvalid("finetune.label_table", f"finetune.label_table ({ft.label_table}) is outside "
-                          f"the allowed data roots: {roots_text(settings.readable_roots)}")
+        raise SpecInvalid(
+            "finetune.label_table",
+            f"finetune.label_table ({ft.label_table}) is outside "
+            f"the allowed data roots: {roots_text(settings.readable_roots)}",
+        )
     check_init_path(ft.init, "finetune.init", settings)
     try:
         available, where = available_labels(ft.label_table, spec.data.source)
@@ -65,7 +73,9 @@ class FinetuneKind(JobKind):
         super().check(spec, settings)
         check_finetune(spec, settings)
 
-    def prepare(self, session: Session, spec: JobSpec, body: dict[str, Any], settings: Settings) -> None:
+    def prepare(
+        self, session: Session, spec: JobSpec, body: dict[str, Any], settings: Settings
+    ) -> None:
         prepare_body(session, spec, body)
 
     def library_config(self, spec: JobSpec, out_dir: str, settings: Settings) -> Any:
@@ -76,10 +86,16 @@ class FinetuneKind(JobKind):
         assert spec.finetune is not None
         section = spec.finetune.model_dump(mode="json", exclude={"init", "init_dir"})
         top = spec.model_dump(mode="json", include={"data", "device", "seed", "num_threads"})
-        return FinetuneConfig.model_validate({**section, **top, "init": spec.finetune.init_dir,
-                                              "out_dir": out_dir})
+        return FinetuneConfig.model_validate(
+            {**section, **top, "init": spec.finetune.init_dir, "out_dir": out_dir}
+        )
 
-    def resume_body(self, body: dict[str, Any], target: int | None, done: str | None) -> tuple[dict[str, Any], int]:
+    def resume_body(
+        self, body: dict[str, Any], target: int | None, done: str | None
+    ) -> tuple[dict[str, Any], int]:
         resumed, steps = super().resume_body(body, target, done)
-        resumed["finetune"] = {**resumed["finetune"], "steps": steps}  # its steps live in its section
+        resumed["finetune"] = {
+            **resumed["finetune"],
+            "steps": steps,
+        }  # its steps live in its section
         return resumed, steps

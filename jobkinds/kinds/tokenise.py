@@ -41,19 +41,30 @@ class TokeniseKind(JobKind):
         section = spec.tokenise
         assert section is not None
         if spec.data.source == "tokens":
-            raise SpecInvalid("data.source", "a tokenise job reads images (mock, local or hf), not tokens")
+            raise SpecInvalid(
+                "data.source", "a tokenise job reads images (mock, local or hf), not tokens"
+            )
         if spec.model.tokeniser != "aion":
-            raise SpecInvalid("model.tokeniser", "a token data set holds AION codec tokens: leave "
-                              "model.tokeniser at 'aion'")
+            raise SpecInvalid(
+                "model.tokeniser",
+                "a token data set holds AION codec tokens: leave model.tokeniser at 'aion'",
+            )
         if (section.limit or 0) > settings.max_tokenise_objects:
-            raise SpecInvalid("tokenise.limit", f"tokenise.limit ({section.limit}) exceeds this service's "
-                              f"limit of {settings.max_tokenise_objects} (setting ASTROPT_MAX_TOKENISE_OBJECTS)")
+            raise SpecInvalid(
+                "tokenise.limit",
+                f"tokenise.limit ({section.limit}) exceeds this service's "
+                f"limit of {settings.max_tokenise_objects} (setting ASTROPT_MAX_TOKENISE_OBJECTS)",
+            )
 
     def output_bytes(self, spec: JobSpec, settings: Settings) -> int:
         assert spec.tokenise is not None
-        return mock_bytes(spec) + estimate_bytes(expected_count(spec, settings), len(spec.tokenise.columns))
+        return mock_bytes(spec) + estimate_bytes(
+            expected_count(spec, settings), len(spec.tokenise.columns)
+        )
 
-    def prepare(self, session: Session, spec: JobSpec, body: dict[str, Any], settings: Settings) -> None:
+    def prepare(
+        self, session: Session, spec: JobSpec, body: dict[str, Any], settings: Settings
+    ) -> None:
         body["max_iters"] = expected_count(spec, settings)
 
     def library_config(self, spec: JobSpec, out_dir: str, settings: Settings) -> Any:
@@ -63,8 +74,14 @@ class TokeniseKind(JobKind):
         assert section is not None
         limit = min(section.limit or settings.max_tokenise_objects, settings.max_tokenise_objects)
         return TokeniseConfig(
-            data=spec.data, codec=spec.codec, out_dir=str(tokens_dir(out_dir)),
-            shard_size=section.shard_size, batch_size=section.batch_size,
-            num_workers=section.num_workers, device=spec.device, limit=limit,
-            columns=list(section.columns), job_id=Path(out_dir).name,
+            data=spec.data,
+            codec=spec.codec,
+            out_dir=str(tokens_dir(out_dir)),
+            shard_size=section.shard_size,
+            batch_size=section.batch_size,
+            num_workers=section.num_workers,
+            device=spec.device,
+            limit=limit,
+            columns=list(section.columns),
+            job_id=Path(out_dir).name,
         )

@@ -32,10 +32,13 @@ class TrainKind(JobKind):
         writes = spec.max_iters // interval
         if writes > settings.max_checkpoints_per_job:
             least = -(-spec.max_iters // settings.max_checkpoints_per_job)
-            raise SpecInvalid("checkpoint_interval", f"max_iters {spec.max_iters} with checkpoint_interval "
-                              f"{interval} writes {writes:,} checkpoints; this service allows "
-                              f"{settings.max_checkpoints_per_job:,} a job (setting "
-                              f"ASTROPT_MAX_CHECKPOINTS_PER_JOB): use checkpoint_interval >= {least}")
+            raise SpecInvalid(
+                "checkpoint_interval",
+                f"max_iters {spec.max_iters} with checkpoint_interval "
+                f"{interval} writes {writes:,} checkpoints; this service allows "
+                f"{settings.max_checkpoints_per_job:,} a job (setting "
+                f"ASTROPT_MAX_CHECKPOINTS_PER_JOB): use checkpoint_interval >= {least}",
+            )
 
     def output_bytes(self, spec: JobSpec, settings: Settings) -> int:
         return mock_bytes(spec) + checkpoint_bytes(spec, settings)
@@ -51,5 +54,7 @@ def train_config(spec: JobSpec, out_dir: str, settings: Settings) -> Any:
     body = spec.train_config()
     body["out_dir"] = out_dir
     if not body.get("checkpoint_interval"):
-        body["checkpoint_interval"] = settings.worker_checkpoint_interval  # a killed worker loses at most this
+        body["checkpoint_interval"] = (
+            settings.worker_checkpoint_interval
+        )  # a killed worker loses at most this
     return TrainConfig.model_validate(body)

@@ -43,14 +43,25 @@ def _token_set(job_id: str, directory: Path) -> DatasetOut:
     manifest = _manifest(directory) or {}
     codec = manifest.get("codec")
     return DatasetOut(
-        id=f"tokens-{job_id}", kind="tokens", path=str(directory), bytes=directory_bytes(directory),
-        n_galaxies=manifest.get("n_galaxies"), source=manifest.get("source"),
-        codec=codec.get("fingerprint") if isinstance(codec, dict) else codec, job_id=job_id,
-        complete=bool(manifest), modified_at=_when(directory), last_used_at=_last_used(directory))
+        id=f"tokens-{job_id}",
+        kind="tokens",
+        path=str(directory),
+        bytes=directory_bytes(directory),
+        n_galaxies=manifest.get("n_galaxies"),
+        source=manifest.get("source"),
+        codec=codec.get("fingerprint") if isinstance(codec, dict) else codec,
+        job_id=job_id,
+        complete=bool(manifest),
+        modified_at=_when(directory),
+        last_used_at=_last_used(directory),
+    )
 
 
 def _owned_dirs(settings: Settings) -> dict[str, Path]:
-    return {"cache": settings.data_dir.resolve() / "tokens", "mock": settings.data_dir.resolve() / "mock"}
+    return {
+        "cache": settings.data_dir.resolve() / "tokens",
+        "mock": settings.data_dir.resolve() / "mock",
+    }
 
 
 def _plain_children(root: Path) -> list[Path]:
@@ -69,37 +80,63 @@ def list_datasets(session: Session, settings: Settings) -> DatasetList:
     for path in _plain_children(owned["cache"]):
         manifest = _manifest(path) if path.is_dir() else None
         size = directory_bytes(path) if path.is_dir() else path.stat().st_size
-        items.append(DatasetOut(
-            id=f"cache-{path.name}", kind="token_cache", path=str(path), bytes=size,
-            n_galaxies=(manifest or {}).get("n_galaxies"), source=(manifest or {}).get("source"),
-            codec=path.stem.rsplit("-", 1)[-1] if manifest is None else (manifest.get("codec") or {}).get("fingerprint"),
-            complete=True, modified_at=_when(path), last_used_at=None))
+        items.append(
+            DatasetOut(
+                id=f"cache-{path.name}",
+                kind="token_cache",
+                path=str(path),
+                bytes=size,
+                n_galaxies=(manifest or {}).get("n_galaxies"),
+                source=(manifest or {}).get("source"),
+                codec=path.stem.rsplit("-", 1)[-1]
+                if manifest is None
+                else (manifest.get("codec") or {}).get("fingerprint"),
+                complete=True,
+                modified_at=_when(path),
+                last_used_at=None,
+            )
+        )
     for path in _plain_children(owned["mock"]):
         if not path.is_dir():
             continue
         manifest = _manifest(path) or {}
-        items.append(DatasetOut(
-            id=f"mock-{path.name}", kind="mock", path=str(path), bytes=directory_bytes(path),
-            n_galaxies=manifest.get("n"), source={"kind": "mock", **{k: manifest[k] for k in ("n", "seed")
-                                                                   if k in manifest}},
-            complete=bool(manifest), modified_at=_when(path)))
+        items.append(
+            DatasetOut(
+                id=f"mock-{path.name}",
+                kind="mock",
+                path=str(path),
+                bytes=directory_bytes(path),
+                n_galaxies=manifest.get("n"),
+                source={"kind": "mock", **{k: manifest[k] for k in ("n", "seed") if k in manifest}},
+                complete=bool(manifest),
+                modified_at=_when(path),
+            )
+        )
     budget = int(settings.disk_budget_gb * 2**30) if settings.disk_budget_gb else None
-    return DatasetList(items=items, total_bytes=sum(i.bytes for i in items), budget_bytes=budget,
-                       used_bytes=used_bytes(settings.data_dir, fresh=True))
+    return DatasetList(
+        items=items,
+        total_bytes=sum(i.bytes for i in items),
+        budget_bytes=budget,
+        used_bytes=used_bytes(settings.data_dir, fresh=True),
+    )
 
 
 def _resolve(session: Session, settings: Settings, dataset_id: str) -> Path:
     """The path of a data set this service made; 404 for anything else."""
     match = DATASET_ID.match(dataset_id)
     if not match:
-        raise NotFound(f"no data set {dataset_id!r}: ids are tokens-<job>, cache-<name> or mock-<name>")
+        raise NotFound(
+            f"no data set {dataset_id!r}: ids are tokens-<job>, cache-<name> or mock-<name>"
+        )
     kind, name = match.groups()
     if kind == "tokens":
         job = repository.get_job(session, name) if re.fullmatch(r"[0-9a-f]{1,32}", name) else None
         if job is None or job.kind != "tokenise":
             raise NotFound(f"no token data set of a tokenise job {name}")
         if job.phase in ACTIVE_PHASES:
-            raise Conflict(f"tokenise job {name} is {job.phase}; cancel it before deleting its data set")
+            raise Conflict(
+                f"tokenise job {name} is {job.phase}; cancel it before deleting its data set"
+            )
         path = tokens_dir(job.out_dir)
         root = Path(job.out_dir).resolve()
     else:
@@ -114,7 +151,9 @@ def delete_dataset(session: Session, settings: Settings, dataset_id: str) -> Non
     path = _resolve(session, settings, dataset_id)
     users = [job.id for job in repository.active_jobs(session) if _names(job.spec, path)]
     if users:
-        raise Conflict(f"data set {dataset_id} is read by queued or running jobs {', '.join(users)}")
+        raise Conflict(
+            f"data set {dataset_id} is read by queued or running jobs {', '.join(users)}"
+        )
     try:
         if path.is_dir():
             shutil.rmtree(path)

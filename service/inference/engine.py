@@ -49,8 +49,13 @@ class Work(InferenceRequest):
 
     @property
     def batch_key(self) -> BatchKey:
-        return BatchKey(self.kind, str(self.checkpoint), self.mode, self.cube.bands,
-                        self.serial if self.mode == "complete" else None)
+        return BatchKey(
+            self.kind,
+            str(self.checkpoint),
+            self.mode,
+            self.cube.bands,
+            self.serial if self.mode == "complete" else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -74,12 +79,20 @@ class BatchResult:
 
 
 class InferenceEngine:
-    def __init__(self, settings: InferenceSettings | None = None, registry: CollectorRegistry | None = None):
+    def __init__(
+        self, settings: InferenceSettings | None = None, registry: CollectorRegistry | None = None
+    ):
         self.settings = settings or InferenceSettings()
         self.runtime = InferenceRuntime(self.settings.runtime_config())
-        self.device, self.threads, self.precision = self.runtime.device, self.runtime.threads, self.runtime.precision
+        self.device, self.threads, self.precision = (
+            self.runtime.device,
+            self.runtime.threads,
+            self.runtime.precision,
+        )
         self.cache = self.runtime.cache
-        self.max_batch_size = self.settings.max_batch_size or (4 if self.device.type == "cpu" else 32)
+        self.max_batch_size = self.settings.max_batch_size or (
+            4 if self.device.type == "cpu" else 32
+        )
         self.batch_sizes: CountMap[int] = CountMap()  # batch size -> batches run (for tests)
         self._pending: list[Work] = []
         self._cond = threading.Condition()
@@ -90,16 +103,27 @@ class InferenceEngine:
         self._celery: Any = None
         registry = registry or CollectorRegistry()
         self.m_batch = Histogram(
-            "astropt_inference_batch_size", "Images per inference batch", ["kind"],
-            buckets=BATCH_BUCKETS, registry=registry,
+            "astropt_inference_batch_size",
+            "Images per inference batch",
+            ["kind"],
+            buckets=BATCH_BUCKETS,
+            registry=registry,
         )
         self.m_seconds = Histogram(
-            "astropt_inference_batch_seconds", "Compute time per inference batch", ["kind"], registry=registry
+            "astropt_inference_batch_seconds",
+            "Compute time per inference batch",
+            ["kind"],
+            registry=registry,
         )
         self.m_requests = Counter(
-            "astropt_inference_requests", "Inference requests by outcome", ["kind", "outcome"], registry=registry
+            "astropt_inference_requests",
+            "Inference requests by outcome",
+            ["kind", "outcome"],
+            registry=registry,
         )
-        self.m_queue = Gauge("astropt_inference_queue", "Requests waiting for the engine", registry=registry)
+        self.m_queue = Gauge(
+            "astropt_inference_queue", "Requests waiting for the engine", registry=registry
+        )
         self.m_queue.set_function(lambda: len(self._pending))
 
     # -- event-loop side -------------------------------------------------------------------
@@ -112,13 +136,17 @@ class InferenceEngine:
         with self._cond:
             if len(self._pending) >= self.settings.max_queue:
                 self.m_requests.labels(work.kind, "busy").inc()
-                raise EngineBusy(f"the inference queue is full ({self.settings.max_queue} waiting); retry shortly")
+                raise EngineBusy(
+                    f"the inference queue is full ({self.settings.max_queue} waiting); retry shortly"
+                )
             max_bytes = int(self.settings.max_queued_mb * 2**20)
             if self._queued_bytes + work.cube.flux.nbytes > max_bytes:
                 self.m_requests.labels(work.kind, "busy").inc()
-                raise EngineBusy(f"the inference queue holds {self._queued_bytes} bytes of images; "
-                                 f"this one ({work.cube.flux.nbytes} bytes) would pass the limit "
-                                 f"({max_bytes} bytes): retry shortly")
+                raise EngineBusy(
+                    f"the inference queue holds {self._queued_bytes} bytes of images; "
+                    f"this one ({work.cube.flux.nbytes} bytes) would pass the limit "
+                    f"({max_bytes} bytes): retry shortly"
+                )
             self._pending.append(work)
             self._queued_bytes += work.cube.flux.nbytes
             self._cond.notify_all()
@@ -131,7 +159,8 @@ class InferenceEngine:
             self.m_requests.labels(work.kind, "timeout").inc()
             raise EngineBusy(
                 f"the request waited more than {self.settings.request_timeout_s:.0f} s for the "
-                "inference engine; it is overloaded: retry later", retry_after_s=10.0,
+                "inference engine; it is overloaded: retry later",
+                retry_after_s=10.0,
             ) from exc
         except BaseException:
             self.m_requests.labels(work.kind, "error").inc()
@@ -148,12 +177,16 @@ class InferenceEngine:
 
         if self._celery is None:
             broker = self.settings.broker(get_settings())
-            self._celery = make_inference_app(broker, self.settings.queue, self.settings.result_backend)
+            self._celery = make_inference_app(
+                broker, self.settings.queue, self.settings.result_backend
+            )
         timeout = self.settings.request_timeout_s
         pending = send_inference(self._celery, work.to_wire(), self.settings.queue)
         loop = asyncio.get_running_loop()
         try:
-            reply = await loop.run_in_executor(None, lambda: pending.get(timeout=timeout, propagate=True))
+            reply = await loop.run_in_executor(
+                None, lambda: pending.get(timeout=timeout, propagate=True)
+            )
         except CeleryTimeout as exc:
             pending.revoke()
             self.m_requests.labels(work.kind, "timeout").inc()
@@ -176,7 +209,9 @@ class InferenceEngine:
         with self._cond:
             if self._thread is None or not self._thread.is_alive():
                 self._stop = False
-                self._thread = threading.Thread(target=self._loop, name="astropt-inference", daemon=True)
+                self._thread = threading.Thread(
+                    target=self._loop, name="astropt-inference", daemon=True
+                )
                 self._thread.start()
 
     def close(self, timeout: float = 120.0) -> None:
@@ -241,8 +276,12 @@ class InferenceEngine:
                 self._run(live)
             except BaseException as exc:  # keep the thread alive whatever a batch does
                 expected = error_kind(exc) is not None  # request errors explain themselves
-                log.log(logging.INFO if expected else logging.ERROR, "inference batch failed: %s", exc,
-                        exc_info=not expected)
+                log.log(
+                    logging.INFO if expected else logging.ERROR,
+                    "inference batch failed: %s",
+                    exc,
+                    exc_info=not expected,
+                )
                 for work in live:
                     if not work.future.done():
                         work.future.set_exception(exc)
@@ -256,7 +295,9 @@ class InferenceEngine:
         self.m_seconds.labels(kind).observe(results[0].compute_s)
         for work, result in zip(batch, results, strict=True):
             queued = start - work.submitted_at
-            work.future.set_result(BatchResult(result.value, len(batch), result.codec_info, queued, result.compute_s))
+            work.future.set_result(
+                BatchResult(result.value, len(batch), result.codec_info, queued, result.compute_s)
+            )
 
 
 def ensure_engine(app: Any) -> InferenceEngine:
@@ -266,6 +307,8 @@ def ensure_engine(app: Any) -> InferenceEngine:
     engine = getattr(state, "inference_engine", None)
     if engine is None:
         settings = getattr(state, "inference_settings", None) or InferenceSettings()
-        engine = InferenceEngine(settings, getattr(getattr(state, "metrics", None), "registry", None))
+        engine = InferenceEngine(
+            settings, getattr(getattr(state, "metrics", None), "registry", None)
+        )
         state.inference_engine = engine
     return engine

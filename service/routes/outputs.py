@@ -29,37 +29,60 @@ KEEPALIVE_SECONDS = 15.0
 
 
 @router.get(
-    "/{job_id}/loss.png", response_class=Response, summary="Loss curves as a PNG",
-    responses={200: {"content": {"image/png": {}}, "description": "Train/val loss, lr on a twin axis"},
-               **NOT_FOUND},
+    "/{job_id}/loss.png",
+    response_class=Response,
+    summary="Loss curves as a PNG",
+    responses={
+        200: {"content": {"image/png": {}}, "description": "Train/val loss, lr on a twin axis"},
+        **NOT_FOUND,
+    },
 )
 def loss_png(job_id: str, session: SessionDep, settings: SettingsDep) -> Response:
     job = jobs.get(session, job_id)
     curves = jobs.curves(session, job_id, None, settings.curve_max_points, jobs.probe_labels(job))
+
     def pairs(curve: Any) -> list[tuple[int, float]]:
         return list(zip(curve.steps, curve.values, strict=True))
-    png = loss_figure(pairs(curves.train_loss), pairs(curves.val_loss), pairs(curves.lr),
-                      title=f"job {job.id[:8]} ({job.phase})",
-                      probes={label: pairs(curve) for label, curve in curves.probe_r2.items()})
+
+    png = loss_figure(
+        pairs(curves.train_loss),
+        pairs(curves.val_loss),
+        pairs(curves.lr),
+        title=f"job {job.id[:8]} ({job.phase})",
+        probes={label: pairs(curve) for label, curve in curves.probe_r2.items()},
+    )
     return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
 
 
 @router.get(
-    "/{job_id}/events", summary="Live progress (Server-Sent Events)", response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}},
-                     "description": "`progress` events (phase, progress, new curve points) and a "
-                     "final `end` event when the job finishes."},
-               **NOT_FOUND, 503: {"model": ErrorOut, "description": "Too many live event streams "
-                                  "(ASTROPT_MAX_EVENT_STREAMS), or the database unavailable; Retry-After"}},
+    "/{job_id}/events",
+    summary="Live progress (Server-Sent Events)",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": "`progress` events (phase, progress, new curve points) and a "
+            "final `end` event when the job finishes.",
+        },
+        **NOT_FOUND,
+        503: {
+            "model": ErrorOut,
+            "description": "Too many live event streams "
+            "(ASTROPT_MAX_EVENT_STREAMS), or the database unavailable; Retry-After",
+        },
+    },
 )
-def events(job_id: str, request: Request, session: SessionDep, settings: SettingsDep) -> StreamingResponse:
+def events(
+    job_id: str, request: Request, session: SessionDep, settings: SettingsDep
+) -> StreamingResponse:
     """At most `ASTROPT_MAX_EVENT_STREAMS` streams are open at once; past it a 503 with
     Retry-After (poll `GET /jobs/{id}` instead)."""
     jobs.get(session, job_id)  # 404 before the stream starts
     slots = stream_slots(request)
     slots.take()
     return StreamingResponse(
-        slots.guard(_event_stream(request, settings, job_id)), media_type="text/event-stream",
+        slots.guard(_event_stream(request, settings, job_id)),
+        media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
@@ -69,10 +92,18 @@ def _snapshot(settings: Settings, job_id: str, since: int | None) -> dict[str, A
         job = jobs.repository.get_job(session, job_id)
         if job is None:
             return None
-        curves = jobs.curves(session, job_id, since, settings.curve_max_points, jobs.probe_labels(job))
-        return {"id": job.id, "phase": job.phase, "updated_at": job.updated_at.isoformat(),
-                "progress": jobs.progress(job).model_dump(), "best_val_loss": job.best_val_loss,
-                "failure_reason": job.failure_reason, "curves": curves.model_dump()}
+        curves = jobs.curves(
+            session, job_id, since, settings.curve_max_points, jobs.probe_labels(job)
+        )
+        return {
+            "id": job.id,
+            "phase": job.phase,
+            "updated_at": job.updated_at.isoformat(),
+            "progress": jobs.progress(job).model_dump(),
+            "best_val_loss": job.best_val_loss,
+            "failure_reason": job.failure_reason,
+            "curves": curves.model_dump(),
+        }
 
 
 async def _event_stream(request: Request, settings: Settings, job_id: str) -> AsyncIterator[str]:
@@ -119,19 +150,27 @@ def _finite(value: Any) -> Any:
     return value
 
 
-@router.get("/{job_id}/artifacts", response_model=ArtifactList, responses={**NOT_FOUND},
-            summary="Files in the job's run directory")
+@router.get(
+    "/{job_id}/artifacts",
+    response_model=ArtifactList,
+    responses={**NOT_FOUND},
+    summary="Files in the job's run directory",
+)
 def list_artifacts(job_id: str, session: SessionDep) -> ArtifactList:
     job = jobs.get(session, job_id)
     files = [
-        ArtifactFile(path=path, size=size, kind=kind, download_url=f"/jobs/{job_id}/artifacts/{path}")
+        ArtifactFile(
+            path=path, size=size, kind=kind, download_url=f"/jobs/{job_id}/artifacts/{path}"
+        )
         for path, size, kind in artifacts.list_files(Path(job.out_dir))
     ]
     return ArtifactList(job_id=job_id, files=files, checkpoints=jobs.checkpoints(job))
 
 
 @router.get(
-    "/{job_id}/artifacts/{path:path}", response_class=FileResponse, summary="Download one file",
+    "/{job_id}/artifacts/{path:path}",
+    response_class=FileResponse,
+    summary="Download one file",
     responses={200: {"content": {"application/octet-stream": {}, "image/png": {}}}, **NOT_FOUND},
 )
 def download_artifact(job_id: str, path: str, session: SessionDep) -> FileResponse:
@@ -143,7 +182,8 @@ def download_artifact(job_id: str, path: str, session: SessionDep) -> FileRespon
 
 
 @router.get(
-    "/{job_id}/checkpoints/{name}.zip", response_class=FileResponse,
+    "/{job_id}/checkpoints/{name}.zip",
+    response_class=FileResponse,
     summary="Download a checkpoint directory as a zip",
     responses={200: {"content": {"application/zip": {}}}, **NOT_FOUND},
 )
@@ -151,5 +191,9 @@ def download_checkpoint(job_id: str, name: str, session: SessionDep) -> FileResp
     """`name` is `best`, `last` or `step_NNNNNN` (see the job's `checkpoints`)."""
     job = jobs.get(session, job_id)
     archive = artifacts.zip_checkpoint(artifacts.checkpoint_dir(Path(job.out_dir), name))
-    return FileResponse(archive, media_type="application/zip", filename=f"{job_id}-{name}.zip",
-                        background=BackgroundTask(archive.unlink, missing_ok=True))
+    return FileResponse(
+        archive,
+        media_type="application/zip",
+        filename=f"{job_id}-{name}.zip",
+        background=BackgroundTask(archive.unlink, missing_ok=True),
+    )

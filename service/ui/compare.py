@@ -23,14 +23,26 @@ class CompareInvalid(ServiceError):
 
 
 @router.get(
-    PATH, response_class=Response, summary="Compare runs: validation curves overlaid as a PNG",
-    responses={200: {"content": {"image/png": {}}, "description": "One colour per job"},
-               404: {"description": "Unknown job id"}, 422: {"description": "No or too many ids"}},
+    PATH,
+    response_class=Response,
+    summary="Compare runs: validation curves overlaid as a PNG",
+    responses={
+        200: {"content": {"image/png": {}}, "description": "One colour per job"},
+        404: {"description": "Unknown job id"},
+        422: {"description": "No or too many ids"},
+    },
 )
 def compare_png(
-    session: SessionDep, settings: SettingsDep,
-    ids: Annotated[str, Query(max_length=MAX_RUNS * 65, description="Comma-separated job ids (at most 12)",
-                              examples=["3f2a...,9c1b..."])],
+    session: SessionDep,
+    settings: SettingsDep,
+    ids: Annotated[
+        str,
+        Query(
+            max_length=MAX_RUNS * 65,
+            description="Comma-separated job ids (at most 12)",
+            examples=["3f2a...,9c1b..."],
+        ),
+    ],
 ) -> Response:
     wanted = list(dict.fromkeys(part.strip() for part in ids.split(",") if part.strip()))
     if not wanted:
@@ -41,9 +53,13 @@ def compare_png(
     for job_id in wanted:
         job = jobs.get(session, job_id)  # 404 names the unknown id
         curves = jobs.curves(session, job_id, None, settings.curve_max_points)
-        runs.append((f"{job.id[:8]} ({job.phase})",
-                     list(zip(curves.train_loss.steps, curves.train_loss.values, strict=True)),
-                     list(zip(curves.val_loss.steps, curves.val_loss.values, strict=True))))
+        runs.append(
+            (
+                f"{job.id[:8]} ({job.phase})",
+                list(zip(curves.train_loss.steps, curves.train_loss.values, strict=True)),
+                list(zip(curves.val_loss.steps, curves.val_loss.values, strict=True)),
+            )
+        )
     png = compare_figure(runs)
     return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
 
@@ -53,8 +69,11 @@ def install_compare(app: FastAPI, dependencies: list[Any] | None = None) -> None
     app.include_router(router, dependencies=dependencies or [], responses=TOKEN_ERRORS)
     routes = app.router.routes
     # (FastAPI >= 0.16x wraps an included router in one entry that keeps ``original_router``)
-    mine = [route for route in routes
-            if getattr(route, "path", None) == PATH or getattr(route, "original_router", None) is router]
+    mine = [
+        route
+        for route in routes
+        if getattr(route, "path", None) == PATH or getattr(route, "original_router", None) is router
+    ]
     for route in mine:
         routes.remove(route)
     routes[0:0] = mine

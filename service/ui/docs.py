@@ -41,7 +41,11 @@ REDOC_CDN_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
 
 @lru_cache(maxsize=1)
 def _redoc_bundle() -> bytes:
-    return (ASSETS / "redoc.standalone.js").read_bytes().replace(REDOC_CDN_LOGO.encode(), FAVICON_URL.encode())
+    return (
+        (ASSETS / "redoc.standalone.js")
+        .read_bytes()
+        .replace(REDOC_CDN_LOGO.encode(), FAVICON_URL.encode())
+    )
 
 
 def _offline(page: HTMLResponse) -> HTMLResponse:
@@ -62,16 +66,21 @@ def install_docs(app: FastAPI, enabled: bool) -> None:
 
         @router.get("/docs")
         def swagger_ui() -> HTMLResponse:
-            return _offline(get_swagger_ui_html(
-                openapi_url=app.openapi_url or "/openapi.json",
-                title=f"{app.title} - Swagger UI",
-                swagger_js_url=f"{ASSET_PREFIX}/swagger-ui-bundle.js",
-                swagger_css_url=f"{ASSET_PREFIX}/swagger-ui.css",
-                swagger_favicon_url=FAVICON_URL,
-                oauth2_redirect_url=OAUTH2_REDIRECT_URL,
-                swagger_ui_parameters={"persistAuthorization": True, "displayRequestDuration": True,
-                                       "validatorUrl": None},
-            ))
+            return _offline(
+                get_swagger_ui_html(
+                    openapi_url=app.openapi_url or "/openapi.json",
+                    title=f"{app.title} - Swagger UI",
+                    swagger_js_url=f"{ASSET_PREFIX}/swagger-ui-bundle.js",
+                    swagger_css_url=f"{ASSET_PREFIX}/swagger-ui.css",
+                    swagger_favicon_url=FAVICON_URL,
+                    oauth2_redirect_url=OAUTH2_REDIRECT_URL,
+                    swagger_ui_parameters={
+                        "persistAuthorization": True,
+                        "displayRequestDuration": True,
+                        "validatorUrl": None,
+                    },
+                )
+            )
 
         @router.get(OAUTH2_REDIRECT_URL)
         def swagger_ui_redirect() -> HTMLResponse:
@@ -79,17 +88,22 @@ def install_docs(app: FastAPI, enabled: bool) -> None:
 
         @router.get("/redoc")
         def redoc() -> HTMLResponse:
-            return _offline(get_redoc_html(
-                openapi_url=app.openapi_url or "/openapi.json",
-                title=f"{app.title} - ReDoc",
-                redoc_js_url=REDOC_JS_URL,
-                redoc_favicon_url=FAVICON_URL,
-                with_google_fonts=False,
-            ))
+            return _offline(
+                get_redoc_html(
+                    openapi_url=app.openapi_url or "/openapi.json",
+                    title=f"{app.title} - ReDoc",
+                    redoc_js_url=REDOC_JS_URL,
+                    redoc_favicon_url=FAVICON_URL,
+                    with_google_fonts=False,
+                )
+            )
 
         @router.get(REDOC_JS_URL)
         def redoc_bundle() -> Response:
-            return Response(_redoc_bundle(), media_type="text/javascript",
-                            headers={"Cache-Control": "public, max-age=86400"})
+            return Response(
+                _redoc_bundle(),
+                media_type="text/javascript",
+                headers={"Cache-Control": "public, max-age=86400"},
+            )
 
     app.include_router(router)

@@ -13,7 +13,9 @@ router = APIRouter(prefix="/ui", include_in_schema=False)
 
 
 @router.get("/login")
-def login_page(request: Request,
-               next: Annotated[str, Query(max_length=2048, pattern=r"^/ui(/[^\s]*)?$")] = "/ui/jobs") -> HTMLResponse:
+def login_page(
+    request: Request,
+    next: Annotated[str, Query(max_length=2048, pattern=r"^/ui(/[^\s]*)?$")] = "/ui/jobs",
+) -> HTMLResponse:
     """Paste a token (``astropt users add``); the page keeps it in this browser and goes back."""
     return render(request, "login.html", next=next)

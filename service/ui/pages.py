@@ -39,8 +39,9 @@ def render(request: Request, template: str, **context: Any) -> HTMLResponse:
     return response
 
 
-SCRIPT_SAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
-                            "\u2028": "\\u2028", "\u2029": "\\u2029"})
+SCRIPT_SAFE = str.maketrans(
+    {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+)
 
 
 def as_json(model: Any) -> str:
@@ -57,23 +58,44 @@ def home() -> RedirectResponse:
 
 
 @router.get("/jobs")
-def jobs_page(request: Request, session: SessionDep,
-              limit: Annotated[int, Query(ge=1, le=500)] = 100) -> HTMLResponse:
+def jobs_page(
+    request: Request, session: SessionDep, limit: Annotated[int, Query(ge=1, le=500)] = 100
+) -> HTMLResponse:
     items, total = jobs.list_jobs(session, None, limit, 0)
     summaries = [jobs.summary(job) for job in items]
-    return render(request, "jobs.html", jobs=summaries, total=total, limit=limit,
-                  initial=as_json({"items": [s.model_dump(mode="json") for s in summaries]}))
+    return render(
+        request,
+        "jobs.html",
+        jobs=summaries,
+        total=total,
+        limit=limit,
+        initial=as_json({"items": [s.model_dump(mode="json") for s in summaries]}),
+    )
 
 
 @router.get("/jobs/{job_id}")
-def job_page(job_id: str, request: Request, session: SessionDep, settings: SettingsDep) -> HTMLResponse:
+def job_page(
+    job_id: str, request: Request, session: SessionDep, settings: SettingsDep
+) -> HTMLResponse:
     job = jobs.get(session, job_id)  # 404 for an unknown id
-    detail = jobs.detail(job, jobs.curves(session, job_id, None, settings.curve_max_points), settings.max_attempts)
-    images = [{"path": path, "step": val_image_step(path)}
-              for path, _, kind in artifacts.list_files(Path(job.out_dir)) if kind == "val_image"]
+    detail = jobs.detail(
+        job, jobs.curves(session, job_id, None, settings.curve_max_points), settings.max_attempts
+    )
+    images = [
+        {"path": path, "step": val_image_step(path)}
+        for path, _, kind in artifacts.list_files(Path(job.out_dir))
+        if kind == "val_image"
+    ]
     patch = (detail.spec.get("model") or {}).get("tokeniser") == "patch"
-    return render(request, "job.html", job=detail, images=images, patch=patch,
-                  initial=as_json(detail), finished=job.phase in ("completed", "failed", "cancelled"))
+    return render(
+        request,
+        "job.html",
+        job=detail,
+        images=images,
+        patch=patch,
+        initial=as_json(detail),
+        finished=job.phase in ("completed", "failed", "cancelled"),
+    )
 
 
 def val_image_step(path: str) -> int | None:
@@ -83,8 +105,9 @@ def val_image_step(path: str) -> int | None:
 
 
 @router.get("/catalogues")
-def catalogues_page(request: Request, session: SessionDep,
-                    limit: Annotated[int, Query(ge=1, le=500)] = 100) -> HTMLResponse:
+def catalogues_page(
+    request: Request, session: SessionDep, limit: Annotated[int, Query(ge=1, le=500)] = 100
+) -> HTMLResponse:
     items, total = catalogues.list_catalogues(session, limit, 0)
     return render(request, "catalogues.html", catalogues=items, total=total)
 
@@ -95,17 +118,30 @@ def catalogue_page(job_id: str, request: Request, session: SessionDep) -> HTMLRe
     manifest = described.manifest
     numeric = [name for name in manifest.get("columns", []) if name != "object_id"]
     mock = (manifest.get("data_source") or {}).get("kind") == "mock"
-    return render(request, "catalogue.html", catalogue=described, columns=numeric, mock=mock,
-                  initial=as_json({"job_id": job_id, "columns": numeric, "mock": mock}))
+    return render(
+        request,
+        "catalogue.html",
+        catalogue=described,
+        columns=numeric,
+        mock=mock,
+        initial=as_json({"job_id": job_id, "columns": numeric, "mock": mock}),
+    )
 
 
 @router.get("/reconstruct")
-def reconstruct_page(request: Request, session: SessionDep,
-                     job_id: Annotated[str | None, Query(max_length=64)] = None) -> HTMLResponse:
+def reconstruct_page(
+    request: Request,
+    session: SessionDep,
+    job_id: Annotated[str | None, Query(max_length=64)] = None,
+) -> HTMLResponse:
     completed, _ = jobs.list_jobs(session, "completed", 100, 0)
     latest = repository.latest_completed_job(session)
-    return render(request, "reconstruct.html", jobs=[jobs.summary(j) for j in completed],
-                  selected=job_id or (latest.id if latest else None))
+    return render(
+        request,
+        "reconstruct.html",
+        jobs=[jobs.summary(j) for j in completed],
+        selected=job_id or (latest.id if latest else None),
+    )
 
 
 @router.get("/sample-galaxy.fits")
@@ -123,14 +159,19 @@ def sample_galaxy(index: Annotated[int, Query(ge=0, le=999)] = 0) -> Response:
     galaxy = simulate_galaxy(HELD_OUT_SEED, index)
     buffer = io.BytesIO()
     fits.PrimaryHDU(np.asarray(galaxy["flux"], dtype=np.float32)).writeto(buffer)
-    return Response(buffer.getvalue(), media_type="application/fits",
-                    headers={"Content-Disposition": f'attachment; filename="mock-galaxy-{index}.fits"'})
+    return Response(
+        buffer.getvalue(),
+        media_type="application/fits",
+        headers={"Content-Disposition": f'attachment; filename="mock-galaxy-{index}.fits"'},
+    )
 
 
 @router.get("/submit")
 def submit_page(request: Request) -> HTMLResponse:
-    examples = {name: {"summary": example["summary"], "value": json.dumps(example["value"], indent=2)}
-                for name, example in openapi_examples(request).items()}
+    examples = {
+        name: {"summary": example["summary"], "value": json.dumps(example["value"], indent=2)}
+        for name, example in openapi_examples(request).items()
+    }
     return render(request, "submit.html", examples=examples, first=next(iter(examples), None))
 
 

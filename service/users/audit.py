@@ -45,7 +45,13 @@ class AuditLog:
         match = TARGET.match(path)
         try:
             with session_scope(self.database_url) as session:
-                record(session, getattr(who, "name", None) or getattr(who, "how", None), scope["method"], path,
-                       status, match.group(1) if match else None)
+                record(
+                    session,
+                    getattr(who, "name", None) or getattr(who, "how", None),
+                    scope["method"],
+                    path,
+                    status,
+                    match.group(1) if match else None,
+                )
         except Exception:
             log.exception("could not write the audit log entry for %s %s", scope["method"], path)

@@ -18,15 +18,18 @@ from state.store import session_scope
 from state.store.users import any_users, user_for_token
 
 api_key_header = APIKeyHeader(
-    name="X-API-Key", auto_error=False,
+    name="X-API-Key",
+    auto_error=False,
     description="The service's shared key (ASTROPT_API_KEY): required on POST/DELETE endpoints when "
     "set; once users exist it acts as an admin token.",
 )
 TOKEN_COOKIE = "astropt_token"
 # Documented on every protected route (the app adds them to its routers).
 TOKEN_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "No token, or an unknown or revoked one (a service with users), or a wrong "
-          "API key: `{\"detail\": \"...\"}`"},
+    401: {
+        "description": "No token, or an unknown or revoked one (a service with users), or a wrong "
+        'API key: `{"detail": "..."}`'
+    },
     403: {"description": "The token lacks the scope this endpoint needs"},
 }
 bearer = HTTPBearer(auto_error=False, description="A user's token (`astropt users add`).")
@@ -57,8 +60,11 @@ ALL_SCOPES = frozenset({"read", "submit", "admin"})
 
 
 def _unauthorised(detail: str) -> HTTPException:
-    return HTTPException(status_code=status.HTTP_401_UNAUTHORIZED, detail=detail,
-                         headers={"WWW-Authenticate": "Bearer"})
+    return HTTPException(
+        status_code=status.HTTP_401_UNAUTHORIZED,
+        detail=detail,
+        headers={"WWW-Authenticate": "Bearer"},
+    )
 
 
 def _users_configured(request: Request, settings: Settings) -> bool:
@@ -74,7 +80,11 @@ def _users_configured(request: Request, settings: Settings) -> bool:
 def _user_principal(settings: Settings, token: str) -> Principal | None:
     with session_scope(settings.resolved_database_url) as session:
         user = user_for_token(session, token)
-        return None if user is None else Principal(user.name, frozenset(user.scopes.split(",")), "token")
+        return (
+            None
+            if user is None
+            else Principal(user.name, frozenset(user.scopes.split(",")), "token")
+        )
 
 
 async def principal(
@@ -97,25 +107,33 @@ async def principal(
     if token is not None and users:  # without users no token can be valid: ignored, as before
         found = await anyio.to_thread.run_sync(_user_principal, settings, token)
         if found is None:
-            raise _unauthorised("unknown or revoked token: ask an admin for one (astropt users add)")
+            raise _unauthorised(
+                "unknown or revoked token: ask an admin for one (astropt users add)"
+            )
         return found
     if not users:
         # Today's behaviour: reads are open; writes need the key when one is set (see require).
         return Principal(None, ALL_SCOPES if not expected else frozenset({"read"}), "open")
     if settings.public_reads:
         return Principal(None, frozenset({"read"}), "public")
-    raise _unauthorised("this service has users: send your token as 'Authorization: Bearer <token>'")
+    raise _unauthorised(
+        "this service has users: send your token as 'Authorization: Bearer <token>'"
+    )
 
 
 def require(scope: str):  # noqa: ANN201 (a FastAPI dependency factory)
     async def check(request: Request, who: Annotated[Principal, Depends(principal)]) -> Principal:
         if scope not in who.scopes:
             if who.how in ("open", "public"):
-                raise _unauthorised("missing or wrong API key: send it in the X-API-Key header"
-                                    if who.how == "open" else "this endpoint needs a token with the "
-                                    f"'{scope}' scope")
-            raise HTTPException(status_code=status.HTTP_403_FORBIDDEN,
-                                detail=f"your token lacks the '{scope}' scope (it has {sorted(who.scopes)})")
+                raise _unauthorised(
+                    "missing or wrong API key: send it in the X-API-Key header"
+                    if who.how == "open"
+                    else f"this endpoint needs a token with the '{scope}' scope"
+                )
+            raise HTTPException(
+                status_code=status.HTTP_403_FORBIDDEN,
+                detail=f"your token lacks the '{scope}' scope (it has {sorted(who.scopes)})",
+            )
         request.state.principal = who  # the audit log's "who" (service.users.audit)
         set_principal(who)  # the service layer's owner filter (service.users.context)
         return who
@@ -141,8 +159,11 @@ async def ui_reader(
         if exc.status_code != status.HTTP_401_UNAUTHORIZED:
             raise
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        raise HTTPException(status_code=status.HTTP_303_SEE_OTHER, detail="sign in first",
-                            headers={"Location": f"/ui/login?next={quote(target, safe='')}"}) from exc
+        raise HTTPException(
+            status_code=status.HTTP_303_SEE_OTHER,
+            detail="sign in first",
+            headers={"Location": f"/ui/login?next={quote(target, safe='')}"},
+        ) from exc
     request.state.principal = who
     set_principal(who)
     return who

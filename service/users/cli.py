@@ -11,17 +11,28 @@ from state.store.users import SCOPES, UserError, add_user, list_users, revoke_us
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    users = subparsers.add_parser("users", help="users of the service: tokens, scopes and quotas",
-                                  description="Once a user exists, every request needs a token "
-                                  "(docs/operations.md, 'Users'). Uses ASTROPT_DATABASE_URL / ASTROPT_DATA_DIR.")
+    users = subparsers.add_parser(
+        "users",
+        help="users of the service: tokens, scopes and quotas",
+        description="Once a user exists, every request needs a token "
+        "(docs/operations.md, 'Users'). Uses ASTROPT_DATABASE_URL / ASTROPT_DATA_DIR.",
+    )
     verbs = users.add_subparsers(dest="verb", required=True)
     add = verbs.add_parser("add", help="add a user and print its token (shown once)")
     add.add_argument("name")
-    add.add_argument("--scope", choices=SCOPES, default="submit",
-                     help="read: see own jobs; submit: also run them (default); admin: everything")
-    add.add_argument("--max-active-jobs", type=int, default=None, help="quota: queued + running jobs")
+    add.add_argument(
+        "--scope",
+        choices=SCOPES,
+        default="submit",
+        help="read: see own jobs; submit: also run them (default); admin: everything",
+    )
+    add.add_argument(
+        "--max-active-jobs", type=int, default=None, help="quota: queued + running jobs"
+    )
     add.add_argument("--disk-gb", type=float, default=None, help="quota: disk of the user's runs")
-    add.add_argument("--device-hours", type=float, default=None, help="quota: device-hours of finished jobs")
+    add.add_argument(
+        "--device-hours", type=float, default=None, help="quota: device-hours of finished jobs"
+    )
     add.set_defaults(func=run_add)
     listing = verbs.add_parser("list", help="list users (never their tokens)")
     listing.set_defaults(func=run_list)
@@ -39,8 +50,14 @@ def _url() -> str:
 def run_add(args: argparse.Namespace) -> int:
     try:
         with session_scope(_url()) as session:
-            token = add_user(session, args.name, [args.scope], max_active_jobs=args.max_active_jobs,
-                             disk_quota_gb=args.disk_gb, device_hours_quota=args.device_hours)
+            token = add_user(
+                session,
+                args.name,
+                [args.scope],
+                max_active_jobs=args.max_active_jobs,
+                disk_quota_gb=args.disk_gb,
+                device_hours_quota=args.device_hours,
+            )
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -53,8 +70,15 @@ def run_list(args: argparse.Namespace) -> int:
     with session_scope(_url()) as session:
         for user in list_users(session):
             state = f"revoked {user.revoked_at:%Y-%m-%d}" if user.revoked_at else "active"
-            quotas = ", ".join(f"{k}={v}" for k, v in (("jobs", user.max_active_jobs), ("disk_gb", user.disk_quota_gb),
-                                                        ("device_hours", user.device_hours_quota)) if v is not None)
+            quotas = ", ".join(
+                f"{k}={v}"
+                for k, v in (
+                    ("jobs", user.max_active_jobs),
+                    ("disk_gb", user.disk_quota_gb),
+                    ("device_hours", user.device_hours_quota),
+                )
+                if v is not None
+            )
             print(f"{user.name:24} {user.scopes:20} {state:18} {quotas}")
     return 0
 

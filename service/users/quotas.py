@@ -30,8 +30,11 @@ def device_hours(session: Session, owner: str) -> float:
 
 
 def disk_bytes(session: Session, owner: str) -> int:
-    return sum(directory_bytes(Path(job.out_dir)) for job in repository.jobs_of_owner(session, owner)
-               if Path(job.out_dir).is_dir())
+    return sum(
+        directory_bytes(Path(job.out_dir))
+        for job in repository.jobs_of_owner(session, owner)
+        if Path(job.out_dir).is_dir()
+    )
 
 
 def check_quotas(session: Session, owner: str | None, new_bytes: int) -> None:
@@ -44,17 +47,24 @@ def check_quotas(session: Session, owner: str | None, new_bytes: int) -> None:
     if user.max_active_jobs is not None:
         active = repository.count_active(session, owner)
         if active >= user.max_active_jobs:
-            raise TooManyJobs(f"{owner} has {active} queued or running jobs; their quota is "
-                              f"{user.max_active_jobs} (astropt users add --max-active-jobs): wait or cancel one")
+            raise TooManyJobs(
+                f"{owner} has {active} queued or running jobs; their quota is "
+                f"{user.max_active_jobs} (astropt users add --max-active-jobs): wait or cancel one"
+            )
     if user.device_hours_quota is not None:
         used = device_hours(session, owner)
         if used >= user.device_hours_quota:
-            raise TooManyJobs(f"{owner} has used {used:.2f} device-hours of their quota of "
-                              f"{user.device_hours_quota:g} (astropt users add --device-hours)")
+            raise TooManyJobs(
+                f"{owner} has used {used:.2f} device-hours of their quota of "
+                f"{user.device_hours_quota:g} (astropt users add --device-hours)"
+            )
     if user.disk_quota_gb is not None:
         used = disk_bytes(session, owner)
         quota = int(user.disk_quota_gb * 2**30)
         if used + new_bytes > quota:
-            raise SpecInvalid("data", f"this job would write about {gib(new_bytes)}; {owner}'s runs hold "
-                              f"{gib(used)} of their {gib(quota)} disk quota (astropt users add --disk-gb): "
-                              "delete some of their jobs first")
+            raise SpecInvalid(
+                "data",
+                f"this job would write about {gib(new_bytes)}; {owner}'s runs hold "
+                f"{gib(used)} of their {gib(quota)} disk quota (astropt users add --disk-gb): "
+                "delete some of their jobs first",
+            )

@@ -42,12 +42,17 @@ def me(who: Reader) -> Me:
     return Me(name=who.name, scopes=sorted(who.scopes), how=who.how)
 
 
-@router.get("/audit", response_model=AuditList, summary="The audit log of mutating requests (admins)")
+@router.get(
+    "/audit", response_model=AuditList, summary="The audit log of mutating requests (admins)"
+)
 def audit(
-    session: SessionDep, who: Admin,
+    session: SessionDep,
+    who: Admin,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
     user: Annotated[str | None, Query(max_length=64)] = None,
 ) -> AuditList:
     rows, total = audit_entries(session, limit, offset, user)
-    return AuditList(items=[AuditOut.model_validate(r, from_attributes=True) for r in rows], total=total)
+    return AuditList(
+        items=[AuditOut.model_validate(r, from_attributes=True) for r in rows], total=total
+    )

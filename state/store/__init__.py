@@ -9,6 +9,16 @@ from state.store.models import ACTIVE_PHASES, FINISHED_PHASES, PHASES, Job, Metr
 from state.store.repository import best_checkpoint_dir, latest_completed_job
 
 __all__ = [
-    "ACTIVE_PHASES", "FINISHED_PHASES", "PHASES", "Job", "MetricPoint", "best_checkpoint_dir",
-    "get_engine", "latest_completed_job", "migrate", "ping", "session_scope", "workers",
+    "ACTIVE_PHASES",
+    "FINISHED_PHASES",
+    "PHASES",
+    "Job",
+    "MetricPoint",
+    "best_checkpoint_dir",
+    "get_engine",
+    "latest_completed_job",
+    "migrate",
+    "ping",
+    "session_scope",
+    "workers",
 ]

@@ -25,7 +25,9 @@ class ThinCurve:
     thinned: bool  # some points of the range are not in ``points``
 
 
-def read_curve(session: Session, job_id: str, kind: str, since: int | None, max_points: int) -> ThinCurve:
+def read_curve(
+    session: Session, job_id: str, kind: str, since: int | None, max_points: int
+) -> ThinCurve:
     """At most ``max_points`` points of one curve (steps after ``since``), first/last/min kept."""
     summary = _summary(session, job_id, kind, since, max_points + 1)
     if summary is None:
@@ -41,25 +43,34 @@ def read_curve(session: Session, job_id: str, kind: str, since: int | None, max_
             break
         lower = max(0, level - max(1, int(math.log2(max_points / max(1, len(rows))))))
         denser = _at_or_above(session, job_id, kind, since, lower, 2 * max_points)
-        if len(denser) >= 2 * max_points:  # would be cut at the limit: keep the even spacing we have
+        if (
+            len(denser) >= 2 * max_points
+        ):  # would be cut at the limit: keep the even spacing we have
             break
         level, rows = lower, denser
     keep = {first, last, lowest}
     return ThinCurve(thin(sorted({*rows, *keep}), max_points, keep), True)
 
 
-def _summary(session: Session, job_id: str, kind: str, since: int | None,
-             count_limit: int) -> tuple[int, Point, Point, Point] | None:
+def _summary(
+    session: Session, job_id: str, kind: str, since: int | None, count_limit: int
+) -> tuple[int, Point, Point, Point] | None:
     """Points in the range (counted up to ``count_limit``), first, last and lowest: one round
     trip of four bounded index reads."""
     by_step = _range(job_id, kind, since).order_by(MetricPoint.step)
-    counted = select(func.count()).select_from(by_step.limit(count_limit).subquery()).scalar_subquery()
+    counted = (
+        select(func.count()).select_from(by_step.limit(count_limit).subquery()).scalar_subquery()
+    )
     parts = [
         select(literal(0).label("part"), counted.label("step"), literal(0.0).label("value")),
-        _tagged(1, by_step), _tagged(2, _range(job_id, kind, since).order_by(MetricPoint.step.desc())),
+        _tagged(1, by_step),
+        _tagged(2, _range(job_id, kind, since).order_by(MetricPoint.step.desc())),
         _tagged(3, _range(job_id, kind, since).order_by(MetricPoint.value, MetricPoint.step)),
     ]
-    rows = {int(part): (int(step), float(value)) for part, step, value in session.execute(union_all(*parts))}
+    rows = {
+        int(part): (int(step), float(value))
+        for part, step, value in session.execute(union_all(*parts))
+    }
     if 1 not in rows:
         return None
     return rows[0][0], rows[1], rows[2], rows[3]
@@ -96,13 +107,15 @@ def _sparse_level(span: int, max_points: int) -> int:
 
 
 def _range(job_id: str, kind: str, since: int | None) -> Select[int, float]:
-    query = select(MetricPoint.step, MetricPoint.value).where(MetricPoint.job_id == job_id,
-                                                              MetricPoint.kind == kind)
+    query = select(MetricPoint.step, MetricPoint.value).where(
+        MetricPoint.job_id == job_id, MetricPoint.kind == kind
+    )
     return query if since is None else query.where(MetricPoint.step > since)
 
 
-def _at_or_above(session: Session, job_id: str, kind: str, since: int | None, level: int,
-                 limit: int) -> list[Point]:
+def _at_or_above(
+    session: Session, job_id: str, kind: str, since: int | None, level: int, limit: int
+) -> list[Point]:
     # no ORDER BY: the planner then reads ix_metric_points_level's bounded range rather than walk
     # the step index filtering on level; sorted here
     query = _range(job_id, kind, since).where(MetricPoint.level >= level)

@@ -33,8 +33,14 @@ def make_engine(url: str, timeout_seconds: float | None = None) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     timeout = _timeout(timeout_seconds)
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, pool_timeout=timeout,
-                         connect_args=_postgres_timeouts(parsed.query.get("options"), timeout))
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=5,
+        max_overflow=5,
+        pool_timeout=timeout,
+        connect_args=_postgres_timeouts(parsed.query.get("options"), timeout),
+    )
 
 
 def _timeout(seconds: float | None) -> float:
@@ -55,8 +61,11 @@ def _postgres_timeouts(options: str | tuple[str, ...] | None, seconds: float) ->
         # custom plans for prepared statements: a generic plan cannot see that `level >= 7` is
         # selective and scans a long curve's every point (psycopg prepares after 5 executions)
         "options": f"{existing} -c statement_timeout={millis} -c plan_cache_mode=force_custom_plan".strip(),
-        "keepalives": 1, "keepalives_idle": max(1, round(seconds)), "keepalives_interval": 1,
-        "keepalives_count": 3, "tcp_user_timeout": millis,
+        "keepalives": 1,
+        "keepalives_idle": max(1, round(seconds)),
+        "keepalives_interval": 1,
+        "keepalives_count": 3,
+        "tcp_user_timeout": millis,
     }
 
 
@@ -127,7 +136,9 @@ def migrate(url: str) -> None:
             _upgrade(url, connection)
     elif engine.dialect.name == "postgresql":
         with engine.connect() as connection:
-            connection.execute(text("SET statement_timeout = 0"))  # waiting for another migrator is fine
+            connection.execute(
+                text("SET statement_timeout = 0")
+            )  # waiting for another migrator is fine
             connection.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
             connection.commit()  # the session-level lock outlives this transaction
             try:

@@ -65,7 +65,9 @@ class Job(Base):
 
     id: Mapped[str] = mapped_column(String(JOB_ID_LENGTH), primary_key=True)
     phase: Mapped[str] = mapped_column(String(16), index=True, default="queued")
-    kind: Mapped[str] = mapped_column(String(16), index=True, default="train", server_default="train")
+    kind: Mapped[str] = mapped_column(
+        String(16), index=True, default="train", server_default="train"
+    )
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     out_dir: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
@@ -155,7 +157,9 @@ class AuditEntry(Base):
 
     __tablename__ = "audit_log"
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     user: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     method: Mapped[str] = mapped_column(String(8))

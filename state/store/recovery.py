@@ -24,7 +24,9 @@ def death_reason(job: Job, max_attempts: int) -> str:
     return f"worker {job.owner or '(unknown)'} died (lost heartbeat) during attempt {job.attempts} of {max_attempts}"
 
 
-def reap_orphan(session: Session, job_id: str, lease_seconds: float, max_attempts: int) -> Reaped | None:
+def reap_orphan(
+    session: Session, job_id: str, lease_seconds: float, max_attempts: int
+) -> Reaped | None:
     """Settle a running/cancelling job whose heartbeat is older than the lease; None when the
     job is alive, finished, or another worker settled it first (the update is conditional)."""
     now = utcnow()
@@ -35,20 +37,37 @@ def reap_orphan(session: Session, job_id: str, lease_seconds: float, max_attempt
     if job.heartbeat_at is not None and job.heartbeat_at >= stale:
         return None
     reason = death_reason(job, max_attempts)
-    record = {"attempt": job.attempts, "worker": job.owner, "reason": "lost heartbeat", "at": now.isoformat()}
-    values: dict[str, object] = {"owner": None, "updated_at": now, "eta_seconds": None,
-                                 "interruptions": [*(job.interruptions or []), record]}
+    record = {
+        "attempt": job.attempts,
+        "worker": job.owner,
+        "reason": "lost heartbeat",
+        "at": now.isoformat(),
+    }
+    values: dict[str, object] = {
+        "owner": None,
+        "updated_at": now,
+        "eta_seconds": None,
+        "interruptions": [*(job.interruptions or []), record],
+    }
     outcome: Reaped
     if job.phase == "cancelling":
         outcome = "cancelled"
         values.update(phase="cancelled", finished_at=now, cancel_requested=False)
     elif job.attempts >= max_attempts:
         outcome = "failed"
-        values.update(phase="failed", finished_at=now, cancel_requested=False,
-                      failure_reason=f"{reason}; no attempts left (setting ASTROPT_MAX_ATTEMPTS)")
+        values.update(
+            phase="failed",
+            finished_at=now,
+            cancel_requested=False,
+            failure_reason=f"{reason}; no attempts left (setting ASTROPT_MAX_ATTEMPTS)",
+        )
     else:
         outcome = "requeued"
-        values.update(phase="queued", published_at=None, waiting_reason=f"{reason}; queued again to resume from its last checkpoint")
+        values.update(
+            phase="queued",
+            published_at=None,
+            waiting_reason=f"{reason}; queued again to resume from its last checkpoint",
+        )
     result = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.phase == job.phase, Job.attempts == job.attempts)

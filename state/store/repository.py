@@ -27,9 +27,16 @@ from state.store.models import (
 
 def create_job(session: Session, job_id: str, spec: dict[str, Any], out_dir: str) -> Job:
     job = Job(
-        id=job_id, phase="queued", kind=spec.get("kind", "train"), spec=spec, out_dir=out_dir,
+        id=job_id,
+        phase="queued",
+        kind=spec.get("kind", "train"),
+        spec=spec,
+        out_dir=out_dir,
         max_iters=int(spec["max_iters"]),
-        checkpoints={}, attempts=0, cancel_requested=False, iteration=0,
+        checkpoints={},
+        attempts=0,
+        cancel_requested=False,
+        iteration=0,
     )
     session.add(job)
     session.flush()
@@ -52,7 +59,11 @@ def get_job(session: Session, job_id: str) -> Job | None:
 
 
 def list_jobs(
-    session: Session, phase: str | None = None, limit: int = 50, offset: int = 0, kind: str | None = None,
+    session: Session,
+    phase: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+    kind: str | None = None,
     owner: str | None = None,
 ) -> tuple[Sequence[Job], int]:
     """Newest first; ``owner``: only the jobs that user submitted."""
@@ -67,7 +78,9 @@ def list_jobs(
     if kind:
         query = query.where(Job.kind == kind)
         counter = counter.where(Job.kind == kind)
-    items = session.scalars(query.order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset)).all()
+    items = session.scalars(
+        query.order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset)
+    ).all()
     return items, int(session.scalar(counter) or 0)
 
 
@@ -91,8 +104,13 @@ def claim_job(session: Session, job_id: str, owner: str) -> bool:
         update(Job)
         .where(Job.id == job_id, Job.phase == "queued")
         .values(
-            phase="running", owner=owner, heartbeat_at=now, attempts=Job.attempts + 1,
-            started_at=func.coalesce(Job.started_at, now), failure_reason=None, updated_at=now,
+            phase="running",
+            owner=owner,
+            heartbeat_at=now,
+            attempts=Job.attempts + 1,
+            started_at=func.coalesce(Job.started_at, now),
+            failure_reason=None,
+            updated_at=now,
         )
     )
     return cast(CursorResult[Any], result).rowcount == 1
@@ -115,15 +133,24 @@ def update_job(session: Session, job_id: str, **values: Any) -> None:
 def finish_job(session: Session, job_id: str, phase: str, reason: str | None = None) -> None:
     assert phase in FINISHED_PHASES, phase
     update_job(
-        session, job_id, phase=phase, failure_reason=reason, finished_at=utcnow(),
-        eta_seconds=None, owner=None, cancel_requested=False,
+        session,
+        job_id,
+        phase=phase,
+        failure_reason=reason,
+        finished_at=utcnow(),
+        eta_seconds=None,
+        owner=None,
+        cancel_requested=False,
     )
 
 
 def update_if_phase(session: Session, job_id: str, expected: str, **values: Any) -> bool:
     """Update a job only if it is still in phase ``expected`` (one of concurrent requests wins)."""
-    result = session.execute(update(Job).where(Job.id == job_id, Job.phase == expected)
-                             .values(updated_at=utcnow(), **values))
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.phase == expected)
+        .values(updated_at=utcnow(), **values)
+    )
     return cast(CursorResult[Any], result).rowcount == 1
 
 
@@ -131,7 +158,8 @@ def cancel_if_queued(session: Session, job_id: str) -> bool:
     """Cancel a job no worker has claimed yet; False if it was claimed (or finished) meanwhile."""
     now = utcnow()
     result = session.execute(
-        update(Job).where(Job.id == job_id, Job.phase == "queued")
+        update(Job)
+        .where(Job.id == job_id, Job.phase == "queued")
         .values(phase="cancelled", finished_at=now, updated_at=now, eta_seconds=None)
     )
     return cast(CursorResult[Any], result).rowcount == 1
@@ -139,7 +167,8 @@ def cancel_if_queued(session: Session, job_id: str) -> bool:
 
 def request_cancel_if_running(session: Session, job_id: str) -> bool:
     result = session.execute(
-        update(Job).where(Job.id == job_id, Job.phase == "running")
+        update(Job)
+        .where(Job.id == job_id, Job.phase == "running")
         .values(phase="cancelling", cancel_requested=True, updated_at=utcnow())
     )
     return cast(CursorResult[Any], result).rowcount == 1
@@ -151,9 +180,16 @@ def upsert_points(session: Session, job_id: str, points: Iterable[tuple[str, int
     Non-finite values are dropped: a curve is a list of numbers, and JSON has no NaN.
     """
     rows = [
-        {"job_id": job_id, "kind": kind, "step": int(step), "value": float(value),
-         "level": step_level(int(step)), "recorded_at": utcnow()}
-        for kind, step, value in points if math.isfinite(float(value))
+        {
+            "job_id": job_id,
+            "kind": kind,
+            "step": int(step),
+            "value": float(value),
+            "level": step_level(int(step)),
+            "recorded_at": utcnow(),
+        }
+        for kind, step, value in points
+        if math.isfinite(float(value))
     ]
     if not rows:
         return
@@ -192,8 +228,10 @@ def get_points(
 def lowest_point(session: Session, job_id: str, kind: str) -> tuple[int, float] | None:
     """The curve's lowest value and its (first) step, by index (``ix_metric_points_value``)."""
     row = session.execute(
-        select(MetricPoint.step, MetricPoint.value).where(MetricPoint.job_id == job_id, MetricPoint.kind == kind)
-        .order_by(MetricPoint.value, MetricPoint.step).limit(1)
+        select(MetricPoint.step, MetricPoint.value)
+        .where(MetricPoint.job_id == job_id, MetricPoint.kind == kind)
+        .order_by(MetricPoint.value, MetricPoint.step)
+        .limit(1)
     ).first()
     return None if row is None else (int(row[0]), float(row[1]))
 
@@ -206,10 +244,14 @@ def unpublished_jobs(session: Session, older_than_seconds: float) -> list[str]:
     """Queued jobs whose message never reached the broker (the API died or the broker failed
     between recording and publishing), recorded more than ``older_than_seconds`` ago."""
     cutoff = utcnow() - timedelta(seconds=older_than_seconds)
-    return list(session.scalars(
-        select(Job.id).where(Job.phase == "queued", Job.published_at.is_(None), Job.updated_at < cutoff)
-        .order_by(Job.created_at).limit(100)
-    ))
+    return list(
+        session.scalars(
+            select(Job.id)
+            .where(Job.phase == "queued", Job.published_at.is_(None), Job.updated_at < cutoff)
+            .order_by(Job.created_at)
+            .limit(100)
+        )
+    )
 
 
 def record_checkpoint(
@@ -246,7 +288,9 @@ def delete_finished_job(session: Session, job_id: str) -> bool:
     removed = session.execute(delete(Job).where(Job.id == job_id, Job.phase.in_(FINISHED_PHASES)))
     if cast(CursorResult[Any], removed).rowcount != 1:
         return False
-    session.execute(delete(MetricPoint).where(MetricPoint.job_id == job_id))  # SQLite without cascade
+    session.execute(
+        delete(MetricPoint).where(MetricPoint.job_id == job_id)
+    )  # SQLite without cascade
     return True
 
 
@@ -255,7 +299,9 @@ def delete_job(session: Session, job_id: str) -> None:
     session.execute(delete(Job).where(Job.id == job_id))
 
 
-def latest_completed_job(session: Session, kind: str | None = None, owner: str | None = None) -> Job | None:
+def latest_completed_job(
+    session: Session, kind: str | None = None, owner: str | None = None
+) -> Job | None:
     """The most recently finished completed job (of ``kind``: train | finetune, else any; of
     ``owner`` when given); what inference uses by default."""
     query = select(Job).where(Job.phase == "completed")
@@ -276,7 +322,9 @@ def best_checkpoint_dir(session: Session, job_id: str) -> Path | None:
 
 def jobs_of_kind(session: Session, kind: str, limit: int = 10_000) -> Sequence[Job]:
     """Jobs of one kind, newest first (GET /datasets lists the tokenise jobs' data sets)."""
-    return session.scalars(select(Job).where(Job.kind == kind).order_by(Job.created_at.desc()).limit(limit)).all()
+    return session.scalars(
+        select(Job).where(Job.kind == kind).order_by(Job.created_at.desc()).limit(limit)
+    ).all()
 
 
 def active_jobs(session: Session) -> Sequence[Job]:

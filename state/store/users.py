@@ -42,24 +42,41 @@ def implied_scopes(scopes: Sequence[str]) -> list[str]:
     return list(SCOPES[: level + 1])
 
 
-def add_user(session: Session, name: str, scopes: Sequence[str], *, max_active_jobs: int | None = None,
-             disk_quota_gb: float | None = None, device_hours_quota: float | None = None) -> str:
+def add_user(
+    session: Session,
+    name: str,
+    scopes: Sequence[str],
+    *,
+    max_active_jobs: int | None = None,
+    disk_quota_gb: float | None = None,
+    device_hours_quota: float | None = None,
+) -> str:
     """Create a user and return its token (the only time it is seen)."""
     if not USER_NAME.match(name):
-        raise UserError(f"user name {name!r}: 1-64 letters, digits and _.@- (starting with a letter or digit)")
+        raise UserError(
+            f"user name {name!r}: 1-64 letters, digits and _.@- (starting with a letter or digit)"
+        )
     if session.get(User, name) is not None:
         raise UserError(f"user {name!r} exists; revoke it first or choose another name")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    session.add(User(name=name, token_hash=hash_token(token), scopes=",".join(implied_scopes(scopes)),
-                     max_active_jobs=max_active_jobs, disk_quota_gb=disk_quota_gb,
-                     device_hours_quota=device_hours_quota))
+    session.add(
+        User(
+            name=name,
+            token_hash=hash_token(token),
+            scopes=",".join(implied_scopes(scopes)),
+            max_active_jobs=max_active_jobs,
+            disk_quota_gb=disk_quota_gb,
+            device_hours_quota=device_hours_quota,
+        )
+    )
     session.flush()
     return token
 
 
 def revoke_user(session: Session, name: str) -> bool:
-    result = session.execute(update(User).where(User.name == name, User.revoked_at.is_(None))
-                             .values(revoked_at=utcnow()))
+    result = session.execute(
+        update(User).where(User.name == name, User.revoked_at.is_(None)).values(revoked_at=utcnow())
+    )
     return cast(CursorResult[Any], result).rowcount == 1
 
 
@@ -80,16 +97,29 @@ def user_for_token(session: Session, token: str) -> User | None:
     return user if user is not None and user.revoked_at is None else None
 
 
-def record(session: Session, user: str | None, method: str, path: str, status: int, target: str | None) -> None:
-    session.add(AuditEntry(user=user, method=method[:8], path=path[:512], status=status,
-                           target=None if target is None else target[:64]))
+def record(
+    session: Session, user: str | None, method: str, path: str, status: int, target: str | None
+) -> None:
+    session.add(
+        AuditEntry(
+            user=user,
+            method=method[:8],
+            path=path[:512],
+            status=status,
+            target=None if target is None else target[:64],
+        )
+    )
 
 
-def audit_entries(session: Session, limit: int = 100, offset: int = 0,
-                  user: str | None = None) -> tuple[Sequence[AuditEntry], int]:
+def audit_entries(
+    session: Session, limit: int = 100, offset: int = 0, user: str | None = None
+) -> tuple[Sequence[AuditEntry], int]:
     query = select(AuditEntry)
     counter = select(func.count()).select_from(AuditEntry)
     if user is not None:
-        query, counter = query.where(AuditEntry.user == user), counter.where(AuditEntry.user == user)
+        query, counter = (
+            query.where(AuditEntry.user == user),
+            counter.where(AuditEntry.user == user),
+        )
     rows = session.scalars(query.order_by(AuditEntry.id.desc()).limit(limit).offset(offset)).all()
     return rows, int(session.scalar(counter) or 0)

@@ -11,8 +11,9 @@ from sqlalchemy.orm import Session
 from state.store.models import WorkerNode, utcnow
 
 
-def advertise(session: Session, name: str, hostname: str, device_kind: str, devices: int,
-              free_devices: int) -> None:
+def advertise(
+    session: Session, name: str, hostname: str, device_kind: str, devices: int, free_devices: int
+) -> None:
     node = session.get(WorkerNode, name)
     if node is None:
         node = WorkerNode(name=name)

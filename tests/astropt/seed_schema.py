@@ -23,27 +23,31 @@ IMAGE_COLUMN = "legacysurvey_image"
 def seed_features(size: int = IMAGE_SIZE) -> Any:
     from datasets import Array3D, Features, Sequence, Value
 
-    return Features({
-        IMAGE_COLUMN: {
-            "band": Sequence(Value("string")),
-            "flux": Array3D(shape=(4, size, size), dtype="float32"),
-            "ivar": Array3D(shape=(4, size, size), dtype="float32"),
-            "mask": Array3D(shape=(4, size, size), dtype="bool"),
-            "psf_fwhm": Sequence(Value("float32")),
-            "scale": Sequence(Value("float32")),
-        },
-        "object_id": Value("string"),
-    })
+    return Features(
+        {
+            IMAGE_COLUMN: {
+                "band": Sequence(Value("string")),
+                "flux": Array3D(shape=(4, size, size), dtype="float32"),
+                "ivar": Array3D(shape=(4, size, size), dtype="float32"),
+                "mask": Array3D(shape=(4, size, size), dtype="bool"),
+                "psf_fwhm": Sequence(Value("float32")),
+                "scale": Sequence(Value("float32")),
+            },
+            "object_id": Value("string"),
+        }
+    )
 
 
-def seed_row(index: int, seed: int = 0,
-             damage: Callable[[dict[str, np.ndarray]], None] | None = None) -> dict[str, Any]:
+def seed_row(
+    index: int, seed: int = 0, damage: Callable[[dict[str, np.ndarray]], None] | None = None
+) -> dict[str, Any]:
     galaxy = simulate_galaxy(seed, index)
     image = {
         "band": SEED_BANDS,
         "flux": galaxy["flux"].astype(np.float32),
-        "ivar": np.broadcast_to((1.0 / galaxy["noise_sigma"] ** 2)[:, None, None],
-                                galaxy["flux"].shape).astype(np.float32),
+        "ivar": np.broadcast_to(
+            (1.0 / galaxy["noise_sigma"] ** 2)[:, None, None], galaxy["flux"].shape
+        ).astype(np.float32),
         "mask": np.zeros(galaxy["flux"].shape, dtype=bool),
         "psf_fwhm": [galaxy["params"][f"psf_fwhm_{b}"] for b in "griz"],
         "scale": [PIXEL_SCALE] * 4,
@@ -53,9 +57,14 @@ def seed_row(index: int, seed: int = 0,
     return {IMAGE_COLUMN: image, "object_id": galaxy["object_id"]}
 
 
-def write_seed_parquet(path: Path, n: int, seed: int = 0, start: int = 0,
-                       damage: Callable[[dict[str, np.ndarray]], None] | None = None,
-                       columns: dict[str, Callable[[dict[str, Any]], Any]] | None = None) -> Path:
+def write_seed_parquet(
+    path: Path,
+    n: int,
+    seed: int = 0,
+    start: int = 0,
+    damage: Callable[[dict[str, np.ndarray]], None] | None = None,
+    columns: dict[str, Callable[[dict[str, Any]], Any]] | None = None,
+) -> Path:
     """``n`` galaxies (``start``..) as one Parquet file in the seed schema; returns ``path``.
     ``columns``: more scalar columns, each computed from the galaxy's mock parameters
     (numbers become float64 columns, anything else strings)."""

@@ -34,13 +34,17 @@ def shipped():
 @pytest.mark.slow
 def test_the_surprisal_column_is_each_galaxys_own_next_token_loss(shipped, tmp_path):
     seed, n = 31, 8
-    result = embed_catalogue(shipped, SourceSpec("mock", n=n, seed=seed, path=str(tmp_path / "mock")), tmp_path / "cat")
+    result = embed_catalogue(
+        shipped, SourceSpec("mock", n=n, seed=seed, path=str(tmp_path / "mock")), tmp_path / "cat"
+    )
     catalogue = read_catalogue(result.out_dir)
     assert catalogue.manifest["surprisal_column"] == "surprisal"
     column = catalogue.columns["surprisal"]
     for i in range(n):  # independently: the model's training loss of a batch of this one galaxy
         flux = centre_crop(simulate_galaxy(seed, i)["flux"])[None]
-        tokens = shipped.codec.encode(np.ascontiguousarray(flux), tuple(simulate_galaxy(seed, i)["bands"]))
+        tokens = shipped.codec.encode(
+            np.ascontiguousarray(flux), tuple(simulate_galaxy(seed, i)["bands"])
+        )
         inputs, targets = shift_for_training(tokens)
         with torch.no_grad():
             logits, loss = shipped.model(inputs, targets)
@@ -79,7 +83,9 @@ def test_every_anomaly_kind_is_reproducible_and_changes_the_read_pixels():
 
 def test_each_method_ranks_an_isolated_point_first_and_surprisal_methods_need_the_column():
     rng = np.random.default_rng(0)
-    centres = 3 * rng.normal(size=(4, 16))  # four tight clusters off the origin, one object far from all
+    centres = 3 * rng.normal(
+        size=(4, 16)
+    )  # four tight clusters off the origin, one object far from all
     x = centres[np.arange(200) % 4] + 0.3 * rng.normal(size=(200, 16)) + 5.0
     x[17] = 5.0 + 3 * rng.normal(size=16)
     surprisal = rng.normal(0.6, 0.05, size=200)
@@ -108,10 +114,14 @@ def test_the_map_keeps_objects_without_a_value_and_spreads_skewed_scores():
     ax = fig.axes[0]
     grey, coloured = ax.collections
     assert len(grey.get_offsets()) == 1 and len(coloured.get_offsets()) == 3
-    assert ax.get_xlim()[1] >= 50 and ax.get_ylim()[0] <= -40  # the far NaN point is inside the limits
+    assert (
+        ax.get_xlim()[1] >= 50 and ax.get_ylim()[0] <= -40
+    )  # the far NaN point is inside the limits
     assert "no g_r value (1)" in [t.get_text() for t in ax.get_legend().get_texts()]
 
-    skewed = np.array([0.01, 0.011, 0.012, 0.013, 5.0])  # one huge score: linear paints the rest alike
+    skewed = np.array(
+        [0.01, 0.011, 0.012, 0.013, 5.0]
+    )  # one huge score: linear paints the rest alike
     ranked, suffix = scaled_colours(skewed, "rank")
     assert suffix == " (percentile rank)" and np.allclose(ranked, [0, 0.25, 0.5, 0.75, 1.0])
     logged, _ = scaled_colours(np.array([1.0, 100.0, -1.0, np.nan]), "log")

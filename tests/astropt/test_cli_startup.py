@@ -17,7 +17,9 @@ print("torch" in sys.modules, "datasets" in sys.modules)
 
 
 def test_client_commands_do_not_import_torch() -> None:
-    out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=120, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=120, check=True
+    )
     assert out.stdout.strip().splitlines()[-1] == "False False", out.stdout
 
 
@@ -25,4 +27,13 @@ def test_the_full_parser_still_lists_every_command() -> None:
     from astropt.cli import build_parser
 
     commands = build_parser()._subparsers._group_actions[0].choices
-    assert {"jobs", "reconstruct", "train", "finetune", "embed", "probe", "search", "probe-checkpoints"} <= set(commands)
+    assert {
+        "jobs",
+        "reconstruct",
+        "train",
+        "finetune",
+        "embed",
+        "probe",
+        "search",
+        "probe-checkpoints",
+    } <= set(commands)

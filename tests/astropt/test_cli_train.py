@@ -31,21 +31,46 @@ def test_every_shipped_config_validates(path: Path) -> None:
 
 def astropt_train(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "astropt.cli", "train", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "astropt.cli", "train", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 @pytest.mark.slow
 def test_astropt_train_runs_the_small_config_with_set_out_and_fresh(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    small = ["--config", str(REPO / "astropt" / "configs" / "mock-small.yaml"), "--out", str(out),
-             "--set", "data.n_mock=16", "--set", f"data.path={tmp_path / 'mock'}", "--set", "data.val_fraction=0.25",
-             "--set", "batch_size=2", "--set", "eval_iters=1", "--set", "eval_interval=100", "--set", "device=cpu"]
+    small = [
+        "--config",
+        str(REPO / "astropt" / "configs" / "mock-small.yaml"),
+        "--out",
+        str(out),
+        "--set",
+        "data.n_mock=16",
+        "--set",
+        f"data.path={tmp_path / 'mock'}",
+        "--set",
+        "data.val_fraction=0.25",
+        "--set",
+        "batch_size=2",
+        "--set",
+        "eval_iters=1",
+        "--set",
+        "eval_interval=100",
+        "--set",
+        "device=cpu",
+    ]
     first = astropt_train(*small, "--set", "max_iters=2")
     assert first.returncode == 0, first.stderr[-3000:]
     assert "completed at step 2" in first.stdout
     saved = yaml.safe_load((out / "config.yaml").read_text())
-    assert saved["max_iters"] == 2 and saved["data"]["n_mock"] == 16 and saved["model"]["n_layer"] == 4
+    assert (
+        saved["max_iters"] == 2 and saved["data"]["n_mock"] == 16 and saved["model"]["n_layer"] == 4
+    )
     assert json.loads((out / "checkpoints" / "last" / "config.json").read_text())["step"] == 2
 
     resumed = astropt_train(*small, "--set", "max_iters=3")  # same run directory: resumes
@@ -54,4 +79,7 @@ def test_astropt_train_runs_the_small_config_with_set_out_and_fresh(tmp_path: Pa
     fresh = astropt_train(*small, "--set", "max_iters=1", "--fresh")  # ignores the checkpoint
     assert fresh.returncode == 0, fresh.stderr[-3000:]
     assert [(a["resumed_from"], a["first_step"], a["last_step"]) for a in read_attempts(out)] == [
-        (None, 1, 2), (2, 3, 3), (None, 1, 1)]
+        (None, 1, 2),
+        (2, 3, 3),
+        (None, 1, 1),
+    ]

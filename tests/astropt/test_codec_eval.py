@@ -43,22 +43,34 @@ def test_centre_crop_matches_aion_crop_of_160_pixel_cutouts() -> None:
 
 
 def test_table_reports_every_band_and_the_verdict() -> None:
-    band = {"rms_crop_sigma": 0.2, "rms_galaxy_sigma": 0.8, "flux_error_bright": 0.015,
-            "n_bright": 7, "median_rms_galaxy_sigma_per_object": 0.7}
+    band = {
+        "rms_crop_sigma": 0.2,
+        "rms_galaxy_sigma": 0.8,
+        "flux_error_bright": 0.015,
+        "n_bright": 7,
+        "median_rms_galaxy_sigma_per_object": 0.7,
+    }
     report = {
-        "codec": {"spec": "shipped", "fingerprint": "abc"}, "n_galaxies": 10, "mock_seed": 5,
-        "bands": {b: band for b in ("DES-G", "DES-R", "DES-I", "DES-Z")}, "codes_used": 123,
-        "bar": {"rms_crop": 1.0, "rms_galaxy": 1.0, "flux_error": 0.02}, "passes_bar": True,
+        "codec": {"spec": "shipped", "fingerprint": "abc"},
+        "n_galaxies": 10,
+        "mock_seed": 5,
+        "bands": {b: band for b in ("DES-G", "DES-R", "DES-I", "DES-Z")},
+        "codes_used": 123,
+        "bar": {"rms_crop": 1.0, "rms_galaxy": 1.0, "flux_error": 0.02},
+        "passes_bar": True,
     }
     table = format_table(report)
     assert all(b in table for b in ("DES-G", "DES-R", "DES-I", "DES-Z"))
     assert "1.50%" in table and "PASS" in table and "123 of 10000" in table
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["codec", "evaluate", "--n", "0"], "--n must be >= 1"),
-    (["codec", "evaluate", "--codec", "no/such/dir/x"], "unknown codec spec"),
-])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["codec", "evaluate", "--n", "0"], "--n must be >= 1"),
+        (["codec", "evaluate", "--codec", "no/such/dir/x"], "unknown codec spec"),
+    ],
+)
 def test_cli_bad_input_gets_a_clear_message(argv, message, capsys) -> None:
     assert codec_main(argv) == 2
     assert message in capsys.readouterr().err
@@ -71,8 +83,10 @@ def test_crosscheck_generator_is_deterministic_noisy_around_its_truth_and_off_th
     a, b = simulate_crosscheck(5, 3), simulate_crosscheck(5, 3)
     assert all(np.array_equal(a[k], b[k]) for k in ("flux", "truth", "noise_sigma"))
     assert a["flux"].shape == a["truth"].shape == simulate_galaxy(5, 3)["flux"].shape
-    pulls = [(g["flux"] - g["truth"]) / g["noise_sigma"][:, None, None]
-             for g in (simulate_crosscheck(5, i) for i in range(4))]
+    pulls = [
+        (g["flux"] - g["truth"]) / g["noise_sigma"][:, None, None]
+        for g in (simulate_crosscheck(5, i) for i in range(4))
+    ]
     assert np.std(pulls) == pytest.approx(1.0, abs=0.01)
     assert abs(np.mean(pulls)) < 0.01
     assert not np.allclose(a["truth"], simulate_galaxy(5, 3)["truth"], atol=1e-3)
@@ -93,7 +107,9 @@ def test_rms_by_brightness_splits_the_galaxy_pixels_by_truth_level() -> None:
     recon = truth.copy()
     recon[:, :, 40:56, 40:48] += 0.5 * s
     recon[:, :, 40:56, 48:56] -= 3.0 * s
-    levels = residual_stats(recon, truth, sigma)["rms_by_brightness"]  # bins 1-3, 3-10, 10-30, 30-100, >100
+    levels = residual_stats(recon, truth, sigma)[
+        "rms_by_brightness"
+    ]  # bins 1-3, 3-10, 10-30, 30-100, >100
     np.testing.assert_allclose(levels[0], 0.5, rtol=1e-4)
     np.testing.assert_allclose(levels[3], 3.0, rtol=1e-4)
     assert np.isnan(levels[[1, 2, 4]]).all()  # no pixels there

@@ -48,7 +48,9 @@ def test_widened_codec_decodes_the_same_and_encodes_the_same_tokens() -> None:
     gen = torch.Generator().manual_seed(0)
     for module in old.modules():  # wake the squeeze-excite gates (AION starts them shut)
         if module.__class__.__name__ == "SqueezeExcite":
-            module.net[-2].weight.copy_(torch.randn(module.net[-2].weight.shape, generator=gen) * 0.3)
+            module.net[-2].weight.copy_(
+                torch.randn(module.net[-2].weight.shape, generator=gen) * 0.3
+            )
             module.net[-2].bias.zero_()
     new = build_codec({**codec_config(old), "hidden_dims": 48}).eval()
     latent = widen_codec(old, new, seed=5)

@@ -38,7 +38,9 @@ def test_weighted_loss_is_chi_square_in_sigma_units() -> None:
     # ... while a 30 sigma residual counts 2 * 3 * (30 - 1.5) = 171 instead of 900.
     sigma_c = compressed_slope(codec, truth) * sigma[:, :, None, None]
     far = compress(codec, truth, BANDS, clamp=False) + 30 * sigma_c
-    assert weighted_loss(codec, far, truth, sigma, BANDS, 0.0, 3.0).item() == pytest.approx(171, rel=0.05)
+    assert weighted_loss(codec, far, truth, sigma, BANDS, 0.0, 3.0).item() == pytest.approx(
+        171, rel=0.05
+    )
 
 
 def test_flux_loss_counts_a_uniform_sky_offset_like_the_pixel_chi_square() -> None:
@@ -47,12 +49,16 @@ def test_flux_loss_counts_a_uniform_sky_offset_like_the_pixel_chi_square() -> No
     sigma = torch.tensor([[0.004, 0.006, 0.010, 0.012]] * 2)
     offset = compress(codec, truth + 0.1 * sigma[:, :, None, None], BANDS, clamp=False)
     pixel = weighted_loss(codec, offset, truth, sigma, BANDS, relative_floor=0.0)
-    assert flux_loss(codec, offset, truth, sigma, 0.0).item() == pytest.approx(pixel.item(), rel=0.02)
+    assert flux_loss(codec, offset, truth, sigma, 0.0).item() == pytest.approx(
+        pixel.item(), rel=0.02
+    )
     # A +-0.1 sigma checkerboard has the same pixel chi^2 but no flux error at all.
     sign = torch.ones(96, 96)
     sign[::2, ::2] = sign[1::2, 1::2] = -1
     checker = compress(codec, truth + 0.1 * sigma[:, :, None, None] * sign, BANDS, clamp=False)
-    assert weighted_loss(codec, checker, truth, sigma, BANDS, 0.0).item() == pytest.approx(0.01, rel=0.02)
+    assert weighted_loss(codec, checker, truth, sigma, BANDS, 0.0).item() == pytest.approx(
+        0.01, rel=0.02
+    )
     assert flux_loss(codec, checker, truth, sigma, 0.0).item() < 1e-4
     # The floor caps very bright scenes: a 1% error on a huge flux counts (1/0.5)^2 / 9216 at most.
     bright = torch.full((1, 4, 96, 96), 1.0)
@@ -108,8 +114,18 @@ def test_learning_rate_warms_up_then_decays_to_the_floor() -> None:
 
 def _tiny(out: str, steps: int) -> CodecTrainConfig:
     return CodecTrainConfig(
-        out=out, steps=steps, batch_size=2, pool_size=4, val_size=2, hidden_dims=16,
-        num_consecutive=1, warmup=2, log_every=1, eval_every=100, checkpoint_every=1, ema_decay=0.9,
+        out=out,
+        steps=steps,
+        batch_size=2,
+        pool_size=4,
+        val_size=2,
+        hidden_dims=16,
+        num_consecutive=1,
+        warmup=2,
+        log_every=1,
+        eval_every=100,
+        checkpoint_every=1,
+        ema_decay=0.9,
     )
 
 
@@ -191,8 +207,12 @@ def test_range_compression_is_saved_loaded_fingerprinted_and_warm_startable(tmp_
     # Fine-tuning the shipped codec to another compression copies its weights ...
     warm_start(codec, "shipped", torch.zeros(1, 4, 96, 96), BANDS)
     shipped = load_codec("shipped")
-    assert all(torch.equal(a, b) for a, b in zip(codec.state_dict().values(),
-                                                 shipped.codec.state_dict().values(), strict=True))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(
+            codec.state_dict().values(), shipped.codec.state_dict().values(), strict=True
+        )
+    )
     # ... but the same weights behind another compression make other tokens: other fingerprint.
     assert fingerprint(codec) != shipped.info.fingerprint
     save_codec(codec, tmp_path / "wide")

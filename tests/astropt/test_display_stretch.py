@@ -49,9 +49,15 @@ def test_scale_follows_the_noise_and_the_bright_end(galaxies: list[dict]) -> Non
     bright = {**faint, "flux": np.asarray(faint["flux"]) + 1999 * np.asarray(faint["truth"])}
     for galaxy in (faint, bright):
         scale = display_scale(galaxy["flux"])
-        expected_noise = np.sqrt(np.sum(np.square(np.asarray(galaxy["noise_sigma"])[list(RGB_BANDS)]))) / 3
-        assert scale.noise == pytest.approx(expected_noise, rel=0.15)  # MAD finds the injected noise
-        assert all(abs(m) < 0.5 * scale.noise for m in scale.minimum)  # sky-subtracted mock: black at ~0
+        expected_noise = (
+            np.sqrt(np.sum(np.square(np.asarray(galaxy["noise_sigma"])[list(RGB_BANDS)]))) / 3
+        )
+        assert scale.noise == pytest.approx(
+            expected_noise, rel=0.15
+        )  # MAD finds the injected noise
+        assert all(
+            abs(m) < 0.5 * scale.noise for m in scale.minimum
+        )  # sky-subtracted mock: black at ~0
     assert display_scale(bright["flux"]).softening > 5 * display_scale(faint["flux"]).softening
     bright_rgb = lupton_rgb(bright["flux"]).astype(float)
     core = bright_rgb.mean(axis=-1)[core_mask(bright)]
@@ -64,7 +70,8 @@ def test_known_noise_overrides_the_estimate(galaxies: list[dict]) -> None:
     galaxy = galaxies[3]
     doubled = 2 * np.asarray(galaxy["noise_sigma"])
     assert display_scale(galaxy["flux"], noise_sigma=doubled).noise == pytest.approx(
-        np.sqrt(np.sum(np.square(doubled[list(RGB_BANDS)]))) / 3)
+        np.sqrt(np.sum(np.square(doubled[list(RGB_BANDS)]))) / 3
+    )
 
 
 def test_validation_figures_use_the_same_dark_sky(galaxies: list[dict]) -> None:

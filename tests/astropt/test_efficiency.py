@@ -13,13 +13,16 @@ def test_flops_per_token_is_6n_plus_attention() -> None:
     assert flops_per_token(85_000_000, 12, 768, 575) == 6 * 85_000_000 + 12 * 12 * 575 * 768
 
 
-@pytest.mark.parametrize(("name", "precision", "tflops"), [
-    ("NVIDIA H100 80GB HBM3", "bfloat16", 989.4),
-    ("NVIDIA H100 PCIe", "bfloat16", 756.0),
-    ("NVIDIA H200", "float32", 494.7),
-    ("NVIDIA A100-SXM4-80GB", "bfloat16", 312.0),
-    ("NVIDIA L40S", "bfloat16", 362.1),
-])
+@pytest.mark.parametrize(
+    ("name", "precision", "tflops"),
+    [
+        ("NVIDIA H100 80GB HBM3", "bfloat16", 989.4),
+        ("NVIDIA H100 PCIe", "bfloat16", 756.0),
+        ("NVIDIA H200", "float32", 494.7),
+        ("NVIDIA A100-SXM4-80GB", "bfloat16", 312.0),
+        ("NVIDIA L40S", "bfloat16", 362.1),
+    ],
+)
 def test_peak_table(name: str, precision: str, tflops: float) -> None:
     assert peak_for(name, precision).flops == pytest.approx(tflops * 1e12)
 

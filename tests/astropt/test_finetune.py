@@ -32,9 +32,19 @@ def mock_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def config(init: Path, out: Path, mock: Path, **overrides) -> FinetuneConfig:
-    values = {"init": str(init), "labels": ["mag_r"], "mode": "lora", "steps": 8, "lr": 3e-3,
-              "eval_interval": 4, "batch_size": 8, "device": "cpu", "out_dir": str(out),
-              "data": {"source": "mock", "n_mock": 192, "path": str(mock)}, "lora": {"r": 4, "alpha": 8}}
+    values = {
+        "init": str(init),
+        "labels": ["mag_r"],
+        "mode": "lora",
+        "steps": 8,
+        "lr": 3e-3,
+        "eval_interval": 4,
+        "batch_size": 8,
+        "device": "cpu",
+        "out_dir": str(out),
+        "data": {"source": "mock", "n_mock": 192, "path": str(mock)},
+        "lora": {"r": 4, "alpha": 8},
+    }
     values.update(overrides)
     return FinetuneConfig.model_validate(values)
 
@@ -63,21 +73,29 @@ def test_each_mode_trains_what_it_says_and_nothing_else(init, mock_dir, tmp_path
     if mode == "lora":
         # peft starts B at zero: a trained adapter has a non-zero B in every block layer.
         assert len(adapters) == 8 and {n for n in adapters if "lora_B" in n} <= changed
-        assert {n for n, _ in run.model.trainable()} == adapters | {n for n in before if n.startswith("head.")}
+        assert {n for n, _ in run.model.trainable()} == adapters | {
+            n for n in before if n.startswith("head.")
+        }
     else:
         assert not adapters
 
 
-def test_merged_checkpoint_is_a_plain_model_with_the_adapted_embedding(init, mock_dir, tmp_path) -> None:
+def test_merged_checkpoint_is_a_plain_model_with_the_adapted_embedding(
+    init, mock_dir, tmp_path
+) -> None:
     from astropt.inference.runtime import InferenceRuntime, RuntimeConfig
     from astropt.inference.uploads import Cube
     from astropt.inference.wire import InferenceRequest, InferenceResult
 
-    result = FinetuneRun(config(init, tmp_path / "run", mock_dir, max_objects=64, labels=["mag_r", "g_r"])).run()
+    result = FinetuneRun(
+        config(init, tmp_path / "run", mock_dir, max_objects=64, labels=["mag_r", "g_r"])
+    ).run()
     best = RunDir(tmp_path / "run").checkpoint("best")
     model, meta = load_checkpoint(best)  # astropt's own loader: no adapter keys, strict
     assert not any("lora" in k for k in model.state_dict()) and (best / HEAD_FILE).is_file()
-    assert meta["finetune"]["mode"] == "lora" and [s["name"] for s in meta["finetune"]["labels"]] == ["mag_r", "g_r"]
+    assert meta["finetune"]["mode"] == "lora" and [
+        s["name"] for s in meta["finetune"]["labels"]
+    ] == ["mag_r", "g_r"]
     rows = np.arange(6)
     inputs = result.data.batch(rows)
     result.model.eval()
@@ -99,7 +117,9 @@ def test_merged_checkpoint_is_a_plain_model_with_the_adapted_embedding(init, moc
     runtime = InferenceRuntime(RuntimeConfig(device="cpu", torch_threads=1, precision="float32"))
     answer = InferenceResult.from_wire(runtime.run_batch([request])[0].to_wire(), "predict").value
     with torch.no_grad():  # the checkpoint's model and head (the adapted one agrees to ~1e-5)
-        expected = decode(result.model.head(model.embed(result.data.batch(np.array([0])))), result.specs)
+        expected = decode(
+            result.model.head(model.embed(result.data.batch(np.array([0])))), result.specs
+        )
     for name in ("mag_r", "g_r"):
         assert answer.values[name] == pytest.approx(float(expected[name][0]), abs=1e-4)
 
@@ -107,8 +127,9 @@ def test_merged_checkpoint_is_a_plain_model_with_the_adapted_embedding(init, moc
 def test_lora_fine_tune_beats_a_constant_on_held_out_galaxies(init, mock_dir, tmp_path) -> None:
     # Measured (seeds 1, 2 of this set-up): test R^2 0.77 and 0.83 for LoRA; the ridge probe
     # 0.71; the constant -0.02. The threshold leaves room for other machines' float drift.
-    result = FinetuneRun(config(init, tmp_path / "run", mock_dir, steps=80, eval_interval=10, batch_size=16,
-                                seed=1)).run()
+    result = FinetuneRun(
+        config(init, tmp_path / "run", mock_dir, steps=80, eval_interval=10, batch_size=16, seed=1)
+    ).run()
     metrics = json.loads(RunDir(tmp_path / "run").finetune_metrics.read_text())
     assert metrics == json.loads(json.dumps(result.metrics))
     test = {m: metrics[m]["test"]["mag_r"] for m in ("finetune", "probe", "constant")}
@@ -140,9 +161,31 @@ def test_unknown_labels_name_the_valid_ones(init, mock_dir, tmp_path) -> None:
 def test_cli_runs_a_fine_tune_and_prints_the_comparison(init, mock_dir, tmp_path, capsys) -> None:
     from astropt.cli import main
 
-    code = main(["finetune", "--init", str(init), "--labels", "bulge_dominated", "--mode", "head",
-                 "--task", "classification", "--steps", "6", "--n-mock", "192", "--device", "cpu",
-                 "--set", f"data.path={mock_dir}", "--set", "max_objects=64", "--out", str(tmp_path / "cli")])
+    code = main(
+        [
+            "finetune",
+            "--init",
+            str(init),
+            "--labels",
+            "bulge_dominated",
+            "--mode",
+            "head",
+            "--task",
+            "classification",
+            "--steps",
+            "6",
+            "--n-mock",
+            "192",
+            "--device",
+            "cpu",
+            "--set",
+            f"data.path={mock_dir}",
+            "--set",
+            "max_objects=64",
+            "--out",
+            str(tmp_path / "cli"),
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0, out
     assert "finetune" in out and "probe" in out and "acc " in out and "bulge_dominated" in out
@@ -184,8 +227,13 @@ def test_a_stopped_fine_tune_resumes_exactly(init, mock_dir, tmp_path, mode) -> 
     from astropt.checkpoints import CheckpointError
 
     # dropout in the adapters: the resumed run must also draw the random numbers it would have
-    settings = {"mode": mode, "max_objects": 64, "steps": 9, "eval_interval": 3,
-                "lora": {"r": 4, "alpha": 8, "dropout": 0.2}}
+    settings = {
+        "mode": mode,
+        "max_objects": 64,
+        "steps": 9,
+        "eval_interval": 3,
+        "lora": {"r": 4, "alpha": 8, "dropout": 0.2},
+    }
     whole = Losses()
     FinetuneRun(config(init, tmp_path / "whole", mock_dir, **settings), [whole]).run()
     assert sorted(whole.train) == list(range(1, 10)) and sorted(whole.val) == [3, 6, 9]
@@ -197,15 +245,26 @@ def test_a_stopped_fine_tune_resumes_exactly(init, mock_dir, tmp_path, mode) -> 
     assert json.loads((out / "checkpoints/last/config.json").read_text())["step"] == 5
     second = Losses()
     resumed = FinetuneRun(config(init, out, mock_dir, **settings), [second]).run()
-    assert second.info["resumed"] and second.info["start_iter"] == 5 and sorted(second.train) == [6, 7, 8, 9]
+    assert (
+        second.info["resumed"]
+        and second.info["start_iter"] == 5
+        and sorted(second.train) == [6, 7, 8, 9]
+    )
     # the same losses, bit for bit, as the run that was never interrupted
     assert {**first.train, **second.train} == whole.train
     assert {**first.val, **second.val} == whole.val
     assert resumed.best_val_loss == min(whole.val.values())
-    metrics = [json.loads((d / "finetune_metrics.json").read_text()) for d in (tmp_path / "whole", out)]
-    assert metrics[0]["best_step"] == metrics[1]["best_step"] and metrics[0]["finetune"]["test"] == metrics[1]["finetune"]["test"]
+    metrics = [
+        json.loads((d / "finetune_metrics.json").read_text()) for d in (tmp_path / "whole", out)
+    ]
+    assert (
+        metrics[0]["best_step"] == metrics[1]["best_step"]
+        and metrics[0]["finetune"]["test"] == metrics[1]["finetune"]["test"]
+    )
     heads = [load_file(str(d / "checkpoints/best" / HEAD_FILE)) for d in (tmp_path / "whole", out)]
     assert all(torch.equal(heads[0][k], heads[1][k]) for k in heads[0])
 
-    with pytest.raises(CheckpointError, match="lr"):  # other settings: never a silent mix of two runs
+    with pytest.raises(
+        CheckpointError, match="lr"
+    ):  # other settings: never a silent mix of two runs
         FinetuneRun(config(init, out, mock_dir, **{**settings, "lr": 1e-3})).run()

@@ -41,7 +41,9 @@ def checkpoint(tmp_path_factory, codec):
 @pytest.fixture(scope="module")
 def cubes() -> list[Cube]:
     rng = np.random.default_rng(1)
-    return [Cube(rng.gamma(1.0, 0.5, (4, 128, 112)).astype(np.float32), DEFAULT_BANDS) for _ in range(2)]
+    return [
+        Cube(rng.gamma(1.0, 0.5, (4, 128, 112)).astype(np.float32), DEFAULT_BANDS) for _ in range(2)
+    ]
 
 
 def test_codec_mode_is_the_round_trip(codec, cubes):
@@ -51,7 +53,11 @@ def test_codec_mode_is_the_round_trip(codec, cubes):
     for r, want, crop in zip(results, expected, crops, strict=True):
         assert r.model is None and r.token_accuracy is None
         np.testing.assert_allclose(r.codec, want, rtol=1e-5, atol=1e-6)
-        assert r.mse == r.codec_mse == pytest.approx(float(np.mean((want.astype(np.float64) - crop) ** 2)))
+        assert (
+            r.mse
+            == r.codec_mse
+            == pytest.approx(float(np.mean((want.astype(np.float64) - crop) ** 2)))
+        )
 
 
 def test_predict_is_teacher_forced_argmax_with_true_first_token(codec, checkpoint, cubes):
@@ -68,19 +74,25 @@ def test_predict_is_teacher_forced_argmax_with_true_first_token(codec, checkpoin
         assert r.token_accuracy == pytest.approx(float(np.mean(argmax[i] == r.tokens[1:])))
         decoded = codec.decode(torch.as_tensor(r.model_tokens)[None]).numpy()[0]
         np.testing.assert_allclose(r.model, decoded, rtol=1e-5, atol=1e-6)
-        assert r.mse == pytest.approx(float(np.mean((r.model.astype(np.float64) - r.original) ** 2)))
+        assert r.mse == pytest.approx(
+            float(np.mean((r.model.astype(np.float64) - r.original) ** 2))
+        )
 
 
 def test_complete_keeps_prefix_and_is_deterministic_with_seed(codec, checkpoint, cubes):
     model, meta = checkpoint
-    options = ReconstructOptions(mode="complete", keep_fraction=0.98, temperature=1.0, top_k=50, seed=7)
+    options = ReconstructOptions(
+        mode="complete", keep_fraction=0.98, temperature=1.0, top_k=50, seed=7
+    )
     first = reconstruct(cubes[:1], codec, model, options, meta["codec"])[0]
     again = reconstruct(cubes[:1], codec, model, options, meta["codec"])[0]
     kept = options.n_kept
     assert kept == 564
     np.testing.assert_array_equal(first.model_tokens[:kept], first.tokens[:kept])
     np.testing.assert_array_equal(first.model_tokens, again.model_tokens)
-    other = ReconstructOptions(mode="complete", keep_fraction=0.98, temperature=1.0, top_k=50, seed=8)
+    other = ReconstructOptions(
+        mode="complete", keep_fraction=0.98, temperature=1.0, top_k=50, seed=8
+    )
     differs = reconstruct(cubes[:1], codec, model, other, meta["codec"])[0]
     assert not np.array_equal(first.model_tokens, differs.model_tokens)
     hits = first.model_tokens[kept:] == first.tokens[kept:]
@@ -90,7 +102,9 @@ def test_complete_keeps_prefix_and_is_deterministic_with_seed(codec, checkpoint,
 def test_three_band_cube_in_a_mixed_batch(codec, checkpoint, cubes):
     model, meta = checkpoint
     grz = Cube(cubes[0].flux[[0, 1, 3]].copy(), ("DES-G", "DES-R", "DES-Z"))
-    results = reconstruct([cubes[0], grz, cubes[1]], codec, model, ReconstructOptions(), meta["codec"])
+    results = reconstruct(
+        [cubes[0], grz, cubes[1]], codec, model, ReconstructOptions(), meta["codec"]
+    )
     assert [r.bands for r in results] == [DEFAULT_BANDS, grz.bands, DEFAULT_BANDS]
     three = results[1]
     assert three.original.shape == (3, 96, 96) and three.model.shape == (4, 96, 96)
@@ -109,7 +123,13 @@ def test_codec_mismatch_is_refused(checkpoint, cubes):
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"mode": "dream"}, {"keep_fraction": 0.0}, {"keep_fraction": 1.5}, {"temperature": -1.0}, {"top_k": 0}],
+    [
+        {"mode": "dream"},
+        {"keep_fraction": 0.0},
+        {"keep_fraction": 1.5},
+        {"temperature": -1.0},
+        {"top_k": 0},
+    ],
 )
 def test_bad_options(kwargs):
     with pytest.raises(OptionsError):

@@ -44,11 +44,15 @@ class Evals(TrainCallback):
 
 def _config(tmp_path: Path, name: str, **overrides) -> TrainConfig:
     # dropout 0.1 (tiny_config): any draw of the probe from torch's generator would show in the losses
-    cfg = tiny_config(tmp_path, data__n_mock=48, data__val_fraction=0.4, checkpoint_interval=8, **overrides)
+    cfg = tiny_config(
+        tmp_path, data__n_mock=48, data__val_fraction=0.4, checkpoint_interval=8, **overrides
+    )
     return cfg.model_copy(update={"out_dir": str(tmp_path / name)})
 
 
-def test_live_probe_curves_at_each_eval_same_losses_then_probe_every_checkpoint(tmp_path: Path) -> None:
+def test_live_probe_curves_at_each_eval_same_losses_then_probe_every_checkpoint(
+    tmp_path: Path,
+) -> None:
     plain, probed = Evals(), Evals()
     assert train(_config(tmp_path, "plain"), [plain], resume=False).status == "completed"
     cfg = _config(tmp_path, "probed", live_probe=PROBE)
@@ -56,12 +60,16 @@ def test_live_probe_curves_at_each_eval_same_losses_then_probe_every_checkpoint(
 
     # the probe leaves training exactly as it was: same train losses, same evaluations
     assert read_train_losses(tmp_path / "probed") == read_train_losses(tmp_path / "plain")
-    assert [(s, m["val_loss"]) for s, m in probed.evals] == [(s, m["val_loss"]) for s, m in plain.evals]
+    assert [(s, m["val_loss"]) for s, m in probed.evals] == [
+        (s, m["val_loss"]) for s, m in plain.evals
+    ]
     assert not any(k.startswith("probe_r2/") for _, m in plain.evals for k in m)
 
     assert [s for s, _ in probed.evals] == [0, 8, 16]  # every evaluation, the untrained one too
     for _, metrics in probed.evals:
-        r2 = {k.removeprefix("probe_r2/"): v for k, v in metrics.items() if k.startswith("probe_r2/")}
+        r2 = {
+            k.removeprefix("probe_r2/"): v for k, v in metrics.items() if k.startswith("probe_r2/")
+        }
         assert set(r2) == set(LABELS)
         assert all(math.isfinite(v) and v <= 1.0 for v in r2.values()), r2
         assert metrics["probe_time_s"] > 0
@@ -73,12 +81,21 @@ def test_live_probe_curves_at_each_eval_same_losses_then_probe_every_checkpoint(
     logged = {int(r["step"]): float(r["probe_r2/g_r"]) for r in rows if r["probe_r2/g_r"]}
     assert logged == pytest.approx({s: m["probe_r2/g_r"] for s, m in probed.evals}, abs=1e-5)
     assert _png_height((tmp_path / "probed" / "loss.png").read_bytes()) > _png_height(
-        (tmp_path / "plain" / "loss.png").read_bytes())
+        (tmp_path / "plain" / "loss.png").read_bytes()
+    )
 
     # every saved checkpoint (step_000008, step_000016 = last) probed on a fixed mock set
-    report = probe_checkpoints(tmp_path / "probed", LABELS, SourceSpec("mock", n=24, seed=5, path=str(tmp_path / "m5")),
-                               folds=3, random_init=0)
-    assert [(r.checkpoint, r.step) for r in report.rows] == [("step_000008", 8), ("step_000016", 16)]
+    report = probe_checkpoints(
+        tmp_path / "probed",
+        LABELS,
+        SourceSpec("mock", n=24, seed=5, path=str(tmp_path / "m5")),
+        folds=3,
+        random_init=0,
+    )
+    assert [(r.checkpoint, r.step) for r in report.rows] == [
+        ("step_000008", 8),
+        ("step_000016", 16),
+    ]
     assert report.random_init is not None and report.random_init.step is None
     for row in [*report.rows, report.random_init]:
         assert set(row.scores) == set(LABELS)
@@ -88,13 +105,19 @@ def test_live_probe_curves_at_each_eval_same_losses_then_probe_every_checkpoint(
     saved = json.loads(json_path.read_text())
     assert [r["step"] for r in saved["rows"]] == [8, 16] and saved["labels"] == LABELS
     assert saved["rows"][1]["scores"]["g_r"]["r2_mean"] == pytest.approx(report.rows[1].r2("g_r"))
-    assert png_path.read_bytes()[:4] == b"\x89PNG" and (json_path.name, png_path.name) == (JSON_NAME, PNG_NAME)
+    assert png_path.read_bytes()[:4] == b"\x89PNG" and (json_path.name, png_path.name) == (
+        JSON_NAME,
+        PNG_NAME,
+    )
 
 
 def _truth_labels(params: dict[str, float]) -> dict[str, float]:
     """LABELS straight from the mock's truth (g_r from the total band fluxes, as a survey measures it)."""
-    return {"mag_r": params["mag_r"], "g_r": -2.5 * math.log10(params["flux_g"] / params["flux_r"]),
-            "disk_hlr_arcsec": params["disk_hlr_arcsec"]}
+    return {
+        "mag_r": params["mag_r"],
+        "g_r": -2.5 * math.log10(params["flux_g"] / params["flux_r"]),
+        "disk_hlr_arcsec": params["disk_hlr_arcsec"],
+    }
 
 
 def test_live_probe_r2_equals_an_independent_probe_of_the_final_checkpoint(tmp_path: Path) -> None:
@@ -119,8 +142,11 @@ def test_live_probe_r2_equals_an_independent_probe_of_the_final_checkpoint(tmp_p
     galaxies = [simulate_galaxy(seed, i) for i in rows]
     em = load_embed_model(tmp_path / "run" / "checkpoints" / "last")
     assert em.meta["step"] == step
-    x = embed_flux(em, np.stack([g["flux"] for g in galaxies]),
-                   EmbedOptions(pool=settings.pool, layer=settings.layer, batch_size=len(rows)))
+    x = embed_flux(
+        em,
+        np.stack([g["flux"] for g in galaxies]),
+        EmbedOptions(pool=settings.pool, layer=settings.layer, batch_size=len(rows)),
+    )
     truth = [_truth_labels(g["params"]) for g in galaxies]
     for label in LABELS:
         y = np.array([t[label] for t in truth])
@@ -143,20 +169,29 @@ def test_loss_png_gets_a_probe_panel_only_with_probe_points() -> None:
     val = [(0, 9.2), (10, 8.0), (20, 7.5)]
     plain = loss_figure(train_points, val)
     empty = loss_figure(train_points, val, probes={"mag_r": []})
-    with_probe = loss_figure(train_points, val, probes={"mag_r": [(0, 0.1), (10, 0.5), (20, 0.7)],
-                                                        "g_r": [(0, -3.0), (10, 0.0), (20, 0.2)]})
+    with_probe = loss_figure(
+        train_points,
+        val,
+        probes={
+            "mag_r": [(0, 0.1), (10, 0.5), (20, 0.7)],
+            "g_r": [(0, -3.0), (10, 0.0), (20, 0.2)],
+        },
+    )
     assert _png_height(empty) == _png_height(plain) == 400
     assert _png_height(with_probe) == 650  # a second panel below the losses
 
 
-@pytest.mark.parametrize(("overrides", "message"), [
-    ({"live_probe": {"n_galaxies": 12, "folds": 7}}, "at least 2 x folds"),
-    ({"live_probe": {"labels": ["mag_r", "mag_r"]}}, "names a label twice"),
-    ({"live_probe": {"labels": ["probe label"]}}, "['probe label']: a label is a column name"),
-    ({"live_probe": {"layer": 4}}, "live_probe.layer (4) must be in [-1, 0]"),
-    ({"live_probe": {}, "data": {"source": "hf"}}, "finite table"),
-    ({"live_probe": {}, "data": {"cache_tokens": False}}, "set data.cache_tokens true"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"live_probe": {"n_galaxies": 12, "folds": 7}}, "at least 2 x folds"),
+        ({"live_probe": {"labels": ["mag_r", "mag_r"]}}, "names a label twice"),
+        ({"live_probe": {"labels": ["probe label"]}}, "['probe label']: a label is a column name"),
+        ({"live_probe": {"layer": 4}}, "live_probe.layer (4) must be in [-1, 0]"),
+        ({"live_probe": {}, "data": {"source": "hf"}}, "finite table"),
+        ({"live_probe": {}, "data": {"cache_tokens": False}}, "set data.cache_tokens true"),
+    ],
+)
 def test_bad_live_probe_settings_fail_at_construction(overrides: dict, message: str) -> None:
     raw = {"model": {"n_layer": 1, "n_head": 2, "n_embd": 32}, **overrides}
     with pytest.raises(ValidationError, match=re.escape(message)):
@@ -165,7 +200,13 @@ def test_bad_live_probe_settings_fail_at_construction(overrides: dict, message: 
 
 def test_live_probe_defaults_and_pool_choices() -> None:
     settings = TrainConfig.model_validate({"live_probe": {}}).live_probe
-    assert settings is not None and settings.labels == ["mag_r", "g_r", "disk_hlr_arcsec", "disk_q", "bulge_fraction"]
+    assert settings is not None and settings.labels == [
+        "mag_r",
+        "g_r",
+        "disk_hlr_arcsec",
+        "disk_q",
+        "bulge_fraction",
+    ]
     assert TrainConfig().live_probe is None  # off unless asked for
     assert get_args(LiveProbeSettings.model_fields["pool"].annotation) == POOLS
 

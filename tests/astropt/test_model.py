@@ -278,7 +278,10 @@ def test_the_parameter_estimate_is_the_models_own_count() -> None:
     from astropt.model_budget import estimate_params
     from astropt.training.loop import gpt_config
 
-    for shape in ({"n_layer": 1, "n_head": 2, "n_embd": 32}, {"n_layer": 3, "n_head": 4, "n_embd": 64}):
+    for shape in (
+        {"n_layer": 1, "n_head": 2, "n_embd": 32},
+        {"n_layer": 3, "n_head": 4, "n_embd": 64},
+    ):
         config = TrainConfig(model=ModelSettings(**shape))
         model = GPT(gpt_config(config))
         counted = sum(p.numel() for p in model.parameters())

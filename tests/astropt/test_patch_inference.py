@@ -33,7 +33,10 @@ def test_reconstruct_and_embed_a_patch_mae_model(mae_checkpoint):
     flux = np.random.default_rng(0).normal(0, 0.01, (4, 120, 120)).astype(np.float32)
     flux[:, 50:70, 50:70] += 1.0
     cube = Cube(flux, ("DES-G", "DES-R", "DES-I", "DES-Z"), [])
-    result = run(runtime, InferenceRequest("reconstruct", mae_checkpoint, cube, ReconstructOptions("predict")))
+    result = run(
+        runtime,
+        InferenceRequest("reconstruct", mae_checkpoint, cube, ReconstructOptions("predict")),
+    )
     recon = result.value
     assert recon.codec is None and recon.model.shape == (4, 96, 96)
     assert panel_titles(recon) == ["original", "model", "residual"]
@@ -41,13 +44,30 @@ def test_reconstruct_and_embed_a_patch_mae_model(mae_checkpoint):
     # Un-normalised back to flux: the reconstruction has the input's per-patch means.
     crop = flux[:, 12:108, 12:108]
     assert abs(recon.model.mean() - crop.mean()) < 0.05
-    masked = run(runtime, InferenceRequest("reconstruct", mae_checkpoint, cube,
-                              ReconstructOptions("masked", keep_fraction=0.5, seed=3))).value
+    masked = run(
+        runtime,
+        InferenceRequest(
+            "reconstruct",
+            mae_checkpoint,
+            cube,
+            ReconstructOptions("masked", keep_fraction=0.5, seed=3),
+        ),
+    ).value
     assert masked.mode == "masked" and np.isfinite(masked.mse)
-    again = run(runtime, InferenceRequest("reconstruct", mae_checkpoint, cube,
-                             ReconstructOptions("masked", keep_fraction=0.5, seed=3))).value
+    again = run(
+        runtime,
+        InferenceRequest(
+            "reconstruct",
+            mae_checkpoint,
+            cube,
+            ReconstructOptions("masked", keep_fraction=0.5, seed=3),
+        ),
+    ).value
     np.testing.assert_array_equal(masked.model, again.model)
     vectors = run(runtime, InferenceRequest("embed", mae_checkpoint, cube, pooling="both")).value
     assert set(vectors) == {"mean", "last"} and vectors["mean"].shape == (32,)
     with pytest.raises(OptionsError, match="patch-token"):
-        run(runtime, InferenceRequest("reconstruct", mae_checkpoint, cube, ReconstructOptions("complete")))
+        run(
+            runtime,
+            InferenceRequest("reconstruct", mae_checkpoint, cube, ReconstructOptions("complete")),
+        )

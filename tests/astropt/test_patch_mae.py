@@ -45,8 +45,14 @@ def test_random_mask_counts_and_is_reproducible():
 
 def patch_config(tokeniser="aim", objective="ar"):
     return GPTConfig(
-        block_size=36, n_layer=1, n_head=2, n_embd=16, tokeniser=tokeniser, objective=objective,
-        attn_type="full" if objective == "mae" else "causal", mae_mask_ratio=0.5,
+        block_size=36,
+        n_layer=1,
+        n_head=2,
+        n_embd=16,
+        tokeniser=tokeniser,
+        objective=objective,
+        attn_type="full" if objective == "mae" else "causal",
+        mae_mask_ratio=0.5,
         modalities=[ModalityConfig(PATCH_MODALITY, input_size=1024, patch_size=16)],
     )
 
@@ -62,7 +68,9 @@ def test_encoder_decoder_use_upstream_parameter_names(tokeniser):
     else:
         assert shapes["encoders.images.c_fc.weight"] == (16, 1024)
         assert shapes["decoders.images.c_fc.weight"] == (1024, 16)
-        assert not any(k.startswith(("encoders.images.c_proj", "decoders.images.c_proj")) for k in shapes)
+        assert not any(
+            k.startswith(("encoders.images.c_proj", "decoders.images.c_proj")) for k in shapes
+        )
     assert "embedders.images.wpe.weight" in shapes and "mask_token" not in shapes
 
 
@@ -75,8 +83,15 @@ def test_mae_needs_full_attention():
 def test_mae_loss_covers_masked_positions_only(discrete):
     torch.manual_seed(0)
     if discrete:
-        config = GPTConfig(block_size=16, n_layer=1, n_head=2, n_embd=16, objective="mae", attn_type="full",
-                           modalities=[ModalityConfig("images_aion", input_size=50, vocab_size=50)])
+        config = GPTConfig(
+            block_size=16,
+            n_layer=1,
+            n_head=2,
+            n_embd=16,
+            objective="mae",
+            attn_type="full",
+            modalities=[ModalityConfig("images_aion", input_size=50, vocab_size=50)],
+        )
         x = torch.randint(0, 50, (2, 16))
     else:
         config = patch_config(objective="mae")
@@ -108,7 +123,10 @@ def test_patch_model_learns_on_cpu():
     model = GPT(patch_config("affine"))
     flux = torch.randn(4, 4, 96, 96).cumsum(-1)
     normed, _, _ = image_to_patches(flux, 16)
-    inputs = {PATCH_MODALITY: normed[:, :-1], f"{PATCH_MODALITY}_positions": torch.arange(35).expand(4, -1)}
+    inputs = {
+        PATCH_MODALITY: normed[:, :-1],
+        f"{PATCH_MODALITY}_positions": torch.arange(35).expand(4, -1),
+    }
     targets = {PATCH_MODALITY: normed[:, 1:]}
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     first = None

@@ -31,7 +31,9 @@ def test_every_row_once_after_a_resume(tmp_path: Path) -> None:
     assert [int(r["step"]) for r in rows] == list(range(0, 41))  # every step once, in order
     evaluated = [int(r["step"]) for r in rows if r["val_loss"]]
     assert evaluated == [0, 10, 20, 30, 40]
-    assert all(r["train_loss"] for r in rows if int(r["step"]) > 0)  # a step's eval merged into its row
+    assert all(
+        r["train_loss"] for r in rows if int(r["step"]) > 0
+    )  # a step's eval merged into its row
     assert float(rows[25]["train_loss"]) == 10.0 - 25 / 100
     assert [s for s, _ in log.series("val_loss")] == evaluated
     assert len(log.series("train_loss")) == 40
@@ -45,4 +47,4 @@ def test_a_log_step_appends_rather_than_rewrites(tmp_path: Path) -> None:
     log.add(5001, val_loss=2.0)  # the same step's evaluation rewrites only that row
     after = path.read_bytes()
     assert path.stat().st_ino == inode  # not replaced by a rewritten copy
-    assert after.startswith(before) and after[len(before):].decode().strip() == "5001,1,2,,,,,"
+    assert after.startswith(before) and after[len(before) :].decode().strip() == "5001,1,2,,,,,"

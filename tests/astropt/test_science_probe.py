@@ -19,9 +19,15 @@ def synthetic(tmp_path_factory):
     w = rng.normal(size=d)
     linear = x @ w + 4.0
     ids = [f"obj-{i:04d}" for i in range(n)]
-    columns = {"linear": linear, "shuffled": rng.permutation(linear), "half": x[:, 0] + rng.normal(size=n) * x[:, 0].std()}
+    columns = {
+        "linear": linear,
+        "shuffled": rng.permutation(linear),
+        "half": x[:, 0] + rng.normal(size=n) * x[:, 0].std(),
+    }
     root = tmp_path_factory.mktemp("probe")
-    write_catalogue(root / "cat", ids, x, columns, {"model": "synthetic"}, aperture_flux=rng.normal(size=(n, 5)))
+    write_catalogue(
+        root / "cat", ids, x, columns, {"model": "synthetic"}, aperture_flux=rng.normal(size=(n, 5))
+    )
     return root, x, columns, ids
 
 
@@ -76,7 +82,9 @@ def test_baseline_rows_are_matched_by_object_id(synthetic, tmp_path):
     root, x, columns, ids = synthetic
     order = np.arange(len(ids))[::-1]
     write_catalogue(tmp_path / "reversed", [ids[i] for i in order], x[order], {})
-    report = probe_catalogue(root / "cat", ["linear", "half"], baselines={"copy": tmp_path / "reversed"}, aperture=False)
+    report = probe_catalogue(
+        root / "cat", ["linear", "half"], baselines={"copy": tmp_path / "reversed"}, aperture=False
+    )
     assert [f.name for f in report.features] == ["embedding", "copy"]
     for label in ("linear", "half"):
         assert report.r2("copy", label) == pytest.approx(report.r2("embedding", label), abs=1e-9)
@@ -115,10 +123,15 @@ def test_aperture_features_sum_the_flux_inside_each_radius():
 
 def test_the_shuffled_label_control_is_near_zero_where_the_label_is_recovered(synthetic):
     root, *_ = synthetic
-    report = probe_catalogue(root / "cat", ["linear", "half"], aperture=False, shuffled=True, seed=3)
+    report = probe_catalogue(
+        root / "cat", ["linear", "half"], aperture=False, shuffled=True, seed=3
+    )
     assert [f.name for f in report.features] == ["embedding", "shuffled_labels"]
     assert report.r2("embedding", "linear") > 0.99
-    assert abs(report.r2("shuffled_labels", "linear")) < 0.02 and abs(report.r2("shuffled_labels", "half")) < 0.02
+    assert (
+        abs(report.r2("shuffled_labels", "linear")) < 0.02
+        and abs(report.r2("shuffled_labels", "half")) < 0.02
+    )
     again = probe_catalogue(root / "cat", ["linear"], aperture=False, shuffled=True, seed=3)
     assert again.r2("shuffled_labels", "linear") == report.r2("shuffled_labels", "linear")  # seeded
 
@@ -131,8 +144,12 @@ def test_the_figure_predictions_are_the_probe_folds(synthetic):
     cat = read_catalogue(root / "cat")
     truth, pred = out_of_fold_predictions(cat.embeddings, cat.label("half"), folds=5, seed=0)
     pooled = 1 - np.sum((truth - pred) ** 2) / np.sum((truth - truth.mean()) ** 2)
-    assert pooled == pytest.approx(ridge_cv(cat.embeddings, cat.label("half"), bootstrap=0).r2_mean, abs=0.02)
-    assert probe_figure(cat, ["linear", "half"], {"linear": 1.0, "half": 0.5}).startswith(b"\x89PNG")
+    assert pooled == pytest.approx(
+        ridge_cv(cat.embeddings, cat.label("half"), bootstrap=0).r2_mean, abs=0.02
+    )
+    assert probe_figure(cat, ["linear", "half"], {"linear": 1.0, "half": 0.5}).startswith(
+        b"\x89PNG"
+    )
 
 
 def test_a_label_table_is_joined_by_object_id(synthetic, tmp_path, capsys):
@@ -146,9 +163,13 @@ def test_a_label_table_is_joined_by_object_id(synthetic, tmp_path, capsys):
     root, x, columns, ids = synthetic
     rng = np.random.default_rng(5)
     keep = rng.permutation(len(ids))[:2500]  # 500 objects missing from the table, rows shuffled
-    table = pa.table({"object_id": [ids[i] for i in keep] + ["not-in-catalogue"],
-                      "planted": np.append(columns["linear"][keep], 1e9),
-                      "note": ["x"] * 2501})
+    table = pa.table(
+        {
+            "object_id": [ids[i] for i in keep] + ["not-in-catalogue"],
+            "planted": np.append(columns["linear"][keep], 1e9),
+            "note": ["x"] * 2501,
+        }
+    )
     pacsv.write_csv(table, tmp_path / "labels.csv")
     joined = join_labels(read_catalogue(root / "cat"), read_label_table(tmp_path / "labels.csv"))
     note = joined.classes("note")  # text joins as class names, "" where the table lacks the object
@@ -157,10 +178,24 @@ def test_a_label_table_is_joined_by_object_id(synthetic, tmp_path, capsys):
     assert np.isnan(planted).sum() == 500
     assert np.array_equal(planted[keep], columns["linear"][keep])  # each object its own value
     report = probe_catalogue(joined, ["planted"])
-    assert report.features[0].scores["planted"].n == 2500 and report.r2("embedding", "planted") > 0.99
+    assert (
+        report.features[0].scores["planted"].n == 2500 and report.r2("embedding", "planted") > 0.99
+    )
 
-    assert main(["probe", str(root / "cat"), "--labels", "planted", "--label-table", str(tmp_path / "labels.csv"),
-                 "--no-aperture"]) == 0
+    assert (
+        main(
+            [
+                "probe",
+                str(root / "cat"),
+                "--labels",
+                "planted",
+                "--label-table",
+                str(tmp_path / "labels.csv"),
+                "--no-aperture",
+            ]
+        )
+        == 0
+    )
     assert "planted" in capsys.readouterr().out
     for bad, message in [
         (pa.table({"id": ["a"], "v": [1.0]}), "no 'object_id' column"),
@@ -181,10 +216,14 @@ def classes():
     rng = np.random.default_rng(7)
     n, d = 2400, 12
     x = rng.normal(size=(n, d))
-    planted = np.array(["elliptical", "spiral", "irregular"])[np.argmax(x @ rng.normal(size=(d, 3)), axis=1)]
+    planted = np.array(["elliptical", "spiral", "irregular"])[
+        np.argmax(x @ rng.normal(size=(d, 3)), axis=1)
+    ]
     unrelated = rng.choice(np.array(["a", "b", "c"]), size=n, p=[0.6, 0.3, 0.1])
     ids = [f"obj-{i:04d}" for i in range(n)]
-    codes = np.searchsorted(np.array(["elliptical", "irregular", "spiral"]), planted).astype(np.float64)
+    codes = np.searchsorted(np.array(["elliptical", "irregular", "spiral"]), planted).astype(
+        np.float64
+    )
     return ids, x, {"planted": planted, "unrelated": unrelated, "code": codes}
 
 
@@ -195,22 +234,36 @@ def test_a_planted_class_is_classified_and_an_unrelated_one_stays_at_chance(clas
     write_catalogue(tmp_path / "cat", ids, x, columns, {"model": "synthetic"})
     cat = read_catalogue(tmp_path / "cat")
     assert cat.is_categorical("planted") and not cat.is_categorical("code")
-    report = probe_catalogue(cat, ["planted", "unrelated", "code"], categorical=["code"], aperture=False,
-                             shuffled=True, bootstrap=200)
+    report = probe_catalogue(
+        cat,
+        ["planted", "unrelated", "code"],
+        categorical=["code"],
+        aperture=False,
+        shuffled=True,
+        bootstrap=200,
+    )
     planted = report.features[0].scores["planted"]
     assert planted.metric == "accuracy" and planted.n_classes == 3 and planted.n == 2400
     assert planted.r2_mean > 0.95 and planted.chance < 0.45
-    assert planted.ci_low <= planted.r2_mean <= planted.ci_high and planted.ci_high - planted.ci_low < 0.03
+    assert (
+        planted.ci_low <= planted.r2_mean <= planted.ci_high
+        and planted.ci_high - planted.ci_low < 0.03
+    )
     unrelated = report.features[0].scores["unrelated"]
     assert unrelated.chance == pytest.approx(0.6, abs=0.03)
     assert abs(unrelated.r2_mean - unrelated.chance) < 0.03  # nothing to learn: the commonest class
     shuffled = report.features[1].scores["planted"]
-    assert report.features[1].name == "shuffled_labels" and abs(shuffled.r2_mean - shuffled.chance) < 0.04
+    assert (
+        report.features[1].name == "shuffled_labels"
+        and abs(shuffled.r2_mean - shuffled.chance) < 0.04
+    )
     # integer class codes named categorical: the same classes under other names, the same folds
     code = report.features[0].scores["code"]
     assert code.metric == "accuracy" and code.r2_folds == pytest.approx(planted.r2_folds)
     assert "(acc; chance" in report.table()
-    assert ProbeReport.from_dict(json.loads(report.to_json())).features[0].scores["planted"] == planted
+    assert (
+        ProbeReport.from_dict(json.loads(report.to_json())).features[0].scores["planted"] == planted
+    )
 
 
 def test_class_folds_are_object_level_and_stratified(classes):
@@ -238,7 +291,9 @@ def test_rare_or_single_classes_are_refused_with_the_reason(classes):
     with pytest.raises(CatalogueError, match="non-integer"):
         from astropt.science.catalogue import Catalogue
 
-        Catalogue(np.array(["a", "b"]), np.zeros((2, 2)), {"z": np.array([0.5, 1.0])}, {}).classes("z")
+        Catalogue(np.array(["a", "b"]), np.zeros((2, 2)), {"z": np.array([0.5, 1.0])}, {}).classes(
+            "z"
+        )
 
 
 def test_the_class_figure_is_the_probe_folds_confusion(classes, tmp_path):
@@ -250,7 +305,9 @@ def test_the_class_figure_is_the_probe_folds_confusion(classes, tmp_path):
     write_catalogue(tmp_path / "cat", ids, x, columns, {"model": "synthetic"})
     cat = read_catalogue(tmp_path / "cat")
     truth, pred = out_of_fold_classes(cat.embeddings, cat.classes("planted"))
-    assert np.mean(truth == pred) == pytest.approx(logistic_cv(cat.embeddings, cat.classes("planted")).r2_mean,
-                                                   abs=1e-9)  # equal folds: pooled = mean of equal-size folds
-    assert probe_figure(cat, ["planted", "code"], {"planted": 0.97, "code": 0.97},
-                        categorical=["code"]).startswith(b"\x89PNG")
+    assert np.mean(truth == pred) == pytest.approx(
+        logistic_cv(cat.embeddings, cat.classes("planted")).r2_mean, abs=1e-9
+    )  # equal folds: pooled = mean of equal-size folds
+    assert probe_figure(
+        cat, ["planted", "code"], {"planted": 0.97, "code": 0.97}, categorical=["code"]
+    ).startswith(b"\x89PNG")

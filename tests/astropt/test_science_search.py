@@ -79,7 +79,9 @@ def test_cli_search(catalogue, capsys):
     assert main(["search", str(path), "--object-id", ids[4], "-k", "3", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     order, _ = brute_force(x, x[4], 3)
-    assert [r["object_id"] for r in rows] == [ids[i] for i in order] and rows[0]["score"] == pytest.approx(1.0)
+    assert [r["object_id"] for r in rows] == [ids[i] for i in order] and rows[0][
+        "score"
+    ] == pytest.approx(1.0)
     assert main(["search", str(path), "--outliers", "-k", "1", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["object_id"] == "gal-123"
 
@@ -102,14 +104,18 @@ def test_a_large_catalogue_gets_an_approximate_index_that_finds_the_true_neighbo
         recalls.append(len(found & {ids[i] for i in truth}) / k)
         unit = x / np.linalg.norm(x, axis=1, keepdims=True)
         for h in hits:  # the scores it reports are the true cosines of what it found
-            assert h.score == pytest.approx(float(unit[approximate.row_of(h.object_id)] @ unit[row]), abs=1e-5)
+            assert h.score == pytest.approx(
+                float(unit[approximate.row_of(h.object_id)] @ unit[row]), abs=1e-5
+            )
     print(f"HNSW recall@{k}: {np.mean(recalls):.3f}")
     assert np.mean(recalls) >= 0.95, np.mean(recalls)
 
 
 def _two_clusters() -> np.ndarray:
     rng = np.random.default_rng(2)
-    return np.concatenate([rng.normal(size=(60, 8)) + 6, rng.normal(size=(60, 8)) - 6]).astype(np.float32)
+    return np.concatenate([rng.normal(size=(60, 8)) + 6, rng.normal(size=(60, 8)) - 6]).astype(
+        np.float32
+    )
 
 
 def test_a_map_without_umap_learn_says_how_to_get_it(monkeypatch) -> None:
@@ -119,7 +125,9 @@ def test_a_map_without_umap_learn_says_how_to_get_it(monkeypatch) -> None:
 
     x = _two_clusters()
     pca = embedding_map(x, "pca")
-    assert pca.shape == (120, 2) and abs(pca[:60, 0].mean() - pca[60:, 0].mean()) > 5  # the 2 clusters apart
+    assert (
+        pca.shape == (120, 2) and abs(pca[:60, 0].mean() - pca[60:, 0].mean()) > 5
+    )  # the 2 clusters apart
     with pytest.raises(ValueError, match="'pca' or 'umap'"):
         embedding_map(x, "tsne")  # type: ignore[arg-type]
     with monkeypatch.context() as patched:

@@ -28,8 +28,11 @@ OPTIONS = EmbedOptions(pool="centre", centre=2, batch_size=4)
 def checkpoint(tmp_path_factory):
     torch.manual_seed(1)
     path = tmp_path_factory.mktemp("ckpt") / "best"
-    save_checkpoint(path, GPT(GPTConfig(n_layer=1, n_head=2, n_embd=32, block_size=576)),
-                    meta={"codec": load_codec("random:0").info.to_dict()})
+    save_checkpoint(
+        path,
+        GPT(GPTConfig(n_layer=1, n_head=2, n_embd=32, block_size=576)),
+        meta={"codec": load_codec("random:0").info.to_dict()},
+    )
     return path
 
 
@@ -70,7 +73,9 @@ def test_row_groups_are_the_shards_and_no_work_is_left(whole):
     assert result.status == "completed" and result.resumed_from == 0 and result.count == N
     meta = pq.read_metadata(out / "catalogue.parquet")
     assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [8, 8, 6]
-    assert not work_dir_for(out).exists() and sorted(p.name for p in out.parent.iterdir()) == ["cat"]
+    assert not work_dir_for(out).exists() and sorted(p.name for p in out.parent.iterdir()) == [
+        "cat"
+    ]
     assert result.manifest["shard_rows"] == SHARD and read_catalogue(out).manifest["count"] == N
 
 
@@ -79,17 +84,31 @@ def test_a_stopped_run_continues_after_its_last_complete_shard(model, source, wh
     out = tmp_path / "cat"
     calls = []
     # 5 batches of 4 rows: shards 0 (rows 0-7) and 1 (8-15) are complete, the stop comes in shard 2
-    first = embed_catalogue(model, source, out, OPTIONS, should_stop=stop_after(5), shard_rows=SHARD)
+    first = embed_catalogue(
+        model, source, out, OPTIONS, should_stop=stop_after(5), shard_rows=SHARD
+    )
     assert first.status == "cancelled" and first.count == 20 and first.shards_kept == 2
     assert not out.exists()
     work = work_dir_for(out)
-    assert sorted(p.name for p in work.iterdir()) == ["shard_000000.parquet", "shard_000001.parquet", "work.json"]
+    assert sorted(p.name for p in work.iterdir()) == [
+        "shard_000000.parquet",
+        "shard_000001.parquet",
+        "work.json",
+    ]
     # a half-written shard file of the crashed run is not taken for a complete one
     (work / "shard_000002.parquet").write_bytes(b"PAR1 truncated")
-    second = embed_catalogue(model, source, out, OPTIONS, progress=lambda d, t: calls.append(d), shard_rows=SHARD)
-    assert second.status == "completed" and second.resumed_from == 16 and second.manifest["resumed_from"] == 16
+    second = embed_catalogue(
+        model, source, out, OPTIONS, progress=lambda d, t: calls.append(d), shard_rows=SHARD
+    )
+    assert (
+        second.status == "completed"
+        and second.resumed_from == 16
+        and second.manifest["resumed_from"] == 16
+    )
     assert calls == [16, 20, 22]  # only the last shard was embedded again
-    assert table_of(out).equals(table_of(reference))  # the same rows, bit for bit, in the same order
+    assert table_of(out).equals(
+        table_of(reference)
+    )  # the same rows, bit for bit, in the same order
     ids = read_catalogue(out).object_ids
     assert len(set(ids)) == N and list(ids) == [f"mock-s{SEED}-{i:08d}" for i in range(N)]
     assert not work.exists()
@@ -107,11 +126,36 @@ def test_shards_of_another_recipe_are_not_mixed_in(model, source, whole, tmp_pat
 
 def test_the_cli_continues_an_interrupted_run(checkpoint, source, model, tmp_path, capsys):
     out = tmp_path / "cat"
-    embed_catalogue(model, source, out, EmbedOptions(pool="last", batch_size=4), should_stop=stop_after(2),
-                    shard_rows=SHARD)
-    args = ["embed", "--model", str(checkpoint), "--n", str(N), "--seed", str(SEED), "--data-path", source.path,
-            "--pool", "last", "--batch-size", "4", "--shard-rows", str(SHARD), "--threads", "1", "--quiet",
-            "--out", str(out)]
+    embed_catalogue(
+        model,
+        source,
+        out,
+        EmbedOptions(pool="last", batch_size=4),
+        should_stop=stop_after(2),
+        shard_rows=SHARD,
+    )
+    args = [
+        "embed",
+        "--model",
+        str(checkpoint),
+        "--n",
+        str(N),
+        "--seed",
+        str(SEED),
+        "--data-path",
+        source.path,
+        "--pool",
+        "last",
+        "--batch-size",
+        "4",
+        "--shard-rows",
+        str(SHARD),
+        "--threads",
+        "1",
+        "--quiet",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     assert "continued after 8 rows" in capsys.readouterr().out
     continued = read_catalogue(out)

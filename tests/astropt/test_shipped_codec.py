@@ -60,7 +60,9 @@ def test_fingerprint_matches_the_trainers_record_and_fresh_loads() -> None:
 def test_fingerprint_is_the_same_in_another_process() -> None:
     code = "from astropt.codec import load_codec; print(load_codec('shipped').info.fingerprint)"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
     assert out.stdout.strip() == load_codec("shipped").info.fingerprint
 
 
@@ -91,8 +93,11 @@ def test_round_trip_of_galaxies_from_a_generator_it_never_trained_on() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="issue #3's bar on galaxy pixels and bright-galaxy flux is not met yet "
-                   "by the shipped codec (see docs/codec.md, Limits)", strict=True)
+@pytest.mark.xfail(
+    reason="issue #3's bar on galaxy pixels and bright-galaxy flux is not met yet "
+    "by the shipped codec (see docs/codec.md, Limits)",
+    strict=True,
+)
 def test_round_trip_meets_the_full_bar() -> None:
     report = _small_sample_report()
     for band, figures in report["bands"].items():

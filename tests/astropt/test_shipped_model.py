@@ -16,14 +16,19 @@ from astropt.checkpoints.shipped import (
     teacher_forced_accuracy,
 )
 
-pytestmark = pytest.mark.skipif(not (SHIPPED_MODEL_DIR / "model.safetensors").is_file(),
-                                reason="this installation has no shipped model")
+pytestmark = pytest.mark.skipif(
+    not (SHIPPED_MODEL_DIR / "model.safetensors").is_file(),
+    reason="this installation has no shipped model",
+)
 
 
 def test_loads_offline_within_budget_and_matches_its_record() -> None:
     model, meta = load_shipped_model()  # HF_HUB_OFFLINE=1 in tests: nothing is downloaded
     info = shipped_model_info()
-    assert meta["codec"]["spec"] == "shipped" and meta["codec"]["fingerprint"] == info["codec"]["fingerprint"]
+    assert (
+        meta["codec"]["spec"] == "shipped"
+        and meta["codec"]["fingerprint"] == info["codec"]["fingerprint"]
+    )
     assert shipped_model_fingerprint() == info["fingerprint"]
     assert sum(f.stat().st_size for f in SHIPPED_MODEL_DIR.iterdir()) <= SIZE_BUDGET_BYTES
     assert sum(p.numel() for p in model.parameters()) == info["n_params"]
@@ -37,4 +42,6 @@ def test_teacher_forced_accuracy_on_held_out_mock_galaxies() -> None:
     tokens = held_out_tokens("shipped", n=16, seed=HELD_OUT_SEED)  # a seed training never used
     accuracy = teacher_forced_accuracy(model, tokens)
     assert accuracy >= 0.65
-    assert accuracy == pytest.approx(shipped_model_info()["token_accuracy_teacher_forced"], abs=0.05)
+    assert accuracy == pytest.approx(
+        shipped_model_info()["token_accuracy_teacher_forced"], abs=0.05
+    )

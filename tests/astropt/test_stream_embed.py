@@ -21,8 +21,10 @@ from tests.astropt.seed_schema import IMAGE_COLUMN, write_seed_parquet
 from tests.astropt.test_science_embed import checkpoint, model  # noqa: F401 (fixtures)
 
 N_FIRST, N_SECOND = 10, 7
-COLUMNS = {"redshift": lambda p: round(0.01 * p["mag_r"], 4),
-           "morphology": lambda p: "bulgy" if p["bulge_fraction"] > 0.5 else "disky"}
+COLUMNS = {
+    "redshift": lambda p: round(0.01 * p["mag_r"], 4),
+    "morphology": lambda p: "bulgy" if p["bulge_fraction"] > 0.5 else "disky",
+}
 OPTIONS = EmbedOptions(pool="mean", batch_size=4)
 
 
@@ -30,7 +32,9 @@ OPTIONS = EmbedOptions(pool="mean", batch_size=4)
 def hub_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("hub") / "data"
     write_seed_parquet(directory / "train-00000-of-00002.parquet", N_FIRST, columns=COLUMNS)
-    write_seed_parquet(directory / "train-00001-of-00002.parquet", N_SECOND, start=N_FIRST, columns=COLUMNS)
+    write_seed_parquet(
+        directory / "train-00001-of-00002.parquet", N_SECOND, start=N_FIRST, columns=COLUMNS
+    )
     return directory
 
 
@@ -58,15 +62,26 @@ def _write_cropped(path: Path, n: int, start: int, crop: int) -> None:
 
 
 def streamed(hub_dir: Path, **kwargs) -> SourceSpec:
-    return SourceSpec("hf", path=str(hub_dir), image_column=IMAGE_COLUMN, **({"limit": 100} | kwargs))
+    return SourceSpec(
+        "hf", path=str(hub_dir), image_column=IMAGE_COLUMN, **({"limit": 100} | kwargs)
+    )
 
 
 def test_a_streamed_catalogue_equals_the_same_files_read_as_a_table(model, hub_dir, tmp_path):  # noqa: F811
-    result = embed_catalogue(model, streamed(hub_dir, columns=("redshift", "morphology")), tmp_path / "stream",
-                             OPTIONS, shard_rows=5)
+    result = embed_catalogue(
+        model,
+        streamed(hub_dir, columns=("redshift", "morphology")),
+        tmp_path / "stream",
+        OPTIONS,
+        shard_rows=5,
+    )
     assert result.status == "completed" and result.count == N_FIRST + N_SECOND
-    table = embed_catalogue(model, SourceSpec("local", path=str(hub_dir), image_column=IMAGE_COLUMN),
-                            tmp_path / "table", OPTIONS)
+    table = embed_catalogue(
+        model,
+        SourceSpec("local", path=str(hub_dir), image_column=IMAGE_COLUMN),
+        tmp_path / "table",
+        OPTIONS,
+    )
     assert table.status == "completed" and table.manifest["data_source"]["kind"] == "local"
     a, b = read_catalogue(tmp_path / "stream"), read_catalogue(tmp_path / "table")
     assert list(a.object_ids) == list(b.object_ids) == [f"mock-s0-{i:08d}" for i in range(17)]
@@ -79,7 +94,9 @@ def test_a_streamed_catalogue_equals_the_same_files_read_as_a_table(model, hub_d
     assert manifest["columns"] == ["morphology", "redshift"] and manifest["count"] == 17
     assert len(manifest["data_source"]["identity"]) == 2  # the two files, by size and time
 
-    cut = embed_catalogue(model, streamed(hub_dir, limit=6, columns=()), tmp_path / "cut", OPTIONS, shard_rows=4)
+    cut = embed_catalogue(
+        model, streamed(hub_dir, limit=6, columns=()), tmp_path / "cut", OPTIONS, shard_rows=4
+    )
     first_six = read_catalogue(tmp_path / "cut")
     assert cut.count == 6 and list(first_six.object_ids) == list(b.object_ids[:6])
     assert "redshift" not in first_six.columns
@@ -94,8 +111,9 @@ def test_a_stopped_stream_continues_after_its_complete_shards(model, hub_dir, tm
         return len(polls) > 3
 
     source = streamed(hub_dir)
-    stopped = embed_catalogue(model, source, tmp_path / "cat", OPTIONS, should_stop=stop_after_three_batches,
-                              shard_rows=4)
+    stopped = embed_catalogue(
+        model, source, tmp_path / "cat", OPTIONS, should_stop=stop_after_three_batches, shard_rows=4
+    )
     assert stopped.status == "cancelled" and stopped.count == 12 and stopped.shards_kept == 3
     assert not (tmp_path / "cat").exists()
     resumed = embed_catalogue(model, source, tmp_path / "cat", OPTIONS, shard_rows=4)
@@ -103,7 +121,9 @@ def test_a_stopped_stream_continues_after_its_complete_shards(model, hub_dir, tm
     whole = embed_catalogue(model, source, tmp_path / "whole", OPTIONS, shard_rows=4)
     assert whole.resumed_from == 0 and whole.count == 17
     a, b = read_catalogue(tmp_path / "cat"), read_catalogue(tmp_path / "whole")
-    assert list(a.object_ids) == list(b.object_ids) and len(set(a.object_ids)) == 17  # none lost, none twice
+    assert (
+        list(a.object_ids) == list(b.object_ids) and len(set(a.object_ids)) == 17
+    )  # none lost, none twice
     np.testing.assert_allclose(a.embeddings, b.embeddings, rtol=1e-5, atol=1e-6)
 
 
@@ -113,8 +133,12 @@ def test_bad_streamed_sources_fail_with_the_reason(model, hub_dir, tmp_path, mon
     with pytest.raises(DataSourceError, match=r"\['colour'\] are not scalar columns .*redshift"):
         embed_catalogue(model, streamed(hub_dir, columns=("colour",)), tmp_path / "b", OPTIONS)
     with pytest.raises(DataSourceError, match="no image column 'pixels'"):
-        embed_catalogue(model, SourceSpec("hf", path=str(hub_dir), image_column="pixels", limit=5), tmp_path / "c",
-                        OPTIONS)
+        embed_catalogue(
+            model,
+            SourceSpec("hf", path=str(hub_dir), image_column="pixels", limit=5),
+            tmp_path / "c",
+            OPTIONS,
+        )
     mixed = tmp_path / "mixed"
     write_seed_parquet(mixed / "train-00000-of-00002.parquet", 3)
     _write_cropped(mixed / "train-00001-of-00002.parquet", 3, start=3, crop=16)
@@ -122,19 +146,54 @@ def test_bad_streamed_sources_fail_with_the_reason(model, hub_dir, tmp_path, mon
         embed_catalogue(model, streamed(mixed), tmp_path / "e", OPTIONS)
     assert not (tmp_path / "e").exists()
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(DataSourceError, match="someone/not-here"):  # offline: a clear error, never a hang
-        embed_catalogue(model, SourceSpec("hf", path="someone/not-here", limit=5), tmp_path / "d", OPTIONS)
+    with pytest.raises(
+        DataSourceError, match="someone/not-here"
+    ):  # offline: a clear error, never a hang
+        embed_catalogue(
+            model, SourceSpec("hf", path="someone/not-here", limit=5), tmp_path / "d", OPTIONS
+        )
 
 
 def test_the_cli_embeds_a_streamed_data_set(checkpoint, hub_dir, tmp_path, capsys):  # noqa: F811
     from astropt.cli import main
 
     out = tmp_path / "cli"
-    assert main(["embed", "--model", str(checkpoint), "--data", "hf", "--data-path", str(hub_dir),
-                 "--out", str(out), "--quiet"]) != 0  # no --n: a stream needs its most rows
+    assert (
+        main(
+            [
+                "embed",
+                "--model",
+                str(checkpoint),
+                "--data",
+                "hf",
+                "--data-path",
+                str(hub_dir),
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        != 0
+    )  # no --n: a stream needs its most rows
     assert "needs --data-path" in capsys.readouterr().err
-    code = main(["embed", "--model", str(checkpoint), "--data", "hf", "--data-path", str(hub_dir), "--n", "5",
-                 "--columns", "redshift", "--out", str(out), "--quiet"])
+    code = main(
+        [
+            "embed",
+            "--model",
+            str(checkpoint),
+            "--data",
+            "hf",
+            "--data-path",
+            str(hub_dir),
+            "--n",
+            "5",
+            "--columns",
+            "redshift",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert code == 0 and "5 embeddings" in capsys.readouterr().out
     cat = read_catalogue(out)
     assert len(cat) == 5 and "redshift" in cat.columns and "morphology" not in cat.columns

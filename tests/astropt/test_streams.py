@@ -31,19 +31,32 @@ def stream_data(kind: str, directory: Path) -> dict:
     if kind == "local-uncached":
         return {"source": "local", "path": str(directory), "cache_tokens": False, **common}
     # cache_tokens false: the streamed path itself (on, a stream is tokenised once: test_token_datasets.py)
-    return {"source": "hf", "hf_dataset": str(directory), "streaming": True, "shuffle_buffer": 8,
-            "cache_tokens": False, **common}
+    return {
+        "source": "hf",
+        "hf_dataset": str(directory),
+        "streaming": True,
+        "shuffle_buffer": 8,
+        "cache_tokens": False,
+        **common,
+    }
 
 
 @pytest.mark.parametrize("kind", ["local-uncached", "hf-streaming"])
-def test_streamed_batches_train_resume_exactly_and_keep_object_ids(kind, seed_data, tmp_path, monkeypatch):
+def test_streamed_batches_train_resume_exactly_and_keep_object_ids(
+    kind, seed_data, tmp_path, monkeypatch
+):
     import datasets
 
     monkeypatch.setattr(datasets.config, "SLEEP_TIME_ON_THREADS_SHUTDOWN", 0)
 
     def config(run: str):
-        return tiny_config(tmp_path / run, data=stream_data(kind, seed_data), max_iters=6,
-                           eval_interval=6, n_val_images=0)
+        return tiny_config(
+            tmp_path / run,
+            data=stream_data(kind, seed_data),
+            max_iters=6,
+            eval_interval=6,
+            n_val_images=0,
+        )
 
     straight = train(config("a"))
     assert straight.status == "completed" and straight.step == 6
@@ -55,7 +68,10 @@ def test_streamed_batches_train_resume_exactly_and_keep_object_ids(kind, seed_da
     for step in range(3, 7):  # a stream that did not skip ahead would see other batches here
         assert b[step] == pytest.approx(a[step], abs=1e-5), step
     assert a[6] < a[1]
-    assert [(x["resumed_from"], x["first_step"]) for x in read_attempts(resumed.out_dir)] == [(None, 1), (2, 3)]
+    assert [(x["resumed_from"], x["first_step"]) for x in read_attempts(resumed.out_dir)] == [
+        (None, 1),
+        (2, 3),
+    ]
 
     record = json.loads((Path(straight.out_dir) / "data_rank0.json").read_text())
     ids = record["object_ids"]

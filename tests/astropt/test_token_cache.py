@@ -14,7 +14,9 @@ from astropt.tokenise import token_cache_dir, tokenise_dataset
 @pytest.fixture
 def data(tmp_path, monkeypatch) -> DataSettings:
     monkeypatch.setenv("ASTROPT_DATA_DIR", str(tmp_path / "data"))
-    return DataSettings(source="mock", n_mock=8, mock_seed=1, val_fraction=0.25, path=str(tmp_path / "mock"))
+    return DataSettings(
+        source="mock", n_mock=8, mock_seed=1, val_fraction=0.25, path=str(tmp_path / "mock")
+    )
 
 
 def test_cached_tokens_are_the_tokens_of_that_split_and_codec(data) -> None:
@@ -22,8 +24,11 @@ def test_cached_tokens_are_the_tokens_of_that_split_and_codec(data) -> None:
     # pair below would be served the first one's tokens.
     train, val = open_split(data, "train"), open_split(data, "val")
     codecs = [load_codec("random:0"), load_codec("random:1")]
-    fresh = {(s, c): tokenise_dataset(split, codec, cache=False, progress=False)
-             for s, split in (("train", train), ("val", val)) for c, codec in enumerate(codecs)}
+    fresh = {
+        (s, c): tokenise_dataset(split, codec, cache=False, progress=False)
+        for s, split in (("train", train), ("val", val))
+        for c, codec in enumerate(codecs)
+    }
     assert not torch.equal(fresh["train", 0][:2], fresh["train", 1][:2])
     for _ in range(2):  # the first pass writes the cache, the second reads it
         for (s, c), expected in fresh.items():

@@ -24,8 +24,13 @@ def tiny_config(tmp_path: Path, **overrides) -> TrainConfig:
         "out_dir": str(tmp_path / "run"),
         "codec": "random:0",
         "model": {"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 576, "dropout": 0.1},
-        "data": {"source": "mock", "n_mock": 24, "mock_seed": 3, "val_fraction": 0.2,
-                 "path": str(tmp_path / "mock")},
+        "data": {
+            "source": "mock",
+            "n_mock": 24,
+            "mock_seed": 3,
+            "val_fraction": 0.2,
+            "path": str(tmp_path / "mock"),
+        },
         "batch_size": 2,
         "max_iters": 16,
         "eval_interval": 8,
@@ -46,7 +51,9 @@ def tiny_config(tmp_path: Path, **overrides) -> TrainConfig:
 
 def read_train_losses(run_dir: Path) -> dict[int, float]:
     with (run_dir / "loss.csv").open() as fh:
-        return {int(r["step"]): float(r["train_loss"]) for r in csv.DictReader(fh) if r["train_loss"]}
+        return {
+            int(r["step"]): float(r["train_loss"]) for r in csv.DictReader(fh) if r["train_loss"]
+        }
 
 
 class StopAt(TrainCallback):
@@ -151,7 +158,7 @@ def test_best_val_loss_and_best_checkpoint_survive_resume(tmp_path):
     assert resumed.best_val_loss == best_before
     best = json.loads((Path(resumed.out_dir) / "checkpoints" / "best" / "config.json").read_text())
     assert best["step"] == 8 and best["best_val_loss"] == best_before
-    assert ("best" not in {k for s, k in rec.checkpoints if s > 8})
+    assert "best" not in {k for s, k in rec.checkpoints if s > 8}
 
 
 def test_resume_refuses_a_different_codec(tmp_path):
@@ -183,14 +190,18 @@ def test_wrong_schema_data_file_fails_before_training(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     pq.write_table(pa.table({"not_an_image": [1, 2, 3]}), data / "part-0.parquet")
-    cfg = tiny_config(tmp_path, data={"source": "local", "path": str(data), "image_column": "image"})
+    cfg = tiny_config(
+        tmp_path, data={"source": "local", "path": str(data), "image_column": "image"}
+    )
     with pytest.raises(ValueError, match="part-0.parquet"):
         train(cfg)
     assert not (Path(cfg.out_dir) / "checkpoints").exists()
 
 
 def test_set_overrides_parse_yaml_values(tmp_path):
-    cfg = TrainConfig.from_dict({}, ["optim.learning_rate=2e-4", "model.n_layer=2", "codec=random:0"])
+    cfg = TrainConfig.from_dict(
+        {}, ["optim.learning_rate=2e-4", "model.n_layer=2", "codec=random:0"]
+    )
     assert cfg.optim.learning_rate == 2e-4 and cfg.model.n_layer == 2
     with pytest.raises(ValueError, match="key=value"):
         TrainConfig.from_dict({}, ["optim.learning_rate"])
@@ -216,9 +227,14 @@ def single_process_reference(cfg: TrainConfig, world_size: int) -> dict[str, tor
     model = GPT(gpt_config(cfg))
     decay = [p for p in model.parameters() if p.dim() >= 2]
     keep = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.optim.weight_decay},
-                             {"params": keep, "weight_decay": 0.0}],
-                            lr=cfg.optim.learning_rate, betas=(cfg.optim.beta1, cfg.optim.beta2))
+    opt = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": cfg.optim.weight_decay},
+            {"params": keep, "weight_decay": 0.0},
+        ],
+        lr=cfg.optim.learning_rate,
+        betas=(cfg.optim.beta1, cfg.optim.beta2),
+    )
     for step in range(cfg.max_iters):
         for group in opt.param_groups:
             group["lr"] = learning_rate(step, cfg)
@@ -238,14 +254,27 @@ def test_ddp_two_processes_on_gloo_train_one_model(tmp_path):
     # one-process run on the combined batch.
     from safetensors.torch import load_file
 
-    cfg = tiny_config(tmp_path, max_iters=3, eval_interval=100, n_val_images=0, data__n_mock=32,
-                      model={"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 576, "dropout": 0.0})
+    cfg = tiny_config(
+        tmp_path,
+        max_iters=3,
+        eval_interval=100,
+        n_val_images=0,
+        data__n_mock=32,
+        model={"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 576, "dropout": 0.0},
+    )
     cfg_path = tmp_path / "cfg.yaml"
     cfg_path.write_text(cfg.to_yaml())
     repo = Path(__file__).resolve().parents[2]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(repo / "tests" / "astropt" / "ddp_probe.py"), str(cfg_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(repo / "tests" / "astropt" / "ddp_probe.py"),
+        str(cfg_path),
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = Path(cfg.out_dir)
@@ -262,7 +291,9 @@ def test_ddp_two_processes_on_gloo_train_one_model(tmp_path):
     for name, ref in reference.items():
         assert torch.equal(p0[name], p1[name]), f"ranks disagree on {name}"
         assert torch.allclose(p0[name], ref, atol=2e-5, rtol=1e-4), (
-            name, (p0[name] - ref).abs().max().item())
+            name,
+            (p0[name] - ref).abs().max().item(),
+        )
     moved = max((reference[n] - initial[n]).abs().max().item() for n in reference)
     assert moved > 1e-3  # the parameters did train, so agreeing means something
 

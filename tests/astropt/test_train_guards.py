@@ -21,8 +21,12 @@ from astropt.run_dir import RunDir
 from astropt.training import TrainCallback, train
 from tests.astropt.test_train import Recorder, tiny_config
 
-DIVERGING = {"optim__learning_rate": 10.0, "optim__weight_decay": 10.0, "optim__grad_clip": 0.0,
-             "optim__warmup_iters": 0}
+DIVERGING = {
+    "optim__learning_rate": 10.0,
+    "optim__weight_decay": 10.0,
+    "optim__grad_clip": 0.0,
+    "optim__warmup_iters": 0,
+}
 
 
 class StopWhenArmed(TrainCallback):
@@ -60,13 +64,22 @@ def token_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.mark.slow
 def test_a_diverging_run_stops_failed_and_keeps_its_last_finite_checkpoint(tmp_path: Path) -> None:
-    cfg = tiny_config(tmp_path, max_iters=60, checkpoint_interval=2, eval_interval=3, **DIVERGING,
-                      model__dropout=0.0)
+    cfg = tiny_config(
+        tmp_path,
+        max_iters=60,
+        checkpoint_interval=2,
+        eval_interval=3,
+        **DIVERGING,
+        model__dropout=0.0,
+    )
     rec = Recorder()
     result = train(cfg, [rec])
     assert result.status == "diverged", result
-    match = re.fullmatch(r"training diverged at step (\d+): (loss|val_loss|train_loss) (nan|inf|-inf)|"
-                         r"training diverged at step (\d+): non-finite (weights)", result.reason or "")
+    match = re.fullmatch(
+        r"training diverged at step (\d+): (loss|val_loss|train_loss) (nan|inf|-inf)|"
+        r"training diverged at step (\d+): non-finite (weights)",
+        result.reason or "",
+    )
     assert match, result.reason
     step = int(match.group(1) or match.group(4))
     assert 1 < step < 60
@@ -88,7 +101,8 @@ def test_a_diverging_run_stops_failed_and_keeps_its_last_finite_checkpoint(tmp_p
         assert meta["step"] < step
         assert all(bool(torch.isfinite(p).all()) for p in model.parameters()), name
     assert load_checkpoint(run.checkpoint("last"), device="cpu")[1]["step"] == max(
-        s for s, kind in rec.checkpoints if kind == "last")
+        s for s, kind in rec.checkpoints if kind == "last"
+    )
 
 
 def test_cancel_during_mock_generation(tmp_path: Path) -> None:

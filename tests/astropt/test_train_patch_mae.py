@@ -15,9 +15,23 @@ pytestmark = pytest.mark.slow  # trains real models (minutes on 2 cores)
 
 KINDS = {
     "patch-aim": {"tokeniser": "patch", "patch_encoder": "aim"},
-    "patch-affine-spiral": {"tokeniser": "patch", "patch_encoder": "affine", "patch_order": "spiral"},
-    "patch-mae": {"tokeniser": "patch", "objective": "mae", "attn_type": "full", "mae_mask_ratio": 0.5},
-    "aion-mae": {"tokeniser": "aion", "objective": "mae", "attn_type": "full", "mae_mask_ratio": 0.5},
+    "patch-affine-spiral": {
+        "tokeniser": "patch",
+        "patch_encoder": "affine",
+        "patch_order": "spiral",
+    },
+    "patch-mae": {
+        "tokeniser": "patch",
+        "objective": "mae",
+        "attn_type": "full",
+        "mae_mask_ratio": 0.5,
+    },
+    "aion-mae": {
+        "tokeniser": "aion",
+        "objective": "mae",
+        "attn_type": "full",
+        "mae_mask_ratio": 0.5,
+    },
 }
 
 
@@ -60,4 +74,6 @@ def test_config_rejects_bad_combinations(tmp_path):
     with pytest.raises(ValidationError, match="attn_type"):
         config_for(tmp_path, "patch-mae").model.model_validate({"objective": "mae"})
     with pytest.raises(ValidationError, match="patch_size"):
-        config_for(tmp_path, "patch-aim").model.model_validate({"tokeniser": "patch", "patch_size": 10})
+        config_for(tmp_path, "patch-aim").model.model_validate(
+            {"tokeniser": "patch", "patch_size": 10}
+        )

@@ -67,7 +67,9 @@ def test_one_hdu_per_band_named_by_filter_keyword(cube):
 
 
 def test_three_bands_named_by_extname_keep_mask_warning(cube):
-    hdus = [fits.PrimaryHDU()] + [fits.ImageHDU(cube[i], name=n) for i, n in [(0, "G"), (1, "R"), (3, "Z")]]
+    hdus = [fits.PrimaryHDU()] + [
+        fits.ImageHDU(cube[i], name=n) for i, n in [(0, "G"), (1, "R"), (3, "Z")]
+    ]
     parsed = parse_upload(fits_bytes(*hdus), "grz.fits")
     assert parsed.bands == ("DES-G", "DES-R", "DES-Z")
     assert parsed.missing_bands == ("DES-I",)
@@ -82,7 +84,9 @@ def test_three_bands_need_names(cube):
 
 
 def test_tile_compressed_fz_and_gzip_fits(cube):
-    fz = fits_bytes(fits.PrimaryHDU(), fits.CompImageHDU(cube, compression_type="GZIP_1", quantize_level=0.0))
+    fz = fits_bytes(
+        fits.PrimaryHDU(), fits.CompImageHDU(cube, compression_type="GZIP_1", quantize_level=0.0)
+    )
     np.testing.assert_array_equal(parse_upload(fz, "x.fits.fz").flux, cube)
     gz = gzip.compress(fits_bytes(fits.PrimaryHDU(cube)))
     np.testing.assert_array_equal(parse_upload(gz, "x.fits.gz").flux, cube)
@@ -155,19 +159,30 @@ def test_bad_arrays_are_422(array, kwargs, needle):
 def test_size_limits_are_413(cube):
     limits = UploadLimits(max_upload_bytes=1000)
     assert status_of(npy_bytes(cube), "x.npy", limits=limits)[0] == 413
-    assert status_of(npy_bytes(np.zeros((4, 128, 300), np.float32)), "x.npy", limits=UploadLimits(max_side=256))[0] == 413
+    assert (
+        status_of(
+            npy_bytes(np.zeros((4, 128, 300), np.float32)),
+            "x.npy",
+            limits=UploadLimits(max_side=256),
+        )[0]
+        == 413
+    )
 
 
 def test_gzip_bomb_stops_at_limit():
     bomb = gzip.compress(b"\0" * (64 * 2**20))
     assert len(bomb) < 2**20
-    status, message = status_of(bomb, "bomb.fits.gz", limits=UploadLimits(max_decompressed_bytes=8 * 2**20))
+    status, message = status_of(
+        bomb, "bomb.fits.gz", limits=UploadLimits(max_decompressed_bytes=8 * 2**20)
+    )
     assert status == 413 and "inflates" in message
 
 
 def test_fz_and_npz_bombs_checked_from_headers():
     zeros = np.zeros((4, 512, 512), np.float32)
-    fz = fits_bytes(fits.PrimaryHDU(), fits.CompImageHDU(zeros, compression_type="GZIP_1", quantize_level=0.0))
+    fz = fits_bytes(
+        fits.PrimaryHDU(), fits.CompImageHDU(zeros, compression_type="GZIP_1", quantize_level=0.0)
+    )
     small = UploadLimits(max_decompressed_bytes=2**20)
     assert len(fz) < 2**20
     assert status_of(fz, "x.fz", limits=small)[0] == 413
@@ -196,7 +211,12 @@ def test_fits_layout_errors(cube):
     assert "no image data" in status_of(fits_bytes(fits.PrimaryHDU()))[1]
     mixed = [fits.PrimaryHDU(), fits.ImageHDU(cube[0]), fits.ImageHDU(cube[1, :100, :100])]
     assert "differ in size" in status_of(fits_bytes(*mixed))[1]
-    partly = [fits.PrimaryHDU(), fits.ImageHDU(cube[0], name="G"), fits.ImageHDU(cube[1]), fits.ImageHDU(cube[3], name="Z")]
+    partly = [
+        fits.PrimaryHDU(),
+        fits.ImageHDU(cube[0], name="G"),
+        fits.ImageHDU(cube[1]),
+        fits.ImageHDU(cube[3], name="Z"),
+    ]
     assert "no BAND/FILTER" in status_of(fits_bytes(*partly))[1]
 
 

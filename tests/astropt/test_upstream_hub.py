@@ -34,7 +34,9 @@ def test_hub_import_reads_the_local_cache_offline(tmp_path, monkeypatch):
     assert path.is_file() and COMMIT in str(path)
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())
-    args = parser.parse_args(["import-upstream", "--hub", REPO, "astropt/095M/ckpt.pt", str(tmp_path / "out")])
+    args = parser.parse_args(
+        ["import-upstream", "--hub", REPO, "astropt/095M/ckpt.pt", str(tmp_path / "out")]
+    )
     import huggingface_hub.constants as hub_constants
 
     monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(cache))
@@ -45,5 +47,7 @@ def test_hub_import_reads_the_local_cache_offline(tmp_path, monkeypatch):
 
 def test_hub_import_fails_clearly_offline_when_not_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(CheckpointError, match="not in the local Hugging Face cache.*HF_HUB_OFFLINE"):
+    with pytest.raises(
+        CheckpointError, match="not in the local Hugging Face cache.*HF_HUB_OFFLINE"
+    ):
         download_upstream(REPO, "astropt/095M/ckpt.pt", cache_dir=tmp_path / "empty")

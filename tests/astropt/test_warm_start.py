@@ -24,40 +24,78 @@ from tests.astropt.test_train import Recorder, StopAt
 
 def warm_config(tmp_path: Path, init_from: str | None, name: str, **top) -> TrainConfig:
     raw = {
-        "init_from": init_from, "out_dir": str(tmp_path / name),
-        "data": {"source": "mock", "n_mock": 24, "val_fraction": 0.2, "path": str(tmp_path / "mock")},
-        "batch_size": 2, "max_iters": 4, "eval_interval": 2, "eval_iters": 1, "log_interval": 1,
-        "n_val_images": 0, "optim": {"learning_rate": 3e-4, "warmup_iters": 2}, "device": "cpu",
+        "init_from": init_from,
+        "out_dir": str(tmp_path / name),
+        "data": {
+            "source": "mock",
+            "n_mock": 24,
+            "val_fraction": 0.2,
+            "path": str(tmp_path / "mock"),
+        },
+        "batch_size": 2,
+        "max_iters": 4,
+        "eval_interval": 2,
+        "eval_iters": 1,
+        "log_interval": 1,
+        "n_val_images": 0,
+        "optim": {"learning_rate": 3e-4, "warmup_iters": 2},
+        "device": "cpu",
         **top,
     }
     return TrainConfig.model_validate(raw)
 
 
-def test_the_shape_and_codec_come_from_the_checkpoint_and_set_fields_must_match(tmp_path: Path) -> None:
+def test_the_shape_and_codec_come_from_the_checkpoint_and_set_fields_must_match(
+    tmp_path: Path,
+) -> None:
     meta = read_meta(SHIPPED_MODEL_DIR)
     adopted = adopt_checkpoint(warm_config(tmp_path, "shipped", "a"), meta, "shipped")
     assert (adopted.model.n_layer, adopted.model.n_head, adopted.model.n_embd) == (2, 4, 64)
     assert adopted.model.block_size == 576 and adopted.codec == "shipped"
-    assert checkpoint_shape(meta)["tokeniser"] == "aion" and checkpoint_shape(meta)["vocab_size"] == 10000
+    assert (
+        checkpoint_shape(meta)["tokeniser"] == "aion"
+        and checkpoint_shape(meta)["vocab_size"] == 10000
+    )
     # Set and equal, or a training setting (dropout): accepted as they are.
-    same = warm_config(tmp_path, "shipped", "b", model={"n_layer": 2, "dropout": 0.1}, codec="shipped")
+    same = warm_config(
+        tmp_path, "shipped", "b", model={"n_layer": 2, "dropout": 0.1}, codec="shipped"
+    )
     assert adopt_checkpoint(same, meta, "shipped").model.dropout == 0.1
     with pytest.raises(InitMismatch) as caught:
-        adopt_checkpoint(warm_config(tmp_path, "shipped", "c", model={"n_layer": 1, "n_head": 2, "n_embd": 32},
-                                     codec="random:0"), meta, "shipped")
+        adopt_checkpoint(
+            warm_config(
+                tmp_path,
+                "shipped",
+                "c",
+                model={"n_layer": 1, "n_head": 2, "n_embd": 32},
+                codec="random:0",
+            ),
+            meta,
+            "shipped",
+        )
     assert set(caught.value.conflicts) == {"model.n_layer", "model.n_head", "model.n_embd", "codec"}
     assert "model.n_embd is 32 here but 64 in the checkpoint" in str(caught.value)
 
 
 def test_a_warm_start_begins_at_the_shipped_models_loss_and_resumes_from_its_own_checkpoint(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     init = tmp_path / "init"  # a copy, deleted before the resume: the run must not need it again
     shutil.copytree(SHIPPED_MODEL_DIR, init)
     shipped_loss = read_meta(SHIPPED_MODEL_DIR)["best_val_loss"]
 
     scratch = Recorder()
-    train(warm_config(tmp_path, None, "scratch", codec="shipped", max_iters=2,
-                      model={"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 576}), [scratch])
+    train(
+        warm_config(
+            tmp_path,
+            None,
+            "scratch",
+            codec="shipped",
+            max_iters=2,
+            model={"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 576},
+        ),
+        [scratch],
+    )
     assert scratch.evals[0][0] == 0 and scratch.evals[0][1]["val_loss"] > 9.0  # ~ln(10000) = 9.21
 
     first = Recorder()

@@ -14,19 +14,37 @@ import numpy as np
 import pytest
 import torch
 
-pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")]
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here"),
+]
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _tiny_config(tmp_path: Path, **overrides: object):
     from astropt.config import TrainConfig
 
-    body = {"out_dir": str(tmp_path / "run"), "codec": "shipped",
-            "model": {"n_layer": 2, "n_head": 4, "n_embd": 128, "block_size": 576},
-            "data": {"source": "mock", "n_mock": 64, "val_fraction": 0.125, "path": str(tmp_path / "mock")},
-            "batch_size": 8, "max_iters": 12, "eval_interval": 6, "eval_iters": 1, "log_interval": 1,
-            "n_val_images": 2, "device": "auto", "dtype": "auto", "compile": "auto",
-            "optim": {"learning_rate": 3e-3, "warmup_iters": 2}}
+    body = {
+        "out_dir": str(tmp_path / "run"),
+        "codec": "shipped",
+        "model": {"n_layer": 2, "n_head": 4, "n_embd": 128, "block_size": 576},
+        "data": {
+            "source": "mock",
+            "n_mock": 64,
+            "val_fraction": 0.125,
+            "path": str(tmp_path / "mock"),
+        },
+        "batch_size": 8,
+        "max_iters": 12,
+        "eval_interval": 6,
+        "eval_iters": 1,
+        "log_interval": 1,
+        "n_val_images": 2,
+        "device": "auto",
+        "dtype": "auto",
+        "compile": "auto",
+        "optim": {"learning_rate": 3e-3, "warmup_iters": 2},
+    }
     body.update(overrides)
     return TrainConfig.model_validate(body)
 
@@ -37,7 +55,9 @@ def test_auto_picks_cuda_bf16_and_compile(tmp_path: Path) -> None:
     runtime = setup_runtime(_tiny_config(tmp_path))
     try:
         assert runtime.device.type == "cuda"
-        assert runtime.dtype == (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+        assert runtime.dtype == (
+            torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        )
         assert runtime.compile is True
         assert torch.backends.cuda.matmul.allow_tf32
     finally:
@@ -75,9 +95,15 @@ def test_the_codec_on_the_gpu_gives_the_cpu_tokens() -> None:
     from astropt.codec import load_codec
 
     flux = np.random.default_rng(0).gamma(1.0, 0.3, (8, 4, 152, 152)).astype(np.float32)
-    cpu = load_codec("shipped", device="cpu").encode(flux.copy(), ("DES-G", "DES-R", "DES-I", "DES-Z"))
-    gpu = load_codec("shipped", device="cuda").encode(flux.copy(), ("DES-G", "DES-R", "DES-I", "DES-Z"))
-    assert (cpu.cpu() == gpu.cpu()).float().mean() > 0.99  # TF32/kernel rounding may flip a rare code
+    cpu = load_codec("shipped", device="cpu").encode(
+        flux.copy(), ("DES-G", "DES-R", "DES-I", "DES-Z")
+    )
+    gpu = load_codec("shipped", device="cuda").encode(
+        flux.copy(), ("DES-G", "DES-R", "DES-I", "DES-Z")
+    )
+    assert (
+        cpu.cpu() == gpu.cpu()
+    ).float().mean() > 0.99  # TF32/kernel rounding may flip a rare code
 
 
 def test_nccl_process_group_all_reduces(tmp_path: Path) -> None:
@@ -89,9 +115,21 @@ def test_nccl_process_group_all_reduces(tmp_path: Path) -> None:
         "rank = dist.get_rank(); torch.cuda.set_device(int(os.environ['LOCAL_RANK']))\n"
         "x = torch.full((4,), float(rank + 1), device='cuda'); dist.all_reduce(x)\n"
         "assert x[0].item() == sum(range(1, dist.get_world_size() + 1)), x\n"
-        "dist.destroy_process_group(); print('ok', rank)\n")
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                           f"--nproc-per-node={n}", str(script)], capture_output=True, text=True, timeout=300)
+        "dist.destroy_process_group(); print('ok', rank)\n"
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc-per-node={n}",
+            str(script),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0 and proc.stdout.count("ok") == n, proc.stdout + proc.stderr
 
 
@@ -100,10 +138,25 @@ def test_a_two_gpu_job_trains_one_model(tmp_path: Path) -> None:
     config = _tiny_config(tmp_path, max_iters=10)
     config_file = tmp_path / "config.yaml"
     config_file.write_text(config.to_yaml())
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-                           "-m", "astropt.cli", "train", "--config", str(config_file)],
-                          cwd=REPO, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node=2",
+            "-m",
+            "astropt.cli",
+            "train",
+            "--config",
+            str(config_file),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert (tmp_path / "run" / "checkpoints" / "last").is_dir()
 
@@ -116,17 +169,27 @@ def test_reconstruct_runs_on_the_device(tmp_path: Path) -> None:
     from state.settings import InferenceSettings, Settings
     from tests.service.stack import ThreadedServer
 
-    app = create_app(Settings(data_dir=tmp_path), publish=lambda job_id: None, check_broker=lambda: None)
-    app.state.inference_engine = InferenceEngine(InferenceSettings(device="cuda"), app.state.metrics.registry)
+    app = create_app(
+        Settings(data_dir=tmp_path), publish=lambda job_id: None, check_broker=lambda: None
+    )
+    app.state.inference_engine = InferenceEngine(
+        InferenceSettings(device="cuda"), app.state.metrics.registry
+    )
     cube = np.random.default_rng(1).gamma(1.0, 0.3, (4, 160, 160)).astype(np.float32)
     body = io.BytesIO()
     np.save(body, cube)
     try:
         with ThreadedServer(app) as server:
-            response = httpx.post(f"{server.base_url}/reconstruct", files={"file": ("g.npy", body.getvalue())},
-                                  timeout=120)
+            response = httpx.post(
+                f"{server.base_url}/reconstruct",
+                files={"file": ("g.npy", body.getvalue())},
+                timeout=120,
+            )
         assert response.status_code == 200, response.text
-        assert response.headers["content-type"] == "image/png" and response.headers["X-Job-Id"] == "shipped"
+        assert (
+            response.headers["content-type"] == "image/png"
+            and response.headers["X-Job-Id"] == "shipped"
+        )
         assert app.state.inference_engine.runtime.device.type == "cuda"
     finally:
         app.state.inference_engine.close()

@@ -55,16 +55,24 @@ def postgres_schema() -> Iterator[str]:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
-def service_env(data_dir: Path, database_url: str | None, broker_url: str | None, queue: str,
-                **extra: str) -> dict[str, str]:
+def service_env(
+    data_dir: Path, database_url: str | None, broker_url: str | None, queue: str, **extra: str
+) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASTROPT_")}
     # The lease is long enough that a starved heartbeat on a loaded 2-core CI machine does not
     # hand a live job to another worker; the kill -9 tests wait for its expiry, not a sleep.
     env.update(
-        ASTROPT_DATA_DIR=str(data_dir), ASTROPT_TRAIN_QUEUE=queue,
-        ASTROPT_API_KEY=API_KEY, ASTROPT_WORKER_LEASE_SECONDS="20", ASTROPT_CANCEL_POLL_SECONDS="0.2",
-        ASTROPT_EVENTS_POLL_SECONDS="0.2", ASTROPT_WORKER_CHECKPOINT_INTERVAL="5",
-        OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONUNBUFFERED="1",
+        ASTROPT_DATA_DIR=str(data_dir),
+        ASTROPT_TRAIN_QUEUE=queue,
+        ASTROPT_API_KEY=API_KEY,
+        ASTROPT_WORKER_LEASE_SECONDS="20",
+        ASTROPT_CANCEL_POLL_SECONDS="0.2",
+        ASTROPT_EVENTS_POLL_SECONDS="0.2",
+        ASTROPT_WORKER_CHECKPOINT_INTERVAL="5",
+        OMP_NUM_THREADS="1",
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        PYTHONUNBUFFERED="1",
     )
     if database_url:
         env["ASTROPT_DATABASE_URL"] = database_url
@@ -79,8 +87,13 @@ def tiny_spec(max_iters: int = 30, **overrides: Any) -> dict[str, Any]:
         "codec": "random:0",
         "model": {"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 576},
         "data": {"source": "mock", "n_mock": 32, "val_fraction": 0.125},
-        "batch_size": 2, "max_iters": max_iters, "eval_interval": 10, "eval_iters": 1,
-        "log_interval": 1, "n_val_images": 2, "device": "cpu",
+        "batch_size": 2,
+        "max_iters": max_iters,
+        "eval_interval": 10,
+        "eval_iters": 1,
+        "log_interval": 1,
+        "n_val_images": 2,
+        "device": "cpu",
         "optim": {"learning_rate": 3e-3, "warmup_iters": 2},
     }
     spec.update(overrides)
@@ -99,12 +112,19 @@ class Stack:
 
     def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen[bytes]:
         log = open(self.log_dir / log_name, "ab")  # noqa: SIM115 (closed with the process)
-        return subprocess.Popen([sys.executable, "-m", "service.cli", *args], env=self.env, cwd=REPO,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", "service.cli", *args],
+            env=self.env,
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def start_api(self, *args: str, command: str = "api") -> None:
-        self.api = self._spawn([command, "--port", str(self.port), "--log-level", "warning", *args],
-                               f"{command}.log")
+        self.api = self._spawn(
+            [command, "--port", str(self.port), "--log-level", "warning", *args], f"{command}.log"
+        )
         wait_until(lambda: _healthy(self.base_url), timeout=60, what="API /health")
 
     def start_worker(self) -> subprocess.Popen[bytes]:
@@ -121,8 +141,10 @@ class Stack:
         return httpx.Client(base_url=self.base_url, headers=headers, timeout=30)
 
     def logs(self) -> str:
-        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
-                         for p in sorted(self.log_dir.glob("*.log")))
+        return "\n".join(
+            f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
+            for p in sorted(self.log_dir.glob("*.log"))
+        )
 
     def stop(self) -> None:
         self._stop_processes()
@@ -168,7 +190,9 @@ def _healthy(base_url: str) -> bool:
         return False
 
 
-def wait_until(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.3) -> Any:
+def wait_until(
+    condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.3
+) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
@@ -178,17 +202,23 @@ def wait_until(condition: Callable[[], Any], timeout: float, what: str, interval
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-def wait_for_iteration(client: httpx.Client, job_id: str, iteration: int, timeout: float = 180) -> None:
+def wait_for_iteration(
+    client: httpx.Client, job_id: str, iteration: int, timeout: float = 180
+) -> None:
     def reached() -> bool:
         body = client.get(f"/jobs/{job_id}").json()
         if body["phase"] in ("failed", "completed", "cancelled"):
-            raise AssertionError(f"job {body['phase']} before iteration {iteration}: {body['failure_reason']}")
+            raise AssertionError(
+                f"job {body['phase']} before iteration {iteration}: {body['failure_reason']}"
+            )
         return body["progress"]["iteration"] >= iteration
 
     wait_until(reached, timeout, f"job {job_id} to reach iteration {iteration}")
 
 
-def wait_for_job(client: httpx.Client, job_id: str, phases: set[str], timeout: float = 180) -> dict[str, Any]:
+def wait_for_job(
+    client: httpx.Client, job_id: str, phases: set[str], timeout: float = 180
+) -> dict[str, Any]:
     def done() -> dict[str, Any] | None:
         body = client.get(f"/jobs/{job_id}").json()
         if body["phase"] in {"failed"} - phases:
@@ -204,7 +234,9 @@ class ThreadedServer:
     def __init__(self, app: Any):
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> ThreadedServer:
@@ -221,8 +253,9 @@ def run_dir(stack: Stack, job_id: str) -> Path:
     return Path(stack.env["ASTROPT_DATA_DIR"]) / "runs" / job_id
 
 
-def assert_resumed_from_checkpoint(out_dir: Path, final_step: int, killed: bool = False,
-                                   checkpoint_interval: int = 5) -> list[dict[str, Any]]:
+def assert_resumed_from_checkpoint(
+    out_dir: Path, final_step: int, killed: bool = False, checkpoint_interval: int = 5
+) -> list[dict[str, Any]]:
     """Guards resume: attempt 2 restored attempt 1's checkpoint and went on from its step + 1.
 
     A worker that restarts from step 0 (``resume=False``) fails here: its second attempt
@@ -233,14 +266,19 @@ def assert_resumed_from_checkpoint(out_dir: Path, final_step: int, killed: bool 
     from astropt.training.attempts import read_attempts
 
     first, second = read_attempts(out_dir)
-    assert first["attempt"] == 1 and first["resumed_from"] is None and first["first_step"] == 1, first
+    assert first["attempt"] == 1 and first["resumed_from"] is None and first["first_step"] == 1, (
+        first
+    )
     restored = second["resumed_from"]
     assert second["attempt"] == 2 and restored is not None and restored > 0, second
     assert second["first_step"] == restored + 1, second
     assert second["last_step"] == final_step, second
     if killed:  # the steps after the restored checkpoint were lost with the process
         assert first["last_checkpoint"] <= restored <= first["last_step"], (first, second)
-        assert restored % checkpoint_interval == 0 and first["last_step"] - restored < checkpoint_interval
+        assert (
+            restored % checkpoint_interval == 0
+            and first["last_step"] - restored < checkpoint_interval
+        )
     else:  # nothing lost, nothing trained twice
         assert restored == first["last_step"] == first["last_checkpoint"], (first, second)
     return [first, second]

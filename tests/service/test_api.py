@@ -19,8 +19,13 @@ from tests.service.stack import API_KEY, ThreadedServer, redis_url, tiny_spec, u
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return Settings(
-        data_dir=tmp_path_factory.mktemp("api-data"), broker_url=redis_url(), train_queue=unique_queue(),
-        api_key=API_KEY, curve_max_points=10, max_iters_limit=5000, max_active_jobs=50,
+        data_dir=tmp_path_factory.mktemp("api-data"),
+        broker_url=redis_url(),
+        train_queue=unique_queue(),
+        api_key=API_KEY,
+        curve_max_points=10,
+        max_iters_limit=5000,
+        max_active_jobs=50,
     )
 
 
@@ -50,7 +55,9 @@ def submit(client: httpx.Client, **overrides: object) -> dict:
     return response.json()
 
 
-def test_submit_returns_201_location_and_queues_a_message(client: httpx.Client, settings: Settings) -> None:
+def test_submit_returns_201_location_and_queues_a_message(
+    client: httpx.Client, settings: Settings
+) -> None:
     queue = redis.Redis.from_url(settings.resolved_broker_url)
     before = queue.llen(settings.train_queue)
     response = client.post("/jobs", json=tiny_spec(max_iters=12))
@@ -58,9 +65,16 @@ def test_submit_returns_201_location_and_queues_a_message(client: httpx.Client, 
     body = response.json()
     assert response.headers["Location"] == f"/jobs/{body['id']}"
     assert body["phase"] == "queued"
-    assert body["progress"] == {"iteration": 0, "max_iters": 12, "fraction": 0.0,
-                                "tokens_per_s": None, "eta_seconds": None, "mfu": None, "world_size": 1,
-                                "effective_batch_size": 2}
+    assert body["progress"] == {
+        "iteration": 0,
+        "max_iters": 12,
+        "fraction": 0.0,
+        "tokens_per_s": None,
+        "eta_seconds": None,
+        "mfu": None,
+        "world_size": 1,
+        "effective_batch_size": 2,
+    }
     assert body["waiting_reason"] == "waiting for a worker with 1 device(s): no worker is online"
     assert body["spec"]["out_dir"] == str(settings.runs_dir / body["id"])
     assert queue.llen(settings.train_queue) == before + 1
@@ -92,15 +106,25 @@ def test_bad_spec_gets_422_with_field_and_reason(
 
 
 def test_malformed_json_is_422_not_500(client: httpx.Client) -> None:
-    response = client.post("/jobs", content=b"{not json", headers={"Content-Type": "application/json"})
+    response = client.post(
+        "/jobs", content=b"{not json", headers={"Content-Type": "application/json"}
+    )
     assert response.status_code == 422
 
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("GET", ""), ("GET", "/loss.png"), ("GET", "/events"), ("GET", "/artifacts"),
-     ("GET", "/artifacts/loss.csv"), ("GET", "/checkpoints/best.zip"), ("POST", "/cancel"),
-     ("POST", "/resume"), ("DELETE", "")],
+    [
+        ("GET", ""),
+        ("GET", "/loss.png"),
+        ("GET", "/events"),
+        ("GET", "/artifacts"),
+        ("GET", "/artifacts/loss.csv"),
+        ("GET", "/checkpoints/best.zip"),
+        ("POST", "/cancel"),
+        ("POST", "/resume"),
+        ("DELETE", ""),
+    ],
 )
 def test_unknown_job_is_404(client: httpx.Client, method: str, path: str) -> None:
     response = client.request(method, f"/jobs/0123456789abcdef0123456789abcdef{path}")
@@ -109,11 +133,18 @@ def test_unknown_job_is_404(client: httpx.Client, method: str, path: str) -> Non
 
 
 @pytest.mark.parametrize(
-    ("method", "path"), [("POST", "/jobs"), ("POST", "/jobs/x/cancel"), ("POST", "/jobs/x/resume"),
-                         ("DELETE", "/jobs/x")],
+    ("method", "path"),
+    [
+        ("POST", "/jobs"),
+        ("POST", "/jobs/x/cancel"),
+        ("POST", "/jobs/x/resume"),
+        ("DELETE", "/jobs/x"),
+    ],
 )
 @pytest.mark.parametrize("key", [None, "wrong-key"])
-def test_mutations_need_the_api_key(server: ThreadedServer, method: str, path: str, key: str | None) -> None:
+def test_mutations_need_the_api_key(
+    server: ThreadedServer, method: str, path: str, key: str | None
+) -> None:
     headers = {"X-API-Key": key} if key else {}
     response = httpx.request(method, server.base_url + path, json=tiny_spec(), headers=headers)
     assert response.status_code == 401
@@ -154,8 +185,9 @@ def test_cancel_delete_and_resume_rules(client: httpx.Client, settings: Settings
     assert client.get(f"/jobs/{job['id']}").status_code == 404
 
 
-def test_init_from_takes_the_checkpoints_shape_or_names_what_differs(client: httpx.Client,
-                                                                     settings: Settings) -> None:
+def test_init_from_takes_the_checkpoints_shape_or_names_what_differs(
+    client: httpx.Client, settings: Settings
+) -> None:
     from astropt.checkpoints.shipped import SHIPPED_MODEL_DIR
 
     warm = {k: v for k, v in tiny_spec().items() if k not in ("model", "codec")}
@@ -169,27 +201,41 @@ def test_init_from_takes_the_checkpoints_shape_or_names_what_differs(client: htt
     assert mismatch.status_code == 422
     issue = mismatch.json()["detail"][0]
     assert issue["field"] == "model.n_layer"
-    for text in ("model.n_layer is 1 here but 2", "model.n_head is 2 here but 4",
-                 "model.n_embd is 32 here but 64", "codec is 'random:0' here but 'shipped'"):
+    for text in (
+        "model.n_layer is 1 here but 2",
+        "model.n_head is 2 here but 4",
+        "model.n_embd is 32 here but 64",
+        "codec is 'random:0' here but 'shipped'",
+    ):
         assert text in issue["msg"], issue["msg"]
-    refusals = [({"job": "0123abcd"}, "init_from.job", "not found"),
-                ({"job": created.json()["id"], "checkpoint": "best"}, "init_from.checkpoint", "best"),
-                ({"path": "/etc"}, "init_from.path", "outside the allowed data roots"),
-                ({"path": str(settings.data_dir / "notes")}, "init_from", "is not an astropt checkpoint")]
+    refusals = [
+        ({"job": "0123abcd"}, "init_from.job", "not found"),
+        ({"job": created.json()["id"], "checkpoint": "best"}, "init_from.checkpoint", "best"),
+        ({"path": "/etc"}, "init_from.path", "outside the allowed data roots"),
+        ({"path": str(settings.data_dir / "notes")}, "init_from", "is not an astropt checkpoint"),
+    ]
     (settings.data_dir / "notes").mkdir()
     (settings.data_dir / "notes" / "config.json").write_text("{}")
     for init, field, text in refusals:
         refused = client.post("/jobs", json={**warm, "init_from": init})
         assert refused.status_code == 422, (init, refused.text)
         assert refused.json()["detail"][0]["field"] == field and text in refused.text, refused.text
-    fine_tune = {"kind": "finetune", "init_from": "shipped", "finetune": {"init": "shipped", "labels": ["mag_r"]}}
+    fine_tune = {
+        "kind": "finetune",
+        "init_from": "shipped",
+        "finetune": {"init": "shipped", "labels": ["mag_r"]},
+    }
     assert client.post("/jobs", json=fine_tune).status_code == 422
     # Without init_from, a directory sent by the client is never what a worker loads.
-    plain = client.post("/jobs", json={**tiny_spec(), "init_from_dir": str(SHIPPED_MODEL_DIR)}).json()
+    plain = client.post(
+        "/jobs", json={**tiny_spec(), "init_from_dir": str(SHIPPED_MODEL_DIR)}
+    ).json()
     assert client.get(f"/jobs/{plain['id']}").json()["spec"]["init_from_dir"] is None
 
 
-def test_artifacts_are_served_without_path_traversal(client: httpx.Client, settings: Settings) -> None:
+def test_artifacts_are_served_without_path_traversal(
+    client: httpx.Client, settings: Settings
+) -> None:
     job = submit(client)
     run_dir = settings.runs_dir / job["id"]
     (run_dir / "val_images").mkdir(parents=True)
@@ -202,8 +248,12 @@ def test_artifacts_are_served_without_path_traversal(client: httpx.Client, setti
         ("val_images/step_000010.png", "val_image", 9)
     ]
     assert client.get(listing["files"][0]["download_url"]).content == b"\x89PNG fake"
-    for attempt in ["..%2Fsecret.txt", "val_images%2F..%2F..%2Fsecret.txt", "%2Fetc%2Fpasswd",
-                    "..%2F..%2F..%2Fetc%2Fpasswd"]:
+    for attempt in [
+        "..%2Fsecret.txt",
+        "val_images%2F..%2F..%2Fsecret.txt",
+        "%2Fetc%2Fpasswd",
+        "..%2F..%2F..%2Fetc%2Fpasswd",
+    ]:
         response = client.get(f"/jobs/{job['id']}/artifacts/{attempt}")
         assert response.status_code == 404, attempt
         assert b"do not serve" not in response.content
@@ -214,8 +264,12 @@ def test_artifacts_are_served_without_path_traversal(client: httpx.Client, setti
 def test_curves_since_and_downsampling(client: httpx.Client, settings: Settings) -> None:
     job = submit(client, max_iters=100)
     with session_scope(settings.resolved_database_url) as session:
-        repository.upsert_points(session, job["id"], [("train_loss", s, 10.0 - s / 20) for s in range(1, 101)])
-        repository.upsert_points(session, job["id"], [("val_loss", s, 9.0 - s / 50) for s in (20, 40, 60)])
+        repository.upsert_points(
+            session, job["id"], [("train_loss", s, 10.0 - s / 20) for s in range(1, 101)]
+        )
+        repository.upsert_points(
+            session, job["id"], [("val_loss", s, 9.0 - s / 50) for s in (20, 40, 60)]
+        )
     full = client.get(f"/jobs/{job['id']}").json()["curves"]
     assert full["downsampled"] is True
     assert len(full["train_loss"]["steps"]) == 10  # curve_max_points
@@ -229,7 +283,9 @@ def test_curves_since_and_downsampling(client: httpx.Client, settings: Settings)
     assert png.headers["content-type"] == "image/png" and png.content[:4] == b"\x89PNG"
 
 
-def test_events_stream_ends_when_the_job_is_finished(client: httpx.Client, settings: Settings) -> None:
+def test_events_stream_ends_when_the_job_is_finished(
+    client: httpx.Client, settings: Settings
+) -> None:
     job = submit(client)
     with session_scope(settings.resolved_database_url) as session:
         repository.upsert_points(session, job["id"], [("train_loss", 1, 9.2), ("lr", 1, 1e-3)])
@@ -240,7 +296,10 @@ def test_events_stream_ends_when_the_job_is_finished(client: httpx.Client, setti
     events = [block for block in text.split("\n\n") if block.strip()]
     assert events[0].startswith("event: progress")
     progress = json.loads(events[0].split("data: ", 1)[1])
-    assert progress["phase"] == "failed" and progress["failure_reason"] == "RuntimeError: out of memory"
+    assert (
+        progress["phase"] == "failed"
+        and progress["failure_reason"] == "RuntimeError: out of memory"
+    )
     assert progress["curves"]["train_loss"] == {"steps": [1], "values": [9.2]}
     assert events[-1].startswith("event: end")
 
@@ -253,13 +312,25 @@ def test_health_metrics_and_docs(client: httpx.Client) -> None:
     assert "astropt_http_requests_total" in metrics
     assert client.get("/docs").status_code == 200
     schema = client.get("/openapi.json").json()
-    examples = schema["paths"]["/jobs"]["post"]["requestBody"]["content"]["application/json"]["examples"]
-    assert list(examples) == ["tiny-cpu", "gpu-aion-base", "finetune-lora", "shipped-warm-start", "embed-mock"]
+    examples = schema["paths"]["/jobs"]["post"]["requestBody"]["content"]["application/json"][
+        "examples"
+    ]
+    assert list(examples) == [
+        "tiny-cpu",
+        "gpu-aion-base",
+        "finetune-lora",
+        "shipped-warm-start",
+        "embed-mock",
+    ]
     for path, operations in schema["paths"].items():
         for method, operation in operations.items():
             assert operation.get("summary"), (method, path)
-            assert "200" in operation["responses"] or "201" in operation["responses"] \
-                or "202" in operation["responses"] or "204" in operation["responses"]
+            assert (
+                "200" in operation["responses"]
+                or "201" in operation["responses"]
+                or "202" in operation["responses"]
+                or "204" in operation["responses"]
+            )
 
 
 def test_health_reports_an_unreachable_broker(tmp_path: Path) -> None:
@@ -268,7 +339,11 @@ def test_health_reports_an_unreachable_broker(tmp_path: Path) -> None:
         response = httpx.get(f"{running.base_url}/health", timeout=30)
     assert response.status_code == 503
     body = response.json()
-    assert body["status"] == "degraded" and body["database"] == "ok" and body["broker"].startswith("error")
+    assert (
+        body["status"] == "degraded"
+        and body["database"] == "ok"
+        and body["broker"].startswith("error")
+    )
 
 
 def test_submit_with_the_broker_down_is_503_and_recorded(tmp_path: Path) -> None:
@@ -281,13 +356,16 @@ def test_submit_with_the_broker_down_is_503_and_recorded(tmp_path: Path) -> None
 
 
 def test_too_many_active_jobs_is_429(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path, broker_url=redis_url(), train_queue=unique_queue(),
-                        max_active_jobs=1)
+    settings = Settings(
+        data_dir=tmp_path, broker_url=redis_url(), train_queue=unique_queue(), max_active_jobs=1
+    )
     with ThreadedServer(create_app(settings)) as running:
         first = httpx.post(f"{running.base_url}/jobs", json=tiny_spec(), timeout=30)
         second = httpx.post(f"{running.base_url}/jobs", json=tiny_spec(), timeout=30)
         assert first.status_code == 201
         assert second.status_code == 429 and "limit 1" in second.json()["detail"]
         httpx.post(f"{running.base_url}/jobs/{first.json()['id']}/cancel", timeout=30)
-        assert httpx.post(f"{running.base_url}/jobs", json=tiny_spec(), timeout=30).status_code == 201
+        assert (
+            httpx.post(f"{running.base_url}/jobs", json=tiny_spec(), timeout=30).status_code == 201
+        )
     forget_queue(settings)

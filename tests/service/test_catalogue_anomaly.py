@@ -24,11 +24,15 @@ def _catalogue(tmp_path: Path, with_surprisal: bool) -> tuple[Settings, Path]:
         s[42] = 5.0  # the model finds object 42 very surprising; its embedding is ordinary
         columns["surprisal"] = s
     name = "cat-s" if with_surprisal else "cat"
-    path = write_catalogue(tmp_path / "data" / name, [f"obj-{i:03d}" for i in range(n)], x, columns, {"model": "t"})
+    path = write_catalogue(
+        tmp_path / "data" / name, [f"obj-{i:03d}" for i in range(n)], x, columns, {"model": "t"}
+    )
     return Settings(data_dir=tmp_path / "data"), Path(path)
 
 
-def test_outliers_default_to_surprisal_knn_and_the_old_ranking_stays_selectable(tmp_path: Path) -> None:
+def test_outliers_default_to_surprisal_knn_and_the_old_ranking_stays_selectable(
+    tmp_path: Path,
+) -> None:
     settings, path = _catalogue(tmp_path, with_surprisal=True)
     result = catalogues.outliers(settings, path, "job", 5, 10)
     assert result.method == "surprisal_knn" and result.items[0].object_id == "obj-042"
@@ -48,6 +52,11 @@ def test_outliers_default_to_surprisal_knn_and_the_old_ranking_stays_selectable(
 
 def test_the_map_draws_objects_without_a_value_and_ranks_outlier_scores(tmp_path: Path) -> None:
     settings, path = _catalogue(tmp_path, with_surprisal=True)
-    for color, scale in (("g_r", None), ("outlier_score", None), ("g_r", "log"), ("surprisal", "rank")):
+    for color, scale in (
+        ("g_r", None),
+        ("outlier_score", None),
+        ("g_r", "log"),
+        ("surprisal", "rank"),
+    ):
         png = catalogues.map_png(settings, path, "job", color, "pca", scale)
         assert png.startswith(b"\x89PNG")

@@ -40,8 +40,12 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, st
     try:
         stack.start_api(command="serve")
         client = stack.client()
-        spec = {"kind": "embed", "device": "cpu", "data": {"source": "local", "path": str(files)},
-                "embed": {"model": "shipped", "batch_size": 8}}
+        spec = {
+            "kind": "embed",
+            "device": "cpu",
+            "data": {"source": "local", "path": str(files)},
+            "embed": {"model": "shipped", "batch_size": 8},
+        }
         job = client.post("/jobs", json=spec)
         assert job.status_code == 201, job.text
         wait_for_job(client, job.json()["id"], {"completed"}, timeout=300)
@@ -58,21 +62,29 @@ def test_cutouts_are_the_rows_pixels_cached_and_decoded_once_the_files_are_gone(
     assert got.status_code == 200 and got.headers["content-type"] == "image/png", got.text
     assert got.headers["x-image-origin"] == "pixels"
     image = np.asarray(Image.open(io.BytesIO(got.content)).convert("RGB"))
-    expected = cutout_rgb(centre_crop(simulate_galaxy(606, 3)["flux"]))  # the file's pixels, /reconstruct's stretch
+    expected = cutout_rgb(
+        centre_crop(simulate_galaxy(606, 3)["flux"])
+    )  # the file's pixels, /reconstruct's stretch
     assert image.shape == (192, 192, 3) and np.array_equal(image[::2, ::2], expected)
     catalogue = Path(stack.env["ASTROPT_DATA_DIR"]) / "runs" / job_id / "catalogue"
-    assert len(list((catalogue / CUTOUT_DIR).glob("*.png"))) == 1  # cached in the catalogue directory
+    assert (
+        len(list((catalogue / CUTOUT_DIR).glob("*.png"))) == 1
+    )  # cached in the catalogue directory
     again = client.get(f"/catalogues/{job_id}/objects/g003.npy/cutout.png")
     assert again.content == got.content
 
-    slashed = client.get(f"/catalogues/{job_id}/objects/{quote('odd/star_spikes.npy', safe='')}/cutout.png")
+    slashed = client.get(
+        f"/catalogues/{job_id}/objects/{quote('odd/star_spikes.npy', safe='')}/cutout.png"
+    )
     assert slashed.status_code == 200 and slashed.headers["x-image-origin"] == "pixels"
 
     shutil.rmtree(files)  # the source is gone: the cached codec tokens are decoded, and labelled so
     decoded = client.get(f"/catalogues/{job_id}/objects/g007.npy/cutout.png")
     assert decoded.status_code == 200, decoded.text
     assert decoded.headers["x-image-origin"] == "codec-decoded"
-    assert client.get(f"/catalogues/{job_id}/objects/g003.npy/cutout.png").content == got.content  # cached
+    assert (
+        client.get(f"/catalogues/{job_id}/objects/g003.npy/cutout.png").content == got.content
+    )  # cached
 
 
 def test_an_objects_page_and_the_galleries(served) -> None:
@@ -85,7 +97,9 @@ def test_an_objects_page_and_the_galleries(served) -> None:
     assert body["default_method"] == "surprisal_knn"
     assert set(body["anomaly"]) == {"surprisal_knn", "surprisal", "knn_cosine"}
     assert all(1 <= a["rank"] <= NORMAL + len(KINDS) for a in body["anomaly"].values())
-    assert len(body["neighbours"]) == 5 and "g010.npy" not in [n["object_id"] for n in body["neighbours"]]
+    assert len(body["neighbours"]) == 5 and "g010.npy" not in [
+        n["object_id"] for n in body["neighbours"]
+    ]
     assert body["neighbours"][0]["cutout"].endswith("/cutout.png")
     assert body["cutout"] == f"/catalogues/{job_id}/objects/g010.npy/cutout.png"
 
@@ -94,19 +108,30 @@ def test_an_objects_page_and_the_galleries(served) -> None:
     # the two planted anomalies among 48 objects, both in the top 4 (chance: 4/48 each)
     assert {"odd/star_spikes.npy", "odd/satellite_trail.npy"} <= set(top), odd
     assert odd["title"] == "most unusual by surprisal_knn"
-    near = client.get(f"/catalogues/{job_id}/gallery", params={"kind": "neighbours", "object_id": "g010.npy",
-                                                                "n": 6}).json()
+    near = client.get(
+        f"/catalogues/{job_id}/gallery",
+        params={"kind": "neighbours", "object_id": "g010.npy", "n": 6},
+    ).json()
     assert near["items"][0]["object_id"] == "g010.npy" and near["items"][0]["caption"] == "query"
-    worst = client.get(f"/catalogues/{job_id}/gallery", params={"kind": "worst", "label": "surprisal", "n": 5}).json()
+    worst = client.get(
+        f"/catalogues/{job_id}/gallery", params={"kind": "worst", "label": "surprisal", "n": 5}
+    ).json()
     errors = [item["score"] for item in worst["items"]]
     assert len(errors) == 5 and errors == sorted(errors, reverse=True)
-    for params in ({"kind": "outliers", "n": 12}, {"kind": "neighbours", "object_id": "g010.npy"},
-                   {"kind": "worst", "label": "surprisal", "n": 6}):
+    for params in (
+        {"kind": "outliers", "n": 12},
+        {"kind": "neighbours", "object_id": "g010.npy"},
+        {"kind": "worst", "label": "surprisal", "n": 6},
+    ):
         png = client.get(f"/catalogues/{job_id}/gallery.png", params=params)
         assert png.status_code == 200 and png.content.startswith(b"\x89PNG"), png.text
-    old = client.get(f"/catalogues/{job_id}/outliers", params={"n": 3, "method": "knn_cosine"}).json()
+    old = client.get(
+        f"/catalogues/{job_id}/outliers", params={"n": 3, "method": "knn_cosine"}
+    ).json()
     assert old["method"] == "knn_cosine"
-    mosaic = client.get(f"/catalogues/{job_id}/outliers", params={"n": 3, "format": "png"})  # local data too now
+    mosaic = client.get(
+        f"/catalogues/{job_id}/outliers", params={"n": 3, "format": "png"}
+    )  # local data too now
     assert mosaic.status_code == 200 and mosaic.content.startswith(b"\x89PNG"), mosaic.text
 
 
@@ -130,7 +155,10 @@ def test_unknown_ids_and_bad_input_are_4xx(served) -> None:
     ]:
         answer = client.get(url)
         assert answer.status_code == status, (url, answer.status_code, answer.text)
-    assert stack.client(with_key=False).get(f"/catalogues/{job_id}/objects/g001.npy").status_code == 401
+    assert (
+        stack.client(with_key=False).get(f"/catalogues/{job_id}/objects/g001.npy").status_code
+        == 401
+    )
     assert stack.client(with_key=False).get(f"/catalogues/{job_id}/gallery").status_code == 401
 
 
@@ -148,6 +176,12 @@ def test_the_thumbnail_map_and_its_layout(served) -> None:
     sheet = client.get(body["sheet"])
     assert sheet.status_code == 200 and sheet.content.startswith(b"\x89PNG"), sheet.text
     assert Image.open(io.BytesIO(sheet.content)).size == (96, 96)
-    assert client.get(f"/catalogues/{job_id}/thumbnails.png", params={"grid": 33}).status_code == 422
-    assert client.get(f"/catalogues/{job_id}/thumbnails", params={"method": "tsne"}).status_code == 422
-    assert stack.client(with_key=False).get(f"/catalogues/{job_id}/thumbnails.png").status_code == 401
+    assert (
+        client.get(f"/catalogues/{job_id}/thumbnails.png", params={"grid": 33}).status_code == 422
+    )
+    assert (
+        client.get(f"/catalogues/{job_id}/thumbnails", params={"method": "tsne"}).status_code == 422
+    )
+    assert (
+        stack.client(with_key=False).get(f"/catalogues/{job_id}/thumbnails.png").status_code == 401
+    )

@@ -74,7 +74,10 @@ def test_client_submits_waits_and_reads_curves_and_reconstructions(stack: Stack)
     with Client(stack.base_url, api_key="") as anonymous, pytest.raises(ClientError) as refused:
         anonymous.submit(tiny_spec())
     assert refused.value.status == 401
-    with Client("http://127.0.0.1:9", api_key="") as nowhere, pytest.raises(ClientError, match="cannot reach"):
+    with (
+        Client("http://127.0.0.1:9", api_key="") as nowhere,
+        pytest.raises(ClientError, match="cannot reach"),
+    ):
         nowhere.list()
 
 
@@ -88,8 +91,14 @@ def test_compare_png_validates_its_ids(stack: Stack) -> None:
 
 def cli(stack: Stack, *args: str, key: str = API_KEY) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "ASTROPT_URL": stack.base_url, "ASTROPT_API_KEY": key, "COLUMNS": "160"}
-    return subprocess.run([sys.executable, "-m", "astropt.cli", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "astropt.cli", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_cli_manages_jobs_and_reconstructs(stack: Stack, tmp_path: Path) -> None:
@@ -103,7 +112,11 @@ def test_cli_manages_jobs_and_reconstructs(stack: Stack, tmp_path: Path) -> None
     listing = cli(stack, "jobs", "list")
     assert listing.returncode == 0 and job_id in listing.stdout and "completed" in listing.stdout
     shown = cli(stack, "jobs", "show", job_id)
-    assert shown.returncode == 0 and "best val loss" in shown.stdout and "checkpoint best" in shown.stdout
+    assert (
+        shown.returncode == 0
+        and "best val loss" in shown.stdout
+        and "checkpoint best" in shown.stdout
+    )
     assert cli(stack, "jobs", "watch", job_id).returncode == 0  # finished: prints and returns
 
     image = tmp_path / "galaxy.fits"
@@ -113,7 +126,9 @@ def test_cli_manages_jobs_and_reconstructs(stack: Stack, tmp_path: Path) -> None
     assert made.returncode == 0, made.stderr
     assert Image.open(out).size == png_size(4) and job_id in made.stdout
     cube_out = tmp_path / "cube.fits"
-    assert cli(stack, "reconstruct", str(image), "-o", str(cube_out), "--job", job_id).returncode == 0
+    assert (
+        cli(stack, "reconstruct", str(image), "-o", str(cube_out), "--job", job_id).returncode == 0
+    )
     assert fits.getdata(cube_out).shape == (4, 96, 96)
 
     refused = cli(stack, "jobs", "delete", job_id, key="")

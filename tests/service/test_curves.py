@@ -31,17 +31,21 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 def _job(url: str, job_id: str, n: int, every: int = 1) -> None:
     with session_scope(url) as session:
-        repo.create_job(session, job_id, {**tiny_spec(max_iters=n * every), "out_dir": "/nowhere"}, "/nowhere")
+        repo.create_job(
+            session, job_id, {**tiny_spec(max_iters=n * every), "out_dir": "/nowhere"}, "/nowhere"
+        )
         steps = range(every, n * every + 1, every)
         # a noisy falling loss whose minimum sits at an odd step in the middle
         points = [("train_loss", s, 5.0 + math.sin(s) - s / (n * every)) for s in steps]
         for start in range(0, len(points), 2000):
-            repo.upsert_points(session, job_id, points[start:start + 2000])
+            repo.upsert_points(session, job_id, points[start : start + 2000])
         repo.upsert_points(session, job_id, [("train_loss", 7 * every, -1.0)])
 
 
 @pytest.mark.parametrize(("n", "every"), [(20_000, 1), (3_000, 7), (20, 3)])
-def test_thinned_curve_is_bounded_and_keeps_first_last_and_min(url: str, n: int, every: int) -> None:
+def test_thinned_curve_is_bounded_and_keeps_first_last_and_min(
+    url: str, n: int, every: int
+) -> None:
     _job(url, "j", n, every)
     with session_scope(url) as session:
         full = curves(session, "j", None, 200)

@@ -58,14 +58,21 @@ def test_the_demo_job_is_the_spec_and_its_validation_loss_falls(demo: Demo) -> N
     assert last < 0.35 * first, val
     assert min(val["values"][1:]) < first
     best = next(c for c in demo.job["checkpoints"] if c["name"] == "best")
-    assert best["step"] > 0 and demo.job["best_val_loss"] == pytest.approx(min(val["values"]), rel=1e-4)
+    assert best["step"] > 0 and demo.job["best_val_loss"] == pytest.approx(
+        min(val["values"]), rel=1e-4
+    )
     client = demo.stack.client(with_key=False)
-    images = [f["path"] for f in client.get(f"/jobs/{demo.job['id']}/artifacts").json()["files"]
-              if f["kind"] == "val_image"]
+    images = [
+        f["path"]
+        for f in client.get(f"/jobs/{demo.job['id']}/artifacts").json()["files"]
+        if f["kind"] == "val_image"
+    ]
     assert len(images) == len(val["steps"])  # a picture at every evaluation
     # ... and the model's column (right) comes much closer to the codec's (left) from the first to the last
-    first_gap, last_gap = (panel_gap(client.get(f"/jobs/{demo.job['id']}/artifacts/{path}").content)
-                           for path in (images[0], images[-1]))
+    first_gap, last_gap = (
+        panel_gap(client.get(f"/jobs/{demo.job['id']}/artifacts/{path}").content)
+        for path in (images[0], images[-1])
+    )
     assert last_gap < 0.5 * first_gap, (first_gap, last_gap)
 
 
@@ -92,8 +99,11 @@ def test_reconstruct_answers_with_the_demo_model(demo: Demo) -> None:
     galaxy = client.get("/ui/sample-galaxy.fits")
     assert galaxy.status_code == 200 and galaxy.content.startswith(b"SIMPLE")
     for form in ({}, {"job_id": demo.job["id"]}):  # the latest completed job, or named
-        response = client.post("/reconstruct", data={**form, "format": "json"},
-                               files={"file": ("galaxy.fits", galaxy.content)})
+        response = client.post(
+            "/reconstruct",
+            data={**form, "format": "json"},
+            files={"file": ("galaxy.fits", galaxy.content)},
+        )
         assert response.status_code == 200, response.text
         body = response.json()
         assert body["job_id"] == demo.job["id"] and body["checkpoint"] == "best"
@@ -106,30 +116,47 @@ def test_the_job_page_at_the_end_of_the_demo(demo: Demo, request: pytest.Fixture
     with chromium_page(network, width=1280, height=900) as page:
         page.goto(f"{base}/ui/jobs/{job_id}")
         assert page.locator("#phase").inner_text() == "completed"
-        page.wait_for_function("Number(document.querySelector('#loss-chart').dataset.points_val_loss || 0)"
-                               f" === {len(demo.job['curves']['val_loss']['steps'])}")
-        page.wait_for_function("[...document.querySelectorAll('#val-images img')].every(i => i.naturalWidth > 0)")
+        page.wait_for_function(
+            "Number(document.querySelector('#loss-chart').dataset.points_val_loss || 0)"
+            f" === {len(demo.job['curves']['val_loss']['steps'])}"
+        )
+        page.wait_for_function(
+            "[...document.querySelectorAll('#val-images img')].every(i => i.naturalWidth > 0)"
+        )
         note = page.locator("#val-images-note").inner_text()
         assert "codec" in note and "model" in note and "Original" not in note
         captions = page.locator("#val-images figcaption").all_inner_texts()
-        assert captions[0].startswith("step 0 · val loss") and captions[-1].startswith(f"step {DEMO_JOB['max_iters']}")
+        assert captions[0].startswith("step 0 · val loss") and captions[-1].startswith(
+            f"step {DEMO_JOB['max_iters']}"
+        )
         best = next(c for c in demo.job["checkpoints"] if c["name"] == "best")
         assert f"best (step {best['step']})" in page.locator("#checkpoints").inner_text()
         link = page.locator("#ready a#reconstruct-link")
-        assert link.is_visible() and link.get_attribute("href") == f"/ui/reconstruct?job_id={job_id}"
+        assert (
+            link.is_visible() and link.get_attribute("href") == f"/ui/reconstruct?job_id={job_id}"
+        )
         page.screenshot(path=shots / "demo-job-full.png", full_page=True)
         # what docs/img/demo-job.png shows: the page down to the last validation picture
-        bottom = page.evaluate("document.querySelector('#val-images').getBoundingClientRect().bottom + window.scrollY")
-        page.screenshot(path=shots / "demo-job.png", full_page=True,
-                        clip={"x": 0, "y": 0, "width": 1280, "height": int(bottom) + 24})
+        bottom = page.evaluate(
+            "document.querySelector('#val-images').getBoundingClientRect().bottom + window.scrollY"
+        )
+        page.screenshot(
+            path=shots / "demo-job.png",
+            full_page=True,
+            clip={"x": 0, "y": 0, "width": 1280, "height": int(bottom) + 24},
+        )
 
         link.click()  # the link leads to a page that reconstructs with this model in one click
         page.wait_for_url(f"**/ui/reconstruct?job_id={job_id}")
         assert page.locator("#job").input_value() == job_id
         page.locator("#sample").click()
-        page.wait_for_function("document.querySelector('#panel').naturalWidth > 0"
-                               " || !document.querySelector('#reconstruct-error').hidden")
-        assert page.locator("#reconstruct-error").is_hidden(), page.locator("#reconstruct-error").inner_text()
+        page.wait_for_function(
+            "document.querySelector('#panel').naturalWidth > 0"
+            " || !document.querySelector('#reconstruct-error').hidden"
+        )
+        assert page.locator("#reconstruct-error").is_hidden(), page.locator(
+            "#reconstruct-error"
+        ).inner_text()
         assert page.locator("[data-metric='X-Job-Id']").inner_text() == job_id
         page.screenshot(path=shots / "demo-reconstruct.png", full_page=True)
     assert network.outside(base) == []

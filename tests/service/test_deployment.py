@@ -20,8 +20,10 @@ def test_services_have_health_checks_and_wait_for_each_other(compose: dict) -> N
     services = compose["services"]
     assert set(services) == {"redis", "postgres", "api", "worker"}
     assert all("healthcheck" in service for service in services.values())
-    assert services["api"]["depends_on"] == {"redis": {"condition": "service_healthy"},
-                                             "postgres": {"condition": "service_healthy"}}
+    assert services["api"]["depends_on"] == {
+        "redis": {"condition": "service_healthy"},
+        "postgres": {"condition": "service_healthy"},
+    }
     assert services["worker"]["depends_on"]["api"]["condition"] == "service_healthy"
 
 
@@ -36,7 +38,10 @@ def test_worker_reserves_one_gpu_and_shares_artifacts_with_the_api(compose: dict
         assert env["ASTROPT_DATABASE_URL"].startswith("postgresql+psycopg://")
         assert env["ASTROPT_BROKER_URL"] == "redis://redis:6379/0"
         assert env["ASTROPT_DATA_DIR"] == "/data"
-    assert worker["command"][:2] == ["astropt", "worker"] and api["command"][:2] == ["astropt", "api"]
+    assert worker["command"][:2] == ["astropt", "worker"] and api["command"][:2] == [
+        "astropt",
+        "api",
+    ]
 
 
 def test_dockerfile_installs_the_service_extra() -> None:
@@ -58,5 +63,7 @@ def test_compose_file_validates() -> None:
             continue  # try the standalone binary
         assert result.returncode == 0, result.stderr
         return
-    pytest.fail("cannot validate docker-compose.yml: install `docker compose` or `docker-compose` "
-                f"(apt-get install docker-compose); tried {tried}")
+    pytest.fail(
+        "cannot validate docker-compose.yml: install `docker compose` or `docker-compose` "
+        f"(apt-get install docker-compose); tried {tried}"
+    )

@@ -16,8 +16,13 @@ from state.store import migrate, session_scope
 
 
 def spec(data: dict | None = None, **section) -> JobSpec:
-    return JobSpec.model_validate({"kind": "embed", "data": data or {"source": "mock", "n_mock": 64},
-                                   "embed": {"model": "shipped", **section}})
+    return JobSpec.model_validate(
+        {
+            "kind": "embed",
+            "data": data or {"source": "mock", "n_mock": 64},
+            "embed": {"model": "shipped", **section},
+        }
+    )
 
 
 def refused(job: JobSpec, settings: Settings) -> SpecInvalid:
@@ -32,10 +37,21 @@ def test_kind_and_section_go_together() -> None:
     with pytest.raises(ValidationError, match="needs kind 'embed'"):
         JobSpec.model_validate({"embed": {"model": "shipped"}})
     with pytest.raises(ValidationError, match="needs kind 'finetune'"):
-        JobSpec.model_validate({"kind": "embed", "embed": {"model": "shipped"},
-                                "finetune": {"init": "shipped", "labels": ["mag_r"]}})
+        JobSpec.model_validate(
+            {
+                "kind": "embed",
+                "embed": {"model": "shipped"},
+                "finetune": {"init": "shipped", "labels": ["mag_r"]},
+            }
+        )
     assert JobSpec.model_validate_json(json.dumps(EMBED_JOB), strict=True).embed.pool == "centre"
-    for bad in ({"pool": "max"}, {"centre": 24}, {"batch_size": 0}, {"model": {"job": "not hex!"}}, {"typo": 1}):
+    for bad in (
+        {"pool": "max"},
+        {"centre": 24},
+        {"batch_size": 0},
+        {"model": {"job": "not hex!"}},
+        {"typo": 1},
+    ):
         with pytest.raises(ValidationError):
             spec(**bad)
 
@@ -48,8 +64,12 @@ def test_service_rules_name_the_field_and_the_setting(tmp_path: Path) -> None:
     assert refused(spec(batch_size=17), settings).field == "embed.batch_size"
     assert refused(spec(limit=101), settings).field == "embed.limit"
     assert refused(spec(model={"path": "/etc"}), settings).field == "embed.model.path"
-    check_embed(spec(data={"source": "hf"}, limit=50, columns=["z_spec"]), settings)  # a hub data set, streamed
-    assert refused(spec(columns=["mag_r"]), settings).field == "embed.columns"  # mock keeps all its columns
+    check_embed(
+        spec(data={"source": "hf"}, limit=50, columns=["z_spec"]), settings
+    )  # a hub data set, streamed
+    assert (
+        refused(spec(columns=["mag_r"]), settings).field == "embed.columns"
+    )  # mock keeps all its columns
     with pytest.raises(ValidationError):
         spec(data={"source": "hf"}, columns=[""])
     two = JobSpec.model_validate({**EMBED_JOB, "resources": {"procs_per_node": 2}})
@@ -63,7 +83,9 @@ def test_the_model_is_resolved_and_its_layers_checked(tmp_path: Path) -> None:
         job = spec(layer=-2)
         body = job.model_dump(mode="json")
         prepare_body(session, job, body, settings)
-        assert Path(body["embed"]["model_dir"]).name == "shipped_model" and body["max_iters"] == 50  # cut at 50
+        assert (
+            Path(body["embed"]["model_dir"]).name == "shipped_model" and body["max_iters"] == 50
+        )  # cut at 50
         with pytest.raises(SpecInvalid, match=r"must be in \[-2, 1\]") as caught:
             prepare_body(session, spec(layer=2), spec(layer=2).model_dump(mode="json"), settings)
         assert caught.value.field == "embed.layer"

@@ -41,12 +41,21 @@ def redis_proxy() -> Iterator[Proxy]:
 
 def _stack(tmp_path: Path, broker_url: str, database_url: str | None = None, **extra: str) -> Stack:
     (tmp_path / "logs").mkdir(exist_ok=True)
-    env = service_env(tmp_path / "data", database_url, broker_url, unique_queue(),
-                      ASTROPT_BROKER_TIMEOUT_SECONDS="1", ASTROPT_DATABASE_TIMEOUT_SECONDS="2", **extra)
+    env = service_env(
+        tmp_path / "data",
+        database_url,
+        broker_url,
+        unique_queue(),
+        ASTROPT_BROKER_TIMEOUT_SECONDS="1",
+        ASTROPT_DATABASE_TIMEOUT_SECONDS="2",
+        **extra,
+    )
     return Stack(env, tmp_path / "logs")
 
 
-def _timed(client: httpx.Client, method: str, path: str, **kwargs: object) -> tuple[httpx.Response, float]:
+def _timed(
+    client: httpx.Client, method: str, path: str, **kwargs: object
+) -> tuple[httpx.Response, float]:
     start = time.monotonic()
     response = client.request(method, path, **kwargs)  # type: ignore[arg-type]
     return response, time.monotonic() - start
@@ -62,7 +71,9 @@ def test_a_silent_broker_never_hangs_the_api(tmp_path: Path, redis_proxy: Proxy)
         with stack.client() as client:
             client.timeout = httpx.Timeout(BOUND_S * 2)
             # the last good answer is reused for a second; then the probe finds the silence
-            wait_until(lambda: client.get("/health").status_code == 503, BOUND_S, "health to turn degraded")
+            wait_until(
+                lambda: client.get("/health").status_code == 503, BOUND_S, "health to turn degraded"
+            )
             # many probes at once: they share one broker call and none takes a request thread
             with concurrent.futures.ThreadPoolExecutor(60) as pool:
                 probes = list(pool.map(lambda _: _timed(client, "GET", "/health"), range(60)))
@@ -86,7 +97,9 @@ def test_a_silent_broker_never_hangs_the_api(tmp_path: Path, redis_proxy: Proxy)
 
 
 @pytest.mark.timeout(300)
-def test_resume_while_the_broker_is_down_keeps_the_job_completed(tmp_path: Path, redis_proxy: Proxy) -> None:
+def test_resume_while_the_broker_is_down_keeps_the_job_completed(
+    tmp_path: Path, redis_proxy: Proxy
+) -> None:
     direct = redis_url()
     stack = _stack(tmp_path, redis_proxy.url("redis", "/" + direct.rsplit("/", 1)[1]))
     try:
@@ -97,16 +110,24 @@ def test_resume_while_the_broker_is_down_keeps_the_job_completed(tmp_path: Path,
             job = client.post("/jobs", json=tiny_spec(max_iters=6, eval_interval=3)).json()
             done = wait_for_job(client, job["id"], {"completed"})
             redis_proxy.cut()
-            refused, seconds = _timed(client, "POST", f"/jobs/{job['id']}/resume", json={"max_iters": 12})
+            refused, seconds = _timed(
+                client, "POST", f"/jobs/{job['id']}/resume", json={"max_iters": 12}
+            )
             assert refused.status_code == 503 and seconds < BOUND_S, (refused.text, seconds)
             assert "left completed" in refused.json()["detail"]
             after = client.get(f"/jobs/{job['id']}").json()
             assert after["phase"] == "completed" and after["failure_reason"] is None
-            assert after["finished_at"] == done["finished_at"] and after["progress"]["max_iters"] == 6
-            embedded = client.post("/embed", files={"file": ("g.npy", _npy_cube())})  # the default model
+            assert (
+                after["finished_at"] == done["finished_at"] and after["progress"]["max_iters"] == 6
+            )
+            embedded = client.post(
+                "/embed", files={"file": ("g.npy", _npy_cube())}
+            )  # the default model
             assert embedded.status_code == 200, embedded.text
             redis_proxy.forward()
-            assert client.post(f"/jobs/{job['id']}/resume", json={"max_iters": 12}).status_code == 202
+            assert (
+                client.post(f"/jobs/{job['id']}/resume", json={"max_iters": 12}).status_code == 202
+            )
             resumed = wait_for_job(client, job["id"], {"completed"})
             assert resumed["progress"]["iteration"] == 12
     finally:
@@ -137,13 +158,23 @@ def test_a_job_recorded_but_never_published_is_published_by_the_sweep(tmp_path: 
         try:
             stack.start_api()
             migrate(database)
-            job_id, out_dir = "stranded0000000000000000000000", tmp_path / "data" / "runs" / "stranded"
-            body = {**JobSpec.model_validate(tiny_spec(max_iters=4)).model_dump(mode="json"), "out_dir": str(out_dir)}
+            job_id, out_dir = (
+                "stranded0000000000000000000000",
+                tmp_path / "data" / "runs" / "stranded",
+            )
+            body = {
+                **JobSpec.model_validate(tiny_spec(max_iters=4)).model_dump(mode="json"),
+                "out_dir": str(out_dir),
+            }
             with session_scope(database) as session:  # what the API did before it died: no message
                 repository.create_job(session, job_id, body, str(out_dir))
                 repository.update_job(session, job_id, resources={"world_size": 1})
             with session_scope(database) as session:
-                session.execute(update(Job).where(Job.id == job_id).values(updated_at=utcnow() - timedelta(hours=1)))
+                session.execute(
+                    update(Job)
+                    .where(Job.id == job_id)
+                    .values(updated_at=utcnow() - timedelta(hours=1))
+                )
             stack.start_worker()  # its recovery sweep finds the stranded job at start-up
             with stack.client() as client:
                 done = wait_for_job(client, job_id, {"completed"})
@@ -173,21 +204,34 @@ def test_postgres_down_gives_json_503s_that_are_counted(tmp_path: Path, pg_proxy
                 assert client.get("/jobs").status_code == 200
                 pg_proxy.cut()
                 # /health reuses its last answer for a second, then finds the store gone
-                wait_until(lambda: client.get("/health").status_code == 503, BOUND_S, "health to turn degraded")
+                wait_until(
+                    lambda: client.get("/health").status_code == 503,
+                    BOUND_S,
+                    "health to turn degraded",
+                )
                 for path in ("/jobs", "/jobs/0123", "/health"):
                     response, seconds = _timed(client, "GET", path)
-                    assert response.status_code == 503 and seconds < BOUND_S, (path, response.text, seconds)
+                    assert response.status_code == 503 and seconds < BOUND_S, (
+                        path,
+                        response.text,
+                        seconds,
+                    )
                     assert response.headers["content-type"] == "application/json", path
                 assert "database unavailable" in client.get("/jobs").json()["detail"]
                 assert client.get("/health").json()["database"].startswith("error:")
                 posted, _ = _timed(client, "POST", "/jobs", json=tiny_spec())
                 assert posted.status_code == 503 and posted.json()["detail"]
                 metrics = client.get("/metrics").text
-                assert 'astropt_http_requests_total{method="GET",route="/jobs",status="503"}' in metrics
+                assert (
+                    'astropt_http_requests_total{method="GET",route="/jobs",status="503"}'
+                    in metrics
+                )
                 assert 'route="/jobs",status="503"' in metrics and "astropt_store_up 0.0" in metrics
                 assert 'astropt_jobs{phase="queued"}' not in metrics  # no zeros from a dead store
                 pg_proxy.forward()
-                wait_until(lambda: client.get("/jobs").status_code == 200, BOUND_S, "the store back")
+                wait_until(
+                    lambda: client.get("/jobs").status_code == 200, BOUND_S, "the store back"
+                )
                 assert "astropt_store_up 1.0" in client.get("/metrics").text
         finally:
             stack.stop()

@@ -32,7 +32,9 @@ def test_kind_and_section_go_together() -> None:
         JobSpec.model_validate({"finetune": {"init": "shipped", "labels": ["mag_r"]}})
     assert JobSpec.model_validate({}).kind == "train"
     # The documented example passes the strict JSON parsing POST /jobs applies.
-    assert JobSpec.model_validate_json(json.dumps(FINETUNE_JOB), strict=True).finetune.mode == "lora"
+    assert (
+        JobSpec.model_validate_json(json.dumps(FINETUNE_JOB), strict=True).finetune.mode == "lora"
+    )
     with pytest.raises(ValidationError):
         spec(init={"job": "not hex!"})
     with pytest.raises(ValidationError):
@@ -45,11 +47,20 @@ def test_service_rules_name_the_field(tmp_path: Path) -> None:
     assert refused(spec(steps=301), settings).field == "finetune.steps"
     assert refused(spec(init={"path": "/etc"}), settings).field == "finetune.init.path"
     assert refused(spec(label_table="/etc/labels.csv"), settings).field == "finetune.label_table"
-    two = JobSpec.model_validate({"kind": "finetune", "resources": {"procs_per_node": 2},
-                                  "finetune": {"init": "shipped", "labels": ["mag_r"]}})
+    two = JobSpec.model_validate(
+        {
+            "kind": "finetune",
+            "resources": {"procs_per_node": 2},
+            "finetune": {"init": "shipped", "labels": ["mag_r"]},
+        }
+    )
     assert refused(two, settings).field == "resources"
     error = refused(spec(labels=["mag_r", "redshift"]), settings)
-    assert error.field == "finetune.labels" and "redshift" in error.detail and "disk_hlr_arcsec" in error.detail
+    assert (
+        error.field == "finetune.labels"
+        and "redshift" in error.detail
+        and "disk_hlr_arcsec" in error.detail
+    )
 
 
 def test_a_label_table_offers_its_columns(tmp_path: Path) -> None:
@@ -60,5 +71,9 @@ def test_a_label_table_offers_its_columns(tmp_path: Path) -> None:
     error = refused(spec(label_table=str(table), labels=["mag_r"]), settings)
     assert "valid labels: redshift, morphology" in error.detail
     (tmp_path / "bad.csv").write_text("id,redshift\nx,1\n")
-    assert "no 'object_id' column" in refused(spec(label_table=str(tmp_path / "bad.csv"), labels=["redshift"]),
-                                              settings).detail
+    assert (
+        "no 'object_id' column"
+        in refused(
+            spec(label_table=str(tmp_path / "bad.csv"), labels=["redshift"]), settings
+        ).detail
+    )

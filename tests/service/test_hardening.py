@@ -54,9 +54,14 @@ def database() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def stack(roots: dict[str, Path], database: str) -> Iterator[Stack]:
-    env = service_env(roots["data"], database, redis_url(), unique_queue(),
-                      ASTROPT_DATA_ROOTS=json.dumps([str(roots["readonly"])]),
-                      ASTROPT_MAX_EVENT_STREAMS=str(MAX_STREAMS))
+    env = service_env(
+        roots["data"],
+        database,
+        redis_url(),
+        unique_queue(),
+        ASTROPT_DATA_ROOTS=json.dumps([str(roots["readonly"])]),
+        ASTROPT_MAX_EVENT_STREAMS=str(MAX_STREAMS),
+    )
     running = Stack(env, roots["logs"])
     try:
         running.start_api()
@@ -72,8 +77,14 @@ def client(stack: Stack) -> Iterator[httpx.Client]:
         yield c
 
 
-def stored_job(database: str, roots: dict[str, Path], phase: str = "completed", kind: str = "train",
-               files: dict[str, str] | None = None, spec: dict[str, Any] | None = None) -> tuple[str, Path]:
+def stored_job(
+    database: str,
+    roots: dict[str, Path],
+    phase: str = "completed",
+    kind: str = "train",
+    files: dict[str, str] | None = None,
+    spec: dict[str, Any] | None = None,
+) -> tuple[str, Path]:
     """A job written into the store and the run directory as a worker leaves it."""
     job_id = uuid.uuid4().hex
     out_dir = roots["data"] / "runs" / job_id
@@ -82,8 +93,12 @@ def stored_job(database: str, roots: dict[str, Path], phase: str = "completed", 
         (out_dir / name).parent.mkdir(parents=True, exist_ok=True)
         (out_dir / name).write_text(text)
     with session_scope(database) as session:
-        repository.create_job(session, job_id, {**(spec or tiny_spec()), "kind": kind}, str(out_dir))
-        repository.upsert_points(session, job_id, [("train_loss", step, 1.0 / step) for step in range(1, 11)])
+        repository.create_job(
+            session, job_id, {**(spec or tiny_spec()), "kind": kind}, str(out_dir)
+        )
+        repository.upsert_points(
+            session, job_id, [("train_loss", step, 1.0 / step) for step in range(1, 11)]
+        )
         if phase != "queued":
             repository.finish_job(session, job_id, phase)
     return job_id, out_dir
@@ -96,8 +111,13 @@ def catalogue_job(database: str, roots: dict[str, Path], stack: Stack) -> str:
     job_id, out_dir = stored_job(database, roots, kind="embed")
     rng = np.random.default_rng(0)
     ids = [f"obj-{i:03d}" for i in range(64)]
-    write_catalogue(catalogue_dir(out_dir), ids, rng.normal(size=(64, 8)), {"mag_r": rng.normal(size=64)},
-                    {"model": "test"})
+    write_catalogue(
+        catalogue_dir(out_dir),
+        ids,
+        rng.normal(size=(64, 8)),
+        {"mag_r": rng.normal(size=64)},
+        {"model": "test"},
+    )
     return job_id
 
 
@@ -114,27 +134,44 @@ def npy_upload() -> dict[str, tuple[str, bytes, str]]:
 # 2. A NUL byte in a job id ---------------------------------------------------------------------
 
 NUL_ID_REQUESTS = [
-    ("GET", "/jobs/%00"), ("GET", "/jobs/%00/artifacts"), ("GET", "/jobs/%00/artifacts/loss.csv"),
-    ("GET", "/jobs/%00/loss.png"), ("GET", "/jobs/%00/events"), ("GET", "/jobs/%00/checkpoints/best.zip"),
-    ("POST", "/jobs/%00/cancel"), ("POST", "/jobs/%00/resume"), ("DELETE", "/jobs/%00"),
-    ("GET", "/catalogues/%00"), ("GET", "/catalogues/%00/catalogue.parquet"),
-    ("GET", "/catalogues/%00/outliers"), ("GET", "/catalogues/%00/map.png"),
-    ("GET", "/jobs/compare.png?ids=%00"), ("GET", "/ui/jobs/%00"), ("GET", "/ui/catalogues/%00"),
+    ("GET", "/jobs/%00"),
+    ("GET", "/jobs/%00/artifacts"),
+    ("GET", "/jobs/%00/artifacts/loss.csv"),
+    ("GET", "/jobs/%00/loss.png"),
+    ("GET", "/jobs/%00/events"),
+    ("GET", "/jobs/%00/checkpoints/best.zip"),
+    ("POST", "/jobs/%00/cancel"),
+    ("POST", "/jobs/%00/resume"),
+    ("DELETE", "/jobs/%00"),
+    ("GET", "/catalogues/%00"),
+    ("GET", "/catalogues/%00/catalogue.parquet"),
+    ("GET", "/catalogues/%00/outliers"),
+    ("GET", "/catalogues/%00/map.png"),
+    ("GET", "/jobs/compare.png?ids=%00"),
+    ("GET", "/ui/jobs/%00"),
+    ("GET", "/ui/catalogues/%00"),
 ]
 
 
 def test_a_nul_byte_in_a_job_id_is_not_found_on_postgresql(client: httpx.Client) -> None:
     answers = {f"{method} {url}": client.request(method, url) for method, url in NUL_ID_REQUESTS}
-    answers["POST /catalogues/%00/probe"] = client.post("/catalogues/%00/probe", json={"labels": ["mag_r"]})
+    answers["POST /catalogues/%00/probe"] = client.post(
+        "/catalogues/%00/probe", json={"labels": ["mag_r"]}
+    )
     for path in ("/reconstruct", "/embed", "/predict"):
-        answers[f"POST {path} job_id=NUL"] = client.post(path, files=npy_upload(), data={"job_id": "\x00"})
-    wrong = {name: (r.status_code, r.text[:120]) for name, r in answers.items() if r.status_code != 404}
+        answers[f"POST {path} job_id=NUL"] = client.post(
+            path, files=npy_upload(), data={"job_id": "\x00"}
+        )
+    wrong = {
+        name: (r.status_code, r.text[:120]) for name, r in answers.items() if r.status_code != 404
+    }
     assert not wrong, wrong
     assert "not found" in answers["GET /jobs/%00"].json()["detail"]
     healthy(client)
 
 
 # 3, 4, 12. File paths: NUL bytes, over-long names, outside the roots ------------------------------
+
 
 def _refusal(response: httpx.Response) -> tuple[str, str]:
     assert response.status_code == 422, response.text[:300]
@@ -143,19 +180,39 @@ def _refusal(response: httpx.Response) -> tuple[str, str]:
 
 
 def test_nul_bytes_and_over_long_names_in_paths_are_422_naming_the_field(
-        client: httpx.Client, roots: dict[str, Path], catalogue_job: str, database: str) -> None:
+    client: httpx.Client, roots: dict[str, Path], catalogue_job: str, database: str
+) -> None:
     data, readonly = roots["data"], roots["readonly"]
     long_name = "a" * 300
-    finetune = {"kind": "finetune", "finetune": {"init": {"path": f"{readonly}/ck\x00pt"},
-                                                  "labels": ["mag_r"]}}
+    finetune = {
+        "kind": "finetune",
+        "finetune": {"init": {"path": f"{readonly}/ck\x00pt"}, "labels": ["mag_r"]},
+    }
     cases = [
-        (tiny_spec(data={"source": "mock", "n_mock": 32, "path": f"{data}/mock\x00x"}), "data.path", "NUL"),
+        (
+            tiny_spec(data={"source": "mock", "n_mock": 32, "path": f"{data}/mock\x00x"}),
+            "data.path",
+            "NUL",
+        ),
         (tiny_spec(init_from={"path": f"{readonly}/ck\x00pt"}), "init_from.path", "NUL"),
         (tiny_spec(**finetune), "finetune.init.path", "NUL"),
-        (tiny_spec(kind="finetune", finetune={"init": "shipped", "labels": ["mag_r"],
-                                              "label_table": f"{data}/{long_name}.csv"}),
-         "finetune.label_table", "at most 255"),
-        (tiny_spec(data={"source": "local", "path": f"{readonly}/{long_name}"}), "data.path", "at most 255"),
+        (
+            tiny_spec(
+                kind="finetune",
+                finetune={
+                    "init": "shipped",
+                    "labels": ["mag_r"],
+                    "label_table": f"{data}/{long_name}.csv",
+                },
+            ),
+            "finetune.label_table",
+            "at most 255",
+        ),
+        (
+            tiny_spec(data={"source": "local", "path": f"{readonly}/{long_name}"}),
+            "data.path",
+            "at most 255",
+        ),
         (tiny_spec(init_from={"path": f"{readonly}/{long_name}"}), "init_from.path", "at most 255"),
         (tiny_spec(codec=f"{readonly}/{long_name}"), "codec", "at most 255"),
     ]
@@ -164,48 +221,81 @@ def test_nul_bytes_and_over_long_names_in_paths_are_422_naming_the_field(
         assert (got_field, words in message) == (field, True), message
     tables = {f"{data}/labels\x00.csv": "NUL", f"{data}/" + "b" * 4096: "at most"}
     for table, words in tables.items():
-        got_field, message = _refusal(client.post(f"/catalogues/{catalogue_job}/probe",
-                                                  json={"labels": ["mag_r"], "label_table": table}))
+        got_field, message = _refusal(
+            client.post(
+                f"/catalogues/{catalogue_job}/probe",
+                json={"labels": ["mag_r"], "label_table": table},
+            )
+        )
         assert got_field == "label_table" and words in message, message
     job_id, _ = stored_job(database, roots, files={"loss.csv": "step,loss\n"})
     assert client.get(f"/jobs/{job_id}/artifacts/{'c' * 300}").status_code == 404
     assert client.get(f"/jobs/{job_id}/artifacts/loss.csv").status_code == 200
-    assert client.get("/jobs", params={"limit": 500}).json()["total"] >= 1  # nothing was queued by them
+    assert (
+        client.get("/jobs", params={"limit": 500}).json()["total"] >= 1
+    )  # nothing was queued by them
     healthy(client)
 
 
 def test_a_path_outside_the_roots_gets_one_answer_whether_it_exists_or_not(
-        client: httpx.Client, roots: dict[str, Path]) -> None:
+    client: httpx.Client, roots: dict[str, Path]
+) -> None:
     missing = roots["outside"] / f"nothing-{uuid.uuid4().hex[:6]}"
     present = roots["outside"]
     for field, spec_of in [
         ("data.path", lambda p: tiny_spec(data={"source": "local", "path": str(p)})),
         ("codec", lambda p: tiny_spec(codec=str(p))),
         ("init_from.path", lambda p: tiny_spec(init_from={"path": str(p)})),
-        ("finetune.label_table", lambda p: tiny_spec(kind="finetune", finetune={
-            "init": "shipped", "labels": ["mag_r"], "label_table": str(p / "labels.csv")})),
-        ("data.path", lambda p: tiny_spec(data={"source": "local", "path": "/nonexist"} if p == missing
-                                          else {"source": "local", "path": "/etc"})),
+        (
+            "finetune.label_table",
+            lambda p: tiny_spec(
+                kind="finetune",
+                finetune={
+                    "init": "shipped",
+                    "labels": ["mag_r"],
+                    "label_table": str(p / "labels.csv"),
+                },
+            ),
+        ),
+        (
+            "data.path",
+            lambda p: tiny_spec(
+                data={"source": "local", "path": "/nonexist"}
+                if p == missing
+                else {"source": "local", "path": "/etc"}
+            ),
+        ),
     ]:
-        answers = [_refusal(client.post("/jobs", json=spec_of(path))) for path in (missing, present)]
+        answers = [
+            _refusal(client.post("/jobs", json=spec_of(path))) for path in (missing, present)
+        ]
         assert [f for f, _ in answers] == [field, field]
-        texts = [m.replace(str(missing), "P").replace(str(present), "P").replace("/nonexist", "P")
-                 .replace("/etc", "P") for _, m in answers]
+        texts = [
+            m.replace(str(missing), "P")
+            .replace(str(present), "P")
+            .replace("/nonexist", "P")
+            .replace("/etc", "P")
+            for _, m in answers
+        ]
         assert texts[0] == texts[1], texts
         assert "outside the allowed data roots" in texts[0] and "exist" not in texts[0]
 
 
 # 5. Concurrent deletes ----------------------------------------------------------------------------
 
+
 def test_concurrent_deletes_of_a_finished_job_give_one_204_and_404s(
-        stack: Stack, database: str, roots: dict[str, Path]) -> None:
+    stack: Stack, database: str, roots: dict[str, Path]
+) -> None:
     files = {f"val_images/step_{i:06d}.png": "x" * 100 for i in range(300)}
     for attempt in range(3):
         job_id, out_dir = stored_job(database, roots, files={**files, "loss.csv": "s\n"})
         barrier = threading.Barrier(20)
         statuses: list[int] = []
 
-        def delete(jid: str = job_id, wait: threading.Barrier = barrier, seen: list[int] = statuses) -> None:
+        def delete(
+            jid: str = job_id, wait: threading.Barrier = barrier, seen: list[int] = statuses
+        ) -> None:
             with stack.client() as c:
                 wait.wait()
                 seen.append(c.delete(f"/jobs/{jid}").status_code)
@@ -224,6 +314,7 @@ def test_concurrent_deletes_of_a_finished_job_give_one_204_and_404s(
 
 
 # 8. Event-stream clients --------------------------------------------------------------------------
+
 
 class Stream:
     """An open event stream (its line iterator kept: dropping it would close the connection)."""
@@ -245,7 +336,8 @@ class Stream:
 
 
 def test_event_streams_are_capped_and_the_api_stays_responsive(
-        stack: Stack, client: httpx.Client, database: str, roots: dict[str, Path]) -> None:
+    stack: Stack, client: httpx.Client, database: str, roots: dict[str, Path]
+) -> None:
     job_id, _ = stored_job(database, roots, phase="queued")  # never finishes: its streams stay open
     streams = [Stream(stack, job_id) for _ in range(MAX_STREAMS)]
     try:
@@ -274,12 +366,15 @@ def test_event_streams_are_capped_and_the_api_stays_responsive(
 
 # 11. Hard links -----------------------------------------------------------------------------------
 
+
 def test_hard_links_in_a_run_directory_are_never_served(
-        client: httpx.Client, database: str, roots: dict[str, Path]) -> None:
+    client: httpx.Client, database: str, roots: dict[str, Path]
+) -> None:
     secret = roots["outside"] / "secret.txt"
     secret.write_text("PRIVATE")
-    job_id, out_dir = stored_job(database, roots, files={"loss.csv": "step,loss\n",
-                                                          "checkpoints/best/config.json": "{}"})
+    job_id, out_dir = stored_job(
+        database, roots, files={"loss.csv": "step,loss\n", "checkpoints/best/config.json": "{}"}
+    )
     os.link(secret, out_dir / "passwd.log")
     os.link(secret, out_dir / "checkpoints" / "best" / "notes.json")
     assert client.get(f"/jobs/{job_id}/artifacts/passwd.log").status_code == 404
@@ -287,18 +382,28 @@ def test_hard_links_in_a_run_directory_are_never_served(
     listed = [f["path"] for f in client.get(f"/jobs/{job_id}/artifacts").json()["files"]]
     assert "loss.csv" in listed and "passwd.log" not in listed
     archive = client.get(f"/jobs/{job_id}/checkpoints/best.zip")
-    assert archive.status_code == 200 and b"PRIVATE" not in archive.content and b"notes.json" not in archive.content
+    assert (
+        archive.status_code == 200
+        and b"PRIVATE" not in archive.content
+        and b"notes.json" not in archive.content
+    )
     assert client.get(f"/jobs/{job_id}/artifacts/loss.csv").text == "step,loss\n"
 
 
 # 13. Unparseable JSON, query locations --------------------------------------------------------
 
+
 def test_undecodable_json_is_a_documented_422_and_query_errors_name_the_query(
-        client: httpx.Client, database: str, roots: dict[str, Path], catalogue_job: str) -> None:
+    client: httpx.Client, database: str, roots: dict[str, Path], catalogue_job: str
+) -> None:
     job_id, _ = stored_job(database, roots, phase="cancelled")
     body = b'{"max_iters": "\xff"}'
     headers = {"Content-Type": "application/json"}
-    paths = {"/jobs": "post", f"/jobs/{job_id}/resume": "post", f"/catalogues/{catalogue_job}/probe": "post"}
+    paths = {
+        "/jobs": "post",
+        f"/jobs/{job_id}/resume": "post",
+        f"/catalogues/{catalogue_job}/probe": "post",
+    }
     for path in paths:
         response = client.post(path, content=body, headers=headers)
         assert response.status_code == 422, (path, response.text)
@@ -318,6 +423,7 @@ def test_undecodable_json_is_a_documented_422_and_query_errors_name_the_query(
 
 # 1. Decompression bombs ---------------------------------------------------------------------------
 
+
 def gzip_fits_bomb(inflated_mb: int = 300, padding_mb: float = 3.7) -> bytes:
     """A 4 MB gzip FITS that inflates past the 256 MB limit: a cube header, zeros, then noise
     (which does not compress) to give the file its size."""
@@ -329,7 +435,10 @@ def gzip_fits_bomb(inflated_mb: int = 300, padding_mb: float = 3.7) -> bytes:
     parts = [compressor.compress(header.tostring().encode())]
     zeros = bytes(1 << 20)
     parts += [compressor.compress(zeros) for _ in range(inflated_mb)]
-    parts += [compressor.compress(np.random.default_rng(0).bytes(int(padding_mb * 2**20))), compressor.flush()]
+    parts += [
+        compressor.compress(np.random.default_rng(0).bytes(int(padding_mb * 2**20))),
+        compressor.flush(),
+    ]
     return b"".join(parts)
 
 
@@ -341,7 +450,9 @@ def _memory_kb(pid: int, key: str) -> int:
 
 
 @pytest.mark.slow
-def test_concurrent_decompression_bombs_leave_the_api_memory_bounded(stack: Stack, client: httpx.Client) -> None:
+def test_concurrent_decompression_bombs_leave_the_api_memory_bounded(
+    stack: Stack, client: httpx.Client
+) -> None:
     bomb = gzip_fits_bomb()
     assert 3.5 * 2**20 < len(bomb) < 4.5 * 2**20
     assert stack.api is not None
@@ -349,10 +460,16 @@ def test_concurrent_decompression_bombs_leave_the_api_memory_bounded(stack: Stac
 
     def upload(_: int = 0) -> httpx.Response:
         with stack.client() as c:
-            return c.post("/reconstruct", files={"file": ("bomb.fits.gz", bomb, "application/gzip")}, timeout=300)
+            return c.post(
+                "/reconstruct",
+                files={"file": ("bomb.fits.gz", bomb, "application/gzip")},
+                timeout=300,
+            )
 
     first = upload()  # imports and first allocations happen before the baseline
-    assert first.status_code == 413 and "inflates to more than" in first.json()["detail"], first.text
+    assert first.status_code == 413 and "inflates to more than" in first.json()["detail"], (
+        first.text
+    )
     before, peak_before = _memory_kb(pid, "VmRSS"), _memory_kb(pid, "VmHWM")
     samples = [before]
     done = threading.Event()
@@ -373,8 +490,10 @@ def test_concurrent_decompression_bombs_leave_the_api_memory_bounded(stack: Stac
     peak_after = _memory_kb(pid, "VmHWM")
     peak = max(max(samples), peak_after if peak_after > peak_before else 0)
     growth_mb = (peak - before) / 1024
-    print(f"API RSS before {before / 1024:.0f} MB, peak {peak / 1024:.0f} MB: growth {growth_mb:.0f} MB "
-          "under 32 concurrent 4 MB gzip bombs")
+    print(
+        f"API RSS before {before / 1024:.0f} MB, peak {peak / 1024:.0f} MB: growth {growth_mb:.0f} MB "
+        "under 32 concurrent 4 MB gzip bombs"
+    )
     assert sorted({a.status_code for a in answers}) == [413], [a.text[:100] for a in answers]
     assert growth_mb <= 1536, f"the API grew by {growth_mb:.0f} MB"
     healthy(client)

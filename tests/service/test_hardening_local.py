@@ -11,6 +11,7 @@ from state.settings import Settings
 
 # 10. Device locks ---------------------------------------------------------------------------------
 
+
 def test_services_with_different_data_directories_do_not_share_device_locks(tmp_path: Path) -> None:
     from worker.launch.placement import device_pool
 
@@ -31,6 +32,7 @@ def test_services_with_different_data_directories_do_not_share_device_locks(tmp_
 
 # 1. The inflate budget ---------------------------------------------------------------------------
 
+
 def test_the_inflate_budget_bounds_concurrent_uploads_and_answers_503_when_spent() -> None:
     import gzip
 
@@ -43,10 +45,18 @@ def test_the_inflate_budget_bounds_concurrent_uploads_and_answers_503_when_spent
         assert plain == bytes(3000) and budget.reserved == 3000
         with pytest.raises(InputError) as refused, inflated(payload, 10_000, budget, wait_s=0.2):
             pass  # a second one would pass the budget
-        assert refused.value.status == 503 and "ASTROPT_INFERENCE_MAX_INFLATING_MB" in refused.value.message
+        assert (
+            refused.value.status == 503
+            and "ASTROPT_INFERENCE_MAX_INFLATING_MB" in refused.value.message
+        )
     assert budget.reserved == 0
-    with inflated(gzip.compress(bytes(9000)), 10_000, budget, wait_s=0.2) as alone:  # over the budget, alone
+    with inflated(
+        gzip.compress(bytes(9000)), 10_000, budget, wait_s=0.2
+    ) as alone:  # over the budget, alone
         assert len(alone) == 9000
-    with pytest.raises(InputError) as bomb, inflated(gzip.compress(bytes(20_000)), 10_000, budget, wait_s=0.2):
+    with (
+        pytest.raises(InputError) as bomb,
+        inflated(gzip.compress(bytes(20_000)), 10_000, budget, wait_s=0.2),
+    ):
         pass
     assert bomb.value.status == 413 and budget.reserved == 0

@@ -27,8 +27,13 @@ def server(tmp_path_factory):
     settings = Settings(data_dir=root)
     app = create_app(settings, publish=lambda job_id: None, check_broker=lambda: None)
     # Room for one queued crop, not for one uncropped 160x160 image (409,600 bytes).
-    engine_settings = InferenceSettings(max_queued_mb=1.5 * CROP_BYTES / 2**20, max_concurrent_uploads=1,
-                                        max_waiting_uploads=0, max_wait_ms=0.0, torch_threads=1)
+    engine_settings = InferenceSettings(
+        max_queued_mb=1.5 * CROP_BYTES / 2**20,
+        max_concurrent_uploads=1,
+        max_waiting_uploads=0,
+        max_wait_ms=0.0,
+        torch_threads=1,
+    )
     app.state.inference_engine = InferenceEngine(engine_settings, app.state.metrics.registry)
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -47,8 +52,11 @@ def server(tmp_path_factory):
 
 def test_a_large_upload_is_queued_as_its_crop_only(server):
     client, app, _, job_id, _ = server
-    response = client.post("/reconstruct", files={"file": ("g.npy", _npy(_cube(side=160)))},
-                           data={"job_id": job_id, "mode": "codec", "format": "json"})
+    response = client.post(
+        "/reconstruct",
+        files={"file": ("g.npy", _npy(_cube(side=160)))},
+        data={"job_id": job_id, "mode": "codec", "format": "json"},
+    )
     assert response.status_code == 200, response.text
     assert response.json()["shape"] == [4, 96, 96]
     assert app.state.inference_engine.stats()["queued_bytes"] == 0
@@ -58,11 +66,16 @@ def test_a_full_byte_budget_answers_503_with_retry_after(server):
     client, app, _, job_id, _ = server
     roomy = app.state.inference_engine
     # A budget smaller than one crop: the queue is "full" for every request.
-    tight = InferenceEngine(InferenceSettings(max_queued_mb=0.5 * CROP_BYTES / 2**20, torch_threads=1))
+    tight = InferenceEngine(
+        InferenceSettings(max_queued_mb=0.5 * CROP_BYTES / 2**20, torch_threads=1)
+    )
     app.state.inference_engine = tight
     try:
-        response = client.post("/reconstruct", files={"file": ("g.npy", _npy(_cube(side=160)))},
-                               data={"job_id": job_id, "mode": "codec"})
+        response = client.post(
+            "/reconstruct",
+            files={"file": ("g.npy", _npy(_cube(side=160)))},
+            data={"job_id": job_id, "mode": "codec"},
+        )
     finally:
         app.state.inference_engine = roomy
         tight.close()
@@ -76,12 +89,17 @@ def test_a_slow_client_does_not_hold_the_upload_slot(server):
     client, app, port, job_id, _ = server
     body = _npy(_cube(side=160))
     boundary = "bound"
-    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"g.npy\"\r\n"
-            "Content-Type: application/octet-stream\r\n\r\n").encode()
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="g.npy"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
     length = len(head) + len(body) + len(f"\r\n--{boundary}--\r\n")
     with socket.create_connection(("127.0.0.1", port)) as slow:
-        slow.sendall(f"POST /embed HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n"
-                     f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n".encode() + head)
+        slow.sendall(
+            f"POST /embed HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n"
+            f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n".encode()
+            + head
+        )
         served = client.post("/embed", files={"file": ("g.npy", body)}, data={"job_id": job_id})
         assert served.status_code == 200, served.text
         slow.sendall(body + f"\r\n--{boundary}--\r\n".encode())
@@ -93,9 +111,14 @@ def test_uploads_beyond_the_waiting_bound_get_429_with_retry_after(server):
     with the one slot taken and no waiting allowed, an upload is refused with Retry-After."""
     client, app, _, job_id, loop = server
     body = _npy(_cube(side=160))
-    assert client.post("/embed", files={"file": ("g.npy", body)}, data={"job_id": job_id}).status_code == 200
+    assert (
+        client.post("/embed", files={"file": ("g.npy", body)}, data={"job_id": job_id}).status_code
+        == 200
+    )
     slots = app.state.inference_upload_slots
-    asyncio.run_coroutine_threadsafe(slots.acquire(), loop).result(10)  # as a parse in progress would
+    asyncio.run_coroutine_threadsafe(slots.acquire(), loop).result(
+        10
+    )  # as a parse in progress would
     try:
         refused = client.post("/embed", files={"file": ("g.npy", body)}, data={"job_id": job_id})
     finally:

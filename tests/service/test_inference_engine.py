@@ -35,7 +35,9 @@ def checkpoints(tmp_path_factory):
 
 @pytest.fixture()
 def cube() -> Cube:
-    return Cube(np.random.default_rng(0).gamma(1.0, 0.3, (4, 128, 128)).astype(np.float32), DEFAULT_BANDS)
+    return Cube(
+        np.random.default_rng(0).gamma(1.0, 0.3, (4, 128, 128)).astype(np.float32), DEFAULT_BANDS
+    )
 
 
 def test_cache_is_lru_bounded_by_count(checkpoints):
@@ -70,8 +72,12 @@ def test_failed_batch_does_not_kill_the_engine(checkpoints, cube, tmp_path):
     engine = InferenceEngine(InferenceSettings(max_wait_ms=0.0, torch_threads=1))
     try:
         with pytest.raises(CheckpointError):
-            asyncio.run(engine.submit(Work("reconstruct", tmp_path / "missing", cube, ReconstructOptions())))
-        result = asyncio.run(engine.submit(Work("reconstruct", checkpoints[0], cube, ReconstructOptions())))
+            asyncio.run(
+                engine.submit(Work("reconstruct", tmp_path / "missing", cube, ReconstructOptions()))
+            )
+        result = asyncio.run(
+            engine.submit(Work("reconstruct", checkpoints[0], cube, ReconstructOptions()))
+        )
         assert result.batch_size == 1 and result.value.model.shape == (4, 96, 96)
         assert engine.stats()["batch_sizes"] == {1: 1}
     finally:
@@ -80,18 +86,26 @@ def test_failed_batch_does_not_kill_the_engine(checkpoints, cube, tmp_path):
 
 @pytest.mark.slow
 def test_queue_limit_and_timeout_give_busy(checkpoints, cube):
-    settings = InferenceSettings(max_wait_ms=0.0, max_queue=1, request_timeout_s=0.5, torch_threads=1)
+    settings = InferenceSettings(
+        max_wait_ms=0.0, max_queue=1, request_timeout_s=0.5, torch_threads=1
+    )
     engine = InferenceEngine(settings)
-    slow = Work("reconstruct", checkpoints[0], cube, ReconstructOptions(mode="complete", keep_fraction=0.6))
+    slow = Work(
+        "reconstruct", checkpoints[0], cube, ReconstructOptions(mode="complete", keep_fraction=0.6)
+    )
 
     async def scenario() -> list[BaseException | object]:
         running = asyncio.create_task(engine.submit(slow))  # ~230 sampled tokens: seconds
         while not slow.future.running():  # wait until the compute thread has taken it
             await asyncio.sleep(0.01)
-        waiting = asyncio.create_task(engine.submit(Work("reconstruct", checkpoints[0], cube, ReconstructOptions())))
+        waiting = asyncio.create_task(
+            engine.submit(Work("reconstruct", checkpoints[0], cube, ReconstructOptions()))
+        )
         while not engine._pending:
             await asyncio.sleep(0.01)
-        refused = asyncio.create_task(engine.submit(Work("reconstruct", checkpoints[0], cube, ReconstructOptions())))
+        refused = asyncio.create_task(
+            engine.submit(Work("reconstruct", checkpoints[0], cube, ReconstructOptions()))
+        )
         return await asyncio.gather(running, waiting, refused, return_exceptions=True)
 
     try:
@@ -112,13 +126,23 @@ def test_precision_choice():
 def test_the_queue_is_bounded_by_image_bytes(checkpoints):
     crop = Cube(np.ones((4, 96, 96), np.float32), DEFAULT_BANDS)  # 147,456 bytes
     full = Cube(np.ones((4, 160, 160), np.float32), DEFAULT_BANDS)  # 409,600 bytes
-    settings = InferenceSettings(max_wait_ms=0.0, max_queued_mb=0.2, torch_threads=1)  # 209,715 bytes
+    settings = InferenceSettings(
+        max_wait_ms=0.0, max_queued_mb=0.2, torch_threads=1
+    )  # 209,715 bytes
     engine = InferenceEngine(settings)
     try:
         with pytest.raises(EngineBusy, match="would pass the limit") as refused:
-            asyncio.run(engine.submit(Work("reconstruct", checkpoints[0], full, ReconstructOptions(mode="codec"))))
+            asyncio.run(
+                engine.submit(
+                    Work("reconstruct", checkpoints[0], full, ReconstructOptions(mode="codec"))
+                )
+            )
         assert refused.value.retry_after_s >= 1
-        result = asyncio.run(engine.submit(Work("reconstruct", checkpoints[0], crop, ReconstructOptions(mode="codec"))))
+        result = asyncio.run(
+            engine.submit(
+                Work("reconstruct", checkpoints[0], crop, ReconstructOptions(mode="codec"))
+            )
+        )
         assert result.value.codec.shape == (4, 96, 96)
         assert engine.stats()["queued_bytes"] == 0  # released when its batch was taken
     finally:

@@ -23,7 +23,12 @@ from state.settings import Settings
 from tests.service.stack import API_KEY, ThreadedServer
 
 pytestmark = pytest.mark.slow
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
 # the event stream of a job that exists never ends by design; its 404/422 answers are fuzzed
 # through GET /jobs/{job_id} (same path parameter) and tests/service/test_api.py
 EXCLUDED = {"/jobs/{job_id}/events"}
@@ -53,15 +58,23 @@ def _fuzz(schema: schemathesis.BaseSchema, headers: dict[str, str], examples: in
         if operation.path in EXCLUDED:
             continue
 
-        @settings(max_examples=examples, deadline=None, derandomize=True, database=None,
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=examples,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
         @given(case=operation.as_strategy())
         def check(case: schemathesis.Case) -> None:
             case.call_and_validate(headers=headers, checks=CHECKS, timeout=60)
 
         try:
             check()
-        except (Exception, BaseExceptionGroup) as exc:  # the failing (shrunk) example, with what the check saw
+        except (
+            Exception,
+            BaseExceptionGroup,
+        ) as exc:  # the failing (shrunk) example, with what the check saw
             failures.append(f"{operation.method.upper()} {operation.path}: {str(exc)[:600]}")
     assert len(operations) >= 15, [op.path for op in operations]
     return failures
@@ -80,7 +93,9 @@ def test_every_operation_without_the_key(api_schema: schemathesis.BaseSchema) ->
 
 
 @pytest.fixture(scope="module")
-def server_with_users(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ThreadedServer, str]]:
+def server_with_users(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[ThreadedServer, str]]:
     from state.store import migrate, session_scope
     from state.store.users import add_user
 
@@ -98,8 +113,9 @@ def test_every_operation_with_a_user_token(server_with_users: tuple[ThreadedServ
     """A service with users: every operation as a user with the submit scope (and so every
     ownership and scope check on the way) stays within the document and never answers 5xx."""
     server, token = server_with_users
-    document = httpx.get(f"{server.base_url}/openapi.json", timeout=30,
-                         headers={"Authorization": f"Bearer {token}"}).json()
+    document = httpx.get(
+        f"{server.base_url}/openapi.json", timeout=30, headers={"Authorization": f"Bearer {token}"}
+    ).json()
     schema = schemathesis.openapi.from_dict(document)
     schema.config.update(base_url=server.base_url)
     failures = _fuzz(schema, {"Authorization": f"Bearer {token}"}, examples=20)

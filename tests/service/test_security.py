@@ -33,8 +33,14 @@ def roots(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def settings(roots: dict[str, Path], monkeypatch_module: pytest.MonkeyPatch) -> Settings:
     monkeypatch_module.setenv("ASTROPT_INFERENCE_MAX_CONCURRENT_UPLOADS", "2")
-    return Settings(data_dir=roots["data"], data_roots=[roots["readonly"]], broker_url=redis_url(),
-                    train_queue=unique_queue(), api_key=API_KEY, body_timeout_seconds=2.0)
+    return Settings(
+        data_dir=roots["data"],
+        data_roots=[roots["readonly"]],
+        broker_url=redis_url(),
+        train_queue=unique_queue(),
+        api_key=API_KEY,
+        body_timeout_seconds=2.0,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +77,9 @@ def test_job_paths_stay_inside_the_data_roots(client: httpx.Client, roots: dict[
     field, message = _field_error(client.post("/jobs", json=mock_outside))
     assert field == "data.path" and str(roots["data"].resolve()) in message
     # A path that climbs out of the data directory is outside too.
-    climbing = tiny_spec(data={"source": "mock", "n_mock": 32, "path": f"{roots['data']}/../outside/new"})
+    climbing = tiny_spec(
+        data={"source": "mock", "n_mock": 32, "path": f"{roots['data']}/../outside/new"}
+    )
     assert _field_error(client.post("/jobs", json=climbing))[0] == "data.path"
     local_outside = tiny_spec(data={"source": "local", "path": str(roots["outside"])})
     field, message = _field_error(client.post("/jobs", json=local_outside))
@@ -83,7 +91,12 @@ def test_job_paths_stay_inside_the_data_roots(client: httpx.Client, roots: dict[
     assert sorted(p.name for p in victim.iterdir()) == [MANIFEST_NAME, "thesis.tex"]
     assert not (roots["outside"] / "new").exists()
     # Reading from the allow-listed read-only root, and a mock inside the data directory, are fine.
-    assert client.post("/jobs", json=tiny_spec(data={"source": "local", "path": str(roots["readonly"])})).status_code == 201
+    assert (
+        client.post(
+            "/jobs", json=tiny_spec(data={"source": "local", "path": str(roots["readonly"])})
+        ).status_code
+        == 201
+    )
     inside = tiny_spec(data={"source": "mock", "n_mock": 32, "path": str(roots["data"] / "mock-a")})
     assert client.post("/jobs", json=inside).status_code == 201
 
@@ -106,18 +119,27 @@ def test_inference_requires_the_api_key(server: ThreadedServer, path: str) -> No
     files = {"file": ("galaxy.npy", b"not really", "application/octet-stream")}
     without = httpx.post(f"{server.base_url}{path}", files=files, timeout=30)
     assert without.status_code == 401, without.text
-    wrong = httpx.post(f"{server.base_url}{path}", files=files, headers={"X-API-Key": "nope"}, timeout=30)
+    wrong = httpx.post(
+        f"{server.base_url}{path}", files=files, headers={"X-API-Key": "nope"}, timeout=30
+    )
     assert wrong.status_code == 401
-    with_key = httpx.post(f"{server.base_url}{path}", files=files, headers={"X-API-Key": API_KEY}, timeout=30)
+    with_key = httpx.post(
+        f"{server.base_url}{path}", files=files, headers={"X-API-Key": API_KEY}, timeout=30
+    )
     assert with_key.status_code not in (401, 500)
 
 
 def _slow_upload(port: int) -> socket.socket:
     """Headers and the start of a multipart body, then silence."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=60)
-    head = (f"POST /reconstruct HTTP/1.1\r\nHost: x\r\nX-API-Key: {API_KEY}\r\n"
-            "Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n")
-    sock.sendall(head.encode() + b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.npy\"\r\n\r\n")
+    head = (
+        f"POST /reconstruct HTTP/1.1\r\nHost: x\r\nX-API-Key: {API_KEY}\r\n"
+        "Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n"
+    )
+    sock.sendall(
+        head.encode()
+        + b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.npy"\r\n\r\n'
+    )
     return sock
 
 
@@ -126,8 +148,12 @@ def test_slow_clients_cannot_hold_the_upload_slots(server: ThreadedServer) -> No
     try:
         # A prompt client is answered while the slow ones are still sending.
         files = {"file": ("galaxy.npy", b"junk", "application/octet-stream")}
-        prompt = httpx.post(f"{server.base_url}/reconstruct", files=files, headers={"X-API-Key": API_KEY},
-                            timeout=httpx.Timeout(10.0))
+        prompt = httpx.post(
+            f"{server.base_url}/reconstruct",
+            files=files,
+            headers={"X-API-Key": API_KEY},
+            timeout=httpx.Timeout(10.0),
+        )
         assert 400 <= prompt.status_code < 500 and prompt.status_code not in (401, 408), prompt.text
         # Every slow client is told why, within the body timeout.
         for sock in slow:
@@ -138,8 +164,9 @@ def test_slow_clients_cannot_hold_the_upload_slots(server: ThreadedServer) -> No
             sock.close()
 
 
-def test_a_checkpoint_zip_never_follows_symlinks_out(server: ThreadedServer, settings: Settings,
-                                                     roots: dict[str, Path]) -> None:
+def test_a_checkpoint_zip_never_follows_symlinks_out(
+    server: ThreadedServer, settings: Settings, roots: dict[str, Path]
+) -> None:
     secret_dir = roots["outside"] / "secret-checkpoint"
     secret_dir.mkdir()
     (secret_dir / "config.json").write_text("{}")

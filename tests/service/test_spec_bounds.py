@@ -71,17 +71,44 @@ BOUNDS: list[tuple[str, Any, str]] = [
 # Within each field's own limit, but too much together.
 COMBINED: list[tuple[dict[str, Any], str, str]] = [
     ({"batch_size": 64, "grad_accum": 1000}, "batch_size", "(setting ASTROPT_MAX_TOKENS_PER_STEP)"),
-    ({"model": {"n_layer": 96, "n_head": 128, "n_embd": 16384}}, "model", "(setting ASTROPT_MAX_MODEL_PARAMS)"),
+    (
+        {"model": {"n_layer": 96, "n_head": 128, "n_embd": 16384}},
+        "model",
+        "(setting ASTROPT_MAX_MODEL_PARAMS)",
+    ),
     # a micro-batch of 1024 images needs ~124 GiB (logits of 10,000 codes per token dominate)
-    ({"batch_size": 1024}, "batch_size", "memory budget is 32.0 GiB (setting ASTROPT_MAX_TRAIN_MEMORY_MB)"),
+    (
+        {"batch_size": 1024},
+        "batch_size",
+        "memory budget is 32.0 GiB (setting ASTROPT_MAX_TRAIN_MEMORY_MB)",
+    ),
 ]
-NON_FINITE_LITERALS = ["Infinity", "-Infinity", "NaN", "1e999", "-1e999", '"Infinity"', '"NaN"', '"inf"', '"-inf"']
-NON_FINITE_FIELDS = ["optim.learning_rate", "model.dropout", "data.val_fraction", "optim.grad_clip",
-                     "batch_size", "resources.nodes", "seed"]
+NON_FINITE_LITERALS = [
+    "Infinity",
+    "-Infinity",
+    "NaN",
+    "1e999",
+    "-1e999",
+    '"Infinity"',
+    '"NaN"',
+    '"inf"',
+    '"-inf"',
+]
+NON_FINITE_FIELDS = [
+    "optim.learning_rate",
+    "model.dropout",
+    "data.val_fraction",
+    "optim.grad_clip",
+    "batch_size",
+    "resources.nodes",
+    "seed",
+]
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedServer]:
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ThreadedServer]:
     data = tmp_path_factory.mktemp(f"bounds-{request.param}")
     if request.param == "sqlite":
         yield from _serve(data, f"sqlite:///{data / 'jobs.db'}")
@@ -91,8 +118,13 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 
 
 def _serve(data: Path, database_url: str) -> Iterator[ThreadedServer]:
-    settings = Settings(data_dir=data, database_url=database_url, broker_url=redis_url(),
-                        train_queue=unique_queue(), api_key=API_KEY)
+    settings = Settings(
+        data_dir=data,
+        database_url=database_url,
+        broker_url=redis_url(),
+        train_queue=unique_queue(),
+        api_key=API_KEY,
+    )
     with ThreadedServer(create_app(settings)) as running:
         yield running
     forget_queue(settings)
@@ -116,8 +148,10 @@ def with_field(dotted: str, value: Any) -> dict[str, Any]:
 
 def strict_json(response: httpx.Response) -> Any:
     """The body as JSON, refusing NaN/Infinity (what browsers and most clients do)."""
+
     def refuse(constant: str) -> None:
         raise AssertionError(f"response holds {constant}: {response.text[:300]}")
+
     return json.loads(response.text, parse_constant=refuse)
 
 
@@ -131,18 +165,24 @@ def job_count(client: httpx.Client) -> int:
     return int(strict_json(client.get("/jobs"))["total"])
 
 
-@pytest.mark.parametrize(("field", "value", "expected"), BOUNDS, ids=[f"{f}={v}" for f, v, _ in BOUNDS])
-def test_each_bounded_field_is_refused_past_its_limit(client: httpx.Client, field: str, value: Any,
-                                                      expected: str) -> None:
+@pytest.mark.parametrize(
+    ("field", "value", "expected"), BOUNDS, ids=[f"{f}={v}" for f, v, _ in BOUNDS]
+)
+def test_each_bounded_field_is_refused_past_its_limit(
+    client: httpx.Client, field: str, value: Any, expected: str
+) -> None:
     before = job_count(client)
     got_field, message = refused(client.post("/jobs", json=with_field(field, value)))
     assert got_field == field and expected in message, message
     assert job_count(client) == before  # refused up front: nothing stored, nothing queued
 
 
-@pytest.mark.parametrize(("overrides", "field", "expected"), COMBINED, ids=["tokens", "params", "memory"])
-def test_combinations_past_a_budget_are_refused(client: httpx.Client, overrides: dict[str, Any], field: str,
-                                                expected: str) -> None:
+@pytest.mark.parametrize(
+    ("overrides", "field", "expected"), COMBINED, ids=["tokens", "params", "memory"]
+)
+def test_combinations_past_a_budget_are_refused(
+    client: httpx.Client, overrides: dict[str, Any], field: str, expected: str
+) -> None:
     before = job_count(client)
     got_field, message = refused(client.post("/jobs", json=tiny_spec(**overrides)))
     assert got_field == field and expected in message, message
@@ -151,8 +191,14 @@ def test_combinations_past_a_budget_are_refused(client: httpx.Client, overrides:
 
 def test_a_job_at_the_limits_is_accepted(client: httpx.Client) -> None:
     """The bounds are not so tight that a reasonable job fails them (the table is not vacuous)."""
-    spec = tiny_spec(batch_size=64, grad_accum=16, optim={"learning_rate": 10.0, "weight_decay": 10.0},
-                     eval_iters=1000, num_threads=256, seed=2**32 - 1)
+    spec = tiny_spec(
+        batch_size=64,
+        grad_accum=16,
+        optim={"learning_rate": 10.0, "weight_decay": 10.0},
+        eval_iters=1000,
+        num_threads=256,
+        seed=2**32 - 1,
+    )
     response = client.post("/jobs", json=spec)
     assert response.status_code == 201, response.text
     assert strict_json(response)["max_attempts"] == 3
@@ -160,13 +206,17 @@ def test_a_job_at_the_limits_is_accepted(client: httpx.Client) -> None:
 
 @pytest.mark.parametrize("field", NON_FINITE_FIELDS)
 @pytest.mark.parametrize("literal", NON_FINITE_LITERALS)
-def test_non_finite_numbers_are_refused_anywhere(client: httpx.Client, field: str, literal: str) -> None:
+def test_non_finite_numbers_are_refused_anywhere(
+    client: httpx.Client, field: str, literal: str
+) -> None:
     before = job_count(client)
     marker = "__VALUE__"
     body = json.dumps(with_field(field, marker)).replace(f'"{marker}"', literal)
     response = client.post("/jobs", content=body, headers={"Content-Type": "application/json"})
     got_field, _ = refused(response)
-    assert got_field in (field, "body"), got_field  # a parse error names the body, a schema error the field
+    assert got_field in (field, "body"), (
+        got_field
+    )  # a parse error names the body, a schema error the field
     assert job_count(client) == before
 
 
@@ -174,8 +224,11 @@ def test_non_finite_numbers_are_refused_anywhere(client: httpx.Client, field: st
 def test_non_finite_numbers_in_resume_and_queries(client: httpx.Client, literal: str) -> None:
     job_id = strict_json(client.post("/jobs", json=tiny_spec()))["id"]
     client.post(f"/jobs/{job_id}/cancel")
-    response = client.post(f"/jobs/{job_id}/resume", content=f'{{"max_iters": {literal}}}',
-                           headers={"Content-Type": "application/json"})
+    response = client.post(
+        f"/jobs/{job_id}/resume",
+        content=f'{{"max_iters": {literal}}}',
+        headers={"Content-Type": "application/json"},
+    )
     refused(response)
     for query in ("since", "offset", "limit"):
         path = f"/jobs/{job_id}" if query == "since" else "/jobs"

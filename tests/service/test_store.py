@@ -50,7 +50,11 @@ def test_migrations_create_the_schema_and_rerun_cleanly(url: str) -> None:
     assert version == ScriptDirectory.from_config(alembic_config(url)).get_current_head()
     assert {"workers"} <= tables  # 0002_gpu_resources
     columns = {c["name"]: c["type"] for c in inspect(get_engine(url)).get_columns("metric_points")}
-    assert columns["step"].python_type is int and "BIGINT" in str(columns["step"]).upper() or url.startswith("sqlite")
+    assert (
+        columns["step"].python_type is int
+        and "BIGINT" in str(columns["step"]).upper()
+        or url.startswith("sqlite")
+    )
 
 
 def test_workers_advertise_capacity(url: str) -> None:
@@ -60,7 +64,10 @@ def test_workers_advertise_capacity(url: str) -> None:
         workers.advertise(session, "node1:10", "node1", "cuda", 4, 1)  # the next beat updates
     with session_scope(url) as session:
         live = workers.live(session, 60)
-        assert [(w.name, w.devices, w.free_devices) for w in live] == [("node2:11", 8, 8), ("node1:10", 4, 1)]
+        assert [(w.name, w.devices, w.free_devices) for w in live] == [
+            ("node2:11", 8, 8),
+            ("node1:10", 4, 1),
+        ]
         assert workers.live(session, 0) == []
 
 
@@ -75,7 +82,9 @@ def test_upsert_never_duplicates_a_step(url: str) -> None:
     assert [v for _, v in curve][4:] == [1.0, 1.0, 1.0]
     with session_scope(url) as session:
         assert repo.delete_points_after(session, "j1", 5) == 2
-        assert [s for s, _ in repo.get_points(session, "j1", ["train_loss"], since=3)["train_loss"]] == [4, 5]
+        assert [
+            s for s, _ in repo.get_points(session, "j1", ["train_loss"], since=3)["train_loss"]
+        ] == [4, 5]
 
 
 def test_only_one_worker_claims_a_job_until_its_lease_expires(url: str) -> None:
@@ -115,7 +124,10 @@ def test_a_job_whose_worker_keeps_dying_fails_after_its_last_attempt(url: str) -
                 assert job.waiting_reason.startswith(reason) and job.failure_reason is None
             else:
                 assert (outcome, job.phase) == ("failed", "failed")
-                assert job.failure_reason == f"{reason}; no attempts left (setting ASTROPT_MAX_ATTEMPTS)"
+                assert (
+                    job.failure_reason
+                    == f"{reason}; no attempts left (setting ASTROPT_MAX_ATTEMPTS)"
+                )
                 assert job.finished_at is not None and job.owner is None
     with session_scope(url) as session:
         assert not repo.claim_job(session, "j3", "node-c:13")  # failed stays failed
@@ -126,12 +138,22 @@ def test_steps_beyond_32_bits_and_non_finite_values(url: str) -> None:
     big = 2**40 + 7
     with session_scope(url) as session:
         repo.create_job(session, "j4", {"max_iters": 10}, "/tmp/j4")
-        repo.upsert_points(session, "j4", [("train_loss", big, 1.5), ("train_loss", 3, math.nan),
-                                           ("train_loss", 4, math.inf), ("val_loss", 5, 2.0)])
+        repo.upsert_points(
+            session,
+            "j4",
+            [
+                ("train_loss", big, 1.5),
+                ("train_loss", 3, math.nan),
+                ("train_loss", 4, math.inf),
+                ("val_loss", 5, 2.0),
+            ],
+        )
         repo.update_job(session, "j4", iteration=big, max_iters=big + 1, best_val_step=big)
     with session_scope(url) as session:
         assert repo.get_points(session, "j4", ["train_loss"])["train_loss"] == [(big, 1.5)]
-        assert repo.get_points(session, "j4", ["train_loss"], since=big - 1)["train_loss"] == [(big, 1.5)]
+        assert repo.get_points(session, "j4", ["train_loss"], since=big - 1)["train_loss"] == [
+            (big, 1.5)
+        ]
         job = repo.get_job(session, "j4")
         assert (job.iteration, job.max_iters, job.best_val_step) == (big, big + 1, big)
 
@@ -187,19 +209,30 @@ def test_migration_0003_keeps_existing_rows_and_widens_steps(tmp_path: Path) -> 
                 config = alembic_config(url)
                 config.attributes["connection"] = connection
                 command.upgrade(config, "0002_gpu_resources")
-                connection.execute(text(
-                    "INSERT INTO jobs (id, phase, spec, out_dir, created_at, updated_at, attempts, "
-                    "cancel_requested, iteration, max_iters, checkpoints) VALUES ('old', 'completed', '{}', "
-                    "'/tmp/old', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, 1, false, 7, 7, '{}')"))
-                connection.execute(text("INSERT INTO metric_points (job_id, kind, step, value, recorded_at) "
-                                        "VALUES ('old', 'train_loss', 7, 1.25, CURRENT_TIMESTAMP)"))
+                connection.execute(
+                    text(
+                        "INSERT INTO jobs (id, phase, spec, out_dir, created_at, updated_at, attempts, "
+                        "cancel_requested, iteration, max_iters, checkpoints) VALUES ('old', 'completed', '{}', "
+                        "'/tmp/old', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, 1, false, 7, 7, '{}')"
+                    )
+                )
+                connection.execute(
+                    text(
+                        "INSERT INTO metric_points (job_id, kind, step, value, recorded_at) "
+                        "VALUES ('old', 'train_loss', 7, 1.25, CURRENT_TIMESTAMP)"
+                    )
+                )
             migrate(url)
-            with session_scope(url) as session:  # the rows survived (no cascade from a table rebuild)
+            with session_scope(
+                url
+            ) as session:  # the rows survived (no cascade from a table rebuild)
                 assert repo.get_points(session, "old", ["train_loss"])["train_loss"] == [(7, 1.25)]
                 repo.upsert_points(session, "old", [("train_loss", 2**40, 1.0)])
                 assert repo.get_job(session, "old").interruptions is None
             with session_scope(url) as session:
-                assert repo.get_points(session, "old", ["train_loss"], since=7)["train_loss"] == [(2**40, 1.0)]
+                assert repo.get_points(session, "old", ["train_loss"], since=7)["train_loss"] == [
+                    (2**40, 1.0)
+                ]
             get_engine(url).dispose()
 
 

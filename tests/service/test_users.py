@@ -32,8 +32,14 @@ from tests.service.test_api import forget_queue
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     with postgres_schema() as url:
-        yield Settings(data_dir=tmp_path_factory.mktemp("users"), database_url=url, broker_url=redis_url(),
-                       train_queue=unique_queue(), api_key=API_KEY, users_cache_seconds=0)
+        yield Settings(
+            data_dir=tmp_path_factory.mktemp("users"),
+            database_url=url,
+            broker_url=redis_url(),
+            train_queue=unique_queue(),
+            api_key=API_KEY,
+            users_cache_seconds=0,
+        )
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +49,9 @@ def server(settings: Settings) -> Iterator[ThreadedServer]:
     forget_queue(settings)
 
 
-def client(server: ThreadedServer, token: str | None = None, key: str | None = None) -> httpx.Client:
+def client(
+    server: ThreadedServer, token: str | None = None, key: str | None = None
+) -> httpx.Client:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     if key:
         headers["X-API-Key"] = key
@@ -105,7 +113,9 @@ def test_users_own_their_jobs(server: ThreadedServer, settings: Settings) -> Non
     assert any(e["status"] == 429 for e in bob_log)
 
 
-def test_the_dashboard_sends_a_browser_without_a_token_to_sign_in(server: ThreadedServer, settings: Settings) -> None:
+def test_the_dashboard_sends_a_browser_without_a_token_to_sign_in(
+    server: ThreadedServer, settings: Settings
+) -> None:
     with session_scope(settings.resolved_database_url) as session:
         token = add_user(session, "carl", ["submit"])
     page = client(server).get("/ui/jobs", follow_redirects=False)
@@ -114,24 +124,45 @@ def test_the_dashboard_sends_a_browser_without_a_token_to_sign_in(server: Thread
     signed_in = httpx.get(f"{server.base_url}/ui/jobs", cookies={"astropt_token": token})
     assert signed_in.status_code == 200
     # the cookie is for reads only: a write needs the header
-    assert httpx.post(f"{server.base_url}/jobs", json=tiny_spec(), cookies={"astropt_token": token}).status_code == 401
+    assert (
+        httpx.post(
+            f"{server.base_url}/jobs", json=tiny_spec(), cookies={"astropt_token": token}
+        ).status_code
+        == 401
+    )
 
 
 @pytest.mark.slow
 def test_the_users_command_adds_lists_and_revokes(tmp_path: Path) -> None:
     env = {"ASTROPT_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
     run = [sys.executable, "-m", "astropt.cli", "users"]
-    added = subprocess.run([*run, "add", "dora", "--scope", "admin", "--max-active-jobs", "3"], env=env, cwd=REPO,
-                           capture_output=True, text=True, timeout=120)
+    added = subprocess.run(
+        [*run, "add", "dora", "--scope", "admin", "--max-active-jobs", "3"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert added.returncode == 0, added.stderr
     token = added.stdout.strip().splitlines()[-1]
     assert token.startswith("apt_") and len(token) > 40
-    listed = subprocess.run([*run, "list"], env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert "dora" in listed.stdout and "read,submit,admin" in listed.stdout and "jobs=3" in listed.stdout
+    listed = subprocess.run(
+        [*run, "list"], env=env, cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert (
+        "dora" in listed.stdout
+        and "read,submit,admin" in listed.stdout
+        and "jobs=3" in listed.stdout
+    )
     assert token not in listed.stdout
-    again = subprocess.run([*run, "add", "dora"], env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+    again = subprocess.run(
+        [*run, "add", "dora"], env=env, cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert again.returncode == 2 and "exists" in again.stderr
-    revoked = subprocess.run([*run, "revoke", "dora"], env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+    revoked = subprocess.run(
+        [*run, "revoke", "dora"], env=env, cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert revoked.returncode == 0
     url = f"sqlite:///{tmp_path / 'astropt.db'}"
     migrate(url)
@@ -141,8 +172,9 @@ def test_the_users_command_adds_lists_and_revokes(tmp_path: Path) -> None:
         assert user_for_token(session, token) is None  # revoked: the token no longer opens anything
 
 
-def test_the_python_client_takes_the_token_from_the_environment(server: ThreadedServer, settings: Settings,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_python_client_takes_the_token_from_the_environment(
+    server: ThreadedServer, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from astropt.client import Client
 
     with session_scope(settings.resolved_database_url) as session:

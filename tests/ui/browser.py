@@ -17,7 +17,7 @@ import pytest
 
 CHROMIUM = Path(os.environ.get("ASTROPT_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
-    "--no-sandbox",                    # runs as root in containers
+    "--no-sandbox",  # runs as root in containers
     "--disable-background-networking",  # no update checks, safe-browsing lists, ...
     "--disable-component-update",
     "--disable-default-apps",
@@ -47,8 +47,11 @@ class NetworkLog:
 
     def outside(self, base_url: str) -> list[str]:
         origin = urlsplit(base_url).netloc
-        return [url for url in self.urls
-                if not url.startswith(("data:", "blob:", "about:")) and urlsplit(url).netloc != origin]
+        return [
+            url
+            for url in self.urls
+            if not url.startswith(("data:", "blob:", "about:")) and urlsplit(url).netloc != origin
+        ]
 
 
 def artifact_dir(name: str) -> Path:
@@ -59,12 +62,16 @@ def artifact_dir(name: str) -> Path:
 
 
 @contextmanager
-def chromium_page(network: NetworkLog | None = None, width: int = 1280, height: int = 900) -> Iterator:
+def chromium_page(
+    network: NetworkLog | None = None, width: int = 1280, height: int = 900
+) -> Iterator:
     from playwright.sync_api import sync_playwright
 
     require_chromium()
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
         try:
             # bypass_csp: Playwright's wait_for_function polls with eval, which the pages'
             # Content-Security-Policy (script-src 'self') forbids; the network log still

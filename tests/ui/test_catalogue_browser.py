@@ -42,11 +42,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 @pytest.mark.slow
-def test_galleries_open_a_galaxy_with_its_neighbours(stack: Stack, request: pytest.FixtureRequest,
-                                                     tmp_path: Path) -> None:
+def test_galleries_open_a_galaxy_with_its_neighbours(
+    stack: Stack, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     client = stack.client()
-    spec = {"kind": "embed", "device": "cpu", "data": {"source": "mock", "n_mock": 40, "mock_seed": 778},
-            "embed": {"model": "shipped", "batch_size": 20}}
+    spec = {
+        "kind": "embed",
+        "device": "cpu",
+        "data": {"source": "mock", "n_mock": 40, "mock_seed": 778},
+        "embed": {"model": "shipped", "batch_size": 20},
+    }
     job_id = client.post("/jobs", json=spec).json()["id"]
     wait_for_job(client, job_id, {"completed"}, timeout=240)
     upload = tmp_path / "g.npy"
@@ -72,14 +77,18 @@ def test_galleries_open_a_galaxy_with_its_neighbours(stack: Stack, request: pyte
         neighbour = page.locator("#galaxy-neighbours .tile").first.get_attribute("data-object-id")
         page.screenshot(path=shots / "galaxy.png", full_page=True)
         page.locator("#galaxy-neighbours .tile").first.click()  # a neighbour's own page
-        page.wait_for_function(f"document.querySelector('#galaxy-id').textContent === {neighbour!r}")
+        page.wait_for_function(
+            f"document.querySelector('#galaxy-id').textContent === {neighbour!r}"
+        )
 
         # the thumbnail map: hover names a galaxy, a click opens it
         page.wait_for_function("document.querySelector('#thumbmap').dataset.ready === '1'")
         page.locator("#thumbmap").scroll_into_view_if_needed()
         page.screenshot(path=shots / "thumbmap.png")
         box = page.locator("#thumbmap").bounding_box()
-        layout = client.get(f"/catalogues/{job_id}/thumbnails", params={"grid": 16, "tile": 48}).json()
+        layout = client.get(
+            f"/catalogues/{job_id}/thumbnails", params={"grid": 16, "tile": 48}
+        ).json()
         e, p = layout["extent"], layout["points"]
         x = box["x"] + (p["x"][0] - e["xmin"]) / (e["xmax"] - e["xmin"]) * box["width"]
         y = box["y"] + (1 - (p["y"][0] - e["ymin"]) / (e["ymax"] - e["ymin"])) * box["height"]
@@ -90,10 +99,14 @@ def test_galleries_open_a_galaxy_with_its_neighbours(stack: Stack, request: pyte
         page.wait_for_function(f"document.querySelector('#galaxy-id').textContent === {hovered!r}")
 
         page.select_option("#gallery-kind", "worst")
-        page.wait_for_function("document.querySelector('#gallery-state').textContent.startsWith('worst-predicted')")
+        page.wait_for_function(
+            "document.querySelector('#gallery-state').textContent.startsWith('worst-predicted')"
+        )
         page.wait_for_function(LOADED.format("#gallery", 24))
 
-        page.set_input_files("#search-file", str(upload))  # search by upload: the galaxy itself first
+        page.set_input_files(
+            "#search-file", str(upload)
+        )  # search by upload: the galaxy itself first
         page.locator("#search-form button").click()
         page.wait_for_function(LOADED.format("#search-tiles", 8))
         first = page.locator("#search-tiles .tile").first.get_attribute("data-object-id")

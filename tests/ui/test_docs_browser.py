@@ -17,8 +17,12 @@ from tests.ui.browser import NetworkLog, artifact_dir, chromium_page
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedServer]:
-    settings = Settings(data_dir=tmp_path_factory.mktemp("docs-data"), broker_url=redis_url(),
-                        train_queue=unique_queue(), api_key=API_KEY)
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("docs-data"),
+        broker_url=redis_url(),
+        train_queue=unique_queue(),
+        api_key=API_KEY,
+    )
     with ThreadedServer(create_app(settings)) as running:
         yield running
     client = redis.Redis.from_url(settings.resolved_broker_url)
@@ -29,11 +33,17 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedServer]
 
 def operation_count(base_url: str) -> int:
     paths = httpx.get(f"{base_url}/openapi.json", timeout=10).json()["paths"]
-    return sum(1 for operations in paths.values() for method in operations
-               if method in {"get", "post", "put", "patch", "delete"})
+    return sum(
+        1
+        for operations in paths.values()
+        for method in operations
+        if method in {"get", "post", "put", "patch", "delete"}
+    )
 
 
-def test_swagger_ui_renders_every_operation_offline(server: ThreadedServer, request: pytest.FixtureRequest) -> None:
+def test_swagger_ui_renders_every_operation_offline(
+    server: ThreadedServer, request: pytest.FixtureRequest
+) -> None:
     network = NetworkLog()
     expected = operation_count(server.base_url)
     with chromium_page(network) as page:
@@ -48,19 +58,25 @@ def test_swagger_ui_renders_every_operation_offline(server: ThreadedServer, requ
     assert f"{server.base_url}/openapi.json" in network.urls
 
 
-def test_try_it_out_submits_the_first_example(server: ThreadedServer, request: pytest.FixtureRequest) -> None:
+def test_try_it_out_submits_the_first_example(
+    server: ThreadedServer, request: pytest.FixtureRequest
+) -> None:
     network = NetworkLog()
     with chromium_page(network) as page:
         page.goto(f"{server.base_url}/docs")
         page.get_by_role("button", name="Authorize").first.click()
-        page.locator(".modal-ux input[type=text], .modal-ux input[type=password]").first.fill(API_KEY)
+        page.locator(".modal-ux input[type=text], .modal-ux input[type=password]").first.fill(
+            API_KEY
+        )
         page.locator(".modal-ux button.authorize").first.click()
         page.locator(".modal-ux button.btn-done").first.click()
 
         submit = page.locator(".opblock-post").filter(has=page.locator("[data-path='/jobs']")).first
         submit.locator(".opblock-summary").click()
         submit.get_by_role("button", name="Try it out").click()
-        with page.expect_response(lambda r: r.url == f"{server.base_url}/jobs" and r.request.method == "POST") as info:
+        with page.expect_response(
+            lambda r: r.url == f"{server.base_url}/jobs" and r.request.method == "POST"
+        ) as info:
             submit.get_by_role("button", name="Execute").click()
         assert info.value.status == 201, info.value.text()
         status = submit.locator(".live-responses-table tbody .response-col_status").first
@@ -85,17 +101,23 @@ def test_redoc_renders_offline(server: ThreadedServer, request: pytest.FixtureRe
 def test_docs_can_be_turned_off(tmp_path) -> None:
     from fastapi.testclient import TestClient
 
-    app = create_app(Settings(data_dir=tmp_path, docs_enabled=False), publish=lambda _: None,
-                     check_broker=lambda: None)
+    app = create_app(
+        Settings(data_dir=tmp_path, docs_enabled=False),
+        publish=lambda _: None,
+        check_broker=lambda: None,
+    )
     client = TestClient(app)
     for path in ("/docs", "/redoc", "/openapi.json", "/static/docs/swagger-ui-bundle.js"):
         assert client.get(path).status_code == 404, path
     assert client.get("/favicon.ico").headers["content-type"] == "image/png"
 
 
-def test_submit_form_starts_from_the_openapi_examples(server: ThreadedServer, request: pytest.FixtureRequest) -> None:
-    examples = httpx.get(f"{server.base_url}/openapi.json", timeout=10).json()[
-        "paths"]["/jobs"]["post"]["requestBody"]["content"]["application/json"]["examples"]
+def test_submit_form_starts_from_the_openapi_examples(
+    server: ThreadedServer, request: pytest.FixtureRequest
+) -> None:
+    examples = httpx.get(f"{server.base_url}/openapi.json", timeout=10).json()["paths"]["/jobs"][
+        "post"
+    ]["requestBody"]["content"]["application/json"]["examples"]
     first, second = list(examples)[:2]
     network = NetworkLog()
     with chromium_page(network) as page:

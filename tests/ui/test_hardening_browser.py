@@ -25,7 +25,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ThreadedS
     require_chromium()
     settings = Settings(data_dir=tmp_path_factory.mktemp("hostile-ui") / "data")
     settings.ensure_dirs()
-    with ThreadedServer(create_app(settings, publish=lambda _: None, check_broker=lambda: None)) as running:
+    with ThreadedServer(
+        create_app(settings, publish=lambda _: None, check_broker=lambda: None)
+    ) as running:
         yield running, settings
 
 
@@ -35,33 +37,46 @@ def stored_job(settings: Settings, phase: str, reason: str | None = None, **spec
     out_dir.mkdir(parents=True)
     with session_scope(settings.resolved_database_url) as session:
         repository.create_job(session, job_id, tiny_spec(**spec), str(out_dir))
-        repository.upsert_points(session, job_id, [("train_loss", step, 2.0 / step) for step in range(1, 9)])
+        repository.upsert_points(
+            session, job_id, [("train_loss", step, 2.0 / step) for step in range(1, 9)]
+        )
         repository.finish_job(session, job_id, phase, reason)
     return job_id
 
 
 def test_hostile_strings_in_a_spec_or_a_failure_reason_leave_the_pages_working(
-        server: tuple[ThreadedServer, Settings], request: pytest.FixtureRequest) -> None:
+    server: tuple[ThreadedServer, Settings], request: pytest.FixtureRequest
+) -> None:
     running, settings = server
     failed = stored_job(settings, "failed", f"ValueError: {HOSTILE} in column {HOSTILE}")
-    odd_spec = stored_job(settings, "completed", data={"source": "mock", "n_mock": 32,
-                                                       "image_column": f"{HOSTILE}x</script>"})
+    odd_spec = stored_job(
+        settings,
+        "completed",
+        data={"source": "mock", "n_mock": 32, "image_column": f"{HOSTILE}x</script>"},
+    )
     shots = artifact_dir(request.node.name)
     errors: list[str] = []
     with chromium_page() as page:
         page.on("pageerror", lambda error: errors.append(str(error)))
         page.goto(f"{running.base_url}/ui/jobs")
-        page.wait_for_function("Number(document.querySelector('#jobs tbody').dataset.refreshed || 0) >= 1")
+        page.wait_for_function(
+            "Number(document.querySelector('#jobs tbody').dataset.refreshed || 0) >= 1"
+        )
         assert page.locator(f"tr[data-job-id='{failed}']").count() == 1
         page.screenshot(path=Path(shots) / "jobs.png")
 
         page.goto(f"{running.base_url}/ui/jobs/{odd_spec}")
-        page.wait_for_function("Number(document.querySelector('#loss-chart').dataset.points_train_loss || 0) == 8")
+        page.wait_for_function(
+            "Number(document.querySelector('#loss-chart').dataset.points_train_loss || 0) == 8"
+        )
         assert page.locator("#phase").inner_text() == "completed"
         assert "image_column" in page.locator("pre.spec").inner_text()
 
         page.goto(f"{running.base_url}/ui/jobs/{failed}")
         page.wait_for_function("document.querySelector('#failure-reason').textContent.length > 0")
-        assert page.locator("#failure-reason").inner_text() == f"ValueError: {HOSTILE} in column {HOSTILE}"
+        assert (
+            page.locator("#failure-reason").inner_text()
+            == f"ValueError: {HOSTILE} in column {HOSTILE}"
+        )
         page.screenshot(path=Path(shots) / "job-failed.png", full_page=True)
     assert errors == []

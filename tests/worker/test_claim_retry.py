@@ -19,23 +19,32 @@ from tests.service.stack import postgres_schema, tiny_spec
 
 
 def test_a_claim_the_store_cannot_answer_is_retried_and_the_job_left_queued(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from worker.retry import RetryLater
     from worker.tasks import run_training_job
 
-    monkeypatch.setenv("ASTROPT_DATABASE_TIMEOUT_SECONDS", "1")  # the statement timeout of new engines
+    monkeypatch.setenv(
+        "ASTROPT_DATABASE_TIMEOUT_SECONDS", "1"
+    )  # the statement timeout of new engines
     get_settings.cache_clear()
     try:
         with postgres_schema() as database:
             migrate(database)
-            settings = Settings(data_dir=tmp_path, database_url=database, database_timeout_seconds=1)
+            settings = Settings(
+                data_dir=tmp_path, database_url=database, database_timeout_seconds=1
+            )
             job_id = "claimretry000000000000000000000"
             with session_scope(database) as session:
-                repository.create_job(session, job_id, tiny_spec(max_iters=2), str(tmp_path / "run"))
+                repository.create_job(
+                    session, job_id, tiny_spec(max_iters=2), str(tmp_path / "run")
+                )
             holder = create_engine(database)
             try:
                 with holder.connect() as lock:  # another transaction holds the job's row
-                    lock.execute(text("SELECT id FROM jobs WHERE id = :id FOR UPDATE"), {"id": job_id})
+                    lock.execute(
+                        text("SELECT id FROM jobs WHERE id = :id FOR UPDATE"), {"id": job_id}
+                    )
                     with pytest.raises(RetryLater, match="could not claim job"):
                         run_training_job(settings, job_id)
                     lock.rollback()

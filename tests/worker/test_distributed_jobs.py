@@ -37,7 +37,9 @@ def job_processes(job_id: str) -> dict[int, dict[str, str]]:
         except OSError:
             continue
         if job_id.encode() in cmdline:
-            env = dict(item.decode(errors="replace").split("=", 1) for item in environ if b"=" in item)
+            env = dict(
+                item.decode(errors="replace").split("=", 1) for item in environ if b"=" in item
+            )
             found[int(entry.name)] = {k: env[k] for k in ("RANK", "LOCAL_RANK") if k in env}
     return found
 
@@ -46,8 +48,14 @@ def job_processes(job_id: str) -> dict[int, dict[str, str]]:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("distributed-stack")
     database = f"sqlite:///{tmp / 'jobs.db'}"
-    env = service_env(tmp / "data", database, redis_url(), unique_queue(), ASTROPT_WORKER_DEVICES="2",
-                      ASTROPT_DISTRIBUTED_MAX_RESTARTS="1")
+    env = service_env(
+        tmp / "data",
+        database,
+        redis_url(),
+        unique_queue(),
+        ASTROPT_WORKER_DEVICES="2",
+        ASTROPT_DISTRIBUTED_MAX_RESTARTS="1",
+    )
     (tmp / "logs").mkdir()
     stack = Stack(env, tmp / "logs")
     try:
@@ -109,7 +117,9 @@ def test_cancel_stops_every_rank_after_a_checkpoint(stack: Stack) -> None:
     job = wait_for_job(client, job_id, {"cancelled"}, timeout=120)
     stopped = job["progress"]["iteration"]
     assert {c["name"]: c["step"] for c in job["checkpoints"]}["last"] == stopped
-    wait_until(lambda: not job_processes(job_id), timeout=30, what="every process of the job to end")
+    wait_until(
+        lambda: not job_processes(job_id), timeout=30, what="every process of the job to end"
+    )
 
 
 def test_a_killed_rank_takes_the_group_down_and_it_resumes(stack: Stack) -> None:
@@ -133,7 +143,9 @@ def test_a_killed_worker_leaves_no_rank_behind_and_the_job_resumes(stack: Stack)
     wait_for_iteration(client, job_id, 8, timeout=600)
     assert len(job_processes(job_id)) == 3
     stack.kill_worker(stack.workers[0])  # SIGKILL to the worker and its pool process
-    wait_until(lambda: not job_processes(job_id), timeout=60, what="torchrun and its ranks to die too")
+    wait_until(
+        lambda: not job_processes(job_id), timeout=60, what="torchrun and its ranks to die too"
+    )
     stack.start_worker()
     job = wait_for_job(client, job_id, {"completed"}, timeout=600)
     assert job["attempts"] == 2 and job["resources"]["resumed_from"] >= 5
@@ -145,9 +157,14 @@ def test_a_two_rank_tokenise_job_writes_disjoint_shards_that_cover_the_source(st
     from tests.service.stack import run_dir
 
     client = stack.client()
-    spec = {"kind": "tokenise", "codec": "shipped", "device": "cpu", "resources": {"procs_per_node": 2},
-            "data": {"source": "mock", "n_mock": 96, "mock_seed": 4},
-            "tokenise": {"shard_size": 16, "batch_size": 8, "num_workers": 0}}
+    spec = {
+        "kind": "tokenise",
+        "codec": "shipped",
+        "device": "cpu",
+        "resources": {"procs_per_node": 2},
+        "data": {"source": "mock", "n_mock": 96, "mock_seed": 4},
+        "tokenise": {"shard_size": 16, "batch_size": 8, "num_workers": 0},
+    }
     created = client.post("/jobs", json=spec)
     assert created.status_code == 201, created.text
     job = wait_for_job(client, created.json()["id"], {"completed"}, timeout=400)

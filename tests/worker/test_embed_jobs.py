@@ -37,18 +37,32 @@ N, SEED, SHARD = 128, 5, 16
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("embed-stack")
-    env = service_env(tmp / "data", f"sqlite:///{tmp / 'jobs.db'}", redis_url(), unique_queue(),
-                      ASTROPT_EMBED_SHARD_ROWS=str(SHARD), ASTROPT_MAX_EMBED_OBJECTS="1000",
-                      ASTROPT_MAX_SEARCH_K="20",
-                      ASTROPT_INFERENCE_PRECISION="float32")  # /embed in float32, as the job computes
+    env = service_env(
+        tmp / "data",
+        f"sqlite:///{tmp / 'jobs.db'}",
+        redis_url(),
+        unique_queue(),
+        ASTROPT_EMBED_SHARD_ROWS=str(SHARD),
+        ASTROPT_MAX_EMBED_OBJECTS="1000",
+        ASTROPT_MAX_SEARCH_K="20",
+        ASTROPT_INFERENCE_PRECISION="float32",
+    )  # /embed in float32, as the job computes
     with running_stack(env, tmp / "logs") as stack:
         yield stack
 
 
 def embed_spec(**section) -> dict:
-    body = {"model": "shipped", "batch_size": 4, **section}  # the default pooling: centre 4 of the last block
-    return {"kind": "embed", "device": "cpu", "data": {"source": "mock", "n_mock": N, "mock_seed": SEED},
-            "embed": body}
+    body = {
+        "model": "shipped",
+        "batch_size": 4,
+        **section,
+    }  # the default pooling: centre 4 of the last block
+    return {
+        "kind": "embed",
+        "device": "cpu",
+        "data": {"source": "mock", "n_mock": N, "mock_seed": SEED},
+        "embed": body,
+    }
 
 
 def npy(index: int) -> bytes:
@@ -67,7 +81,11 @@ def test_embed_job_cancelled_resumed_and_its_catalogue_served(stack: Stack) -> N
     # Refusals at submission: the key, the model's layers, the bounds, an unknown model job.
     assert stack.client(with_key=False).post("/jobs", json=embed_spec()).status_code == 401
     bad = client.post("/jobs", json=embed_spec(layer=2))
-    assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "embed.layer" and "2 blocks" in bad.text
+    assert (
+        bad.status_code == 422
+        and bad.json()["detail"][0]["field"] == "embed.layer"
+        and "2 blocks" in bad.text
+    )
     big = client.post("/jobs", json={**embed_spec(), "data": {"source": "mock", "n_mock": 5000}})
     assert big.status_code == 422 and "ASTROPT_MAX_EMBED_OBJECTS" in big.text
     missing = client.post("/jobs", json=embed_spec(model={"job": "0123abcd"}))
@@ -101,10 +119,19 @@ def test_embed_job_cancelled_resumed_and_its_catalogue_served(stack: Stack) -> N
     assert client.post(f"/jobs/{job_id}/resume").status_code == 202
     job = wait_for_job(client, job_id, {"completed"}, timeout=240)
     resumed_from = job["resources"]["resumed_from"]
-    assert job["attempts"] == 2 and resumed_from % SHARD == 0 and len(shards) * SHARD <= resumed_from <= stopped_at
-    assert job["progress"]["iteration"] == N == job["progress"]["max_iters"] and job["codec"]["spec"] == "shipped"
+    assert (
+        job["attempts"] == 2
+        and resumed_from % SHARD == 0
+        and len(shards) * SHARD <= resumed_from <= stopped_at
+    )
+    assert (
+        job["progress"]["iteration"] == N == job["progress"]["max_iters"]
+        and job["codec"]["spec"] == "shipped"
+    )
     assert not (out / ".catalogue.work").exists()
-    assert client.post(f"/jobs/{job_id}/resume").status_code == 409  # a completed catalogue is not redone
+    assert (
+        client.post(f"/jobs/{job_id}/resume").status_code == 409
+    )  # a completed catalogue is not redone
 
     # The catalogue: every galaxy once, in order, and the rows of /embed on the same images
     # (both at their defaults: one default pooling, whichever way a galaxy is embedded).
@@ -125,27 +152,40 @@ def test_embed_job_cancelled_resumed_and_its_catalogue_served(stack: Stack) -> N
         answer = client.post("/embed", files={"file": ("g.npy", npy(row))})
         assert answer.status_code == 200 and answer.json()["job_id"] == "shipped"
         assert (answer.json()["pooling"], answer.json()["centre"]) == ("centre", 4)
-        np.testing.assert_allclose(vectors[row], answer.json()["embedding"]["centre"], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(
+            vectors[row], answer.json()["embedding"]["centre"], rtol=1e-4, atol=1e-5
+        )
 
     # Search: by id and by the object's own image, the object first.
     target = ids[37]
     hits = client.post("/search", json={"job_id": job_id, "object_id": target, "k": 5}).json()
     assert [h["rank"] for h in hits["neighbours"]] == [0, 1, 2, 3, 4]
-    assert hits["neighbours"][0]["object_id"] == target and hits["neighbours"][0]["score"] == pytest.approx(1, abs=1e-5)
+    assert hits["neighbours"][0]["object_id"] == target and hits["neighbours"][0][
+        "score"
+    ] == pytest.approx(1, abs=1e-5)
     assert "mag_r" in hits["neighbours"][0]["columns"]
     scores = [h["score"] for h in hits["neighbours"]]
     assert scores == sorted(scores, reverse=True)
-    by_image = client.post("/search", files={"file": ("g.npy", npy(37))}, data={"job_id": job_id, "k": "3"})
+    by_image = client.post(
+        "/search", files={"file": ("g.npy", npy(37))}, data={"job_id": job_id, "k": "3"}
+    )
     assert by_image.status_code == 200, by_image.text
     assert by_image.json()["neighbours"][0]["object_id"] == target
     assert by_image.json()["neighbours"][0]["score"] == pytest.approx(1, abs=1e-4)
-    for mosaic in (client.post("/search?format=png", json={"job_id": job_id, "object_id": target, "k": 4}),
-                   client.post("/search?format=png", files={"file": ("g.npy", npy(37))}, data={"job_id": job_id}),
-                   client.get(f"/catalogues/{job_id}/outliers", params={"n": 3, "format": "png"})):
+    for mosaic in (
+        client.post("/search?format=png", json={"job_id": job_id, "object_id": target, "k": 4}),
+        client.post(
+            "/search?format=png", files={"file": ("g.npy", npy(37))}, data={"job_id": job_id}
+        ),
+        client.get(f"/catalogues/{job_id}/outliers", params={"n": 3, "format": "png"}),
+    ):
         assert mosaic.status_code == 200 and mosaic.content.startswith(b"\x89PNG"), mosaic.text
 
     # Probes: R^2 per label beside the controls, as JSON and as a figure.
-    probe = client.post(f"/catalogues/{job_id}/probe", json={"labels": ["mag_r", "g_r"], "folds": 3, "bootstrap": 50})
+    probe = client.post(
+        f"/catalogues/{job_id}/probe",
+        json={"labels": ["mag_r", "g_r"], "folds": 3, "bootstrap": 50},
+    )
     assert probe.status_code == 200, probe.text
     features = {f["name"]: f["scores"] for f in probe.json()["features"]}
     assert set(features) == {"embedding", "aperture_flux", "shuffled_labels"}
@@ -153,14 +193,18 @@ def test_embed_job_cancelled_resumed_and_its_catalogue_served(stack: Stack) -> N
     assert abs(features["shuffled_labels"]["mag_r"]["r2_mean"]) < 0.3
     low, high = features["embedding"]["mag_r"]["ci_low"], features["embedding"]["mag_r"]["ci_high"]
     assert low < features["embedding"]["mag_r"]["r2_mean"] < high
-    figure = client.post(f"/catalogues/{job_id}/probe?format=png", json={"labels": ["mag_r"], "folds": 3})
+    figure = client.post(
+        f"/catalogues/{job_id}/probe?format=png", json={"labels": ["mag_r"], "folds": 3}
+    )
     assert figure.status_code == 200 and figure.content.startswith(b"\x89PNG")
     outliers = client.get(f"/catalogues/{job_id}/outliers", params={"n": 5}).json()["items"]
     assert len(outliers) == 5 and outliers[0]["outlier_score"] >= outliers[-1]["outlier_score"] > 0
     picture = client.get(f"/catalogues/{job_id}/map.png", params={"color": "mag_r"})
     assert picture.status_code == 200 and picture.content.startswith(b"\x89PNG")
     umap = client.get(f"/catalogues/{job_id}/map.png", params={"color": "mag_r", "method": "umap"})
-    if importlib.util.find_spec("umap") is None:  # the optional extra: a 422 that says how to get it
+    if (
+        importlib.util.find_spec("umap") is None
+    ):  # the optional extra: a 422 that says how to get it
         assert umap.status_code == 422 and "umap-learn" in umap.text and "pca" in umap.text
     else:
         assert umap.status_code == 200 and umap.content.startswith(b"\x89PNG")
@@ -176,8 +220,12 @@ def test_embed_job_cancelled_resumed_and_its_catalogue_served(stack: Stack) -> N
     assert unknown.status_code == 422 and "redshift" in unknown.text and "g_r" in unknown.text
     too_many = client.post("/search", json={"job_id": job_id, "object_id": target, "k": 21})
     assert too_many.status_code == 422 and "ASTROPT_MAX_SEARCH_K" in too_many.text
-    assert "not in the catalogue" in issue(client.post("/search", json={"job_id": job_id, "object_id": "x"}))
-    assert issue(client.post("/search", json={"job_id": train_id, "object_id": target})).count("train job")
+    assert "not in the catalogue" in issue(
+        client.post("/search", json={"job_id": job_id, "object_id": "x"})
+    )
+    assert issue(client.post("/search", json={"job_id": train_id, "object_id": target})).count(
+        "train job"
+    )
     folds = client.post(f"/catalogues/{job_id}/probe", json={"labels": ["mag_r"], "folds": 21})
     assert folds.status_code == 422 and "ASTROPT_MAX_PROBE_FOLDS" in folds.text
     colour = client.get(f"/catalogues/{job_id}/map.png", params={"color": "object_id"})
@@ -188,7 +236,9 @@ def test_embed_job_cancelled_resumed_and_its_catalogue_served(stack: Stack) -> N
     assert not Path(out).exists() and client.get(f"/catalogues/{job_id}").status_code == 404
 
 
-def test_an_embed_job_whose_worker_is_killed_continues_from_its_shards(stack: Stack, tmp_path: Path) -> None:
+def test_an_embed_job_whose_worker_is_killed_continues_from_its_shards(
+    stack: Stack, tmp_path: Path
+) -> None:
     """kill -9 of the worker mid-run: the job is queued again when its heartbeat stops and the
     next worker continues after the last complete shard, with the rows of an uninterrupted run."""
     from astropt.checkpoints.shipped import SHIPPED_MODEL_DIR
@@ -196,8 +246,12 @@ def test_an_embed_job_whose_worker_is_killed_continues_from_its_shards(stack: St
 
     client = stack.client()
     job_id = client.post("/jobs", json=embed_spec(pool="mean")).json()["id"]
-    wait_until(lambda: client.get(f"/jobs/{job_id}").json()["progress"]["iteration"] >= 2 * SHARD,
-               timeout=240, what="the embed job to pass two shards", interval=0.25)
+    wait_until(
+        lambda: client.get(f"/jobs/{job_id}").json()["progress"]["iteration"] >= 2 * SHARD,
+        timeout=240,
+        what="the embed job to pass two shards",
+        interval=0.25,
+    )
     stack.kill_worker(stack.workers[-1])
     stack.start_worker()
     job = wait_for_job(client, job_id, {"completed"}, timeout=300)
@@ -206,20 +260,34 @@ def test_an_embed_job_whose_worker_is_killed_continues_from_its_shards(stack: St
     served = pq.read_table(run_dir(stack, job_id) / "catalogue" / "catalogue.parquet")
     assert served.column("object_id").to_pylist() == [f"mock-s{SEED}-{i:08d}" for i in range(N)]
 
-    mock = Path(stack.env["ASTROPT_DATA_DIR"]) / "mock" / f"n{N}_seed{SEED}"  # the job's (cached) mock
-    reference = embed_catalogue(load_embed_model(SHIPPED_MODEL_DIR), SourceSpec("mock", n=N, seed=SEED, path=str(mock)),
-                                tmp_path / "cat", EmbedOptions(pool="mean", batch_size=4), shard_rows=SHARD)
+    mock = (
+        Path(stack.env["ASTROPT_DATA_DIR"]) / "mock" / f"n{N}_seed{SEED}"
+    )  # the job's (cached) mock
+    reference = embed_catalogue(
+        load_embed_model(SHIPPED_MODEL_DIR),
+        SourceSpec("mock", n=N, seed=SEED, path=str(mock)),
+        tmp_path / "cat",
+        EmbedOptions(pool="mean", batch_size=4),
+        shard_rows=SHARD,
+    )
     expected = pq.read_table(Path(reference.out_dir) / "catalogue.parquet")
     assert served.drop_columns(["embedding"]).equals(expected.drop_columns(["embedding"]))
-    np.testing.assert_allclose(np.array(served.column("embedding").to_pylist()),
-                               np.array(expected.column("embedding").to_pylist()), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        np.array(served.column("embedding").to_pylist()),
+        np.array(expected.column("embedding").to_pylist()),
+        rtol=1e-5,
+        atol=1e-6,
+    )
 
 
 def test_an_embed_job_of_an_unreachable_hub_data_set_fails_with_the_reason(stack: Stack) -> None:
     """The hf source is accepted and streamed by the worker; offline (as here) the job fails at
     once with an error naming the data set and what to do, never a hang."""
     client = stack.client()
-    body = {**embed_spec(limit=10), "data": {"source": "hf", "hf_dataset": "someone/not-here", "streaming": True}}
+    body = {
+        **embed_spec(limit=10),
+        "data": {"source": "hf", "hf_dataset": "someone/not-here", "streaming": True},
+    }
     submitted = client.post("/jobs", json=body)
     assert submitted.status_code == 201, submitted.text
     assert submitted.json()["progress"]["max_iters"] == 10  # at most the limit

@@ -44,8 +44,15 @@ DIVERGING = {"learning_rate": 10.0, "weight_decay": 10.0, "grad_clip": 0.0, "war
 
 
 def _stack(tmp: Path, database_url: str) -> Stack:
-    env = service_env(tmp / "data", database_url, redis_url(), unique_queue(), ASTROPT_MAX_ATTEMPTS="2",
-                      ASTROPT_WORKER_LEASE_SECONDS=LEASE_S, ASTROPT_MAX_TOKENS_PER_STEP="20000000")
+    env = service_env(
+        tmp / "data",
+        database_url,
+        redis_url(),
+        unique_queue(),
+        ASTROPT_MAX_ATTEMPTS="2",
+        ASTROPT_WORKER_LEASE_SECONDS=LEASE_S,
+        ASTROPT_MAX_TOKENS_PER_STEP="20000000",
+    )
     (tmp / "logs").mkdir()
     return Stack(env, tmp / "logs")
 
@@ -79,6 +86,7 @@ def postgres_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 def strict_json(text: str) -> Any:
     def refuse(constant: str) -> None:
         raise AssertionError(f"{constant} in {text[:300]}")
+
     return json.loads(text, parse_constant=refuse)
 
 
@@ -100,7 +108,9 @@ def cancel_and_time(client: httpx.Client, job_id: str) -> tuple[dict[str, Any], 
 def test_killed_workers_are_recorded_and_the_last_attempt_fails(postgres_stack: Stack) -> None:
     client = postgres_stack.client()
     first = postgres_stack.start_worker()
-    job_id = client.post("/jobs", json=tiny_spec(max_iters=100_000, eval_interval=10_000)).json()["id"]
+    job_id = client.post("/jobs", json=tiny_spec(max_iters=100_000, eval_interval=10_000)).json()[
+        "id"
+    ]
     wait_for_iteration(client, job_id, 3)
     postgres_stack.kill_worker(first)
     second = postgres_stack.start_worker()  # it settles the dead attempt and runs attempt 2
@@ -121,8 +131,11 @@ def test_killed_workers_are_recorded_and_the_last_attempt_fails(postgres_stack: 
     body = wait_for_job(client, job_id, {"failed"}, timeout=180)
     assert second.poll() is None  # the worker itself survived
     assert body["attempts"] == 2
-    assert re.fullmatch(r"worker \S+ died \(lost heartbeat\) during attempt 2 of 2; "
-                        r"no attempts left \(setting ASTROPT_MAX_ATTEMPTS\)", body["failure_reason"]), body
+    assert re.fullmatch(
+        r"worker \S+ died \(lost heartbeat\) during attempt 2 of 2; "
+        r"no attempts left \(setting ASTROPT_MAX_ATTEMPTS\)",
+        body["failure_reason"],
+    ), body
     assert [i["attempt"] for i in body["interruptions"]] == [1, 2]
     assert body["interruptions"][1]["worker"] != dead_owner
     assert body["interruptions"][1]["worker"] in body["failure_reason"]
@@ -136,7 +149,11 @@ def test_cancel_inside_a_long_gradient_accumulation(sqlite_stack: Stack) -> None
     spec = tiny_spec(max_iters=5, batch_size=8, grad_accum=1024, eval_iters=1)
     job_id = client.post("/jobs", json=spec).json()["id"]
     # the baseline evaluation (step 0) is done: the worker is inside step 1's micro-batches
-    wait_until(lambda: job(client, job_id)["curves"]["val_loss"]["steps"] == [0], 180, "baseline evaluation")
+    wait_until(
+        lambda: job(client, job_id)["curves"]["val_loss"]["steps"] == [0],
+        180,
+        "baseline evaluation",
+    )
     time.sleep(1.0)
     body, took = cancel_and_time(client, job_id)
     assert took < CANCEL_LIMIT_S, took
@@ -150,20 +167,29 @@ def test_cancel_during_data_preparation(sqlite_stack: Stack) -> None:
     spec = tiny_spec(data={"source": "mock", "n_mock": 20_000, "val_fraction": 0.125})
     job_id = client.post("/jobs", json=spec).json()["id"]
     mock_root = Path(sqlite_stack.env["ASTROPT_DATA_DIR"]) / "mock"
-    wait_until(lambda: any(mock_root.glob(".n20000_seed0.partial-*")), 180, "mock generation to start")
+    wait_until(
+        lambda: any(mock_root.glob(".n20000_seed0.partial-*")), 180, "mock generation to start"
+    )
     body, took = cancel_and_time(client, job_id)
     assert took < CANCEL_LIMIT_S, took
     assert body["progress"]["iteration"] == 0 and body["curves"]["val_loss"]["steps"] == []
     assert not (mock_root / "n20000_seed0" / "manifest.json").exists()
-    wait_until(lambda: not any(mock_root.glob(".n20000_seed0.partial-*")), 30, "the partial data set to go")
+    wait_until(
+        lambda: not any(mock_root.glob(".n20000_seed0.partial-*")), 30, "the partial data set to go"
+    )
 
 
 def _events(client: httpx.Client, job_id: str) -> list[tuple[str, Any]]:
     with client.stream("GET", f"/jobs/{job_id}/events", timeout=300) as stream:
         text = "".join(stream.iter_text())
     blocks = [b for b in text.split("\n\n") if b.startswith("event: ")]
-    return [(b.split("\n", 1)[0].removeprefix("event: "),
-             strict_json(b.split("\n", 1)[1].removeprefix("data: "))) for b in blocks]
+    return [
+        (
+            b.split("\n", 1)[0].removeprefix("event: "),
+            strict_json(b.split("\n", 1)[1].removeprefix("data: ")),
+        )
+        for b in blocks
+    ]
 
 
 def _npy(array: np.ndarray) -> bytes:
@@ -176,14 +202,21 @@ def test_a_diverging_run_fails_with_finite_curves_and_is_never_served(sqlite_sta
     client = sqlite_stack.client()
     healthy = client.post("/jobs", json=tiny_spec(max_iters=4, eval_interval=2)).json()["id"]
     wait_for_job(client, healthy, {"completed"})
-    spec = tiny_spec(max_iters=60, eval_interval=3, checkpoint_interval=2, optim=DIVERGING,
-                     model={"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 576, "dropout": 0.0})
+    spec = tiny_spec(
+        max_iters=60,
+        eval_interval=3,
+        checkpoint_interval=2,
+        optim=DIVERGING,
+        model={"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 576, "dropout": 0.0},
+    )
     job_id = client.post("/jobs", json=spec).json()["id"]
     events = _events(client, job_id)  # every event parsed as strict JSON: no bare NaN
     assert events[-1] == ("end", {"id": job_id, "phase": "failed"})
     body = job(client, job_id)
-    match = re.fullmatch(r"training diverged at step (\d+): (loss (nan|inf|-inf)|non-finite weights)",
-                         body["failure_reason"] or "")
+    match = re.fullmatch(
+        r"training diverged at step (\d+): (loss (nan|inf|-inf)|non-finite weights)",
+        body["failure_reason"] or "",
+    )
     assert body["phase"] == "failed" and match, body["failure_reason"]
     step = int(match.group(1))
     for name, curve in body["curves"].items():
@@ -199,5 +232,7 @@ def test_a_diverging_run_fails_with_finite_curves_and_is_never_served(sqlite_sta
     assert all(bool(np.isfinite(p.detach().numpy()).all()) for p in model.parameters())
     # Inference by default uses the latest *completed* job, not the newer failed one.
     cube = np.random.default_rng(0).gamma(1.0, 0.3, (4, 96, 96)).astype(np.float32)
-    answer = client.post("/reconstruct", files={"file": ("g.npy", _npy(cube))}, data={"panel": "single"})
+    answer = client.post(
+        "/reconstruct", files={"file": ("g.npy", _npy(cube))}, data={"panel": "single"}
+    )
     assert answer.status_code == 200 and answer.headers["X-Job-Id"] == healthy, answer.text[:300]

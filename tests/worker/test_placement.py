@@ -30,8 +30,14 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("placement-stack")
-    env = service_env(tmp / "data", f"sqlite:///{tmp / 'jobs.db'}", redis_url(), unique_queue(),
-                      ASTROPT_WORKER_DEVICES="2", ASTROPT_WORKER_LEASE_SECONDS="3")
+    env = service_env(
+        tmp / "data",
+        f"sqlite:///{tmp / 'jobs.db'}",
+        redis_url(),
+        unique_queue(),
+        ASTROPT_WORKER_DEVICES="2",
+        ASTROPT_WORKER_LEASE_SECONDS="3",
+    )
     (tmp / "logs").mkdir()
     stack = Stack(env, tmp / "logs")
     try:
@@ -57,7 +63,9 @@ def test_jobs_no_worker_can_run_fail_with_the_reason_once_a_worker_is_online(sta
         assert "no worker is online" in response.json()["waiting_reason"]
     stack.start_worker()
     failed = wait_for_job(client, three.json()["id"], {"failed"}, timeout=240)
-    assert "asks for 3 devices" in failed["failure_reason"] and "has 2 cpu" in failed["failure_reason"]
+    assert (
+        "asks for 3 devices" in failed["failure_reason"] and "has 2 cpu" in failed["failure_reason"]
+    )
     failed = wait_for_job(client, gpu.json()["id"], {"failed"}, timeout=240)
     assert "no online worker has a GPU" in failed["failure_reason"], failed["failure_reason"]
 
@@ -74,22 +82,34 @@ def test_a_job_cancelled_while_it_waits_is_not_retried(stack: Stack) -> None:
     wait_until(lambda: _online(stack), timeout=120, what="the worker to advertise")
     stack.start_worker()  # a second worker on this host: it shares the first one's two devices
     busy = client.post("/jobs", json=tiny_spec(max_iters=2000, resources={"procs_per_node": 2}))
-    wait_until(lambda: client.get(f"/jobs/{busy.json()['id']}").json()["phase"] == "running",
-               timeout=240, what="the first job to start")
+    wait_until(
+        lambda: client.get(f"/jobs/{busy.json()['id']}").json()["phase"] == "running",
+        timeout=240,
+        what="the first job to start",
+    )
     queued = client.post("/jobs", json=tiny_spec(resources={"procs_per_node": 2})).json()["id"]
-    wait_until(lambda: "free" in (client.get(f"/jobs/{queued}").json().get("waiting_reason") or ""),
-               timeout=120, what="the second job to wait for devices")
+    wait_until(
+        lambda: "free" in (client.get(f"/jobs/{queued}").json().get("waiting_reason") or ""),
+        timeout=120,
+        what="the second job to wait for devices",
+    )
     assert client.post(f"/jobs/{queued}/cancel").json()["phase"] == "cancelled"
+
     def logs() -> str:
-        return "".join(p.read_text(errors="replace") for p in sorted(Path(stack.log_dir).glob("worker-*.log")))
+        return "".join(
+            p.read_text(errors="replace") for p in sorted(Path(stack.log_dir).glob("worker-*.log"))
+        )
 
     def retries() -> int:
         return len(re.findall(rf"{queued}[^\n]*fewer than 2 devices free", logs()))
 
     before = retries()
     # its next delivery (one lease, 3 s) sees the cancellation and drops the message
-    wait_until(lambda: f"job {queued} is cancelled; not retrying" in logs(),
-               timeout=60, what="the worker to drop the cancelled job")
+    wait_until(
+        lambda: f"job {queued} is cancelled; not retrying" in logs(),
+        timeout=60,
+        what="the worker to drop the cancelled job",
+    )
     settled = retries()
     assert settled <= before + 1
     time.sleep(2 * 3.0)  # two lease periods: a retry still scheduled would have logged by now
@@ -101,8 +121,11 @@ def test_a_job_cancelled_while_it_waits_is_not_retried(stack: Stack) -> None:
 def test_concurrent_resumes_queue_the_job_once(stack: Stack) -> None:
     client = stack.client()
     job = client.post("/jobs", json=tiny_spec(max_iters=10_000)).json()["id"]
-    wait_until(lambda: client.get(f"/jobs/{job}").json()["progress"]["iteration"] >= 6, timeout=240,
-               what="a first checkpoint")
+    wait_until(
+        lambda: client.get(f"/jobs/{job}").json()["progress"]["iteration"] >= 6,
+        timeout=240,
+        what="a first checkpoint",
+    )
     client.post(f"/jobs/{job}/cancel")
     wait_for_job(client, job, {"cancelled"}, timeout=240)
 

@@ -36,16 +36,25 @@ def cluster() -> None:
         if os.environ.get("CI"):
             pytest.fail(message)  # .ci/run starts one: in CI a missing cluster is a failure
         pytest.skip(message)
-    done = subprocess.run([str(REPO / "scripts" / "slurm-up")], capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [str(REPO / "scripts" / "slurm-up")], capture_output=True, text=True, timeout=900
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 @pytest.fixture(scope="module")
 def stack(cluster: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("slurm-stack")
-    env = service_env(tmp / "data", f"sqlite:///{tmp / 'jobs.db'}", redis_url(), unique_queue(),
-                      ASTROPT_EXECUTOR="slurm", ASTROPT_SLURM_PROCS_PER_NODE="2",
-                      ASTROPT_SLURM_POLL_SECONDS="0.5", ASTROPT_DISTRIBUTED_MAX_RESTARTS="1")
+    env = service_env(
+        tmp / "data",
+        f"sqlite:///{tmp / 'jobs.db'}",
+        redis_url(),
+        unique_queue(),
+        ASTROPT_EXECUTOR="slurm",
+        ASTROPT_SLURM_PROCS_PER_NODE="2",
+        ASTROPT_SLURM_POLL_SECONDS="0.5",
+        ASTROPT_DISTRIBUTED_MAX_RESTARTS="1",
+    )
     with running_stack(env, tmp / "logs") as stack:
         yield stack
 
@@ -55,7 +64,9 @@ def two_procs(**overrides: object) -> dict:
 
 
 def squeue_ids() -> set[str]:
-    out = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True, timeout=30).stdout
+    out = subprocess.run(
+        ["squeue", "-h", "-o", "%i"], capture_output=True, text=True, timeout=30
+    ).stdout
     return set(out.split())
 
 
@@ -90,7 +101,9 @@ def test_cancel_goes_through_scancel_and_checkpoints(stack: Stack) -> None:
     client.post(f"/jobs/{job_id}/cancel")
     job = wait_for_job(client, job_id, {"cancelled"}, timeout=300)
     assert job["resources"]["slurm_cancel"] == "scancel --signal=TERM"
-    assert {c["name"]: c["step"] for c in job["checkpoints"]}["last"] == job["progress"]["iteration"]
+    assert {c["name"]: c["step"] for c in job["checkpoints"]}["last"] == job["progress"][
+        "iteration"
+    ]
     wait_until(lambda: slurm_id not in squeue_ids(), timeout=120, what="the allocation to end")
     wait_until(lambda: not job_processes(job_id), timeout=60, what="every rank to end")
 
@@ -104,7 +117,9 @@ def test_a_killed_rank_in_the_allocation_resumes_from_its_checkpoint(stack: Stac
     os.kill(rank1[0], signal.SIGKILL)
     job = wait_for_job(client, job_id, {"completed"}, timeout=600)
     resources = job["resources"]
-    assert resources["slurm_submissions"] == 2, resources  # the failed allocation was submitted again
+    assert resources["slurm_submissions"] == 2, (
+        resources
+    )  # the failed allocation was submitted again
     assert resources["resumed_from"] >= 10 and resources["resumed_from"] % 5 == 0
     assert job["curves"]["train_loss"]["steps"] == list(range(1, 31))
     wait_until(lambda: not job_processes(job_id), timeout=60, what="every rank to end")

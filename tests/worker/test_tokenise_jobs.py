@@ -29,16 +29,25 @@ SEED, SHARD = 9, 16
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("tokenise-stack")
-    env = service_env(tmp / "data", f"sqlite:///{tmp / 'jobs.db'}", redis_url(), unique_queue(),
-                      ASTROPT_WORKER_LEASE_SECONDS="4")
+    env = service_env(
+        tmp / "data",
+        f"sqlite:///{tmp / 'jobs.db'}",
+        redis_url(),
+        unique_queue(),
+        ASTROPT_WORKER_LEASE_SECONDS="4",
+    )
     with running_stack(env, tmp / "logs") as stack:
         yield stack
 
 
 def tokenise_spec(n: int, **section: object) -> dict:
-    return {"kind": "tokenise", "codec": "shipped", "device": "cpu",
-            "data": {"source": "mock", "n_mock": n, "mock_seed": SEED},
-            "tokenise": {"shard_size": SHARD, "batch_size": 4, "num_workers": 1, **section}}
+    return {
+        "kind": "tokenise",
+        "codec": "shipped",
+        "device": "cpu",
+        "data": {"source": "mock", "n_mock": n, "mock_seed": SEED},
+        "tokenise": {"shard_size": SHARD, "batch_size": 4, "num_workers": 1, **section},
+    }
 
 
 def mock_ids(n: int) -> list[str]:
@@ -83,15 +92,21 @@ def test_a_tokenise_job_writes_the_codecs_tokens_and_is_listed(stack: Stack) -> 
     from astropt.codec import load_codec
 
     assert mine["codec"] == load_codec("shipped").info.fingerprint
-    assert 64 * 1152 < mine["bytes"] < 64 * 4000  # int16 tokens: ~1.2 KB a galaxy, not 370 KB of flux
+    assert (
+        64 * 1152 < mine["bytes"] < 64 * 4000
+    )  # int16 tokens: ~1.2 KB a galaxy, not 370 KB of flux
 
 
 def test_a_tokenise_job_whose_worker_is_killed_resumes_without_duplicates(stack: Stack) -> None:
     client = stack.client()
     n = 768
     job_id = client.post("/jobs", json=tokenise_spec(n, batch_size=1, num_workers=0)).json()["id"]
-    wait_until(lambda: client.get(f"/jobs/{job_id}").json()["progress"]["iteration"] >= 2 * SHARD,
-               timeout=300, what="the tokenise job to pass two shards", interval=0.2)
+    wait_until(
+        lambda: client.get(f"/jobs/{job_id}").json()["progress"]["iteration"] >= 2 * SHARD,
+        timeout=300,
+        what="the tokenise job to pass two shards",
+        interval=0.2,
+    )
     assert client.get(f"/jobs/{job_id}").json()["phase"] == "running"
     stack.kill_worker(stack.workers[-1])
     stack.start_worker()
@@ -104,8 +119,12 @@ def test_a_cancelled_tokenise_job_resumes_after_its_last_shard(stack: Stack) -> 
     client = stack.client()
     n = 256
     job_id = client.post("/jobs", json=tokenise_spec(n, batch_size=1, num_workers=0)).json()["id"]
-    wait_until(lambda: client.get(f"/jobs/{job_id}").json()["progress"]["iteration"] >= SHARD,
-               timeout=300, what="the first shard", interval=0.2)
+    wait_until(
+        lambda: client.get(f"/jobs/{job_id}").json()["progress"]["iteration"] >= SHARD,
+        timeout=300,
+        what="the first shard",
+        interval=0.2,
+    )
     client.post(f"/jobs/{job_id}/cancel")
     cancelled = wait_for_job(client, job_id, {"cancelled", "completed"}, timeout=120)
     if cancelled["phase"] == "completed":
@@ -123,27 +142,46 @@ def test_a_train_job_reads_a_tokenise_jobs_data_set_by_its_id(stack: Stack) -> N
     client = stack.client()
     source = client.post("/jobs", json=tokenise_spec(64)).json()["id"]
     wait_for_job(client, source, {"completed"}, timeout=300)
-    train = {"codec": "shipped", "device": "cpu", "data": {"source": "tokens", "job_id": source, "val_fraction": 0.125},
-             "model": {"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 576}, "batch_size": 4,
-             "max_iters": 12, "eval_interval": 6, "eval_iters": 1, "log_interval": 2, "n_val_images": 0,
-             "optim": {"learning_rate": 3e-3, "warmup_iters": 2}}
+    train = {
+        "codec": "shipped",
+        "device": "cpu",
+        "data": {"source": "tokens", "job_id": source, "val_fraction": 0.125},
+        "model": {"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 576},
+        "batch_size": 4,
+        "max_iters": 12,
+        "eval_interval": 6,
+        "eval_iters": 1,
+        "log_interval": 2,
+        "n_val_images": 0,
+        "optim": {"learning_rate": 3e-3, "warmup_iters": 2},
+    }
     created = client.post("/jobs", json=train)
     assert created.status_code == 201, created.text
-    assert created.json()["spec"]["data"]["path"] == str(tokens_dir(run_dir(stack, source)))  # resolved
+    assert created.json()["spec"]["data"]["path"] == str(
+        tokens_dir(run_dir(stack, source))
+    )  # resolved
     job = wait_for_job(client, created.json()["id"], {"completed"}, timeout=300)
-    assert job["best_val_loss"] is not None and job["best_val_loss"] < 9.3  # ln(10,000) = 9.21 untrained
+    assert (
+        job["best_val_loss"] is not None and job["best_val_loss"] < 9.3
+    )  # ln(10,000) = 9.21 untrained
     listed = {i["id"]: i for i in client.get("/datasets").json()["items"]}[f"tokens-{source}"]
     assert listed["last_used_at"] is not None
 
-    other = client.post("/jobs", json={**train, "codec": "random:0"})  # tokens of one codec, a model of another
+    other = client.post(
+        "/jobs", json={**train, "codec": "random:0"}
+    )  # tokens of one codec, a model of another
     assert other.status_code == 422, other.text
     issue = other.json()["detail"][0]
     assert issue["field"] == "codec" and load_codec("shipped").info.fingerprint in issue["msg"]
     assert load_codec("random:0").info.fingerprint in issue["msg"]
     missing = client.post("/jobs", json={**train, "data": {"source": "tokens", "job_id": "0" * 32}})
     assert missing.status_code == 422 and missing.json()["detail"][0]["field"] == "data.job_id"
-    embed = {"kind": "embed", "device": "cpu", "data": {"source": "tokens", "job_id": source},
-             "embed": {"model": "shipped"}}
+    embed = {
+        "kind": "embed",
+        "device": "cpu",
+        "data": {"source": "tokens", "job_id": source},
+        "embed": {"model": "shipped"},
+    }
     refused = client.post("/jobs", json=embed)
     assert refused.status_code == 422 and refused.json()["detail"][0]["field"] == "data.source"
     # No queued or running job reads it any more: it can be deleted (its job record stays).

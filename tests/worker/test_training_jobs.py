@@ -76,7 +76,9 @@ def read_events(client: httpx.Client, job_id: str) -> list[tuple[str, dict]]:
         for block in "".join(stream.iter_text()).split("\n\n"):
             if block.startswith("event: "):
                 name, data = block.split("\n", 1)
-                events.append((name.removeprefix("event: "), json.loads(data.removeprefix("data: "))))
+                events.append(
+                    (name.removeprefix("event: "), json.loads(data.removeprefix("data: ")))
+                )
     return events
 
 
@@ -94,17 +96,32 @@ def assert_probe_curves(curves: dict, steps_expected: list[int]) -> None:
 def test_job_completes_with_a_falling_curve_then_resumes(sqlite_stack: Stack) -> None:
     client = sqlite_stack.client()
     # with a live probe (3-fold on the ~14 validation galaxies): its curves ride beside the losses
-    spec = tiny_spec(max_iters=30, data={"source": "mock", "n_mock": 48, "val_fraction": 0.3},
-                     live_probe={"labels": PROBED, "n_galaxies": 16, "folds": 3})
+    spec = tiny_spec(
+        max_iters=30,
+        data={"source": "mock", "n_mock": 48, "val_fraction": 0.3},
+        live_probe={"labels": PROBED, "n_galaxies": 16, "folds": 3},
+    )
     job_id = client.post("/jobs", json=spec).json()["id"]
     events = read_events(client, job_id)  # streams live until the job finishes
     assert events[-1] == ("end", {"id": job_id, "phase": "completed"})
     assert {"queued", "running"} & {data["phase"] for name, data in events if name == "progress"}
-    streamed = sorted({s for name, data in events if name == "progress"
-                       for s in data["curves"]["train_loss"]["steps"]})
+    streamed = sorted(
+        {
+            s
+            for name, data in events
+            if name == "progress"
+            for s in data["curves"]["train_loss"]["steps"]
+        }
+    )
     assert streamed == list(range(1, 31))
-    streamed_probe = sorted({s for name, data in events if name == "progress"
-                             for s in data["curves"]["probe_r2"].get("g_r", {"steps": []})["steps"]})
+    streamed_probe = sorted(
+        {
+            s
+            for name, data in events
+            if name == "progress"
+            for s in data["curves"]["probe_r2"].get("g_r", {"steps": []})["steps"]
+        }
+    )
     assert streamed_probe == [0, 10, 20, 30]
 
     job = client.get(f"/jobs/{job_id}").json()
@@ -165,7 +182,9 @@ def test_cancel_mid_run_leaves_a_checkpoint_then_resume(sqlite_stack: Stack) -> 
     job = wait_for_job(client, job_id, {"completed"})
     assert steps(job["curves"]["train_loss"]) == list(range(1, stopped_at + 5))
     # cancel-then-resume: the cancelled attempt's last checkpoint is where attempt 2 began
-    first, _ = assert_resumed_from_checkpoint(run_dir(sqlite_stack, job_id), final_step=stopped_at + 4)
+    first, _ = assert_resumed_from_checkpoint(
+        run_dir(sqlite_stack, job_id), final_step=stopped_at + 4
+    )
     assert first["last_step"] == stopped_at
     assert client.delete(f"/jobs/{job_id}").status_code == 204
 
@@ -183,8 +202,11 @@ def test_postgres_job_survives_a_killed_worker(postgres_stack: Stack) -> None:
     client = postgres_stack.client()
     first = postgres_stack.start_worker()
     # with a live probe: its curves survive the kill and the resume like the losses do
-    spec = tiny_spec(max_iters=40, data={"source": "mock", "n_mock": 48, "val_fraction": 0.3},
-                     live_probe={"labels": PROBED, "n_galaxies": 16, "folds": 3})
+    spec = tiny_spec(
+        max_iters=40,
+        data={"source": "mock", "n_mock": 48, "val_fraction": 0.3},
+        live_probe={"labels": PROBED, "n_galaxies": 16, "folds": 3},
+    )
     job_id = client.post("/jobs", json=spec).json()["id"]
     wait_for_iteration(client, job_id, 12)
     postgres_stack.kill_worker(first)

@@ -27,7 +27,9 @@ def visible_gpus() -> list[str]:
     if shutil.which("nvidia-smi") is None:
         return []
     try:
-        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10).stdout
+        out = subprocess.run(
+            ["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return []
     return [str(i) for i, line in enumerate(out.splitlines()) if line.startswith("GPU ")]
@@ -37,15 +39,20 @@ def visible_gpus() -> list[str]:
 class DevicePool:
     kind: DeviceKind
     ids: list[str]
-    lock_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / f"astropt-devices-{os.getuid()}")
+    lock_dir: Path = field(
+        default_factory=lambda: Path(tempfile.gettempdir()) / f"astropt-devices-{os.getuid()}"
+    )
 
     @classmethod
     def detect(cls, configured: int = 0, lock_dir: Path | None = None) -> DevicePool:
         """The devices this process sees; their locks in ``lock_dir`` (the workers of one service
         share them: :func:`worker.launch.placement.device_pool` puts them in its data directory)."""
         gpus = visible_gpus()
-        ids = (gpus[:configured] if configured else gpus) if gpus else \
-            [str(i) for i in range(configured or os.cpu_count() or 1)]
+        ids = (
+            (gpus[:configured] if configured else gpus)
+            if gpus
+            else [str(i) for i in range(configured or os.cpu_count() or 1)]
+        )
         pool = cls("cuda" if gpus else "cpu", ids)
         if lock_dir is not None:
             pool.lock_dir = lock_dir

@@ -30,20 +30,36 @@ STOP_GRACE_SECONDS = 60
 
 
 def torchrun_command(job_id: str, owner: str, procs: int) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={procs}",
-            "--max-restarts=0", "--monitor-interval=1",
-            "-m", "worker.launch.rank", job_id, owner]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={procs}",
+        "--max-restarts=0",
+        "--monitor-interval=1",
+        "-m",
+        "worker.launch.rank",
+        job_id,
+        owner,
+    ]
 
 
-def train_group(settings: Settings, job_id: str, owner: str, out_dir: str, lease: DeviceLease) -> str:
+def train_group(
+    settings: Settings, job_id: str, owner: str, out_dir: str, lease: DeviceLease
+) -> str:
     """Run the job's ranks to the end; returns completed | cancelled | failed | lost."""
     url = settings.resolved_database_url
     run = Path(out_dir)
     run.mkdir(parents=True, exist_ok=True)
     (run / RESULT_FILE).unlink(missing_ok=True)
     procs = len(lease.ids)
-    env = {**os.environ, **lease.env(), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
-           "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        **lease.env(),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+        "PYTHONUNBUFFERED": "1",
+    }
     with session_scope(url) as session:
         job = repository.get_job(session, job_id)
         resources = dict(job.resources or {}) if job else {}
@@ -53,8 +69,14 @@ def train_group(settings: Settings, job_id: str, owner: str, out_dir: str, lease
     for restart in range(settings.distributed_max_restarts + 1):
         env["ASTROPT_GROUP_RESTARTS"] = str(restart)
         with open(run / "torchrun.log", "ab") as output:  # the caller keeps the job's lease fresh
-            process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT,
-                                       start_new_session=True, preexec_fn=die_with_parent)
+            process = subprocess.Popen(
+                command,
+                env=env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=die_with_parent,
+            )
             try:
                 returncode = process.wait()
             finally:
@@ -62,10 +84,17 @@ def train_group(settings: Settings, job_id: str, owner: str, out_dir: str, lease
         if returncode == 0 or _cancel_requested(url, job_id):
             break
         if restart == settings.distributed_max_restarts:
-            log.error("job %s: process group exited with %d after its last allowed start", job_id, returncode)
+            log.error(
+                "job %s: process group exited with %d after its last allowed start",
+                job_id,
+                returncode,
+            )
         else:
-            log.warning("job %s: process group exited with %d; starting it again from its last checkpoint",
-                        job_id, returncode)
+            log.warning(
+                "job %s: process group exited with %d; starting it again from its last checkpoint",
+                job_id,
+                returncode,
+            )
     return _finish(url, job_id, run, returncode)
 
 
@@ -93,8 +122,10 @@ def _finish(url: str, job_id: str, run: Path, returncode: int) -> str:
             log_text = _tail(run / "torchrun.log", 200_000)
             cause = first_cause(log_text)
             head = f"{cause}\n" if cause else ""
-            reason = (f"{head}process group exited with code {returncode} after its restarts; "
-                      f"the end of torchrun.log:\n{log_text[-2500:]}")
+            reason = (
+                f"{head}process group exited with code {returncode} after its restarts; "
+                f"the end of torchrun.log:\n{log_text[-2500:]}"
+            )
             repository.finish_job(session, job_id, "failed", reason[:4000])
             return "failed"
         result = json.loads(result_path.read_text())
@@ -112,7 +143,12 @@ def first_cause(log_text: str) -> str | None:
     for line in log_text.splitlines():
         text = line.split("]:", 1)[-1].strip()  # torchrun prefixes rank output with [rankN]:
         name = text.split(":", 1)[0]
-        if ":" in text and name.endswith(("Error", "Exception")) and " " not in name and name != "ChildFailedError":
+        if (
+            ":" in text
+            and name.endswith(("Error", "Exception"))
+            and " " not in name
+            and name != "ChildFailedError"
+        ):
             return text[:500]
     return None
 

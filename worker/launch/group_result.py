@@ -9,8 +9,20 @@ from typing import Any
 RESULT_FILE = ".group_result.json"
 
 
-def write_result(out_dir: str | Path, status: str, step: int, *, reason: str | None = None,
-                 lost_ownership: bool = False, signalled: bool = False) -> None:
-    record: dict[str, Any] = {"status": status, "step": step, "reason": reason,
-                              "lost_ownership": lost_ownership, "signalled": signalled}
+def write_result(
+    out_dir: str | Path,
+    status: str,
+    step: int,
+    *,
+    reason: str | None = None,
+    lost_ownership: bool = False,
+    signalled: bool = False,
+) -> None:
+    record: dict[str, Any] = {
+        "status": status,
+        "step": step,
+        "reason": reason,
+        "lost_ownership": lost_ownership,
+        "signalled": signalled,
+    }
     Path(out_dir, RESULT_FILE).write_text(json.dumps(record))

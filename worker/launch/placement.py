@@ -41,7 +41,9 @@ def advertise_capacity(settings: Settings) -> None:
     """Called with the worker's heartbeat (each lease period) from its main process."""
     pool = device_pool(settings)
     with session_scope(settings.resolved_database_url) as session:
-        workers.advertise(session, worker_name(), socket.gethostname(), pool.kind, len(pool), pool.free())
+        workers.advertise(
+            session, worker_name(), socket.gethostname(), pool.kind, len(pool), pool.free()
+        )
 
 
 class NotPlaceable(Exception):
@@ -56,7 +58,11 @@ def _needs(settings: Settings, job_id: str) -> tuple[str, int, str]:
         if job is None:
             return "missing", 1, "auto"
         spec = job.spec or {}
-        return job.phase, int((spec.get("resources") or {}).get("procs_per_node", 1)), str(spec.get("device", "auto"))
+        return (
+            job.phase,
+            int((spec.get("resources") or {}).get("procs_per_node", 1)),
+            str(spec.get("device", "auto")),
+        )
 
 
 def _larger_worker_online(settings: Settings, procs: int, kind: str | None) -> bool:
@@ -87,18 +93,30 @@ def lease_devices(settings: Settings, job_id: str) -> Iterator[DeviceLease]:
     wants_gpu = device == "cuda" or device.startswith("cuda:")
     if wants_gpu and pool.kind != "cuda":
         if not _larger_worker_online(settings, procs, "cuda"):
-            _fail(settings, job_id, f"device '{device}' requested but no online worker has a GPU "
-                  f"(this one offers {len(pool)} {pool.kind} device(s)); use device 'auto' or 'cpu'")
+            _fail(
+                settings,
+                job_id,
+                f"device '{device}' requested but no online worker has a GPU "
+                f"(this one offers {len(pool)} {pool.kind} device(s)); use device 'auto' or 'cpu'",
+            )
             raise NotPlaceable(f"job {job_id} needs a GPU")
         _wait(settings, job_id, "waiting for a worker with a GPU")
         raise RetryLater(f"job {job_id} needs a GPU; this worker has none")
     if procs > len(pool):
         if not _larger_worker_online(settings, procs, "cuda" if wants_gpu else None):
-            _fail(settings, job_id, f"resources.procs_per_node asks for {procs} devices; no online worker "
-                  f"has that many (this one has {len(pool)} {pool.kind} device(s))")
+            _fail(
+                settings,
+                job_id,
+                f"resources.procs_per_node asks for {procs} devices; no online worker "
+                f"has that many (this one has {len(pool)} {pool.kind} device(s))",
+            )
             raise NotPlaceable(f"job {job_id} needs {procs} devices")
         # Routed to a smaller worker while a larger one is online: leave it to that one.
-        _wait(settings, job_id, f"waiting for a worker with {procs} devices (this one has {len(pool)})")
+        _wait(
+            settings,
+            job_id,
+            f"waiting for a worker with {procs} devices (this one has {len(pool)})",
+        )
         raise RetryLater(f"job {job_id} needs {procs} devices; worker has {len(pool)}")
     lease = pool.acquire(procs)
     if lease is None:

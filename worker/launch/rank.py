@@ -38,7 +38,9 @@ class StopOnSignal(TrainCallback):
             signal.signal(sig, self._handle)
 
     def _handle(self, signum: int, _frame: Any) -> None:
-        logging.getLogger(__name__).warning("rank got signal %d: stopping after a checkpoint", signum)
+        logging.getLogger(__name__).warning(
+            "rank got signal %d: stopping after a checkpoint", signum
+        )
         self.requested = True
 
     def should_stop(self) -> bool:
@@ -62,11 +64,21 @@ def main(argv: list[str]) -> int:
     from jobkinds.spec import JobSpec
 
     contract = JobSpec.model_validate(spec)
-    if contract.kind == "tokenise":  # each rank its part of the source (worker/launch/tokenise_rank.py)
+    if (
+        contract.kind == "tokenise"
+    ):  # each rank its part of the source (worker/launch/tokenise_rank.py)
         from worker.launch.tokenise_rank import run_tokenise_rank
 
-        return run_tokenise_rank(settings, job_id, owner, contract, out_dir, rank,
-                                 int(os.environ.get("WORLD_SIZE", 1)), stop.should_stop)
+        return run_tokenise_rank(
+            settings,
+            job_id,
+            owner,
+            contract,
+            out_dir,
+            rank,
+            int(os.environ.get("WORLD_SIZE", 1)),
+            stop.should_stop,
+        )
     config = training_config(spec, out_dir, settings)
 
     from astropt.training import train
@@ -75,13 +87,25 @@ def main(argv: list[str]) -> int:
     callbacks: list[TrainCallback] = [stop]
     store = None
     if rank == 0:
-        store = StoreCallback(url, job_id, owner, config.max_iters, settings.cancel_poll_seconds,
-                              keep_steps=settings.keep_step_checkpoints)
+        store = StoreCallback(
+            url,
+            job_id,
+            owner,
+            config.max_iters,
+            settings.cancel_poll_seconds,
+            keep_steps=settings.keep_step_checkpoints,
+        )
         callbacks.insert(0, store)
     result = train(config, callbacks, resume=True)
     if rank == 0:
-        write_result(out_dir, result.status, result.step, reason=result.reason,
-                     lost_ownership=bool(store and store.lost_ownership), signalled=stop.requested)
+        write_result(
+            out_dir,
+            result.status,
+            result.step,
+            reason=result.reason,
+            lost_ownership=bool(store and store.lost_ownership),
+            signalled=stop.requested,
+        )
     return 0
 
 

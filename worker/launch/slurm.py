@@ -28,7 +28,15 @@ from state.store import repository, session_scope
 from worker.launch.group_result import RESULT_FILE
 
 log = logging.getLogger(__name__)
-PENDING = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING", "SUSPENDED"}
+PENDING = {
+    "PENDING",
+    "CONFIGURING",
+    "REQUEUED",
+    "REQUEUE_HOLD",
+    "REQUEUE_FED",
+    "RESIZING",
+    "SUSPENDED",
+}
 ACTIVE = PENDING | {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING"}
 CANCEL_GRACE_SECONDS = 120
 COMMAND_TIMEOUT = 30
@@ -52,9 +60,14 @@ class BatchRequest:
 def batch_script(req: BatchRequest) -> str:
     """The sbatch script: one torchrun per node, c10d rendezvous on the allocation's first node."""
     options = [
-        f"--job-name=astropt-{req.job_id[:8]}", f"--nodes={req.nodes}", "--ntasks-per-node=1",
-        f"--time={req.time_minutes}", f"--output={req.out_dir}/slurm/slurm-%j.out", "--open-mode=append",
-        "--requeue", f"--chdir={req.workdir}",
+        f"--job-name=astropt-{req.job_id[:8]}",
+        f"--nodes={req.nodes}",
+        "--ntasks-per-node=1",
+        f"--time={req.time_minutes}",
+        f"--output={req.out_dir}/slurm/slurm-%j.out",
+        "--open-mode=append",
+        "--requeue",
+        f"--chdir={req.workdir}",
     ]
     if req.gpus:
         options.append(f"--gpus-per-node={req.procs_per_node}")
@@ -86,7 +99,9 @@ srun --kill-on-bad-exit=1 --ntasks-per-node=1 \\
 def _run(args: list[str]) -> str:
     done = subprocess.run(args, capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
     if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)} failed ({done.returncode}): {done.stderr.strip()[-500:]}")
+        raise RuntimeError(
+            f"{' '.join(args)} failed ({done.returncode}): {done.stderr.strip()[-500:]}"
+        )
     return done.stdout.strip()
 
 
@@ -104,8 +119,11 @@ def slurm_state(slurm_id: str) -> tuple[str, str]:
     except RuntimeError:
         pass  # squeue refuses ids it no longer knows
     try:
-        fields = dict(part.split("=", 1) for part in _run(["scontrol", "-o", "show", "job", slurm_id]).split()
-                      if "=" in part)
+        fields = dict(
+            part.split("=", 1)
+            for part in _run(["scontrol", "-o", "show", "job", slurm_id]).split()
+            if "=" in part
+        )
         return fields.get("JobState", "UNKNOWN"), fields.get("Reason", "")
     except (RuntimeError, OSError):
         pass
@@ -123,7 +141,9 @@ def scancel(slurm_id: str, signal_name: str | None = None) -> None:
     _run(args)
 
 
-def run_on_slurm(settings: Settings, job_id: str, owner: str, out_dir: str, spec: dict[str, Any]) -> str:
+def run_on_slurm(
+    settings: Settings, job_id: str, owner: str, out_dir: str, spec: dict[str, Any]
+) -> str:
     """Submit (or take over) the job's allocation and follow it to the end; returns the outcome."""
     url = settings.resolved_database_url
     resources = dict(spec.get("resources") or {})
@@ -139,12 +159,17 @@ def run_on_slurm(settings: Settings, job_id: str, owner: str, out_dir: str, spec
         scancel(previous, "TERM")
         _wait_gone(previous, CANCEL_GRACE_SECONDS)
     req = BatchRequest(
-        job_id=job_id, owner=owner, out_dir=run, nodes=int(resources.get("nodes", 1)),
-        procs_per_node=int(resources.get("procs_per_node", 1)), gpus=settings.slurm_gpus,
+        job_id=job_id,
+        owner=owner,
+        out_dir=run,
+        nodes=int(resources.get("nodes", 1)),
+        procs_per_node=int(resources.get("procs_per_node", 1)),
+        gpus=settings.slurm_gpus,
         time_minutes=int(resources.get("time_minutes") or settings.slurm_time_minutes),
         partition=resources.get("partition") or settings.slurm_partition,
         account=resources.get("account") or settings.slurm_account,
-        python=settings.slurm_python or sys.executable, workdir=os.getcwd(),
+        python=settings.slurm_python or sys.executable,
+        workdir=os.getcwd(),
     )
     submissions = 0
     while True:
@@ -153,8 +178,14 @@ def run_on_slurm(settings: Settings, job_id: str, owner: str, out_dir: str, spec
         script.write_text(batch_script(req))
         slurm_id = submit(script)
         submissions += 1
-        _record(url, job_id, slurm_job_id=slurm_id, slurm_state="PENDING", slurm_submissions=submissions,
-                world_size=req.nodes * req.procs_per_node)
+        _record(
+            url,
+            job_id,
+            slurm_job_id=slurm_id,
+            slurm_state="PENDING",
+            slurm_submissions=submissions,
+            world_size=req.nodes * req.procs_per_node,
+        )
         log.info("job %s submitted to Slurm as %s", job_id, slurm_id)
         state = _follow(settings, url, job_id, slurm_id)
         outcome = _outcome(url, job_id, run, state)
@@ -165,7 +196,9 @@ def run_on_slurm(settings: Settings, job_id: str, owner: str, out_dir: str, spec
             with session_scope(url) as session:
                 repository.finish_job(session, job_id, "failed", reason)
             return "failed"
-        log.warning("job %s: Slurm job %s ended %s; submitting again to resume", job_id, slurm_id, state)
+        log.warning(
+            "job %s: Slurm job %s ended %s; submitting again to resume", job_id, slurm_id, state
+        )
 
 
 def _follow(settings: Settings, url: str, job_id: str, slurm_id: str) -> str:
@@ -185,7 +218,9 @@ def _follow(settings: Settings, url: str, job_id: str, slurm_id: str) -> str:
             scancel(slurm_id, "TERM")  # every rank stops at the same step after a checkpoint
             _record(url, job_id, slurm_cancel="scancel --signal=TERM")
             cancel_sent_at = time.monotonic()
-        elif cancel_sent_at is not None and time.monotonic() - cancel_sent_at > CANCEL_GRACE_SECONDS:
+        elif (
+            cancel_sent_at is not None and time.monotonic() - cancel_sent_at > CANCEL_GRACE_SECONDS
+        ):
             scancel(slurm_id)
         time.sleep(settings.slurm_poll_seconds)
 
@@ -198,7 +233,9 @@ def _outcome(url: str, job_id: str, run: Path, state: str) -> str:
         cancelled = job is None or job.cancel_requested or state == "CANCELLED"
         if result is not None and result["lost_ownership"]:
             return "lost"
-        if result is not None and result["status"] == "diverged":  # resubmitting would diverge again
+        if (
+            result is not None and result["status"] == "diverged"
+        ):  # resubmitting would diverge again
             repository.update_job(session, job_id, iteration=int(result["step"]))
             repository.finish_job(session, job_id, "failed", result.get("reason"))
             return "failed"
@@ -222,7 +259,9 @@ def _wait_gone(slurm_id: str, timeout: float) -> None:
         scancel(slurm_id)
 
 
-def _record(url: str, job_id: str, waiting_reason: str | None | bool = False, **values: Any) -> None:
+def _record(
+    url: str, job_id: str, waiting_reason: str | None | bool = False, **values: Any
+) -> None:
     with session_scope(url) as session:
         job = repository.get_job(session, job_id)
         if job is None:

@@ -17,8 +17,16 @@ from worker.launch.group_result import write_result
 MANIFEST_WAIT_S = 0.5
 
 
-def run_tokenise_rank(settings: Settings, job_id: str, owner: str, contract: JobSpec, out_dir: str,
-                      rank: int, world_size: int, should_stop: Any) -> int:
+def run_tokenise_rank(
+    settings: Settings,
+    job_id: str,
+    owner: str,
+    contract: JobSpec,
+    out_dir: str,
+    rank: int,
+    world_size: int,
+    should_stop: Any,
+) -> int:
     from astropt.constants import TOKENS_PER_IMAGE
     from astropt.stopping import StopRequested
     from astropt.tokens import finalize_manifest, tokenise
@@ -29,21 +37,31 @@ def run_tokenise_rank(settings: Settings, job_id: str, owner: str, contract: Job
     reporter = None
     stop = should_stop
     if rank == 0:
-        reporter = TokeniseProgress(settings.resolved_database_url, job_id, owner, int(contract.max_iters or 1),
-                                    settings.cancel_poll_seconds,
-                                    max_outage_seconds=settings.worker_store_outage_seconds,
-                                    tokens_per_galaxy=TOKENS_PER_IMAGE)
+        reporter = TokeniseProgress(
+            settings.resolved_database_url,
+            job_id,
+            owner,
+            int(contract.max_iters or 1),
+            settings.cancel_poll_seconds,
+            max_outage_seconds=settings.worker_store_outage_seconds,
+            tokens_per_galaxy=TOKENS_PER_IMAGE,
+        )
 
         def report(done: int, total: int | None, rate: float) -> None:
             assert reporter is not None
-            reporter.report(done * world_size, None if total is None else total * world_size, rate * world_size)
+            reporter.report(
+                done * world_size, None if total is None else total * world_size, rate * world_size
+            )
 
         def stop() -> bool:
             return should_stop() or reporter.should_stop()
+
     status, count = "completed", 0
     try:
         with may_have_children():
-            result = tokenise(config, progress_callback=report if rank == 0 else None, stop=stop, progress=False)
+            result = tokenise(
+                config, progress_callback=report if rank == 0 else None, stop=stop, progress=False
+            )
         count = result.n_galaxies
         if rank == 0:  # the other ranks may still be writing: the manifest comes with the last
             while (manifest := finalize_manifest(config.out_dir, job_id=config.job_id)) is None:

@@ -15,7 +15,10 @@ down_revision = "0002_gpu_resources"
 branch_labels = None
 depends_on = None
 
-WIDENED = {"metric_points": ("step",), "jobs": ("iteration", "max_iters", "best_val_step", "n_params")}
+WIDENED = {
+    "metric_points": ("step",),
+    "jobs": ("iteration", "max_iters", "best_val_step", "n_params"),
+}
 
 
 def _widens() -> bool:

@@ -26,11 +26,17 @@ TOP_LEVEL = 62  # step 0 (and the cap for huge steps)
 def upgrade() -> None:
     with op.batch_alter_table("jobs") as batch:
         batch.add_column(sa.Column("published_at", sa.DateTime(), nullable=True))
-    op.execute("UPDATE jobs SET published_at = created_at")  # everything before this was published (or failed)
+    op.execute(
+        "UPDATE jobs SET published_at = created_at"
+    )  # everything before this was published (or failed)
     with op.batch_alter_table("metric_points") as batch:
         batch.add_column(sa.Column("level", sa.SmallInteger(), nullable=False, server_default="0"))
-    for level in range(1, 40):  # each pass lifts the multiples of 2**level; steps stay far below 2**40
-        op.execute(f"UPDATE metric_points SET level = {level} WHERE step % {2**level} = 0 AND step > 0")
+    for level in range(
+        1, 40
+    ):  # each pass lifts the multiples of 2**level; steps stay far below 2**40
+        op.execute(
+            f"UPDATE metric_points SET level = {level} WHERE step % {2**level} = 0 AND step > 0"
+        )
     op.execute(f"UPDATE metric_points SET level = {TOP_LEVEL} WHERE step = 0")
     op.create_index("ix_metric_points_level", "metric_points", ["job_id", "kind", "level", "step"])
     op.create_index("ix_metric_points_value", "metric_points", ["job_id", "kind", "value"])

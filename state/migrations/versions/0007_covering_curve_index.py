@@ -26,7 +26,9 @@ KEY = ["job_id", "kind", "level", "step"]
 def upgrade() -> None:
     op.drop_index("ix_metric_points_level", table_name="metric_points")
     if op.get_bind().dialect.name == "postgresql":
-        op.create_index("ix_metric_points_level", "metric_points", KEY, postgresql_include=["value"])
+        op.create_index(
+            "ix_metric_points_level", "metric_points", KEY, postgresql_include=["value"]
+        )
     else:
         op.create_index("ix_metric_points_level", "metric_points", [*KEY, "value"])
 
