@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from astropt.training.run_log import RunLog  # noqa: E402
 from service.app import create_app  # noqa: E402
-from service.jobs import CURVE_KINDS  # noqa: E402
+from service.jobs.service import CURVE_KINDS  # noqa: E402
 from state.settings import Settings  # noqa: E402
 from state.store import migrate, repository, session_scope  # noqa: E402
 from state.store.models import step_level  # noqa: E402

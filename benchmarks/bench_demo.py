@@ -78,8 +78,8 @@ CANDIDATES |= {
 
 
 def candidates() -> dict[str, dict[str, Any]]:
-    """The ones above, and "demo": DEMO_JOB as service/schemas.py has it now."""
-    from service.schemas import DEMO_JOB
+    """The ones above, and "demo": DEMO_JOB as service/jobs/schemas.py has it now."""
+    from service.jobs.schemas import DEMO_JOB
 
     return {"demo": DEMO_JOB, **CANDIDATES}
 

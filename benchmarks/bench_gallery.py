@@ -43,8 +43,8 @@ def main() -> None:
     parser.add_argument("--tile", type=int, default=48)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    from service import galaxies, thumbnail_maps
-    from service.catalogues import load
+    from service.catalogues import galaxies, thumbnail_maps
+    from service.catalogues.service import load
     from state.settings import Settings
 
     seed = 31337

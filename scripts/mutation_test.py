@@ -98,7 +98,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "http-declared-size-check-removed",
-        "service/routes/inference.py",
+        "service/inference/routes.py",
         "if declared.isdigit() and int(declared) > limit + FORM_OVERHEAD:",
         "if False:",
         (f"{T_HTTP}::test_declared_oversized_upload_is_refused_before_its_body_is_sent",),
@@ -106,7 +106,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "http-streamed-size-check-removed",
-        "service/routes/inference.py",
+        "service/inference/routes.py",
         "        if len(body) > limit + FORM_OVERHEAD:\n            raise InferenceError(413, too_big)",
         "        if False:\n            raise InferenceError(413, too_big)",
         (f"{T_HTTP}::test_chunked_upload_is_refused_while_it_is_read",),
@@ -114,7 +114,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "catch-all-error-handler-removed",
-        "service/routes/inference.py",
+        "service/inference/routes.py",
         "    except Exception as exc:  # the image could not be processed; never a bare 500\n",
         "    except ZeroDivisionError as exc:  # mutated: nothing else is caught\n",
         (f"{T_HTTP}::test_an_unexpected_failure_in_the_model_is_a_422_not_a_bare_500",),
@@ -192,7 +192,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "artifact-path-containment-removed",
-        "service/artifacts.py",
+        "service/jobs/artifacts.py",
         "found = candidate.is_relative_to(root) and run_file(candidate, root)",
         "found = run_file(candidate, root)",
         ("tests/service/test_api.py::test_artifacts_are_served_without_path_traversal",),
@@ -200,7 +200,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "artifact-hard-links-served",
-        "service/artifacts.py",
+        "service/jobs/artifacts.py",
         "stat.S_ISREG(info.st_mode) and info.st_nlink == 1 and",
         "stat.S_ISREG(info.st_mode) and",
         ("tests/service/test_hardening.py::test_hard_links_in_a_run_directory_are_never_served",),
@@ -280,7 +280,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     # -- users who own their jobs (issue #25) --------------------------------------------
     Mutation(
         "ownership-check-removed",
-        "service/jobs.py",
+        "service/jobs/service.py",
         "    if job is None or (owner is not None and job.submitted_by != owner):\n",
         "    if job is None:\n",
         ("tests/service/test_users.py::test_users_own_their_jobs",),

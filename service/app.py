@@ -14,14 +14,19 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from astropt import __version__
-from service.body_guard import BodyGuard
+from service.catalogues import galaxy_routes as galaxies
+from service.catalogues import routes as catalogues
 from service.datasets import routes as datasets_routes
-from service.deadline import Deadline, SingleFlightProbe
+from service.http import health
+from service.http.body_guard import BodyGuard
+from service.http.deadline import Deadline, SingleFlightProbe
+from service.http.json_errors import undecodable_json
+from service.http.metrics import ServiceMetrics
+from service.inference import routes as inference
 from service.inference.engine import ensure_engine
-from service.jobs import Publisher
-from service.json_errors import undecodable_json
-from service.metrics import ServiceMetrics
-from service.routes import catalogues, galaxies, health, inference, jobs, outputs
+from service.jobs import outputs
+from service.jobs import routes as jobs
+from service.jobs.service import Publisher
 from service.ui import install_ui
 from service.users import routes as users_routes
 from service.users.audit import AuditLog

@@ -44,8 +44,8 @@ def describe(spec: dict[str, Any]) -> str:
 
 def submit(app: Any, settings: Settings) -> str:
     """Queue the demo job; its id."""
-    from service import jobs
-    from service.schemas import DEMO_JOB, JobSpec
+    from service.jobs import service as jobs
+    from service.jobs.schemas import DEMO_JOB, JobSpec
     from state.store import session_scope
 
     with session_scope(settings.resolved_database_url) as session:
@@ -62,7 +62,7 @@ def start_up_text(host: str, port: int, data_dir: Path, demo_job_id: str | None)
         f"  API docs    {base}/docs",
     ]
     if demo_job_id is not None:
-        from service.schemas import DEMO_JOB
+        from service.jobs.schemas import DEMO_JOB
 
         what = describe(DEMO_JOB)
         plan = (

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from service.jobs import Publisher
+from service.jobs.service import Publisher
 from service.users.auth import require
 from state.settings import Settings
 from state.store import session_scope

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Response, status
 from service.datasets import service
 from service.datasets.schemas import DatasetList
 from service.deps import ApiKey, SessionDep, SettingsDep
-from service.responses import STORE_DOWN
-from service.schemas import ErrorOut
+from service.http.responses import STORE_DOWN
+from service.http.schemas import ErrorOut
 
 router = APIRouter(prefix="/datasets", tags=["datasets"], responses=STORE_DOWN)
 ERRORS: dict[int | str, dict[str, Any]] = {

@@ -8,8 +8,8 @@ from fastapi import APIRouter, FastAPI, Query
 from fastapi.responses import Response
 
 from astropt.plotting import compare_figure
-from service import jobs
 from service.deps import SessionDep, SettingsDep
+from service.jobs import service as jobs
 from service.users.auth import TOKEN_ERRORS
 from state.errors import ServiceError
 

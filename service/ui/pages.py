@@ -16,9 +16,11 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from service import artifacts, catalogues, jobs
+from service.catalogues import service as catalogues
 from service.deps import SessionDep, SettingsDep
-from service.schemas import JOB_SPEC_EXAMPLES
+from service.jobs import artifacts
+from service.jobs import service as jobs
+from service.jobs.schemas import JOB_SPEC_EXAMPLES
 from state.store import repository
 
 HERE = Path(__file__).parent

@@ -1,7 +1,7 @@
 """The principal of the request being served, for the service layer.
 
 Set by the scope dependencies (:func:`service.users.auth.require`) on every protected route,
-so :func:`service.jobs.get` and the other readers filter by owner without each route having
+so :func:`service.jobs.service.get` and the other readers filter by owner without each route having
 to remember to: a new route is protected by being mounted under a protected router. Outside
 a request (the CLI, workers, tests calling the layer directly) no principal is set and every
 job is visible.

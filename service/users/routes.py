@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from service.deps import SessionDep
-from service.responses import STORE_DOWN
+from service.http.responses import STORE_DOWN
 from service.users.auth import TOKEN_ERRORS, Admin, Reader
 from state.store.users import audit_entries
 

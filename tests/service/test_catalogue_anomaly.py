@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from astropt.science import SimilarityIndex, write_catalogue
-from service import catalogues
+from service.catalogues import service as catalogues
 from state.errors import SpecInvalid
 from state.settings import Settings
 

@@ -11,8 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from astropt.science import write_catalogue
-from service import catalogues
-from service.catalogue_schemas import ProbeRequest
+from service.catalogues import service as catalogues
+from service.catalogues.schemas import ProbeRequest
 from state.errors import SpecInvalid
 from state.settings import Settings
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import event
 
-from service.jobs import curves
+from service.jobs.service import curves
 from state.store import get_engine, migrate, session_scope
 from state.store import repository as repo
 from tests.service.stack import postgres_schema, tiny_spec

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.schemas import DEMO_JOB
+from service.jobs.schemas import DEMO_JOB
 from tests.service.stack import Stack, service_env, unique_queue, wait_for_job
 from tests.ui.browser import NetworkLog, artifact_dir, chromium_page
 

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from jobkinds.kinds.embed import check_embed, prepare_body
-from service.schemas import EMBED_JOB, JobSpec
+from service.jobs.schemas import EMBED_JOB, JobSpec
 from state.errors import SpecInvalid
 from state.settings import Settings
 from state.store import migrate, session_scope

@@ -149,7 +149,7 @@ def _npy_cube() -> bytes:
 def test_a_job_recorded_but_never_published_is_published_by_the_sweep(tmp_path: Path) -> None:
     from datetime import timedelta
 
-    from service.schemas import JobSpec
+    from service.jobs.schemas import JobSpec
     from state.store import migrate, repository, session_scope
     from state.store.models import utcnow
 

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from jobkinds.kinds.finetune import check_finetune
-from service.schemas import FINETUNE_JOB, JobSpec
+from service.jobs.schemas import FINETUNE_JOB, JobSpec
 from state.errors import SpecInvalid
 from state.settings import Settings
 

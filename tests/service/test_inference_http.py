@@ -25,7 +25,7 @@ from astropt.inference.render import png_size
 from astropt.model import GPT, GPTConfig
 from service.app import create_app
 from service.inference.engine import InferenceEngine
-from service.routes.inference import SHIPPED_MODEL_WEIGHTS
+from service.inference.routes import SHIPPED_MODEL_WEIGHTS
 from state.settings import InferenceSettings, Settings
 from state.store import session_scope
 from state.store.models import utcnow
@@ -416,7 +416,7 @@ def test_chunked_upload_is_refused_while_it_is_read(server):
 
 
 def test_an_unexpected_failure_in_the_model_is_a_422_not_a_bare_500(server, tmp_path):
-    # Reaches the catch-all in service/routes/inference.py: a checkpoint whose token
+    # Reaches the catch-all in service/inference/routes.py: a checkpoint whose token
     # embedding is too small for the codec's tokens (IndexError inside the model) loads
     # fine and then fails on the first image; the user gets 422 naming the error.
     from astropt.model import ModalityConfig

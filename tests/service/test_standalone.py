@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from service.schemas import DEMO_JOB
+from service.jobs.schemas import DEMO_JOB
 from tests.service.stack import (
     Stack,
     assert_resumed_from_checkpoint,

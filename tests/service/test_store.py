@@ -12,7 +12,7 @@ import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
-from service.jobs import downsample
+from service.jobs.service import downsample
 from state.store import (
     best_checkpoint_dir,
     get_engine,

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
-from service.schemas import ErrorOut, ValidationErrorOut
+from service.http.schemas import ErrorOut, ValidationErrorOut
 
 JOB_ID = r"^[0-9a-f]{1,32}$"
 

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from jobkinds.checks import inside, roots_text
 from jobkinds.kinds.embed import catalogue_dir
-from service.catalogue_schemas import (
+from service.catalogues.schemas import (
     CatalogueLinks,
     CatalogueOut,
     Neighbour,
@@ -32,7 +32,7 @@ from service.catalogue_schemas import (
     ProbeRequest,
     SearchOut,
 )
-from service.jobs import visible_job
+from service.jobs.service import visible_job
 from service.users.context import owner_filter
 from state.errors import Conflict, NotFound, SpecInvalid, TooManyJobs
 from state.settings import Settings
@@ -48,7 +48,9 @@ class Loaded:
     catalogue: Any  # astropt.science.Catalogue
     index: Any  # astropt.science.SimilarityIndex
     outliers: dict[tuple[str, int], np.ndarray]  # (method, k) -> scores, computed on first use
-    images: Any = None  # astropt.science.cutouts.RowImages, made on first use (service.galaxies)
+    images: Any = (
+        None  # astropt.science.cutouts.RowImages, made on first use (service.catalogues.galaxies)
+    )
     maps: dict[str, np.ndarray] = field(
         default_factory=dict
     )  # method -> 2-D map, made on first use
@@ -328,7 +330,7 @@ def search_by_image(
     settings: Settings, path: Path, job_id: str, cube: Any, filename: str, k: int
 ) -> SearchOut:
     """The upload embedded exactly as the catalogue's rows were (its model, pooling, layer)."""
-    from service.catalogue_models import embed_cube
+    from service.catalogues.models import embed_cube
 
     _bound("k", k, settings, "max_search_k")
     loaded = load(path)

@@ -6,20 +6,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
 
-from service import deletion, jobs
-from service.body_guard import strict_job_body
 from service.deps import ApiKey, PublisherDep, SessionDep, SettingsDep
-from service.responses import BODY_LIMITS, STORE_DOWN
-from service.schemas import (
-    JOB_SPEC_EXAMPLES,
-    ErrorOut,
-    JobList,
-    JobOut,
-    JobSpec,
-    Phase,
-    ResumeRequest,
-    ValidationErrorOut,
-)
+from service.http.responses import BODY_LIMITS, STORE_DOWN
+from service.http.schemas import ErrorOut, ValidationErrorOut
+from service.jobs import deletion
+from service.jobs import service as jobs
+from service.jobs.body import strict_job_body
+from service.jobs.schemas import JOB_SPEC_EXAMPLES, JobList, JobOut, JobSpec, Phase, ResumeRequest
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], responses=STORE_DOWN)
 MAX_OFFSET = 2**31 - 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.schemas import ErrorOut
+from service.http.schemas import ErrorOut
 
 Responses = dict[int | str, dict[str, Any]]
 

@@ -13,7 +13,7 @@ from astropt.run_dir import RunDir
 from jobkinds import capacity
 from jobkinds.base import checkpoint_resume_target
 from jobkinds.registry import kind_of
-from service.schemas import (
+from service.jobs.schemas import (
     CheckpointOut,
     Curve,
     Curves,

@@ -12,10 +12,9 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
-from service import galaxies, thumbnail_maps
-from service.deps import ApiKey
-from service.galaxy_schemas import GalleryKind, GalleryOut, ObjectOut
-from service.routes.catalogues import (
+from service.catalogues import galaxies, thumbnail_maps
+from service.catalogues.galaxy_schemas import GalleryKind, GalleryOut, ObjectOut
+from service.catalogues.routes import (
     COMPUTE,
     SERVED,
     OutlierMethod,
@@ -23,6 +22,7 @@ from service.routes.catalogues import (
     _compute,
     _png,
 )
+from service.deps import ApiKey
 from state.settings import Settings
 
 router = APIRouter(tags=["catalogues"])

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from service.catalogues import Loaded, load, map_xy
-from service.galaxies import images_of, object_links
+from service.catalogues.galaxies import images_of, object_links
+from service.catalogues.service import Loaded, load, map_xy
 from state.settings import Settings
 
 

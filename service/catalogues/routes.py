@@ -17,9 +17,8 @@ from pydantic import Field, ValidationError
 
 from astropt.science.anomaly import METHODS
 from jobkinds.paths import checked_path
-from service import catalogues
-from service.body_guard import reject_non_finite
-from service.catalogue_schemas import (
+from service.catalogues import service as catalogues
+from service.catalogues.schemas import (
     JOB_ID,
     CatalogueList,
     CatalogueOut,
@@ -30,15 +29,16 @@ from service.catalogue_schemas import (
     UploadOrFieldError,
 )
 from service.deps import ApiKey, SessionDep
-from service.responses import STORE_DOWN, UPLOAD, Responses, _error
-from service.routes.inference import (
+from service.http.body_guard import reject_non_finite
+from service.http.responses import STORE_DOWN, UPLOAD, Responses, _error
+from service.http.schemas import ValidationErrorOut
+from service.inference.routes import (
     InferenceError,
     _Form,
     _multipart_doc,
     _read_request,
     get_engine,
 )
-from service.schemas import ValidationErrorOut
 from state.settings import Settings
 from state.store import session_scope
 

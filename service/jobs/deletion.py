@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from service import jobs
+from service.jobs import service as jobs
 from state.errors import Conflict, NotFound
 from state.settings import Settings
 from state.store import FINISHED_PHASES, repository

@@ -15,12 +15,14 @@ from fastapi.responses import FileResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
 from astropt.plotting import loss_figure
-from service import artifacts, jobs
 from service.deps import SessionDep, SettingsDep
-from service.responses import STORE_DOWN
-from service.routes.jobs import NOT_FOUND
-from service.schemas import ArtifactFile, ArtifactList, ErrorOut
-from service.stream_slots import stream_slots
+from service.http.responses import STORE_DOWN
+from service.http.schemas import ErrorOut
+from service.jobs import artifacts
+from service.jobs import service as jobs
+from service.jobs.routes import NOT_FOUND
+from service.jobs.schemas import ArtifactFile, ArtifactList
+from service.jobs.stream_slots import stream_slots
 from state.settings import Settings
 from state.store import FINISHED_PHASES, session_scope
 

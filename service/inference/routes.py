@@ -27,10 +27,10 @@ from astropt.inference.pipeline import Pooling, Reconstruction, ReconstructOptio
 from astropt.inference.render import render_png, to_fits, to_npy
 from astropt.inference.uploads import Cube, InputError, UploadLimits, parse_upload
 from astropt.pooling import DEFAULT_CENTRE, DEFAULT_POOL
-from service import artifacts
 from service.deps import ApiKey
+from service.http.responses import UPLOAD
 from service.inference.engine import BatchResult, InferenceEngine, Work, ensure_engine
-from service.responses import UPLOAD
+from service.jobs import artifacts
 from service.users.context import owner_filter
 from state.errors import ServiceError
 from state.settings import Settings

@@ -11,7 +11,14 @@ from urllib.parse import quote
 
 import numpy as np
 
-from service.catalogues import (
+from service.catalogues.galaxy_schemas import (
+    AnomalyRank,
+    GalleryItem,
+    GalleryOut,
+    NeighbourOut,
+    ObjectOut,
+)
+from service.catalogues.service import (
     Loaded,
     load,
     outlier_method,
@@ -19,7 +26,6 @@ from service.catalogues import (
     row_columns,
     search_by_id,
 )
-from service.galaxy_schemas import AnomalyRank, GalleryItem, GalleryOut, NeighbourOut, ObjectOut
 from state.errors import Conflict, NotFound, SpecInvalid
 from state.settings import Settings
 

@@ -9,8 +9,8 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from astropt import __version__
-from service.deadline import SingleFlightProbe
-from service.schemas import Health
+from service.http.deadline import SingleFlightProbe
+from service.http.schemas import Health
 
 router = APIRouter(tags=["operations"])
 

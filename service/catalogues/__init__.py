@@ -1,0 +1,1 @@
+"""Catalogues of embed jobs: what the endpoints compute (service.py), galaxies, maps, routes."""

@@ -1,0 +1,1 @@
+"""HTTP plumbing every resource shares: body limits, deadlines, metrics, documented errors, health."""

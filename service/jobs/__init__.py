@@ -1,0 +1,1 @@
+"""Jobs: submission, state changes, read models (service.py), their routes and outputs, artifacts."""
