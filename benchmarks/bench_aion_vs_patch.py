@@ -35,11 +35,10 @@ import torch
 from astropt.config import TrainConfig
 from astropt.constants import DEFAULT_BANDS
 from astropt.data.mock import nanomaggies_to_mag, simulate
+from astropt.images import Cube, centre_crop
 from astropt.inference.cache import ModelCache
-from astropt.inference.limits import centre_crop
 from astropt.inference.patch_pipeline import embed_patches, reconstruct_patches
 from astropt.inference.pipeline import ReconstructOptions, reconstruct
-from astropt.inference.uploads import Cube
 from astropt.model import GPT, GPTConfig
 from astropt.science.embedding import EmbedOptions, embed_tokens
 from astropt.science.probe import ridge_cv

@@ -102,7 +102,7 @@ def gallery_png(
 ) -> None:
     """The 32 most unusual objects of one trial (every kind planted once) by the default method,
     as the service's gallery draws them."""
-    from astropt.inference.limits import centre_crop
+    from astropt.images import centre_crop
     from astropt.science.cutouts import PIXELS, GalaxyImage
     from astropt.science.cutouts import gallery_png as draw
 
@@ -146,7 +146,7 @@ def thumbnails_png(
 ) -> None:
     """The thumbnail map (PCA, as the service draws it) of every galaxy embedded: the normal ones
     and every planted anomaly."""
-    from astropt.inference.limits import centre_crop
+    from astropt.images import centre_crop
     from astropt.science.cutouts import cutout_rgb
     from astropt.science.search import pca_map
     from astropt.science.thumbnail_map import thumbnail_cells, thumbnail_sheet

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from astropt.constants import DEFAULT_BANDS
-from astropt.inference.limits import centre_crop
+from astropt.images import centre_crop
 
 GALAXY_THRESHOLD_SIGMA = 1.0
 BRIGHT_SNR = 50.0

@@ -109,9 +109,8 @@ def model_inputs(
     samples: list[dict[str, Any]], meta: dict[str, Any], codec: Any
 ) -> dict[str, torch.Tensor]:
     """Inputs ``[N, ...]`` of raw samples for the checkpoint's model, as ``/embed`` makes them."""
-    from astropt.inference.limits import centre_crop
+    from astropt.images import Cube, centre_crop
     from astropt.inference.pipeline import encode_cubes, token_inputs
-    from astropt.inference.uploads import Cube
 
     if codec is None:
         from astropt.inference.patch_pipeline import patch_inputs, patch_settings

@@ -1,5 +1,6 @@
 """Inference on user images: parsing uploads, reconstructing through codec + model, rendering."""
 
-from astropt.inference.uploads import Cube, InputError, UploadLimits, parse_bands, parse_upload
+from astropt.images import Cube
+from astropt.inference.uploads import InputError, UploadLimits, parse_bands, parse_upload
 
 __all__ = ["Cube", "InputError", "UploadLimits", "parse_bands", "parse_upload"]

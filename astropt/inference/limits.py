@@ -6,10 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from astropt.constants import CROP, DEFAULT_BANDS
+from astropt.constants import DEFAULT_BANDS
 
 if TYPE_CHECKING:
-    import numpy as np
+    pass
 
 MIN_SIDE = 96  # the codec's centre crop
 
@@ -21,13 +21,6 @@ class InputError(ValueError):
         super().__init__(message)
         self.status = status
         self.message = message
-
-
-def centre_crop(flux: np.ndarray, size: int = CROP) -> np.ndarray:
-    """The codec's own crop: ``start = (side - size) // 2`` on both axes (a view)."""
-    h, w = flux.shape[-2:]
-    top, left = (h - size) // 2, (w - size) // 2
-    return flux[..., top : top + size, left : left + size]
 
 
 @dataclass(frozen=True)

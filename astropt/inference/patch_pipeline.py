@@ -17,6 +17,7 @@ import torch
 
 from astropt.config import ModelSettings
 from astropt.constants import CROP, DEFAULT_BANDS
+from astropt.images import Cube
 from astropt.inference.pipeline import (
     OptionsError,
     Reconstruction,
@@ -24,7 +25,6 @@ from astropt.inference.pipeline import (
     centre_crop,
     check_pooling,
 )
-from astropt.inference.uploads import Cube
 from astropt.patches import PATCH_MODALITY, centre_token_patches, patches_to_image, random_mask
 from astropt.pooling import DEFAULT_CENTRE, DEFAULT_POOL
 from astropt.training.pairs import sequence

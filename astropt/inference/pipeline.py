@@ -26,8 +26,7 @@ import torch
 
 from astropt.codec import CodecHandle, check_same_codec
 from astropt.constants import DEFAULT_BANDS, TOKENS_PER_IMAGE
-from astropt.inference.limits import centre_crop
-from astropt.inference.uploads import Cube
+from astropt.images import Cube, centre_crop
 from astropt.pooling import DEFAULT_CENTRE, DEFAULT_POOL, PoolingError, check_pool
 from astropt.tokenise import restore_first_token, shift_for_training
 from astropt.torch_policy import autocast

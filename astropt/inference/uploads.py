@@ -37,17 +37,16 @@ import math
 import zipfile
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from astropt.constants import DEFAULT_BANDS
+from astropt.images import Cube
 from astropt.inference.inflate import gunzip_limited, inflated, process_budget
 from astropt.inference.limits import (
     MIN_SIDE,
     InputError,
     UploadLimits,
-    centre_crop,
     normalise_band,
     parse_bands,
 )
@@ -69,7 +68,6 @@ SUPPORTED_SUFFIXES = (
     ".npz",
 )
 __all__ = [
-    "Cube",
     "InputError",
     "UploadLimits",
     "gunzip_limited",
@@ -77,26 +75,6 @@ __all__ = [
     "parse_bands",
     "parse_upload",
 ]
-
-
-@dataclass
-class Cube:
-    """A checked image: ``flux`` float32 ``[len(bands), H, W]`` in canonical DES band order."""
-
-    flux: np.ndarray
-    bands: tuple[str, ...]
-    warnings: list[str] = field(default_factory=list)
-
-    def central_crop(self) -> Cube:
-        """Only what inference reads (the codec's 96x96 centre crop), in its own small array,
-        so a large upload's full image can be freed as soon as it is parsed."""
-        return Cube(
-            np.ascontiguousarray(centre_crop(self.flux)).copy(), self.bands, list(self.warnings)
-        )
-
-    @property
-    def missing_bands(self) -> tuple[str, ...]:
-        return tuple(b for b in DEFAULT_BANDS if b not in self.bands)
 
 
 def parse_upload(

@@ -15,9 +15,9 @@ from typing import Any, Literal, overload
 import numpy as np
 
 from astropt.finetune.predict import Prediction
+from astropt.images import Cube
 from astropt.inference.errors import ErrorPayload
 from astropt.inference.pipeline import Pooling, Reconstruction, ReconstructOptions
-from astropt.inference.uploads import Cube
 from astropt.pooling import DEFAULT_CENTRE, DEFAULT_POOL
 
 RequestKind = Literal["reconstruct", "embed", "predict"]

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from astropt.inference.limits import centre_crop
+from astropt.images import centre_crop
 
 PIXELS, DECODED = "pixels", "codec-decoded"
 CUTOUT_ZOOM = 2  # a 96x96 crop becomes a 192x192 PNG

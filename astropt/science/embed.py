@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from astropt.inference.limits import centre_crop
+from astropt.images import centre_crop
 from astropt.science.catalogue import check_target
 from astropt.science.embedding import (
     EmbedModel,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from astropt.constants import CROP
-from astropt.inference.limits import centre_crop
+from astropt.images import centre_crop
 
 APERTURE_RADII_PX = (2.0, 4.0, 8.0, 16.0, 32.0)
 ASINH_SOFTENING = 0.05  # nanomaggies: about the sky noise in the smallest aperture

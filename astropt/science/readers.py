@@ -23,7 +23,7 @@ import torch
 
 from astropt.codec import CodecHandle
 from astropt.config import ModelSettings
-from astropt.inference.limits import centre_crop
+from astropt.images import centre_crop
 from astropt.patches import centre_token_patches
 from astropt.pooling import centre_positions
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from astropt.inference.limits import centre_crop
+from astropt.images import centre_crop
 from astropt.model import GPT
 from astropt.tokenise import MODALITY
 

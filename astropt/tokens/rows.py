@@ -27,19 +27,18 @@ import numpy as np
 import torch
 
 from astropt.config import DataSettings
-from astropt.constants import CROP
 from astropt.data.samples import DataSourceError, raw_sample_from_row
 from astropt.data.tables import nested_numpy
+from astropt.images import centre_crop
 
 READ_BATCH = 64  # rows per Arrow record batch read from a file or stream
 IMAGE_FIELDS = frozenset({"image", "legacysurvey_image", "truth", "noise_sigma", "object_id"})
 
 
-def centre_crop(flux: np.ndarray) -> np.ndarray:
-    """The codec's own centre crop (``aion``'s ``CenterCrop``: start ``(size - 96) // 2``)."""
-    h, w = flux.shape[-2:]
-    y, x = (h - CROP) // 2, (w - CROP) // 2
-    return np.ascontiguousarray(flux[..., y : y + CROP, x : x + CROP], dtype=np.float32)
+def cropped(flux: np.ndarray) -> np.ndarray:
+    """The codec's own centre crop (astropt.images), as its own float32 array: what a DataLoader
+    worker sends over its queue is 147 KiB a galaxy, not the whole cut-out."""
+    return np.ascontiguousarray(centre_crop(flux), dtype=np.float32)
 
 
 def scalar_row(batch: Any, row: int, skip: frozenset[str]) -> dict[str, Any]:
@@ -161,7 +160,7 @@ class TableReader:
             if self.columns
             else {}
         )
-        return Decoded(str(sample["object_id"]), centre_crop(sample["flux"]), scalars)
+        return Decoded(str(sample["object_id"]), cropped(sample["flux"]), scalars)
 
 
 @dataclass
@@ -203,7 +202,7 @@ class StreamReader:
             if self.columns
             else {}
         )
-        return Decoded(str(sample["object_id"]), centre_crop(sample["flux"]), scalars)
+        return Decoded(str(sample["object_id"]), cropped(sample["flux"]), scalars)
 
 
 @dataclass
@@ -222,7 +221,7 @@ class CubeReader:
 
     def decode(self, handle: Any) -> Decoded:
         sample = self.rows.sample(handle)
-        return Decoded(str(sample["object_id"]), centre_crop(sample["flux"]), {})
+        return Decoded(str(sample["object_id"]), cropped(sample["flux"]), {})
 
 
 def pick_columns(values: dict[str, Any], wanted: list[str], where: str) -> dict[str, Any]:

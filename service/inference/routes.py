@@ -22,10 +22,11 @@ from starlette.datastructures import FormData, UploadFile
 
 from astropt.checkpoints.shipped import SHIPPED_MODEL_DIR
 from astropt.constants import DEFAULT_BANDS
+from astropt.images import Cube
 from astropt.inference.errors import REQUEST_ERRORS, http_status
 from astropt.inference.pipeline import Pooling, Reconstruction, ReconstructOptions
 from astropt.inference.render import render_png, to_fits, to_npy
-from astropt.inference.uploads import Cube, InputError, UploadLimits, parse_upload
+from astropt.inference.uploads import InputError, UploadLimits, parse_upload
 from astropt.pooling import DEFAULT_CENTRE, DEFAULT_POOL
 from service.deps import ApiKey
 from service.http.responses import UPLOAD

@@ -10,7 +10,7 @@ import torch
 from astropt.checkpoints.shipped import SHIPPED_MODEL_DIR
 from astropt.data.anomalies import KINDS, planted
 from astropt.data.mock import simulate_galaxy
-from astropt.inference.limits import centre_crop
+from astropt.images import centre_crop
 from astropt.science import SourceSpec, embed_catalogue, load_embed_model, read_catalogue
 from astropt.science.anomaly import (
     DEFAULT_METHOD,

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from astropt.data.mock import object_id, simulate_galaxy
-from astropt.inference.limits import centre_crop
+from astropt.images import centre_crop
 from astropt.science.cutouts import (
     DECODED,
     PIXELS,

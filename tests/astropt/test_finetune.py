@@ -83,8 +83,8 @@ def test_each_mode_trains_what_it_says_and_nothing_else(init, mock_dir, tmp_path
 def test_merged_checkpoint_is_a_plain_model_with_the_adapted_embedding(
     init, mock_dir, tmp_path
 ) -> None:
+    from astropt.images import Cube
     from astropt.inference.runtime import InferenceRuntime, RuntimeConfig
-    from astropt.inference.uploads import Cube
     from astropt.inference.wire import InferenceRequest, InferenceResult
 
     result = FinetuneRun(

@@ -12,6 +12,7 @@ from PIL import Image
 from astropt.checkpoints import load_checkpoint, save_checkpoint
 from astropt.codec import CodecError, load_codec
 from astropt.constants import DEFAULT_BANDS
+from astropt.images import Cube
 from astropt.inference.pipeline import (
     OptionsError,
     ReconstructOptions,
@@ -20,7 +21,7 @@ from astropt.inference.pipeline import (
     reconstruct,
 )
 from astropt.inference.render import png_size, render_png, to_fits, to_npy
-from astropt.inference.uploads import Cube, parse_upload
+from astropt.inference.uploads import parse_upload
 from astropt.model import GPT, GPTConfig
 
 

@@ -15,8 +15,8 @@ import torch
 
 from astropt.constants import DEFAULT_BANDS
 from astropt.data.mock import simulate_galaxy
+from astropt.images import Cube
 from astropt.inference.patch_pipeline import embed_patches, patch_inputs, patch_settings
-from astropt.inference.uploads import Cube
 from astropt.patches import centre_patch_positions
 from astropt.science.checkpoint_probes import probe_checkpoints
 from astropt.science.embed import embed_catalogues

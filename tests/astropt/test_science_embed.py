@@ -12,7 +12,7 @@ from astropt.checkpoints import save_checkpoint
 from astropt.cli import main
 from astropt.codec import load_codec
 from astropt.data.mock import simulate_galaxy
-from astropt.inference.limits import centre_crop
+from astropt.images import centre_crop
 from astropt.model import GPT, GPTConfig
 from astropt.science import (
     CatalogueError,

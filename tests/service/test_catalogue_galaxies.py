@@ -18,7 +18,7 @@ from PIL import Image
 
 from astropt.data.anomalies import planted
 from astropt.data.mock import simulate_galaxy
-from astropt.inference.limits import centre_crop
+from astropt.images import centre_crop
 from astropt.science.cutouts import CUTOUT_DIR, cutout_rgb
 from tests.service.stack import Stack, service_env, unique_queue, wait_for_job
 

@@ -12,9 +12,9 @@ import torch
 from astropt.checkpoints import CheckpointError, save_checkpoint
 from astropt.codec import load_codec
 from astropt.constants import DEFAULT_BANDS
+from astropt.images import Cube
 from astropt.inference.cache import ModelCache, module_bytes
 from astropt.inference.pipeline import ReconstructOptions
-from astropt.inference.uploads import Cube
 from astropt.model import GPT, GPTConfig
 from astropt.torch_policy import inference_dtype as choose_precision
 from service.inference.engine import EngineBusy, InferenceEngine, Work

@@ -16,8 +16,8 @@ import torch
 from astropt.checkpoints import CheckpointError, save_checkpoint
 from astropt.codec import load_codec
 from astropt.constants import DEFAULT_BANDS
+from astropt.images import Cube
 from astropt.inference.pipeline import ReconstructOptions, embed, reconstruct
-from astropt.inference.uploads import Cube
 from astropt.model import GPT, GPTConfig
 from service.inference.engine import EngineBusy, InferenceEngine, Work
 from state.settings import InferenceSettings
