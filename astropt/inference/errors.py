@@ -1,9 +1,9 @@
-"""The errors an inference request can end with, their wire form and their HTTP status.
+"""The errors an inference request can end with, and their wire form.
 
 Every expected failure is one of the classes in :data:`REQUEST_ERRORS`. A worker sends one
-back as an :class:`ErrorPayload` (kind + message + status, JSON), the API re-raises the same
-class from it, and the HTTP layer reads the status from :func:`http_status`: one mapping,
-whichever side computed the request.
+back as an :class:`ErrorPayload` (kind + message + an upload's problem, JSON) and the API
+re-raises the same class from it, so the service maps errors to HTTP answers in one place
+(service/inference/errors.py) whichever side computed the request. No HTTP here.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any, Literal, cast, get_args
 
 from astropt.checkpoints import CheckpointError
 from astropt.codec import CodecError
-from astropt.inference.limits import InputError
+from astropt.inference.limits import InputError, InputProblem
 from astropt.inference.pipeline import OptionsError
 
 ErrorKind = Literal["codec", "checkpoint", "input", "options", "busy"]
@@ -42,33 +42,20 @@ def error_kind(exc: BaseException) -> ErrorKind | None:
     return next((kind for kind, cls in _CLASSES.items() if isinstance(exc, cls)), None)
 
 
-def http_status(exc: BaseException) -> int:
-    """The HTTP status of an inference error: 409 the model cannot be used, 4xx the upload or
-    options, 503 overloaded, 422 anything else (the image could not be processed; never 500)."""
-    kind = error_kind(exc)
-    if kind in ("codec", "checkpoint"):
-        return 409
-    if kind == "input":
-        return int(getattr(exc, "status", 422))
-    if kind == "busy":
-        return 503
-    return 422
-
-
 @dataclass(frozen=True)
 class ErrorPayload:
     """An expected error as it crosses the queue (JSON): re-raised as the same class."""
 
     kind: ErrorKind
     message: str
-    status: int
+    problem: InputProblem | None = None  # kind "input": which problem the upload has
 
     @classmethod
     def of(cls, exc: BaseException) -> ErrorPayload:
         kind = error_kind(exc)
         if kind is None:
             raise TypeError(f"{type(exc).__name__} is not an inference request error") from exc
-        return cls(kind, str(exc), http_status(exc))
+        return cls(kind, str(exc), exc.problem if isinstance(exc, InputError) else None)
 
     def to_wire(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,13 +65,16 @@ class ErrorPayload:
         kind = data.get("kind")
         if kind not in get_args(ErrorKind):
             raise ValueError(f"unknown inference error kind {kind!r}")
+        problem = data.get("problem")
+        if problem is not None and problem not in get_args(InputProblem):
+            raise ValueError(f"unknown upload problem {problem!r}")
         return cls(
             cast(ErrorKind, kind),
             str(data.get("message", "inference failed")),
-            int(data.get("status", 422)),
+            cast("InputProblem | None", problem),
         )
 
     def exception(self) -> Exception:
         if self.kind == "input":
-            return InputError(self.status, self.message)
+            return InputError(self.problem or "invalid", self.message)
         return _CLASSES[self.kind](self.message)

@@ -36,7 +36,7 @@ class InflateBudget:
 
     @contextmanager
     def reserve(self, size: int, wait_s: float) -> Iterator[None]:
-        """Hold ``size`` bytes of the budget for the block; an InputError(503) after ``wait_s``.
+        """Hold ``size`` bytes of the budget for the block; an InputError('busy') after ``wait_s``.
 
         An upload larger than the whole budget (but within the per-upload limit) may still run
         alone, when nothing else is reserved."""
@@ -56,13 +56,12 @@ class InflateBudget:
 
 
 def busy(capacity: int, reserved: int) -> InputError:
-    error = InputError(
-        503,
+    return InputError(
+        "busy",
         f"the service is inflating {reserved} bytes of compressed uploads, its limit of "
         f"{capacity} at once (setting ASTROPT_INFERENCE_MAX_INFLATING_MB); retry shortly",
+        retry_after_s=2.0,
     )
-    error.retry_after_s = 2.0  # type: ignore[attr-defined]
-    return error
 
 
 def process_budget(capacity: int) -> InflateBudget:
@@ -73,7 +72,8 @@ def process_budget(capacity: int) -> InflateBudget:
 
 def inflated_size(data: bytes, limit: int) -> int:
     """Bytes the gzip ``data`` inflates to (its first member), counted without keeping them:
-    an InputError 413 as soon as the count passes ``limit``, 422 for corrupt or truncated data."""
+    an InputError ('too_large') as soon as the count passes ``limit``, 'invalid' for corrupt or
+    truncated data."""
     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
     view = memoryview(data)
     position, total = 0, 0
@@ -88,11 +88,13 @@ def inflated_size(data: bytes, limit: int) -> int:
                 break
             total += len(inflater.decompress(piece, _OUT_CHUNK))
             if total > limit:
-                raise InputError(413, f"the file inflates to more than {limit} bytes (limit)")
+                raise InputError(
+                    "too_large", f"the file inflates to more than {limit} bytes (limit)"
+                )
     except zlib.error as exc:
-        raise InputError(422, f"corrupt gzip data: {exc}") from exc
+        raise InputError("invalid", f"corrupt gzip data: {exc}") from exc
     if not inflater.eof:
-        raise InputError(422, "the gzip data is truncated")
+        raise InputError("invalid", "the gzip data is truncated")
     return total
 
 
@@ -107,7 +109,7 @@ def _inflate(data: bytes, size: int) -> bytes:
     try:
         return zlib.decompress(data, wbits=16 + zlib.MAX_WBITS, bufsize=max(size, 1))
     except zlib.error as exc:  # counted already, so only a changed buffer could fail here
-        raise InputError(422, f"corrupt gzip data: {exc}") from exc
+        raise InputError("invalid", f"corrupt gzip data: {exc}") from exc
 
 
 @contextmanager

@@ -4,23 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Literal
 
 from astropt.constants import DEFAULT_BANDS
 
-if TYPE_CHECKING:
-    pass
-
 MIN_SIDE = 96  # the codec's centre crop
+# What is wrong with an upload; the service maps each to its HTTP answer (service/inference/errors.py).
+InputProblem = Literal["too_large", "unsupported", "invalid", "busy"]
 
 
 class InputError(ValueError):
-    """Unusable upload; ``status`` is the HTTP status the service answers with."""
+    """Unusable upload; ``problem`` says which way (too large, not a supported format, unusable
+    content, or the service too busy to read it now: ``retry_after_s``)."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, problem: InputProblem, message: str, retry_after_s: float | None = None):
         super().__init__(message)
-        self.status = status
+        self.problem: InputProblem = problem
         self.message = message
+        self.retry_after_s = retry_after_s
 
 
 @dataclass(frozen=True)
@@ -45,11 +46,13 @@ def normalise_band(name: str) -> str:
         return text
     if text.startswith("HSC-"):
         raise InputError(
-            422,
+            "invalid",
             f"band {name!r}: HSC bands are not supported; the models are trained on Legacy "
             f"Survey tokens: send {', '.join(DEFAULT_BANDS)} (or g, r, i, z)",
         )
-    raise InputError(422, f"unknown band {name!r}: use {', '.join(DEFAULT_BANDS)} (or g, r, i, z)")
+    raise InputError(
+        "invalid", f"unknown band {name!r}: use {', '.join(DEFAULT_BANDS)} (or g, r, i, z)"
+    )
 
 
 def parse_bands(value: str | Sequence[str] | None) -> tuple[str, ...] | None:

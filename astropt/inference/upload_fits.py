@@ -25,7 +25,9 @@ def read_fits(
             hdus = []
             for index, hdu in enumerate(hdul):
                 if index >= limits.max_hdus:
-                    raise InputError(422, f"the FITS file has more than {limits.max_hdus} HDUs")
+                    raise InputError(
+                        "invalid", f"the FITS file has more than {limits.max_hdus} HDUs"
+                    )
                 hdus.append(hdu)
             images = [(i, h, _squeezed_shape(h)) for i, h in enumerate(hdus) if _is_image(h)]
             images = [(i, h, s) for i, h, s in images if s]
@@ -36,7 +38,9 @@ def read_fits(
     except InputError:
         raise
     except Exception as exc:  # astropy raises many types for malformed files
-        raise InputError(422, f"cannot read the FITS file: {type(exc).__name__}: {exc}") from exc
+        raise InputError(
+            "invalid", f"cannot read the FITS file: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def _is_image(hdu: object) -> bool:
@@ -58,7 +62,7 @@ def _check_declared_size(shapes: list[tuple[int, ...]], limits: UploadLimits) ->
     total = sum(math.prod(s) for s in shapes) * 8  # decoded as up to 64-bit values
     if total > limits.max_decompressed_bytes:
         raise InputError(
-            413,
+            "too_large",
             f"the image data would take {total} bytes in memory; the limit is "
             f"{limits.max_decompressed_bytes}",
         )
@@ -76,15 +80,15 @@ def _fits_layout(images, requested, limits: UploadLimits, notes: list[str]):
         return array, requested or _cube_header_bands(hdu.header, shape)
     if len(planes) == 1:
         raise InputError(
-            422,
+            "invalid",
             "the FITS file holds a single 2-D image (one band); send a cube "
             "(bands, H, W) or one image HDU per band, with at least 3 of g, r, i, z",
         )
     if not planes:
-        raise InputError(422, "the FITS file holds no image data (no 2-D or 3-D image HDU)")
+        raise InputError("invalid", "the FITS file holds no image data (no 2-D or 3-D image HDU)")
     if len({s for _, _, s in planes}) > 1:
         sizes = ", ".join(f"HDU {i}: {s[0]}x{s[1]}" for i, _, s in planes)
-        raise InputError(422, f"the per-band image HDUs differ in size ({sizes})")
+        raise InputError("invalid", f"the per-band image HDUs differ in size ({sizes})")
     _check_declared_size([s for _, _, s in planes], limits)
     array = np.stack([np.asarray(h.data).reshape(s) for _, h, s in planes])
     return array, requested or _plane_header_bands(planes)
@@ -119,7 +123,7 @@ def _plane_header_bands(planes) -> tuple[str, ...] | None:
     unnamed = [i for (i, _, _), n in zip(planes, names, strict=True) if n is None]
     if unnamed:
         raise InputError(
-            422,
+            "invalid",
             f"image HDU(s) {unnamed} have no BAND/FILTER/EXTNAME naming their band; "
             "name every band in the file or pass bands=... with the request",
         )

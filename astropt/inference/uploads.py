@@ -26,8 +26,8 @@ Rules (also in ``docs/inference.md``):
   ``inflate.py``). FITS (incl. tile-compressed) and ``.npy``/``.npz`` sizes are checked from
   their headers before any data is read.
 
-Every problem raises :class:`InputError` with an HTTP status: 413 (too large),
-415 (not a supported format) or 422 (a supported format with unusable content).
+Every problem raises :class:`InputError` naming its kind: ``too_large``, ``unsupported`` (not a
+supported format) or ``invalid`` (a supported format with unusable content).
 """
 
 from __future__ import annotations
@@ -88,15 +88,15 @@ def parse_upload(
     requested = parse_bands(bands)
     if len(data) > limits.max_upload_bytes:
         raise InputError(
-            413, f"upload is {len(data)} bytes; the limit is {limits.max_upload_bytes}"
+            "too_large", f"upload is {len(data)} bytes; the limit is {limits.max_upload_bytes}"
         )
     if not data:
-        raise InputError(422, f"the uploaded file {filename!r} is empty")
+        raise InputError("invalid", f"the uploaded file {filename!r} is empty")
     if data.startswith(GZIP_MAGIC):
         budget = process_budget(limits.max_inflating_bytes)
         with inflated(data, limits.max_decompressed_bytes, budget, limits.inflate_wait_s) as plain:
             if plain.startswith(GZIP_MAGIC):
-                raise InputError(422, "nested gzip compression is not accepted")
+                raise InputError("invalid", "nested gzip compression is not accepted")
             return _parse_plain(plain, filename, requested, limits)
     return _parse_plain(data, filename, requested, limits)
 
@@ -120,12 +120,12 @@ def _unrecognised(filename: str) -> InputError:
     name = filename.lower()
     if name.endswith(SUPPORTED_SUFFIXES):
         return InputError(
-            422,
+            "invalid",
             f"{filename!r} is named like a supported file but its content is not valid "
             "FITS, NumPy .npy/.npz or gzip: the file is corrupt or truncated",
         )
     return InputError(
-        415,
+        "unsupported",
         f"unsupported file type {filename!r}: send FITS (.fits, .fits.gz, .fz) or "
         "NumPy (.npy, .npz) holding a flux cube in nanomaggies",
     )
@@ -141,19 +141,21 @@ def _read_npy(stream: io.BytesIO | zipfile.ZipExtFile, limits: UploadLimits) -> 
         else:
             shape, _, dtype = npformat.read_array_header_2_0(stream)
     except ValueError as exc:
-        raise InputError(422, f"corrupt .npy header: {exc}") from exc
+        raise InputError("invalid", f"corrupt .npy header: {exc}") from exc
     if dtype.hasobject:
-        raise InputError(422, "the array holds Python objects; send a numeric array (no pickles)")
+        raise InputError(
+            "invalid", "the array holds Python objects; send a numeric array (no pickles)"
+        )
     if math.prod(shape) * max(dtype.itemsize, 1) > limits.max_decompressed_bytes:
-        raise InputError(413, f"the array {shape} of {dtype} exceeds the memory limit")
+        raise InputError("too_large", f"the array {shape} of {dtype} exceeds the memory limit")
     if hasattr(stream, "seek"):
         stream.seek(0)
     try:
         return np.load(stream, allow_pickle=False)
     except ValueError as exc:
-        raise InputError(422, f"cannot read the .npy array: {exc}") from exc
+        raise InputError("invalid", f"cannot read the .npy array: {exc}") from exc
     except OSError as exc:
-        raise InputError(422, f"the .npy file is truncated or corrupt: {exc}") from exc
+        raise InputError("invalid", f"the .npy file is truncated or corrupt: {exc}") from exc
 
 
 def _read_npz(data: bytes, limits: UploadLimits, notes: list[str]) -> np.ndarray:
@@ -161,18 +163,20 @@ def _read_npz(data: bytes, limits: UploadLimits, notes: list[str]) -> np.ndarray
         archive = zipfile.ZipFile(io.BytesIO(data))
         members = [m for m in archive.infolist() if m.filename.endswith(".npy")]
     except (zipfile.BadZipFile, OSError) as exc:
-        raise InputError(422, f"corrupt .npz archive: {exc}") from exc
+        raise InputError("invalid", f"corrupt .npz archive: {exc}") from exc
     if not members:
-        raise InputError(422, "the .npz archive holds no arrays")
+        raise InputError("invalid", "the .npz archive holds no arrays")
     chosen = next((m for m in members if m.filename == "flux.npy"), members[0])
     if chosen.file_size > limits.max_decompressed_bytes:
-        raise InputError(413, f"array {chosen.filename!r} inflates to {chosen.file_size} bytes")
+        raise InputError(
+            "too_large", f"array {chosen.filename!r} inflates to {chosen.file_size} bytes"
+        )
     if len(members) > 1:
         notes.append(f"used array {chosen.filename[:-4]!r} of the .npz archive")
     try:
         raw = archive.read(chosen)  # zipfile stops at the declared size and checks the CRC
     except (zipfile.BadZipFile, zlib.error, OSError, NotImplementedError) as exc:
-        raise InputError(422, f"corrupt .npz member {chosen.filename!r}: {exc}") from exc
+        raise InputError("invalid", f"corrupt .npz member {chosen.filename!r}: {exc}") from exc
     return _read_npy(io.BytesIO(raw), limits)
 
 
@@ -180,21 +184,22 @@ def _finalise(
     array: np.ndarray, bands: tuple[str, ...] | None, limits: UploadLimits, notes: list[str]
 ) -> Cube:
     if array.dtype.kind not in "iuf":
-        raise InputError(422, f"pixel data must be integers or floats, not {array.dtype}")
+        raise InputError("invalid", f"pixel data must be integers or floats, not {array.dtype}")
     if array.ndim == 4 and array.shape[0] == 1:
         array = array[0]
     if array.ndim == 2:
         raise InputError(
-            422, "a 2-D array is one band; send (bands, H, W) or (H, W, bands) with 3-4 bands"
+            "invalid", "a 2-D array is one band; send (bands, H, W) or (H, W, bands) with 3-4 bands"
         )
     if array.ndim != 3:
         raise InputError(
-            422, f"expected a 3-D flux cube (bands, H, W) or (H, W, bands), got shape {array.shape}"
+            "invalid",
+            f"expected a 3-D flux cube (bands, H, W) or (H, W, bands), got shape {array.shape}",
         )
     array = _bands_first(array)
     if not 3 <= array.shape[0] <= 4:
         raise InputError(
-            422,
+            "invalid",
             f"the cube has {array.shape[0]} bands; send 3 or 4 of g, r, i, z (shape {array.shape})",
         )
     bands = _check_bands(bands, array.shape[0])
@@ -220,12 +225,12 @@ def _bands_first(array: np.ndarray) -> np.ndarray:
         return np.moveaxis(array, -1, 0)
     if first < MIN_SIDE and last < MIN_SIDE:
         raise InputError(
-            422,
+            "invalid",
             f"images must be at least {MIN_SIDE}x{MIN_SIDE} pixels (the codec's centre crop); "
             f"got shape {array.shape}",
         )
     raise InputError(
-        422,
+        "invalid",
         f"cannot tell which axis holds the bands in shape {array.shape}: expected "
         "(bands, H, W) or (H, W, bands) with 3 or 4 bands",
     )
@@ -236,16 +241,16 @@ def _check_bands(bands: tuple[str, ...] | None, n: int) -> tuple[str, ...]:
         if n == len(DEFAULT_BANDS):
             return DEFAULT_BANDS
         raise InputError(
-            422,
+            "invalid",
             f"the cube has {n} bands but none are named; pass bands=... (e.g. 'g,r,z') or "
             "name them in the FITS header (BAND1..BANDn)",
         )
     if len(bands) != n:
         raise InputError(
-            422, f"{len(bands)} band names ({', '.join(bands)}) for a cube of {n} bands"
+            "invalid", f"{len(bands)} band names ({', '.join(bands)}) for a cube of {n} bands"
         )
     if len(set(bands)) != n:
-        raise InputError(422, f"band names repeat: {', '.join(bands)}")
+        raise InputError("invalid", f"band names repeat: {', '.join(bands)}")
     return bands
 
 
@@ -253,13 +258,13 @@ def _check_size(hw: tuple[int, ...], limits: UploadLimits) -> None:
     h, w = hw
     if h < MIN_SIDE or w < MIN_SIDE:
         raise InputError(
-            422,
+            "invalid",
             f"images must be at least {MIN_SIDE}x{MIN_SIDE} pixels (the codec's centre "
             f"crop); got {h}x{w}",
         )
     if h > limits.max_side or w > limits.max_side:
         raise InputError(
-            413, f"images may be at most {limits.max_side} pixels per side; got {h}x{w}"
+            "too_large", f"images may be at most {limits.max_side} pixels per side; got {h}x{w}"
         )
 
 
@@ -276,7 +281,7 @@ def _mask_nonfinite(
     worst = int(np.argmax(centre))
     if centre[worst] > limits.max_nonfinite_fraction:
         raise InputError(
-            422,
+            "invalid",
             f"{centre[worst]:.0%} of the central {MIN_SIDE}x{MIN_SIDE} pixels of band "
             f"{bands[worst]} are NaN/inf (limit {limits.max_nonfinite_fraction:.0%})",
         )

@@ -23,7 +23,7 @@ from starlette.datastructures import FormData, UploadFile
 from astropt.checkpoints.shipped import SHIPPED_MODEL_DIR
 from astropt.constants import DEFAULT_BANDS
 from astropt.images import Cube
-from astropt.inference.errors import REQUEST_ERRORS, http_status
+from astropt.inference.errors import REQUEST_ERRORS
 from astropt.inference.pipeline import Pooling, Reconstruction, ReconstructOptions
 from astropt.inference.render import render_png, to_fits, to_npy
 from astropt.inference.uploads import InputError, UploadLimits, parse_upload
@@ -31,6 +31,7 @@ from astropt.pooling import DEFAULT_CENTRE, DEFAULT_POOL
 from service.deps import ApiKey
 from service.http.responses import UPLOAD
 from service.inference.engine import BatchResult, InferenceEngine, Work, ensure_engine
+from service.inference.errors import http_status
 from service.jobs import artifacts
 from service.users.context import owner_filter
 from state.errors import ServiceError

@@ -32,9 +32,12 @@ def npy_bytes(array: np.ndarray) -> bytes:
 
 
 def status_of(data: bytes, name: str = "x.fits", **kwargs) -> tuple[int, str]:
+    """The HTTP status the service answers an upload with (its one mapping) and the message."""
+    from service.inference.errors import http_status
+
     with pytest.raises(InputError) as info:
         parse_upload(data, name, **kwargs)
-    return info.value.status, info.value.message
+    return http_status(info.value), info.value.message
 
 
 def test_single_hdu_cube_defaults_to_des_griz(cube):

@@ -38,6 +38,7 @@ def test_the_inflate_budget_bounds_concurrent_uploads_and_answers_503_when_spent
 
     from astropt.inference.inflate import InflateBudget, inflated
     from astropt.inference.limits import InputError
+    from service.inference.errors import http_status
 
     payload = gzip.compress(bytes(3000))
     budget = InflateBudget(capacity=4000)
@@ -46,7 +47,7 @@ def test_the_inflate_budget_bounds_concurrent_uploads_and_answers_503_when_spent
         with pytest.raises(InputError) as refused, inflated(payload, 10_000, budget, wait_s=0.2):
             pass  # a second one would pass the budget
         assert (
-            refused.value.status == 503
+            http_status(refused.value) == 503
             and "ASTROPT_INFERENCE_MAX_INFLATING_MB" in refused.value.message
         )
     assert budget.reserved == 0
@@ -59,4 +60,4 @@ def test_the_inflate_budget_bounds_concurrent_uploads_and_answers_503_when_spent
         inflated(gzip.compress(bytes(20_000)), 10_000, budget, wait_s=0.2),
     ):
         pass
-    assert bomb.value.status == 413 and budget.reserved == 0
+    assert http_status(bomb.value) == 413 and budget.reserved == 0
