@@ -20,7 +20,8 @@ from state.settings import Settings
 from state.store import repository
 from state.store.models import ACTIVE_PHASES
 
-DATASET_ID = re.compile(r"^(tokens|cache|mock)-([A-Za-z0-9_.-]{1,128})$")
+DATASET_ID = re.compile(r"^(tokens|cache|stream|mock)-([A-Za-z0-9_.-]{1,128})$")
+STREAMS = "streams"  # the token cache's folder of write-through data sets (astropt.tokens.cache)
 
 
 def _when(path: Path) -> datetime:
@@ -58,8 +59,10 @@ def _token_set(job_id: str, directory: Path) -> DatasetOut:
 
 
 def _owned_dirs(settings: Settings) -> dict[str, Path]:
+    tokens = settings.data_dir.resolve() / "tokens"
     return {
-        "cache": settings.data_dir.resolve() / "tokens",
+        "cache": tokens,
+        "stream": tokens / STREAMS,
         "mock": settings.data_dir.resolve() / "mock",
     }
 
@@ -70,6 +73,23 @@ def _plain_children(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if not p.is_symlink() and not p.name.endswith(".lock"))
 
 
+def _cache_set(dataset_id: str, directory: Path) -> DatasetOut:
+    manifest = _manifest(directory) or {}
+    codec = manifest.get("codec")
+    return DatasetOut(
+        id=dataset_id,
+        kind="token_cache",
+        path=str(directory),
+        bytes=directory_bytes(directory),
+        n_galaxies=manifest.get("n_galaxies"),
+        source=manifest.get("source"),
+        codec=codec.get("fingerprint") if isinstance(codec, dict) else codec,
+        complete=bool(manifest),
+        modified_at=_when(directory),
+        last_used_at=_last_used(directory),
+    )
+
+
 def list_datasets(session: Session, settings: Settings) -> DatasetList:
     items: list[DatasetOut] = []
     for job in repository.jobs_of_kind(session, "tokenise"):
@@ -77,7 +97,12 @@ def list_datasets(session: Session, settings: Settings) -> DatasetList:
         if directory.is_dir():
             items.append(_token_set(job.id, directory))
     owned = _owned_dirs(settings)
+    for path in _plain_children(owned["stream"]):  # write-through data sets of streamed sources
+        if path.is_dir():
+            items.append(_cache_set(f"stream-{path.name}", path))
     for path in _plain_children(owned["cache"]):
+        if path.name == STREAMS:
+            continue
         manifest = _manifest(path) if path.is_dir() else None
         size = directory_bytes(path) if path.is_dir() else path.stat().st_size
         items.append(
@@ -126,7 +151,7 @@ def _resolve(session: Session, settings: Settings, dataset_id: str) -> Path:
     match = DATASET_ID.match(dataset_id)
     if not match:
         raise NotFound(
-            f"no data set {dataset_id!r}: ids are tokens-<job>, cache-<name> or mock-<name>"
+            f"no data set {dataset_id!r}: ids are tokens-<job>, cache-<name>, stream-<name> or mock-<name>"
         )
     kind, name = match.groups()
     if kind == "tokens":

@@ -122,6 +122,9 @@ def test_datasets_lists_what_the_service_made_and_deletes_only_that(
     (data / "tokens").mkdir(exist_ok=True)
     cache = data / "tokens" / "abc123-def456.npy"
     cache.write_bytes(b"\0" * 4096)
+    stream = data / "tokens" / "streams" / "hf-0123abcd"  # a write-through data set being written
+    stream.mkdir(parents=True)
+    (stream / "progress").mkdir()
 
     listing = client.get("/datasets").json()
     by_id = {item["id"]: item for item in listing["items"]}
@@ -130,6 +133,8 @@ def test_datasets_lists_what_the_service_made_and_deletes_only_that(
         by_id["mock-n16_seed3"]["bytes"] > 16 * 50_000
     )  # 4 x 152 x 152 float32 a galaxy, compressed
     assert by_id["cache-abc123-def456.npy"]["bytes"] == 4096
+    assert by_id["stream-hf-0123abcd"]["kind"] == "token_cache" and not by_id["stream-hf-0123abcd"]["complete"]
+    assert "cache-streams" not in by_id
     assert "mock-linked" not in by_id and not any(
         str(user) in item["path"] for item in listing["items"]
     )
