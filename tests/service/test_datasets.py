@@ -133,7 +133,10 @@ def test_datasets_lists_what_the_service_made_and_deletes_only_that(
         by_id["mock-n16_seed3"]["bytes"] > 16 * 50_000
     )  # 4 x 152 x 152 float32 a galaxy, compressed
     assert by_id["cache-abc123-def456.npy"]["bytes"] == 4096
-    assert by_id["stream-hf-0123abcd"]["kind"] == "token_cache" and not by_id["stream-hf-0123abcd"]["complete"]
+    assert (
+        by_id["stream-hf-0123abcd"]["kind"] == "token_cache"
+        and not by_id["stream-hf-0123abcd"]["complete"]
+    )
     assert "cache-streams" not in by_id
     assert "mock-linked" not in by_id and not any(
         str(user) in item["path"] for item in listing["items"]
