@@ -28,8 +28,8 @@ class TrainKind(JobKind):
 
     def check(self, spec: JobSpec, settings: Settings) -> None:
         super().check(spec, settings)
-        interval = spec.checkpoint_interval or settings.worker_checkpoint_interval
-        writes = spec.max_iters // interval
+        interval = spec.checkpoint_interval  # 0: the service's own interval (its operator's choice)
+        writes = spec.max_iters // interval if interval else 0
         if writes > settings.max_checkpoints_per_job:
             least = -(-spec.max_iters // settings.max_checkpoints_per_job)
             raise SpecInvalid(
