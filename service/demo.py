@@ -14,7 +14,7 @@ from typing import Any
 from state.settings import Settings
 
 # Measured with benchmarks/bench_demo.py (docs/quickstart.md quotes the figures).
-EXPECTED_TIME = "about 2 minutes on 2 free CPU cores (longer on a busy machine)"
+EXPECTED_TIME = "about 1.5 minutes on 2 free CPU cores (88 s measured; longer on a busy machine)"
 
 
 def link_host(host: str) -> str:
