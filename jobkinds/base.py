@@ -9,6 +9,7 @@ with the runner the kind names.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -26,7 +27,7 @@ Runner = Literal["train", "finetune", "embed", "tokenise"]
 ResumeFrom = Literal["checkpoint", "shards"]
 
 
-class JobKind:
+class JobKind(ABC):
     name: ClassVar[str]
     runner: ClassVar[Runner]
     single_process: ClassVar[bool] = True  # False: ``resources`` may ask for several ranks
@@ -51,11 +52,12 @@ class JobKind:
         self, session: Session, spec: JobSpec, body: dict[str, Any], settings: Settings
     ) -> None:
         """Write what the service resolves at submission into the stored ``body``
-        (checkpoint directories, the job's step count as ``max_iters``)."""
+        (checkpoint directories, the job's step count as ``max_iters``); nothing by default."""
+        return None
 
+    @abstractmethod
     def library_config(self, spec: JobSpec, out_dir: str, settings: Settings) -> Any:
         """The config the worker hands the library (``astropt``) for this job."""
-        raise NotImplementedError
 
     def resume_body(
         self, body: dict[str, Any], target: int | None, done: str | None

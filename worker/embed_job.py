@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from state.settings import Settings
-from state.store import repository, session_scope
+from state.store import repository
 from worker.callback import StoreCallback
+from worker.outcome import fail_job
 
 log = logging.getLogger(__name__)
-MAX_REASON_CHARS = 4000
 PROGRESS_SECONDS = (
     0.5  # at most this often a progress write (small models run many batches a second)
 )
@@ -87,11 +87,7 @@ def run_embed_job(
         reporter.drain()
     except Exception as exc:
         log.error("job %s failed:\n%s", job_id, traceback.format_exc())
-        with session_scope(url) as session:
-            repository.finish_job(
-                session, job_id, "failed", f"{type(exc).__name__}: {exc}"[:MAX_REASON_CHARS]
-            )
-        return "failed"
+        return fail_job(url, job_id, exc)
     if reporter.lost_ownership:
         log.warning("job %s was taken over by another worker; leaving its record alone", job_id)
         return "lost"

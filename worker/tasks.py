@@ -26,11 +26,10 @@ from state.settings import Settings, get_settings
 from state.store import repository, session_scope
 from state.store.recovery import reap_orphan
 from worker.celery_app import app
-from worker.outcome import final_phase
+from worker.outcome import fail_job, final_phase
 from worker.retry import RetryLater
 
 log = logging.getLogger(__name__)
-MAX_REASON_CHARS = 4000
 
 
 @app.task(name=TRAIN_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
@@ -94,14 +93,14 @@ def _run_claimed(settings: Settings, job_id: str, lease: Any) -> str:
         except (
             Exception
         ) as exc:  # a body that validated at submission but not here (e.g. code change)
-            return _fail(url, job_id, exc)
+            return fail_job(url, job_id, exc)
         if kind.single_process or (lease is not None and len(lease.ids) == 1):
             if lease is not None:
                 os.environ.update(lease.env())  # before CUDA starts in this (fresh) pool process
             try:
                 config = kind.library_config(contract, out_dir, settings)
             except Exception as exc:
-                return _fail(url, job_id, exc)
+                return fail_job(url, job_id, exc)
             return RUNNERS[kind.runner](settings, job_id, owner, config, out_dir)
         # Several processes: this process only launches and follows them.
         return _run_distributed(settings, job_id, owner, contract, spec, out_dir, lease)
@@ -132,7 +131,7 @@ def _run_distributed(
         return train_group(settings, job_id, owner, out_dir, lease)
     except Exception as exc:
         log.error("job %s failed:\n%s", job_id, traceback.format_exc())
-        return _fail(url, job_id, exc)
+        return fail_job(url, job_id, exc)
 
 
 def _not_claimed(session: Any, job: Any, settings: Settings) -> str:
@@ -206,7 +205,7 @@ def _train(
             callback.drain()  # what a database outage held back, before the outcome
     except Exception as exc:
         log.error("job %s failed:\n%s", job_id, traceback.format_exc())
-        return _fail(url, job_id, exc)
+        return fail_job(url, job_id, exc)
     if callback.lost_ownership:
         log.warning("job %s was taken over by another worker; leaving its record alone", job_id)
         return "lost"
@@ -220,13 +219,6 @@ def _train(
     callback.drain()
     log.info("job %s %s at step %d", job_id, phase, result.step)
     return phase
-
-
-def _fail(url: str, job_id: str, exc: BaseException) -> str:
-    reason = f"{type(exc).__name__}: {exc}"[:MAX_REASON_CHARS]
-    with session_scope(url) as session:
-        repository.finish_job(session, job_id, "failed", reason)
-    return "failed"
 
 
 def recover_orphaned_jobs(settings: Settings, lease_seconds: float | None = None) -> list[str]:

@@ -14,8 +14,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from state.settings import Settings
-from state.store import repository, session_scope
-from worker.embed_job import MAX_REASON_CHARS, EmbedProgress
+from state.store import repository
+from worker.embed_job import EmbedProgress
+from worker.outcome import fail_job
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +86,7 @@ def run_tokenise_job(settings: Settings, job_id: str, owner: str, config: Any, o
         reporter.drain()
     except Exception as exc:
         log.error("job %s failed:\n%s", job_id, traceback.format_exc())
-        with session_scope(url) as session:
-            repository.finish_job(
-                session, job_id, "failed", f"{type(exc).__name__}: {exc}"[:MAX_REASON_CHARS]
-            )
-        return "failed"
+        return fail_job(url, job_id, exc)
     if reporter.lost_ownership:
         log.warning("job %s was taken over by another worker; leaving its record alone", job_id)
         return "lost"
