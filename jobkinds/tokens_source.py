@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -24,7 +25,7 @@ def mark_used(directory: Path) -> None:
 
 
 # Kinds that read a token data set (the others refuse data.source tokens with a 422).
-READS_TOKENS = ("train",)
+READS_TOKENS = ("train", "embed")
 
 
 def resolve_tokens_source(session: Session, spec: JobSpec) -> JobSpec:
@@ -71,5 +72,35 @@ def check_tokens_source(spec: JobSpec) -> None:
         mark_used(Path(spec.data.path))
     except CodecError as exc:
         raise SpecInvalid("codec", str(exc)) from exc
+    finally:
+        dataset.close()
+
+
+def tokens_read_by_model(path: str, meta: dict[str, Any], field: str) -> int:
+    """The galaxies of the token data set at ``path``, which the checkpoint of ``meta`` (named
+    by ``field``) must be able to read: an AION-token model of the data set's codec."""
+    from astropt.tokens import TokenDatasetError, open_token_dataset
+
+    try:
+        dataset = open_token_dataset(Path(path), verify=False)
+    except TokenDatasetError as exc:
+        raise SpecInvalid("data.path", f"data.path: {exc}") from exc
+    try:
+        codec = meta.get("codec") or {}
+        if not codec.get("fingerprint"):
+            raise SpecInvalid(
+                field,
+                f"{field} reads flux patches, not codec tokens: a token data set can only be "
+                "read by an AION-token model of its codec; give this model the images",
+            )
+        if codec["fingerprint"] != dataset.codec_fingerprint:
+            raise SpecInvalid(
+                field,
+                f"codec mismatch: {field} reads tokens of codec {codec.get('spec')!r} "
+                f"(fingerprint {codec['fingerprint']}) but {path} was tokenised with codec "
+                f"{dataset.codec.get('spec')!r} (fingerprint {dataset.codec_fingerprint}); "
+                "use a model trained with the data set's codec, or tokenise the data again",
+            )
+        return len(dataset)
     finally:
         dataset.close()

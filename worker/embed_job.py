@@ -130,6 +130,8 @@ def _embed(settings: Settings, spec: dict[str, Any], out_dir: str, reporter: Emb
             limit=cap,
             columns=None if columns is None else tuple(columns),
         )
+    elif data["source"] == "tokens":  # data.path: resolved by the service from data.job_id
+        source = SourceSpec("tokens", path=data["path"], limit=cap)
     else:
         source = SourceSpec(
             "local",

@@ -2,7 +2,8 @@
 
 The scaling-study plot: one fixed set of galaxies (a mock set the run never trained on, by
 default 600 galaxies of seed 777) is read once as the run's models read it (codec tokens or
-flux patches: :mod:`astropt.science.readers`); each checkpoint of
+flux patches: :mod:`astropt.science.readers`; or a token data set's tokens as they are, with the
+labels it carries, when ``source`` is a ``tokens`` source); each checkpoint of
 the run (``checkpoints/step_*``, and ``last`` when its step has no step checkpoint) embeds it
 and the cross-validated ridge probe of :mod:`astropt.science.model_probe` scores each label.
 A randomly initialised model of the same shape is probed alongside (the control a trained
@@ -28,11 +29,12 @@ from astropt.codec import check_same_codec
 from astropt.model import GPT
 from astropt.plotting import write_atomic
 from astropt.run_dir import CONFIG_FILE, STEP_NAME, WEIGHTS_FILE, RunDir
-from astropt.science.embedding import EmbedOptions, load_embed_model
+from astropt.science.embedding import EmbedModel, EmbedOptions, load_embed_model
 from astropt.science.model_probe import ProbeSet, probe_model, select_labels
 from astropt.science.probe import DEFAULT_ALPHA, DEFAULT_FOLDS, LabelScore
 from astropt.science.readers import ModelReader
 from astropt.science.sources import SourceSpec, open_source
+from astropt.science.token_source import check_model_codec, open_token_source
 
 JSON_NAME = "probe_checkpoints.json"
 PNG_NAME = "probe_checkpoints.png"
@@ -107,14 +109,11 @@ def probe_checkpoints(
         raise ValueError("name at least one label to probe")
     checkpoints = run_checkpoints(run_dir)
     first = load_embed_model(checkpoints[0][2], device=device)
-    opened = open_source(source)
-    rows = list(range(len(opened)))
-    target = select_labels(opened.columns, labels, rows)
-    bands = tuple(opened.spec.settings().bands)
     reader = first.reader
-    parts = [reader.flux_inputs(flux, bands) for _, flux in opened.batches(options.batch_size)]
+    object_ids, columns, parts = _read_inputs(source, first, checkpoints[0][0], options.batch_size)
+    target = select_labels(columns, labels, list(range(len(object_ids))))
     inputs = {k: torch.cat([p[k] for p in parts]).cpu() for k in parts[0]}
-    probe_set = ProbeSet(list(opened.object_ids), inputs, target, reader)
+    probe_set = ProbeSet(object_ids, inputs, target, reader)
     report = CheckpointProbes(
         str(Path(run_dir).resolve()),
         source.describe(),
@@ -146,6 +145,26 @@ def probe_checkpoints(
     if progress:
         progress("", total, total)
     return report
+
+
+def _read_inputs(
+    source: SourceSpec, first: EmbedModel, name: str, batch_size: int
+) -> tuple[list[str], dict[str, np.ndarray], list[dict[str, torch.Tensor]]]:
+    """Object ids, label columns and model inputs (in batches) of the probe's galaxies: images
+    read as the model reads them, or a token data set's tokens as they are (no codec runs)."""
+    reader = first.reader
+    if source.kind == "tokens":
+        tokens = open_token_source(source)
+        try:
+            check_model_codec(first.codec, tokens, f"checkpoint {name}")
+            parts = [reader.token_inputs(batch) for _, batch in tokens.batches(batch_size)]
+            return list(tokens.object_ids), tokens.columns, parts
+        finally:
+            tokens.close()
+    opened = open_source(source)
+    bands = tuple(opened.spec.settings().bands)
+    parts = [reader.flux_inputs(flux, bands) for _, flux in opened.batches(batch_size)]
+    return list(opened.object_ids), opened.columns, parts
 
 
 def figure(report: CheckpointProbes) -> bytes:

@@ -21,11 +21,14 @@ def add_source_flags(p: argparse.ArgumentParser, *, hf: bool = False) -> None:
     """The data-source and pooling flags :func:`source_and_options` reads (``hf``: also a
     Hugging Face data set, read in order as a stream)."""
     p.add_argument(
-        "--data", choices=("mock", "local", "hf") if hf else ("mock", "local"), default="mock"
+        "--data",
+        choices=("mock", "local", "hf", "tokens") if hf else ("mock", "local", "tokens"),
+        default="mock",
     )
     p.add_argument(
         "--data-path",
-        help="local: files or directory; mock: where to cache the mock"
+        help="local: files or directory; mock: where to cache the mock; tokens: a token data "
+        "set (astropt tokenise), read without a codec"
         + ("; hf: the data set (a hub id or a local directory)" if hf else ""),
     )
     p.add_argument(
@@ -73,6 +76,10 @@ def source_and_options(args: argparse.Namespace) -> tuple:
             limit=args.n,
             columns=None if args.columns is None else tuple(args.columns),
         )
+    elif args.data == "tokens":
+        if not args.data_path:
+            raise ValueError("--data tokens needs --data-path (the token data set directory)")
+        source = SourceSpec("tokens", path=args.data_path, limit=args.n)
     else:
         source = SourceSpec(
             "local",

@@ -6,6 +6,8 @@
 - ``local``: the row of the local files (FITS / ``.npy`` cubes, Parquet / Arrow tables), if
   they still have the object at that row;
 - ``hf``: the row of the (local or hub) data set, streamed up to it;
+- ``tokens``: the row's tokens in the token data set, decoded by the catalogue's codec
+  (labelled ``codec-decoded``: the data set holds no pixels);
 - otherwise, where the codec tokens of the source are in the token cache
   (:mod:`astropt.science.token_cache`), the tokens decoded by the catalogue's codec: an image
   of what the model read, labelled ``codec-decoded``.
@@ -61,6 +63,8 @@ class RowImages:
                 return GalaxyImage(self._local(row, object_id), PIXELS)
             if kind == "hf":
                 return GalaxyImage(self._streamed(row, object_id), PIXELS)
+            if kind == "tokens":
+                return GalaxyImage(self._token_set(row, object_id), DECODED)
             raise ImageUnavailable(f"no images for a {kind!r} source")
         except ImageUnavailable as missing:
             decoded = self._decoded(row)
@@ -124,9 +128,40 @@ class RowImages:
             raise ImageUnavailable(f"the data set cannot be streamed here: {exc}") from exc
         raise ImageUnavailable(f"the data set ends before row {row}")
 
+    def _token_set(self, row: int, object_id: str) -> np.ndarray:
+        """A catalogue embedded from a token data set: the row's tokens decoded by its codec."""
+        from astropt.tokens import TokenDatasetError, open_token_dataset
+        from astropt.tokens.format import ID_COLUMN, shard_arrays
+
+        if not self.source.get("path"):
+            raise ImageUnavailable("the catalogue's source names no token data set")
+        try:
+            if self._rows is None:
+                self._rows = open_token_dataset(str(self.source["path"]), verify=False)
+            dataset = self._rows
+            if not 0 <= row < len(dataset):
+                raise ImageUnavailable(f"the token data set has no row {row}")
+            shard = int(np.searchsorted(dataset.starts, row, side="right")) - 1
+            table, _ = shard_arrays(dataset.shards[shard].path)
+            found = str(table.column(ID_COLUMN)[row - int(dataset.starts[shard])].as_py())
+            if found != object_id:
+                raise ImageUnavailable(
+                    f"row {row} of the token data set is {found!r}, not {object_id!r}"
+                )
+            tokens = dataset.take([row])
+        except (OSError, TokenDatasetError) as exc:
+            raise ImageUnavailable(f"the token data set cannot be read: {exc}") from exc
+        return self._decode(tokens)
+
+    def _decode(self, tokens: np.ndarray) -> np.ndarray:
+        from astropt.codec import load_codec
+        from astropt.constants import DEFAULT_BANDS
+
+        handle = load_codec((self.manifest.get("codec") or {})["spec"])
+        return handle.decode(tokens.astype(np.int64), DEFAULT_BANDS)[0].numpy().astype(np.float32)
+
     def _decoded(self, row: int) -> np.ndarray | None:
         """The row's cached codec tokens decoded, or None (no codec, or no cached shard)."""
-        from astropt.codec import load_codec
         from astropt.constants import DEFAULT_BANDS
         from astropt.science.token_cache import TokenShards
 
@@ -146,9 +181,7 @@ class RowImages:
         ).load(span)
         if tokens is None:
             return None
-        handle = load_codec(codec["spec"])
-        flux = handle.decode(tokens[row - start : row - start + 1].astype(np.int64), DEFAULT_BANDS)
-        return flux[0].numpy().astype(np.float32)
+        return self._decode(tokens[row - start : row - start + 1])
 
 
 def cutout_rgb(flux: np.ndarray) -> np.ndarray:

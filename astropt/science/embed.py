@@ -42,6 +42,7 @@ from astropt.science.sources import SourceSpec, open_source
 from astropt.science.stream_embed import embed_stream
 from astropt.science.surprisal import SURPRISAL_COLUMN, has_surprisal, token_targets
 from astropt.science.token_cache import TokenShards
+from astropt.science.token_embed import embed_token_dataset
 
 DEFAULT_OPTIONS = EmbedOptions()  # frozen: safe as a default
 
@@ -88,6 +89,15 @@ def embed_catalogues(
         raise ValueError("no catalogue to write")
     if shard_rows < 1:
         raise ValueError(f"shard_rows must be >= 1, got {shard_rows}")
+    if source.kind == "tokens":
+        return embed_token_dataset(
+            model,
+            source,
+            outputs,
+            progress=progress,
+            should_stop=should_stop,
+            shard_rows=shard_rows,
+        )
     if source.kind == "hf":
         return embed_stream(
             model,

@@ -25,12 +25,13 @@ IMAGE_COLUMNS = frozenset({"image", "legacysurvey_image", "truth", "noise_sigma"
 
 @dataclass(frozen=True)
 class SourceSpec:
-    """What to embed: ``mock`` (``n`` galaxies of ``seed``), ``local`` (files at ``path``), or
+    """What to embed: ``mock`` (``n`` galaxies of ``seed``), ``local`` (files at ``path``),
     ``hf`` (the Hugging Face data set ``path``, a hub id or a local directory, read in order,
     streamed unless ``streaming`` is false, at most ``limit`` rows; ``columns`` names its
-    scalar columns that ride along, default all)."""
+    scalar columns that ride along, default all), or ``tokens`` (the token data set at ``path``,
+    :mod:`astropt.tokens`: its codec tokens and the scalar columns it carries)."""
 
-    kind: Literal["mock", "local", "hf"] = "mock"
+    kind: Literal["mock", "local", "hf", "tokens"] = "mock"
     n: int = 600
     seed: int = 777
     path: str | None = None
@@ -63,7 +64,13 @@ class SourceSpec:
                 image_column=self.image_column,
                 **self.extra,
             )
-        raise DataSourceError(f"source kind must be 'mock', 'local' or 'hf', got {self.kind!r}")
+        if self.kind == "tokens":
+            raise DataSourceError(
+                "a token data set holds codec tokens, not images: open it with open_token_source"
+            )
+        raise DataSourceError(
+            f"source kind must be 'mock', 'local', 'hf' or 'tokens', got {self.kind!r}"
+        )
 
     def describe(self) -> dict[str, Any]:
         if self.kind == "mock":
@@ -77,6 +84,12 @@ class SourceSpec:
                 "streaming": self.streaming,
                 "limit": self.limit,
                 "columns": None if self.columns is None else list(self.columns),
+            }
+        if self.kind == "tokens":
+            return {
+                "kind": "tokens",
+                "path": str(Path(self.path or "").resolve()),
+                "limit": self.limit,
             }
         return {"kind": "local", "path": str(Path(self.path or "").resolve()), "limit": self.limit}
 
@@ -106,6 +119,10 @@ class OpenSource:
 
 
 def open_source(spec: SourceSpec, progress: bool = False) -> OpenSource:
+    if spec.kind == "tokens":
+        raise DataSourceError(
+            "a token data set holds codec tokens, not images: open it with open_token_source"
+        )
     if spec.kind == "hf":
         raise DataSourceError(
             "an hf source is read in order as a stream (astropt.science.stream_embed), "

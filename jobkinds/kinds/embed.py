@@ -14,6 +14,7 @@ from astropt.run_dir import RunDir
 from jobkinds.base import JobKind, ResumeFrom, Runner, require_one_process
 from jobkinds.checkpoints import check_init_path, init_directory
 from jobkinds.spec import JobSpec
+from jobkinds.tokens_source import tokens_read_by_model
 from state.errors import SpecInvalid
 from state.settings import Settings
 
@@ -65,9 +66,12 @@ def prepare_body(session: Session, spec: JobSpec, body: dict[str, Any], settings
         )
     body["embed"]["model_dir"] = str(directory)
     cap = min(section.limit or settings.max_embed_objects, settings.max_embed_objects)
-    body["max_iters"] = (
-        min(spec.data.n_mock, cap) if spec.data.source == "mock" else cap
-    )  # hf: at most cap
+    if spec.data.source == "tokens":
+        assert spec.data.path is not None  # resolved from data.job_id, or sent
+        count = tokens_read_by_model(spec.data.path, meta, "embed.model")
+        body["max_iters"] = min(count, cap)
+    else:  # hf: at most cap
+        body["max_iters"] = min(spec.data.n_mock, cap) if spec.data.source == "mock" else cap
 
 
 class EmbedKind(JobKind):

@@ -35,6 +35,8 @@ def test_a_mock_rows_image_is_its_centre_crop_and_a_wrong_id_is_refused():
     with pytest.raises(ImageUnavailable, match="not galaxy 5"):
         images.image(5, object_id(12, 4))
     with pytest.raises(ImageUnavailable, match="no images"):
+        RowImages({"data_source": {"kind": "survey"}}).image(0, "x")
+    with pytest.raises(ImageUnavailable, match="names no token data set"):
         RowImages({"data_source": {"kind": "tokens"}}).image(0, "x")
 
 

@@ -116,3 +116,40 @@ def test_a_patch_token_model_is_accepted_and_its_layers_checked(tmp_path: Path) 
         with pytest.raises(SpecInvalid, match=r"must be in \[-2, 1\]") as caught:
             prepare_body(session, deep, deep.model_dump(mode="json"), settings)
     assert caught.value.field == "embed.layer"
+
+
+def test_an_embed_job_reads_a_token_data_set_of_its_models_codec(tmp_path: Path) -> None:
+    import shutil
+
+    from astropt.checkpoints.shipped import SHIPPED_MODEL_DIR
+    from astropt.config import DataSettings
+    from astropt.tokens import TokeniseConfig, tokenise
+
+    data_dir = tmp_path / "data"
+    tokens = data_dir / "tokens"
+    mock = DataSettings(source="mock", n_mock=16, mock_seed=4, path=str(tmp_path / "mock"))
+    tokenise(
+        TokeniseConfig(data=mock, out_dir=str(tokens), shard_size=16, num_workers=0),
+        progress=False,
+    )
+    other = data_dir / "other-codec-model"
+    shutil.copytree(SHIPPED_MODEL_DIR, other)
+    meta = json.loads((other / "config.json").read_text())
+    shipped_fingerprint = meta["codec"]["fingerprint"]
+    meta["codec"] = {**meta["codec"], "spec": "random:1", "fingerprint": "f" * 16}
+    (other / "config.json").write_text(json.dumps(meta))
+    settings = Settings(data_dir=data_dir, max_embed_objects=50)
+    migrate(settings.resolved_database_url)
+    with session_scope(settings.resolved_database_url) as session:
+        job = spec(data={"source": "tokens", "path": str(tokens)})
+        check_embed(job, settings)
+        body = job.model_dump(mode="json")
+        prepare_body(session, job, body, settings)
+        assert body["max_iters"] == 16  # the data set's galaxies, under the cap of 50
+        mismatched = spec(
+            data={"source": "tokens", "path": str(tokens)}, model={"path": str(other)}
+        )
+        with pytest.raises(SpecInvalid, match="codec mismatch") as caught:
+            prepare_body(session, mismatched, mismatched.model_dump(mode="json"), settings)
+    assert caught.value.field == "embed.model"
+    assert "f" * 16 in caught.value.detail and shipped_fingerprint in caught.value.detail

@@ -4,10 +4,12 @@ job that resumes with no duplicate and no missing galaxy, and a cancelled one re
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from jobkinds.kinds.tokenise import tokens_dir
@@ -56,7 +58,6 @@ def mock_ids(n: int) -> list[str]:
 
 def _check_tokens_are_the_codecs(stack: Stack, dataset_dir: Path, n: int, rows: list[int]) -> None:
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     from astropt.codec import load_codec
     from astropt.data.mock import read_manifest
@@ -181,8 +182,21 @@ def test_a_train_job_reads_a_tokenise_jobs_data_set_by_its_id(stack: Stack) -> N
         "data": {"source": "tokens", "job_id": source},
         "embed": {"model": "shipped"},
     }
-    refused = client.post("/jobs", json=embed)
-    assert refused.status_code == 422 and refused.json()["detail"][0]["field"] == "data.source"
+    # An embed job reads the same tokens (no codec runs): every galaxy once, in the data set's
+    # order, its columns riding along, and a cut-out decoded from the tokens, labelled so.
+    embedded = client.post("/jobs", json=embed)
+    assert embedded.status_code == 201, embedded.text
+    catalogue_id = embedded.json()["id"]
+    assert wait_for_job(client, catalogue_id, {"completed"}, timeout=300)["iteration"] == 64
+    download = client.get(f"/catalogues/{catalogue_id}/catalogue.parquet")
+    table = pq.read_table(io.BytesIO(download.content))
+    assert table.column("object_id").to_pylist() == mock_ids(64)
+    assert "aperture_flux" not in table.column_names and "surprisal" in table.column_names
+    described = client.get(f"/catalogues/{catalogue_id}").json()
+    assert described["manifest"]["data_source"]["kind"] == "tokens"
+    cutout = client.get(f"/catalogues/{catalogue_id}/objects/{mock_ids(64)[5]}/cutout.png")
+    assert cutout.status_code == 200 and cutout.headers["content-type"] == "image/png"
+    assert cutout.headers["X-Image-Origin"] == "codec-decoded"
     # No queued or running job reads it any more: it can be deleted (its job record stays).
     assert client.delete(f"/datasets/tokens-{source}").status_code == 204
     assert not tokens_dir(run_dir(stack, source)).exists()
