@@ -25,7 +25,7 @@ def mark_used(directory: Path) -> None:
 
 
 # Kinds that read a token data set (the others refuse data.source tokens with a 422).
-READS_TOKENS = ("train", "embed")
+READS_TOKENS = ("train", "finetune", "embed")
 
 
 def resolve_tokens_source(session: Session, spec: JobSpec) -> JobSpec:

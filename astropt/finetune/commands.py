@@ -39,7 +39,9 @@ def run(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "out_dir": args.out,
         "label_table": args.label_table,
-        "data": {"source": "local", "path": args.data}
+        "data": {"source": "tokens", "path": args.tokens}
+        if args.tokens
+        else {"source": "local", "path": args.data}
         if args.data
         else {"source": "mock", "n_mock": args.n_mock, "mock_seed": args.mock_seed},
     }
@@ -92,7 +94,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--head-hidden", type=int, default=64, help="MLP head width; 0: linear")
     p.add_argument("--pooling", choices=get_args(HeadPool), default="mean")
-    p.add_argument("--data", help="local data directory (FITS/.npy/Parquet); default: the mock")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument(
+        "--data", help="local data directory (FITS/.npy/Parquet); default: the mock"
+    )
+    source.add_argument(
+        "--tokens",
+        help="a token data set (astropt tokenise): its tokens are read as they are (no codec "
+        "runs) and its columns are the labels unless --label-table is given",
+    )
     p.add_argument("--n-mock", type=int, default=512)
     p.add_argument("--mock-seed", type=int, default=0)
     p.add_argument("--device", default="auto")

@@ -8,11 +8,13 @@ fine-tune's test split whenever ``test_fraction`` is at least as large.
 
 Model inputs are made by the same functions ``/embed`` uses (codec tokens through
 :func:`astropt.inference.pipeline.encode_cubes` / ``token_inputs``, patches through
-:func:`astropt.inference.patch_pipeline.patch_inputs`).
+:func:`astropt.inference.patch_pipeline.patch_inputs`); from a token data set
+(``data.source: tokens``) the stored tokens are the inputs and its columns the labels.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -25,6 +27,7 @@ from astropt.finetune.labels import (
     LabelError,
     available_labels,
     check_labels,
+    derived,
     mock_columns,
     table_columns,
 )
@@ -68,18 +71,12 @@ def _usable(values: np.ndarray) -> np.ndarray:
 def load_labelled(config: FinetuneConfig, meta: dict[str, Any], codec: Any) -> LabelledData:
     """Objects with every label present, their split and model inputs (``codec``: None for
     patch-token models)."""
-    from astropt.data.sources import open_rows
-
-    available, where = available_labels(config.label_table, config.data.source)
+    available, where = available_labels(config.label_table, config.data.source, config.data.path)
     check_labels(config.labels, available, where)
-    rows, _ = open_rows(config.data)
-    ids = list(map(str, rows.keys()))
-    if config.label_table:
-        columns = table_columns(config.label_table, ids, config.labels)
+    if config.data.source == "tokens":
+        ids, columns, inputs_of = _token_rows(config, codec)
     else:
-        mock_ids, columns = mock_columns([Path(f) for f in rows.files])
-        if mock_ids != ids:
-            raise LabelError("the mock's truth table is not in the order of its images")
+        ids, columns, inputs_of = _image_rows(config, meta, codec)
     keep = np.ones(len(ids), bool)
     for name in config.labels:
         keep &= _usable(columns[name])
@@ -101,8 +98,65 @@ def load_labelled(config: FinetuneConfig, meta: dict[str, Any], codec: Any) -> L
                 "or larger fractions"
             )
     labels = {name: columns[name][picked] for name in config.labels}
-    samples = [rows.sample(int(i)) for i in picked]
-    return LabelledData(object_ids, labels, splits, model_inputs(samples, meta, codec))
+    return LabelledData(object_ids, labels, splits, inputs_of(picked))
+
+
+InputsOf = Callable[[np.ndarray], dict[str, torch.Tensor]]
+
+
+def _image_rows(
+    config: FinetuneConfig, meta: dict[str, Any], codec: Any
+) -> tuple[list[str], dict[str, np.ndarray], InputsOf]:
+    """Object ids and label columns of an image source, and the model inputs of chosen rows
+    (the codec encodes each picked galaxy)."""
+    from astropt.data.sources import open_rows
+
+    rows, _ = open_rows(config.data)
+    ids = list(map(str, rows.keys()))
+    if config.label_table:
+        columns = table_columns(config.label_table, ids, config.labels)
+    else:
+        mock_ids, columns = mock_columns([Path(f) for f in rows.files])
+        if mock_ids != ids:
+            raise LabelError("the mock's truth table is not in the order of its images")
+
+    def inputs_of(picked: np.ndarray) -> dict[str, torch.Tensor]:
+        return model_inputs([rows.sample(int(i)) for i in picked], meta, codec)
+
+    return ids, columns, inputs_of
+
+
+def _token_rows(
+    config: FinetuneConfig, codec: Any
+) -> tuple[list[str], dict[str, np.ndarray], InputsOf]:
+    """The same of a token data set: its stored tokens are the inputs (no codec runs), its
+    columns (or a label table) the labels. Only a model of the data set's codec reads it."""
+    from astropt.codec import check_same_codec
+    from astropt.inference.pipeline import token_inputs
+    from astropt.tokens.splits import open_for_training
+
+    dataset = open_for_training(config.data.path, "default")
+    if codec is None:
+        raise LabelError(
+            f"the token data set {config.data.path} holds codec tokens: only an AION-token "
+            "model of its codec reads it, and this checkpoint reads flux patches"
+        )
+    check_same_codec(dataset.codec, codec.info, f"the token data set {config.data.path}")
+    ids = dataset.object_ids()
+    if config.label_table:
+        columns = table_columns(config.label_table, ids, config.labels)
+    else:
+        columns = {name: dataset.column(name) for name in dataset.columns}
+        columns = {
+            k: v.astype(np.float64) if v.dtype.kind in "iufb" else v for k, v in columns.items()
+        }
+        columns.update(derived(columns))
+
+    def inputs_of(picked: np.ndarray) -> dict[str, torch.Tensor]:
+        inputs = token_inputs(dataset.take_long(picked))
+        return {k: v.contiguous() for k, v in inputs.items()}
+
+    return ids, columns, inputs_of
 
 
 def model_inputs(

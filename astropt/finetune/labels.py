@@ -79,16 +79,34 @@ def check_labels(labels: list[str], available: tuple[str, ...], where: str) -> N
         )
 
 
-def available_labels(label_table: str | None, source: str) -> tuple[tuple[str, ...], str]:
-    """(label names, what they come from) for a data source and an optional table."""
+def available_labels(
+    label_table: str | None, source: str, path: str | None = None
+) -> tuple[tuple[str, ...], str]:
+    """(label names, what they come from) for a data source (``path``: a token data set's
+    directory) and an optional table."""
     if label_table:
         return table_label_names(label_table), f"label table {label_table}"
+    if source == "tokens" and path:
+        return token_label_names(path), f"the columns of the token data set {path}"
     if source != "mock":
         raise LabelError(
             "data that is not the mock has no truth parameters: give a label_table "
             f"(CSV or Parquet with an {ID_COLUMN!r} column)"
         )
     return mock_label_names(), "the mock's truth parameters"
+
+
+def token_label_names(path: str | Path) -> tuple[str, ...]:
+    """The scalar columns a token data set carries (chosen when it was made), and derived ones."""
+    from astropt.tokens import TokenDatasetError, open_token_dataset
+
+    try:
+        dataset = open_token_dataset(path, verify=False)
+    except TokenDatasetError as exc:
+        raise LabelError(str(exc)) from exc
+    dataset.close()
+    names = {name: np.ones(1) for name in dataset.columns}
+    return tuple(sorted({*names, *derived(names)}))
 
 
 def mock_columns(files: list[Path]) -> tuple[list[str], dict[str, np.ndarray]]:

@@ -9,11 +9,13 @@ from typing import Any, ClassVar
 
 from sqlalchemy.orm import Session
 
+from astropt.checkpoints import read_meta
 from astropt.finetune.labels import LabelError, available_labels, check_labels
 from jobkinds.base import JobKind, Runner, require_one_process
 from jobkinds.checkpoints import check_init_path, init_directory
 from jobkinds.checks import inside, roots_text
 from jobkinds.spec import FinetuneSection, JobSpec
+from jobkinds.tokens_source import tokens_read_by_model
 from state.errors import SpecInvalid
 from state.settings import Settings
 
@@ -37,7 +39,8 @@ def check_finetune(spec: JobSpec, settings: Settings) -> None:
             )
     if spec.data.source == "hf":
         raise SpecInvalid(
-            "data.source", "a fine-tune reads a finite data set: data.source mock or local"
+            "data.source",
+            "a fine-tune reads a finite data set: data.source mock, local or tokens",
         )
     if ft.label_table and not inside(Path(ft.label_table), settings.readable_roots):
         raise SpecInvalid(
@@ -47,7 +50,7 @@ def check_finetune(spec: JobSpec, settings: Settings) -> None:
         )
     check_init_path(ft.init, "finetune.init", settings)
     try:
-        available, where = available_labels(ft.label_table, spec.data.source)
+        available, where = available_labels(ft.label_table, spec.data.source, spec.data.path)
         check_labels(ft.labels, available, where)
     except LabelError as exc:
         raise SpecInvalid("finetune.labels", str(exc)) from exc
@@ -61,7 +64,10 @@ def init_dir(session: Session, section: FinetuneSection) -> Path:
 def prepare_body(session: Session, spec: JobSpec, body: dict[str, Any]) -> None:
     """Record the resolved init directory and the step count as the job's ``max_iters``."""
     assert spec.finetune is not None
-    body["finetune"]["init_dir"] = str(init_dir(session, spec.finetune))
+    directory = init_dir(session, spec.finetune)
+    if spec.data.source == "tokens" and spec.data.path is not None:
+        tokens_read_by_model(spec.data.path, read_meta(directory), "finetune.init")
+    body["finetune"]["init_dir"] = str(directory)
     body["max_iters"] = spec.finetune.steps
 
 

@@ -158,3 +158,46 @@ def test_cli_embed_from_tokens(checkpoint, token_set, tmp_path, capsys) -> None:
     assert main([*argv, "--out", str(out), "--quiet", "--n", "10"]) == 0
     expected = open_token_dataset(token_set.path).object_ids()[:10]
     assert list(read_catalogue(out).object_ids) == expected
+
+
+def test_a_fine_tune_from_tokens_equals_one_from_the_images(images, token_set, tmp_path) -> None:
+    from astropt.finetune import FinetuneConfig, LabelError
+    from astropt.finetune.train import FinetuneRun
+    from tests.astropt.finetune_helpers import tiny_checkpoint as aion_checkpoint
+
+    init = aion_checkpoint(tmp_path / "init")
+    common = {
+        "init": str(init),
+        "labels": ["mag_r"],
+        "mode": "head",
+        "steps": 4,
+        "eval_interval": 2,
+        "batch_size": 4,
+        "val_fraction": 0.25,
+        "test_fraction": 0.25,
+        "device": "cpu",
+    }
+    runs = {}
+    for name, data in (
+        ("images", {"source": "mock", "n_mock": N, "mock_seed": SEED, "path": images.path}),
+        ("tokens", {"source": "tokens", "path": token_set.path}),
+    ):
+        config = FinetuneConfig.model_validate(
+            {**common, "data": data, "out_dir": str(tmp_path / name)}
+        )
+        runs[name] = FinetuneRun(config).run()
+    a, b = runs["images"], runs["tokens"]
+    assert a.status == b.status == "completed"
+    assert a.data.object_ids == b.data.object_ids and list(a.data.splits) == list(b.data.splits)
+    assert a.data.inputs.keys() == b.data.inputs.keys()
+    assert all(torch.equal(a.data.inputs[k], b.data.inputs[k]) for k in a.data.inputs)
+    assert a.best_val_loss == pytest.approx(b.best_val_loss, rel=1e-5)
+    with pytest.raises(LabelError, match="the columns of the token data set"):
+        bad = FinetuneConfig.model_validate(
+            {
+                **common,
+                "labels": ["bulge_fraction"],
+                "data": {"source": "tokens", "path": token_set.path},
+            }
+        )
+        FinetuneRun(bad)

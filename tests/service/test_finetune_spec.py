@@ -77,3 +77,43 @@ def test_a_label_table_offers_its_columns(tmp_path: Path) -> None:
             spec(label_table=str(tmp_path / "bad.csv"), labels=["redshift"]), settings
         ).detail
     )
+
+
+def test_a_token_data_set_offers_its_columns_and_must_be_of_the_models_codec(
+    tmp_path: Path,
+) -> None:
+    from astropt.config import DataSettings
+    from astropt.tokens import TokeniseConfig, tokenise
+    from jobkinds.kinds.finetune import prepare_body
+    from state.store import migrate, session_scope
+
+    data_dir = tmp_path / "data"
+    tokens = data_dir / "tokens"
+    mock = DataSettings(source="mock", n_mock=16, mock_seed=4, path=str(tmp_path / "mock"))
+    tokenise(
+        TokeniseConfig(
+            data=mock, out_dir=str(tokens), shard_size=16, num_workers=0, columns=["mag_r"]
+        ),
+        progress=False,
+    )
+    settings = Settings(data_dir=data_dir)
+
+    def on_tokens(labels: list[str]) -> JobSpec:
+        return JobSpec.model_validate(
+            {
+                "kind": "finetune",
+                "data": {"source": "tokens", "path": str(tokens)},
+                "finetune": {"init": "shipped", "labels": labels},
+            }
+        )
+
+    check_finetune(on_tokens(["mag_r"]), settings)
+    error = refused(on_tokens(["bulge_fraction"]), settings)
+    assert error.field == "finetune.labels" and "columns of the token data set" in error.detail
+    assert "mag_r" in error.detail  # names what it offers
+    migrate(settings.resolved_database_url)
+    with session_scope(settings.resolved_database_url) as session:
+        job = on_tokens(["mag_r"])
+        body = job.model_dump(mode="json")
+        prepare_body(session, job, body)  # the shipped model reads the shipped codec's tokens
+        assert body["finetune"]["init_dir"].endswith("shipped_model")
