@@ -60,10 +60,11 @@ class ModelReader:
         return self.token_inputs(held) if self.tokeniser == "aion" else self.crop_inputs(held)
 
     def token_inputs(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
-        """AION models: inputs of codec tokens ``Long[B, 576]``."""
+        """AION models: inputs of codec tokens ``[B, 576]`` (int16 as the token cache holds
+        them, or Long)."""
         from astropt.inference.pipeline import token_inputs
 
-        return token_inputs(tokens)
+        return token_inputs(tokens.long())
 
     def crop_inputs(self, crops: torch.Tensor) -> dict[str, torch.Tensor]:
         """Patch models: inputs of DES-ordered crops ``Float[B, 4, 96, 96]``."""

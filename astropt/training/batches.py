@@ -18,7 +18,8 @@ from astropt.tokenise import MODALITY, TokenCollate
 class TokenBatches:
     """A finite, pre-tokenised split: each epoch is a seeded permutation.
 
-    ``tokens`` is a ``Long[N, T]`` tensor in memory, or anything indexed the same way by a list of
+    ``tokens`` is an integer ``[N, T]`` tensor in memory (int16 from the token cache), or anything
+    indexed the same way by a list of
     rows (:class:`astropt.tokens.splits.TokenRows`: a token data set read per batch from disk).
     """
 
@@ -48,7 +49,9 @@ class TokenBatches:
         n = len(self.tokens)
         positions = range(index * self.batch_size, (index + 1) * self.batch_size)
         rows = [int(self._perm(p // n)[p % n]) for p in positions]
-        return self.tokens[rows]
+        batch = self.tokens[rows]
+        # Codec tokens are held as int16 (the token cache) and widened per batch; crops stay float.
+        return batch if batch.is_floating_point() else batch.long()
 
 
 class StreamBatches:

@@ -22,6 +22,9 @@ def learning_rate(it: int, config: TrainConfig) -> float:
 
 def unigram_entropy(tokens: torch.Tensor, vocab: int) -> float:
     """Cross-entropy (nats) of predicting targets from their own unigram frequencies."""
-    counts = torch.bincount(tokens[:, 1:].reshape(-1), minlength=vocab).double()
+    counts = torch.zeros(vocab, dtype=torch.float64)
+    for start in range(0, len(tokens), 4096):  # in blocks: no copy of the whole split
+        block = tokens[start : start + 4096, 1:].reshape(-1).long()
+        counts += torch.bincount(block, minlength=vocab)[:vocab].double()
     p = counts[counts > 0] / counts.sum()
     return float(-(p * p.log()).sum())
