@@ -5,7 +5,8 @@
 Needs PostgreSQL on 127.0.0.1:5432 (database ``test``, trust auth). Each job gets every curve
 the API returns (train_loss, val_loss, lr, tokens_per_s, mfu, effective_batch_size) with N
 points; GET /jobs/{id} goes over real HTTP to uvicorn with the default ASTROPT_CURVE_MAX_POINTS.
-Then a loss.csv of 100k rows takes one more log step (train row + its evaluation).
+The points go in by COPY (fast), so each job's curve summaries are then built from them, as the
+migration builds them for curves stored before it. Then a loss.csv of 100k rows takes one more log step (train row + its evaluation).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from astropt.training.run_log import RunLog  # noqa: E402
 from service.app import create_app  # noqa: E402
 from service.jobs.service import CURVE_KINDS  # noqa: E402
 from state.settings import Settings  # noqa: E402
-from state.store import migrate, repository, session_scope  # noqa: E402
+from state.store import migrate, repository, session_scope, summaries  # noqa: E402
 from state.store.models import step_level  # noqa: E402
 from tests.service.stack import PG_DSN, ThreadedServer, postgres_schema, tiny_spec  # noqa: E402
 
@@ -49,6 +50,8 @@ def fill(database: str, job_id: str, n: int) -> None:
                     )
         conn.commit()
         cursor.execute("ANALYZE metric_points")
+    with session_scope(database) as session:  # COPY goes around upsert_points: build the summaries
+        summaries.rebuild(session, job_id)
 
 
 def p50_get(base_url: str, job_id: str, requests: int) -> float:

@@ -28,7 +28,7 @@ from service.users.quotas import check_quotas
 from state.errors import Conflict, NotFound, TooManyJobs, Unavailable
 from state.settings import Settings
 from state.store import repository
-from state.store.curves import read_curve, thin
+from state.store.curves import read_curves, thin
 from state.store.models import FINISHED_PHASES, Job
 
 Publisher = Callable[[str], None]
@@ -222,14 +222,14 @@ def curves(
 
     ``probes``: the live-probe labels whose R^2 curves to read (see :func:`probe_labels`)."""
     result = Curves(since=since)
-    for kind in CURVE_KINDS:
-        curve = read_curve(session, job_id, kind, since, max_points)
+    probe_kinds = {f"{PROBE_PREFIX}{label}": label for label in probes}
+    read = read_curves(session, job_id, [*CURVE_KINDS, *probe_kinds], since, max_points)
+    for kind, curve in read.items():
         result.downsampled |= curve.thinned
-        setattr(result, kind, _curve(curve.points))
-    for label in probes:
-        curve = read_curve(session, job_id, f"{PROBE_PREFIX}{label}", since, max_points)
-        result.downsampled |= curve.thinned
-        result.probe_r2[label] = _curve(curve.points)
+        if kind in probe_kinds:
+            result.probe_r2[probe_kinds[kind]] = _curve(curve.points)
+        else:
+            setattr(result, kind, _curve(curve.points))
     return result
 
 

@@ -1,19 +1,25 @@
 """Thinned curves read in time independent of the run's length.
 
-A curve of N points is read through ``ix_metric_points_level`` (job, kind, level, step): the
-points at level >= L are the steps that are multiples of 2**L, so choosing L from the step span
-bounds what is read by about ``2 * max_points`` rows whatever N is. The first, last and lowest
-points (index lookups) are always kept; the rest is thinned evenly to ``max_points`` in all.
+The whole curve (no ``since``) is thinned from its summary (state/store/summaries.py): one row
+per curve of at most ``summaries.CAPACITY`` points kept as the points are written, all of a job's
+curves in one query. Otherwise (``since``, or a curve without a summary) a curve of N points is
+read through ``ix_metric_points_level`` (job, kind, level, step): the points at level >= L are the
+steps that are multiples of 2**L, so choosing L from the step span bounds what is read by about
+``2 * max_points`` rows whatever N is. The first, last and lowest points (index lookups) are
+always kept; the rest is thinned evenly to ``max_points`` in all.
 """
 
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, insort
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Select, func, literal, select, union_all
 from sqlalchemy.orm import Session
 
+from state.store import summaries
 from state.store.models import MetricPoint
 
 Point = tuple[int, float]
@@ -23,6 +29,33 @@ Point = tuple[int, float]
 class ThinCurve:
     points: list[Point]
     thinned: bool  # some points of the range are not in ``points``
+
+
+def read_curves(
+    session: Session, job_id: str, kinds: Sequence[str], since: int | None, max_points: int
+) -> dict[str, ThinCurve]:
+    """At most ``max_points`` points of each curve (steps after ``since``), first/last/min kept:
+    from the summaries when the whole curve is asked for, else from ``metric_points``."""
+    held = summaries.load(session, job_id, kinds) if since is None else {}
+    curves = {}
+    for kind in kinds:
+        summary = held.get(kind)
+        curve = None if summary is None else _from_summary(summary, max_points)
+        curves[kind] = curve or read_curve(session, job_id, kind, since, max_points)
+    return curves
+
+
+def _from_summary(summary: summaries.Summary, max_points: int) -> ThinCurve | None:
+    """The curve thinned from its summary; None when the summary holds too few points for
+    ``max_points`` (a max_points above CAPACITY / 2)."""
+    if summary.level > 0 and len(summary.steps) < max_points:
+        return None
+    steps, values = summary.with_ends()
+    if summary.level == 0 and len(steps) <= max_points:
+        return ThinCurve(list(zip(steps, values, strict=True)), False)  # the whole curve
+    ends = {summary.first[0], summary.last[0], summary.lowest[0]}
+    kept = sorted(bisect_left(steps, step) for step in ends)
+    return ThinCurve([(steps[i], values[i]) for i in _spaced(len(steps), max_points, kept)], True)
 
 
 def read_curve(
@@ -83,20 +116,35 @@ def _tagged(part: int, query: Select[int, float]) -> Select[int, int, float]:
 
 def thin(points: list[Point], max_points: int, keep: set[Point]) -> list[Point]:
     """Evenly spaced points of a sorted curve (its ends included), ``max_points`` in all, where
-    each point of ``keep`` replaces the spaced point nearest to it."""
+    each point of ``keep`` replaces the spaced point nearest to it (the earlier of two as near).
+    Steps are unique."""
     if len(points) <= max_points:
         return points
-    last = len(points) - 1
-    chosen = sorted({round(i * last / (max_points - 1)) for i in range(max_points)})
-    index = {point: i for i, point in enumerate(points)}
-    for point in sorted(keep, key=index.__getitem__):
-        i = index[point]
-        if i in chosen:
+    kept = sorted(bisect_left(points, (step,)) for step, _ in keep)
+    return [points[i] for i in _spaced(len(points), max_points, kept)]
+
+
+def _spaced(n: int, max_points: int, kept: list[int]) -> list[int]:
+    """``max_points`` evenly spaced indexes of ``n > max_points`` (0 and n - 1 included), each
+    of ``kept`` (sorted) replacing the nearest spaced one: O(max_points)."""
+    last = n - 1
+    # strictly increasing: consecutive values are more than 1 apart before rounding
+    chosen = [round(i * last / (max_points - 1)) for i in range(max_points)]
+    protected, taken = set(kept), set(chosen)
+    for i in kept:
+        if i in taken:
             continue
-        spare = [j for j in chosen if points[j] not in keep]
-        chosen.remove(min(spare, key=lambda j: abs(j - i)))
-        chosen.append(i)
-    return [points[i] for i in sorted(chosen)]
+        at = bisect_left(chosen, i)
+        left, right = at - 1, at
+        while left >= 0 and chosen[left] in protected:
+            left -= 1
+        while right < len(chosen) and chosen[right] in protected:
+            right += 1
+        use_left = left >= 0 and (right == len(chosen) or i - chosen[left] <= chosen[right] - i)
+        taken.discard(chosen.pop(left if use_left else right))
+        insort(chosen, i)
+        taken.add(i)
+    return chosen
 
 
 def _sparse_level(span: int, max_points: int) -> int:

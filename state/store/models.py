@@ -13,6 +13,8 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Integer,
+    LargeBinary,
+    PrimaryKeyConstraint,
     SmallInteger,
     String,
     Text,
@@ -122,6 +124,27 @@ class MetricPoint(Base):
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     job: Mapped[Job] = relationship(back_populates="metrics")
+
+
+class CurveSummary(Base):
+    """A bounded picture of one curve, kept in step with its points (state/store/summaries.py):
+    its first, last and lowest points and every point at ``level`` or above (packed int64 steps
+    and float64 values, at most ``summaries.CAPACITY``). A thinned curve is read from this row."""
+
+    __tablename__ = "curve_summaries"
+    __table_args__ = (PrimaryKeyConstraint("job_id", "kind", name="pk_curve_summaries"),)
+
+    job_id: Mapped[str] = mapped_column(String(32), ForeignKey("jobs.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    level: Mapped[int] = mapped_column(SmallInteger)
+    first_step: Mapped[int] = mapped_column(BigInteger)
+    first_value: Mapped[float] = mapped_column(Float)
+    last_step: Mapped[int] = mapped_column(BigInteger)
+    last_value: Mapped[float] = mapped_column(Float)
+    lowest_step: Mapped[int] = mapped_column(BigInteger)
+    lowest_value: Mapped[float] = mapped_column(Float)
+    packed_steps: Mapped[bytes] = mapped_column(LargeBinary)
+    packed_values: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class WorkerNode(Base):

@@ -14,10 +14,12 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from astropt.run_dir import RunDir
+from state.store import summaries
 from state.store.models import (
     ACTIVE_PHASES,
     FINISHED_PHASES,
     JOB_ID_LENGTH,
+    CurveSummary,
     Job,
     MetricPoint,
     step_level,
@@ -175,21 +177,26 @@ def request_cancel_if_running(session: Session, job_id: str) -> bool:
 
 
 def upsert_points(session: Session, job_id: str, points: Iterable[tuple[str, int, float]]) -> None:
-    """Insert metric points; a repeated (job, kind, step) overwrites the old value.
+    """Insert metric points; a repeated (job, kind, step) overwrites the old value. The curves'
+    summaries (state/store/summaries.py) follow in the same transaction.
 
     Non-finite values are dropped: a curve is a list of numbers, and JSON has no NaN.
     """
+    finite = [
+        (kind, int(step), float(value))
+        for kind, step, value in points
+        if math.isfinite(float(value))
+    ]
     rows = [
         {
             "job_id": job_id,
             "kind": kind,
-            "step": int(step),
-            "value": float(value),
-            "level": step_level(int(step)),
+            "step": step,
+            "value": value,
+            "level": step_level(step),
             "recorded_at": utcnow(),
         }
-        for kind, step, value in points
-        if math.isfinite(float(value))
+        for kind, step, value in finite
     ]
     if not rows:
         return
@@ -201,6 +208,7 @@ def upsert_points(session: Session, job_id: str, points: Iterable[tuple[str, int
         set_={"value": statement.excluded.value, "recorded_at": statement.excluded.recorded_at},
     )
     session.execute(statement)
+    summaries.record(session, job_id, finite)
 
 
 def delete_points_after(session: Session, job_id: str, step: int) -> int:
@@ -208,7 +216,10 @@ def delete_points_after(session: Session, job_id: str, step: int) -> int:
     result = session.execute(
         delete(MetricPoint).where(MetricPoint.job_id == job_id, MetricPoint.step > step)
     )
-    return int(cast(CursorResult[Any], result).rowcount or 0)
+    deleted = int(cast(CursorResult[Any], result).rowcount or 0)
+    if deleted:
+        summaries.rebuild(session, job_id)
+    return deleted
 
 
 def get_points(
@@ -288,13 +299,14 @@ def delete_finished_job(session: Session, job_id: str) -> bool:
     removed = session.execute(delete(Job).where(Job.id == job_id, Job.phase.in_(FINISHED_PHASES)))
     if cast(CursorResult[Any], removed).rowcount != 1:
         return False
-    session.execute(
-        delete(MetricPoint).where(MetricPoint.job_id == job_id)
-    )  # SQLite without cascade
+    # SQLite without cascade
+    session.execute(delete(CurveSummary).where(CurveSummary.job_id == job_id))
+    session.execute(delete(MetricPoint).where(MetricPoint.job_id == job_id))
     return True
 
 
 def delete_job(session: Session, job_id: str) -> None:
+    session.execute(delete(CurveSummary).where(CurveSummary.job_id == job_id))
     session.execute(delete(MetricPoint).where(MetricPoint.job_id == job_id))
     session.execute(delete(Job).where(Job.id == job_id))
 
