@@ -1,6 +1,6 @@
 """How this project uses torch: device choice, precision, TF32 and intra-op threads.
 
-Training (``astropt.training.runtime``), inference (``astropt.inference.runtime``) and codec
+Training (``astropt.training.runtime``), inference (``astropt.serving.runtime``) and codec
 training all take these decisions from here, so a device/precision rule is written once.
 """
 

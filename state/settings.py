@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:  # light at import time: the worker's main process never imports torch
     from astropt.inference.limits import UploadLimits
-    from astropt.inference.runtime import RuntimeConfig
+    from astropt.serving.runtime import RuntimeConfig
     from broker import BrokerConfig
 
 
@@ -410,7 +410,7 @@ class InferenceSettings(BaseSettings):
         )
 
     def runtime_config(self) -> RuntimeConfig:
-        from astropt.inference.runtime import RuntimeConfig
+        from astropt.serving.runtime import RuntimeConfig
 
         return RuntimeConfig(
             self.device, self.torch_threads, self.precision, self.max_models, self.max_cache_mb

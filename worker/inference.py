@@ -1,7 +1,7 @@
 """Inference on separate (GPU) workers through the ``inference`` Celery queue: a thin adapter.
 
 The API validates uploads at the edge (all 413/415/422 rules) and sends the checked cube in
-its wire form (``astropt.inference.wire``: JSON, never pickle); a worker started with
+its wire form (``astropt.serving.wire``: JSON, never pickle); a worker started with
 
     ASTROPT_BROKER_URL=redis://host:6379/0 ASTROPT_INFERENCE_RESULT_BACKEND=redis://host:6379/1 \
     celery -A worker.inference:inference_app worker -Q inference -P solo
@@ -33,8 +33,8 @@ def infer(request: dict[str, Any]) -> dict[str, Any]:
     global _runtime
     # torch is imported here, in the process that computes, not when the app is loaded.
     from astropt.inference.errors import REQUEST_ERRORS, ErrorPayload
-    from astropt.inference.runtime import InferenceRuntime
-    from astropt.inference.wire import InferenceRequest, reply_to_wire
+    from astropt.serving.runtime import InferenceRuntime
+    from astropt.serving.wire import InferenceRequest, reply_to_wire
 
     with _LOCK:
         try:

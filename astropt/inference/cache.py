@@ -7,6 +7,7 @@ so it needs no lock of its own.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,11 +48,26 @@ def module_bytes(module: torch.nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in (*module.parameters(), *module.buffers()))
 
 
+# Loads a fine-tuned checkpoint's task head: (directory, meta, device) -> an object whose
+# ``head`` is the module (astropt.finetune.head.load_head; the serving runtime passes it in).
+HeadLoader = Callable[[Path, dict[str, Any], torch.device], Any]
+
+
 class ModelCache:
-    def __init__(self, device: torch.device, max_models: int, max_bytes: int):
+    """Loaded models by checkpoint, least recently used evicted past ``max_models`` or
+    ``max_bytes``; with ``load_head``, a fine-tuned checkpoint comes with its task head."""
+
+    def __init__(
+        self,
+        device: torch.device,
+        max_models: int,
+        max_bytes: int,
+        load_head: HeadLoader | None = None,
+    ):
         self.device = device
         self.max_models = max_models
         self.max_bytes = max_bytes
+        self.load_head = load_head
         self._entries: OrderedDict[WeightsVersion, LoadedModel] = OrderedDict()
         self.loads = 0
         self.evictions = 0
@@ -85,10 +101,8 @@ class ModelCache:
 
     def _load(self, checkpoint: Path) -> LoadedModel:
         loaded = self._load_model(checkpoint)
-        if isinstance(loaded.meta.get("finetune"), dict):
-            from astropt.finetune.head import load_head
-
-            loaded.head = load_head(checkpoint, loaded.meta, self.device)
+        if self.load_head is not None and isinstance(loaded.meta.get("finetune"), dict):
+            loaded.head = self.load_head(checkpoint, loaded.meta, self.device)
             loaded.n_bytes += module_bytes(loaded.head.head)
         return loaded
 

@@ -27,7 +27,7 @@ from astropt.inference.pipeline import (
 )
 from astropt.patches import PATCH_MODALITY, centre_token_patches, patches_to_image, random_mask
 from astropt.pooling import DEFAULT_CENTRE, DEFAULT_POOL
-from astropt.training.pairs import sequence
+from astropt.sequences import sequence
 
 if TYPE_CHECKING:
     from astropt.model import GPT

@@ -24,6 +24,8 @@ from astropt.model import GPT, GPTConfig
 from astropt.plotting import galaxy_grid, write_atomic
 from astropt.run_dir import CONFIG_FILE, RunDir, checkpoint_kind, step_name
 from astropt.science.readers import ModelReader
+from astropt.sequences import crop_dataset, training_pair
+from astropt.sequences import gpt_config as _gpt_config
 from astropt.stopping import StopRequested, raise_if_stopped
 from astropt.tokenise import (
     MODALITY,
@@ -38,8 +40,6 @@ from astropt.training.batches import FixedBatches, StreamBatches, TokenBatches
 from astropt.training.callbacks import TrainCallback, TrainResult, TrainStatus
 from astropt.training.guards import Diverged, check_finite, check_weights
 from astropt.training.live_probe import PREFIX, LiveProbe, metric_names
-from astropt.training.pairs import crop_dataset, training_pair
-from astropt.training.pairs import gpt_config as _gpt_config
 from astropt.training.run_log import RunLog
 from astropt.training.runtime import (
     Runtime,
@@ -565,7 +565,7 @@ class _Trainer:
             cb.on_val_images(self.iter_num, str(path))
 
     def _val_patch_images(self) -> None:
-        from astropt.training.pairs import predicted_images
+        from astropt.sequences import predicted_images
 
         crops = torch.cat(list(self.eval_sets["val"]))[: self.cfg.n_val_images].to(self.rt.device)
         self.model.eval()

@@ -11,7 +11,7 @@ under load, requests pile up while a batch runs, so batches fill without waiting
 seeded completion must not depend on which other requests happened to share its batch.
 
 GPU routing: with ``backend="celery"`` each request is sent, already validated, to the
-``inference`` Celery queue instead (in its wire form, ``astropt.inference.wire``); the workers
+``inference`` Celery queue instead (in its wire form, ``astropt.serving.wire``); the workers
 there run the same ``InferenceRuntime.run_batch`` with their own model cache. Remote requests
 are not micro-batched across requests (one task, one image).
 """
@@ -31,8 +31,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from astropt.inference.errors import EngineBusy, error_kind
-from astropt.inference.runtime import InferenceRuntime
-from astropt.inference.wire import InferenceRequest, reply_from_wire
+from astropt.serving.runtime import InferenceRuntime
+from astropt.serving.wire import InferenceRequest, reply_from_wire
 from state.settings import InferenceSettings
 
 log = logging.getLogger(__name__)

@@ -84,8 +84,8 @@ def test_merged_checkpoint_is_a_plain_model_with_the_adapted_embedding(
     init, mock_dir, tmp_path
 ) -> None:
     from astropt.images import Cube
-    from astropt.inference.runtime import InferenceRuntime, RuntimeConfig
-    from astropt.inference.wire import InferenceRequest, InferenceResult
+    from astropt.serving.runtime import InferenceRuntime, RuntimeConfig
+    from astropt.serving.wire import InferenceRequest, InferenceResult
 
     result = FinetuneRun(
         config(init, tmp_path / "run", mock_dir, max_objects=64, labels=["mag_r", "g_r"])

@@ -11,8 +11,8 @@ import pytest
 from astropt.images import Cube
 from astropt.inference.pipeline import OptionsError, ReconstructOptions
 from astropt.inference.render import panel_titles, render_png, to_fits
-from astropt.inference.runtime import InferenceRuntime, RuntimeConfig
-from astropt.inference.wire import InferenceRequest
+from astropt.serving.runtime import InferenceRuntime, RuntimeConfig
+from astropt.serving.wire import InferenceRequest
 from astropt.training import train
 from tests.astropt.test_train_patch_mae import config_for
 

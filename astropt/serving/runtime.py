@@ -12,9 +12,11 @@ from dataclasses import dataclass
 
 import torch
 
+from astropt.finetune.head import load_head
+from astropt.finetune.predict import predict
 from astropt.inference.cache import ModelCache
 from astropt.inference.pipeline import embed, reconstruct
-from astropt.inference.wire import InferenceRequest, InferenceResult
+from astropt.serving.wire import InferenceRequest, InferenceResult
 from astropt.torch_policy import (
     InferencePrecision,
     choose_device,
@@ -45,7 +47,10 @@ class InferenceRuntime:
         self.threads = set_threads(self.config.torch_threads, leave_one_above=4)
         self.precision: torch.dtype = inference_dtype(self.config.precision, self.device)
         self.cache = ModelCache(
-            self.device, self.config.max_models, self.config.max_cache_mb * 2**20
+            self.device,
+            self.config.max_models,
+            self.config.max_cache_mb * 2**20,
+            load_head=load_head,
         )
 
     def run_batch(self, requests: Sequence[InferenceRequest]) -> list[InferenceResult]:
@@ -62,8 +67,6 @@ class InferenceRuntime:
         loaded = self.cache.get(first.checkpoint)
         cubes = [r.cube for r in requests]
         if first.kind == "predict":  # a fine-tuned checkpoint: embedding, then its task head
-            from astropt.finetune.predict import predict
-
             values: list = predict(cubes, loaded, self.precision)
         elif loaded.codec is None:  # a patch-token model: no codec in the way
             from astropt.inference.patch_pipeline import embed_patches, reconstruct_patches
