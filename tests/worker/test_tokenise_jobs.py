@@ -187,7 +187,8 @@ def test_a_train_job_reads_a_tokenise_jobs_data_set_by_its_id(stack: Stack) -> N
     embedded = client.post("/jobs", json=embed)
     assert embedded.status_code == 201, embedded.text
     catalogue_id = embedded.json()["id"]
-    assert wait_for_job(client, catalogue_id, {"completed"}, timeout=300)["iteration"] == 64
+    progress = wait_for_job(client, catalogue_id, {"completed"}, timeout=300)["progress"]
+    assert progress["iteration"] == 64 == progress["max_iters"]
     download = client.get(f"/catalogues/{catalogue_id}/catalogue.parquet")
     table = pq.read_table(io.BytesIO(download.content))
     assert table.column("object_id").to_pylist() == mock_ids(64)
