@@ -226,15 +226,12 @@ def curves(
     read = read_curves(session, job_id, [*CURVE_KINDS, *probe_kinds], since, max_points)
     for kind, curve in read.items():
         result.downsampled |= curve.thinned
+        thinned = Curve(steps=curve.steps, values=curve.values)
         if kind in probe_kinds:
-            result.probe_r2[probe_kinds[kind]] = _curve(curve.points)
+            result.probe_r2[probe_kinds[kind]] = thinned
         else:
-            setattr(result, kind, _curve(curve.points))
+            setattr(result, kind, thinned)
     return result
-
-
-def _curve(points: list[tuple[int, float]]) -> Curve:
-    return Curve(steps=[s for s, _ in points], values=[v for _, v in points])
 
 
 def downsample(points: list[tuple[int, float]], max_points: int) -> list[tuple[int, float]]:

@@ -15,6 +15,8 @@ import math
 from bisect import bisect_left, insort
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import repeat
+from operator import floordiv, itemgetter
 
 from sqlalchemy import Select, func, literal, select, union_all
 from sqlalchemy.orm import Session
@@ -27,8 +29,17 @@ Point = tuple[int, float]
 
 @dataclass(frozen=True)
 class ThinCurve:
-    points: list[Point]
-    thinned: bool  # some points of the range are not in ``points``
+    steps: list[int]
+    values: list[float]
+    thinned: bool  # some points of the range are not here
+
+    @classmethod
+    def of(cls, points: list[Point], thinned: bool) -> ThinCurve:
+        return cls([step for step, _ in points], [value for _, value in points], thinned)
+
+    @property
+    def points(self) -> list[Point]:
+        return list(zip(self.steps, self.values, strict=True))
 
 
 def read_curves(
@@ -41,7 +52,9 @@ def read_curves(
     for kind in kinds:
         summary = held.get(kind)
         curve = None if summary is None else _from_summary(summary, max_points)
-        curves[kind] = curve or read_curve(session, job_id, kind, since, max_points)
+        if curve is None:
+            curve = read_curve(session, job_id, kind, since, max_points)
+        curves[kind] = curve
     return curves
 
 
@@ -52,10 +65,10 @@ def _from_summary(summary: summaries.Summary, max_points: int) -> ThinCurve | No
         return None
     steps, values = summary.with_ends()
     if summary.level == 0 and len(steps) <= max_points:
-        return ThinCurve(list(zip(steps, values, strict=True)), False)  # the whole curve
+        return ThinCurve(steps, values, False)  # the whole curve
     ends = {summary.first[0], summary.last[0], summary.lowest[0]}
-    kept = sorted(bisect_left(steps, step) for step in ends)
-    return ThinCurve([(steps[i], values[i]) for i in _spaced(len(steps), max_points, kept)], True)
+    pick = itemgetter(*_spaced(len(steps), max_points, sorted(bisect_left(steps, s) for s in ends)))
+    return ThinCurve(list(pick(steps)), list(pick(values)), True)
 
 
 def read_curve(
@@ -64,10 +77,10 @@ def read_curve(
     """At most ``max_points`` points of one curve (steps after ``since``), first/last/min kept."""
     summary = _summary(session, job_id, kind, since, max_points + 1)
     if summary is None:
-        return ThinCurve([], False)
+        return ThinCurve([], [], False)
     count, first, last, lowest = summary
     if count <= max_points:
-        return ThinCurve(_at_or_above(session, job_id, kind, since, 0, max_points), False)
+        return ThinCurve.of(_at_or_above(session, job_id, kind, since, 0, max_points), False)
     # one level below the sparsest that fits: about 2 * max_points rows, thinned evenly here
     level = max(0, _sparse_level(last[0] - first[0], max_points) - 1)
     rows = _at_or_above(session, job_id, kind, since, level, 2 * max_points)
@@ -82,7 +95,7 @@ def read_curve(
             break
         level, rows = lower, denser
     keep = {first, last, lowest}
-    return ThinCurve(thin(sorted({*rows, *keep}), max_points, keep), True)
+    return ThinCurve.of(thin(sorted({*rows, *keep}), max_points, keep), True)
 
 
 def _summary(
@@ -128,22 +141,25 @@ def _spaced(n: int, max_points: int, kept: list[int]) -> list[int]:
     """``max_points`` evenly spaced indexes of ``n > max_points`` (0 and n - 1 included), each
     of ``kept`` (sorted) replacing the nearest spaced one: O(max_points)."""
     last = n - 1
-    # strictly increasing: consecutive values are more than 1 apart before rounding
-    chosen = [round(i * last / (max_points - 1)) for i in range(max_points)]
-    protected, taken = set(kept), set(chosen)
+    # i * last / (max_points - 1) to the nearest (halves up) for each i: strictly increasing, as
+    # consecutive values are more than 1 apart; in integers, and map keeps the loop in C
+    double = 2 * (max_points - 1)
+    chosen = list(
+        map(floordiv, range(double // 2, max_points * 2 * last, 2 * last), repeat(double))
+    )
+    protected = set(kept)
     for i in kept:
-        if i in taken:
-            continue
         at = bisect_left(chosen, i)
+        if at < len(chosen) and chosen[at] == i:
+            continue
         left, right = at - 1, at
         while left >= 0 and chosen[left] in protected:
             left -= 1
         while right < len(chosen) and chosen[right] in protected:
             right += 1
         use_left = left >= 0 and (right == len(chosen) or i - chosen[left] <= chosen[right] - i)
-        taken.discard(chosen.pop(left if use_left else right))
+        chosen.pop(left if use_left else right)
         insort(chosen, i)
-        taken.add(i)
     return chosen
 
 
