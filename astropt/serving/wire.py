@@ -51,7 +51,12 @@ def unpack_array(packed: dict[str, Any] | None) -> np.ndarray | None:
 @dataclass
 class InferenceRequest:
     """One image to reconstruct (``options``), embed (``pooling``) or predict labels for (a
-    fine-tuned checkpoint) with a checkpoint's model."""
+    fine-tuned checkpoint) with a checkpoint's model.
+
+    An embedding may also name the block it pools (``layer``), a same-shape model initialised
+    from ``random_init`` instead of the checkpoint's weights, and what the model must read
+    (``reads``, a catalogue's record of its inputs: :meth:`ModelReader.describe`): how a query
+    image is embedded into a catalogue's space."""
 
     kind: RequestKind
     checkpoint: Path
@@ -59,13 +64,25 @@ class InferenceRequest:
     options: ReconstructOptions | None = None
     pooling: Pooling = DEFAULT_POOL
     centre: int = DEFAULT_CENTRE  # k of the centre pooling
+    layer: int = -1
+    random_init: int | None = None
+    reads: dict[str, Any] | None = None
 
     @property
     def mode(self) -> str:
-        """What decides how it is computed: the reconstruction mode, or the pooling."""
+        """What decides how it is computed: the reconstruction mode, or the pooling (and the
+        layer, weights and inputs of a catalogue's embedding)."""
         if self.options is not None:
             return self.options.mode
-        return f"centre{self.centre}" if self.pooling == "centre" else self.pooling
+        mode = f"centre{self.centre}" if self.pooling == "centre" else self.pooling
+        if self.catalogue_recipe:
+            mode += f"@{self.layer}:{self.random_init}:{sorted((self.reads or {}).items())}"
+        return mode
+
+    @property
+    def catalogue_recipe(self) -> bool:
+        """An embedding with a layer, random-init weights or expected inputs of its own."""
+        return self.layer != -1 or self.random_init is not None or self.reads is not None
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -77,6 +94,9 @@ class InferenceRequest:
             "options": asdict(self.options) if self.options else None,
             "pooling": self.pooling,
             "centre": self.centre,
+            "layer": self.layer,
+            "random_init": self.random_init,
+            "reads": self.reads,
         }
 
     @classmethod
@@ -93,6 +113,9 @@ class InferenceRequest:
             options,
             data.get("pooling", DEFAULT_POOL),
             int(data.get("centre", DEFAULT_CENTRE)),
+            int(data.get("layer", -1)),
+            None if data.get("random_init") is None else int(data["random_init"]),
+            data.get("reads"),
         )
 
 

@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import Field, ValidationError
 
+from astropt.inference.errors import REQUEST_ERRORS
 from astropt.science.anomaly import METHODS
 from jobkinds.paths import checked_path
 from service.catalogues import service as catalogues
@@ -32,6 +33,8 @@ from service.deps import ApiKey, SessionDep
 from service.http.body_guard import reject_non_finite
 from service.http.responses import STORE_DOWN, UPLOAD, Responses, _error
 from service.http.schemas import ValidationErrorOut
+from service.inference.engine import Work
+from service.inference.errors import http_status
 from service.inference.routes import (
     InferenceError,
     _Form,
@@ -305,12 +308,15 @@ async def search(request: Request, format: Format = "json") -> Any:
             ]
         )
     path = await run_in_threadpool(_catalogue_path, settings, params.job_id)
+    recipe = await run_in_threadpool(catalogues.query_recipe, settings, path, params.k)
+    vector = await _embed_query(request, recipe, cube)
     result = await _compute(
         settings,
-        catalogues.search_by_image,
+        catalogues.search_by_vector,
         settings,
         path,
         params.job_id,
+        vector,
         cube,
         "upload",
         params.k,
@@ -318,6 +324,20 @@ async def search(request: Request, format: Format = "json") -> Any:
     if format == "png":
         return _png(await _compute(settings, catalogues.search_mosaic, path, result, cube))
     return result
+
+
+async def _embed_query(request: Request, recipe: dict[str, Any], cube: Any) -> Any:
+    """The upload embedded as the catalogue's rows were, by the app's inference engine (its
+    one model cache, batched with other requests; on the inference queue when it has one)."""
+    try:
+        result = await get_engine(request).submit(Work("embed", cube=cube, **recipe))
+    except REQUEST_ERRORS as exc:
+        status = http_status(exc)
+        prefix = "the catalogue's model cannot be used: " if status == 409 else ""
+        raise InferenceError(
+            status, prefix + str(exc), getattr(exc, "retry_after_s", None)
+        ) from exc
+    return result.value[recipe["pooling"]]
 
 
 async def _json_body(request: Request, limit: int) -> bytes:

@@ -326,16 +326,40 @@ def search_by_id(settings: Settings, path: Path, job_id: str, object_id: str, k:
     )
 
 
-def search_by_image(
-    settings: Settings, path: Path, job_id: str, cube: Any, filename: str, k: int
-) -> SearchOut:
-    """The upload embedded exactly as the catalogue's rows were (its model, pooling, layer)."""
-    from service.catalogues.models import embed_cube
+def query_recipe(settings: Settings, path: Path, k: int) -> dict[str, Any]:
+    """How an uploaded image is embedded into the catalogue's space (its model or random-init
+    baseline, pooling, layer, and the inputs its rows were read as): the arguments of the
+    inference engine's embed request (``checkpoint`` and the rest). ``k`` is checked first."""
+    from astropt.pooling import DEFAULT_CENTRE
 
     _bound("k", k, settings, "max_search_k")
+    manifest = load(path).catalogue.manifest
+    described = manifest.get("model") or {}
+    checkpoint = manifest.get("checkpoint")
+    if not checkpoint or not Path(checkpoint).is_dir():
+        raise Conflict(
+            f"the catalogue's model ({checkpoint}) is no longer on this machine; search it by "
+            "object_id instead"
+        )
+    return {
+        "checkpoint": Path(checkpoint),
+        "pooling": manifest["pooling"],
+        "centre": int(manifest.get("centre") or DEFAULT_CENTRE),
+        "layer": int(manifest["layer"]),
+        "random_init": described.get("seed") if described.get("kind") == "random-init" else None,
+        "reads": manifest.get("inputs")
+        or {"tokeniser": "aion", "codec": (manifest.get("codec") or {}).get("fingerprint")},
+    }
+
+
+def search_by_vector(
+    settings: Settings, path: Path, job_id: str, vector: Any, cube: Any, filename: str, k: int
+) -> SearchOut:
+    """The neighbours of an upload's embedding (made by the inference engine from
+    :func:`query_recipe`)."""
+    _bound("k", k, settings, "max_search_k")
     loaded = load(path)
-    vector = embed_cube(loaded.catalogue.manifest, cube)
-    hits = loaded.index.query_vector(vector, k)
+    hits = loaded.index.query_vector(np.asarray(vector, dtype=np.float32), k)
     query = {"upload": filename, "bands": list(cube.bands), "warnings": list(cube.warnings)}
     return SearchOut(job_id=job_id, query=query, k=k, neighbours=_neighbours(loaded, hits))
 
