@@ -19,6 +19,7 @@ on every label where any of them reaches R^2 0.1 is the verdict.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import time
@@ -86,6 +87,32 @@ def same_random_init(catalogue: Path, like: Path, seed: int, options: EmbedOptio
     )
 
 
+def weights_digest(checkpoint: Path) -> str:
+    return hashlib.sha256((checkpoint / "model.safetensors").read_bytes()).hexdigest()
+
+
+def embed_trained(
+    checkpoint: Path, model: Any, source: SourceSpec, out: Path, options: EmbedOptions
+) -> None:
+    """Embed with a trained model unless ``out`` holds this checkpoint's catalogue of the same
+    data and recipe already (the weights' digest, kept beside the catalogue, says which)."""
+    stamp = out.with_name(out.name + ".json")
+    key = {
+        "weights_sha256": weights_digest(checkpoint),
+        "data": source.describe(),
+        "recipe": [options.pool, options.layer, options.centre],
+    }
+    try:
+        if json.loads(stamp.read_text()) == key and _manifest(out):
+            print(f"reusing {out}")
+            return
+    except (OSError, json.JSONDecodeError):
+        pass
+    stamp.unlink(missing_ok=True)
+    embed(model, source, out, options)
+    stamp.write_text(json.dumps(key))
+
+
 def embed(model: Any, source: SourceSpec, out: Path, options: EmbedOptions) -> None:
     shutil.rmtree(out, ignore_errors=True)  # never resume a catalogue of another model
     started = time.perf_counter()
@@ -144,7 +171,7 @@ def main() -> None:
             "step": trained.meta.get("step"),
             "best_val_loss": trained.meta.get("best_val_loss"),
         }
-        embed(trained, source, work / name / "trained", options)
+        embed_trained(checkpoint, trained, source, work / name / "trained", options)
         baselines: dict[str, str | Path] = {}
         for seed in args.random_seeds:
             column = f"random{shape}-s{seed}"
