@@ -29,22 +29,30 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 LONGEST_FIRST = (
     "tests/worker/test_distributed_jobs.py",  # 1020 s
     "tests/service/test_demo.py",  # 780 s
-    "tests/astropt/test_train.py",  # 480 s
     "tests/worker/test_tokenise_jobs.py",  # 450 s
     "tests/worker/test_embed_jobs.py",  # 360 s
     "tests/worker/test_training_jobs.py",  # 360 s
     "tests/worker/test_slurm_executor.py",  # 340 s
+    "tests/service/test_standalone.py",  # 330 s
     "tests/service/test_faults.py",  # 325 s
     "tests/worker/test_job_faults.py",  # 280 s
+    "tests/astropt/test_train_patch_mae.py",  # 250 s
+    "tests/astropt/test_train.py",  # 240 s
     "tests/astropt/test_finetune.py",  # 240 s
     "tests/service/test_client_cli.py",  # 205 s
     "tests/ui/test_dashboard_browser.py",  # 205 s
     "tests/service/test_openapi_fuzz.py",  # 165 s
-    "tests/worker/test_placement.py",
-    "tests/service/test_standalone.py",
+    "tests/astropt/test_cli_train.py",  # 160 s
+    "tests/worker/test_finetune_jobs.py",  # 155 s
+    "tests/ui/test_catalogue_browser.py",  # 140 s
     "tests/astropt/test_live_probe.py",  # 140 s
     "tests/astropt/test_token_datasets.py",  # 140 s
+    "tests/worker/test_patch_jobs.py",  # 125 s
+    "tests/worker/test_placement.py",  # 120 s
     "tests/service/test_catalogue_galaxies.py",  # 115 s
+    "tests/service/test_hardening.py",  # 110 s
+    "tests/service/test_users.py",  # 110 s
+    "tests/benchmarks/test_bench_gpu_training.py",  # 110 s
 )
 
 
