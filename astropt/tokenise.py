@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from astropt.codec import CodecHandle
 from astropt.constants import DEFAULT_BANDS, TOKENS_PER_IMAGE
+from astropt.memory import release_free_memory
 from astropt.stopping import StopCheck, raise_if_stopped
 
 MODALITY = "images_aion"
@@ -114,6 +115,8 @@ def tokenise_dataset(
         raise_if_stopped(stop, "tokenising")
         batch = [dataset[i] for i in range(start, min(n, start + batch_size))]
         out[start : start + len(batch)] = collate(batch)[MODALITY].numpy()
+        del batch
+        release_free_memory()  # decoded images: memory stays flat in the data set's size
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
