@@ -20,7 +20,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -182,11 +182,12 @@ def simulate(n: int, seed: int = 0, start: int = 0) -> Iterator[dict[str, Any]]:
 # -- writing a data set in the Hugging Face schema ------------------------------------
 
 
-def _features(size: int):  # -> datasets.Features
+def galaxy_features(size: int, param_names: Iterable[str]) -> Any:  # datasets.Features
+    """The on-disk schema of a generated galaxy (the seed data set's image struct, the noiseless
+    ``truth``, ``noise_sigma`` and the ``params`` truth table): one owner for every generator."""
     from datasets import Array3D, Features, Sequence, Value
 
     cube = Array3D(shape=(len(BANDS), size, size), dtype="float32")
-    params = {key: Value("float64") for key in simulate_galaxy(0, 0, size=8)["params"]}
     return Features(
         {
             "image": {
@@ -198,12 +199,12 @@ def _features(size: int):  # -> datasets.Features
             "object_id": Value("string"),
             "truth": cube,
             "noise_sigma": Sequence(Value("float32")),
-            "params": params,
+            "params": {key: Value("float64") for key in param_names},
         }
     )
 
 
-def _record(galaxy: dict[str, Any]) -> dict[str, Any]:
+def galaxy_record(galaxy: dict[str, Any]) -> dict[str, Any]:
     params = galaxy["params"]
     return {
         "image": {
@@ -229,13 +230,15 @@ def read_manifest(directory: str | Path) -> dict[str, Any] | None:
         return None
 
 
-def is_complete(directory: str | Path, n: int, seed: int) -> bool:
+def is_complete(
+    directory: str | Path, n: int, seed: int, generator_version: str = GENERATOR_VERSION
+) -> bool:
     manifest = read_manifest(directory)
     return bool(
         manifest
         and manifest.get("n") == n
         and manifest.get("seed") == seed
-        and manifest.get("generator_version") == GENERATOR_VERSION
+        and manifest.get("generator_version") == generator_version
         and all((Path(directory) / f).is_file() for f in manifest.get("files", []))
     )
 
@@ -256,13 +259,41 @@ def write_mock_dataset(
     only once complete, so an interrupted run never looks like a finished data set.
     ``stop`` is asked before every galaxy (:class:`StopRequested` when it turns true).
     """
+    return write_galaxies(
+        out_dir,
+        n,
+        seed,
+        simulate,
+        GENERATOR_VERSION,
+        {"noise_sigma_nanomaggies": NOISE_SIGMA.tolist()},
+        shard_size=shard_size,
+        progress=progress,
+        stop=stop,
+    )
+
+
+def write_galaxies(
+    out_dir: str | Path,
+    n: int,
+    seed: int,
+    make: Callable[[int, int, int], Iterator[dict[str, Any]]],
+    generator_version: str,
+    manifest_extra: dict[str, Any],
+    *,
+    shard_size: int = 256,
+    progress: bool = True,
+    stop: StopCheck | None = None,
+) -> Path:
+    """The writer of every generator: galaxies ``make(count, seed, start)`` as Parquet shards of
+    :func:`galaxy_features` + ``manifest.json``, written beside ``out_dir`` and renamed into
+    place (reused when its manifest matches; a directory astropt did not write is refused)."""
     from datasets import Dataset
     from datasets.utils.logging import disable_progress_bar, enable_progress_bar
 
     out_dir = Path(out_dir).expanduser().resolve()
     if n < 1 or shard_size < 1:
         raise ValueError(f"n and shard_size must be >= 1 (got n={n}, shard_size={shard_size})")
-    if is_complete(out_dir, n, seed):
+    if is_complete(out_dir, n, seed, generator_version):
         return out_dir
     if (
         out_dir.exists()
@@ -275,7 +306,7 @@ def write_mock_dataset(
         )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
-    features = _features(IMAGE_SIZE)
+    features: Any = None
     files: list[str] = []
     started = time.perf_counter()
     bar = tqdm(total=n, desc="simulating galaxies", unit="gal", disable=not progress)
@@ -284,9 +315,11 @@ def write_mock_dataset(
         for shard, start in enumerate(range(0, n, shard_size)):
             count = min(shard_size, n - start)
             rows = []
-            for galaxy in simulate(count, seed, start):
+            for galaxy in make(count, seed, start):
                 raise_if_stopped(stop, "simulating mock galaxies")
-                rows.append(_record(galaxy))
+                if features is None:
+                    features = galaxy_features(IMAGE_SIZE, galaxy["params"])
+                rows.append(galaxy_record(galaxy))
                 bar.update(1)
             name = f"shard-{shard:05d}.parquet"
             _write_parquet(Dataset.from_list(rows, features=features), tmp / name)
@@ -296,12 +329,12 @@ def write_mock_dataset(
         manifest = {
             "n": n,
             "seed": seed,
-            "generator_version": GENERATOR_VERSION,
+            "generator_version": generator_version,
             "files": files,
             "bands": list(BANDS),
             "image_size": IMAGE_SIZE,
             "pixel_scale_arcsec": PIXEL_SCALE,
-            "noise_sigma_nanomaggies": NOISE_SIGMA.tolist(),
+            **manifest_extra,
             "bytes_per_galaxy": size / n,
             "seconds_per_galaxy": elapsed / n,
         }

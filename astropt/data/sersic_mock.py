@@ -32,9 +32,6 @@ circularised radius), ``q``, ``sersic_n``, the PSF and the fluxes. Galaxy ``inde
 
 from __future__ import annotations
 
-import json
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -45,16 +42,14 @@ import numpy as np
 from astropt.data.mock import (
     BANDS,
     IMAGE_SIZE,
-    MANIFEST_NAME,
-    MARKER_NAME,
     PIXEL_SCALE,
-    _replace_dir,
-    _write_parquet,
     band_fluxes,
     mag_to_nanomaggies,
     quantisation_step,
     quantise,
+    write_galaxies,
 )
+from astropt.data.mock import is_complete as mock_is_complete
 
 GENERATOR_VERSION = "sersic-galsim-1"
 SERSIC_N_RANGE = (0.5, 4.0)
@@ -170,107 +165,23 @@ def simulate(n: int, seed: int = 0, start: int = 0) -> Iterator[dict[str, Any]]:
         yield simulate_galaxy(seed, index)
 
 
-def _features(size: int) -> Any:  # datasets.Features
-    from datasets import Array3D, Features, Sequence, Value
-
-    cube = Array3D(shape=(len(BANDS), size, size), dtype="float32")
-    params = {key: Value("float64") for key in _draw_params(np.random.default_rng(0))}
-    return Features(
-        {
-            "image": {
-                "band": Sequence(Value("string")),
-                "flux": cube,
-                "psf_fwhm": Sequence(Value("float32")),
-                "scale": Value("float32"),
-            },
-            "object_id": Value("string"),
-            "truth": cube,
-            "noise_sigma": Sequence(Value("float32")),
-            "params": params,
-        }
-    )
-
-
-def _record(galaxy: dict[str, Any]) -> dict[str, Any]:
-    params = galaxy["params"]
-    return {
-        "image": {
-            "band": galaxy["bands"],
-            "flux": galaxy["flux"],
-            "psf_fwhm": [params[f"psf_fwhm_{b}"] for b in "griz"],
-            "scale": PIXEL_SCALE,
-        },
-        "object_id": galaxy["object_id"],
-        "truth": galaxy["truth"],
-        "noise_sigma": galaxy["noise_sigma"].tolist(),
-        "params": params,
-    }
-
-
 def is_complete(directory: str | Path, n: int, seed: int) -> bool:
-    path = Path(directory) / MANIFEST_NAME
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    return bool(
-        manifest.get("n") == n
-        and manifest.get("seed") == seed
-        and manifest.get("generator_version") == GENERATOR_VERSION
-        and all((Path(directory) / f).is_file() for f in manifest.get("files", []))
-    )
+    return mock_is_complete(directory, n, seed, GENERATOR_VERSION)
 
 
 def write_sersic_dataset(
     out_dir: str | Path, n: int, seed: int = 0, *, shard_size: int = 256
 ) -> Path:
     """Write ``n`` galaxies of ``seed`` as Parquet shards + ``manifest.json`` into ``out_dir``
-    (reused when its manifest already matches; written beside it and renamed into place)."""
-    from datasets import Dataset
-    from datasets.utils.logging import disable_progress_bar, enable_progress_bar
-
-    out_dir = Path(out_dir).expanduser().resolve()
-    if n < 1 or shard_size < 1:
-        raise ValueError(f"n and shard_size must be >= 1 (got n={n}, shard_size={shard_size})")
-    if is_complete(out_dir, n, seed):
-        return out_dir
-    if (
-        out_dir.exists()
-        and (not out_dir.is_dir() or any(out_dir.iterdir()))
-        and not (out_dir / MARKER_NAME).is_file()
-    ):
-        raise FileExistsError(
-            f"{out_dir} exists and was not written by astropt (no {MARKER_NAME}); "
-            "choose an empty or new directory"
-        )
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
-    features = _features(IMAGE_SIZE)
-    files: list[str] = []
-    disable_progress_bar()
-    try:
-        for shard, start in enumerate(range(0, n, shard_size)):
-            rows = [_record(g) for g in simulate(min(shard_size, n - start), seed, start)]
-            name = f"shard-{shard:05d}.parquet"
-            _write_parquet(Dataset.from_list(rows, features=features), tmp / name)
-            files.append(name)
-        manifest = {
-            "n": n,
-            "seed": seed,
-            "generator_version": GENERATOR_VERSION,
-            "files": files,
-            "bands": list(BANDS),
-            "image_size": IMAGE_SIZE,
-            "pixel_scale_arcsec": PIXEL_SCALE,
-            "sky_sigma_nanomaggies": sky_sigma().tolist(),
-        }
-        (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2))
-        (tmp / MARKER_NAME).write_text("created by astropt; this directory may be replaced\n")
-        tmp.chmod(0o755)
-        _replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    finally:
-        enable_progress_bar()
-    return out_dir
+    (reused when its manifest already matches; written beside it and renamed into place), in
+    the mock's on-disk schema (:func:`astropt.data.mock.write_galaxies`)."""
+    return write_galaxies(
+        out_dir,
+        n,
+        seed,
+        simulate,
+        GENERATOR_VERSION,
+        {"sky_sigma_nanomaggies": sky_sigma().tolist()},
+        shard_size=shard_size,
+        progress=False,
+    )
