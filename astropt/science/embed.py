@@ -23,7 +23,6 @@ import numpy as np
 import torch
 
 from astropt.images import centre_crop
-from astropt.science.catalogue import check_target
 from astropt.science.embedding import (
     EmbedModel,
     EmbedOptions,
@@ -34,10 +33,10 @@ from astropt.science.embedding import (
     check_layers,
     embed_and_surprisal,
     finish_catalogues,
-    work_key,
+    open_works,
 )
 from astropt.science.photometry import aperture_features
-from astropt.science.shards import DEFAULT_SHARD_ROWS, ShardDir, work_dir_for
+from astropt.science.shards import DEFAULT_SHARD_ROWS
 from astropt.science.sources import SourceSpec, open_source
 from astropt.science.stream_embed import embed_stream
 from astropt.science.surprisal import SURPRISAL_COLUMN, has_surprisal, token_targets
@@ -118,13 +117,7 @@ def embed_catalogues(
     check_layers(model, recipes)
     reader = model.reader
     data_source = {**source.describe(), "identity": opened.identity}
-    works = [
-        ShardDir(work_dir_for(out), work_key(model, data_source, o), total, shard_rows)
-        for out, o in outputs.items()
-    ]
-    for out in outputs:
-        check_target(out)
-    first = min(work.open() for work in works)
+    works, first = open_works(model, outputs, data_source, total, shard_rows)
     resumed_from = works[0].span(first).start if first < works[0].n_shards else total
     if progress:
         progress(resumed_from, total)

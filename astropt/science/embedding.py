@@ -21,10 +21,15 @@ from astropt.constants import DEFAULT_BANDS
 from astropt.inference.cache import ModelCache
 from astropt.model import GPT, GPTConfig
 from astropt.pooling import DEFAULT_CENTRE, DEFAULT_POOL, check_pool, pool_hidden
-from astropt.science.catalogue import CatalogueError, staged_directory, write_manifest
+from astropt.science.catalogue import (
+    CatalogueError,
+    check_target,
+    staged_directory,
+    write_manifest,
+)
 from astropt.science.photometry import APERTURE_RADII_PX
 from astropt.science.readers import ModelReader
-from astropt.science.shards import ShardDir, file_signature
+from astropt.science.shards import ShardDir, file_signature, work_dir_for
 from astropt.torch_policy import autocast
 
 Progress = Callable[[int, int], None]
@@ -268,6 +273,24 @@ def _surprisal_column(model: EmbedModel) -> str | None:
         if model.codec is not None and has_surprisal(model.model, model.reader.tokeniser)
         else None
     )
+
+
+def open_works(
+    model: EmbedModel,
+    outputs: Mapping[str | Path, EmbedOptions],
+    data_source: dict[str, Any],
+    total: int,
+    shard_rows: int,
+) -> tuple[list[ShardDir], int]:
+    """Each catalogue's work directory of shards (checked targets), and the first shard that
+    is not complete in all of them (a rerun continues there)."""
+    works = [
+        ShardDir(work_dir_for(out), work_key(model, data_source, o), total, shard_rows)
+        for out, o in outputs.items()
+    ]
+    for out in outputs:
+        check_target(out)
+    return works, min(work.open() for work in works)
 
 
 def cancelled_results(

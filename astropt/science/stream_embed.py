@@ -23,7 +23,7 @@ import numpy as np
 
 from astropt.data.samples import DataSourceError, raw_sample_from_row
 from astropt.data.sources import load_hf
-from astropt.science.catalogue import CatalogueError, check_target
+from astropt.science.catalogue import CatalogueError
 from astropt.science.embedding import (
     EmbedModel,
     EmbedOptions,
@@ -34,10 +34,10 @@ from astropt.science.embedding import (
     check_layers,
     embed_and_surprisal,
     finish_catalogues,
-    work_key,
+    open_works,
 )
 from astropt.science.photometry import aperture_features
-from astropt.science.shards import ShardDir, shard_name, work_dir_for
+from astropt.science.shards import ShardDir, shard_name
 from astropt.science.sources import IMAGE_COLUMNS, SourceSpec
 from astropt.science.surprisal import SURPRISAL_COLUMN, flux_inputs_and_targets
 
@@ -144,13 +144,7 @@ def embed_stream(
     reader, bands = model.reader, tuple(rows.settings.bands)
     data_source = {**source.describe(), "identity": rows.identity()}
     limit = source.limit
-    works = [
-        ShardDir(work_dir_for(out), work_key(model, data_source, o), limit, shard_rows)
-        for out, o in outputs.items()
-    ]
-    for out in outputs:
-        check_target(out)
-    first = min(work.open() for work in works)
+    works, first = open_works(model, outputs, data_source, limit, shard_rows)
     resumed_from = done = first * shard_rows
     if progress:
         progress(done, limit)

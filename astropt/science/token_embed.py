@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 
-from astropt.science.catalogue import check_target
 from astropt.science.embedding import (
     EmbedModel,
     EmbedOptions,
@@ -26,9 +25,8 @@ from astropt.science.embedding import (
     check_layers,
     embed_and_surprisal,
     finish_catalogues,
-    work_key,
+    open_works,
 )
-from astropt.science.shards import ShardDir, work_dir_for
 from astropt.science.sources import SourceSpec
 from astropt.science.surprisal import SURPRISAL_COLUMN, has_surprisal, token_targets
 from astropt.science.token_source import check_model_codec, open_token_source
@@ -56,13 +54,7 @@ def embed_token_dataset(
         check_layers(model, recipes)
         reader = model.reader
         data_source = {**source.describe(), "identity": opened.identity}
-        works = [
-            ShardDir(work_dir_for(out), work_key(model, data_source, o), total, shard_rows)
-            for out, o in outputs.items()
-        ]
-        for out in outputs:
-            check_target(out)
-        first = min(work.open() for work in works)
+        works, first = open_works(model, outputs, data_source, total, shard_rows)
         resumed_from = works[0].span(first).start if first < works[0].n_shards else total
         if progress:
             progress(resumed_from, total)
