@@ -57,6 +57,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     register_users(subparsers)
 
 
+# Longer than a client's idle keep-alive (httpx: 5 s, uvicorn's own default too): the client
+# closes an idle connection first, so a request sent just as the server gives up on it ("server
+# disconnected without sending a response") cannot happen to a client that polls every 5 s.
+KEEP_ALIVE_S = 65
+
+
 def _add_http_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="bind address (0.0.0.0 for all)")
     parser.add_argument("--port", type=int, default=8000)
@@ -69,7 +75,11 @@ def run_api(args: argparse.Namespace) -> int:
     from service.app import create_app
 
     uvicorn.run(
-        create_app(get_settings()), host=args.host, port=args.port, log_level=args.log_level
+        create_app(get_settings()),
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        timeout_keep_alive=KEEP_ALIVE_S,
     )
     return 0
 
@@ -137,7 +147,13 @@ def run_serve(args: argparse.Namespace) -> int:
     # ends this process on the spot and the worker outlives it. As an exception, `finally` runs.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+        uvicorn.run(
+            app,
+            host=args.host,
+            port=args.port,
+            log_level=args.log_level,
+            timeout_keep_alive=KEEP_ALIVE_S,
+        )
     finally:
         _stop(worker)
     return 0

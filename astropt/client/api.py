@@ -103,7 +103,13 @@ class Client:
         import httpx
 
         try:
-            response = self.http.request(method, path, **kwargs)
+            try:
+                response = self.http.request(method, path, **kwargs)
+            except httpx.RemoteProtocolError:
+                if method not in ("GET", "HEAD"):
+                    raise
+                # a kept-alive connection the server closed as we sent: a read is safe to repeat
+                response = self.http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
             raise ClientError(
                 0, f"cannot reach the service at {self.url}: {exc} (set ASTROPT_URL or --url)"
