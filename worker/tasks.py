@@ -307,4 +307,5 @@ def _recovery_loop(settings: Settings) -> None:
             republish_unpublished(settings)
         except Exception:
             log.exception("could not publish stranded queued jobs")
-        time.sleep(settings.worker_lease_seconds)
+        # twice a lease: a dead worker's job is queued again at most 1.5 leases after its last beat
+        time.sleep(settings.worker_lease_seconds / 2)

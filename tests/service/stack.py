@@ -59,13 +59,14 @@ def service_env(
     data_dir: Path, database_url: str | None, broker_url: str | None, queue: str, **extra: str
 ) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASTROPT_")}
-    # The lease is long enough that a starved heartbeat on a loaded 2-core CI machine does not
-    # hand a live job to another worker; the kill -9 tests wait for its expiry, not a sleep.
+    # The lease (heartbeat every 2 s) is long enough that a starved heartbeat on a loaded 2-core
+    # CI machine does not hand a live job to another worker, and short enough that the kill -9
+    # tests, which wait for its expiry, do not wait long.
     env.update(
         ASTROPT_DATA_DIR=str(data_dir),
         ASTROPT_TRAIN_QUEUE=queue,
         ASTROPT_API_KEY=API_KEY,
-        ASTROPT_WORKER_LEASE_SECONDS="20",
+        ASTROPT_WORKER_LEASE_SECONDS="8",
         ASTROPT_CANCEL_POLL_SECONDS="0.2",
         ASTROPT_EVENTS_POLL_SECONDS="0.2",
         ASTROPT_WORKER_CHECKPOINT_INTERVAL="5",
