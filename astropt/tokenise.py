@@ -7,8 +7,10 @@ here and nowhere else, so tokens of a finite data set can be computed once per
 
 from __future__ import annotations
 
+import multiprocessing
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,35 @@ class TokenCollate:
     def __call__(self, samples: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         tokens = self.codec.encode(stack_flux(samples), self.bands)
         return {MODALITY: tokens, POSITIONS: positions_like(tokens)}
+
+
+class _FluxBatches(torch.utils.data.IterableDataset):
+    """``(start, flux [B, 4, H, W])`` of a finite data set in order, decoded where it runs (a
+    DataLoader worker, when there is one, so the images never pass through the training process)."""
+
+    def __init__(self, dataset: Any, batch_size: int):
+        self.dataset, self.batch_size = dataset, batch_size
+
+    def __iter__(self) -> Iterator[tuple[int, np.ndarray | Exception]]:
+        n = len(self.dataset)
+        for start in range(0, n, self.batch_size):
+            try:
+                rows = range(start, min(n, start + self.batch_size))
+                flux = stack_flux([self.dataset[i] for i in rows])
+            except Exception as exc:  # handed over as itself (a worker would wrap its message)
+                yield start, exc
+                return
+            yield start, flux
+            del flux
+            release_free_memory()
+
+
+def _reading_workers(n_batches: int) -> int:
+    """One decoding process beside the codec, where a fork is cheap and allowed: Linux, more than
+    one batch, and not a daemonic process (a Celery prefork child may not have children)."""
+    if n_batches < 2 or sys.platform != "linux" or multiprocessing.current_process().daemon:
+        return 0
+    return 1
 
 
 def positions_like(tokens: torch.Tensor) -> torch.Tensor:
@@ -108,14 +139,26 @@ def tokenise_dataset(
             arr = np.load(path, allow_pickle=False)
             if arr.shape == (n, TOKENS_PER_IMAGE):
                 return torch.from_numpy(arr.astype(np.int16, copy=False))
-    collate = TokenCollate(codec, bands)
     out = np.empty((n, TOKENS_PER_IMAGE), dtype=np.int16)
-    starts = range(0, n, batch_size)
-    for start in tqdm(starts, desc="tokenising", unit="batch", disable=not progress, leave=False):
+    n_batches = -(-n // batch_size)
+    workers = _reading_workers(n_batches)
+    loader = torch.utils.data.DataLoader(
+        _FluxBatches(dataset, batch_size),
+        batch_size=None,
+        num_workers=workers,
+        multiprocessing_context="fork" if workers else None,
+        prefetch_factor=2 if workers else None,
+    )
+    batches = tqdm(
+        loader, total=n_batches, desc="tokenising", unit="batch", disable=not progress, leave=False
+    )
+    for start, flux in batches:
         raise_if_stopped(stop, "tokenising")
-        batch = [dataset[i] for i in range(start, min(n, start + batch_size))]
-        out[start : start + len(batch)] = collate(batch)[MODALITY].numpy()
-        del batch
+        if isinstance(flux, Exception):
+            raise flux
+        tokens = codec.encode(flux.numpy(), bands).numpy()
+        out[start : start + len(tokens)] = tokens
+        del flux
         release_free_memory()  # decoded images: memory stays flat in the data set's size
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
