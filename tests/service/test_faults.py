@@ -48,6 +48,8 @@ def _stack(tmp_path: Path, broker_url: str, database_url: str | None = None, **e
         unique_queue(),
         ASTROPT_BROKER_TIMEOUT_SECONDS="1",
         ASTROPT_DATABASE_TIMEOUT_SECONDS="2",
+        # longer than the outages below (heartbeats fail while the store is down)
+        ASTROPT_WORKER_LEASE_SECONDS="20",
         **extra,
     )
     return Stack(env, tmp_path / "logs")
