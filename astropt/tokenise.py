@@ -50,8 +50,9 @@ class TokenCollate:
 
 
 class _FluxBatches(torch.utils.data.IterableDataset):
-    """``(start, flux [B, 4, H, W])`` of a finite data set in order, decoded where it runs (a
-    DataLoader worker, when there is one, so the images never pass through the training process)."""
+    """``(start, flux [B, 4, H, W])`` of a finite data set in order, decoded where it runs: in a
+    DataLoader worker, when there is one, the file reading and its buffers stay there and only
+    each batch's flux array reaches the training process."""
 
     def __init__(self, dataset: Any, batch_size: int):
         self.dataset, self.batch_size = dataset, batch_size
@@ -67,7 +68,8 @@ class _FluxBatches(torch.utils.data.IterableDataset):
                 return
             yield start, flux
             del flux
-            release_free_memory()
+            if torch.utils.data.get_worker_info() is not None:  # in-process, the caller does it
+                release_free_memory()
 
 
 def _reading_workers(n_batches: int) -> int:
