@@ -9,9 +9,6 @@ from state.errors import SpecInvalid
 from state.settings import Settings
 from state.store import workers
 
-# Workers advertise once per lease period; one missed beat is not yet "offline".
-LIVE_LEASES = 2.5
-
 
 def check(
     session: Session, settings: Settings, resources: Resources, device: str = "auto"
@@ -41,7 +38,7 @@ def check(
             f"{nodes} nodes asked; the celery executor runs a job on "
             "one node: use procs_per_node, or a service with ASTROPT_EXECUTOR=slurm",
         )
-    online = workers.live(session, LIVE_LEASES * settings.worker_lease_seconds)
+    online = workers.online(session, settings.worker_lease_seconds)
     if not online:
         return f"waiting for a worker with {procs} device(s): no worker is online"
     if device == "cuda" or device.startswith("cuda:"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 from state.store import repository, session_scope
+from worker.fork_guard import no_fork
 
 
 class Heartbeat:
@@ -26,7 +27,7 @@ class Heartbeat:
     def _run(self) -> None:
         while not self._done.wait(self.interval):
             try:
-                with session_scope(self.url) as session:
+                with no_fork(), session_scope(self.url) as session:
                     repository.heartbeat(session, self.job_id, self.owner)
             except Exception:  # a transient database error must not kill training
                 continue

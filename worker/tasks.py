@@ -26,6 +26,7 @@ from state.settings import Settings, get_settings
 from state.store import repository, session_scope
 from state.store.recovery import reap_orphan
 from worker.celery_app import app
+from worker.fork_guard import no_fork
 from worker.outcome import fail_job, final_phase
 from worker.retry import RetryLater
 
@@ -292,20 +293,26 @@ def _recover_on_start(**_: Any) -> None:
 
 
 def _recovery_loop(settings: Settings) -> None:
-    from worker.launch.placement import advertise_capacity
-
     while True:
-        try:
-            advertise_capacity(settings)
-        except Exception:
-            log.exception("could not advertise this worker's capacity")
-        try:
-            recover_orphaned_jobs(settings)
-        except Exception:
-            log.exception("could not recover orphaned jobs")
-        try:
-            republish_unpublished(settings)
-        except Exception:
-            log.exception("could not publish stranded queued jobs")
+        # Celery forks a pool process for each job from this process: never mid-step (fork_guard).
+        with no_fork():
+            _recovery_step(settings)
         # twice a lease: a dead worker's job is queued again at most 1.5 leases after its last beat
         time.sleep(settings.worker_lease_seconds / 2)
+
+
+def _recovery_step(settings: Settings) -> None:
+    from worker.launch.placement import advertise_capacity
+
+    try:
+        advertise_capacity(settings)
+    except Exception:
+        log.exception("could not advertise this worker's capacity")
+    try:
+        recover_orphaned_jobs(settings)
+    except Exception:
+        log.exception("could not recover orphaned jobs")
+    try:
+        republish_unpublished(settings)
+    except Exception:
+        log.exception("could not publish stranded queued jobs")

@@ -10,6 +10,9 @@ from sqlalchemy.orm import Session
 
 from state.store.models import WorkerNode, utcnow
 
+# Workers advertise once per lease period; one missed beat is not yet "offline".
+LIVE_LEASES = 2.5
+
 
 def advertise(
     session: Session, name: str, hostname: str, device_kind: str, devices: int, free_devices: int
@@ -27,6 +30,11 @@ def live(session: Session, within_seconds: float) -> Sequence[WorkerNode]:
     since = utcnow() - timedelta(seconds=within_seconds)
     query = select(WorkerNode).where(WorkerNode.heartbeat_at >= since)
     return session.scalars(query.order_by(WorkerNode.devices.desc(), WorkerNode.name)).all()
+
+
+def online(session: Session, lease_seconds: float) -> Sequence[WorkerNode]:
+    """Workers that count as online: heard from within :data:`LIVE_LEASES` lease periods."""
+    return live(session, LIVE_LEASES * lease_seconds)
 
 
 def forget(session: Session, name: str) -> None:

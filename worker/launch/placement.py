@@ -9,7 +9,6 @@ from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
-from jobkinds.capacity import LIVE_LEASES
 from state.settings import Settings
 from state.store import repository, session_scope, workers
 from state.store.models import FINISHED_PHASES
@@ -67,7 +66,7 @@ def _needs(settings: Settings, job_id: str) -> tuple[str, int, str]:
 
 def _larger_worker_online(settings: Settings, procs: int, kind: str | None) -> bool:
     with session_scope(settings.resolved_database_url) as session:
-        online = workers.live(session, LIVE_LEASES * settings.worker_lease_seconds)
+        online = workers.online(session, settings.worker_lease_seconds)
         return any(w.devices >= procs and (kind is None or w.device_kind == kind) for w in online)
 
 
