@@ -31,6 +31,49 @@ from astropt.checkpoints.shipped import (
 )
 
 
+@torch.no_grad()
+def galaxy_token_figures(
+    model: torch.nn.Module, tokens: torch.Tensor, sky: int
+) -> dict[str, float]:
+    """Accuracy on the tokens that are not empty sky (the most frequent token, which predicting
+    it everywhere already gets right), and how often the model predicts such a token."""
+    from astropt.tokenise import MODALITY, shift_for_training
+
+    hits = on_galaxy = predicted_galaxy = positions = 0
+    for start in range(0, len(tokens), 8):
+        inputs, targets = shift_for_training(tokens[start : start + 8])
+        predicted = model(inputs)[0][MODALITY].argmax(-1)
+        target = targets[MODALITY]
+        galaxy = target != sky
+        hits += int((predicted == target)[galaxy].sum())
+        on_galaxy += int(galaxy.sum())
+        predicted_galaxy += int((predicted != sky).sum())
+        positions += target.numel()
+    return {
+        "token_accuracy_on_galaxy_tokens": round(hits / max(on_galaxy, 1), 4),
+        "galaxy_token_fraction": round(on_galaxy / max(positions, 1), 4),
+        "predicted_galaxy_token_fraction": round(predicted_galaxy / max(positions, 1), 4),
+    }
+
+
+def draw_panel(path: Path, model: torch.nn.Module, meta: dict) -> None:
+    """Original, codec, model and residual of held-out galaxy 0, as ``/reconstruct`` draws them."""
+    import numpy as np
+
+    from astropt.codec import load_codec
+    from astropt.constants import DEFAULT_BANDS
+    from astropt.data.mock import simulate_galaxy
+    from astropt.images import Cube
+    from astropt.inference.pipeline import reconstruct
+    from astropt.inference.render import render_png
+
+    flux = np.asarray(simulate_galaxy(HELD_OUT_SEED, 0)["flux"], dtype=np.float32)
+    recon = reconstruct(
+        [Cube(flux, DEFAULT_BANDS)], load_codec("shipped"), model, model_codec=meta.get("codec")
+    )
+    path.write_bytes(render_png(recon[0]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("run_dir", type=Path)
@@ -38,6 +81,9 @@ def main() -> None:
         "--minutes", type=float, default=None, help="training wall time, for the card"
     )
     parser.add_argument("--n-eval", type=int, default=64)
+    parser.add_argument(
+        "--panel", type=Path, default=None, help="also draw a held-out galaxy's /reconstruct panel"
+    )
     args = parser.parse_args()
     source = args.run_dir / "checkpoints" / "best"
     meta = json.loads((source / CONFIG_FILE).read_text())
@@ -58,12 +104,14 @@ def main() -> None:
     tokens = held_out_tokens("shipped", args.n_eval, HELD_OUT_SEED)
     accuracy = teacher_forced_accuracy(model, tokens)
     targets = tokens[:, 1:]
+    sky = int(torch.mode(targets.flatten()).values)  # the empty-sky token
     baselines = {  # what predicting without looking at the galaxy already scores
-        "most_frequent_token": round(
-            float((targets == torch.mode(targets.flatten()).values).float().mean()), 4
-        ),
+        "most_frequent_token": round(float((targets == sky).float().mean()), 4),
         "copy_previous_token": round(float((targets == tokens[:, :-1]).float().mean()), 4),
     }
+    galaxy = targets != sky
+    copied = (targets == tokens[:, :-1]) & galaxy
+    baselines["copy_previous_token_on_galaxy_tokens"] = round(float(copied.sum() / galaxy.sum()), 4)
     with open(args.run_dir / "loss.csv") as handle:
         rows = list(csv.DictReader(handle))
     val = [
@@ -71,6 +119,7 @@ def main() -> None:
     ]
     evaluation = {
         "token_accuracy_teacher_forced": round(accuracy, 4),
+        **galaxy_token_figures(model, tokens, sky),
         "baselines": baselines,
         "held_out": {"source": "mock", "seed": HELD_OUT_SEED, "n_galaxies": args.n_eval},
         "trained_on": {
@@ -91,6 +140,8 @@ def main() -> None:
         "evaluation_seconds": round(time.perf_counter() - start, 1),
     }
     (staging / EVALUATION_FILE).write_text(json.dumps(evaluation, indent=2) + "\n")
+    if args.panel is not None:
+        draw_panel(args.panel, model, meta)
     card = SHIPPED_MODEL_DIR / "MODEL_CARD.md"
     if card.is_file():
         shutil.copy(card, staging / "MODEL_CARD.md")

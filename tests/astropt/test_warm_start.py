@@ -49,8 +49,13 @@ def test_the_shape_and_codec_come_from_the_checkpoint_and_set_fields_must_match(
     tmp_path: Path,
 ) -> None:
     meta = read_meta(SHIPPED_MODEL_DIR)
+    shape = meta["model_args"]
     adopted = adopt_checkpoint(warm_config(tmp_path, "shipped", "a"), meta, "shipped")
-    assert (adopted.model.n_layer, adopted.model.n_head, adopted.model.n_embd) == (2, 4, 64)
+    assert (adopted.model.n_layer, adopted.model.n_head, adopted.model.n_embd) == (
+        shape["n_layer"],
+        shape["n_head"],
+        shape["n_embd"],
+    )
     assert adopted.model.block_size == 576 and adopted.codec == "shipped"
     assert (
         checkpoint_shape(meta)["tokeniser"] == "aion"
@@ -58,7 +63,11 @@ def test_the_shape_and_codec_come_from_the_checkpoint_and_set_fields_must_match(
     )
     # Set and equal, or a training setting (dropout): accepted as they are.
     same = warm_config(
-        tmp_path, "shipped", "b", model={"n_layer": 2, "dropout": 0.1}, codec="shipped"
+        tmp_path,
+        "shipped",
+        "b",
+        model={"n_layer": shape["n_layer"], "dropout": 0.1},
+        codec="shipped",
     )
     assert adopt_checkpoint(same, meta, "shipped").model.dropout == 0.1
     with pytest.raises(InitMismatch) as caught:
@@ -74,7 +83,7 @@ def test_the_shape_and_codec_come_from_the_checkpoint_and_set_fields_must_match(
             "shipped",
         )
     assert set(caught.value.conflicts) == {"model.n_layer", "model.n_head", "model.n_embd", "codec"}
-    assert "model.n_embd is 32 here but 64 in the checkpoint" in str(caught.value)
+    assert f"model.n_embd is 32 here but {shape['n_embd']} in the checkpoint" in str(caught.value)
 
 
 def test_a_warm_start_begins_at_the_shipped_models_loss_and_resumes_from_its_own_checkpoint(
@@ -82,7 +91,8 @@ def test_a_warm_start_begins_at_the_shipped_models_loss_and_resumes_from_its_own
 ) -> None:
     init = tmp_path / "init"  # a copy, deleted before the resume: the run must not need it again
     shutil.copytree(SHIPPED_MODEL_DIR, init)
-    shipped_loss = read_meta(SHIPPED_MODEL_DIR)["best_val_loss"]
+    shipped = read_meta(SHIPPED_MODEL_DIR)
+    shipped_loss = shipped["best_val_loss"]
 
     scratch = Recorder()
     train(
@@ -105,12 +115,14 @@ def test_a_warm_start_begins_at_the_shipped_models_loss_and_resumes_from_its_own
     step0 = first.evals[0][1]["val_loss"]
     assert first.evals[0][0] == 0 and step0 < 1.5 and abs(step0 - shipped_loss) < 0.3, step0
     record = first.info["init_from"]
-    assert record["path"] == str(init.resolve()) and record["step"] == 800
+    assert record["path"] == str(init.resolve()) and record["step"] == shipped["step"]
     assert record["weights_sha256"].startswith("sha256:") and first.info["n_params"] > 1e6
     assert not first.info["resumed"] and first.info["start_iter"] == 0
     last = tmp_path / "warm" / "checkpoints" / "last"
     meta = read_meta(last)
-    assert meta["init_from"] == record and meta["train_config"]["model"]["n_embd"] == 64
+    assert meta["init_from"] == record and (
+        meta["train_config"]["model"]["n_embd"] == shipped["model_args"]["n_embd"]
+    )
     assert meta["train_config"]["init_from"] == str(init)
     # a fresh optimiser and schedule: the lr of step 1 is the warm-up's first value
     assert first.logs[0][0] == 1 and first.logs[0][1]["lr"] == pytest.approx(3e-4 / 3)

@@ -188,23 +188,30 @@ def test_cancel_delete_and_resume_rules(client: httpx.Client, settings: Settings
 def test_init_from_takes_the_checkpoints_shape_or_names_what_differs(
     client: httpx.Client, settings: Settings
 ) -> None:
+    from astropt.checkpoints import read_meta
     from astropt.checkpoints.shipped import SHIPPED_MODEL_DIR
+
+    shape = read_meta(SHIPPED_MODEL_DIR)["model_args"]
 
     warm = {k: v for k, v in tiny_spec().items() if k not in ("model", "codec")}
     created = client.post("/jobs", json={**warm, "init_from": "shipped", "init_from_dir": "/etc"})
     assert created.status_code == 201, created.text
     spec = client.get(f"/jobs/{created.json()['id']}").json()["spec"]
     assert spec["init_from"] == "shipped" and spec["init_from_dir"] == str(SHIPPED_MODEL_DIR)
-    assert (spec["model"]["n_layer"], spec["model"]["n_embd"], spec["codec"]) == (2, 64, "shipped")
+    assert (spec["model"]["n_layer"], spec["model"]["n_embd"], spec["codec"]) == (
+        shape["n_layer"],
+        shape["n_embd"],
+        "shipped",
+    )
     # A set field that differs: a 422 naming each of them, before anything is queued.
     mismatch = client.post("/jobs", json={**tiny_spec(), "init_from": "shipped"})
     assert mismatch.status_code == 422
     issue = mismatch.json()["detail"][0]
     assert issue["field"] == "model.n_layer"
     for text in (
-        "model.n_layer is 1 here but 2",
-        "model.n_head is 2 here but 4",
-        "model.n_embd is 32 here but 64",
+        f"model.n_layer is 1 here but {shape['n_layer']}",
+        f"model.n_head is 2 here but {shape['n_head']}",
+        f"model.n_embd is 32 here but {shape['n_embd']}",
         "codec is 'random:0' here but 'shipped'",
     ):
         assert text in issue["msg"], issue["msg"]

@@ -17,6 +17,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from astropt.checkpoints import read_meta
+from astropt.checkpoints.shipped import SHIPPED_MODEL_DIR
 from astropt.data import simulate_galaxy
 from tests.service.stack import (
     Stack,
@@ -141,7 +143,7 @@ def test_embed_job_cancelled_resumed_and_its_catalogue_served(stack: Stack) -> N
     assert described["count"] == N and described["manifest"]["resumed_from"] == resumed_from
     manifest = described["manifest"]
     assert (manifest["pooling"], manifest["centre"], manifest["layer"]) == ("centre", 4, -1)
-    assert described["embedding_dim"] == 64
+    assert described["embedding_dim"] == read_meta(SHIPPED_MODEL_DIR)["model_args"]["n_embd"]
     download = client.get(f"/catalogues/{job_id}/catalogue.parquet")
     assert download.status_code == 200
     table = pq.read_table(io.BytesIO(download.content))
@@ -241,7 +243,6 @@ def test_an_embed_job_whose_worker_is_killed_continues_from_its_shards(
 ) -> None:
     """kill -9 of the worker mid-run: the job is queued again when its heartbeat stops and the
     next worker continues after the last complete shard, with the rows of an uninterrupted run."""
-    from astropt.checkpoints.shipped import SHIPPED_MODEL_DIR
     from astropt.science import EmbedOptions, SourceSpec, embed_catalogue, load_embed_model
     from astropt.science.shards import work_dir_for
 
