@@ -77,6 +77,12 @@ class Settings(BaseSettings):
     worker_lease_seconds: float = Field(
         60.0, gt=0, description="A running job whose heartbeat is older than this is orphaned."
     )
+    worker_preload: bool = Field(
+        True,
+        description="The training worker imports torch and the training code once, at start-up, so "
+        "that each job's fresh pool process starts warm (about 4 s sooner on a CPU); nothing "
+        "touches CUDA before a job's own process does.",
+    )
     worker_store_outage_seconds: float = Field(
         300.0,
         gt=0,

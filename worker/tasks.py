@@ -1,7 +1,8 @@
 """The training task (pretraining, fine-tune and embed jobs) and the recovery of jobs whose worker died.
 
-The worker's main process never imports torch: the training code is imported inside the
-task, in the forked pool process, so no CUDA context exists before a fork.
+The worker's main process imports the training code once, before its pool starts
+(worker/preload.py, ``ASTROPT_WORKER_PRELOAD``), and never touches CUDA: a job's process starts
+CUDA itself, after its devices are set, so no CUDA context exists before a fork.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from celery import Task
-from celery.signals import worker_process_init, worker_ready
+from celery.signals import worker_init, worker_process_init, worker_ready
 from sqlalchemy.exc import OperationalError
 
 from broker import TRAIN_TASK, enqueue_training
@@ -270,6 +271,21 @@ def _publish(settings: Settings, job_id: str) -> None:
         repository.mark_published(session, job_id)
 
 
+_PRELOAD_SECONDS: float | None = None  # logged once logging is set up, at worker_ready
+
+
+@worker_init.connect
+def _preload_training_code(**_: Any) -> None:
+    """Before the pool starts, in the main thread: each job's process starts with the training
+    code imported (worker/preload.py). Under Slurm the job runs elsewhere: nothing to share."""
+    settings = get_settings()
+    if settings.worker_preload and settings.executor == "celery":
+        from worker.preload import preload
+
+        global _PRELOAD_SECONDS
+        _PRELOAD_SECONDS = preload()
+
+
 @worker_process_init.connect
 def _die_with_the_worker(**_: Any) -> None:
     """A pool process never outlives its worker (``kill -9`` of the worker, or of ``astropt
@@ -287,6 +303,8 @@ def _recover_on_start(**_: Any) -> None:
     the job's heartbeat stops, and the next worker to look puts it back on the queue.
     """
     settings = get_settings()
+    if _PRELOAD_SECONDS is not None:
+        log.info("training code imported in %.1f s; pool processes share it", _PRELOAD_SECONDS)
     threading.Thread(
         target=_recovery_loop, args=(settings,), name="job-recovery", daemon=True
     ).start()

@@ -27,8 +27,8 @@ def test_the_astropt_package_does_not_import_the_service() -> None:
 
 
 def test_worker_main_process_modules_do_not_import_torch() -> None:
-    # Training code (and so CUDA) is imported only in the forked pool process; the recovery
-    # thread of the main process imports the placement module.
+    # The CLI starts fast: the worker imports the training code only once its Celery worker
+    # starts (worker/preload.py), and the recovery thread imports the placement module.
     code = (
         "import sys, worker.tasks, worker.launch.placement, service.cli;"
         "print('torch' in sys.modules)"

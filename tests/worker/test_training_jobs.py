@@ -104,6 +104,8 @@ def test_job_completes_with_a_falling_curve_then_resumes(sqlite_stack: Stack) ->
     job_id = client.post("/jobs", json=spec).json()["id"]
     events = read_events(client, job_id)  # streams live until the job finishes
     assert events[-1] == ("end", {"id": job_id, "phase": "completed"})
+    # the worker imported the training code once, before its pool forked (worker/preload.py)
+    assert "training code imported" in (sqlite_stack.log_dir / "worker-0.log").read_text()
     assert {"queued", "running"} & {data["phase"] for name, data in events if name == "progress"}
     streamed = sorted(
         {
