@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from astropt.checkpoints import read_meta
 from astropt.checkpoints.shipped import SHIPPED_MODEL_DIR
 
 # The service's current demo first: the shipped model trained on for 40 steps.
@@ -110,7 +111,10 @@ def run(name: str, spec: dict[str, Any], out_root: Path) -> dict[str, Any]:
     ):  # what the service resolves: the directory, its shape and codec
         body["init_from"] = str(SHIPPED_MODEL_DIR)
         body.setdefault("codec", "shipped")
-        body.setdefault("model", {"n_layer": 2, "n_head": 4, "n_embd": 64, "block_size": 576})
+        shape = read_meta(SHIPPED_MODEL_DIR)["model_args"]
+        body.setdefault(
+            "model", {k: shape[k] for k in ("n_layer", "n_head", "n_embd", "block_size")}
+        )
     body["out_dir"] = str(out_root / name)
     config = TrainConfig.model_validate(body)
     record = Record()

@@ -15,10 +15,13 @@ reasons for the default are in ``docs/science.md``):
 - ``surprisal``: the model's mean next-token NLL of the galaxy's tokens (a catalogue column,
   :mod:`astropt.science.surprisal`); on its own it also ranks bright, structured normal galaxies
   high, since they have more to predict;
-- ``surprisal_excess``: the surprisal minus the median surprisal of the galaxy's ``k`` nearest
-  neighbours (standardised embeddings): how much more surprising it is than galaxies like it;
+- ``surprisal_excess`` (the default): the surprisal minus the median surprisal of the galaxy's
+  ``k`` nearest neighbours (standardised embeddings): how much more surprising it is than
+  galaxies like it;
 - ``surprisal_knn``: the larger of the ranks (each in (0, 1]) of ``surprisal_excess`` and
-  ``knn_cosine``: unusual to the model's predictions *or* far from every other embedding.
+  ``knn_cosine``: unusual to the model's predictions *or* far from every other embedding (the
+  default with the 2x64 model shipped before 2026-12-06, whose raw embeddings set pure noise
+  apart; the 4x128 model's do not).
 
 :data:`DEFAULT_METHOD` is the default of ``astropt search --outliers``,
 ``GET /catalogues/{id}/outliers`` and the map's ``color=outlier_score``.
@@ -34,8 +37,8 @@ import numpy as np
 from astropt.science.neighbours import neighbour_index
 
 METHODS = (
-    "surprisal_knn",
     "surprisal_excess",
+    "surprisal_knn",
     "surprisal",
     "knn_cosine",
     "centred_cosine",
@@ -43,7 +46,7 @@ METHODS = (
     "mahalanobis",
     "isolation_forest",
 )
-DEFAULT_METHOD = "surprisal_knn"
+DEFAULT_METHOD = "surprisal_excess"
 FALLBACK_METHOD = (
     "knn_cosine"  # the default where a catalogue has no surprisal (patch or MAE models)
 )
@@ -209,7 +212,8 @@ def catalogue_anomaly_scores(
     knn: Callable[[], np.ndarray] | None = None,
 ) -> tuple[str, np.ndarray]:
     """(method, scores) of a :class:`~astropt.science.catalogue.Catalogue`: ``method``, or the
-    default for it (``surprisal_knn`` where it has a ``surprisal`` column, else ``knn_cosine``)."""
+    default for it (``surprisal_excess`` where it has a ``surprisal`` column, else
+    ``knn_cosine``)."""
     surprisal = catalogue.columns.get("surprisal")
     method = method or default_method(surprisal is not None)
     return method, anomaly_scores(method, catalogue.embeddings, surprisal, k, knn)

@@ -272,7 +272,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--method",
         choices=METHODS,
         default=None,
-        help="anomaly score for --outliers (default: surprisal_knn; knn_cosine where the catalogue "
+        help="anomaly score for --outliers (default: surprisal_excess; knn_cosine where the catalogue "
         "has no surprisal column)",
     )
     p.add_argument("-k", type=int, default=10)

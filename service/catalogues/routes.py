@@ -73,7 +73,7 @@ Format = Annotated[
 OutlierMethod = Annotated[
     Literal[METHODS] | None,
     Query(  # type: ignore[valid-type]
-        description="The anomaly score (docs/science.md#anomaly-scores); default surprisal_knn, or knn_cosine "
+        description="The anomaly score (docs/science.md#anomaly-scores); default surprisal_excess, or knn_cosine "
         "(the ranking before issue #26) where the catalogue has no surprisal column"
     ),
 ]

@@ -365,7 +365,7 @@ def search_by_vector(
 
 
 def outlier_method(loaded: Loaded, method: str | None) -> str:
-    """The method asked for, or the catalogue's default (surprisal_knn where it has a surprisal)."""
+    """The method asked for, or the catalogue's default (surprisal_excess where it has a surprisal)."""
     from astropt.science.anomaly import NEEDS_SURPRISAL, default_method
     from astropt.science.surprisal import SURPRISAL_COLUMN
 

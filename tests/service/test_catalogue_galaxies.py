@@ -94,8 +94,8 @@ def test_an_objects_page_and_the_galleries(served) -> None:
     assert page.status_code == 200, page.text
     body = page.json()
     assert body["object_id"] == "g010.npy" and body["row"] == 10 and "surprisal" in body["columns"]
-    assert body["default_method"] == "surprisal_knn"
-    assert set(body["anomaly"]) == {"surprisal_knn", "surprisal", "knn_cosine"}
+    assert body["default_method"] == "surprisal_excess"
+    assert set(body["anomaly"]) == {"surprisal_excess", "surprisal", "knn_cosine"}
     assert all(1 <= a["rank"] <= NORMAL + len(KINDS) for a in body["anomaly"].values())
     assert len(body["neighbours"]) == 5 and "g010.npy" not in [
         n["object_id"] for n in body["neighbours"]
@@ -107,7 +107,7 @@ def test_an_objects_page_and_the_galleries(served) -> None:
     top = [item["object_id"] for item in odd["items"]]
     # the two planted anomalies among 48 objects, both in the top 4 (chance: 4/48 each)
     assert {"odd/star_spikes.npy", "odd/satellite_trail.npy"} <= set(top), odd
-    assert odd["title"] == "most unusual by surprisal_knn"
+    assert odd["title"] == "most unusual by surprisal_excess"
     near = client.get(
         f"/catalogues/{job_id}/gallery",
         params={"kind": "neighbours", "object_id": "g010.npy", "n": 6},

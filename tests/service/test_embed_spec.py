@@ -76,6 +76,13 @@ def test_service_rules_name_the_field_and_the_setting(tmp_path: Path) -> None:
     assert refused(two, settings).field == "resources"
 
 
+def _shipped_layers() -> int:
+    from astropt.checkpoints import read_meta
+    from astropt.checkpoints.shipped import SHIPPED_MODEL_DIR
+
+    return int(read_meta(SHIPPED_MODEL_DIR)["model_args"]["n_layer"])
+
+
 def test_the_model_is_resolved_and_its_layers_checked(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, max_embed_objects=50)
     migrate(settings.resolved_database_url)
@@ -86,8 +93,10 @@ def test_the_model_is_resolved_and_its_layers_checked(tmp_path: Path) -> None:
         assert (
             Path(body["embed"]["model_dir"]).name == "shipped_model" and body["max_iters"] == 50
         )  # cut at 50
-        with pytest.raises(SpecInvalid, match=r"must be in \[-2, 1\]") as caught:
-            prepare_body(session, spec(layer=2), spec(layer=2).model_dump(mode="json"), settings)
+        n = _shipped_layers()
+        beyond = spec(layer=n)
+        with pytest.raises(SpecInvalid, match=rf"must be in \[-{n}, {n - 1}\]") as caught:
+            prepare_body(session, beyond, beyond.model_dump(mode="json"), settings)
         assert caught.value.field == "embed.layer"
         with pytest.raises(SpecInvalid, match="not found") as caught:
             missing = spec(model={"job": "0123abcd"})
@@ -112,8 +121,9 @@ def test_a_patch_token_model_is_accepted_and_its_layers_checked(tmp_path: Path) 
         body = job.model_dump(mode="json")
         prepare_body(session, job, body, settings)
         assert body["embed"]["model_dir"] == str(patch_dir.resolve())
-        deep = spec(model={"path": str(patch_dir)}, layer=-3)
-        with pytest.raises(SpecInvalid, match=r"must be in \[-2, 1\]") as caught:
+        n = _shipped_layers()
+        deep = spec(model={"path": str(patch_dir)}, layer=-n - 1)
+        with pytest.raises(SpecInvalid, match=rf"must be in \[-{n}, {n - 1}\]") as caught:
             prepare_body(session, deep, deep.model_dump(mode="json"), settings)
     assert caught.value.field == "embed.layer"
 

@@ -73,7 +73,7 @@ def test_galleries_open_a_galaxy_with_its_neighbours(
         page.wait_for_function("document.querySelector('#galaxy-cutout').naturalWidth > 0")
         page.wait_for_function(LOADED.format("#galaxy-neighbours", 8))
         assert page.locator("#galaxy-id").inner_text() == shown[2]
-        assert "surprisal_knn (default)" in page.locator("#galaxy-anomaly").inner_text()
+        assert "surprisal_excess (default)" in page.locator("#galaxy-anomaly").inner_text()
         neighbour = page.locator("#galaxy-neighbours .tile").first.get_attribute("data-object-id")
         page.screenshot(path=shots / "galaxy.png", full_page=True)
         page.locator("#galaxy-neighbours .tile").first.click()  # a neighbour's own page

@@ -82,11 +82,12 @@ def test_embed_job_cancelled_resumed_and_its_catalogue_served(stack: Stack) -> N
     client = stack.client()
     # Refusals at submission: the key, the model's layers, the bounds, an unknown model job.
     assert stack.client(with_key=False).post("/jobs", json=embed_spec()).status_code == 401
-    bad = client.post("/jobs", json=embed_spec(layer=2))
+    blocks = read_meta(SHIPPED_MODEL_DIR)["model_args"]["n_layer"]
+    bad = client.post("/jobs", json=embed_spec(layer=blocks))
     assert (
         bad.status_code == 422
         and bad.json()["detail"][0]["field"] == "embed.layer"
-        and "2 blocks" in bad.text
+        and f"{blocks} blocks" in bad.text
     )
     big = client.post("/jobs", json={**embed_spec(), "data": {"source": "mock", "n_mock": 5000}})
     assert big.status_code == 422 and "ASTROPT_MAX_EMBED_OBJECTS" in big.text
