@@ -48,21 +48,28 @@ def load_shipped_model(
 
 
 @torch.no_grad()
+def teacher_forced_predictions(
+    model: torch.nn.Module, tokens: torch.Tensor, batch_size: int = 8
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(predicted, target) next tokens, each ``[N, T-1]``: the model's argmax given the true prefix."""
+    from astropt.tokenise import MODALITY, shift_for_training
+
+    device = next(model.parameters()).device
+    predicted, targets = [], []
+    for start in range(0, len(tokens), batch_size):
+        inputs, target = shift_for_training(tokens[start : start + batch_size].to(device))
+        logits, _ = model(inputs)
+        predicted.append(logits[MODALITY].argmax(-1).cpu())
+        targets.append(target[MODALITY].cpu())
+    return torch.cat(predicted), torch.cat(targets)
+
+
 def teacher_forced_accuracy(
     model: torch.nn.Module, tokens: torch.Tensor, batch_size: int = 8
 ) -> float:
     """Fraction of next tokens the model predicts exactly (argmax) given the true prefix."""
-    from astropt.tokenise import MODALITY, shift_for_training
-
-    device = next(model.parameters()).device
-    correct = total = 0
-    for start in range(0, len(tokens), batch_size):
-        inputs, targets = shift_for_training(tokens[start : start + batch_size].to(device))
-        logits, _ = model(inputs)
-        predicted = logits[MODALITY].argmax(-1)
-        correct += int((predicted == targets[MODALITY]).sum())
-        total += targets[MODALITY].numel()
-    return correct / max(total, 1)
+    predicted, targets = teacher_forced_predictions(model, tokens, batch_size)
+    return float((predicted == targets).float().mean()) if targets.numel() else 0.0
 
 
 def held_out_tokens(
