@@ -176,7 +176,7 @@ async def probe(
     response_model=OutliersOut,
     dependencies=[ApiKey],
     responses={200: {"content": {"image/png": {}}}, **COMPUTE},
-    summary="The most unusual galaxies (default: surprisal excess or cosine kNN distance, by rank)",
+    summary="The most unusual galaxies (default: surprisal above its nearest neighbours')",
 )
 async def outliers(
     job_id: str,

@@ -124,8 +124,8 @@ class Outlier(BaseModel):
     rank: int
     object_id: str
     outlier_score: float = Field(
-        description="The anomaly score of the method (larger: more unusual; "
-        "surprisal_knn: a rank in (0, 1])."
+        description="The anomaly score of the method (larger: more unusual; surprisal_excess, "
+        "the default: nats per token above its neighbours' median; surprisal_knn: a rank in (0, 1])."
     )
     columns: dict[str, Any]
 
