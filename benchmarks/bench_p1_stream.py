@@ -14,6 +14,9 @@ passes over the training split, one process, in one run of this script:
 
 The codec is AION-base's architecture with random weights (``--codec small``: the shipped size).
 Reports wall seconds of each ``train()`` (tokenising included) and trained tokens per second.
+``--parts`` first times the two halves of a per-batch step in this process (one codec call on a
+batch of 8 crops, one forward, backward and optimiser step of the model): their ratio bounds
+what tokenising once can save.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--codec", choices=["aion-base", "small"], default="aion-base")
+    ap.add_argument("--parts", action="store_true", help="time one codec batch and one step first")
     args = ap.parse_args()
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -56,6 +60,8 @@ def main() -> None:
             random_codec(0, **(AION_BASE_SHAPE if args.codec == "aion-base" else {})),
             root / "codec",
         )
+        if args.parts:
+            time_parts(codec_dir)
         n_train = sum(split_of(f"mock-s0-{i:08d}", 0.05) == "train" for i in range(args.n))
         steps = math.ceil(args.epochs * n_train / 8)
         results = []
@@ -107,6 +113,54 @@ def main() -> None:
             print(
                 f"repeat {r}: write-through / per-batch = {pair['write-through'] / pair['per-batch']:.2f}x"
             )
+
+
+def time_parts(codec_dir: Path, repeats: int = 3) -> None:
+    """Seconds of one codec call and of one training step, each on a batch of 8."""
+    import torch
+
+    from astropt.codec import load_codec
+    from astropt.config import TrainConfig
+    from astropt.model import GPT
+    from astropt.sequences import gpt_config, training_pair
+
+    codec = load_codec(str(codec_dir))
+    crops = torch.rand(8, 4, 96, 96) * 0.1
+    tokens = codec.encode(crops)  # warm-up
+    started = time.perf_counter()
+    for _ in range(repeats):
+        tokens = codec.encode(crops)
+    codec_s = (time.perf_counter() - started) / repeats
+    config = TrainConfig.model_validate(
+        {"out_dir": "unused", "model": {"n_layer": 4, "n_head": 4, "n_embd": 128}, "batch_size": 8}
+    )
+    net = GPT(gpt_config(config))
+    optimiser = torch.optim.AdamW(net.parameters(), lr=1e-3)
+
+    def step(index: int) -> None:
+        inputs, targets, masks = training_pair(tokens.long(), config.model, index, 0)
+        _, loss = net(inputs, targets, masks)
+        assert loss is not None
+        loss.backward()
+        optimiser.step()
+        optimiser.zero_grad(set_to_none=True)
+
+    step(0)  # warm-up
+    started = time.perf_counter()
+    for i in range(repeats):
+        step(i + 1)
+    step_s = (time.perf_counter() - started) / repeats
+    print(
+        json.dumps(
+            {
+                "threads": torch.get_num_threads(),
+                "codec_batch8_s": round(codec_s, 3),
+                "model_step_batch8_s": round(step_s, 3),
+                "codec_over_step": round(codec_s / step_s, 2),
+            }
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":
