@@ -100,7 +100,7 @@ def test_a_tokenise_job_writes_the_codecs_tokens_and_is_listed(stack: Stack) -> 
 
 def test_a_tokenise_job_whose_worker_is_killed_resumes_without_duplicates(stack: Stack) -> None:
     client = stack.client()
-    n = 768
+    n = 384  # one galaxy a codec call: 350 galaxies (tens of seconds) left when the kill lands
     job_id = client.post("/jobs", json=tokenise_spec(n, batch_size=1, num_workers=0)).json()["id"]
     wait_until(
         lambda: client.get(f"/jobs/{job_id}").json()["progress"]["iteration"] >= 2 * SHARD,
@@ -118,7 +118,7 @@ def test_a_tokenise_job_whose_worker_is_killed_resumes_without_duplicates(stack:
 
 def test_a_cancelled_tokenise_job_resumes_after_its_last_shard(stack: Stack) -> None:
     client = stack.client()
-    n = 512  # one galaxy a codec call: the cancel lands long before the end
+    n = 256  # one galaxy a codec call: the cancel lands long before the end
     job_id = client.post("/jobs", json=tokenise_spec(n, batch_size=1, num_workers=0)).json()["id"]
     wait_until(
         lambda: client.get(f"/jobs/{job_id}").json()["progress"]["iteration"] >= SHARD,
